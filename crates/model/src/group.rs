@@ -1,0 +1,173 @@
+//! Security groups and instances: the containers of rules and the things rules protect.
+//!
+//! A group carries no rules here; the policy layer owns the ordered rule lists, because rule
+//! order (creation time) and membership are state, while these are plain values.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use crate::error::ModelError;
+use crate::ids::{AccountId, InstanceId, SecurityGroupId, VpcId};
+use crate::rule::{validate_description, NetworkType};
+
+/// Basic (`normal`) or advanced (`enterprise`) security group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupType {
+    /// Basic group: members reach each other by default, egress open.
+    #[default]
+    Normal,
+    /// Advanced group: everything closed by default, members isolated, no group references.
+    Enterprise,
+}
+
+impl GroupType {
+    /// The wire form (`normal` / `enterprise`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            GroupType::Normal => "normal",
+            GroupType::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl FromStr for GroupType {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(GroupType::Normal),
+            "enterprise" => Ok(GroupType::Enterprise),
+            _ => Err(ModelError::InvalidParameter(
+                "SecurityGroupType",
+                s.to_string(),
+            )),
+        }
+    }
+}
+
+/// Whether members of a basic group reach each other when no rule decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InnerAccessPolicy {
+    /// Members reach each other over the intranet on every protocol and port.
+    #[default]
+    Accept,
+    /// Members are isolated from each other.
+    Drop,
+}
+
+impl InnerAccessPolicy {
+    /// The wire form (`Accept` / `Drop`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            InnerAccessPolicy::Accept => "Accept",
+            InnerAccessPolicy::Drop => "Drop",
+        }
+    }
+}
+
+impl FromStr for InnerAccessPolicy {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "accept" => Ok(InnerAccessPolicy::Accept),
+            "drop" => Ok(InnerAccessPolicy::Drop),
+            _ => Err(ModelError::InvalidParameter(
+                "InnerAccessPolicy",
+                s.to_string(),
+            )),
+        }
+    }
+}
+
+/// A security group's attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    /// `sg-...`
+    pub id: SecurityGroupId,
+    /// The owning account.
+    pub owner: AccountId,
+    /// Basic or advanced.
+    pub group_type: GroupType,
+    /// The VPC, or `None` for the classic network.
+    pub vpc_id: Option<VpcId>,
+    /// Intra-group policy as set; see [`SecurityGroup::inner_access`] for the effective one.
+    pub inner_access_policy: InnerAccessPolicy,
+}
+
+impl SecurityGroup {
+    /// VPC or classic.
+    pub fn network(&self) -> NetworkType {
+        if self.vpc_id.is_some() {
+            NetworkType::Vpc
+        } else {
+            NetworkType::Classic
+        }
+    }
+
+    /// The intra-group policy in force: enterprise groups always isolate their members.
+    pub fn inner_access(&self) -> InnerAccessPolicy {
+        match self.group_type {
+            GroupType::Enterprise => InnerAccessPolicy::Drop,
+            GroupType::Normal => self.inner_access_policy,
+        }
+    }
+}
+
+/// Checks `SecurityGroupName`: 2–128 characters, starting with a letter (any script), made of
+/// letters, digits, `:`, `_`, `.` and `-`, and not a URL.
+pub fn validate_group_name(s: &str) -> Result<String, ModelError> {
+    let n = s.chars().count();
+    let ok = (2..=128).contains(&n)
+        && s.chars().next().is_some_and(char::is_alphabetic)
+        && !s.starts_with("http://")
+        && !s.starts_with("https://")
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ':' | '_' | '.' | '-'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(ModelError::SecurityGroupNameMalformed(s.to_string()))
+    }
+}
+
+/// Checks a group `Description`: at most 256 characters, not a URL. (ECS documents a minimum
+/// of 2; an empty description is accepted because the SDKs send `Description=` when unset.)
+pub fn validate_group_description(s: &str) -> Result<String, ModelError> {
+    validate_description(s, 256)
+}
+
+/// An instance as the policy sees it: its addresses and its ordered list of groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// `i-...`
+    pub id: InstanceId,
+    /// The owning account.
+    pub owner: AccountId,
+    /// The VPC, or `None` for a classic-network instance.
+    pub vpc_id: Option<VpcId>,
+    /// Primary private (intranet) IPv4 address.
+    pub private_ip: Ipv4Addr,
+    /// Private IPv6 address (VPC only).
+    pub ipv6: Option<Ipv6Addr>,
+    /// Internet address of a classic instance with outbound bandwidth.
+    pub public_ip: Option<Ipv4Addr>,
+    /// Security groups in join order (1 to 5, or up to 10 when configured).
+    pub security_groups: Vec<SecurityGroupId>,
+}
+
+impl Instance {
+    /// VPC or classic.
+    pub fn network(&self) -> NetworkType {
+        if self.vpc_id.is_some() {
+            NetworkType::Vpc
+        } else {
+            NetworkType::Classic
+        }
+    }
+
+    /// The intranet addresses that group references to this instance's groups match.
+    pub fn intranet_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(IpAddr::V4(self.private_ip)).chain(self.ipv6.map(IpAddr::V6))
+    }
+}

@@ -1,0 +1,28 @@
+//! Stockade's domain model: the pure values of ECS security groups and their validation.
+//!
+//! This crate does no I/O and knows nothing of HTTP, SQL or nftables. Wire strings are
+//! parsed here exactly once, with the ECS error code each failure answers
+//! ([`ModelError::code`]); everything inward of the parse works with typed values whose
+//! invariants hold by construction.
+
+mod error;
+mod group;
+mod ids;
+mod rule;
+
+pub use error::{IdKind, ModelError};
+pub use group::{
+    validate_group_description, validate_group_name, GroupType, InnerAccessPolicy, Instance,
+    SecurityGroup,
+};
+pub use ids::{
+    AccountId, InstanceId, PrefixListId, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
+};
+pub use rule::{
+    ip_proto, validate_description, Direction, GroupRef, IpProtocol, NetworkType, NicType, Peer,
+    Permission, PermissionFields, Policy, PortRange, Ports, Priority, Protocol,
+    MAX_RULE_DESCRIPTION,
+};
+
+#[cfg(test)]
+mod tests;

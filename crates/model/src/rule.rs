@@ -1,0 +1,741 @@
+//! Security group rules (ECS "permissions") and the small values they are made of.
+//!
+//! Wire strings are parsed here once, with the exact ECS error for each failure; after that,
+//! a [`Permission`] cannot be in a state ECS would reject: a TCP rule always has a port range,
+//! an ICMP rule never has one, a range is never `200/1`, a group reference is always intranet,
+//! and the addresses of one rule are all of one family.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::error::ModelError;
+use crate::ids::{AccountId, PrefixListId, SecurityGroupId, SecurityGroupRuleId};
+
+/// Which way a rule filters, seen from the instance: inbound or outbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Inbound (`AuthorizeSecurityGroup`).
+    Ingress,
+    /// Outbound (`AuthorizeSecurityGroupEgress`).
+    Egress,
+}
+
+impl Direction {
+    /// The wire form used in `DescribeSecurityGroupAttribute` (`ingress` / `egress`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// What a matching rule does with a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Policy {
+    /// Let the flow through (`accept`).
+    Accept,
+    /// Silently drop it (`drop`): the client sees a timeout.
+    Drop,
+}
+
+impl Policy {
+    /// The capitalised form ECS responses echo (`Accept` / `Drop`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Policy::Accept => "Accept",
+            Policy::Drop => "Drop",
+        }
+    }
+}
+
+impl FromStr for Policy {
+    type Err = ModelError;
+
+    /// Case-insensitive, as ECS accepts both `accept` and `Accept`.
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "accept" => Ok(Policy::Accept),
+            "drop" => Ok(Policy::Drop),
+            _ => Err(ModelError::PolicyMalformed(s.to_string())),
+        }
+    }
+}
+
+/// A rule's priority, 1 (highest, the default) to 100 (lowest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Priority(u8);
+
+impl Priority {
+    /// The highest priority, and the default when a request gives none.
+    pub const HIGHEST: Priority = Priority(1);
+    /// The lowest priority.
+    pub const LOWEST: Priority = Priority(100);
+
+    /// Builds a priority from a number, if it is in 1–100.
+    pub fn new(value: u8) -> Option<Priority> {
+        (1..=100).contains(&value).then_some(Priority(value))
+    }
+
+    /// The number, 1–100.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::HIGHEST
+    }
+}
+
+impl FromStr for Priority {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let value: i64 = s
+            .trim()
+            .parse()
+            .map_err(|_| ModelError::PriorityMalformed(s.to_string()))?;
+        u8::try_from(value)
+            .ok()
+            .and_then(Priority::new)
+            .ok_or_else(|| ModelError::PriorityOutOfRange(s.to_string()))
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The network interface a rule applies to. VPC rules are always `intranet`; classic-network
+/// rules choose between the intranet and the internet interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NicType {
+    /// The private (internal) network.
+    Intranet,
+    /// The public interface of a classic-network instance.
+    Internet,
+}
+
+impl NicType {
+    /// The wire form (`intranet` / `internet`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            NicType::Intranet => "intranet",
+            NicType::Internet => "internet",
+        }
+    }
+}
+
+impl FromStr for NicType {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "intranet" => Ok(NicType::Intranet),
+            "internet" => Ok(NicType::Internet),
+            _ => Err(ModelError::NicTypeNotSupported(s.to_string())),
+        }
+    }
+}
+
+/// The network a group or an instance lives in: a VPC, or the retired classic network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkType {
+    /// A virtual private cloud: rules are intranet only.
+    Vpc,
+    /// The classic network: intranet and internet rules.
+    Classic,
+}
+
+/// The protocol names ECS accepts in `IpProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpProtocol {
+    /// TCP (6).
+    Tcp,
+    /// UDP (17).
+    Udp,
+    /// ICMP (1), IPv4 only.
+    Icmp,
+    /// ICMPv6 (58), IPv6 only.
+    Icmpv6,
+    /// GRE (47).
+    Gre,
+    /// Every protocol.
+    All,
+}
+
+/// IANA protocol numbers of the protocols ECS names.
+pub mod ip_proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// GRE.
+    pub const GRE: u8 = 47;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+impl IpProtocol {
+    /// The IANA number, or `None` for `ALL`.
+    pub fn number(self) -> Option<u8> {
+        match self {
+            IpProtocol::Tcp => Some(ip_proto::TCP),
+            IpProtocol::Udp => Some(ip_proto::UDP),
+            IpProtocol::Icmp => Some(ip_proto::ICMP),
+            IpProtocol::Icmpv6 => Some(ip_proto::ICMPV6),
+            IpProtocol::Gre => Some(ip_proto::GRE),
+            IpProtocol::All => None,
+        }
+    }
+
+    /// Whether rules of this protocol carry port ranges.
+    pub fn has_ports(self) -> bool {
+        matches!(self, IpProtocol::Tcp | IpProtocol::Udp)
+    }
+
+    /// The upper-case form ECS responses echo (`TCP`, `ICMPv6`, `ALL`).
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            IpProtocol::Tcp => "TCP",
+            IpProtocol::Udp => "UDP",
+            IpProtocol::Icmp => "ICMP",
+            IpProtocol::Icmpv6 => "ICMPv6",
+            IpProtocol::Gre => "GRE",
+            IpProtocol::All => "ALL",
+        }
+    }
+}
+
+impl FromStr for IpProtocol {
+    type Err = ModelError;
+
+    /// Case-insensitive. IANA numbers are not accepted: ECS documents them for some regions
+    /// only, and each numbered protocol would need its own port semantics.
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(IpProtocol::Tcp),
+            "udp" => Ok(IpProtocol::Udp),
+            "icmp" => Ok(IpProtocol::Icmp),
+            "icmpv6" => Ok(IpProtocol::Icmpv6),
+            "gre" => Ok(IpProtocol::Gre),
+            "all" => Ok(IpProtocol::All),
+            _ => Err(ModelError::IpProtocolNotSupported(s.to_string())),
+        }
+    }
+}
+
+/// An inclusive TCP/UDP port range, `start/end` on the wire, `1 <= start <= end <= 65535`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    start: u16,
+    end: u16,
+}
+
+impl PortRange {
+    /// Every port, `1/65535`.
+    pub const ALL: PortRange = PortRange {
+        start: 1,
+        end: 65535,
+    };
+
+    /// Builds a range if `1 <= start <= end`.
+    pub fn new(start: u16, end: u16) -> Option<PortRange> {
+        (start >= 1 && start <= end).then_some(PortRange { start, end })
+    }
+
+    /// A single port, `p/p`.
+    pub fn single(port: u16) -> Option<PortRange> {
+        PortRange::new(port, port)
+    }
+
+    /// First port of the range.
+    pub fn start(self) -> u16 {
+        self.start
+    }
+
+    /// Last port of the range (inclusive).
+    pub fn end(self) -> u16 {
+        self.end
+    }
+
+    /// Whether `port` is inside the range.
+    pub fn contains(self, port: u16) -> bool {
+        self.start <= port && port <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.start, self.end)
+    }
+}
+
+/// The result of reading a `start/end` string: either a real range or the `-1/-1` that ECS
+/// uses for "no ports" (ICMP, GRE, ALL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WirePorts {
+    Range(PortRange),
+    Unset,
+}
+
+/// Reads `a/b`. `Err(true)` when the text is not two integers, `Err(false)` when the integers
+/// are out of range or reversed.
+fn parse_wire_ports(s: &str) -> Result<WirePorts, bool> {
+    let (a, b) = s.trim().split_once('/').ok_or(true)?;
+    let a: i64 = a.trim().parse().map_err(|_| true)?;
+    let b: i64 = b.trim().parse().map_err(|_| true)?;
+    if a == -1 && b == -1 {
+        return Ok(WirePorts::Unset);
+    }
+    let (Ok(a), Ok(b)) = (u16::try_from(a), u16::try_from(b)) else {
+        return Err(false);
+    };
+    PortRange::new(a, b).map(WirePorts::Range).ok_or(false)
+}
+
+impl FromStr for PortRange {
+    type Err = ModelError;
+
+    /// Parses `start/end` as a TCP/UDP range (so `-1/-1` is a protocol mismatch here).
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match parse_wire_ports(s) {
+            Ok(WirePorts::Range(r)) => Ok(r),
+            Ok(WirePorts::Unset) => Err(ModelError::ProtocolAndPortRangeMismatch),
+            Err(true) => Err(ModelError::PortRangeMalformed(s.to_string())),
+            Err(false) => Err(ModelError::PortRangeOutOfRange(s.to_string())),
+        }
+    }
+}
+
+/// The ports of a TCP or UDP rule: a destination range (the ECS `PortRange`) and an optional
+/// source range (the quintuple-rule `SourcePortRange`; `None` = any source port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ports {
+    /// Destination ports (`PortRange`).
+    pub destination: PortRange,
+    /// Source ports (`SourcePortRange`), `None` for any.
+    pub source: Option<PortRange>,
+}
+
+impl Ports {
+    /// Destination ports only, any source port.
+    pub fn to(destination: PortRange) -> Ports {
+        Ports {
+            destination,
+            source: None,
+        }
+    }
+}
+
+/// A rule's protocol together with the ports that only some protocols have, so that a TCP
+/// rule without ports or an ICMP rule with ports cannot be written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP with its ports.
+    Tcp(Ports),
+    /// UDP with its ports.
+    Udp(Ports),
+    /// ICMP (v4), every type.
+    Icmp,
+    /// ICMPv6, every type.
+    Icmpv6,
+    /// GRE.
+    Gre,
+    /// Every protocol and port.
+    All,
+}
+
+impl Protocol {
+    /// The protocol name without ports.
+    pub fn ip_protocol(&self) -> IpProtocol {
+        match self {
+            Protocol::Tcp(_) => IpProtocol::Tcp,
+            Protocol::Udp(_) => IpProtocol::Udp,
+            Protocol::Icmp => IpProtocol::Icmp,
+            Protocol::Icmpv6 => IpProtocol::Icmpv6,
+            Protocol::Gre => IpProtocol::Gre,
+            Protocol::All => IpProtocol::All,
+        }
+    }
+
+    /// The ports, for TCP and UDP.
+    pub fn ports(&self) -> Option<Ports> {
+        match self {
+            Protocol::Tcp(p) | Protocol::Udp(p) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// The `PortRange` wire value (`-1/-1` for protocols without ports).
+    pub fn port_range_wire(&self) -> String {
+        self.ports()
+            .map_or_else(|| "-1/-1".to_string(), |p| p.destination.to_string())
+    }
+
+    /// The `SourcePortRange` wire value (empty when unset, as ECS answers).
+    pub fn source_port_range_wire(&self) -> String {
+        self.ports()
+            .and_then(|p| p.source)
+            .map_or_else(String::new, |r| r.to_string())
+    }
+
+    /// Whether a packet with this IANA protocol number and ports matches. Ports are read
+    /// only for TCP and UDP rules; for other packets callers pass 0.
+    pub fn matches(&self, protocol: u8, source_port: u16, destination_port: u16) -> bool {
+        match self {
+            Protocol::All => true,
+            Protocol::Tcp(p) | Protocol::Udp(p) => {
+                self.ip_protocol().number() == Some(protocol)
+                    && p.destination.contains(destination_port)
+                    && p.source.is_none_or(|s| s.contains(source_port))
+            }
+            other => other.ip_protocol().number() == Some(protocol),
+        }
+    }
+}
+
+/// The other side of a rule: who may send (ingress) or be sent to (egress).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    /// An IPv4 or IPv6 CIDR block (a bare address is a /32 or /128).
+    Cidr(IpNet),
+    /// The intranet addresses of every instance in a security group.
+    Group(GroupRef),
+    /// The CIDRs of a prefix list.
+    PrefixList(PrefixListId),
+}
+
+/// A reference to a security group as a rule's peer, possibly of another account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupRef {
+    /// The referenced group.
+    pub id: SecurityGroupId,
+    /// `SourceGroupOwnerAccount` / `DestGroupOwnerAccount`, as given.
+    pub owner_account: Option<String>,
+    /// `SourceGroupOwnerId` / `DestGroupOwnerId`, as given.
+    pub owner_id: Option<AccountId>,
+}
+
+impl GroupRef {
+    /// A reference to a group of the caller's own account.
+    pub fn local(id: SecurityGroupId) -> GroupRef {
+        GroupRef {
+            id,
+            owner_account: None,
+            owner_id: None,
+        }
+    }
+}
+
+/// One security group rule after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Permission {
+    /// The rule id (`sgr-...`).
+    pub id: SecurityGroupRuleId,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Accept or drop.
+    pub policy: Policy,
+    /// 1 (first) to 100.
+    pub priority: Priority,
+    /// Protocol and ports.
+    pub protocol: Protocol,
+    /// Source (ingress) or destination (egress).
+    pub peer: Peer,
+    /// The instance-side address filter of quintuple rules: `DestCidrIp` on ingress,
+    /// `SourceCidrIp` on egress. `None` matches every local address.
+    pub local: Option<IpNet>,
+    /// The interface the rule applies to.
+    pub nic_type: NicType,
+    /// Free text, at most 512 characters.
+    pub description: String,
+}
+
+impl Permission {
+    /// Whether two permissions are the same rule in the ECS sense (every matching and
+    /// deciding field equal; id and description do not count). Adding such a rule again is
+    /// a successful no-op.
+    pub fn same_rule(&self, other: &Permission) -> bool {
+        self.direction == other.direction
+            && self.policy == other.policy
+            && self.priority == other.priority
+            && self.protocol == other.protocol
+            && self.peer == other.peer
+            && self.local == other.local
+            && self.nic_type == other.nic_type
+    }
+
+    /// Whether the peer side of the rule is an address block containing `addr`. Group and
+    /// prefix-list peers need the policy state to resolve and answer `None` here.
+    pub fn cidr_peer_contains(&self, addr: IpAddr) -> Option<bool> {
+        match &self.peer {
+            Peer::Cidr(net) => Some(net.contains(&addr)),
+            _ => None,
+        }
+    }
+
+    /// Whether the local address filter admits `addr`.
+    pub fn local_contains(&self, addr: IpAddr) -> bool {
+        self.local.is_none_or(|net| net.contains(&addr))
+    }
+}
+
+/// A rule as it arrives on the wire: the strings of one `Permissions.N.*` entry or of the flat
+/// parameters, named as ECS names them. `None` means the parameter was absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionFields {
+    /// `Policy`.
+    pub policy: Option<String>,
+    /// `Priority`.
+    pub priority: Option<String>,
+    /// `IpProtocol`.
+    pub ip_protocol: Option<String>,
+    /// `PortRange`.
+    pub port_range: Option<String>,
+    /// `SourcePortRange`.
+    pub source_port_range: Option<String>,
+    /// `SourceCidrIp`.
+    pub source_cidr_ip: Option<String>,
+    /// `Ipv6SourceCidrIp`.
+    pub ipv6_source_cidr_ip: Option<String>,
+    /// `DestCidrIp`.
+    pub dest_cidr_ip: Option<String>,
+    /// `Ipv6DestCidrIp`.
+    pub ipv6_dest_cidr_ip: Option<String>,
+    /// `SourceGroupId` (ingress) or `DestGroupId` (egress).
+    pub group_id: Option<String>,
+    /// `SourceGroupOwnerAccount` / `DestGroupOwnerAccount`.
+    pub group_owner_account: Option<String>,
+    /// `SourceGroupOwnerId` / `DestGroupOwnerId`.
+    pub group_owner_id: Option<String>,
+    /// `SourcePrefixListId` / `DestPrefixListId`.
+    pub prefix_list_id: Option<String>,
+    /// `NicType`.
+    pub nic_type: Option<String>,
+    /// `Description`.
+    pub description: Option<String>,
+}
+
+/// Empty strings count as absent: the SDKs send `Key=` for unset optional fields.
+fn present(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Parses an IPv4 or IPv6 CIDR or bare address of the expected family, normalised to its
+/// network (`10.1.2.3/8` becomes `10.0.0.0/8`, as the kernel would match it).
+fn parse_cidr(s: &str, v6: bool, err: impl Fn(String) -> ModelError) -> Result<IpNet, ModelError> {
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| err(s.to_string()))?,
+    };
+    if matches!(net, IpNet::V6(_)) != v6 {
+        return Err(err(s.to_string()));
+    }
+    Ok(net.trunc())
+}
+
+/// The longest rule description ECS accepts.
+pub const MAX_RULE_DESCRIPTION: usize = 512;
+
+/// Checks a free-text description: at most `max` characters, not a URL.
+pub fn validate_description(s: &str, max: usize) -> Result<String, ModelError> {
+    if s.chars().count() > max || s.starts_with("http://") || s.starts_with("https://") {
+        return Err(ModelError::DescriptionMalformed(max));
+    }
+    Ok(s.to_string())
+}
+
+impl PermissionFields {
+    /// Validates the fields into a [`Permission`] of the given direction for a group of the
+    /// given network type, with the ECS error of the first problem found.
+    ///
+    /// Decisions where ECS is lenient or silent: `Policy` defaults to accept and `Priority` to
+    /// 1; `PortRange` may be omitted for protocols without ports; a CIDR peer wins over a
+    /// group peer, and either wins over a prefix list (ECS precedence); VPC rules are always
+    /// intranet; classic rules default to internet, except group references, which are
+    /// intranet only and default to it.
+    pub fn parse(
+        &self,
+        id: SecurityGroupRuleId,
+        direction: Direction,
+        network: NetworkType,
+    ) -> Result<Permission, ModelError> {
+        let policy = present(&self.policy).map_or(Ok(Policy::Accept), str::parse)?;
+        let priority = present(&self.priority).map_or(Ok(Priority::default()), str::parse)?;
+        let ip_protocol: IpProtocol = present(&self.ip_protocol)
+            .ok_or(ModelError::Missing("IpProtocol"))?
+            .parse()?;
+        let protocol = self.parse_protocol(ip_protocol)?;
+
+        let (peer_v4, peer_v6, local_v4, local_v6) = match direction {
+            Direction::Ingress => (
+                (&self.source_cidr_ip, "SourceCidrIp"),
+                (&self.ipv6_source_cidr_ip, "Ipv6SourceCidrIp"),
+                (&self.dest_cidr_ip, "DestCidrIp"),
+                (&self.ipv6_dest_cidr_ip, "Ipv6DestCidrIp"),
+            ),
+            Direction::Egress => (
+                (&self.dest_cidr_ip, "DestCidrIp"),
+                (&self.ipv6_dest_cidr_ip, "Ipv6DestCidrIp"),
+                (&self.source_cidr_ip, "SourceCidrIp"),
+                (&self.ipv6_source_cidr_ip, "Ipv6SourceCidrIp"),
+            ),
+        };
+        let peer_cidr = parse_family_pair(peer_v4, peer_v6)?;
+        let local = parse_family_pair(local_v4, local_v6)?;
+
+        let peer = if let Some(net) = peer_cidr {
+            Peer::Cidr(net)
+        } else if let Some(group) = present(&self.group_id) {
+            Peer::Group(GroupRef {
+                id: group.parse()?,
+                owner_account: present(&self.group_owner_account).map(str::to_string),
+                owner_id: present(&self.group_owner_id).map(str::parse).transpose()?,
+            })
+        } else if let Some(list) = present(&self.prefix_list_id) {
+            Peer::PrefixList(list.parse()?)
+        } else {
+            return Err(ModelError::Missing(match direction {
+                Direction::Ingress => "Source",
+                Direction::Egress => "Dest",
+            }));
+        };
+
+        if let (Peer::Cidr(p), Some(l)) = (&peer, &local) {
+            if matches!(p, IpNet::V6(_)) != matches!(l, IpNet::V6(_)) {
+                return Err(ModelError::Conflict(peer_v4.1, local_v6.1));
+            }
+        }
+        let families = [
+            match &peer {
+                Peer::Cidr(n) => Some(n),
+                _ => None,
+            },
+            local.as_ref(),
+        ];
+        for net in families.into_iter().flatten() {
+            match (ip_protocol, net) {
+                (IpProtocol::Icmp, IpNet::V6(_)) => {
+                    return Err(ModelError::Ipv4ProtocolWithIpv6Address("ICMP"))
+                }
+                (IpProtocol::Icmpv6, IpNet::V4(_)) => {
+                    return Err(ModelError::Ipv6ProtocolWithIpv4Address)
+                }
+                _ => {}
+            }
+        }
+
+        let requested_nic = present(&self.nic_type)
+            .map(str::parse::<NicType>)
+            .transpose()?;
+        let nic_type = match (network, &peer, requested_nic) {
+            (NetworkType::Vpc, _, _) => NicType::Intranet,
+            (NetworkType::Classic, Peer::Group(_), Some(NicType::Internet)) => {
+                return Err(ModelError::NicTypeMismatch)
+            }
+            (NetworkType::Classic, Peer::Group(_), _) => NicType::Intranet,
+            (NetworkType::Classic, _, nic) => nic.unwrap_or(NicType::Internet),
+        };
+
+        let description = validate_description(
+            self.description.as_deref().unwrap_or(""),
+            MAX_RULE_DESCRIPTION,
+        )?;
+
+        Ok(Permission {
+            id,
+            direction,
+            policy,
+            priority,
+            protocol,
+            peer,
+            local,
+            nic_type,
+            description,
+        })
+    }
+
+    fn parse_protocol(&self, ip_protocol: IpProtocol) -> Result<Protocol, ModelError> {
+        let destination = present(&self.port_range).map(|s| {
+            parse_wire_ports(s).map_err(|malformed| {
+                if malformed {
+                    ModelError::PortRangeMalformed(s.to_string())
+                } else {
+                    ModelError::PortRangeOutOfRange(s.to_string())
+                }
+            })
+        });
+        let source = present(&self.source_port_range)
+            .map(|s| {
+                parse_wire_ports(s).map_err(|_| ModelError::SourcePortRangeMalformed(s.to_string()))
+            })
+            .transpose()?;
+        if ip_protocol.has_ports() {
+            let destination = match destination.ok_or(ModelError::PortRangeMissing)?? {
+                WirePorts::Range(r) => r,
+                WirePorts::Unset => return Err(ModelError::ProtocolAndPortRangeMismatch),
+            };
+            let source = match source {
+                Some(WirePorts::Range(r)) => Some(r),
+                Some(WirePorts::Unset) | None => None,
+            };
+            let ports = Ports {
+                destination,
+                source,
+            };
+            return Ok(if ip_protocol == IpProtocol::Tcp {
+                Protocol::Tcp(ports)
+            } else {
+                Protocol::Udp(ports)
+            });
+        }
+        if matches!(destination.transpose()?, Some(WirePorts::Range(_)))
+            || matches!(source, Some(WirePorts::Range(_)))
+        {
+            return Err(ModelError::ProtocolAndPortRangeMismatch);
+        }
+        Ok(match ip_protocol {
+            IpProtocol::Icmp => Protocol::Icmp,
+            IpProtocol::Icmpv6 => Protocol::Icmpv6,
+            IpProtocol::Gre => Protocol::Gre,
+            _ => Protocol::All,
+        })
+    }
+}
+
+/// Parses the IPv4 and IPv6 variants of one address field, which exclude each other.
+fn parse_family_pair(
+    v4: (&Option<String>, &'static str),
+    v6: (&Option<String>, &'static str),
+) -> Result<Option<IpNet>, ModelError> {
+    let (v4_value, v4_name) = v4;
+    let (v6_value, v6_name) = v6;
+    match (present(v4_value), present(v6_value)) {
+        (Some(_), Some(_)) => Err(ModelError::Conflict(v4_name, v6_name)),
+        (Some(s), None) => parse_cidr(s, false, |s| malformed_cidr(v4_name, s)).map(Some),
+        (None, Some(s)) => parse_cidr(s, true, |s| malformed_cidr(v6_name, s)).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+fn malformed_cidr(field: &'static str, value: String) -> ModelError {
+    match field {
+        "SourceCidrIp" => ModelError::SourceCidrIpMalformed(value),
+        "DestCidrIp" => ModelError::DestCidrIpMalformed(value),
+        "Ipv6SourceCidrIp" => ModelError::Ipv6SourceCidrIpMalformed(value),
+        _ => ModelError::Ipv6DestCidrIpMalformed(value),
+    }
+}

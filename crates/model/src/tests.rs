@@ -1,0 +1,288 @@
+//! Wire-form parsing: every accepted form and every rejection with its ECS code.
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn rid() -> SecurityGroupRuleId {
+    "sgr-test1".parse().unwrap()
+}
+
+fn fields(proto: &str, ports: &str, source: &str) -> PermissionFields {
+    PermissionFields {
+        ip_protocol: Some(proto.into()),
+        port_range: Some(ports.into()),
+        source_cidr_ip: Some(source.into()),
+        ..Default::default()
+    }
+}
+
+fn parse(f: &PermissionFields) -> Result<Permission, ModelError> {
+    f.parse(rid(), Direction::Ingress, NetworkType::Vpc)
+}
+
+fn code(f: &PermissionFields) -> String {
+    parse(f).unwrap_err().code()
+}
+
+#[test]
+fn port_range_forms() {
+    assert_eq!(
+        "1/200".parse::<PortRange>().unwrap(),
+        PortRange::new(1, 200).unwrap()
+    );
+    assert_eq!("22/22".parse::<PortRange>().unwrap().to_string(), "22/22");
+    assert_eq!(
+        "200/1".parse::<PortRange>().unwrap_err().code(),
+        "InvalidParam.PortRange"
+    );
+    assert_eq!(
+        "0/10".parse::<PortRange>().unwrap_err().code(),
+        "InvalidParam.PortRange"
+    );
+    assert_eq!(
+        "1/65536".parse::<PortRange>().unwrap_err().code(),
+        "InvalidParam.PortRange"
+    );
+    assert_eq!(
+        "22".parse::<PortRange>().unwrap_err().code(),
+        "InvalidPortRange.Malformed"
+    );
+    assert_eq!(
+        "a/b".parse::<PortRange>().unwrap_err().code(),
+        "InvalidPortRange.Malformed"
+    );
+}
+
+#[test]
+fn protocol_is_case_insensitive_and_closed() {
+    for (s, p) in [
+        ("tcp", IpProtocol::Tcp),
+        ("TCP", IpProtocol::Tcp),
+        ("All", IpProtocol::All),
+    ] {
+        assert_eq!(s.parse::<IpProtocol>().unwrap(), p);
+    }
+    assert_eq!("icmpV6".parse::<IpProtocol>().unwrap().as_wire(), "ICMPv6");
+    assert_eq!(
+        "sctp".parse::<IpProtocol>().unwrap_err().code(),
+        "InvalidIpProtocol.ValueNotSupported"
+    );
+}
+
+#[test]
+fn priority_bounds() {
+    assert_eq!("1".parse::<Priority>().unwrap().get(), 1);
+    assert_eq!("100".parse::<Priority>().unwrap().get(), 100);
+    assert_eq!(
+        "0".parse::<Priority>().unwrap_err().code(),
+        "InvalidPriority.ValueNotSupported"
+    );
+    assert_eq!(
+        "101".parse::<Priority>().unwrap_err().code(),
+        "InvalidPriority.ValueNotSupported"
+    );
+    assert_eq!(
+        "x".parse::<Priority>().unwrap_err().code(),
+        "InvalidPriority.Malformed"
+    );
+    assert_eq!("Drop".parse::<Policy>().unwrap(), Policy::Drop);
+    assert_eq!(
+        "deny".parse::<Policy>().unwrap_err().code(),
+        "InvalidPolicy.Malformed"
+    );
+    assert_eq!("Internet".parse::<NicType>().unwrap(), NicType::Internet);
+    assert_eq!(
+        "wan".parse::<NicType>().unwrap_err().code(),
+        "InvalidNicType.ValueNotSupported"
+    );
+}
+
+#[test]
+fn tcp_needs_real_ports_and_icmp_none() {
+    let p = parse(&fields("tcp", "22/22", "10.0.0.0/8")).unwrap();
+    assert_eq!(
+        p.protocol,
+        Protocol::Tcp(Ports::to(PortRange::single(22).unwrap()))
+    );
+    assert_eq!(p.policy, Policy::Accept);
+    assert_eq!(p.priority, Priority::HIGHEST);
+    assert_eq!(
+        code(&fields("tcp", "-1/-1", "10.0.0.0/8")),
+        "InvalidParam.ProtocolAndPortRangeMismatch"
+    );
+    let mut no_ports = fields("udp", "", "10.0.0.0/8");
+    no_ports.port_range = None;
+    assert_eq!(code(&no_ports), "InvalidPortRange.Malformed");
+    assert_eq!(
+        parse(&fields("icmp", "-1/-1", "0.0.0.0/0"))
+            .unwrap()
+            .protocol,
+        Protocol::Icmp
+    );
+    assert_eq!(
+        code(&fields("icmp", "22/22", "0.0.0.0/0")),
+        "InvalidParam.ProtocolAndPortRangeMismatch"
+    );
+    assert_eq!(
+        parse(&fields("all", "-1/-1", "0.0.0.0/0"))
+            .unwrap()
+            .protocol,
+        Protocol::All
+    );
+    let mut with_source = fields("tcp", "80/80", "1.2.3.4");
+    with_source.source_port_range = Some("1024/65535".into());
+    let p = parse(&with_source).unwrap();
+    assert_eq!(
+        p.protocol.ports().unwrap().source,
+        PortRange::new(1024, 65535)
+    );
+    assert_eq!(p.peer, Peer::Cidr("1.2.3.4/32".parse().unwrap()));
+    with_source.source_port_range = Some("9/1".into());
+    assert_eq!(code(&with_source), "InvalidSourcePortRange.Malformed");
+}
+
+#[test]
+fn peers_and_address_families() {
+    assert_eq!(
+        code(&fields("tcp", "1/2", "10.0.0.0/33")),
+        "InvalidSourceCidrIp.Malformed"
+    );
+    assert_eq!(
+        code(&fields("tcp", "1/2", "::/0")),
+        "InvalidSourceCidrIp.Malformed"
+    );
+    let p = parse(&fields("tcp", "1/2", "10.1.2.3/8")).unwrap();
+    assert_eq!(
+        p.peer,
+        Peer::Cidr("10.0.0.0/8".parse().unwrap()),
+        "normalised to the network"
+    );
+
+    let mut both = fields("tcp", "1/2", "10.0.0.0/8");
+    both.ipv6_source_cidr_ip = Some("2001:db8::/32".into());
+    assert_eq!(code(&both), "InvalidParameter.Conflict");
+
+    let mut v6 = fields("icmp", "-1/-1", "");
+    v6.ipv6_source_cidr_ip = Some("2001:db8::/32".into());
+    assert_eq!(
+        code(&v6),
+        "InvalidParam.Ipv4ProtocolConflictWithIpv6Address"
+    );
+    v6.ip_protocol = Some("icmpv6".into());
+    assert!(parse(&v6).is_ok());
+    assert_eq!(
+        code(&fields("icmpv6", "-1/-1", "1.2.3.4")),
+        "InvalidParam.Ipv6ProtocolConflictWithIpv4Address"
+    );
+
+    let mut mixed = fields("tcp", "1/2", "10.0.0.0/8");
+    mixed.ipv6_dest_cidr_ip = Some("2001:db8::1".into());
+    assert_eq!(code(&mixed), "InvalidParameter.Conflict");
+
+    let none = fields("tcp", "1/2", "");
+    assert_eq!(code(&none), "MissingParameter.Source");
+    let egress = none
+        .parse(rid(), Direction::Egress, NetworkType::Vpc)
+        .unwrap_err();
+    assert_eq!(egress.code(), "MissingParameter.Dest");
+}
+
+#[test]
+fn egress_swaps_peer_and_local() {
+    let mut f = fields("tcp", "443/443", "192.168.0.0/24");
+    f.dest_cidr_ip = Some("0.0.0.0/0".into());
+    let p = f.parse(rid(), Direction::Egress, NetworkType::Vpc).unwrap();
+    assert_eq!(p.peer, Peer::Cidr("0.0.0.0/0".parse().unwrap()));
+    assert_eq!(p.local, Some("192.168.0.0/24".parse().unwrap()));
+}
+
+#[test]
+fn cidr_beats_group_and_group_beats_prefix_list() {
+    let mut f = fields("tcp", "1/2", "10.0.0.0/8");
+    f.group_id = Some("sg-other".into());
+    f.prefix_list_id = Some("pl-x".into());
+    assert!(matches!(parse(&f).unwrap().peer, Peer::Cidr(_)));
+    f.source_cidr_ip = None;
+    assert!(matches!(parse(&f).unwrap().peer, Peer::Group(_)));
+    f.group_id = None;
+    assert!(matches!(parse(&f).unwrap().peer, Peer::PrefixList(_)));
+    f.prefix_list_id = Some("sg-wrong".into());
+    assert_eq!(code(&f), "InvalidPrefixListId.Malformed");
+}
+
+#[test]
+fn nic_type_by_network() {
+    let mut f = fields("tcp", "80/80", "0.0.0.0/0");
+    f.nic_type = Some("internet".into());
+    assert_eq!(
+        parse(&f).unwrap().nic_type,
+        NicType::Intranet,
+        "VPC rules are intranet"
+    );
+    let classic = |f: &PermissionFields| f.parse(rid(), Direction::Ingress, NetworkType::Classic);
+    assert_eq!(classic(&f).unwrap().nic_type, NicType::Internet);
+    f.nic_type = None;
+    assert_eq!(
+        classic(&f).unwrap().nic_type,
+        NicType::Internet,
+        "classic defaults to internet"
+    );
+    f.source_cidr_ip = None;
+    f.group_id = Some("sg-web".into());
+    assert_eq!(
+        classic(&f).unwrap().nic_type,
+        NicType::Intranet,
+        "group references are intranet"
+    );
+    f.nic_type = Some("internet".into());
+    assert_eq!(classic(&f).unwrap_err().code(), "InvalidNicType.Mismatch");
+}
+
+#[test]
+fn descriptions_and_names() {
+    let mut f = fields("tcp", "80/80", "0.0.0.0/0");
+    f.description = Some("x".repeat(513));
+    assert_eq!(code(&f), "InvalidSecurityGroupDiscription.Malformed");
+    f.description = Some("https://evil".into());
+    assert_eq!(code(&f), "InvalidSecurityGroupDiscription.Malformed");
+    assert!(validate_group_name("web-tier.1").is_ok());
+    assert!(validate_group_name("数据库").is_ok());
+    for bad in ["a", "1web", "http://x", "web tier"] {
+        assert_eq!(
+            validate_group_name(bad).unwrap_err().code(),
+            "InvalidSecurityGroupName.Malformed",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn same_rule_ignores_id_and_description() {
+    let a = parse(&fields("tcp", "80/80", "0.0.0.0/0")).unwrap();
+    let mut b = a.clone();
+    b.id = "sgr-other".parse().unwrap();
+    b.description = "web".into();
+    assert!(a.same_rule(&b));
+    b.priority = Priority::new(2).unwrap();
+    assert!(!a.same_rule(&b));
+}
+
+proptest! {
+    /// Every pair of ports either parses to a range that prints back the same, or fails with
+    /// a documented code: the parser never accepts an illegal range.
+    #[test]
+    fn port_ranges_round_trip(a in -2i32..70000, b in -2i32..70000) {
+        let s = format!("{a}/{b}");
+        match s.parse::<PortRange>() {
+            Ok(r) => {
+                prop_assert!(1 <= a && a <= b && b <= 65535);
+                prop_assert_eq!(r.to_string(), s);
+            }
+            Err(e) => prop_assert!(matches!(
+                e.code().as_str(),
+                "InvalidParam.PortRange" | "InvalidParam.ProtocolAndPortRangeMismatch"
+            )),
+        }
+    }
+}
