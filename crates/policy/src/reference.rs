@@ -1,0 +1,84 @@
+//! The reference evaluator: DESIGN.md §4 written as directly as possible.
+//!
+//! For every question it collects the instance's rules of the stage's direction and
+//! interface, sorts them, and scans for the first match. It is slow on purpose-free code:
+//! no index, no cache, nothing to get wrong. The compiled evaluator is tested against it.
+
+use model::Policy;
+
+use crate::defaults::default_decision;
+use crate::flow::{Decider, Decision, Evaluator, StageQuery};
+use crate::state::{Change, PolicyError, Snapshot, State};
+
+/// Evaluates by sorting and scanning the rules at every question.
+#[derive(Debug, Clone, Default)]
+pub struct Reference {
+    state: State,
+}
+
+impl Reference {
+    /// Builds from a snapshot.
+    pub fn new(snapshot: &Snapshot) -> Result<Reference, PolicyError> {
+        Ok(Reference {
+            state: State::from_snapshot(snapshot)?,
+        })
+    }
+
+    /// Applies a change (there is nothing to maintain besides the state).
+    pub fn apply(&mut self, change: &Change) -> Result<(), PolicyError> {
+        self.state.apply(change)
+    }
+}
+
+impl Evaluator for Reference {
+    fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn decide<'a>(&'a self, q: &StageQuery<'_>) -> Result<Decision<'a>, PolicyError> {
+        let state = &self.state;
+        let instance = state.instance(q.instance)?;
+        // Step 2: the rules of this direction and interface from all the instance's groups.
+        let mut rules = Vec::new();
+        for (position, group_id) in instance.security_groups.iter().enumerate() {
+            let group = state.group(group_id)?;
+            for rule in &group.rules {
+                let p = &rule.permission;
+                if p.direction == q.direction && p.nic_type == q.nic_type {
+                    rules.push((position, rule.seq, &group.group.id, p));
+                }
+            }
+        }
+        // Step 3: priority first, then drop before accept, then group position, then age.
+        rules.sort_by_key(|(position, seq, _, p)| {
+            (p.priority, p.policy == Policy::Accept, *position, *seq)
+        });
+        // Step 4: the first rule that matches every field decides.
+        let packet = &q.packet;
+        for (_, _, group, p) in rules {
+            if p.protocol
+                .matches(packet.protocol, packet.source_port, packet.destination_port)
+                && p.local_contains(packet.local)
+                && state.peer_contains(p, packet.peer)
+            {
+                return Ok(Decision {
+                    verdict: p.policy,
+                    decided_by: Decider::Rule {
+                        group,
+                        rule: &p.id,
+                        priority: p.priority,
+                        policy: p.policy,
+                    },
+                });
+            }
+        }
+        // Step 5: the defaults.
+        Ok(default_decision(
+            state,
+            instance,
+            q.direction,
+            q.nic_type,
+            |g| state.address_in_group(packet.peer, g),
+        ))
+    }
+}

@@ -1,0 +1,410 @@
+//! The policy state both evaluators read: groups with their ordered rules, instances with
+//! their ordered groups, prefix lists, and the index from intranet addresses to instances.
+//!
+//! The state only checks structural consistency (ids exist, nothing twice). The ECS limits
+//! and network constraints are the control plane's to enforce before a change reaches here,
+//! so the engine can also evaluate policies that lift them (the 10K-rule benchmarks do).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use model::{
+    InnerAccessPolicy, Instance, InstanceId, Peer, Permission, PrefixListId, SecurityGroup,
+    SecurityGroupId, SecurityGroupRuleId,
+};
+use rustc_hash::FxHashMap;
+use thiserror::Error;
+
+/// A whole policy at one moment: what `build` starts from and what a snapshot file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Groups, each with its rules in creation order.
+    pub groups: Vec<GroupPolicy>,
+    /// Instances, each listing its groups in join order.
+    pub instances: Vec<Instance>,
+    /// Prefix lists that rules may reference.
+    pub prefix_lists: Vec<PrefixList>,
+}
+
+/// A group and its permissions, oldest first (creation order breaks priority ties).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// The group's attributes.
+    pub group: SecurityGroup,
+    /// Its rules, both directions, in creation order.
+    pub permissions: Vec<Permission>,
+}
+
+/// A named set of CIDR blocks that rules can use as their peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixList {
+    /// `pl-...`
+    pub id: PrefixListId,
+    /// The entries.
+    pub cidrs: Vec<IpNet>,
+}
+
+/// One incremental change to the policy, as the control plane's change log records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new, empty group.
+    AddGroup(SecurityGroup),
+    /// A group is deleted; it must have no members.
+    RemoveGroup(SecurityGroupId),
+    /// `ModifySecurityGroupPolicy`.
+    SetInnerAccessPolicy(SecurityGroupId, InnerAccessPolicy),
+    /// A rule is authorised; it becomes the newest rule of its group.
+    AddPermission(SecurityGroupId, Permission),
+    /// A rule is revoked.
+    RemovePermission(SecurityGroupId, SecurityGroupRuleId),
+    /// `ModifySecurityGroupRule`: same id, new fields, creation order kept.
+    ReplacePermission(SecurityGroupId, Permission),
+    /// A new instance, with the groups it starts in (all must exist).
+    AddInstance(Instance),
+    /// An instance is deleted and leaves all its groups.
+    RemoveInstance(InstanceId),
+    /// `JoinSecurityGroup`: the group is appended to the instance's list.
+    Join(InstanceId, SecurityGroupId),
+    /// `LeaveSecurityGroup`.
+    Leave(InstanceId, SecurityGroupId),
+    /// A prefix list is created or its entries replaced.
+    SetPrefixList(PrefixList),
+}
+
+/// The policy layer's error: a change or a question that does not fit the state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PolicyError {
+    /// The group does not exist.
+    #[error("The specified SecurityGroupId \"{0}\" does not exist.")]
+    UnknownGroup(SecurityGroupId),
+    /// The instance does not exist.
+    #[error("The specified InstanceId \"{0}\" does not exist.")]
+    UnknownInstance(InstanceId),
+    /// The rule does not exist in that group.
+    #[error("The specified SecurityGroupRuleId \"{0}\" does not exist.")]
+    UnknownRule(SecurityGroupRuleId),
+    /// A group id is used twice.
+    #[error("The security group \"{0}\" already exists.")]
+    DuplicateGroup(SecurityGroupId),
+    /// An instance id is used twice.
+    #[error("The instance \"{0}\" already exists.")]
+    DuplicateInstance(InstanceId),
+    /// A rule id is used twice in one group.
+    #[error("The security group rule \"{0}\" already exists.")]
+    DuplicateRule(SecurityGroupRuleId),
+    /// The instance is already in the group.
+    #[error("The specified instance already exists in the specified security group.")]
+    AlreadyMember,
+    /// The instance is not in the group.
+    #[error("The specified instance is not in the specified security group.")]
+    NotMember,
+    /// The group still has members.
+    #[error("There is still instance(s) in the specified security group.")]
+    GroupInUse,
+    /// A flow names no instance; security groups only judge traffic at instances.
+    #[error("At least one side of the flow must be an instance.")]
+    NoInstanceInFlow,
+    /// A flow's endpoint has no address of the flow's family or interface.
+    #[error("The instance \"{0}\" has no {1} address.")]
+    NoAddress(InstanceId, &'static str),
+    /// A flow mixes IPv4 and IPv6 addresses.
+    #[error("The source and destination addresses are of different IP versions.")]
+    FamilyMismatch,
+}
+
+impl PolicyError {
+    /// The ECS error code this error answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::UnknownGroup(_) => "InvalidSecurityGroupId.NotFound",
+            PolicyError::UnknownInstance(_) => "InvalidInstanceId.NotFound",
+            PolicyError::UnknownRule(_) => "InvalidSecurityGroupRuleId.NotFound",
+            PolicyError::DuplicateGroup(_) => "InvalidSecurityGroupId.Duplicate",
+            PolicyError::DuplicateInstance(_) => "InvalidInstanceId.Duplicate",
+            PolicyError::DuplicateRule(_) => "InvalidParam.DuplicatePermissions",
+            PolicyError::AlreadyMember => "InvalidInstanceId.AlreadyExists",
+            PolicyError::NotMember => "InvalidSecurityGroupAssociation.NotFound",
+            PolicyError::GroupInUse => "DependencyViolation",
+            PolicyError::NoInstanceInFlow
+            | PolicyError::NoAddress(..)
+            | PolicyError::FamilyMismatch => "InvalidParameter",
+        }
+    }
+
+    /// The HTTP status of [`PolicyError::code`].
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PolicyError::UnknownGroup(_)
+            | PolicyError::UnknownInstance(_)
+            | PolicyError::UnknownRule(_) => 404,
+            PolicyError::AlreadyMember | PolicyError::GroupInUse => 403,
+            _ => 400,
+        }
+    }
+}
+
+/// A rule inside the state, with the sequence number that stands for its creation time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// Creation order across the whole state; smaller is older.
+    pub seq: u64,
+    /// The rule.
+    pub permission: Permission,
+}
+
+/// A group inside the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// The group's attributes.
+    pub group: SecurityGroup,
+    /// Rules in creation order.
+    pub rules: Vec<RuleEntry>,
+    /// Current members.
+    pub members: BTreeSet<InstanceId>,
+}
+
+/// The current policy, kept consistent under [`Change`]s.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    groups: FxHashMap<SecurityGroupId, GroupEntry>,
+    instances: FxHashMap<InstanceId, Instance>,
+    prefix_lists: FxHashMap<PrefixListId, Vec<IpNet>>,
+    by_address: FxHashMap<IpAddr, Vec<InstanceId>>,
+    next_seq: u64,
+}
+
+impl State {
+    /// Builds the state of a snapshot, checking that every id it uses exists.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<State, PolicyError> {
+        let mut state = State::default();
+        for list in &snapshot.prefix_lists {
+            state.apply(&Change::SetPrefixList(list.clone()))?;
+        }
+        for g in &snapshot.groups {
+            state.apply(&Change::AddGroup(g.group.clone()))?;
+            for p in &g.permissions {
+                state.apply(&Change::AddPermission(g.group.id.clone(), p.clone()))?;
+            }
+        }
+        for i in &snapshot.instances {
+            state.apply(&Change::AddInstance(i.clone()))?;
+        }
+        Ok(state)
+    }
+
+    /// Applies one change, or changes nothing and says why.
+    pub fn apply(&mut self, change: &Change) -> Result<(), PolicyError> {
+        match change {
+            Change::AddGroup(g) => {
+                if self.groups.contains_key(&g.id) {
+                    return Err(PolicyError::DuplicateGroup(g.id.clone()));
+                }
+                let entry = GroupEntry {
+                    group: g.clone(),
+                    rules: vec![],
+                    members: BTreeSet::new(),
+                };
+                self.groups.insert(g.id.clone(), entry);
+            }
+            Change::RemoveGroup(id) => {
+                if !self.group(id)?.members.is_empty() {
+                    return Err(PolicyError::GroupInUse);
+                }
+                self.groups.remove(id);
+            }
+            Change::SetInnerAccessPolicy(id, policy) => {
+                self.group_mut(id)?.group.inner_access_policy = *policy;
+            }
+            Change::AddPermission(id, p) => {
+                let seq = self.next_seq;
+                let group = self.group_mut(id)?;
+                if group.rules.iter().any(|r| r.permission.id == p.id) {
+                    return Err(PolicyError::DuplicateRule(p.id.clone()));
+                }
+                group.rules.push(RuleEntry {
+                    seq,
+                    permission: p.clone(),
+                });
+                self.next_seq += 1;
+            }
+            Change::RemovePermission(id, rule) => {
+                let group = self.group_mut(id)?;
+                let at = group
+                    .rules
+                    .iter()
+                    .position(|r| &r.permission.id == rule)
+                    .ok_or_else(|| PolicyError::UnknownRule(rule.clone()))?;
+                group.rules.remove(at);
+            }
+            Change::ReplacePermission(id, p) => {
+                let group = self.group_mut(id)?;
+                let entry = group
+                    .rules
+                    .iter_mut()
+                    .find(|r| r.permission.id == p.id)
+                    .ok_or_else(|| PolicyError::UnknownRule(p.id.clone()))?;
+                entry.permission = p.clone();
+            }
+            Change::AddInstance(i) => {
+                if self.instances.contains_key(&i.id) {
+                    return Err(PolicyError::DuplicateInstance(i.id.clone()));
+                }
+                let mut seen = BTreeSet::new();
+                for g in &i.security_groups {
+                    self.group(g)?;
+                    if !seen.insert(g) {
+                        return Err(PolicyError::AlreadyMember);
+                    }
+                }
+                for g in &i.security_groups {
+                    self.group_mut(g)?.members.insert(i.id.clone());
+                }
+                for a in i.intranet_addresses() {
+                    self.by_address.entry(a).or_default().push(i.id.clone());
+                }
+                self.instances.insert(i.id.clone(), i.clone());
+            }
+            Change::RemoveInstance(id) => {
+                let i = self
+                    .instances
+                    .remove(id)
+                    .ok_or_else(|| PolicyError::UnknownInstance(id.clone()))?;
+                for g in &i.security_groups {
+                    if let Some(entry) = self.groups.get_mut(g) {
+                        entry.members.remove(id);
+                    }
+                }
+                for a in i.intranet_addresses() {
+                    if let Some(ids) = self.by_address.get_mut(&a) {
+                        ids.retain(|x| x != id);
+                        if ids.is_empty() {
+                            self.by_address.remove(&a);
+                        }
+                    }
+                }
+            }
+            Change::Join(iid, gid) => {
+                self.group(gid)?;
+                let i = self.instance(iid)?;
+                if i.security_groups.contains(gid) {
+                    return Err(PolicyError::AlreadyMember);
+                }
+                self.instances
+                    .get_mut(iid)
+                    .expect("checked")
+                    .security_groups
+                    .push(gid.clone());
+                self.group_mut(gid)?.members.insert(iid.clone());
+            }
+            Change::Leave(iid, gid) => {
+                self.group(gid)?;
+                let i = self.instance(iid)?;
+                let at = i
+                    .security_groups
+                    .iter()
+                    .position(|g| g == gid)
+                    .ok_or(PolicyError::NotMember)?;
+                self.instances
+                    .get_mut(iid)
+                    .expect("checked")
+                    .security_groups
+                    .remove(at);
+                self.group_mut(gid)?.members.remove(iid);
+            }
+            Change::SetPrefixList(list) => {
+                self.prefix_lists
+                    .insert(list.id.clone(), list.cidrs.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A group by id.
+    pub fn group(&self, id: &SecurityGroupId) -> Result<&GroupEntry, PolicyError> {
+        self.groups
+            .get(id)
+            .ok_or_else(|| PolicyError::UnknownGroup(id.clone()))
+    }
+
+    fn group_mut(&mut self, id: &SecurityGroupId) -> Result<&mut GroupEntry, PolicyError> {
+        self.groups
+            .get_mut(id)
+            .ok_or_else(|| PolicyError::UnknownGroup(id.clone()))
+    }
+
+    /// An instance by id.
+    pub fn instance(&self, id: &InstanceId) -> Result<&Instance, PolicyError> {
+        self.instances
+            .get(id)
+            .ok_or_else(|| PolicyError::UnknownInstance(id.clone()))
+    }
+
+    /// Every group, in no particular order.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupEntry> {
+        self.groups.values()
+    }
+
+    /// Every instance, in no particular order.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values()
+    }
+
+    /// The entries of a prefix list (empty when it does not exist: it then matches nothing).
+    pub fn prefix_list(&self, id: &PrefixListId) -> &[IpNet] {
+        self.prefix_lists.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The instances whose intranet addresses include `addr`.
+    pub fn instances_at(&self, addr: IpAddr) -> &[InstanceId] {
+        self.by_address.get(&addr).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `addr` is an intranet address of a current member of `group`: what a group
+    /// reference matches.
+    pub fn address_in_group(&self, addr: IpAddr, group: &SecurityGroupId) -> bool {
+        self.instances_at(addr).iter().any(|i| {
+            self.instances
+                .get(i)
+                .is_some_and(|i| i.security_groups.contains(group))
+        })
+    }
+
+    /// Whether a rule's peer admits `addr`.
+    pub fn peer_contains(&self, permission: &Permission, addr: IpAddr) -> bool {
+        match &permission.peer {
+            Peer::Cidr(net) => net.contains(&addr),
+            Peer::Group(g) => self.address_in_group(addr, &g.id),
+            Peer::PrefixList(id) => self.prefix_list(id).iter().any(|n| n.contains(&addr)),
+        }
+    }
+
+    /// Re-creates a snapshot of the current state (groups and instances sorted by id).
+    pub fn to_snapshot(&self) -> Snapshot {
+        let mut groups: Vec<GroupPolicy> = self
+            .groups
+            .values()
+            .map(|g| GroupPolicy {
+                group: g.group.clone(),
+                permissions: g.rules.iter().map(|r| r.permission.clone()).collect(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.id.cmp(&b.group.id));
+        let mut instances: Vec<Instance> = self.instances.values().cloned().collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut prefix_lists: Vec<PrefixList> = self
+            .prefix_lists
+            .iter()
+            .map(|(id, cidrs)| PrefixList {
+                id: id.clone(),
+                cidrs: cidrs.clone(),
+            })
+            .collect();
+        prefix_lists.sort_by(|a, b| a.id.cmp(&b.id));
+        Snapshot {
+            groups,
+            instances,
+            prefix_lists,
+        }
+    }
+}
