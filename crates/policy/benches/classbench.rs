@@ -1,1 +1,544 @@
-fn main() {}
+//! ClassBench benchmark of the policy engine: the public 5-tuple rule sets as the ingress
+//! rules of one instance, compiled evaluator against the reference evaluator in one run.
+//!
+//! Mapping of a ClassBench line (0-based index `i` of `n`) to an ECS quintuple rule:
+//! - source prefix → `SourceCidrIp` (the peer), destination prefix → `DestCidrIp` (the
+//!   instance-side address), source ports → `SourcePortRange` (omitted when `0 : 65535`),
+//!   destination ports → `PortRange` (`0` raised to `1`: ECS ports start at 1), protocol →
+//!   `IpProtocol` (`0x06` TCP, `0x11` UDP, `0x01` ICMP, `0x2f` GRE, wildcard `ALL`; the 17
+//!   ESP/AH rules of ipc1 become `ALL`, ECS having no such protocol);
+//! - line order → priority bucket `1 + i * 100 / n`; every 7th line (`i % 7 == 6`) is `drop`;
+//! - 1K sets are split into 5 consecutive chunks, one group each, so that an instance in
+//!   those 5 groups (in order) sees the lines in their original order within each
+//!   (priority, policy) class; 10K sets are one group (the 1000-rule interface limit lifted).
+//!
+//! Lookups read the trace that `../shared/classbench/make-trace.py` writes (seed 1, 1,000,000
+//! packets: 80 % inside a random rule, 20 % uniform), the one the quoted TupleMerge and
+//! PartitionSort figures were measured on; it is generated once into `target/classbench/`.
+//! Without Python, an equivalent trace is generated here from the same recipe (seed 1).
+//!
+//! `cargo bench -p policy` prints a summary table (median of runs) and then runs criterion
+//! groups. `STOCKADE_BENCH_SETS=acl1_1k,fw1_10k` picks the sets; `STOCKADE_BENCH_QUICK=1`
+//! shortens everything (used to smoke-test the bench).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use model::{
+    Direction, GroupType, InnerAccessPolicy, Instance, InstanceId, NetworkType, NicType,
+    PermissionFields, SecurityGroup,
+};
+use policy::{Change, Engine, Evaluator, GroupPolicy, Packet, Reference, Snapshot, StageQuery};
+use rand::{Rng, SeedableRng};
+
+/// ns per lookup of the published simulators on this kind of machine (issue #2).
+const FIELD: [(&str, u32, u32); 6] = [
+    ("acl1_1k", 75, 81),
+    ("fw1_1k", 118, 143),
+    ("ipc1_1k", 121, 111),
+    ("acl1_10k", 157, 271),
+    ("fw1_10k", 99, 213),
+    ("ipc1_10k", 255, 418),
+];
+
+struct Rule {
+    src: (u32, u8),
+    dst: (u32, u8),
+    sport: (u16, u16),
+    dport: (u16, u16),
+    proto: Option<u8>,
+}
+
+fn classbench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/classbench")
+}
+
+fn parse_prefix(s: &str) -> (u32, u8) {
+    let (ip, len) = s.split_once('/').expect("prefix");
+    (
+        ip.parse::<Ipv4Addr>().expect("ip").into(),
+        len.parse().expect("len"),
+    )
+}
+
+fn parse_range(s: &str) -> (u16, u16) {
+    let (a, b) = s.split_once(':').expect("range");
+    (
+        a.trim().parse().expect("port"),
+        b.trim().parse().expect("port"),
+    )
+}
+
+fn load_rules(set: &str) -> Vec<Rule> {
+    let text = std::fs::read_to_string(classbench_dir().join(set)).expect("classbench set");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.trim_start_matches('@').split('\t').collect();
+            let (value, mask) = f[4].split_once('/').expect("proto");
+            let value = u8::from_str_radix(value.trim_start_matches("0x"), 16).expect("hex");
+            let mask = u8::from_str_radix(mask.trim_start_matches("0x"), 16).expect("hex");
+            Rule {
+                src: parse_prefix(f[0]),
+                dst: parse_prefix(f[1]),
+                sport: parse_range(f[2]),
+                dport: parse_range(f[3]),
+                proto: (mask == 0xff).then_some(value),
+            }
+        })
+        .collect()
+}
+
+fn fields(r: &Rule, i: usize, n: usize) -> PermissionFields {
+    let protocol = match r.proto {
+        Some(6) => "tcp",
+        Some(17) => "udp",
+        Some(1) => "icmp",
+        Some(47) => "gre",
+        _ => "all",
+    };
+    let ports = |(lo, hi): (u16, u16)| format!("{}/{}", lo.max(1), hi.max(1));
+    let with_ports = matches!(protocol, "tcp" | "udp");
+    PermissionFields {
+        policy: Some(if i % 7 == 6 { "drop" } else { "accept" }.into()),
+        priority: Some((1 + i * 100 / n).to_string()),
+        ip_protocol: Some(protocol.into()),
+        port_range: Some(if with_ports {
+            ports(r.dport)
+        } else {
+            "-1/-1".into()
+        }),
+        source_port_range: (with_ports && r.sport != (0, 65535)).then(|| ports(r.sport)),
+        source_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.src.0), r.src.1)),
+        dest_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.dst.0), r.dst.1)),
+        ..Default::default()
+    }
+}
+
+fn group(id: &str) -> SecurityGroup {
+    SecurityGroup {
+        id: id.parse().unwrap(),
+        owner: model::AccountId::new(1),
+        group_type: GroupType::Normal,
+        vpc_id: Some("vpc-bench".parse().unwrap()),
+        inner_access_policy: InnerAccessPolicy::Accept,
+    }
+}
+
+/// The policy of one instance holding the set, plus a group `sg-peer` (referenced by one
+/// rule of the first group) for the member-join measurement.
+fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
+    let n = rules.len();
+    let mut policies: Vec<GroupPolicy> = (0..groups)
+        .map(|g| GroupPolicy {
+            group: group(&format!("sg-set{g}")),
+            permissions: vec![],
+        })
+        .collect();
+    for (i, r) in rules.iter().enumerate() {
+        let g = i * groups / n;
+        let p = fields(r, i, n)
+            .parse(
+                format!("sgr-{i}").parse().unwrap(),
+                Direction::Ingress,
+                NetworkType::Vpc,
+            )
+            .expect("mapped rule is valid");
+        policies[g].permissions.push(p);
+    }
+    let reference_rule = PermissionFields {
+        ip_protocol: Some("tcp".into()),
+        port_range: Some("5432/5432".into()),
+        group_id: Some("sg-peer".into()),
+        priority: Some("50".into()),
+        ..Default::default()
+    };
+    policies[0].permissions.push(
+        reference_rule
+            .parse(
+                "sgr-peer".parse().unwrap(),
+                Direction::Ingress,
+                NetworkType::Vpc,
+            )
+            .unwrap(),
+    );
+    policies.push(GroupPolicy {
+        group: group("sg-peer"),
+        permissions: vec![],
+    });
+    let instance = Instance {
+        id: "i-bench".parse().unwrap(),
+        owner: model::AccountId::new(1),
+        vpc_id: Some("vpc-bench".parse().unwrap()),
+        private_ip: Ipv4Addr::new(198, 18, 0, 1),
+        ipv6: None,
+        public_ip: None,
+        security_groups: (0..groups)
+            .map(|g| format!("sg-set{g}").parse().unwrap())
+            .collect(),
+    };
+    Snapshot {
+        groups: policies,
+        instances: vec![instance],
+        prefix_lists: vec![],
+    }
+}
+
+type Header = [u32; 5];
+
+fn trace(set: &str, rules: &[Rule], n: usize) -> Vec<Header> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/classbench");
+    let path = dir.join(format!("{set}.trace.{n}"));
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).expect("trace dir");
+        let status = std::process::Command::new("python3")
+            .arg(classbench_dir().join("make-trace.py"))
+            .arg(classbench_dir().join(set))
+            .arg(&path)
+            .arg(n.to_string())
+            .arg("1")
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            let _ = std::fs::remove_file(&path);
+            return synthetic_trace(rules, n);
+        }
+    }
+    std::fs::read_to_string(&path)
+        .expect("trace")
+        .lines()
+        .map(|l| {
+            let mut h = [0u32; 5];
+            for (slot, v) in h.iter_mut().zip(l.split_whitespace()) {
+                *slot = v.parse().expect("trace value");
+            }
+            h
+        })
+        .collect()
+}
+
+/// The recipe of make-trace.py, for machines without Python.
+fn synthetic_trace(rules: &[Rule], n: usize) -> Vec<Header> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let span = |(ip, len): (u32, u8)| {
+        let size = if len == 0 {
+            u64::from(u32::MAX) + 1
+        } else {
+            1u64 << (32 - len)
+        };
+        let lo = u64::from(ip) & !(size - 1);
+        (lo, lo + size - 1)
+    };
+    (0..n)
+        .map(|_| {
+            if rng.gen_bool(0.8) {
+                let r = &rules[rng.gen_range(0..rules.len())];
+                let (s, d) = (span(r.src), span(r.dst));
+                let proto = r.proto.map_or_else(|| rng.gen_range(0..=255), u32::from);
+                [
+                    rng.gen_range(s.0..=s.1) as u32,
+                    rng.gen_range(d.0..=d.1) as u32,
+                    rng.gen_range(u32::from(r.sport.0)..=u32::from(r.sport.1)),
+                    rng.gen_range(u32::from(r.dport.0)..=u32::from(r.dport.1)),
+                    proto,
+                ]
+            } else {
+                [
+                    rng.gen(),
+                    rng.gen(),
+                    rng.gen_range(0..65536),
+                    rng.gen_range(0..65536),
+                    rng.gen_range(0..256),
+                ]
+            }
+        })
+        .collect()
+}
+
+fn query<'a>(instance: &'a InstanceId, h: &Header) -> StageQuery<'a> {
+    StageQuery {
+        instance,
+        direction: Direction::Ingress,
+        nic_type: NicType::Intranet,
+        packet: Packet {
+            peer: IpAddr::V4(Ipv4Addr::from(h[0])),
+            local: IpAddr::V4(Ipv4Addr::from(h[1])),
+            source_port: h[2] as u16,
+            destination_port: h[3] as u16,
+            protocol: h[4] as u8,
+        },
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// ns per lookup over the whole trace.
+fn throughput(e: &impl Evaluator, instance: &InstanceId, trace: &[Header]) -> f64 {
+    let start = Instant::now();
+    for h in trace {
+        black_box(e.decide(&query(instance, black_box(h))).expect("decide"));
+    }
+    start.elapsed().as_nanos() as f64 / trace.len() as f64
+}
+
+/// Per-lookup latencies (ns), each timed alone, minus the cost of reading the clock.
+fn latencies(e: &impl Evaluator, instance: &InstanceId, trace: &[Header]) -> Vec<f64> {
+    let clock: Vec<f64> = (0..10_000)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(());
+            t.elapsed().as_nanos() as f64
+        })
+        .collect();
+    let overhead = median(clock);
+    let mut out: Vec<f64> = trace
+        .iter()
+        .map(|h| {
+            let q = query(instance, h);
+            let t = Instant::now();
+            black_box(e.decide(black_box(&q)).expect("decide"));
+            (t.elapsed().as_nanos() as f64 - overhead).max(0.0)
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+struct Row {
+    set: String,
+    rules: usize,
+    compiled_ns: f64,
+    reference_ns: f64,
+    p50: f64,
+    p99: f64,
+    build_ms: f64,
+    add_us: f64,
+    remove_us: f64,
+    join_us: f64,
+    memory_kib: f64,
+    shape: (usize, usize, usize, u32),
+}
+
+fn measure(set: &str, quick: bool) -> Row {
+    let rules = load_rules(set);
+    let groups = if rules.len() <= 1000 { 5 } else { 1 };
+    let snap = snapshot(&rules, groups);
+    let instance: InstanceId = "i-bench".parse().unwrap();
+    let runs = if quick { 1 } else { 3 };
+    let trace = trace(set, &rules, 1_000_000);
+    let trace = if quick { &trace[..50_000] } else { &trace[..] };
+
+    let build_ms = median(
+        (0..if quick { 1 } else { 5 })
+            .map(|_| {
+                let t = Instant::now();
+                black_box(Engine::new(&snap).unwrap());
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    let mut engine = Engine::new(&snap).unwrap();
+    let reference = Reference::new(&snap).unwrap();
+
+    // The reference sorts every rule at every lookup: a sample of the trace is enough.
+    let sample = &trace[..if rules.len() > 1000 { 2_000 } else { 20_000 }.min(trace.len())];
+    for h in sample {
+        let q = query(&instance, h);
+        assert_eq!(
+            reference.decide(&q).unwrap(),
+            engine.decide(&q).unwrap(),
+            "{set}: evaluators disagree on {h:?}"
+        );
+    }
+    let compiled_ns = median(
+        (0..runs)
+            .map(|_| throughput(&engine, &instance, trace))
+            .collect(),
+    );
+    let reference_ns = median(
+        (0..runs)
+            .map(|_| throughput(&reference, &instance, sample))
+            .collect(),
+    );
+    let lat = latencies(&engine, &instance, &trace[..trace.len().min(200_000)]);
+
+    // Incremental: add then revoke one rule (a copy of a random line at a middle priority),
+    // and members joining the group that a rule of the instance references.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut adds, mut removes) = (vec![], vec![]);
+    for k in 0..if quick { 20 } else { 200 } {
+        let i = rng.gen_range(0..rules.len());
+        let p = fields(&rules[i], i, rules.len())
+            .parse(
+                format!("sgr-new{k}").parse().unwrap(),
+                Direction::Ingress,
+                NetworkType::Vpc,
+            )
+            .unwrap();
+        let add = Change::AddPermission("sg-set0".parse().unwrap(), p);
+        let t = Instant::now();
+        engine.apply(&add).unwrap();
+        adds.push(micros(t.elapsed()));
+        let remove = Change::RemovePermission(
+            "sg-set0".parse().unwrap(),
+            format!("sgr-new{k}").parse().unwrap(),
+        );
+        let t = Instant::now();
+        engine.apply(&remove).unwrap();
+        removes.push(micros(t.elapsed()));
+    }
+    let mut joins = vec![];
+    for k in 0..if quick { 20 } else { 200u32 } {
+        let id: InstanceId = format!("i-member{k}").parse().unwrap();
+        let member = Instance {
+            id: id.clone(),
+            owner: model::AccountId::new(1),
+            vpc_id: Some("vpc-bench".parse().unwrap()),
+            private_ip: Ipv4Addr::from(0xC612_1000 + k),
+            ipv6: None,
+            public_ip: None,
+            security_groups: vec!["sg-set0".parse().unwrap()],
+        };
+        engine.apply(&Change::AddInstance(member)).unwrap();
+        let join = Change::Join(id, "sg-peer".parse().unwrap());
+        let t = Instant::now();
+        engine.apply(&join).unwrap();
+        joins.push(micros(t.elapsed()));
+    }
+    Row {
+        set: set.to_string(),
+        rules: rules.len(),
+        compiled_ns,
+        reference_ns,
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        build_ms,
+        add_us: median(adds),
+        remove_us: median(removes),
+        join_us: median(joins),
+        memory_kib: engine.memory_bytes() as f64 / 1024.0,
+        shape: engine.ingress_shape(&instance).unwrap(),
+    }
+}
+
+fn sets() -> Vec<String> {
+    std::env::var("STOCKADE_BENCH_SETS")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|_| FIELD.iter().map(|(s, _, _)| s.to_string()).collect())
+}
+
+fn report(quick: bool) {
+    println!("\nStockade policy engine on ClassBench (one core; compiled vs reference in the same run)\n");
+    println!(
+        "{:<9} {:>5} | {:>8} {:>10} {:>11} {:>7} | {:>6} {:>6} | {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>17}",
+        "set", "rules", "ns/look", "Mlook/s", "reference", "speedup", "p50", "p99", "TupleMrg", "PartSort",
+        "build ms", "add us", "del us", "join us", "mem KiB", "nodes/leaves/max/d"
+    );
+    for set in sets() {
+        let r = measure(&set, quick);
+        let field = FIELD.iter().find(|(s, _, _)| *s == set);
+        let vs = |ns: u32| format!("{:.2}x", f64::from(ns) / r.compiled_ns);
+        println!(
+            "{:<9} {:>5} | {:>8.1} {:>10.2} {:>9.0}ns {:>6.0}x | {:>6.0} {:>6.0} | {:>9} {:>9} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>8.0} {:>17}",
+            r.set,
+            r.rules,
+            r.compiled_ns,
+            1e3 / r.compiled_ns,
+            r.reference_ns,
+            r.reference_ns / r.compiled_ns,
+            r.p50,
+            r.p99,
+            field.map_or("-".into(), |f| vs(f.1)),
+            field.map_or("-".into(), |f| vs(f.2)),
+            r.build_ms,
+            r.add_us,
+            r.remove_us,
+            r.join_us,
+            r.memory_kib,
+            format!("{}/{}/{}/{}", r.shape.0, r.shape.1, r.shape.2, r.shape.3),
+        );
+    }
+    println!(
+        "\nns/look: mean over the trace (median of 3 passes); TupleMrg/PartSort: their published ns per lookup \
+         divided by ours (>1 = we are faster); add/del/join: median µs of 200 incremental changes.\n"
+    );
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    for set in sets() {
+        let rules = load_rules(&set);
+        let snap = snapshot(&rules, if rules.len() <= 1000 { 5 } else { 1 });
+        let trace = trace(&set, &rules, 1_000_000);
+        let engine = Engine::new(&snap).unwrap();
+        let reference = Reference::new(&snap).unwrap();
+        let instance: InstanceId = "i-bench".parse().unwrap();
+        let mut g = c.benchmark_group(format!("lookup/{set}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        let batch = &trace[..10_000];
+        g.throughput(Throughput::Elements(batch.len() as u64));
+        g.bench_function("compiled", |b| {
+            b.iter(|| throughput(&engine, &instance, batch))
+        });
+        let small = &batch[..200];
+        g.throughput(Throughput::Elements(small.len() as u64));
+        g.bench_function("reference", |b| {
+            b.iter(|| throughput(&reference, &instance, small))
+        });
+        g.finish();
+        let mut g = c.benchmark_group(format!("build/{set}"));
+        g.sample_size(10).measurement_time(Duration::from_secs(2));
+        g.bench_function("compiled", |b| {
+            b.iter_batched(
+                || snap.clone(),
+                |s| Engine::new(&s).unwrap(),
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+fn main() {
+    let quick = std::env::var("STOCKADE_BENCH_QUICK").is_ok();
+    if let Ok(set) = std::env::var("STOCKADE_BENCH_PROFILE") {
+        // Compiled lookups only, for a profiler.
+        let rules = load_rules(&set);
+        let engine =
+            Engine::new(&snapshot(&rules, if rules.len() <= 1000 { 5 } else { 1 })).unwrap();
+        let trace = trace(&set, &rules, 1_000_000);
+        let instance: InstanceId = "i-bench".parse().unwrap();
+        for _ in 0..10 {
+            println!("{:.1} ns", throughput(&engine, &instance, &trace));
+        }
+        let snap = snapshot(&rules, if rules.len() <= 1000 { 5 } else { 1 });
+        for _ in 0..10 {
+            let t = Instant::now();
+            black_box(Engine::new(&snap).unwrap());
+            println!("build {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        }
+        return;
+    }
+    // `cargo test --benches` runs bench binaries with `--bench` absent: keep that fast.
+    let benching = std::env::args().any(|a| a == "--bench");
+    report(quick || !benching);
+    if benching && !quick {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_groups(&mut c);
+        c.final_summary();
+    }
+}

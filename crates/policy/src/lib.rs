@@ -8,7 +8,6 @@
 //! flow, including which rule decided; property tests check it.
 
 mod compiled;
-mod defaults;
 mod flow;
 mod reference;
 mod state;
@@ -19,6 +18,4 @@ pub use flow::{
     StageQuery, StageVerdict,
 };
 pub use reference::Reference;
-pub use state::{
-    Change, GroupEntry, GroupPolicy, PolicyError, PrefixList, RuleEntry, Snapshot, State,
-};
+pub use state::{Change, GroupEntry, GroupPolicy, PolicyError, PrefixList, Snapshot, State};

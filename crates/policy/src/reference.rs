@@ -4,9 +4,8 @@
 //! interface, sorts them, and scans for the first match. It is slow on purpose-free code:
 //! no index, no cache, nothing to get wrong. The compiled evaluator is tested against it.
 
-use model::Policy;
+use model::{Direction, GroupType, InnerAccessPolicy, Instance, NicType, Policy, SecurityGroupId};
 
-use crate::defaults::default_decision;
 use crate::flow::{Decider, Decision, Evaluator, StageQuery};
 use crate::state::{Change, PolicyError, Snapshot, State};
 
@@ -42,10 +41,9 @@ impl Evaluator for Reference {
         let mut rules = Vec::new();
         for (position, group_id) in instance.security_groups.iter().enumerate() {
             let group = state.group(group_id)?;
-            for rule in &group.rules {
-                let p = &rule.permission;
+            for (seq, p) in group.rules() {
                 if p.direction == q.direction && p.nic_type == q.nic_type {
-                    rules.push((position, rule.seq, &group.group.id, p));
+                    rules.push((position, seq, &group.group.id, p));
                 }
             }
         }
@@ -80,5 +78,60 @@ impl Evaluator for Reference {
             q.nic_type,
             |g| state.address_in_group(packet.peer, g),
         ))
+    }
+}
+
+/// The default decision for a stage at `instance` when no rule matched.
+///
+/// Basic groups: egress is accepted; ingress over the intranet from an address of a member of
+/// one of the instance's groups whose `InnerAccessPolicy` is `Accept` is accepted (the first
+/// such group in the instance's list is named); other ingress is dropped. Enterprise groups:
+/// both directions are dropped. Basic and enterprise groups never mix on one instance, so the
+/// first group's type is the instance's.
+fn default_decision<'a>(
+    state: &'a State,
+    instance: &'a Instance,
+    direction: Direction,
+    nic_type: NicType,
+    peer_in_group: impl Fn(&SecurityGroupId) -> bool,
+) -> Decision<'a> {
+    let groups = || {
+        instance
+            .security_groups
+            .iter()
+            .filter_map(|g| state.group(g).ok())
+    };
+    let enterprise = groups()
+        .next()
+        .is_some_and(|g| g.group.group_type == GroupType::Enterprise);
+    match direction {
+        Direction::Egress if enterprise => Decision {
+            verdict: Policy::Drop,
+            decided_by: Decider::DefaultEgress,
+        },
+        Direction::Egress => Decision {
+            verdict: Policy::Accept,
+            decided_by: Decider::DefaultEgress,
+        },
+        Direction::Ingress => {
+            let inner = (!enterprise && nic_type == NicType::Intranet)
+                .then(|| {
+                    groups().find(|g| {
+                        g.group.inner_access() == InnerAccessPolicy::Accept
+                            && peer_in_group(&g.group.id)
+                    })
+                })
+                .flatten();
+            match inner {
+                Some(g) => Decision {
+                    verdict: Policy::Accept,
+                    decided_by: Decider::InnerAccessPolicy(&g.group.id),
+                },
+                None => Decision {
+                    verdict: Policy::Drop,
+                    decided_by: Decider::DefaultIngress,
+                },
+            }
+        }
     }
 }

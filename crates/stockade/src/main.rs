@@ -1,1 +1,3 @@
+//! The `stockade` binary.
+
 fn main() {}

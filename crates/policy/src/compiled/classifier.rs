@@ -25,12 +25,12 @@ pub(crate) const DIMS: usize = 5;
 pub(crate) const NO_GROUP: u32 = u32::MAX;
 
 /// Leaves at most this long are not split further.
-const BINTH: usize = 6;
+const BINTH: usize = 16;
 /// An incremental insert that makes a leaf longer than this rebuilds it as a subtree.
-const REBUILD_AT: usize = 24;
+const REBUILD_AT: usize = BINTH * 4;
 /// Depth cap: a safety net for pathological inputs, far above what real sets reach.
 const MAX_DEPTH: u32 = 48;
-const LEAF: u8 = u8::MAX;
+const NO_LEAF: u32 = u32::MAX;
 
 /// Unsigned keys wide enough for every field of one address family.
 pub(crate) trait Key: Copy + Ord + Default + Debug + 'static {
@@ -42,6 +42,10 @@ pub(crate) trait Key: Copy + Ord + Default + Debug + 'static {
     fn succ(self) -> Self;
     /// `self - 1`; never called on 0.
     fn pred(self) -> Self;
+    /// Whether `lo..=hi` spans more than half the key's bits.
+    fn wide(lo: Self, hi: Self) -> bool;
+    /// `self - other` modulo the key's width.
+    fn wrapping_sub(self, other: Self) -> Self;
 }
 
 impl Key for u32 {
@@ -55,6 +59,12 @@ impl Key for u32 {
     fn pred(self) -> u32 {
         self - 1
     }
+    fn wide(lo: u32, hi: u32) -> bool {
+        hi - lo > 0xffff
+    }
+    fn wrapping_sub(self, other: u32) -> u32 {
+        u32::wrapping_sub(self, other)
+    }
 }
 
 impl Key for u128 {
@@ -67,6 +77,12 @@ impl Key for u128 {
     }
     fn pred(self) -> u128 {
         self - 1
+    }
+    fn wide(lo: u128, hi: u128) -> bool {
+        hi - lo > u128::from(u64::MAX)
+    }
+    fn wrapping_sub(self, other: u128) -> u128 {
+        u128::wrapping_sub(self, other)
     }
 }
 
@@ -89,17 +105,11 @@ pub(crate) struct Entry<K> {
 impl<K: Key> Entry<K> {
     #[inline(always)]
     fn contains(&self, key: &[K; DIMS]) -> bool {
-        // `&` rather than `&&`: five cheap comparisons without branches beat early exits.
-        (self.lo[0] <= key[0])
-            & (key[0] <= self.hi[0])
-            & (self.lo[1] <= key[1])
-            & (key[1] <= self.hi[1])
-            & (self.lo[2] <= key[2])
-            & (key[2] <= self.hi[2])
-            & (self.lo[3] <= key[3])
-            & (key[3] <= self.hi[3])
-            & (self.lo[4] <= key[4])
-            & (key[4] <= self.hi[4])
+        // `k - lo <= hi - lo` in wrapping arithmetic is `lo <= k <= hi` in one comparison;
+        // `&` (not `&&`) keeps the five fields free of branches.
+        let inside =
+            |d: usize| key[d].wrapping_sub(self.lo[d]) <= self.hi[d].wrapping_sub(self.lo[d]);
+        inside(0) & inside(1) & inside(2) & inside(3) & inside(4)
     }
 
     fn overlaps(&self, bx: &Region<K>) -> bool {
@@ -136,12 +146,30 @@ impl<K: Key> Region<K> {
 }
 
 /// A tree node: a split (`key[dim] < thr` goes to `child`, else to `child + 1`) or a leaf
-/// (`dim == LEAF`, `child` indexes `leaves`).
+/// (`leaf` indexes `leaves`). A leaf's split is rigged to lead back to itself (`thr` 0 and
+/// `child + 1` its own slot), so a lookup walks a fixed number of steps without testing
+/// for leaves: no branch to mispredict.
 #[derive(Debug, Clone, Copy)]
 struct Node<K> {
     thr: K,
-    dim: u8,
     child: u32,
+    leaf: u32,
+    dim: u8,
+}
+
+impl<K: Key> Node<K> {
+    fn leaf(index: u32) -> Self {
+        Node {
+            thr: K::default(),
+            child: 0,
+            leaf: index,
+            dim: 0,
+        }
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.leaf != NO_LEAF
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -152,26 +180,24 @@ struct Leaf<K> {
     pruned: bool,
 }
 
-/// The classifier. Node 0 is the root.
+/// One decision tree. Node 0 is the root.
 #[derive(Debug, Clone)]
-pub(crate) struct Classifier<K> {
+struct Tree<K> {
     nodes: Vec<Node<K>>,
     leaves: Vec<Leaf<K>>,
     /// Master copy of every entry, by rule id.
     by_id: Vec<Vec<Entry<K>>>,
     /// Nodes and leaves orphaned by partial rebuilds.
     garbage: usize,
+    /// A lower bound of the precedence of every entry (exact after a full build).
+    min_prec: u64,
+    /// The deepest leaf's depth: the steps a lookup takes.
+    depth: u32,
 }
 
-impl<K: Key> Default for Classifier<K> {
-    fn default() -> Self {
-        Classifier::build(Vec::new())
-    }
-}
-
-impl<K: Key> Classifier<K> {
+impl<K: Key> Tree<K> {
     /// Builds from scratch.
-    pub fn build(entries: Vec<Entry<K>>) -> Self {
+    fn build(entries: Vec<Entry<K>>) -> Self {
         let mut by_id: Vec<Vec<Entry<K>>> = Vec::new();
         for e in entries {
             let id = e.id as usize;
@@ -180,11 +206,13 @@ impl<K: Key> Classifier<K> {
             }
             by_id[id].push(e);
         }
-        let mut c = Classifier {
+        let mut c = Tree {
             nodes: Vec::new(),
             leaves: Vec::new(),
             by_id,
             garbage: 0,
+            min_prec: u64::MAX,
+            depth: 0,
         };
         c.rebuild();
         c
@@ -193,16 +221,22 @@ impl<K: Key> Classifier<K> {
     fn rebuild(&mut self) {
         let mut all: Vec<Entry<K>> = self.by_id.iter().flatten().copied().collect();
         all.sort_by_key(|e| e.prec);
+        self.min_prec = all.first().map_or(u64::MAX, |e| e.prec);
         self.nodes.clear();
         self.leaves.clear();
         self.garbage = 0;
-        self.nodes.push(Node {
-            thr: K::default(),
-            dim: LEAF,
-            child: 0,
-        });
+        self.depth = 0;
+        self.nodes.push(Node::leaf(0));
         let root = self.build_node(all, Region::full(), 0, false);
-        self.nodes[0] = root;
+        self.place(0, root);
+    }
+
+    /// Stores a node in its slot; a leaf is pointed back at itself.
+    fn place(&mut self, slot: usize, mut node: Node<K>) {
+        if node.is_leaf() {
+            node.child = (slot as u32).wrapping_sub(1);
+        }
+        self.nodes[slot] = node;
     }
 
     /// Builds the subtree of `region` from its entries (sorted by precedence) and returns
@@ -237,45 +271,23 @@ impl<K: Key> Classifier<K> {
                     drop(entries);
                     let (lr, rr) = region.split(dim, thr);
                     let at = self.nodes.len();
-                    let placeholder = Node {
-                        thr: K::default(),
-                        dim: LEAF,
-                        child: 0,
-                    };
-                    self.nodes.extend([placeholder, placeholder]);
+                    self.nodes.extend([Node::leaf(0), Node::leaf(0)]);
                     let l = self.build_node(left, lr, depth + 1, pruned);
-                    self.nodes[at] = l;
+                    self.place(at, l);
                     let r = self.build_node(right, rr, depth + 1, pruned);
-                    self.nodes[at + 1] = r;
+                    self.place(at + 1, r);
                     return Node {
                         thr,
-                        dim: dim as u8,
                         child: at as u32,
+                        leaf: NO_LEAF,
+                        dim: dim as u8,
                     };
                 }
             }
         }
-        let child = self.leaves.len() as u32;
+        self.depth = self.depth.max(depth);
         self.leaves.push(Leaf { entries, pruned });
-        Node {
-            thr: K::default(),
-            dim: LEAF,
-            child,
-        }
-    }
-
-    /// The best-precedence entry containing `key` whose group check (if any) passes.
-    #[inline]
-    pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<&Entry<K>> {
-        let mut node = self.nodes[0];
-        while node.dim != LEAF {
-            let next = node.child + u32::from(key[node.dim as usize] >= node.thr);
-            node = self.nodes[next as usize];
-        }
-        self.leaves[node.child as usize]
-            .entries
-            .iter()
-            .find(|e| e.contains(key) && (e.group == NO_GROUP || in_group(e.group)))
+        Node::leaf((self.leaves.len() - 1) as u32)
     }
 
     /// Visits the leaves whose regions overlap `e`, with their node index and depth.
@@ -284,7 +296,7 @@ impl<K: Key> Classifier<K> {
         let mut stack = vec![(0usize, Region::full(), 0u32)];
         while let Some((n, region, depth)) = stack.pop() {
             let node = self.nodes[n];
-            if node.dim == LEAF {
+            if node.is_leaf() {
                 found.push((n, region, depth));
                 continue;
             }
@@ -301,15 +313,16 @@ impl<K: Key> Classifier<K> {
     }
 
     /// Adds entries (all of one new rule id).
-    pub fn insert(&mut self, entries: &[Entry<K>]) {
+    fn insert(&mut self, entries: &[Entry<K>]) {
         for e in entries {
+            self.min_prec = self.min_prec.min(e.prec);
             let id = e.id as usize;
             if self.by_id.len() <= id {
                 self.by_id.resize_with(id + 1, Vec::new);
             }
             self.by_id[id].push(*e);
             for (n, region, depth) in self.leaves_overlapping(e) {
-                let leaf = &mut self.leaves[self.nodes[n].child as usize];
+                let leaf = &mut self.leaves[self.nodes[n].leaf as usize];
                 let at = leaf.entries.partition_point(|x| x.prec <= e.prec);
                 if leaf.entries[..at].iter().any(|x| x.covers(&region)) {
                     leaf.pruned = true;
@@ -331,13 +344,13 @@ impl<K: Key> Classifier<K> {
     }
 
     /// Removes every entry of a rule id.
-    pub fn remove(&mut self, id: u32) {
+    fn remove(&mut self, id: u32) {
         let Some(entries) = self.by_id.get_mut(id as usize).map(std::mem::take) else {
             return;
         };
         for e in &entries {
             for (n, region, depth) in self.leaves_overlapping(e) {
-                let leaf = &mut self.leaves[self.nodes[n].child as usize];
+                let leaf = &mut self.leaves[self.nodes[n].leaf as usize];
                 let before = leaf.entries.len();
                 leaf.entries.retain(|x| x.id != id);
                 if leaf.pruned && leaf.entries.len() < before {
@@ -367,7 +380,7 @@ impl<K: Key> Classifier<K> {
     ) {
         self.garbage += 1;
         let node = self.build_node(entries, region, depth, pruned);
-        self.nodes[n] = node;
+        self.place(n, node);
     }
 
     fn collect_garbage(&mut self) {
@@ -377,7 +390,7 @@ impl<K: Key> Classifier<K> {
     }
 
     /// Bytes held by the structure (tree, leaves and master list).
-    pub fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&self) -> usize {
         self.nodes.capacity() * size_of::<Node<K>>()
             + self.leaves.capacity() * size_of::<Leaf<K>>()
             + self
@@ -394,7 +407,7 @@ impl<K: Key> Classifier<K> {
     }
 
     /// (tree nodes, leaves, longest leaf, deepest level), for the benchmark report.
-    pub fn shape(&self) -> (usize, usize, usize, u32) {
+    fn shape(&self) -> (usize, usize, usize, u32) {
         let longest = self
             .leaves
             .iter()
@@ -405,7 +418,7 @@ impl<K: Key> Classifier<K> {
         let mut stack = vec![(0usize, 0u32)];
         while let Some((n, d)) = stack.pop() {
             let node = self.nodes[n];
-            if node.dim == LEAF {
+            if node.is_leaf() {
                 deepest = deepest.max(d);
             } else {
                 stack.push((node.child as usize, d + 1));
@@ -413,6 +426,117 @@ impl<K: Key> Classifier<K> {
             }
         }
         (self.nodes.len(), self.leaves.len(), longest, deepest)
+    }
+}
+
+/// Rules are spread over [`TREES`] trees by which address fields they leave wide open, so
+/// that a tree splits on the fields its rules are narrow in and wide rules are not copied
+/// into every leaf (the EffiCuts lesson: mixing wildcard-heavy and specific rules is what
+/// makes decision trees blow up, as firewall sets show).
+const TREES: usize = 4;
+
+/// The classifier: the trees of [`TREES`] categories, searched in turn, skipping a tree whose
+/// best entry cannot beat the match found so far.
+#[derive(Debug, Clone)]
+pub(crate) struct Classifier<K> {
+    trees: [Tree<K>; TREES],
+    /// The deepest of the trees.
+    depth: u32,
+}
+
+impl<K: Key> Default for Classifier<K> {
+    fn default() -> Self {
+        Classifier::build(Vec::new())
+    }
+}
+
+/// Whether a range covers more than half the bits of its key: `0.0.0.0/15` is wide, a /16
+/// is narrow (for IPv6 the line is at /64).
+fn wide<K: Key>(lo: K, hi: K) -> bool {
+    K::wide(lo, hi)
+}
+
+fn category<K: Key>(e: &Entry<K>) -> usize {
+    usize::from(wide(e.lo[3], e.hi[3])) * 2 + usize::from(wide(e.lo[4], e.hi[4]))
+}
+
+impl<K: Key> Classifier<K> {
+    /// Builds from scratch.
+    pub fn build(entries: Vec<Entry<K>>) -> Self {
+        let mut parts: Vec<Vec<Entry<K>>> = vec![Vec::new(); TREES];
+        for e in entries {
+            parts[category(&e)].push(e);
+        }
+        let mut parts = parts.into_iter().map(Tree::build);
+        let trees: [Tree<K>; TREES] =
+            std::array::from_fn(|_| parts.next().expect("one part per tree"));
+        let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
+        Classifier { trees, depth }
+    }
+
+    /// The best-precedence entry containing `key` whose group check (if any) passes.
+    ///
+    /// The trees are walked in lockstep, one level of each per step: their loads do not
+    /// depend on each other, so the processor overlaps them and a lookup costs about one
+    /// tree's depth of memory latency rather than the sum over trees.
+    #[inline]
+    pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<&Entry<K>> {
+        let mut at = [0u32; TREES];
+        for _ in 0..self.depth {
+            for (i, tree) in at.iter_mut().zip(&self.trees) {
+                let node = &tree.nodes[*i as usize];
+                *i = node
+                    .child
+                    .wrapping_add(u32::from(key[node.dim as usize] >= node.thr));
+            }
+        }
+        let mut best: Option<&Entry<K>> = None;
+        for (i, tree) in at.iter().zip(&self.trees) {
+            if best.is_some_and(|b| b.prec <= tree.min_prec) {
+                continue;
+            }
+            let found = tree.leaves[tree.nodes[*i as usize].leaf as usize]
+                .entries
+                .iter()
+                .take_while(|e| best.is_none_or(|b| e.prec < b.prec))
+                .find(|e| e.contains(key) && (e.group == NO_GROUP || in_group(e.group)));
+            if found.is_some() {
+                best = found;
+            }
+        }
+        best
+    }
+
+    /// Adds entries (all of one new rule id).
+    pub fn insert(&mut self, entries: &[Entry<K>]) {
+        for e in entries {
+            let t = &mut self.trees[category(e)];
+            t.insert(std::slice::from_ref(e));
+            self.depth = self.depth.max(t.depth);
+        }
+    }
+
+    /// Removes every entry of a rule id.
+    pub fn remove(&mut self, id: u32) {
+        for t in &mut self.trees {
+            t.remove(id);
+        }
+        self.depth = self.trees.iter().map(|t| t.depth).max().unwrap_or(0);
+    }
+
+    /// Bytes held by the structure.
+    pub fn memory_bytes(&self) -> usize {
+        self.trees.iter().map(Tree::memory_bytes).sum()
+    }
+
+    /// (tree nodes, leaves, longest leaf, deepest level) over all trees.
+    pub fn shape(&self) -> (usize, usize, usize, u32) {
+        self.trees
+            .iter()
+            .map(Tree::shape)
+            .fold((0, 0, 0, 0), |a, s| {
+                (a.0 + s.0, a.1 + s.1, a.2.max(s.2), a.3.max(s.3))
+            })
     }
 }
 

@@ -17,7 +17,6 @@ use model::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::defaults::default_decision;
 use crate::flow::{Decider, Decision, Evaluator, StageQuery};
 use crate::state::{Change, PolicyError, Snapshot, State};
 use classifier::{Classifier, Entry, Key, DIMS, NO_GROUP};
@@ -54,6 +53,12 @@ struct Tables {
 #[derive(Debug, Clone)]
 struct PolicySet {
     groups: Vec<SecurityGroupId>,
+    /// Interned indices of `groups`, for the intra-group default.
+    group_indices: Vec<u32>,
+    /// Per group of `groups`: whether its effective `InnerAccessPolicy` is `Accept`.
+    inner_accept: Vec<bool>,
+    /// Whether the groups are enterprise groups (they never mix with basic ones).
+    enterprise: bool,
     instances: usize,
     /// Indexed by [`table_index`].
     tables: [Tables; 4],
@@ -103,16 +108,18 @@ impl Engine {
             Change::AddGroup(g) => {
                 self.intern(&g.id);
             }
-            Change::RemoveGroup(_) | Change::SetInnerAccessPolicy(..) => {}
+            Change::RemoveGroup(_) => {}
+            Change::SetInnerAccessPolicy(g, _) => {
+                for set in self.sets_with(g) {
+                    self.refresh_defaults(set);
+                }
+            }
             Change::AddPermission(g, p) | Change::ReplacePermission(g, p) => {
-                let seq = self
+                let (seq, _) = self
                     .state
                     .group(g)?
-                    .rules
-                    .iter()
-                    .find(|r| r.permission.id == p.id)
-                    .map(|r| r.seq);
-                let seq = seq.expect("the state just stored the rule");
+                    .rule(&p.id)
+                    .expect("the state just stored the rule");
                 for set in self.sets_with(g) {
                     self.set_remove_rule(set, &p.id);
                     self.set_add_rule(set, g, p, seq);
@@ -187,6 +194,9 @@ impl Engine {
         }
         let set = PolicySet {
             groups: groups.to_vec(),
+            group_indices: Vec::new(),
+            inner_accept: Vec::new(),
+            enterprise: false,
             instances: 1,
             tables: Default::default(),
             rules: Vec::new(),
@@ -227,8 +237,33 @@ impl Engine {
             .collect()
     }
 
+    /// Recomputes what a set's defaults depend on: group kinds and intra-group policies.
+    fn refresh_defaults(&mut self, id: u32) {
+        let groups = self.sets[id as usize]
+            .as_ref()
+            .expect("live set")
+            .groups
+            .clone();
+        let indices: Vec<u32> = groups.iter().map(|g| self.intern(g)).collect();
+        let entries: Vec<_> = groups.iter().map(|g| self.state.group(g).ok()).collect();
+        let enterprise = entries
+            .iter()
+            .flatten()
+            .next()
+            .is_some_and(|g| g.group.group_type == model::GroupType::Enterprise);
+        let inner_accept = entries
+            .iter()
+            .map(|g| g.is_some_and(|g| g.group.inner_access() == model::InnerAccessPolicy::Accept))
+            .collect();
+        let set = self.sets[id as usize].as_mut().expect("live set");
+        set.group_indices = indices;
+        set.inner_accept = inner_accept;
+        set.enterprise = enterprise;
+    }
+
     /// Builds a set's classifiers from scratch from the state.
     fn compile_set(&mut self, id: u32) {
+        self.refresh_defaults(id);
         let groups = self.sets[id as usize]
             .as_ref()
             .expect("live set")
@@ -237,8 +272,8 @@ impl Engine {
         let referenced: Vec<SecurityGroupId> = groups
             .iter()
             .filter_map(|g| self.state.group(g).ok())
-            .flat_map(|g| g.rules.iter())
-            .filter_map(|r| match &r.permission.peer {
+            .flat_map(|g| g.rules())
+            .filter_map(|(_, p)| match &p.peer {
                 Peer::Group(g) => Some(g.id.clone()),
                 _ => None,
             })
@@ -256,8 +291,7 @@ impl Engine {
             let Ok(group) = self.state.group(g) else {
                 continue;
             };
-            for r in &group.rules {
-                let p = &r.permission;
+            for (seq, p) in group.rules() {
                 let table = table_index(p.direction, p.nic_type);
                 let slot = set.rules.len() as u32;
                 set.rules.push(Some(RuleMeta {
@@ -268,7 +302,7 @@ impl Engine {
                     table,
                 }));
                 set.slot_of.insert(p.id.clone(), slot);
-                let prec = precedence(p, position, r.seq);
+                let prec = precedence(p, position, seq);
                 let group_ref = |g: &SecurityGroupId| self.group_index.get(g).copied();
                 v4[table].extend(entries::<u32>(&self.state, p, prec, slot, group_ref));
                 v6[table].extend(entries::<u128>(&self.state, p, prec, slot, group_ref));
@@ -501,17 +535,27 @@ impl Evaluator for Engine {
                 },
             });
         }
-        let instance = self.state.instance(q.instance)?;
-        Ok(default_decision(
-            &self.state,
-            instance,
-            q.direction,
-            q.nic_type,
-            |g| {
-                self.group_index
-                    .get(g)
-                    .is_some_and(|gi| self.in_group(p.peer, *gi))
-            },
-        ))
+        // No rule matched: the defaults (DESIGN.md §4 step 5), from what the set keeps.
+        let (verdict, decided_by) = match q.direction {
+            Direction::Egress if set.enterprise => (Policy::Drop, Decider::DefaultEgress),
+            Direction::Egress => (Policy::Accept, Decider::DefaultEgress),
+            Direction::Ingress => {
+                let peer_groups = (!set.enterprise && q.nic_type == NicType::Intranet)
+                    .then(|| self.address_groups.get(&p.peer))
+                    .flatten();
+                let inner = peer_groups.and_then(|gs| {
+                    (0..set.groups.len())
+                        .find(|&k| set.inner_accept[k] && gs.contains(&set.group_indices[k]))
+                });
+                match inner {
+                    Some(k) => (Policy::Accept, Decider::InnerAccessPolicy(&set.groups[k])),
+                    None => (Policy::Drop, Decider::DefaultIngress),
+                }
+            }
+        };
+        Ok(Decision {
+            verdict,
+            decided_by,
+        })
     }
 }
