@@ -1,3 +1,271 @@
-//! The `stockade` binary.
+//! The `stockade` binary: one executable that serves the ECS API, enforces rules on hosts and
+//! answers questions about policies. This release has the offline questions: `explain`.
 
-fn main() {}
+mod policy_file;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use model::{ip_proto, NicType, Peer, Permission};
+use policy::{
+    DecidedBy, Endpoint, Engine, Evaluator, Flow, FlowVerdict, IpFamily, Reference, State,
+};
+use serde_json::json;
+
+/// ECS-style security groups you can run yourself.
+#[derive(Debug, Parser)]
+#[command(name = "stockade", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Explain what the policy does with one flow: the verdict, and the rule or default that
+    /// decided at the source (egress) and at the destination (ingress).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExplainArgs {
+    /// Policy snapshot file (JSON; see README "Policy files").
+    #[arg(long, value_name = "FILE.json")]
+    policy: PathBuf,
+    /// Source: an instance id (`i-...`) or an IP address.
+    #[arg(long, value_name = "INSTANCE|IP")]
+    from: String,
+    /// Destination: an instance id (`i-...`) or an IP address.
+    #[arg(long, value_name = "INSTANCE|IP")]
+    to: String,
+    /// Protocol: tcp, udp, icmp, icmpv6, gre, or an IANA number.
+    #[arg(long, default_value = "tcp")]
+    proto: String,
+    /// Destination port (TCP and UDP).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Source port (TCP and UDP).
+    #[arg(long, default_value_t = 49152)]
+    source_port: u16,
+    /// Interface of classic-network instances: intranet or internet.
+    #[arg(long, default_value = "intranet")]
+    nic_type: String,
+    /// Ask over IPv6 between two instances (inferred from addresses and ICMPv6 otherwise).
+    #[arg(long)]
+    ipv6: bool,
+    /// Which evaluator answers (they agree; `reference` is the slow, obvious one).
+    #[arg(long, value_enum, default_value_t = EvaluatorKind::Compiled)]
+    evaluator: EvaluatorKind,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EvaluatorKind {
+    Compiled,
+    Reference,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain(args) => explain(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockade: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn endpoint(s: &str) -> Result<Endpoint> {
+    if s.starts_with("i-") {
+        return Ok(Endpoint::Instance(s.parse().map_err(
+            |e: model::ModelError| anyhow::anyhow!("{}: {e}", e.code()),
+        )?));
+    }
+    Ok(Endpoint::Address(s.parse::<IpAddr>().with_context(
+        || format!("{s} is neither an instance id nor an IP address"),
+    )?))
+}
+
+fn protocol(s: &str) -> Result<u8> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "tcp" => ip_proto::TCP,
+        "udp" => ip_proto::UDP,
+        "icmp" => ip_proto::ICMP,
+        "icmpv6" => ip_proto::ICMPV6,
+        "gre" => ip_proto::GRE,
+        n => n.parse().with_context(|| format!("unknown protocol {s}"))?,
+    })
+}
+
+fn explain(args: &ExplainArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("cannot read {}", args.policy.display()))?;
+    let snapshot =
+        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+    let (source, destination) = (endpoint(&args.from)?, endpoint(&args.to)?);
+    let protocol = protocol(&args.proto)?;
+    let has_ports = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
+    let destination_port = match (has_ports, args.port) {
+        (true, Some(p)) => p,
+        (true, None) => bail!("--port is needed for {}", args.proto),
+        (false, _) => 0,
+    };
+    let nic_type: NicType = args
+        .nic_type
+        .parse()
+        .map_err(|e: model::ModelError| anyhow::anyhow!("{e}"))?;
+    let family = if args.ipv6 {
+        IpFamily::V6
+    } else {
+        Flow::infer_family(&source, &destination, protocol)
+    };
+    let flow = Flow {
+        source,
+        destination,
+        protocol,
+        source_port: args.source_port,
+        destination_port,
+        nic_type,
+        family,
+    };
+    let (verdict, state) = match args.evaluator {
+        EvaluatorKind::Compiled => {
+            let e = Engine::new(&snapshot).map_err(policy_error)?;
+            (e.verdict(&flow).map_err(policy_error)?, e.state().clone())
+        }
+        EvaluatorKind::Reference => {
+            let e = Reference::new(&snapshot).map_err(policy_error)?;
+            (e.verdict(&flow).map_err(policy_error)?, e.state().clone())
+        }
+    };
+    match args.format {
+        Format::Text => print!("{}", render_text(&verdict, &state)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&render_json(&verdict))?),
+    }
+    Ok(())
+}
+
+fn policy_error(e: policy::PolicyError) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", e.code())
+}
+
+/// One line describing a rule, in ECS terms.
+fn describe_rule(p: &Permission) -> String {
+    let peer = match &p.peer {
+        Peer::Cidr(net) => net.to_string(),
+        Peer::Group(g) => g.id.to_string(),
+        Peer::PrefixList(l) => l.to_string(),
+    };
+    let (towards, ports) = (
+        match p.direction {
+            model::Direction::Ingress => "from",
+            model::Direction::Egress => "to",
+        },
+        p.protocol.port_range_wire(),
+    );
+    let mut s = format!(
+        "{} {} {} {}",
+        p.protocol.ip_protocol().as_wire(),
+        ports,
+        towards,
+        peer
+    );
+    let source_ports = p.protocol.source_port_range_wire();
+    if !source_ports.is_empty() {
+        s += &format!(" source ports {source_ports}");
+    }
+    if let Some(local) = p.local {
+        s += &format!(" at {local}");
+    }
+    s
+}
+
+fn render_text(v: &FlowVerdict, state: &State) -> String {
+    let mut out = format!("Verdict: {}\n", v.verdict.as_wire());
+    for s in &v.stages {
+        let why = match &s.decided_by {
+            DecidedBy::Rule {
+                group,
+                rule,
+                priority,
+                policy,
+            } => {
+                let detail = state
+                    .group(group)
+                    .ok()
+                    .and_then(|g| g.rule(rule))
+                    .map(|(_, p)| format!(": {}", describe_rule(p)))
+                    .unwrap_or_default();
+                format!(
+                    "rule {rule} of {group}, priority {priority} {}{detail}",
+                    policy.as_wire()
+                )
+            }
+            DecidedBy::InnerAccessPolicy(g) => {
+                format!("InnerAccessPolicy of {g}: no rule matched and the peer is a member of {g}, which accepts its members")
+            }
+            DecidedBy::DefaultIngress => {
+                "default: no rule matched, inbound traffic is dropped".to_string()
+            }
+            DecidedBy::DefaultEgress if s.verdict == model::Policy::Accept => {
+                "default: no rule matched, basic groups accept outbound traffic".to_string()
+            }
+            DecidedBy::DefaultEgress => {
+                "default: no rule matched, enterprise groups drop outbound traffic".to_string()
+            }
+        };
+        let stage = match s.direction {
+            model::Direction::Egress => "Egress ",
+            model::Direction::Ingress => "Ingress",
+        };
+        out += &format!(
+            "  {stage} at {}: {} ({why})\n",
+            s.instance,
+            s.verdict.as_wire()
+        );
+    }
+    out
+}
+
+/// The `DescribeFlowVerdict` response body, without `RequestId`.
+fn render_json(v: &FlowVerdict) -> serde_json::Value {
+    let stages: Vec<_> = v
+        .stages
+        .iter()
+        .map(|s| {
+            let (group, rule, priority, policy) = match &s.decided_by {
+                DecidedBy::Rule { group, rule, priority, policy } => {
+                    (group.to_string(), rule.to_string(), priority.to_string(), policy.as_wire().to_string())
+                }
+                DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new(), String::new(), String::new()),
+                _ => Default::default(),
+            };
+            json!({
+                "Stage": match s.direction { model::Direction::Egress => "Egress", model::Direction::Ingress => "Ingress" },
+                "InstanceId": s.instance.to_string(),
+                "Verdict": s.verdict.as_wire(),
+                "DecidedBy": s.decided_by.as_wire(),
+                "SecurityGroupId": group,
+                "SecurityGroupRuleId": rule,
+                "Priority": priority,
+                "Policy": policy,
+            })
+        })
+        .collect();
+    json!({"Verdict": v.verdict.as_wire(), "Stages": {"Stage": stages}})
+}

@@ -1,0 +1,283 @@
+//! The JSON policy snapshot file that `stockade explain` reads.
+//!
+//! Field names and values are those of the ECS API (`SecurityGroupId`, `IpProtocol`,
+//! `PortRange` as `"22/22"`, `SourceGroupId`, ...), so a file can be written by hand from
+//! what `DescribeSecurityGroupAttribute` and `DescribeInstances` return, and every rule is
+//! validated by the same parser, with the same ECS error codes, as an API request. The format
+//! is documented in the README; `examples/policy.json` is a complete example.
+
+use std::collections::HashSet;
+
+use anyhow::{anyhow, bail, Context, Result};
+use model::{
+    AccountId, Direction, GroupType, InnerAccessPolicy, Instance, PermissionFields, SecurityGroup,
+};
+use policy::{GroupPolicy, PrefixList, Snapshot};
+use serde::Deserialize;
+
+/// The account that owns resources which name none.
+const DEFAULT_OWNER: u64 = 1;
+
+/// A string, or a number written without quotes (`"Priority": 1`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Text {
+    Str(String),
+    Num(serde_json::Number),
+}
+
+impl Text {
+    fn into_string(self) -> String {
+        match self {
+            Text::Str(s) => s,
+            Text::Num(n) => n.to_string(),
+        }
+    }
+}
+
+fn text(t: Option<Text>) -> Option<String> {
+    t.map(Text::into_string)
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    security_groups: Vec<GroupFile>,
+    #[serde(default)]
+    instances: Vec<InstanceFile>,
+    #[serde(default)]
+    prefix_lists: Vec<PrefixListFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct GroupFile {
+    security_group_id: String,
+    #[serde(default)]
+    security_group_name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    security_group_type: Option<String>,
+    #[serde(default)]
+    vpc_id: Option<String>,
+    #[serde(default)]
+    inner_access_policy: Option<String>,
+    #[serde(default)]
+    owner_id: Option<Text>,
+    #[serde(default)]
+    permissions: Vec<PermissionFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PermissionFile {
+    #[serde(default)]
+    security_group_rule_id: Option<String>,
+    /// `ingress` (default) or `egress`.
+    #[serde(default)]
+    direction: Option<String>,
+    policy: Option<String>,
+    priority: Option<Text>,
+    ip_protocol: Option<String>,
+    port_range: Option<String>,
+    source_port_range: Option<String>,
+    source_cidr_ip: Option<String>,
+    ipv6_source_cidr_ip: Option<String>,
+    dest_cidr_ip: Option<String>,
+    ipv6_dest_cidr_ip: Option<String>,
+    source_group_id: Option<String>,
+    source_group_owner_account: Option<String>,
+    source_group_owner_id: Option<Text>,
+    source_prefix_list_id: Option<String>,
+    dest_group_id: Option<String>,
+    dest_group_owner_account: Option<String>,
+    dest_group_owner_id: Option<Text>,
+    dest_prefix_list_id: Option<String>,
+    nic_type: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct InstanceFile {
+    instance_id: String,
+    #[serde(default)]
+    vpc_id: Option<String>,
+    private_ip_address: String,
+    #[serde(default)]
+    ipv6_address: Option<String>,
+    #[serde(default)]
+    public_ip_address: Option<String>,
+    #[serde(default)]
+    owner_id: Option<Text>,
+    security_group_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PrefixListFile {
+    prefix_list_id: String,
+    entries: Vec<String>,
+}
+
+/// Empty strings mean "not set", as in ECS responses.
+fn set(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// Wraps a model error with its ECS code, the way an API client would see it.
+fn ecs(e: model::ModelError) -> anyhow::Error {
+    anyhow!("{}: {}", e.code(), e)
+}
+
+fn owner(t: Option<Text>) -> Result<AccountId> {
+    match text(t) {
+        Some(s) => s.parse().map_err(ecs),
+        None => Ok(AccountId::new(DEFAULT_OWNER)),
+    }
+}
+
+/// Parses and validates a policy file into a snapshot.
+pub fn parse(json: &str) -> Result<Snapshot> {
+    let file: PolicyFile = serde_json::from_str(json).context("not a valid policy file")?;
+    let mut rule_ids = HashSet::new();
+    let mut groups = Vec::new();
+    for g in file.security_groups {
+        let id = g.security_group_id.clone();
+        let group =
+            parse_group(g, &mut rule_ids).with_context(|| format!("security group {id}"))?;
+        groups.push(group);
+    }
+    let instances = file
+        .instances
+        .into_iter()
+        .map(|i| {
+            let id = i.instance_id.clone();
+            parse_instance(i).with_context(|| format!("instance {id}"))
+        })
+        .collect::<Result<_>>()?;
+    let prefix_lists = file
+        .prefix_lists
+        .into_iter()
+        .map(|l| {
+            let cidrs = l
+                .entries
+                .iter()
+                .map(|c| {
+                    c.parse()
+                        .with_context(|| format!("prefix list {}: bad CIDR {c}", l.prefix_list_id))
+                })
+                .collect::<Result<_>>()?;
+            Ok(PrefixList {
+                id: l.prefix_list_id.parse().map_err(ecs)?,
+                cidrs,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Snapshot {
+        groups,
+        instances,
+        prefix_lists,
+    })
+}
+
+fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPolicy> {
+    if let Some(name) = set(&g.security_group_name) {
+        model::validate_group_name(name).map_err(ecs)?;
+    }
+    if let Some(d) = set(&g.description) {
+        model::validate_group_description(d).map_err(ecs)?;
+    }
+    let group = SecurityGroup {
+        id: g.security_group_id.parse().map_err(ecs)?,
+        owner: owner(g.owner_id)?,
+        group_type: set(&g.security_group_type)
+            .map_or(Ok(GroupType::Normal), str::parse)
+            .map_err(ecs)?,
+        vpc_id: set(&g.vpc_id).map(str::parse).transpose().map_err(ecs)?,
+        inner_access_policy: set(&g.inner_access_policy)
+            .map_or(Ok(InnerAccessPolicy::Accept), str::parse)
+            .map_err(ecs)?,
+    };
+    let mut permissions = Vec::new();
+    for (n, p) in g.permissions.into_iter().enumerate() {
+        let id = match set(&p.security_group_rule_id) {
+            Some(id) => id.to_string(),
+            None => format!("sgr-{}r{}", &group.id.as_str()[3..], n + 1),
+        };
+        if !rule_ids.insert(id.clone()) {
+            bail!("rule {id} appears twice");
+        }
+        let permission = parse_permission(p, &id, &group).with_context(|| format!("rule {id}"))?;
+        permissions.push(permission);
+    }
+    Ok(GroupPolicy { group, permissions })
+}
+
+fn parse_permission(
+    p: PermissionFile,
+    id: &str,
+    group: &SecurityGroup,
+) -> Result<model::Permission> {
+    let direction = match set(&p.direction).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("ingress") => Direction::Ingress,
+        Some("egress") => Direction::Egress,
+        Some(other) => bail!("Direction must be ingress or egress, not {other}"),
+    };
+    let (group_id, owner_account, owner_id, prefix_list) = match direction {
+        Direction::Ingress => (
+            p.source_group_id,
+            p.source_group_owner_account,
+            p.source_group_owner_id,
+            p.source_prefix_list_id,
+        ),
+        Direction::Egress => (
+            p.dest_group_id,
+            p.dest_group_owner_account,
+            p.dest_group_owner_id,
+            p.dest_prefix_list_id,
+        ),
+    };
+    let fields = PermissionFields {
+        policy: p.policy,
+        priority: text(p.priority),
+        ip_protocol: p.ip_protocol,
+        port_range: p.port_range,
+        source_port_range: p.source_port_range,
+        source_cidr_ip: p.source_cidr_ip,
+        ipv6_source_cidr_ip: p.ipv6_source_cidr_ip,
+        dest_cidr_ip: p.dest_cidr_ip,
+        ipv6_dest_cidr_ip: p.ipv6_dest_cidr_ip,
+        group_id,
+        group_owner_account: owner_account,
+        group_owner_id: text(owner_id),
+        prefix_list_id: prefix_list,
+        nic_type: p.nic_type,
+        description: p.description,
+    };
+    fields
+        .parse(id.parse().map_err(ecs)?, direction, group.network())
+        .map_err(ecs)
+}
+
+fn parse_instance(i: InstanceFile) -> Result<Instance> {
+    fn ip<T: std::str::FromStr>(s: &str) -> Result<T> {
+        s.parse().map_err(|_| anyhow!("bad address {s}"))
+    }
+    Ok(Instance {
+        id: i.instance_id.parse().map_err(ecs)?,
+        owner: owner(i.owner_id)?,
+        vpc_id: set(&i.vpc_id).map(str::parse).transpose().map_err(ecs)?,
+        private_ip: ip(&i.private_ip_address)?,
+        ipv6: set(&i.ipv6_address).map(ip).transpose()?,
+        public_ip: set(&i.public_ip_address).map(ip).transpose()?,
+        security_groups: i
+            .security_group_ids
+            .iter()
+            .map(|g| g.parse().map_err(ecs))
+            .collect::<Result<_>>()?,
+    })
+}

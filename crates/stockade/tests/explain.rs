@@ -1,0 +1,146 @@
+//! `stockade explain` as a user runs it: the binary, the example policy file, real output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policy.json")
+}
+
+fn stockade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stockade"))
+        .args(args)
+        .output()
+        .expect("run stockade")
+}
+
+fn explain(policy: &std::path::Path, flow: &[&str]) -> Output {
+    let mut args = vec!["explain", "--policy", policy.to_str().unwrap()];
+    args.extend_from_slice(flow);
+    stockade(&args)
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stockade failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn explains_a_flow_allowed_by_a_group_reference() {
+    let out = stdout(&explain(
+        &example(),
+        &[
+            "--from", "i-app1", "--to", "i-db1", "--proto", "tcp", "--port", "3306",
+        ],
+    ));
+    assert_eq!(
+        out,
+        "Verdict: Accept\n  Egress  at i-app1: Accept (default: no rule matched, basic groups accept outbound traffic)\n  \
+         Ingress at i-db1: Accept (rule sgr-dbmysql of sg-db, priority 1 Accept: TCP 3306/3306 from sg-app)\n"
+    );
+}
+
+#[test]
+fn explains_a_default_drop_and_an_egress_rule() {
+    let out = stdout(&explain(
+        &example(),
+        &["--from", "i-web1", "--to", "i-db1", "--port", "3306"],
+    ));
+    assert!(out.starts_with("Verdict: Drop\n"), "{out}");
+    assert!(
+        out.contains(
+            "Ingress at i-db1: Drop (default: no rule matched, inbound traffic is dropped)"
+        ),
+        "{out}"
+    );
+    let out = stdout(&explain(
+        &example(),
+        &["--from", "i-db1", "--to", "198.51.100.1", "--port", "25"],
+    ));
+    assert!(out.contains("Egress  at i-db1: Drop (rule sgr-dbnosmtp of sg-db, priority 1 Drop: TCP 25/25 to 0.0.0.0/0)"), "{out}");
+}
+
+#[test]
+fn json_output_has_the_describe_flow_verdict_shape() {
+    for evaluator in ["compiled", "reference"] {
+        let out = stdout(&explain(
+            &example(),
+            &[
+                "--from",
+                "192.0.2.5",
+                "--to",
+                "i-web1",
+                "--port",
+                "22",
+                "--format",
+                "json",
+                "--evaluator",
+                evaluator,
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Verdict"], "Accept");
+        let stages = v["Stages"]["Stage"].as_array().unwrap();
+        assert_eq!(stages.len(), 1, "only the instance side is a stage");
+        assert_eq!(stages[0]["Stage"], "Ingress");
+        assert_eq!(stages[0]["DecidedBy"], "Rule");
+        assert_eq!(stages[0]["SecurityGroupRuleId"], "sgr-webssh");
+        assert_eq!(stages[0]["Priority"], "1");
+    }
+}
+
+#[test]
+fn an_ipv4_rule_does_not_judge_an_ipv6_flow() {
+    let v4 = stdout(&explain(
+        &example(),
+        &["--from", "192.0.2.9", "--to", "i-db1", "--port", "6379"],
+    ));
+    assert!(
+        v4.contains("Ingress at i-db1: Drop (rule sgr-dbnoredis"),
+        "{v4}"
+    );
+    let v6 = stdout(&explain(
+        &example(),
+        &["--from", "2001:db8:1::7", "--to", "i-db1", "--port", "6379"],
+    ));
+    assert!(
+        v6.contains("Ingress at i-db1: Drop (default: no rule matched"),
+        "{v6}"
+    );
+}
+
+#[test]
+fn an_invalid_rule_is_reported_with_its_ecs_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(
+        &path,
+        r#"{"SecurityGroups":[{"SecurityGroupId":"sg-a","VpcId":"vpc-1","Permissions":[
+            {"IpProtocol":"tcp","PortRange":"200/1","SourceCidrIp":"0.0.0.0/0"}]}]}"#,
+    )
+    .unwrap();
+    let out = explain(&path, &["--from", "1.2.3.4", "--to", "i-x", "--port", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("security group sg-a: rule sgr-ar1: InvalidParam.PortRange"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_instances_and_missing_ports_are_errors() {
+    let out = explain(
+        &example(),
+        &["--from", "i-nope", "--to", "i-db1", "--port", "1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidInstanceId.NotFound"));
+    let out = explain(&example(), &["--from", "i-web1", "--to", "i-db1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port is needed"));
+}
