@@ -103,13 +103,10 @@ pub(crate) struct Entry<K> {
 }
 
 impl<K: Key> Entry<K> {
-    #[inline(always)]
+    /// Whether the box contains `key` (the tests' brute-force oracle).
+    #[cfg(test)]
     fn contains(&self, key: &[K; DIMS]) -> bool {
-        // `k - lo <= hi - lo` in wrapping arithmetic is `lo <= k <= hi` in one comparison;
-        // `&` (not `&&`) keeps the five fields free of branches.
-        let inside =
-            |d: usize| key[d].wrapping_sub(self.lo[d]) <= self.hi[d].wrapping_sub(self.lo[d]);
-        inside(0) & inside(1) & inside(2) & inside(3) & inside(4)
+        (0..DIMS).all(|d| self.lo[d] <= key[d] && key[d] <= self.hi[d])
     }
 
     fn overlaps(&self, bx: &Region<K>) -> bool {
@@ -178,6 +175,67 @@ struct Leaf<K> {
     entries: Vec<Entry<K>>,
     /// Whether entries were cut: removing one then needs the master list.
     pruned: bool,
+    /// The entries' bounds laid out for matching [`LANES`] at a time: one chunk per
+    /// [`LANES`] entries, holding per field a row of lower bounds and a row of spans
+    /// (`hi - lo`). Rebuilt by [`Leaf::new`] whenever `entries` change.
+    block: Vec<Chunk<K>>,
+}
+
+/// Entries matched together in one step of a leaf scan (a vector's worth of `u32`).
+const LANES: usize = 8;
+
+/// Rows `2d` (lower bounds) and `2d + 1` (spans) of field `d` for [`LANES`] entries.
+type Chunk<K> = [[K; LANES]; 2 * DIMS];
+
+impl<K: Key> Leaf<K> {
+    fn new(entries: Vec<Entry<K>>, pruned: bool) -> Self {
+        let mut block = vec![[[K::default(); LANES]; 2 * DIMS]; entries.len().div_ceil(LANES)];
+        for (i, e) in entries.iter().enumerate() {
+            let chunk = &mut block[i / LANES];
+            for d in 0..DIMS {
+                chunk[2 * d][i % LANES] = e.lo[d];
+                chunk[2 * d + 1][i % LANES] = e.hi[d].wrapping_sub(e.lo[d]);
+            }
+        }
+        Leaf {
+            entries,
+            pruned,
+            block,
+        }
+    }
+
+    /// The first entry (best precedence) containing `key` whose group check passes.
+    ///
+    /// Each step tests [`LANES`] entries on all five fields with `key - lo <= span`
+    /// (wrapping), written as lane-wise masks so the compiler emits vector instructions.
+    #[inline]
+    fn first_match(&self, key: &[K; DIMS], in_group: &impl Fn(u32) -> bool) -> Option<&Entry<K>> {
+        for (c, chunk) in self.block.iter().enumerate() {
+            let mut acc = [u32::MAX; LANES];
+            for d in 0..DIMS {
+                let (lo, span) = (&chunk[2 * d], &chunk[2 * d + 1]);
+                for i in 0..LANES {
+                    acc[i] &= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
+                }
+            }
+            let mut mask = 0u32;
+            for (i, a) in acc.iter().enumerate() {
+                mask |= a & (1 << i);
+            }
+            let valid = self.entries.len() - c * LANES;
+            if valid < LANES {
+                mask &= (1 << valid) - 1;
+            }
+            while mask != 0 {
+                let e = &self.entries[c * LANES + mask.trailing_zeros() as usize];
+                if e.group == NO_GROUP || in_group(e.group) {
+                    return Some(e);
+                }
+                mask &= mask - 1;
+            }
+        }
+        None
+    }
 }
 
 /// One decision tree. Node 0 is the root.
@@ -286,7 +344,7 @@ impl<K: Key> Tree<K> {
             }
         }
         self.depth = self.depth.max(depth);
-        self.leaves.push(Leaf { entries, pruned });
+        self.leaves.push(Leaf::new(entries, pruned));
         Node::leaf((self.leaves.len() - 1) as u32)
     }
 
@@ -337,6 +395,8 @@ impl<K: Key> Tree<K> {
                     let entries = std::mem::take(&mut leaf.entries);
                     let pruned = leaf.pruned;
                     self.replace(n, entries, region, depth, pruned);
+                } else {
+                    *leaf = Leaf::new(std::mem::take(&mut leaf.entries), leaf.pruned);
                 }
             }
         }
@@ -353,6 +413,9 @@ impl<K: Key> Tree<K> {
                 let leaf = &mut self.leaves[self.nodes[n].leaf as usize];
                 let before = leaf.entries.len();
                 leaf.entries.retain(|x| x.id != id);
+                if leaf.entries.len() < before {
+                    *leaf = Leaf::new(std::mem::take(&mut leaf.entries), leaf.pruned);
+                }
                 if leaf.pruned && leaf.entries.len() < before {
                     // The removed entry may have shadowed others here: start again from all.
                     let mut all: Vec<Entry<K>> = self
@@ -396,7 +459,10 @@ impl<K: Key> Tree<K> {
             + self
                 .leaves
                 .iter()
-                .map(|l| l.entries.capacity() * size_of::<Entry<K>>())
+                .map(|l| {
+                    l.entries.capacity() * size_of::<Entry<K>>()
+                        + l.block.capacity() * size_of::<Chunk<K>>()
+                })
                 .sum::<usize>()
             + self.by_id.capacity() * size_of::<Vec<Entry<K>>>()
             + self
@@ -495,13 +561,12 @@ impl<K: Key> Classifier<K> {
             if best.is_some_and(|b| b.prec <= tree.min_prec) {
                 continue;
             }
-            let found = tree.leaves[tree.nodes[*i as usize].leaf as usize]
-                .entries
-                .iter()
-                .take_while(|e| best.is_none_or(|b| e.prec < b.prec))
-                .find(|e| e.contains(key) && (e.group == NO_GROUP || in_group(e.group)));
-            if found.is_some() {
-                best = found;
+            let found =
+                tree.leaves[tree.nodes[*i as usize].leaf as usize].first_match(key, &in_group);
+            if let Some(e) = found {
+                if best.is_none_or(|b| e.prec < b.prec) {
+                    best = Some(e);
+                }
             }
         }
         best
