@@ -19,7 +19,8 @@
 //!
 //! `cargo bench -p policy` prints a summary table (median of runs) and then runs criterion
 //! groups. `STOCKADE_BENCH_SETS=acl1_1k,fw1_10k` picks the sets; `STOCKADE_BENCH_QUICK=1`
-//! shortens everything (used to smoke-test the bench).
+//! shortens everything; `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set,
+//! for a profiler.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -526,12 +527,6 @@ fn main() {
         let instance: InstanceId = "i-bench".parse().unwrap();
         for _ in 0..10 {
             println!("{:.1} ns", throughput(&engine, &instance, &trace));
-        }
-        let snap = snapshot(&rules, if rules.len() <= 1000 { 5 } else { 1 });
-        for _ in 0..10 {
-            let t = Instant::now();
-            black_box(Engine::new(&snap).unwrap());
-            println!("build {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
         }
         return;
     }

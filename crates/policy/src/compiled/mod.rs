@@ -507,7 +507,7 @@ impl Evaluator for Engine {
                     peer.into(),
                     local.into(),
                 ];
-                tables.v4.lookup(&key, in_group).map(|e| e.id)
+                tables.v4.lookup(&key, in_group).map(|h| h.id)
             }
             (IpAddr::V6(peer), IpAddr::V6(local)) => {
                 let key: [u128; DIMS] = [
@@ -517,7 +517,7 @@ impl Evaluator for Engine {
                     peer.into(),
                     local.into(),
                 ];
-                tables.v6.lookup(&key, in_group).map(|e| e.id)
+                tables.v6.lookup(&key, in_group).map(|h| h.id)
             }
             _ => return Err(PolicyError::FamilyMismatch),
         };
