@@ -484,6 +484,59 @@ impl Permission {
         }
     }
 
+    /// The wire form of the rule: what [`PermissionFields::parse`] turns back into this
+    /// permission (with the same id, direction and network), and what responses show.
+    pub fn to_fields(&self) -> PermissionFields {
+        let net = |n: &IpNet| n.to_string();
+        let split = |n: Option<&IpNet>| match n {
+            Some(n @ IpNet::V4(_)) => (Some(net(n)), None),
+            Some(n @ IpNet::V6(_)) => (None, Some(net(n))),
+            None => (None, None),
+        };
+        let peer_cidr = match &self.peer {
+            Peer::Cidr(n) => Some(n),
+            _ => None,
+        };
+        let (peer4, peer6) = split(peer_cidr);
+        let (local4, local6) = split(self.local.as_ref());
+        let ((source4, source6), (dest4, dest6)) = match self.direction {
+            Direction::Ingress => ((peer4, peer6), (local4, local6)),
+            Direction::Egress => ((local4, local6), (peer4, peer6)),
+        };
+        let (group_id, group_owner_account, group_owner_id) = match &self.peer {
+            Peer::Group(g) => (
+                Some(g.id.to_string()),
+                g.owner_account.clone(),
+                g.owner_id.map(|o| o.to_string()),
+            ),
+            _ => (None, None, None),
+        };
+        PermissionFields {
+            policy: Some(self.policy.as_wire().to_string()),
+            priority: Some(self.priority.to_string()),
+            ip_protocol: Some(self.protocol.ip_protocol().as_wire().to_string()),
+            port_range: Some(self.protocol.port_range_wire()),
+            source_port_range: self
+                .protocol
+                .ports()
+                .and_then(|p| p.source)
+                .map(|r| r.to_string()),
+            source_cidr_ip: source4,
+            ipv6_source_cidr_ip: source6,
+            dest_cidr_ip: dest4,
+            ipv6_dest_cidr_ip: dest6,
+            group_id,
+            group_owner_account,
+            group_owner_id,
+            prefix_list_id: match &self.peer {
+                Peer::PrefixList(l) => Some(l.to_string()),
+                _ => None,
+            },
+            nic_type: Some(self.nic_type.as_wire().to_string()),
+            description: Some(self.description.clone()),
+        }
+    }
+
     /// Whether the local address filter admits `addr`.
     pub fn local_contains(&self, addr: IpAddr) -> bool {
         self.local.is_none_or(|net| net.contains(&addr))

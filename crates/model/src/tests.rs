@@ -286,3 +286,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn to_fields_round_trips() {
+    let mut f = fields("tcp", "443/443", "10.0.0.0/8");
+    f.source_port_range = Some("1024/65535".into());
+    f.dest_cidr_ip = Some("192.168.1.0/24".into());
+    f.description = Some("web".into());
+    for (direction, network) in [
+        (Direction::Ingress, NetworkType::Vpc),
+        (Direction::Egress, NetworkType::Vpc),
+        (Direction::Ingress, NetworkType::Classic),
+    ] {
+        let p = f.parse(rid(), direction, network).unwrap();
+        assert_eq!(p.to_fields().parse(rid(), direction, network).unwrap(), p);
+    }
+    let mut g = fields("udp", "53/53", "");
+    g.group_id = Some("sg-peer".into());
+    g.group_owner_id = Some("1234".into());
+    let p = parse(&g).unwrap();
+    assert_eq!(
+        p.to_fields()
+            .parse(rid(), Direction::Ingress, NetworkType::Vpc)
+            .unwrap(),
+        p
+    );
+}

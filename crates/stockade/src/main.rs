@@ -1,7 +1,8 @@
 //! The `stockade` binary: one executable that serves the ECS API, enforces rules on hosts and
-//! answers questions about policies. This release has the offline questions: `explain`.
+//! answers questions about policies.
 
 mod policy_file;
+mod serve;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the ECS-compatible API server.
+    Serve(serve::ServeArgs),
+    /// Manage accounts in the store (works with or without a running server).
+    #[command(subcommand)]
+    Account(serve::AccountCommand),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
@@ -79,6 +85,8 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Account(cmd) => serve::account(cmd),
         Command::Explain(args) => explain(&args),
     };
     match result {

@@ -1,0 +1,124 @@
+//! The control layer's error: everything a command can be refused for once its parameters
+//! parse, each with the ECS code, HTTP status and message an ECS client expects.
+
+use model::{ModelError, SecurityGroupId, SecurityGroupRuleId};
+use thiserror::Error;
+
+/// Why a command was refused (nothing was changed).
+#[derive(Debug, Error)]
+pub enum ControlError {
+    /// A parameter did not parse or validate.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The group does not exist for this account and region.
+    #[error("The specified SecurityGroupId \"{0}\" does not exist.")]
+    GroupNotFound(SecurityGroupId),
+    /// The group named as a rule's source does not exist.
+    #[error("The specified SourceGroupId \"{0}\" does not exist.")]
+    SourceGroupNotFound(SecurityGroupId),
+    /// The group named as a rule's destination does not exist.
+    #[error("The specified DestGroupId \"{0}\" does not exist.")]
+    DestGroupNotFound(SecurityGroupId),
+    /// The referenced group is in another VPC (ingress rule).
+    #[error("Specified security group and source group are not in the same VPC.")]
+    SourceGroupMismatch,
+    /// The referenced group is in another VPC (egress rule).
+    #[error("Specified security group and destination group are not in the same VPC.")]
+    DestGroupMismatch,
+    /// A classic-network group and a VPC group cannot reference each other.
+    #[error("The network types of the security group and the authorized security group conflict.")]
+    NetworkTypeConflict,
+    /// Enterprise groups neither use nor are used as group references.
+    #[error("Enterprise security groups cannot authorize or be authorized as security groups.")]
+    EnterpriseGroupReference,
+    /// Prefix lists are not available yet.
+    #[error("The specified PrefixListId \"{0}\" does not exist.")]
+    PrefixListNotFound(String),
+    /// Too many rules in the group.
+    #[error("The limit of authorization records in the security group reaches.")]
+    AuthorizationLimit,
+    /// Too many group-reference rules in a basic group.
+    #[error("The maximum number of security group authorization rules is reached.")]
+    GroupRuleLimit,
+    /// One request carries the same rule twice.
+    #[error("The specified Permissions contain duplicate rules.")]
+    DuplicatePermissions,
+    /// Flat rule parameters and `Permissions.N` together.
+    #[error("The specified parameter Permissions cannot coexist with other parameters.")]
+    PermissionsConflict,
+    /// A rule id that does not exist in the group and direction.
+    #[error("The specified SecurityGroupRuleId \"{0}\" does not exist.")]
+    RuleNotFound(SecurityGroupRuleId),
+    /// The account's group quota in the region is used up.
+    #[error("The maximum number of security groups is reached.")]
+    GroupQuota,
+    /// Another group's rule references this group.
+    #[error("The specified security group has been authorized in another one.")]
+    GroupReferenced,
+    /// Enterprise groups always isolate their members.
+    #[error("The InnerAccessPolicy of an enterprise security group cannot be changed.")]
+    EnterpriseInnerAccessPolicy,
+    /// The AccessKeyId is unknown.
+    #[error("Specified access key is not found.")]
+    AccessKeyNotFound,
+    /// An account of that name exists.
+    #[error("An account named \"{0}\" already exists.")]
+    AccountExists(String),
+    /// A `ClientToken` was reused for a different request.
+    #[error("The specified ClientToken was already used by a request with other parameters.")]
+    IdempotentParameterMismatch,
+    /// The store failed; the command was rolled back.
+    #[error("The request processing has failed due to some unknown error.")]
+    Storage(#[from] rusqlite::Error),
+}
+
+impl ControlError {
+    /// The ECS error code.
+    pub fn code(&self) -> String {
+        let code = match self {
+            ControlError::Model(e) => return e.code(),
+            ControlError::GroupNotFound(_) => "InvalidSecurityGroupId.NotFound",
+            ControlError::SourceGroupNotFound(_) => "InvalidSourceGroupId.NotFound",
+            ControlError::DestGroupNotFound(_) => "InvalidDestGroupId.NotFound",
+            ControlError::SourceGroupMismatch => "InvalidSourceGroupId.Mismatch",
+            ControlError::DestGroupMismatch => "InvalidDestGroupId.Mismatch",
+            ControlError::NetworkTypeConflict => "InvalidNetworkType.Conflict",
+            ControlError::EnterpriseGroupReference => "InvalidGroupAuthParameter.OperationDenied",
+            ControlError::PrefixListNotFound(_) => "InvalidPrefixListId.NotFound",
+            ControlError::AuthorizationLimit => "AuthorizationLimitExceed",
+            ControlError::GroupRuleLimit => "AuthorizedGroupRule.LimitExceed",
+            ControlError::DuplicatePermissions => "InvalidParam.DuplicatePermissions",
+            ControlError::PermissionsConflict => "InvalidParam.Permissions",
+            ControlError::RuleNotFound(_) => "InvalidSecurityGroupRuleId.NotFound",
+            ControlError::GroupQuota => "QuotaExceed.SecurityGroup",
+            ControlError::GroupReferenced => "DependencyViolation",
+            ControlError::EnterpriseInnerAccessPolicy => "OperationDenied",
+            ControlError::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
+            ControlError::AccountExists(_) => "InvalidAccountName.Duplicate",
+            ControlError::IdempotentParameterMismatch => "IdempotentParameterMismatch",
+            ControlError::Storage(_) => "InternalError",
+        };
+        code.to_string()
+    }
+
+    /// The HTTP status ECS answers the code with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ControlError::Model(e) => e.http_status(),
+            ControlError::GroupNotFound(_)
+            | ControlError::SourceGroupNotFound(_)
+            | ControlError::DestGroupNotFound(_)
+            | ControlError::PrefixListNotFound(_)
+            | ControlError::RuleNotFound(_)
+            | ControlError::AccessKeyNotFound => 404,
+            ControlError::NetworkTypeConflict
+            | ControlError::EnterpriseGroupReference
+            | ControlError::AuthorizationLimit
+            | ControlError::GroupQuota
+            | ControlError::GroupReferenced
+            | ControlError::EnterpriseInnerAccessPolicy => 403,
+            ControlError::Storage(_) => 500,
+            _ => 400,
+        }
+    }
+}

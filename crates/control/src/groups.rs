@@ -1,0 +1,516 @@
+//! Security groups and their rules: create, describe, modify, delete, authorize, revoke,
+//! with the ECS constraints checked inside the command's transaction.
+
+use model::{
+    AccountId, Direction, GroupType, InnerAccessPolicy, NetworkType, Peer, Permission,
+    PermissionFields, SecurityGroupId, SecurityGroupRuleId, VpcId,
+};
+use rusqlite::{params, OptionalExtension, Row};
+use serde_json::json;
+
+use crate::{new_id_body, now, ControlError, Result, Tx};
+
+/// A stored security group with what responses show about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// `sg-...`
+    pub id: SecurityGroupId,
+    /// Owner.
+    pub owner: AccountId,
+    /// Region.
+    pub region: String,
+    /// `SecurityGroupName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// Basic or advanced.
+    pub group_type: GroupType,
+    /// VPC, `None` for the classic network.
+    pub vpc_id: Option<VpcId>,
+    /// As set (enterprise groups always behave as `Drop`).
+    pub inner_access_policy: InnerAccessPolicy,
+    /// `CreationTime`.
+    pub created_at: String,
+    /// Tags, by key.
+    pub tags: Vec<(String, String)>,
+}
+
+impl GroupRecord {
+    /// VPC or classic.
+    pub fn network(&self) -> NetworkType {
+        if self.vpc_id.is_some() {
+            NetworkType::Vpc
+        } else {
+            NetworkType::Classic
+        }
+    }
+}
+
+/// A stored rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    /// The rule.
+    pub permission: Permission,
+    /// `CreateTime`.
+    pub created_at: String,
+}
+
+/// `CreateSecurityGroup` after parameter parsing.
+#[derive(Debug, Clone, Default)]
+pub struct CreateGroup {
+    /// `SecurityGroupName` (validated).
+    pub name: String,
+    /// `Description` (validated).
+    pub description: String,
+    /// `SecurityGroupType`.
+    pub group_type: GroupType,
+    /// `VpcId`.
+    pub vpc_id: Option<VpcId>,
+    /// `Tag.N.Key` / `Tag.N.Value`.
+    pub tags: Vec<(String, String)>,
+}
+
+/// `DescribeSecurityGroups` filters.
+#[derive(Debug, Clone, Default)]
+pub struct GroupFilter {
+    /// `SecurityGroupId` / `SecurityGroupIds`.
+    pub ids: Option<Vec<SecurityGroupId>>,
+    /// `VpcId`.
+    pub vpc_id: Option<VpcId>,
+    /// `SecurityGroupName` (exact).
+    pub name: Option<String>,
+    /// `SecurityGroupType`.
+    pub group_type: Option<GroupType>,
+    /// `NetworkType`.
+    pub network: Option<NetworkType>,
+    /// `Tag.N.Key` / `Tag.N.Value` (a key without value matches any value).
+    pub tags: Vec<(String, Option<String>)>,
+}
+
+/// Which rules a revoke removes.
+#[derive(Debug, Clone)]
+pub enum Revoke {
+    /// `SecurityGroupRuleId.N`: each must exist.
+    ByIds(Vec<SecurityGroupRuleId>),
+    /// `Permissions.N` or the flat fields: every equal rule; none is fine.
+    ByFields(Vec<PermissionFields>),
+}
+
+fn group_type_wire(t: GroupType) -> &'static str {
+    t.as_wire()
+}
+
+fn read_group(r: &Row) -> rusqlite::Result<(GroupRecord, i64)> {
+    let parse_err = |e: model::ModelError| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let vpc: Option<String> = r.get("vpc_id")?;
+    Ok((
+        GroupRecord {
+            id: r.get::<_, String>("id")?.parse().map_err(parse_err)?,
+            owner: AccountId::new(r.get::<_, i64>("account_id")? as u64),
+            region: r.get("region")?,
+            name: r.get("name")?,
+            description: r.get("description")?,
+            group_type: r
+                .get::<_, String>("group_type")?
+                .parse()
+                .map_err(parse_err)?,
+            vpc_id: vpc.map(|v| v.parse()).transpose().map_err(parse_err)?,
+            inner_access_policy: r
+                .get::<_, String>("inner_access")?
+                .parse()
+                .map_err(parse_err)?,
+            created_at: r.get("created_at")?,
+            tags: Vec::new(),
+        },
+        r.get("seq")?,
+    ))
+}
+
+const PERMISSION_COLUMNS: &str =
+    "id, direction, policy, priority, ip_protocol, port_range, source_port_range, \
+     source_cidr_ip, ipv6_source_cidr_ip, dest_cidr_ip, ipv6_dest_cidr_ip, peer_group_id, \
+     peer_owner_account, peer_owner_id, peer_prefix_list_id, nic_type, description, created_at";
+
+fn read_rule(r: &Row, network: NetworkType) -> rusqlite::Result<RuleRecord> {
+    let fields = PermissionFields {
+        policy: r.get("policy")?,
+        priority: r.get("priority")?,
+        ip_protocol: r.get("ip_protocol")?,
+        port_range: r.get("port_range")?,
+        source_port_range: r.get("source_port_range")?,
+        source_cidr_ip: r.get("source_cidr_ip")?,
+        ipv6_source_cidr_ip: r.get("ipv6_source_cidr_ip")?,
+        dest_cidr_ip: r.get("dest_cidr_ip")?,
+        ipv6_dest_cidr_ip: r.get("ipv6_dest_cidr_ip")?,
+        group_id: r.get("peer_group_id")?,
+        group_owner_account: r.get("peer_owner_account")?,
+        group_owner_id: r.get("peer_owner_id")?,
+        prefix_list_id: r.get("peer_prefix_list_id")?,
+        nic_type: r.get("nic_type")?,
+        description: r.get("description")?,
+    };
+    let direction = match r.get::<_, String>("direction")?.as_str() {
+        "egress" => Direction::Egress,
+        _ => Direction::Ingress,
+    };
+    let id: String = r.get("id")?;
+    // Stored rules were validated by the same parser; a failure here is corruption.
+    let permission = id
+        .parse()
+        .and_then(|id| fields.parse(id, direction, network))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+    Ok(RuleRecord {
+        permission,
+        created_at: r.get("created_at")?,
+    })
+}
+
+impl Tx<'_> {
+    fn tags(&self, resource_type: &str, id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT key, value FROM tags WHERE resource_type = ?1 AND resource_id = ?2 ORDER BY key")?;
+        let rows = stmt.query_map(params![resource_type, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A group of any account in the caller's region (for cross-account references).
+    fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
+        let g = self
+            .tx
+            .query_row(
+                "SELECT * FROM security_groups WHERE id = ?1 AND region = ?2",
+                params![id.as_str(), self.ctx.region],
+                read_group,
+            )
+            .optional()?;
+        Ok(g.map(|(g, _)| g))
+    }
+
+    /// One of the caller's groups in the request's region.
+    pub fn group(&self, id: &SecurityGroupId) -> Result<GroupRecord> {
+        match self.any_group(id)? {
+            Some(mut g) if g.owner == self.ctx.account => {
+                g.tags = self.tags("securitygroup", id.as_str())?;
+                Ok(g)
+            }
+            _ => Err(ControlError::GroupNotFound(id.clone())),
+        }
+    }
+
+    /// The rules of a group, oldest first.
+    pub fn rules(&self, group: &GroupRecord) -> Result<Vec<RuleRecord>> {
+        let sql = format!(
+            "SELECT {PERMISSION_COLUMNS} FROM permissions WHERE group_id = ?1 ORDER BY seq"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let network = group.network();
+        let rows = stmt.query_map([group.id.as_str()], |r| read_rule(r, network))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `CreateSecurityGroup`.
+    pub fn create_group(&self, req: CreateGroup) -> Result<SecurityGroupId> {
+        let count: i64 = self.tx.query_row(
+            "SELECT COUNT(*) FROM security_groups WHERE account_id = ?1 AND region = ?2",
+            params![self.ctx.account.get() as i64, self.ctx.region],
+            |r| r.get(0),
+        )?;
+        if count as usize >= self.limits.groups_per_region {
+            return Err(ControlError::GroupQuota);
+        }
+        let id = SecurityGroupId::from_body(&new_id_body())?;
+        self.tx.execute(
+            "INSERT INTO security_groups (id, account_id, region, name, description, group_type, vpc_id, inner_access, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                id.as_str(),
+                self.ctx.account.get() as i64,
+                self.ctx.region,
+                req.name,
+                req.description,
+                group_type_wire(req.group_type),
+                req.vpc_id.as_ref().map(|v| v.as_str()),
+                match req.group_type {
+                    GroupType::Enterprise => InnerAccessPolicy::Drop,
+                    GroupType::Normal => InnerAccessPolicy::Accept,
+                }
+                .as_wire(),
+                now(),
+            ],
+        )?;
+        for (k, v) in &req.tags {
+            self.tx.execute(
+                "INSERT OR REPLACE INTO tags (resource_type, resource_id, key, value) VALUES ('securitygroup', ?1, ?2, ?3)",
+                params![id.as_str(), k, v],
+            )?;
+        }
+        self.log(
+            "CreateSecurityGroup",
+            id.as_str(),
+            json!({"GroupType": req.group_type.as_wire(), "VpcId": req.vpc_id.map(|v| v.to_string())}),
+        )?;
+        Ok(id)
+    }
+
+    /// `DeleteSecurityGroup`.
+    pub fn delete_group(&self, id: &SecurityGroupId) -> Result<()> {
+        self.group(id)?;
+        let referenced: bool = self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM permissions WHERE peer_group_id = ?1 AND group_id != ?1)",
+            [id.as_str()],
+            |r| r.get(0),
+        )?;
+        if referenced {
+            return Err(ControlError::GroupReferenced);
+        }
+        self.tx
+            .execute("DELETE FROM permissions WHERE group_id = ?1", [id.as_str()])?;
+        self.tx.execute(
+            "DELETE FROM tags WHERE resource_type = 'securitygroup' AND resource_id = ?1",
+            [id.as_str()],
+        )?;
+        self.tx
+            .execute("DELETE FROM security_groups WHERE id = ?1", [id.as_str()])?;
+        self.log("DeleteSecurityGroup", id.as_str(), json!({}))?;
+        Ok(())
+    }
+
+    /// `DescribeSecurityGroups`: the matching groups, oldest first.
+    pub fn find_groups(&self, filter: &GroupFilter) -> Result<Vec<GroupRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT * FROM security_groups WHERE account_id = ?1 AND region = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(
+            params![self.ctx.account.get() as i64, self.ctx.region],
+            read_group,
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut g, _) = row?;
+            let keep = filter.ids.as_ref().is_none_or(|ids| ids.contains(&g.id))
+                && filter
+                    .vpc_id
+                    .as_ref()
+                    .is_none_or(|v| g.vpc_id.as_ref() == Some(v))
+                && filter.name.as_ref().is_none_or(|n| &g.name == n)
+                && filter.group_type.is_none_or(|t| g.group_type == t)
+                && filter.network.is_none_or(|n| g.network() == n);
+            if !keep {
+                continue;
+            }
+            g.tags = self.tags("securitygroup", g.id.as_str())?;
+            let tags_match = filter.tags.iter().all(|(k, v)| {
+                g.tags
+                    .iter()
+                    .any(|(gk, gv)| gk == k && v.as_ref().is_none_or(|v| v == gv))
+            });
+            if tags_match {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ModifySecurityGroupAttribute`.
+    pub fn modify_group(
+        &self,
+        id: &SecurityGroupId,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<()> {
+        let g = self.group(id)?;
+        self.tx.execute(
+            "UPDATE security_groups SET name = ?2, description = ?3 WHERE id = ?1",
+            params![
+                id.as_str(),
+                name.unwrap_or(g.name),
+                description.unwrap_or(g.description)
+            ],
+        )?;
+        self.log("ModifySecurityGroupAttribute", id.as_str(), json!({}))
+    }
+
+    /// `ModifySecurityGroupPolicy`.
+    pub fn set_inner_access_policy(
+        &self,
+        id: &SecurityGroupId,
+        policy: InnerAccessPolicy,
+    ) -> Result<()> {
+        let g = self.group(id)?;
+        if g.group_type == GroupType::Enterprise {
+            return Err(ControlError::EnterpriseInnerAccessPolicy);
+        }
+        self.tx.execute(
+            "UPDATE security_groups SET inner_access = ?2 WHERE id = ?1",
+            params![id.as_str(), policy.as_wire()],
+        )?;
+        self.log(
+            "ModifySecurityGroupPolicy",
+            id.as_str(),
+            json!({"InnerAccessPolicy": policy.as_wire()}),
+        )
+    }
+
+    /// Checks a group-reference peer: it exists (in the owner's account if one is named),
+    /// neither side is enterprise, and the networks agree.
+    fn check_reference(&self, group: &GroupRecord, p: &Permission) -> Result<()> {
+        let r = match &p.peer {
+            Peer::Group(r) => r,
+            Peer::PrefixList(l) => return Err(ControlError::PrefixListNotFound(l.to_string())),
+            Peer::Cidr(_) => return Ok(()),
+        };
+        let ingress = p.direction == Direction::Ingress;
+        let not_found = || {
+            if ingress {
+                ControlError::SourceGroupNotFound(r.id.clone())
+            } else {
+                ControlError::DestGroupNotFound(r.id.clone())
+            }
+        };
+        let owner = match (&r.owner_id, &r.owner_account) {
+            (Some(id), _) => *id,
+            (None, Some(name)) => self.account_by_name(name)?.ok_or_else(not_found)?,
+            (None, None) => self.ctx.account,
+        };
+        let target = self
+            .any_group(&r.id)?
+            .filter(|t| t.owner == owner)
+            .ok_or_else(not_found)?;
+        if group.group_type == GroupType::Enterprise || target.group_type == GroupType::Enterprise {
+            return Err(ControlError::EnterpriseGroupReference);
+        }
+        match (&group.vpc_id, &target.vpc_id) {
+            (Some(a), Some(b)) if a != b => Err(if ingress {
+                ControlError::SourceGroupMismatch
+            } else {
+                ControlError::DestGroupMismatch
+            }),
+            (Some(_), None) | (None, Some(_)) => Err(ControlError::NetworkTypeConflict),
+            _ => Ok(()),
+        }
+    }
+
+    /// `AuthorizeSecurityGroup(Egress)`: adds the rules not already present, all or none.
+    pub fn authorize(
+        &self,
+        id: &SecurityGroupId,
+        direction: Direction,
+        rules: &[PermissionFields],
+    ) -> Result<()> {
+        let group = self.group(id)?;
+        let mut new: Vec<Permission> = Vec::with_capacity(rules.len());
+        for fields in rules {
+            let rule_id = SecurityGroupRuleId::from_body(&new_id_body())?;
+            let p = fields.parse(rule_id, direction, group.network())?;
+            if new.iter().any(|q| q.same_rule(&p)) {
+                return Err(ControlError::DuplicatePermissions);
+            }
+            self.check_reference(&group, &p)?;
+            new.push(p);
+        }
+        let existing = self.rules(&group)?;
+        new.retain(|p| !existing.iter().any(|r| r.permission.same_rule(p)));
+        if existing.len() + new.len() > self.limits.rules_per_group {
+            return Err(ControlError::AuthorizationLimit);
+        }
+        let group_rules = |ps: &mut dyn Iterator<Item = &Permission>| {
+            ps.filter(|p| matches!(p.peer, Peer::Group(_))).count()
+        };
+        if group.group_type == GroupType::Normal
+            && group_rules(&mut existing.iter().map(|r| &r.permission))
+                + group_rules(&mut new.iter())
+                > self.limits.group_rules_per_group
+        {
+            return Err(ControlError::GroupRuleLimit);
+        }
+        for p in &new {
+            self.insert_rule(id, p)?;
+        }
+        Ok(())
+    }
+
+    fn insert_rule(&self, group: &SecurityGroupId, p: &Permission) -> Result<()> {
+        let f = p.to_fields();
+        let sql = format!(
+            "INSERT INTO permissions (group_id, {PERMISSION_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        );
+        self.tx.execute(
+            &sql,
+            params![
+                group.as_str(),
+                p.id.as_str(),
+                p.direction.as_wire(),
+                f.policy,
+                f.priority,
+                f.ip_protocol,
+                f.port_range,
+                f.source_port_range,
+                f.source_cidr_ip,
+                f.ipv6_source_cidr_ip,
+                f.dest_cidr_ip,
+                f.ipv6_dest_cidr_ip,
+                f.group_id,
+                f.group_owner_account,
+                f.group_owner_id,
+                f.prefix_list_id,
+                f.nic_type,
+                f.description,
+                now(),
+            ],
+        )?;
+        self.log(
+            "AuthorizeSecurityGroup",
+            group.as_str(),
+            json!({"SecurityGroupRuleId": p.id.as_str(), "Direction": p.direction.as_wire()}),
+        )
+    }
+
+    /// `RevokeSecurityGroup(Egress)`.
+    pub fn revoke(&self, id: &SecurityGroupId, direction: Direction, what: &Revoke) -> Result<()> {
+        let group = self.group(id)?;
+        let existing = self.rules(&group)?;
+        let doomed: Vec<SecurityGroupRuleId> = match what {
+            Revoke::ByIds(ids) => {
+                for rule in ids {
+                    let found = existing
+                        .iter()
+                        .any(|r| &r.permission.id == rule && r.permission.direction == direction);
+                    if !found {
+                        return Err(ControlError::RuleNotFound(rule.clone()));
+                    }
+                }
+                ids.clone()
+            }
+            Revoke::ByFields(rules) => {
+                let placeholder = SecurityGroupRuleId::from_body("revoke")?;
+                let mut doomed = Vec::new();
+                for fields in rules {
+                    let p = fields.parse(placeholder.clone(), direction, group.network())?;
+                    doomed.extend(
+                        existing
+                            .iter()
+                            .filter(|r| r.permission.same_rule(&p))
+                            .map(|r| r.permission.id.clone()),
+                    );
+                }
+                doomed
+            }
+        };
+        for rule in &doomed {
+            self.tx
+                .execute("DELETE FROM permissions WHERE id = ?1", [rule.as_str()])?;
+            self.log(
+                "RevokeSecurityGroup",
+                id.as_str(),
+                json!({"SecurityGroupRuleId": rule.as_str()}),
+            )?;
+        }
+        Ok(())
+    }
+}

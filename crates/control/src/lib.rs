@@ -1,0 +1,294 @@
+//! Stockade's control plane: the use cases behind the ECS API, applied to a durable store.
+//!
+//! Every command runs in one SQLite transaction that checks the ECS constraints against the
+//! stored state, writes the change and appends it to the change log, then commits durably;
+//! a refused or failed command changes nothing. Commands are serialised through one
+//! connection (SQLite has one writer anyway), which is what makes limits hold under
+//! concurrent requests. This crate knows SQL but not HTTP; the `server` crate maps requests
+//! onto it.
+
+mod error;
+mod groups;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use model::AccountId;
+use rand::Rng;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+pub use error::ControlError;
+pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
+
+/// Result of control operations.
+pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// Configurable limits (DESIGN.md §4), ECS defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rules per group.
+    pub rules_per_group: usize,
+    /// Group-reference rules per basic group.
+    pub group_rules_per_group: usize,
+    /// Groups per account and region.
+    pub groups_per_region: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rules_per_group: 200,
+            group_rules_per_group: 20,
+            groups_per_region: 1000,
+        }
+    }
+}
+
+/// Who is asking, and where: every resource belongs to one account and one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    /// The caller's account.
+    pub account: AccountId,
+    /// The request's `RegionId`.
+    pub region: String,
+}
+
+/// An account's first AccessKey pair, as `stockade account create` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Numeric account id.
+    pub account_id: AccountId,
+    /// Account name.
+    pub account_name: String,
+    /// AccessKeyId.
+    pub access_key_id: String,
+    /// AccessKeySecret.
+    pub access_key_secret: String,
+}
+
+/// A `ClientToken` and a fingerprint of the request it came with: a retry with the same
+/// token and parameters gets the first answer again; other parameters are refused.
+#[derive(Debug, Clone)]
+pub struct ClientToken {
+    /// The token.
+    pub token: String,
+    /// The request's action and parameters (without signature fields), canonically joined.
+    pub fingerprint: String,
+}
+
+/// The control plane over one store.
+#[derive(Debug)]
+pub struct Control {
+    conn: Mutex<Connection>,
+    limits: Limits,
+    path: PathBuf,
+}
+
+/// A transaction in the caller's account and region; commands and queries are its methods.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    ctx: &'a Ctx,
+    limits: &'a Limits,
+}
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("stockade.db")
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `n` random characters of `alphabet`.
+pub(crate) fn random_string(alphabet: &[u8], n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A fresh resource id body (`sg-` + this), 20 lowercase alphanumerics like ECS ids.
+pub(crate) fn new_id_body() -> String {
+    random_string(LOWER_ALNUM, 20)
+}
+
+impl Control {
+    /// Opens the store in `data_dir` (created if missing).
+    pub fn open(data_dir: &Path, limits: Limits) -> Result<Control> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            ControlError::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        })?;
+        let path = database_path(data_dir);
+        let conn = store::open(&path)?;
+        Ok(Control {
+            conn: Mutex::new(conn),
+            limits,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: the transaction it
+        // held was rolled back when it was dropped.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a read-only query in a consistent snapshot.
+    pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let mut conn = self.connection();
+        let tx = Tx {
+            tx: conn.transaction()?,
+            ctx,
+            limits: &self.limits,
+        };
+        f(&tx)
+    }
+
+    /// Runs a command: all of `f` commits durably, or nothing does. With a client token, a
+    /// repeated request returns the first response without running `f` again.
+    pub fn write(
+        &self,
+        ctx: &Ctx,
+        token: Option<&ClientToken>,
+        f: impl FnOnce(&Tx) -> Result<Value>,
+    ) -> Result<Value> {
+        let mut conn = self.connection();
+        let tx = Tx {
+            tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+            ctx,
+            limits: &self.limits,
+        };
+        if let Some(t) = token {
+            let seen: Option<(String, String)> = tx
+                .tx
+                .query_row(
+                    "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
+                    params![ctx.account.get() as i64, t.token],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((fingerprint, response)) = seen {
+                if fingerprint != t.fingerprint {
+                    return Err(ControlError::IdempotentParameterMismatch);
+                }
+                return Ok(serde_json::from_str(&response).unwrap_or(Value::Null));
+            }
+        }
+        let response = f(&tx)?;
+        if let Some(t) = token {
+            tx.tx.execute(
+                "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
+                params![ctx.account.get() as i64, t.token, t.fingerprint, response.to_string()],
+            )?;
+        }
+        tx.tx.commit()?;
+        Ok(response)
+    }
+
+    /// Creates an account with a fresh (or the given) AccessKey pair.
+    pub fn create_account(&self, name: &str, key: Option<(String, String)>) -> Result<Credentials> {
+        let mut conn = self.connection();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM accounts WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(ControlError::AccountExists(name.to_string()));
+        }
+        let mut rng = rand::thread_rng();
+        let account_id = loop {
+            let id = rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = ?1)",
+                [id as i64],
+                |r| r.get(0),
+            )?;
+            if !taken {
+                break AccountId::new(id);
+            }
+        };
+        let (access_key_id, access_key_secret) = key.unwrap_or_else(|| {
+            (
+                format!("LTAI{}", random_string(ALNUM, 20)),
+                random_string(ALNUM, 30),
+            )
+        });
+        tx.execute(
+            "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
+            params![account_id.get() as i64, name, now()],
+        )?;
+        tx.execute(
+            "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
+            params![access_key_id, access_key_secret, account_id.get() as i64],
+        )?;
+        tx.commit()?;
+        Ok(Credentials {
+            account_id,
+            account_name: name.to_string(),
+            access_key_id,
+            access_key_secret,
+        })
+    }
+
+    /// Whether any account exists (the server bootstraps one on first start otherwise).
+    pub fn has_accounts(&self) -> Result<bool> {
+        Ok(self
+            .connection()
+            .query_row("SELECT EXISTS(SELECT 1 FROM accounts)", [], |r| r.get(0))?)
+    }
+
+    /// The account and secret of an AccessKeyId.
+    pub fn access_key(&self, access_key_id: &str) -> Result<(AccountId, String)> {
+        self.connection()
+            .query_row(
+                "SELECT account_id, secret FROM access_keys WHERE id = ?1",
+                [access_key_id],
+                |r| Ok((AccountId::new(r.get::<_, i64>(0)? as u64), r.get(1)?)),
+            )
+            .optional()?
+            .ok_or(ControlError::AccessKeyNotFound)
+    }
+
+    /// The latest revision of the change log (0 when empty).
+    pub fn revision(&self) -> Result<u64> {
+        let r: Option<i64> =
+            self.connection()
+                .query_row("SELECT MAX(revision) FROM change_log", [], |r| r.get(0))?;
+        Ok(r.unwrap_or(0) as u64)
+    }
+}
+
+impl Tx<'_> {
+    /// Appends one event to the change log (committed with the command).
+    fn log(&self, kind: &str, subject: &str, payload: Value) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO change_log (account_id, kind, subject, payload, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.ctx.account.get() as i64, kind, subject, payload.to_string(), now()],
+        )?;
+        Ok(())
+    }
+
+    /// The account id of an account name (for `SourceGroupOwnerAccount`).
+    fn account_by_name(&self, name: &str) -> Result<Option<AccountId>> {
+        Ok(self
+            .tx
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|id| AccountId::new(id as u64)))
+    }
+}

@@ -1,0 +1,238 @@
+//! Stockade's ECS-compatible HTTP API.
+//!
+//! RPC style on `/` (GET or POST, parameters in the query string and/or a form body), the
+//! product chosen by `Version` (`2014-05-26` ECS; `2016-04-28` VPC arrives with the VPC
+//! actions), the action by `Action` (or by the `x-acs-action` / `x-acs-version` headers of V3
+//! requests). Every request is authenticated (see [`auth`]) before it reaches an action; every
+//! failure is an ECS error body with its HTTP status.
+
+mod actions;
+pub mod auth;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use control::{Control, Ctx};
+use sha2::Digest;
+
+use auth::{Nonces, Scheme};
+use wire::{render, render_error, request_id, ApiError, Format, Params};
+
+/// The ECS API version.
+pub const ECS_VERSION: &str = "2014-05-26";
+
+/// What the request handlers share.
+pub struct AppState {
+    /// The control plane.
+    pub control: Arc<Control>,
+    /// Regions served (the first is the default in `DescribeRegions`).
+    pub regions: Vec<String>,
+    nonces: Nonces,
+}
+
+impl AppState {
+    /// State over a control plane, serving `regions`.
+    pub fn new(control: Arc<Control>, regions: Vec<String>) -> AppState {
+        AppState {
+            control,
+            regions,
+            nonces: Nonces::default(),
+        }
+    }
+}
+
+/// The HTTP application: the RPC endpoint and `/healthz`.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(rpc).post(rpc))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Largest request body accepted (forms of 100 permissions are a few tens of KiB).
+const MAX_BODY: usize = 1 << 20;
+
+async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let id = request_id();
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(400, "InvalidParameter", "The request body is too large.");
+            return render_error(Format::Json, "stockade", &id, &e);
+        }
+    };
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("stockade")
+        .to_string();
+    let is_form = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let mut params = Params::parse(parts.uri.query(), is_form.then_some(&body[..]));
+    let format = Format::of(&params);
+    let state2 = state.clone();
+    let method = parts.method.clone();
+    let headers = parts.headers.clone();
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    // The store is synchronous (SQLite): run the request on the blocking pool.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let action = handle(&state2, &method, &headers, &query, &body, &mut params)?;
+        Ok::<_, ApiError>(action)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::new(
+            500,
+            "InternalError",
+            "The request processing has failed due to some unknown error.",
+        ))
+    });
+    match outcome {
+        Ok((action, value)) => render(200, format, &format!("{action}Response"), &id, value),
+        Err(e) => {
+            tracing::debug!(code = %e.code, message = %e.message, "request refused");
+            render_error(format, &host, &id, &e)
+        }
+    }
+}
+
+/// Authenticates, then runs the action. Returns the action name and the response body.
+fn handle(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    body: &Bytes,
+    params: &mut Params,
+) -> Result<(String, serde_json::Value), ApiError> {
+    let account = authenticate(state, method, headers, query, body, params)?;
+    let action = params.required("Action")?;
+    let version = params.required("Version")?;
+    if version != ECS_VERSION {
+        return Err(ApiError::new(
+            404,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+        ));
+    }
+    let region = params.opt("RegionId");
+    let ctx = match (action.as_str(), region) {
+        ("DescribeRegions", r) => Ctx {
+            account,
+            region: r.unwrap_or_else(|| state.regions[0].clone()),
+        },
+        (_, None) => return Err(model::ModelError::Missing("RegionId").into()),
+        (_, Some(r)) if !state.regions.contains(&r) => {
+            return Err(ApiError::new(
+                404,
+                "InvalidRegionId.NotFound",
+                format!("The specified RegionId \"{r}\" does not exist."),
+            ))
+        }
+        (_, Some(r)) => Ctx { account, region: r },
+    };
+    let value = actions::dispatch(state, &ctx, &action, params)?;
+    Ok((action, value))
+}
+
+fn authenticate(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    body: &Bytes,
+    params: &mut Params,
+) -> Result<model::AccountId, ApiError> {
+    match auth::scheme(params, headers)? {
+        Scheme::V1 => {
+            let ak = params.required("AccessKeyId")?;
+            let (account, secret) = state.control.access_key(&ak)?;
+            if let Some(m) = params.opt("SignatureMethod") {
+                if m != "HMAC-SHA1" {
+                    return Err(ApiError::new(
+                        400,
+                        "InvalidParameter",
+                        format!("The specified SignatureMethod \"{m}\" is not supported."),
+                    ));
+                }
+            }
+            let sts = auth::v1_string_to_sign(method.as_str(), params.all());
+            let given = params.required("Signature")?;
+            if !auth::same(&auth::v1_signature(&secret, &sts), &given) {
+                return Err(auth::signature_mismatch(&sts));
+            }
+            auth::check_timestamp(&params.required("Timestamp")?)?;
+            let nonce = params.required("SignatureNonce")?;
+            if !state.nonces.fresh(&ak, &nonce) {
+                return Err(ApiError::new(
+                    400,
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.",
+                ));
+            }
+            Ok(account)
+        }
+        Scheme::V3(a) => {
+            let (account, secret) = state.control.access_key(&a.credential)?;
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let payload_hash = header("x-acs-content-sha256")
+                .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(b"")));
+            if payload_hash != hex::encode(sha2::Sha256::digest(body)) {
+                return Err(ApiError::new(
+                    400,
+                    "SignatureDoesNotMatch",
+                    "The x-acs-content-sha256 header does not match the request body.",
+                ));
+            }
+            let sts = auth::v3_string_to_sign(
+                method.as_str(),
+                "/",
+                query,
+                headers,
+                &a.signed_headers,
+                &payload_hash,
+            );
+            if !auth::same(&auth::v3_signature(&secret, &sts), &a.signature) {
+                return Err(auth::signature_mismatch(&sts));
+            }
+            auth::check_timestamp(
+                &header("x-acs-date").ok_or(model::ModelError::Missing("x-acs-date"))?,
+            )?;
+            let nonce = header("x-acs-signature-nonce")
+                .ok_or(model::ModelError::Missing("x-acs-signature-nonce"))?;
+            if !state.nonces.fresh(&a.credential, &nonce) {
+                return Err(ApiError::new(
+                    400,
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.",
+                ));
+            }
+            for (h, p) in [("x-acs-action", "Action"), ("x-acs-version", "Version")] {
+                if let Some(v) = header(h) {
+                    params.insert(p, &v);
+                }
+            }
+            Ok(account)
+        }
+    }
+}

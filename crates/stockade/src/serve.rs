@@ -1,0 +1,135 @@
+//! `stockade serve` and `stockade account`: the API server over the embedded store, and
+//! account management on the same store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use control::{Control, Limits};
+use serde_json::json;
+
+/// Where the store lives: the embedded SQLite data directory, or (later) PostgreSQL.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite store.
+    #[arg(long, default_value = "./stockade-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// PostgreSQL connection URL (instead of the embedded store).
+    #[arg(long, value_name = "postgres://...", conflicts_with = "data_dir")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<Control> {
+        if self.database_url.is_some() {
+            // Decision: refuse clearly rather than fall back to SQLite behind the user's back.
+            bail!("the PostgreSQL backend is not available in this build yet; use --data-dir");
+        }
+        Control::open(&self.data_dir, Limits::default())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))
+            .with_context(|| format!("cannot open the store in {}", self.data_dir.display()))
+    }
+}
+
+/// `stockade serve` flags (DESIGN.md §5).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Regions served, comma-separated (the first is the default).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cn-hangzhou,cn-shanghai,cn-beijing,cn-shenzhen"
+    )]
+    regions: Vec<String>,
+}
+
+/// `stockade account ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and print its id and first AccessKey pair as one JSON object.
+    Create {
+        /// Account name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn account(cmd: AccountCommand) -> Result<()> {
+    match cmd {
+        AccountCommand::Create { name, store } => {
+            let control = store.open()?;
+            let c = control
+                .create_account(&name, None)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            println!(
+                "{}",
+                json!({
+                    "AccountId": c.account_id.to_string(),
+                    "AccountName": c.account_name,
+                    "AccessKeyId": c.access_key_id,
+                    "AccessKeySecret": c.access_key_secret,
+                })
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.regions.is_empty() {
+        bail!("--regions needs at least one region");
+    }
+    let control = Arc::new(args.store.open()?);
+    if !control.has_accounts().map_err(|e| anyhow::anyhow!("{e}"))? {
+        let key = match (
+            std::env::var("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID"),
+            std::env::var("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET"),
+        ) {
+            (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+            _ => None,
+        };
+        let given = key.is_some();
+        let c = control
+            .create_account("default", key)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("created account default ({})", c.account_id);
+        if !given {
+            // Printed once: the secret is not shown again.
+            println!("AccessKeyId: {}", c.access_key_id);
+            println!("AccessKeySecret: {}", c.access_key_secret);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(server::AppState::new(control, args.regions));
+        tracing::info!("listening on {addr}");
+        println!("listening on {addr}");
+        axum::serve(listener, server::app(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
