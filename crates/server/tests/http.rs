@@ -1,0 +1,186 @@
+//! The HTTP layer end to end in-process (`app().oneshot(...)`): signing, dispatch, errors,
+//! atomic limits under concurrent requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use control::{Control, Limits};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use server::{app, auth, AppState};
+use tower::ServiceExt;
+
+const AK: &str = "LTAIhttptestkey";
+const SK: &str = "httptestsecret";
+
+fn setup() -> (tempfile::TempDir, axum::Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), Limits::default()).unwrap();
+    control
+        .create_account("tester", Some((AK.into(), SK.into())))
+        .unwrap();
+    let state = Arc::new(AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]));
+    (dir, app(state))
+}
+
+/// A V1-signed GET URL for the parameters.
+fn signed(params: &[(&str, &str)]) -> String {
+    let mut p: BTreeMap<String, String> = [
+        ("AccessKeyId", AK),
+        ("Format", "JSON"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureType", ""),
+        ("Version", "2014-05-26"),
+        ("RegionId", "cn-hangzhou"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    p.insert("SignatureNonce".into(), uuid::Uuid::new_v4().to_string());
+    p.insert(
+        "Timestamp".into(),
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    for (k, v) in params {
+        p.insert(k.to_string(), v.to_string());
+    }
+    let sts = auth::v1_string_to_sign("GET", &p);
+    p.insert("Signature".into(), auth::v1_signature(SK, &sts));
+    let query: Vec<String> = p
+        .iter()
+        .map(|(k, v)| format!("{}={}", auth::percent_encode(k), auth::percent_encode(v)))
+        .collect();
+    format!("/?{}", query.join("&"))
+}
+
+async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn healthz_answers() {
+    let (_dir, app) = setup();
+    let r = app
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_signed_request_is_answered_with_a_request_id() {
+    let (_dir, app) = setup();
+    let (status, body) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["RequestId"].as_str().unwrap().len(), 36);
+    assert_eq!(body["Regions"]["Region"][0]["RegionId"], "cn-hangzhou");
+}
+
+#[tokio::test]
+async fn errors_have_the_ecs_shape() {
+    let (_dir, app) = setup();
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "DeleteSecurityGroup"),
+            ("SecurityGroupId", "sg-nothing"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["Code"], "InvalidSecurityGroupId.NotFound");
+    for field in ["RequestId", "HostId", "Message", "Recommend"] {
+        assert!(body[field].is_string(), "{field} in {body}");
+    }
+    let (status, body) = call(&app, &signed(&[("Action", "DeleteSecurityGroup")])).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MissingParameter"))
+    );
+    let tampered =
+        signed(&[("Action", "DescribeRegions")]).replace("DescribeRegions", "DescribeRegionz");
+    let (status, body) = call(&app, &tampered).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("SignatureDoesNotMatch"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_authorizations_never_exceed_the_rule_limit() {
+    let (_dir, app) = setup();
+    let (_, created) = call(
+        &app,
+        &signed(&[("Action", "CreateSecurityGroup"), ("VpcId", "vpc-x")]),
+    )
+    .await;
+    let sg = created["SecurityGroupId"].as_str().unwrap().to_string();
+    // 30 requests of 10 distinct rules each race for the 200-rule limit: exactly 20 win.
+    let mut tasks = Vec::new();
+    for batch in 0..30u16 {
+        let (app, sg) = (app.clone(), sg.clone());
+        tasks.push(tokio::spawn(async move {
+            let ports: Vec<(String, String)> = (0..10u16)
+                .flat_map(|i| {
+                    let port = 1 + batch * 10 + i;
+                    [
+                        (
+                            format!("Permissions.{}.IpProtocol", i + 1),
+                            "tcp".to_string(),
+                        ),
+                        (
+                            format!("Permissions.{}.PortRange", i + 1),
+                            format!("{port}/{port}"),
+                        ),
+                        (
+                            format!("Permissions.{}.SourceCidrIp", i + 1),
+                            "0.0.0.0/0".to_string(),
+                        ),
+                    ]
+                })
+                .collect();
+            let mut params: Vec<(&str, &str)> = vec![
+                ("Action", "AuthorizeSecurityGroup"),
+                ("SecurityGroupId", &sg),
+            ];
+            params.extend(ports.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            call(&app, &signed(&params)).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_eq!(body["Code"], "AuthorizationLimitExceed");
+        }
+    }
+    assert_eq!(ok, 20);
+    let (_, attr) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeSecurityGroupAttribute"),
+            ("SecurityGroupId", &sg),
+            ("MaxResults", "1000"),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        attr["Permissions"]["Permission"].as_array().unwrap().len(),
+        200
+    );
+}
