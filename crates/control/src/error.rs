@@ -1,7 +1,9 @@
 //! The control layer's error: everything a command can be refused for once its parameters
 //! parse, each with the ECS code, HTTP status and message an ECS client expects.
 
-use model::{ModelError, SecurityGroupId, SecurityGroupRuleId};
+use std::net::Ipv4Addr;
+
+use model::{InstanceId, ModelError, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId};
 use thiserror::Error;
 
 /// Why a command was refused (nothing was changed).
@@ -67,6 +69,66 @@ pub enum ControlError {
     /// A `ClientToken` was reused for a different request.
     #[error("The specified ClientToken was already used by a request with other parameters.")]
     IdempotentParameterMismatch,
+    /// A CIDR block that is not a network of an accepted size, or not inside its VPC.
+    #[error("The specified CidrBlock \"{0}\" is not valid.")]
+    InvalidCidr(String),
+    /// A vSwitch block overlapping another vSwitch of the VPC.
+    #[error("The specified CidrBlock \"{0}\" overlaps another vSwitch of the VPC.")]
+    CidrOverlap(String),
+    /// The VPC does not exist.
+    #[error("The specified VpcId \"{0}\" does not exist.")]
+    VpcNotFound(VpcId),
+    /// The vSwitch does not exist.
+    #[error("The specified VSwitchId \"{0}\" does not exist.")]
+    VSwitchNotFound(VSwitchId),
+    /// The VPC still has vSwitches or security groups.
+    #[error("The specified VPC still has vSwitches or security groups.")]
+    VpcInUse,
+    /// The vSwitch still has instances.
+    #[error("The specified vSwitch still has instances.")]
+    VSwitchInUse,
+    /// A zone not of the region.
+    #[error("The specified ZoneId \"{0}\" does not exist in the region.")]
+    ZoneNotFound(String),
+    /// The instance does not exist.
+    #[error("The specified InstanceId \"{0}\" does not exist.")]
+    InstanceNotFound(InstanceId),
+    /// More groups than an instance may have.
+    #[error("Exceeding the allowed amount of security groups that an instance can be in.")]
+    InstanceGroupLimit,
+    /// The instance is in the group already.
+    #[error("The specified instance already exists in the specified security group.")]
+    AlreadyMember,
+    /// The instance is not in the group.
+    #[error("The specified instance is not in the specified security group.")]
+    NotMember,
+    /// Leaving would leave the instance in no group.
+    #[error("The specified security group is the last security group for the instance.")]
+    LastGroup,
+    /// Instance and group are not in the same network or VPC.
+    #[error("Specified instance and security group are not in the same VPC.")]
+    InstanceGroupMismatch,
+    /// Basic and enterprise groups on one instance.
+    #[error("Basic and enterprise security groups cannot be mixed on one instance.")]
+    GroupTypeMix,
+    /// The group has as many instances as it may.
+    #[error("The security group has reached its maximum number of instances.")]
+    GroupMemberLimit,
+    /// The group still has instances.
+    #[error("There is still instance(s) in the specified security group.")]
+    GroupHasInstances,
+    /// The instance's status does not allow the operation.
+    #[error("The current status of the resource does not support this operation.")]
+    IncorrectInstanceStatus,
+    /// `PrivateIpAddress` outside the vSwitch's usable addresses.
+    #[error("The specified PrivateIpAddress \"{0}\" is not in the vSwitch's usable addresses.")]
+    PrivateIpNotInVSwitch(Ipv4Addr),
+    /// `PrivateIpAddress` already used in the VPC.
+    #[error("The specified PrivateIpAddress \"{0}\" is already in use.")]
+    PrivateIpInUse(Ipv4Addr),
+    /// The vSwitch (or pool) has no free address.
+    #[error("The specified vSwitch does not have enough IP addresses.")]
+    NoFreeAddress,
     /// The store failed; the command was rolled back.
     #[error("The request processing has failed due to some unknown error.")]
     Storage(#[from] rusqlite::Error),
@@ -96,6 +158,26 @@ impl ControlError {
             ControlError::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
             ControlError::AccountExists(_) => "InvalidAccountName.Duplicate",
             ControlError::IdempotentParameterMismatch => "IdempotentParameterMismatch",
+            ControlError::InvalidCidr(_) => "InvalidCidrBlock.Malformed",
+            ControlError::CidrOverlap(_) => "InvalidCidrBlock.Overlapped",
+            ControlError::VpcNotFound(_) => "InvalidVpcId.NotFound",
+            ControlError::VSwitchNotFound(_) => "InvalidVSwitchId.NotFound",
+            ControlError::VpcInUse
+            | ControlError::VSwitchInUse
+            | ControlError::GroupHasInstances => "DependencyViolation",
+            ControlError::ZoneNotFound(_) => "InvalidZoneId.NotFound",
+            ControlError::InstanceNotFound(_) => "InvalidInstanceId.NotFound",
+            ControlError::InstanceGroupLimit => "InstanceSecurityGroupLimitExceeded",
+            ControlError::AlreadyMember => "InvalidInstanceId.AlreadyExists",
+            ControlError::NotMember => "InvalidSecurityGroupAssociation.NotFound",
+            ControlError::LastGroup => "InstanceLastSecurityGroup",
+            ControlError::InstanceGroupMismatch => "InvalidInstanceId.Mismatch",
+            ControlError::GroupTypeMix => "InvalidSecurityGroupType.Mismatch",
+            ControlError::GroupMemberLimit => "SecurityGroupInstanceLimitExceeded",
+            ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
+            ControlError::PrivateIpNotInVSwitch(_) => "InvalidPrivateIpAddress.Mismatch",
+            ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
+            ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
             ControlError::Storage(_) => "InternalError",
         };
         code.to_string()
@@ -110,13 +192,23 @@ impl ControlError {
             | ControlError::DestGroupNotFound(_)
             | ControlError::PrefixListNotFound(_)
             | ControlError::RuleNotFound(_)
-            | ControlError::AccessKeyNotFound => 404,
+            | ControlError::AccessKeyNotFound
+            | ControlError::VpcNotFound(_)
+            | ControlError::VSwitchNotFound(_)
+            | ControlError::ZoneNotFound(_)
+            | ControlError::InstanceNotFound(_) => 404,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit
             | ControlError::GroupQuota
             | ControlError::GroupReferenced
-            | ControlError::EnterpriseInnerAccessPolicy => 403,
+            | ControlError::EnterpriseInnerAccessPolicy
+            | ControlError::AlreadyMember
+            | ControlError::LastGroup
+            | ControlError::GroupTypeMix
+            | ControlError::GroupMemberLimit
+            | ControlError::GroupHasInstances
+            | ControlError::IncorrectInstanceStatus => 403,
             ControlError::Storage(_) => 500,
             _ => 400,
         }

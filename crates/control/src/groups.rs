@@ -100,7 +100,7 @@ fn group_type_wire(t: GroupType) -> &'static str {
     t.as_wire()
 }
 
-fn read_group(r: &Row) -> rusqlite::Result<(GroupRecord, i64)> {
+pub(crate) fn read_group(r: &Row) -> rusqlite::Result<(GroupRecord, i64)> {
     let parse_err = |e: model::ModelError| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     };
@@ -260,6 +260,9 @@ impl Tx<'_> {
     /// `DeleteSecurityGroup`.
     pub fn delete_group(&self, id: &SecurityGroupId) -> Result<()> {
         self.group(id)?;
+        if self.has_members(id)? {
+            return Err(ControlError::GroupHasInstances);
+        }
         let referenced: bool = self.tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM permissions WHERE peer_group_id = ?1 AND group_id != ?1)",
             [id.as_str()],

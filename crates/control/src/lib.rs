@@ -9,6 +9,7 @@
 
 mod error;
 mod groups;
+mod network;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ use serde_json::Value;
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
+pub use network::{
+    CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord, GROUPS_PER_INSTANCE,
+};
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;

@@ -83,6 +83,56 @@ const MIGRATIONS: &[&str] = &[
         at          TEXT NOT NULL
     );
     "#,
+    // 2: VPCs, vSwitches, instances and their ordered security-group memberships.
+    r#"
+    CREATE TABLE vpcs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        account_id   INTEGER NOT NULL REFERENCES accounts(id),
+        region       TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        cidr_block   TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE vswitches (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        vpc_id       TEXT NOT NULL REFERENCES vpcs(id),
+        account_id   INTEGER NOT NULL REFERENCES accounts(id),
+        region       TEXT NOT NULL,
+        zone_id      TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        cidr_block   TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE instances (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT NOT NULL UNIQUE,
+        account_id     INTEGER NOT NULL REFERENCES accounts(id),
+        region         TEXT NOT NULL,
+        zone_id        TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        image_id       TEXT NOT NULL,
+        instance_type  TEXT NOT NULL,
+        vpc_id         TEXT,
+        vswitch_id     TEXT REFERENCES vswitches(id),
+        private_ip     TEXT NOT NULL,
+        public_ip      TEXT,
+        status         TEXT NOT NULL,
+        created_at     TEXT NOT NULL
+    );
+    CREATE INDEX instances_by_region ON instances(region, vpc_id);
+    CREATE TABLE memberships (
+        instance_id  TEXT NOT NULL REFERENCES instances(id),
+        group_id     TEXT NOT NULL REFERENCES security_groups(id),
+        position     INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, group_id)
+    );
+    CREATE INDEX memberships_by_group ON memberships(group_id);
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

@@ -47,11 +47,13 @@ pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result
         "AuthorizeSecurityGroupEgress" => authorize(state, ctx, action, p, Direction::Egress),
         "RevokeSecurityGroup" => revoke(state, ctx, action, p, Direction::Ingress),
         "RevokeSecurityGroupEgress" => revoke(state, ctx, action, p, Direction::Egress),
-        _ => Err(ApiError::new(
-            404,
-            "InvalidAction.NotFound",
-            "Specified api is not found, please check your url and method.",
-        )),
+        _ => crate::instances::dispatch(state, ctx, action, p).unwrap_or_else(|| {
+            Err(ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ))
+        }),
     }
 }
 
@@ -74,7 +76,7 @@ const TRANSPORT: [&str; 9] = [
 
 /// Runs a mutating command: `DryRun=true` validates it in a transaction that is rolled back;
 /// a `ClientToken` makes a retry return the first answer.
-fn mutate(
+pub(crate) fn mutate(
     state: &AppState,
     ctx: &Ctx,
     action: &str,
@@ -84,7 +86,7 @@ fn mutate(
     mutate_with(state, ctx, action, p, |tx| f(tx).map(|()| json!({})))
 }
 
-fn mutate_with(
+pub(crate) fn mutate_with(
     state: &AppState,
     ctx: &Ctx,
     action: &str,
@@ -193,7 +195,7 @@ fn create_security_group(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Valu
     })
 }
 
-fn group_json(g: &GroupRecord, rules: &[RuleRecord]) -> Value {
+fn group_json(g: &GroupRecord, rules: &[RuleRecord], members: usize) -> Value {
     let tags: Vec<Value> = g
         .tags
         .iter()
@@ -214,21 +216,22 @@ fn group_json(g: &GroupRecord, rules: &[RuleRecord]) -> Value {
         "ServiceManaged": false,
         "RuleCount": rules.len(),
         "GroupToGroupRuleCount": group_rules,
-        "EcsCount": 0,
-        "AvailableInstanceAmount": match g.group_type { GroupType::Normal => 2000, GroupType::Enterprise => 65536 },
+        "EcsCount": members,
+        "AvailableInstanceAmount": match g.group_type { GroupType::Normal => 2000usize, GroupType::Enterprise => 65536 }
+            .saturating_sub(members),
         "Tags": {"Tag": tags},
     })
 }
 
 /// Pagination: `MaxResults` + `NextToken` (the offset of the next page, as a string), or
 /// the legacy `PageNumber` + `PageSize`.
-enum Paging {
+pub(crate) enum Paging {
     Token { start: usize, max: usize },
     Pages { number: usize, size: usize },
 }
 
 impl Paging {
-    fn parse(p: &Params) -> Result<Paging, ApiError> {
+    pub(crate) fn parse(p: &Params) -> Result<Paging, ApiError> {
         if let Some(max) = p.number("MaxResults", 1, 100)? {
             let start = match p.opt("NextToken") {
                 None => 0,
@@ -247,7 +250,7 @@ impl Paging {
     }
 
     /// The slice of `total` items to show, and the paging fields of the response.
-    fn window(&self, total: usize) -> (usize, usize, Value) {
+    pub(crate) fn window(&self, total: usize) -> (usize, usize, Value) {
         match *self {
             Paging::Token { start, max } => {
                 let end = (start + max).min(total);
@@ -307,7 +310,7 @@ fn describe_security_groups(state: &AppState, ctx: &Ctx, p: &Params) -> Result<V
         let (start, end, mut meta) = paging.window(groups.len());
         let mut items = Vec::new();
         for g in &groups[start..end] {
-            items.push(group_json(g, &tx.rules(g)?));
+            items.push(group_json(g, &tx.rules(g)?, tx.members(&g.id)?));
         }
         meta["RegionId"] = json!(ctx.region);
         meta["SecurityGroups"] = json!({"SecurityGroup": items});

@@ -8,6 +8,7 @@
 
 mod actions;
 pub mod auth;
+mod instances;
 pub mod wire;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use wire::{render, render_error, request_id, ApiError, Format, Params};
 
 /// The ECS API version.
 pub const ECS_VERSION: &str = "2014-05-26";
+/// The VPC API version.
+pub const VPC_VERSION: &str = "2016-04-28";
 
 /// What the request handlers share.
 pub struct AppState {
@@ -34,6 +37,7 @@ pub struct AppState {
     /// Regions served (the first is the default in `DescribeRegions`).
     pub regions: Vec<String>,
     nonces: Nonces,
+    engines: instances::EngineCache,
 }
 
 impl AppState {
@@ -43,6 +47,7 @@ impl AppState {
             control,
             regions,
             nonces: Nonces::default(),
+            engines: Default::default(),
         }
     }
 }
@@ -123,7 +128,7 @@ fn handle(
     let account = authenticate(state, method, headers, query, body, params)?;
     let action = params.required("Action")?;
     let version = params.required("Version")?;
-    if version != ECS_VERSION {
+    if version != ECS_VERSION && version != VPC_VERSION {
         return Err(ApiError::new(
             404,
             "InvalidAction.NotFound",
@@ -146,7 +151,11 @@ fn handle(
         }
         (_, Some(r)) => Ctx { account, region: r },
     };
-    let value = actions::dispatch(state, &ctx, &action, params)?;
+    let value = if version == VPC_VERSION {
+        instances::dispatch_vpc(state, &ctx, &action, params)?
+    } else {
+        actions::dispatch(state, &ctx, &action, params)?
+    };
     Ok((action, value))
 }
 

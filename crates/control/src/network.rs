@@ -1,0 +1,786 @@
+//! VPCs, vSwitches and instances with their security-group memberships.
+//!
+//! Instances get a private address from their vSwitch (VPC) or from the classic intranet pool,
+//! and classic instances with outbound bandwidth a public one. Decisions where ECS is silent:
+//! the classic intranet pool is 10.0.0.0/8 and the public pool 198.19.0.0/16 (inside the
+//! benchmarking range the lab uses); a vSwitch keeps its network, first (gateway) and
+//! broadcast addresses; instances start `Running` (`RunInstances`) or `Stopped`
+//! (`CreateInstance`) at once.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use model::{AccountId, GroupType, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
+use rusqlite::{params, OptionalExtension};
+use serde_json::json;
+
+use crate::{new_id_body, now, ControlError, Result, Tx};
+
+/// Most groups per instance (ECS default; DESIGN.md §4).
+pub const GROUPS_PER_INSTANCE: usize = 5;
+/// Most instances in a basic group.
+pub const BASIC_GROUP_MEMBERS: usize = 2000;
+/// Most instances in an enterprise group.
+pub const ENTERPRISE_GROUP_MEMBERS: usize = 65_536;
+
+/// A stored VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcRecord {
+    /// `vpc-...`
+    pub id: VpcId,
+    /// `VpcName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// `CidrBlock`.
+    pub cidr: Ipv4Net,
+    /// `CreationTime`.
+    pub created_at: String,
+    /// Its vSwitches.
+    pub vswitches: Vec<VSwitchId>,
+}
+
+/// A stored vSwitch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VSwitchRecord {
+    /// `vsw-...`
+    pub id: VSwitchId,
+    /// Its VPC.
+    pub vpc_id: VpcId,
+    /// `ZoneId`.
+    pub zone_id: String,
+    /// `VSwitchName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// `CidrBlock`.
+    pub cidr: Ipv4Net,
+    /// `CreationTime`.
+    pub created_at: String,
+    /// Addresses still free.
+    pub available: u64,
+}
+
+/// Lifecycle state of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStatus {
+    /// Running.
+    Running,
+    /// Stopped.
+    Stopped,
+}
+
+impl InstanceStatus {
+    /// The wire form.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            InstanceStatus::Running => "Running",
+            InstanceStatus::Stopped => "Stopped",
+        }
+    }
+}
+
+/// A stored instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// `i-...`
+    pub id: InstanceId,
+    /// Owner.
+    pub owner: AccountId,
+    /// `ZoneId`.
+    pub zone_id: String,
+    /// `InstanceName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// `ImageId` (opaque).
+    pub image_id: String,
+    /// `InstanceType` (opaque).
+    pub instance_type: String,
+    /// VPC (`None` = classic).
+    pub vpc_id: Option<VpcId>,
+    /// vSwitch (VPC only).
+    pub vswitch_id: Option<VSwitchId>,
+    /// Primary private address.
+    pub private_ip: Ipv4Addr,
+    /// Public address (classic with bandwidth).
+    pub public_ip: Option<Ipv4Addr>,
+    /// Running or stopped.
+    pub status: InstanceStatus,
+    /// `CreationTime`.
+    pub created_at: String,
+    /// Groups in join order.
+    pub security_groups: Vec<SecurityGroupId>,
+}
+
+impl InstanceRecord {
+    /// VPC or classic.
+    pub fn network(&self) -> NetworkType {
+        if self.vpc_id.is_some() {
+            NetworkType::Vpc
+        } else {
+            NetworkType::Classic
+        }
+    }
+}
+
+/// `RunInstances` / `CreateInstance` after parameter parsing.
+#[derive(Debug, Clone)]
+pub struct CreateInstances {
+    /// How many (`Amount`).
+    pub amount: usize,
+    /// `VSwitchId` (VPC) or none (classic).
+    pub vswitch_id: Option<VSwitchId>,
+    /// `ZoneId` (defaults to the vSwitch's, or `<region>-a`).
+    pub zone_id: Option<String>,
+    /// `SecurityGroupId` and/or `SecurityGroupIds.N`, in order.
+    pub security_groups: Vec<SecurityGroupId>,
+    /// `PrivateIpAddress` (only with `amount == 1`).
+    pub private_ip: Option<Ipv4Addr>,
+    /// `InternetMaxBandwidthOut > 0`: a public address (classic network).
+    pub public_ip: bool,
+    /// `InstanceName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// `ImageId`.
+    pub image_id: String,
+    /// `InstanceType`.
+    pub instance_type: String,
+    /// Start running (`RunInstances`) or stopped (`CreateInstance`).
+    pub running: bool,
+}
+
+fn parse_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+/// Every address of a block that instances may take.
+fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+    let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
+    (first.saturating_add(2)..last).map(Ipv4Addr::from)
+}
+
+impl Tx<'_> {
+    /// `CreateVpc`.
+    pub fn create_vpc(&self, name: &str, description: &str, cidr: Ipv4Net) -> Result<VpcId> {
+        if !(8..=28).contains(&cidr.prefix_len()) || cidr.trunc() != cidr {
+            return Err(ControlError::InvalidCidr(cidr.to_string()));
+        }
+        let id = VpcId::from_body(&new_id_body())?;
+        self.tx.execute(
+            "INSERT INTO vpcs (id, account_id, region, name, description, cidr_block, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id.as_str(), self.ctx.account.get() as i64, self.ctx.region, name, description, cidr.to_string(), now()],
+        )?;
+        self.log(
+            "CreateVpc",
+            id.as_str(),
+            json!({"CidrBlock": cidr.to_string()}),
+        )?;
+        Ok(id)
+    }
+
+    /// One of the caller's VPCs in the region.
+    pub fn vpc(&self, id: &VpcId) -> Result<VpcRecord> {
+        self.vpcs(Some(id))?
+            .pop()
+            .ok_or_else(|| ControlError::VpcNotFound(id.clone()))
+    }
+
+    /// The caller's VPCs in the region (one, if `only`), oldest first.
+    pub fn vpcs(&self, only: Option<&VpcId>) -> Result<Vec<VpcRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, name, description, cidr_block, created_at FROM vpcs
+             WHERE account_id = ?1 AND region = ?2 AND (?3 IS NULL OR id = ?3) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                self.ctx.account.get() as i64,
+                self.ctx.region,
+                only.map(|v| v.as_str())
+            ],
+            |r| {
+                Ok(VpcRecord {
+                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                    cidr: r.get::<_, String>(3)?.parse().map_err(parse_err)?,
+                    created_at: r.get(4)?,
+                    vswitches: Vec::new(),
+                })
+            },
+        )?;
+        let mut out: Vec<VpcRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        for v in &mut out {
+            v.vswitches = self
+                .vswitches(Some(&v.id), None)?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+        }
+        Ok(out)
+    }
+
+    /// `DeleteVpc`: only without vSwitches and security groups.
+    pub fn delete_vpc(&self, id: &VpcId) -> Result<()> {
+        let v = self.vpc(id)?;
+        let groups: bool = self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM security_groups WHERE vpc_id = ?1)",
+            [id.as_str()],
+            |r| r.get(0),
+        )?;
+        if !v.vswitches.is_empty() || groups {
+            return Err(ControlError::VpcInUse);
+        }
+        self.tx
+            .execute("DELETE FROM vpcs WHERE id = ?1", [id.as_str()])?;
+        self.log("DeleteVpc", id.as_str(), json!({}))
+    }
+
+    /// `CreateVSwitch`: inside its VPC's block, overlapping no other vSwitch of it.
+    pub fn create_vswitch(
+        &self,
+        vpc: &VpcId,
+        zone: &str,
+        cidr: Ipv4Net,
+        name: &str,
+        description: &str,
+    ) -> Result<VSwitchId> {
+        let v = self.vpc(vpc)?;
+        if !zone.starts_with(&self.ctx.region) || zone.len() == self.ctx.region.len() {
+            return Err(ControlError::ZoneNotFound(zone.to_string()));
+        }
+        if cidr.trunc() != cidr || !v.cidr.contains(&cidr) || cidr.prefix_len() > 29 {
+            return Err(ControlError::InvalidCidr(cidr.to_string()));
+        }
+        if self
+            .vswitches(Some(vpc), None)?
+            .iter()
+            .any(|s| s.cidr.contains(&cidr) || cidr.contains(&s.cidr))
+        {
+            return Err(ControlError::CidrOverlap(cidr.to_string()));
+        }
+        let id = VSwitchId::from_body(&new_id_body())?;
+        self.tx.execute(
+            "INSERT INTO vswitches (id, vpc_id, account_id, region, zone_id, name, description, cidr_block, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                id.as_str(),
+                vpc.as_str(),
+                self.ctx.account.get() as i64,
+                self.ctx.region,
+                zone,
+                name,
+                description,
+                cidr.to_string(),
+                now()
+            ],
+        )?;
+        self.log(
+            "CreateVSwitch",
+            id.as_str(),
+            json!({"VpcId": vpc.as_str(), "CidrBlock": cidr.to_string()}),
+        )?;
+        Ok(id)
+    }
+
+    /// The caller's vSwitches in the region, filtered by VPC and/or id.
+    pub fn vswitches(
+        &self,
+        vpc: Option<&VpcId>,
+        only: Option<&VSwitchId>,
+    ) -> Result<Vec<VSwitchRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT s.id, s.vpc_id, s.zone_id, s.name, s.description, s.cidr_block, s.created_at,
+                    (SELECT COUNT(*) FROM instances i WHERE i.vswitch_id = s.id)
+             FROM vswitches s WHERE s.account_id = ?1 AND s.region = ?2
+               AND (?3 IS NULL OR s.vpc_id = ?3) AND (?4 IS NULL OR s.id = ?4) ORDER BY s.seq",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                self.ctx.account.get() as i64,
+                self.ctx.region,
+                vpc.map(|v| v.as_str()),
+                only.map(|s| s.as_str())
+            ],
+            |r| {
+                let cidr: Ipv4Net = r.get::<_, String>(5)?.parse().map_err(parse_err)?;
+                let used: i64 = r.get(7)?;
+                Ok(VSwitchRecord {
+                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
+                    vpc_id: r.get::<_, String>(1)?.parse().map_err(parse_err)?,
+                    zone_id: r.get(2)?,
+                    name: r.get(3)?,
+                    description: r.get(4)?,
+                    created_at: r.get(6)?,
+                    available: (usable(&cidr).count() as u64).saturating_sub(used as u64),
+                    cidr,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One of the caller's vSwitches.
+    pub fn vswitch(&self, id: &VSwitchId) -> Result<VSwitchRecord> {
+        self.vswitches(None, Some(id))?
+            .pop()
+            .ok_or_else(|| ControlError::VSwitchNotFound(id.clone()))
+    }
+
+    /// `DeleteVSwitch`: only without instances.
+    pub fn delete_vswitch(&self, id: &VSwitchId) -> Result<()> {
+        self.vswitch(id)?;
+        let used: bool = self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM instances WHERE vswitch_id = ?1)",
+            [id.as_str()],
+            |r| r.get(0),
+        )?;
+        if used {
+            return Err(ControlError::VSwitchInUse);
+        }
+        self.tx
+            .execute("DELETE FROM vswitches WHERE id = ?1", [id.as_str()])?;
+        self.log("DeleteVSwitch", id.as_str(), json!({}))
+    }
+
+    fn address_taken(&self, column: &str, ip: Ipv4Addr, vpc: Option<&VpcId>) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS(SELECT 1 FROM instances WHERE {column} = ?1 AND region = ?2 AND vpc_id IS ?3)"
+        );
+        Ok(self.tx.query_row(
+            &sql,
+            params![ip.to_string(), self.ctx.region, vpc.map(|v| v.as_str())],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn public_address_taken(&self, ip: Ipv4Addr) -> Result<bool> {
+        Ok(self.tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM instances WHERE public_ip = ?1)",
+            [ip.to_string()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Checks that an instance of `network`/`vpc` may be in these groups: they exist, are the
+    /// caller's, share its network and VPC, are of one type, have room, at most five.
+    fn check_groups(
+        &self,
+        groups: &[SecurityGroupId],
+        vpc: Option<&VpcId>,
+        joining: usize,
+    ) -> Result<()> {
+        if groups.is_empty() {
+            return Err(model::ModelError::Missing("SecurityGroupId").into());
+        }
+        if groups.len() > GROUPS_PER_INSTANCE {
+            return Err(ControlError::InstanceGroupLimit);
+        }
+        let mut kind = None;
+        for (i, g) in groups.iter().enumerate() {
+            if groups[..i].contains(g) {
+                return Err(ControlError::AlreadyMember);
+            }
+            let record = self.group(g)?;
+            if record.vpc_id.as_ref() != vpc {
+                return Err(ControlError::InstanceGroupMismatch);
+            }
+            if kind.is_some_and(|k| k != record.group_type) {
+                return Err(ControlError::GroupTypeMix);
+            }
+            kind = Some(record.group_type);
+            let members = self.members(g)?;
+            let limit = match record.group_type {
+                GroupType::Normal => BASIC_GROUP_MEMBERS,
+                GroupType::Enterprise => ENTERPRISE_GROUP_MEMBERS,
+            };
+            if members + joining > limit {
+                return Err(ControlError::GroupMemberLimit);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many instances a group has.
+    pub fn members(&self, g: &SecurityGroupId) -> Result<usize> {
+        let n: i64 = self.tx.query_row(
+            "SELECT COUNT(*) FROM memberships WHERE group_id = ?1",
+            [g.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
+    /// `RunInstances` / `CreateInstance`.
+    pub fn create_instances(&self, req: &CreateInstances) -> Result<Vec<InstanceId>> {
+        let vswitch = req
+            .vswitch_id
+            .as_ref()
+            .map(|s| self.vswitch(s))
+            .transpose()?;
+        let vpc = vswitch.as_ref().map(|s| s.vpc_id.clone());
+        self.check_groups(&req.security_groups, vpc.as_ref(), req.amount)?;
+        let zone = match (&req.zone_id, &vswitch) {
+            (Some(z), Some(s)) if z != &s.zone_id => {
+                return Err(ControlError::ZoneNotFound(z.clone()))
+            }
+            (Some(z), _)
+                if !z.starts_with(&self.ctx.region) || z.len() == self.ctx.region.len() =>
+            {
+                return Err(ControlError::ZoneNotFound(z.clone()))
+            }
+            (Some(z), _) => z.clone(),
+            (None, Some(s)) => s.zone_id.clone(),
+            (None, None) => format!("{}-a", self.ctx.region),
+        };
+        let pool: Ipv4Net = vswitch
+            .as_ref()
+            .map_or_else(|| "10.0.0.0/8".parse().expect("literal"), |s| s.cidr);
+        let mut ids = Vec::with_capacity(req.amount);
+        for _ in 0..req.amount {
+            let private_ip = match req.private_ip {
+                Some(ip) => {
+                    if !usable(&pool).any(|a| a == ip) {
+                        return Err(ControlError::PrivateIpNotInVSwitch(ip));
+                    }
+                    if self.address_taken("private_ip", ip, vpc.as_ref())? {
+                        return Err(ControlError::PrivateIpInUse(ip));
+                    }
+                    ip
+                }
+                None => self.free_address(&pool, vpc.as_ref())?,
+            };
+            let public_ip = if req.public_ip && vpc.is_none() {
+                let pool: Ipv4Net = "198.19.0.0/16".parse().expect("literal");
+                let mut found = None;
+                for a in usable(&pool) {
+                    if !self.public_address_taken(a)? {
+                        found = Some(a);
+                        break;
+                    }
+                }
+                Some(found.ok_or(ControlError::NoFreeAddress)?)
+            } else {
+                None
+            };
+            let id = InstanceId::from_body(&new_id_body())?;
+            self.tx.execute(
+                "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
+                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    id.as_str(),
+                    self.ctx.account.get() as i64,
+                    self.ctx.region,
+                    zone,
+                    req.name,
+                    req.description,
+                    req.image_id,
+                    req.instance_type,
+                    vpc.as_ref().map(|v| v.as_str()),
+                    req.vswitch_id.as_ref().map(|s| s.as_str()),
+                    private_ip.to_string(),
+                    public_ip.map(|a| a.to_string()),
+                    if req.running { "Running" } else { "Stopped" },
+                    now(),
+                ],
+            )?;
+            for (position, g) in req.security_groups.iter().enumerate() {
+                self.tx.execute(
+                    "INSERT INTO memberships (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
+                    params![id.as_str(), g.as_str(), position as i64],
+                )?;
+            }
+            self.log(
+                "CreateInstance",
+                id.as_str(),
+                json!({"PrivateIpAddress": private_ip.to_string(), "SecurityGroupIds": req.security_groups.iter().map(|g| g.to_string()).collect::<Vec<_>>()}),
+            )?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn free_address(&self, pool: &Ipv4Net, vpc: Option<&VpcId>) -> Result<Ipv4Addr> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT private_ip FROM instances WHERE region = ?1 AND vpc_id IS ?2",
+        )?;
+        let used: std::collections::HashSet<String> = stmt
+            .query_map(params![self.ctx.region, vpc.map(|v| v.as_str())], |r| {
+                r.get(0)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        usable(pool)
+            .find(|a| !used.contains(&a.to_string()))
+            .ok_or(ControlError::NoFreeAddress)
+    }
+
+    /// One of the caller's instances.
+    pub fn instance(&self, id: &InstanceId) -> Result<InstanceRecord> {
+        self.instances_where(Some(id), Some(self.ctx.account))?
+            .pop()
+            .ok_or_else(|| ControlError::InstanceNotFound(id.clone()))
+    }
+
+    /// The caller's instances in the region, oldest first.
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>> {
+        self.instances_where(None, Some(self.ctx.account))
+    }
+
+    /// Every instance of the region, of every account (for flow verdicts: group references
+    /// cross accounts).
+    pub fn region_instances(&self) -> Result<Vec<InstanceRecord>> {
+        self.instances_where(None, None)
+    }
+
+    fn instances_where(
+        &self,
+        only: Option<&InstanceId>,
+        owner: Option<AccountId>,
+    ) -> Result<Vec<InstanceRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
+                    private_ip, public_ip, status, created_at
+             FROM instances WHERE region = ?1 AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR account_id = ?3)
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                self.ctx.region,
+                only.map(|i| i.as_str()),
+                owner.map(|o| o.get() as i64)
+            ],
+            |r| {
+                let vpc: Option<String> = r.get(7)?;
+                let vsw: Option<String> = r.get(8)?;
+                let public: Option<String> = r.get(10)?;
+                Ok(InstanceRecord {
+                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
+                    owner: AccountId::new(r.get::<_, i64>(1)? as u64),
+                    zone_id: r.get(2)?,
+                    name: r.get(3)?,
+                    description: r.get(4)?,
+                    image_id: r.get(5)?,
+                    instance_type: r.get(6)?,
+                    vpc_id: vpc.map(|v| v.parse()).transpose().map_err(parse_err)?,
+                    vswitch_id: vsw.map(|v| v.parse()).transpose().map_err(parse_err)?,
+                    private_ip: r.get::<_, String>(9)?.parse().map_err(parse_err)?,
+                    public_ip: public.map(|p| p.parse()).transpose().map_err(parse_err)?,
+                    status: if r.get::<_, String>(11)? == "Running" {
+                        InstanceStatus::Running
+                    } else {
+                        InstanceStatus::Stopped
+                    },
+                    created_at: r.get(12)?,
+                    security_groups: Vec::new(),
+                })
+            },
+        )?;
+        let mut out: Vec<InstanceRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        let mut groups = self.tx.prepare_cached(
+            "SELECT group_id FROM memberships WHERE instance_id = ?1 ORDER BY position",
+        )?;
+        for i in &mut out {
+            i.security_groups = groups
+                .query_map([i.id.as_str()], |r| {
+                    r.get::<_, String>(0)?.parse().map_err(parse_err)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(out)
+    }
+
+    /// `StartInstance` / `StopInstance`.
+    pub fn set_instance_status(&self, id: &InstanceId, status: InstanceStatus) -> Result<()> {
+        let i = self.instance(id)?;
+        if i.status == status {
+            return Err(ControlError::IncorrectInstanceStatus);
+        }
+        self.tx.execute(
+            "UPDATE instances SET status = ?2 WHERE id = ?1",
+            params![id.as_str(), status.as_wire()],
+        )?;
+        self.log(
+            if status == InstanceStatus::Running {
+                "StartInstance"
+            } else {
+                "StopInstance"
+            },
+            id.as_str(),
+            json!({}),
+        )
+    }
+
+    /// `DeleteInstance`: a running instance only with `Force`.
+    pub fn delete_instance(&self, id: &InstanceId, force: bool) -> Result<()> {
+        let i = self.instance(id)?;
+        if i.status == InstanceStatus::Running && !force {
+            return Err(ControlError::IncorrectInstanceStatus);
+        }
+        self.tx.execute(
+            "DELETE FROM memberships WHERE instance_id = ?1",
+            [id.as_str()],
+        )?;
+        self.tx
+            .execute("DELETE FROM instances WHERE id = ?1", [id.as_str()])?;
+        self.log("DeleteInstance", id.as_str(), json!({}))
+    }
+
+    /// Replaces an instance's groups (`JoinSecurityGroup`, `LeaveSecurityGroup`,
+    /// `ModifyInstanceAttribute(SecurityGroupIds.N)`), after the same checks as creation.
+    fn set_groups(
+        &self,
+        i: &InstanceRecord,
+        groups: &[SecurityGroupId],
+        action: &str,
+    ) -> Result<()> {
+        let newcomers: Vec<SecurityGroupId> = groups
+            .iter()
+            .filter(|g| !i.security_groups.contains(g))
+            .cloned()
+            .collect();
+        self.check_groups(groups, i.vpc_id.as_ref(), 0)?;
+        for g in &newcomers {
+            let record = self.group(g)?;
+            let limit = match record.group_type {
+                GroupType::Normal => BASIC_GROUP_MEMBERS,
+                GroupType::Enterprise => ENTERPRISE_GROUP_MEMBERS,
+            };
+            if self.members(g)? + 1 > limit {
+                return Err(ControlError::GroupMemberLimit);
+            }
+        }
+        self.tx.execute(
+            "DELETE FROM memberships WHERE instance_id = ?1",
+            [i.id.as_str()],
+        )?;
+        for (position, g) in groups.iter().enumerate() {
+            self.tx.execute(
+                "INSERT INTO memberships (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
+                params![i.id.as_str(), g.as_str(), position as i64],
+            )?;
+        }
+        self.log(
+            action,
+            i.id.as_str(),
+            json!({"SecurityGroupIds": groups.iter().map(|g| g.to_string()).collect::<Vec<_>>()}),
+        )
+    }
+
+    /// `JoinSecurityGroup`.
+    pub fn join(&self, instance: &InstanceId, group: &SecurityGroupId) -> Result<()> {
+        self.group(group)?;
+        let i = self.instance(instance)?;
+        if i.security_groups.contains(group) {
+            return Err(ControlError::AlreadyMember);
+        }
+        if i.security_groups.len() >= GROUPS_PER_INSTANCE {
+            return Err(ControlError::InstanceGroupLimit);
+        }
+        let mut groups = i.security_groups.clone();
+        groups.push(group.clone());
+        self.set_groups(&i, &groups, "JoinSecurityGroup")
+    }
+
+    /// `LeaveSecurityGroup`.
+    pub fn leave(&self, instance: &InstanceId, group: &SecurityGroupId) -> Result<()> {
+        self.group(group)?;
+        let i = self.instance(instance)?;
+        if !i.security_groups.contains(group) {
+            return Err(ControlError::NotMember);
+        }
+        if i.security_groups.len() == 1 {
+            return Err(ControlError::LastGroup);
+        }
+        let groups: Vec<SecurityGroupId> = i
+            .security_groups
+            .iter()
+            .filter(|g| *g != group)
+            .cloned()
+            .collect();
+        self.set_groups(&i, &groups, "LeaveSecurityGroup")
+    }
+
+    /// `ModifyInstanceAttribute`: name, description and/or the whole group list.
+    pub fn modify_instance(
+        &self,
+        instance: &InstanceId,
+        name: Option<String>,
+        description: Option<String>,
+        groups: Option<Vec<SecurityGroupId>>,
+    ) -> Result<()> {
+        let i = self.instance(instance)?;
+        if let Some(groups) = groups {
+            self.set_groups(&i, &groups, "ModifyInstanceAttribute")?;
+        }
+        self.tx.execute(
+            "UPDATE instances SET name = ?2, description = ?3 WHERE id = ?1",
+            params![
+                instance.as_str(),
+                name.unwrap_or(i.name),
+                description.unwrap_or(i.description)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Whether a group has members (it cannot be deleted then).
+    pub fn has_members(&self, g: &SecurityGroupId) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM memberships WHERE group_id = ?1 LIMIT 1",
+                [g.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+impl Tx<'_> {
+    /// The whole policy of the request's region, every account included (group references
+    /// cross accounts), as the policy engine takes it.
+    pub fn region_snapshot(&self) -> Result<policy::Snapshot> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT * FROM security_groups WHERE region = ?1 ORDER BY seq")?;
+        let groups: Vec<crate::GroupRecord> = stmt
+            .query_map([&self.ctx.region], crate::groups::read_group)?
+            .map(|r| r.map(|(g, _)| g))
+            .collect::<rusqlite::Result<_>>()?;
+        let mut policies = Vec::with_capacity(groups.len());
+        for g in groups {
+            let permissions = self.rules(&g)?.into_iter().map(|r| r.permission).collect();
+            policies.push(policy::GroupPolicy {
+                group: model::SecurityGroup {
+                    id: g.id.clone(),
+                    owner: g.owner,
+                    group_type: g.group_type,
+                    vpc_id: g.vpc_id.clone(),
+                    inner_access_policy: g.inner_access_policy,
+                },
+                permissions,
+            });
+        }
+        let instances = self
+            .region_instances()?
+            .into_iter()
+            .map(|i| model::Instance {
+                id: i.id,
+                owner: i.owner,
+                vpc_id: i.vpc_id,
+                private_ip: i.private_ip,
+                ipv6: None,
+                public_ip: i.public_ip,
+                security_groups: i.security_groups,
+            })
+            .collect();
+        Ok(policy::Snapshot {
+            groups: policies,
+            instances,
+            prefix_lists: Vec::new(),
+        })
+    }
+}

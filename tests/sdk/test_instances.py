@@ -1,0 +1,299 @@
+"""VPCs, instances, memberships and flow verdicts through the official SDKs, including the
+seed document's own join_sg / leave_sg snippets."""
+
+import json
+import logging
+import uuid
+
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
+from aliyunsdkecs.request.v20140526 import (
+    AuthorizeSecurityGroupRequest,
+    CreateInstanceRequest,
+    CreateSecurityGroupRequest,
+    DeleteInstanceRequest,
+    DeleteSecurityGroupRequest,
+    DescribeInstancesRequest,
+    JoinSecurityGroupRequest,
+    LeaveSecurityGroupRequest,
+    ModifyInstanceAttributeRequest,
+    ModifySecurityGroupPolicyRequest,
+    RunInstancesRequest,
+    StartInstanceRequest,
+    StopInstanceRequest,
+)
+from aliyunsdkvpc.request.v20160428 import (
+    CreateVSwitchRequest,
+    CreateVpcRequest,
+    DeleteVSwitchRequest,
+    DeleteVpcRequest,
+    DescribeVSwitchesRequest,
+    DescribeVpcsRequest,
+)
+
+from conftest import REGION
+
+
+def vpc_with_vswitch(old, cidr="192.168.0.0/16", vsw_cidr="192.168.1.0/24"):
+    r = CreateVpcRequest.CreateVpcRequest()
+    r.set_CidrBlock(cidr)
+    r.set_VpcName("lab")
+    vpc = old.call(r)["VpcId"]
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock(vsw_cidr)
+    return vpc, old.call(s)["VSwitchId"]
+
+
+def group(old, vpc, name="grp", kind=None):
+    r = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
+    r.set_SecurityGroupName(name)
+    r.set_VpcId(vpc)
+    if kind:
+        r.set_SecurityGroupType(kind)
+    return old.call(r)["SecurityGroupId"]
+
+
+def run(old, vswitch, groups, amount=1, ip=None):
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("ubuntu_22_04_x64")
+    r.set_InstanceType("ecs.g7.large")
+    r.set_VSwitchId(vswitch)
+    r.set_SecurityGroupIdss(groups)
+    r.set_Amount(amount)
+    if ip:
+        r.set_PrivateIpAddress(ip)
+    return old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+
+
+def describe(old, ids):
+    r = DescribeInstancesRequest.DescribeInstancesRequest()
+    r.set_InstanceIds(json.dumps(ids))
+    return old.call(r)["Instances"]["Instance"]
+
+
+def verdict(old, **params):
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeFlowVerdict")
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    for k, v in params.items():
+        r.add_query_param(k, str(v))
+    return json.loads(old.client.do_action_with_exception(r))
+
+
+def test_vpcs_and_vswitches(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.20.0.0/16", "10.20.1.0/24")
+    d = DescribeVpcsRequest.DescribeVpcsRequest()
+    d.set_VpcId(vpc)
+    [v] = old.call(d)["Vpcs"]["Vpc"]
+    assert (v["CidrBlock"], v["VSwitchIds"]["VSwitchId"]) == ("10.20.0.0/16", [vsw])
+    s = DescribeVSwitchesRequest.DescribeVSwitchesRequest()
+    s.set_VpcId(vpc)
+    [sw] = old.call(s)["VSwitches"]["VSwitch"]
+    assert (sw["CidrBlock"], sw["ZoneId"], sw["AvailableIpAddressCount"]) == ("10.20.1.0/24", REGION + "-h", 253)
+    overlap = CreateVSwitchRequest.CreateVSwitchRequest()
+    overlap.set_VpcId(vpc)
+    overlap.set_ZoneId(REGION + "-h")
+    overlap.set_CidrBlock("10.20.1.128/25")
+    assert old.error(overlap)[0] == "InvalidCidrBlock.Overlapped"
+    overlap.set_CidrBlock("10.30.0.0/24")
+    assert old.error(overlap)[0] == "InvalidCidrBlock.Malformed"
+    overlap.set_CidrBlock("10.20.2.0/24")
+    overlap.set_ZoneId("us-west-1a")
+    assert old.error(overlap)[0] == "InvalidZoneId.NotFound"
+    dv = DeleteVpcRequest.DeleteVpcRequest()
+    dv.set_VpcId(vpc)
+    assert old.error(dv)[0] == "DependencyViolation"
+    ds = DeleteVSwitchRequest.DeleteVSwitchRequest()
+    ds.set_VSwitchId(vsw)
+    old.call(ds)
+    old.call(dv)
+    assert old.error(dv)[0] == "InvalidVpcId.NotFound"
+
+
+def test_instances_lifecycle(old):
+    vpc, vsw = vpc_with_vswitch(old)
+    sg = group(old, vpc)
+    ids = run(old, vsw, [sg], amount=3)
+    assert len(ids) == 3
+    insts = describe(old, ids)
+    ips = [i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0] for i in insts]
+    assert ips == ["192.168.1.2", "192.168.1.3", "192.168.1.4"]
+    assert all(i["SecurityGroupIds"]["SecurityGroupId"] == [sg] and i["Status"] == "Running" for i in insts)
+    assert insts[0]["InstanceNetworkType"] == "vpc" and insts[0]["VpcAttributes"]["VpcId"] == vpc
+    [fixed] = run(old, vsw, [sg], ip="192.168.1.100")
+    assert describe(old, [fixed])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"] == ["192.168.1.100"]
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("img")
+    r.set_InstanceType("t")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupId(sg)
+    r.set_PrivateIpAddress("192.168.1.100")
+    assert old.error(r)[0] == "InvalidPrivateIpAddress.Duplicated"
+    c = CreateInstanceRequest.CreateInstanceRequest()
+    c.set_ImageId("img")
+    c.set_InstanceType("t")
+    c.set_VSwitchId(vsw)
+    c.set_SecurityGroupId(sg)
+    stopped = old.call(c)["InstanceId"]
+    assert describe(old, [stopped])[0]["Status"] == "Stopped"
+    stop = StopInstanceRequest.StopInstanceRequest()
+    stop.set_InstanceId(stopped)
+    assert old.error(stop) == ("IncorrectInstanceStatus", 403)
+    start = StartInstanceRequest.StartInstanceRequest()
+    start.set_InstanceId(stopped)
+    old.call(start)
+    assert describe(old, [stopped])[0]["Status"] == "Running"
+    delete = DeleteInstanceRequest.DeleteInstanceRequest()
+    delete.set_InstanceId(stopped)
+    assert old.error(delete) == ("IncorrectInstanceStatus", 403)
+    delete.set_Force(True)
+    old.call(delete)
+    assert describe(old, [stopped]) == []
+    gone = DeleteSecurityGroupRequest.DeleteSecurityGroupRequest()
+    gone.set_SecurityGroupId(sg)
+    assert old.error(gone) == ("DependencyViolation", 403)
+
+
+def test_seed_join_and_leave_snippets(server):
+    """The seed document's snippets, run as written: only the client and endpoint differ."""
+    clt = AcsClient(server.ak, server.sk, REGION, port=server.port)
+    clt.add_endpoint(REGION, "Ecs", "127.0.0.1")
+    clt.add_endpoint(REGION, "Vpc", "127.0.0.1")
+
+    def _send_request(request):
+        request.set_accept_format('json')
+        try:
+            response_str = clt.do_action(request)
+            logging.info(response_str)
+            response_detail = json.loads(response_str)
+            return response_detail
+        except Exception as e:
+            logging.error(e)
+
+    def join_sg(sg_id, instance_id):
+        request = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+        request.set_InstanceId(instance_id)
+        request.set_SecurityGroupId(sg_id)
+        response = _send_request(request)
+        return response
+
+    def leave_sg(sg_id, instance_id):
+        request = LeaveSecurityGroupRequest.LeaveSecurityGroupRequest()
+        request.set_InstanceId(instance_id)
+        request.set_SecurityGroupId(sg_id)
+        response = _send_request(request)
+        return response
+
+    vpc = _send_request(CreateVpcRequest.CreateVpcRequest())["VpcId"]
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-b")
+    s.set_CidrBlock("172.16.5.0/24")
+    vsw = _send_request(s)["VSwitchId"]
+    groups = []
+    for name in ("sg-web", "sg-redis"):
+        g = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
+        g.set_SecurityGroupName(name.replace("sg-", "seed"))
+        g.set_VpcId(vpc)
+        groups.append(_send_request(g)["SecurityGroupId"])
+    web, redis = groups
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("img")
+    r.set_InstanceType("t")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupId(web)
+    instance = _send_request(r)["InstanceIdSets"]["InstanceIdSet"][0]
+
+    assert "RequestId" in join_sg(redis, instance)
+    d = DescribeInstancesRequest.DescribeInstancesRequest()
+    d.set_InstanceIds(json.dumps([instance]))
+    assert _send_request(d)["Instances"]["Instance"][0]["SecurityGroupIds"]["SecurityGroupId"] == [web, redis]
+    assert "RequestId" in leave_sg(web, instance)
+    assert _send_request(d)["Instances"]["Instance"][0]["SecurityGroupIds"]["SecurityGroupId"] == [redis]
+    # Leaving the last group fails: do_action hands back the ECS error body.
+    assert leave_sg(redis, instance)["Code"] == "InstanceLastSecurityGroup"
+
+
+def test_membership_rules(old):
+    vpc, vsw = vpc_with_vswitch(old, "172.20.0.0/16", "172.20.0.0/24")
+    groups = [group(old, vpc, f"member{i}") for i in range(6)]
+    [inst] = run(old, vsw, groups[:1])
+    for g in groups[1:5]:
+        j = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+        j.set_InstanceId(inst)
+        j.set_SecurityGroupId(g)
+        old.call(j)
+    j = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+    j.set_InstanceId(inst)
+    j.set_SecurityGroupId(groups[5])
+    assert old.error(j) == ("InstanceSecurityGroupLimitExceeded", 400)
+    j.set_SecurityGroupId(groups[0])
+    assert old.error(j) == ("InvalidInstanceId.AlreadyExists", 403)
+    [fresh] = run(old, vsw, groups[:1])
+    j.set_InstanceId(fresh)
+    other_vpc, _ = vpc_with_vswitch(old, "172.21.0.0/16", "172.21.0.0/24")
+    j.set_SecurityGroupId(group(old, other_vpc, "othervpc"))
+    assert old.error(j) == ("InvalidInstanceId.Mismatch", 400)
+    j.set_SecurityGroupId(group(old, vpc, "enterprise", kind="enterprise"))
+    assert old.error(j) == ("InvalidSecurityGroupType.Mismatch", 403)
+    j.set_InstanceId("i-nosuchinstance")
+    j.set_SecurityGroupId(groups[5])
+    assert old.error(j) == ("InvalidInstanceId.NotFound", 404)
+    leave = LeaveSecurityGroupRequest.LeaveSecurityGroupRequest()
+    leave.set_InstanceId(inst)
+    leave.set_SecurityGroupId(groups[5])
+    assert old.error(leave) == ("InvalidSecurityGroupAssociation.NotFound", 400)
+    m = ModifyInstanceAttributeRequest.ModifyInstanceAttributeRequest()
+    m.set_InstanceId(inst)
+    m.set_SecurityGroupIdss([groups[5], groups[2]])
+    old.call(m)
+    assert describe(old, [inst])[0]["SecurityGroupIds"]["SecurityGroupId"] == [groups[5], groups[2]]
+    m.set_SecurityGroupIdss(groups)
+    assert old.error(m) == ("InstanceSecurityGroupLimitExceeded", 400)
+    assert describe(old, [inst])[0]["SecurityGroupIds"]["SecurityGroupId"] == [groups[5], groups[2]]
+
+
+def test_flow_verdicts_follow_rules_and_membership(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.60.0.0/16", "10.60.1.0/24")
+    web, db = group(old, vpc, "flowweb"), group(old, vpc, "flowdb")
+    a = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    a.set_SecurityGroupId(db)
+    a.set_Permissions([{"IpProtocol": "tcp", "PortRange": "3306/3306", "SourceGroupId": web, "Priority": "2"}])
+    old.call(a)
+    [w] = run(old, vsw, [web])
+    [d] = run(old, vsw, [db])
+    [x] = run(old, vsw, [group(old, vpc, "flowother")])
+    v = verdict(old, SourceInstanceId=w, DestinationInstanceId=d, IpProtocol="tcp", DestinationPort=3306)
+    assert v["Verdict"] == "Accept"
+    egress, ingress = v["Stages"]["Stage"]
+    assert (egress["Stage"], egress["DecidedBy"]) == ("Egress", "DefaultEgress")
+    assert (ingress["Stage"], ingress["InstanceId"], ingress["DecidedBy"], ingress["SecurityGroupId"], ingress["Priority"], ingress["Policy"]) == (
+        "Ingress", d, "Rule", db, "2", "Accept")
+    assert ingress["SecurityGroupRuleId"].startswith("sgr-")
+    assert verdict(old, SourceInstanceId=x, DestinationInstanceId=d, IpProtocol="tcp", DestinationPort=3306)["Verdict"] == "Drop"
+    # Joining the referenced group opens the port, without any rule change.
+    j = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+    j.set_InstanceId(x)
+    j.set_SecurityGroupId(web)
+    old.call(j)
+    assert verdict(old, SourceInstanceId=x, DestinationInstanceId=d, IpProtocol="tcp", DestinationPort=3306)["Verdict"] == "Accept"
+    # Intra-group default, then isolation.
+    [w2] = run(old, vsw, [web])
+    v = verdict(old, SourceInstanceId=w, DestinationInstanceId=w2, IpProtocol="udp", DestinationPort=53)
+    assert (v["Verdict"], v["Stages"]["Stage"][1]["DecidedBy"]) == ("Accept", "InnerAccessPolicy")
+    p = ModifySecurityGroupPolicyRequest.ModifySecurityGroupPolicyRequest()
+    p.set_SecurityGroupId(web)
+    p.set_InnerAccessPolicy("Drop")
+    old.call(p)
+    v = verdict(old, SourceInstanceId=w, DestinationInstanceId=w2, IpProtocol="udp", DestinationPort=53)
+    assert (v["Verdict"], v["Stages"]["Stage"][1]["DecidedBy"]) == ("Drop", "DefaultIngress")
+    v = verdict(old, SourceIp="203.0.113.7", DestinationInstanceId=d, IpProtocol="icmp")
+    assert [s["Stage"] for s in v["Stages"]["Stage"]] == ["Ingress"]
+    try:
+        verdict(old, SourceInstanceId="i-notmine0", DestinationInstanceId=d, IpProtocol="tcp", DestinationPort=1)
+    except Exception as e:
+        assert "InvalidInstanceId.NotFound" in str(e)
+    else:
+        raise AssertionError("an unknown instance must be refused")
