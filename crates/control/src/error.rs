@@ -129,6 +129,21 @@ pub enum ControlError {
     /// The vSwitch (or pool) has no free address.
     #[error("The specified vSwitch does not have enough IP addresses.")]
     NoFreeAddress,
+    /// `ModifySecurityGroupRule` changing the kind of authorization object.
+    #[error("The type of the authorization object of a rule cannot be changed.")]
+    ModifyEntityType,
+    /// `ModifySecurityGroupRule` changing the NicType.
+    #[error("The NicType of a rule cannot be changed.")]
+    ModifyNicType,
+    /// `ModifySecurityGroupRule` producing a copy of another rule.
+    #[error("The modified rule duplicates an existing rule.")]
+    RuleDuplicate,
+    /// A tag resource id that does not exist for the caller.
+    #[error("The specified ResourceId \"{0}\" does not exist.")]
+    ResourceNotFound(String),
+    /// More than 20 tags on one resource.
+    #[error("A resource can carry at most 20 tags.")]
+    TagLimit,
     /// The store failed; the command was rolled back.
     #[error("The request processing has failed due to some unknown error.")]
     Storage(#[from] rusqlite::Error),
@@ -178,6 +193,11 @@ impl ControlError {
             ControlError::PrivateIpNotInVSwitch(_) => "InvalidPrivateIpAddress.Mismatch",
             ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
             ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
+            ControlError::ModifyEntityType => "InvalidOperation.ModifySgRuleEntityType",
+            ControlError::ModifyNicType => "InvalidOperation.ModifyNicType",
+            ControlError::RuleDuplicate => "InvalidOperation.RuleDuplicate",
+            ControlError::ResourceNotFound(_) => "InvalidResourceId.NotFound",
+            ControlError::TagLimit => "InvalidTagCount",
             ControlError::Storage(_) => "InternalError",
         };
         code.to_string()
@@ -196,7 +216,8 @@ impl ControlError {
             | ControlError::VpcNotFound(_)
             | ControlError::VSwitchNotFound(_)
             | ControlError::ZoneNotFound(_)
-            | ControlError::InstanceNotFound(_) => 404,
+            | ControlError::InstanceNotFound(_)
+            | ControlError::ResourceNotFound(_) => 404,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit

@@ -170,14 +170,6 @@ fn read_rule(r: &Row, network: NetworkType) -> rusqlite::Result<RuleRecord> {
 }
 
 impl Tx<'_> {
-    fn tags(&self, resource_type: &str, id: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT key, value FROM tags WHERE resource_type = ?1 AND resource_id = ?2 ORDER BY key")?;
-        let rows = stmt.query_map(params![resource_type, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// A group of any account in the caller's region (for cross-account references).
     fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
         let g = self
@@ -195,7 +187,7 @@ impl Tx<'_> {
     pub fn group(&self, id: &SecurityGroupId) -> Result<GroupRecord> {
         match self.any_group(id)? {
             Some(mut g) if g.owner == self.ctx.account => {
-                g.tags = self.tags("securitygroup", id.as_str())?;
+                g.tags = self.resource_tags(crate::TaggedType::SecurityGroup, id.as_str())?;
                 Ok(g)
             }
             _ => Err(ControlError::GroupNotFound(id.clone())),
@@ -306,7 +298,7 @@ impl Tx<'_> {
             if !keep {
                 continue;
             }
-            g.tags = self.tags("securitygroup", g.id.as_str())?;
+            g.tags = self.resource_tags(crate::TaggedType::SecurityGroup, g.id.as_str())?;
             let tags_match = filter.tags.iter().all(|(k, v)| {
                 g.tags
                     .iter()
@@ -515,5 +507,147 @@ impl Tx<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The kind of a rule's authorization object, which `ModifySecurityGroupRule` may not change.
+fn peer_kind(p: &Permission) -> u8 {
+    match &p.peer {
+        Peer::Cidr(ipnet::IpNet::V4(_)) => 0,
+        Peer::Cidr(ipnet::IpNet::V6(_)) => 1,
+        Peer::Group(_) => 2,
+        Peer::PrefixList(_) => 3,
+    }
+}
+
+/// Lays the given (present) fields over the rule's current ones.
+fn overlay(current: PermissionFields, changes: &PermissionFields) -> PermissionFields {
+    let pick = |new: &Option<String>, old: Option<String>| match new.as_deref() {
+        Some(v) if !v.is_empty() => Some(v.to_string()),
+        _ => old,
+    };
+    PermissionFields {
+        policy: pick(&changes.policy, current.policy),
+        priority: pick(&changes.priority, current.priority),
+        ip_protocol: pick(&changes.ip_protocol, current.ip_protocol),
+        port_range: pick(&changes.port_range, current.port_range),
+        source_port_range: pick(&changes.source_port_range, current.source_port_range),
+        source_cidr_ip: pick(&changes.source_cidr_ip, current.source_cidr_ip),
+        ipv6_source_cidr_ip: pick(&changes.ipv6_source_cidr_ip, current.ipv6_source_cidr_ip),
+        dest_cidr_ip: pick(&changes.dest_cidr_ip, current.dest_cidr_ip),
+        ipv6_dest_cidr_ip: pick(&changes.ipv6_dest_cidr_ip, current.ipv6_dest_cidr_ip),
+        group_id: pick(&changes.group_id, current.group_id),
+        group_owner_account: pick(&changes.group_owner_account, current.group_owner_account),
+        group_owner_id: pick(&changes.group_owner_id, current.group_owner_id),
+        prefix_list_id: pick(&changes.prefix_list_id, current.prefix_list_id),
+        nic_type: current.nic_type,
+        description: match &changes.description {
+            Some(d) => Some(d.clone()),
+            None => current.description,
+        },
+    }
+}
+
+impl Tx<'_> {
+    /// `ModifySecurityGroupRule(Egress)`: changes the given fields of one rule, keeping its
+    /// id, creation time and place in the creation order. The kind of authorization object
+    /// and the NicType cannot change; the result may not duplicate another rule.
+    pub fn modify_rule(
+        &self,
+        id: &SecurityGroupId,
+        direction: Direction,
+        rule: &SecurityGroupRuleId,
+        changes: &PermissionFields,
+    ) -> Result<()> {
+        let group = self.group(id)?;
+        let existing = self.rules(&group)?;
+        let current = existing
+            .iter()
+            .find(|r| &r.permission.id == rule && r.permission.direction == direction)
+            .ok_or_else(|| ControlError::RuleNotFound(rule.clone()))?;
+        if let Some(nic) = changes.nic_type.as_deref().filter(|n| !n.is_empty()) {
+            if nic.parse::<model::NicType>()? != current.permission.nic_type
+                && group.network() == NetworkType::Classic
+            {
+                return Err(ControlError::ModifyNicType);
+            }
+        }
+        let asks_group = changes.group_id.as_deref().is_some_and(|g| !g.is_empty());
+        let asks_list = changes
+            .prefix_list_id
+            .as_deref()
+            .is_some_and(|l| !l.is_empty());
+        if (asks_group && !matches!(current.permission.peer, Peer::Group(_)))
+            || (asks_list && !matches!(current.permission.peer, Peer::PrefixList(_)))
+        {
+            return Err(ControlError::ModifyEntityType);
+        }
+        let fields = overlay(current.permission.to_fields(), changes);
+        let updated = fields.parse(rule.clone(), direction, group.network())?;
+        if peer_kind(&updated) != peer_kind(&current.permission) {
+            return Err(ControlError::ModifyEntityType);
+        }
+        self.check_reference(&group, &updated)?;
+        if existing
+            .iter()
+            .any(|r| &r.permission.id != rule && r.permission.same_rule(&updated))
+        {
+            return Err(ControlError::RuleDuplicate);
+        }
+        let f = updated.to_fields();
+        self.tx.execute(
+            "UPDATE permissions SET policy = ?2, priority = ?3, ip_protocol = ?4, port_range = ?5, source_port_range = ?6,
+                 source_cidr_ip = ?7, ipv6_source_cidr_ip = ?8, dest_cidr_ip = ?9, ipv6_dest_cidr_ip = ?10,
+                 peer_group_id = ?11, peer_owner_account = ?12, peer_owner_id = ?13, peer_prefix_list_id = ?14,
+                 description = ?15
+             WHERE id = ?1",
+            params![
+                rule.as_str(),
+                f.policy,
+                f.priority,
+                f.ip_protocol,
+                f.port_range,
+                f.source_port_range,
+                f.source_cidr_ip,
+                f.ipv6_source_cidr_ip,
+                f.dest_cidr_ip,
+                f.ipv6_dest_cidr_ip,
+                f.group_id,
+                f.group_owner_account,
+                f.group_owner_id,
+                f.prefix_list_id,
+                f.description,
+            ],
+        )?;
+        self.log(
+            "ModifySecurityGroupRule",
+            id.as_str(),
+            json!({"SecurityGroupRuleId": rule.as_str()}),
+        )
+    }
+
+    /// `DescribeSecurityGroupReferences`: the groups (of any account in the region) whose
+    /// rules reference each of the caller's groups.
+    pub fn references(&self, id: &SecurityGroupId) -> Result<Vec<(SecurityGroupId, AccountId)>> {
+        self.group(id)?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT DISTINCT g.id, g.account_id FROM permissions p JOIN security_groups g ON g.id = p.group_id
+             WHERE p.peer_group_id = ?1 AND g.id != ?1 ORDER BY g.seq",
+        )?;
+        let rows = stmt.query_map([id.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?
+                    .parse()
+                    .map_err(|e: model::ModelError| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            0,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?,
+                AccountId::new(r.get::<_, i64>(1)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

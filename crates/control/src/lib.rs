@@ -11,6 +11,7 @@ mod error;
 mod groups;
 mod network;
 pub mod store;
+mod tags;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +26,7 @@ pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
 pub use network::{
     CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord, GROUPS_PER_INSTANCE,
 };
+pub use tags::{TaggedType, TAGS_PER_RESOURCE};
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;

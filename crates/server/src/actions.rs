@@ -47,6 +47,21 @@ pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result
         "AuthorizeSecurityGroupEgress" => authorize(state, ctx, action, p, Direction::Egress),
         "RevokeSecurityGroup" => revoke(state, ctx, action, p, Direction::Ingress),
         "RevokeSecurityGroupEgress" => revoke(state, ctx, action, p, Direction::Egress),
+        "ModifySecurityGroupRule" | "ModifySecurityGroupEgressRule" => {
+            let direction = if action == "ModifySecurityGroupRule" {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
+            let id = group_id(p)?;
+            let rule: model::SecurityGroupRuleId = p.required("SecurityGroupRuleId")?.parse()?;
+            let changes = read_fields(&|k| p.opt(k), direction);
+            mutate(state, ctx, action, p, |tx| {
+                tx.modify_rule(&id, direction, &rule, &changes)
+            })
+        }
+        "DescribeSecurityGroupReferences" => describe_references(state, ctx, p),
+        "TagResources" | "UntagResources" | "ListTagResources" => tag_action(state, ctx, action, p),
         _ => crate::instances::dispatch(state, ctx, action, p).unwrap_or_else(|| {
             Err(ApiError::new(
                 404,
@@ -434,14 +449,14 @@ fn describe_security_group_attribute(
 
 /// The `Permissions.N.*` entries, or the deprecated flat fields as one rule; both together
 /// are refused, as ECS does.
-fn permission_fields(p: &Params, direction: Direction) -> Result<Vec<PermissionFields>, ApiError> {
-    let peer =
-        |o: &dyn Fn(&str) -> Option<String>, ingress_name: &str, egress_name: &str| match direction
-        {
-            Direction::Ingress => o(ingress_name),
-            Direction::Egress => o(egress_name),
-        };
-    let read = |o: &dyn Fn(&str) -> Option<String>| PermissionFields {
+/// One rule's fields as named on the wire, read through `o` (flat parameters, or one
+/// `Permissions.N` object). The peer-group fields are `Source*` on ingress, `Dest*` on egress.
+fn read_fields(o: &dyn Fn(&str) -> Option<String>, direction: Direction) -> PermissionFields {
+    let peer = |ingress_name: &str, egress_name: &str| match direction {
+        Direction::Ingress => o(ingress_name),
+        Direction::Egress => o(egress_name),
+    };
+    PermissionFields {
         policy: o("Policy"),
         priority: o("Priority"),
         ip_protocol: o("IpProtocol"),
@@ -451,13 +466,17 @@ fn permission_fields(p: &Params, direction: Direction) -> Result<Vec<PermissionF
         ipv6_source_cidr_ip: o("Ipv6SourceCidrIp"),
         dest_cidr_ip: o("DestCidrIp"),
         ipv6_dest_cidr_ip: o("Ipv6DestCidrIp"),
-        group_id: peer(o, "SourceGroupId", "DestGroupId"),
-        group_owner_account: peer(o, "SourceGroupOwnerAccount", "DestGroupOwnerAccount"),
-        group_owner_id: peer(o, "SourceGroupOwnerId", "DestGroupOwnerId"),
-        prefix_list_id: peer(o, "SourcePrefixListId", "DestPrefixListId"),
+        group_id: peer("SourceGroupId", "DestGroupId"),
+        group_owner_account: peer("SourceGroupOwnerAccount", "DestGroupOwnerAccount"),
+        group_owner_id: peer("SourceGroupOwnerId", "DestGroupOwnerId"),
+        prefix_list_id: peer("SourcePrefixListId", "DestPrefixListId"),
         nic_type: o("NicType"),
         description: o("Description"),
-    };
+    }
+}
+
+fn permission_fields(p: &Params, direction: Direction) -> Result<Vec<PermissionFields>, ApiError> {
+    let read = |o: &dyn Fn(&str) -> Option<String>| read_fields(o, direction);
     let objects: Vec<Object> = p.objects("Permissions");
     let flat = read(&|k| p.opt(k));
     let flat_given = flat != PermissionFields::default();
@@ -531,4 +550,106 @@ fn revoke(
         (true, true) => return Err(model::ModelError::Missing("SecurityGroupRuleId").into()),
     };
     mutate(state, ctx, action, p, |tx| tx.revoke(&id, direction, &what))
+}
+
+fn describe_references(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let ids = p.list("SecurityGroupId");
+    if ids.is_empty() {
+        return Err(model::ModelError::Missing("SecurityGroupId").into());
+    }
+    if ids.len() > 10 {
+        return Err(ApiError::invalid_parameter(
+            "SecurityGroupId",
+            &ids.len().to_string(),
+        ));
+    }
+    let ids: Vec<SecurityGroupId> = ids.iter().map(|i| i.parse()).collect::<Result<_, _>>()?;
+    let value = state.control.read(ctx, |tx| {
+        let mut out = Vec::new();
+        for id in &ids {
+            let referencing: Vec<Value> = tx
+                .references(id)?
+                .into_iter()
+                .map(|(g, owner)| json!({"SecurityGroupId": g.to_string(), "AliUid": owner.to_string()}))
+                .collect();
+            out.push(json!({
+                "SecurityGroupId": id.to_string(),
+                "ReferencingSecurityGroups": {"ReferencingSecurityGroup": referencing},
+            }));
+        }
+        Ok(json!({"SecurityGroupReferences": {"SecurityGroupReference": out}}))
+    })?;
+    Ok(value)
+}
+
+fn tag_action(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result<Value, ApiError> {
+    let kind_name = p.required("ResourceType")?;
+    let kind = control::TaggedType::parse(&kind_name).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidResourceType.NotSupported",
+            format!("The specified ResourceType \"{kind_name}\" is not supported."),
+        )
+    })?;
+    let ids = p.list("ResourceId");
+    if ids.len() > 50 {
+        return Err(ApiError::invalid_parameter(
+            "ResourceId",
+            &ids.len().to_string(),
+        ));
+    }
+    match action {
+        "TagResources" => {
+            if ids.is_empty() {
+                return Err(model::ModelError::Missing("ResourceId").into());
+            }
+            let given = tags(p, "Tag")?;
+            if given.is_empty() {
+                return Err(model::ModelError::Missing("Tag.N.Key").into());
+            }
+            let mut keys: Vec<&String> = given.iter().map(|(k, _)| k).collect();
+            keys.sort();
+            keys.dedup();
+            if keys.len() != given.len() {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidTagKey.Duplicate",
+                    "The specified tag keys are repeated.",
+                ));
+            }
+            let given: Vec<(String, String)> = given
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect();
+            mutate(state, ctx, action, p, |tx| tx.tag(kind, &ids, &given))
+        }
+        "UntagResources" => {
+            if ids.is_empty() {
+                return Err(model::ModelError::Missing("ResourceId").into());
+            }
+            let keys = p.list("TagKey");
+            let all = p.flag("All")?;
+            mutate(state, ctx, action, p, |tx| tx.untag(kind, &ids, &keys, all))
+        }
+        _ => {
+            let filter = tags(p, "Tag")?;
+            let start = match p.opt("NextToken") {
+                None => 0,
+                Some(t) => t
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::invalid_parameter("NextToken", &t))?,
+            };
+            let value = state.control.read(ctx, |tx| {
+                let all = tx.list_tags(kind, &ids, &filter)?;
+                let end = (start + 50).min(all.len());
+                let page: Vec<Value> = all[start.min(end)..end]
+                    .iter()
+                    .map(|(id, k, v)| json!({"ResourceId": id, "ResourceType": kind.as_wire(), "TagKey": k, "TagValue": v}))
+                    .collect();
+                let next = if end < all.len() { end.to_string() } else { String::new() };
+                Ok(json!({"NextToken": next, "TagResources": {"TagResource": page}}))
+            })?;
+            Ok(value)
+        }
+    }
 }

@@ -102,7 +102,7 @@ fn create(
     })
 }
 
-fn instance_json(i: &InstanceRecord, region: &str) -> Value {
+fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) -> Value {
     let ip = |a: Option<Ipv4Addr>| a.map(|a| vec![a.to_string()]).unwrap_or_default();
     let (private, inner) = match i.vpc_id {
         Some(_) => (vec![i.private_ip.to_string()], vec![]),
@@ -136,7 +136,7 @@ fn instance_json(i: &InstanceRecord, region: &str) -> Value {
             "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": i.private_ip.to_string(), "Primary": true}]},
             "Ipv6Sets": {"Ipv6Set": []},
         }]},
-        "Tags": {"Tag": []},
+        "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
     })
 }
 
@@ -161,13 +161,25 @@ fn describe_instances(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, 
             .into_iter()
             .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
             .filter(|i| vpc.as_ref().is_none_or(|v| i.vpc_id.as_ref() == Some(v)))
-            .filter(|i| vswitch.as_ref().is_none_or(|s| i.vswitch_id.as_ref() == Some(s)))
+            .filter(|i| {
+                vswitch
+                    .as_ref()
+                    .is_none_or(|s| i.vswitch_id.as_ref() == Some(s))
+            })
             .filter(|i| group.as_ref().is_none_or(|g| i.security_groups.contains(g)))
             .filter(|i| status.as_ref().is_none_or(|s| i.status.as_wire() == s))
             .filter(|i| name.as_ref().is_none_or(|n| &i.name == n))
             .collect();
         let (start, end, mut meta) = paging.window(all.len());
-        meta["Instances"] = json!({"Instance": all[start..end].iter().map(|i| instance_json(i, &ctx.region)).collect::<Vec<_>>()});
+        let mut page = Vec::with_capacity(end - start);
+        for i in &all[start..end] {
+            page.push(instance_json(
+                i,
+                &ctx.region,
+                &tx.resource_tags(control::TaggedType::Instance, i.id.as_str())?,
+            ));
+        }
+        meta["Instances"] = json!({"Instance": page});
         Ok(meta)
     })?;
     Ok(value)

@@ -1,0 +1,152 @@
+//! Tags on security groups and instances (`TagResources`, `UntagResources`,
+//! `ListTagResources`).
+
+use rusqlite::params;
+use serde_json::json;
+
+use crate::{ControlError, Result, Tx};
+
+/// Most tags on one resource.
+pub const TAGS_PER_RESOURCE: usize = 20;
+
+/// The resource types that carry tags here, by their wire names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaggedType {
+    /// `securitygroup`.
+    SecurityGroup,
+    /// `instance`.
+    Instance,
+}
+
+impl TaggedType {
+    /// From `ResourceType` (case-insensitive).
+    pub fn parse(s: &str) -> Option<TaggedType> {
+        match s.to_ascii_lowercase().as_str() {
+            "securitygroup" => Some(TaggedType::SecurityGroup),
+            "instance" => Some(TaggedType::Instance),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            TaggedType::SecurityGroup => "securitygroup",
+            TaggedType::Instance => "instance",
+        }
+    }
+}
+
+impl Tx<'_> {
+    fn check_resource(&self, kind: TaggedType, id: &str) -> Result<()> {
+        let missing = || ControlError::ResourceNotFound(id.to_string());
+        match kind {
+            TaggedType::SecurityGroup => {
+                self.group(&id.parse().map_err(|_| missing())?).map(|_| ())
+            }
+            TaggedType::Instance => self
+                .instance(&id.parse().map_err(|_| missing())?)
+                .map(|_| ()),
+        }
+        .map_err(|_| missing())
+    }
+
+    /// The tags of one resource, by key.
+    pub fn resource_tags(&self, kind: TaggedType, id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT key, value FROM tags WHERE resource_type = ?1 AND resource_id = ?2 ORDER BY key")?;
+        let rows = stmt.query_map(params![kind.as_wire(), id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `TagResources`: sets (or overwrites) the tags on every resource, all or none.
+    pub fn tag(&self, kind: TaggedType, ids: &[String], tags: &[(String, String)]) -> Result<()> {
+        for id in ids {
+            self.check_resource(kind, id)?;
+            for (k, v) in tags {
+                self.tx.execute(
+                    "INSERT OR REPLACE INTO tags (resource_type, resource_id, key, value) VALUES (?1, ?2, ?3, ?4)",
+                    params![kind.as_wire(), id, k, v],
+                )?;
+            }
+            if self.resource_tags(kind, id)?.len() > TAGS_PER_RESOURCE {
+                return Err(ControlError::TagLimit);
+            }
+            self.log(
+                "TagResources",
+                id,
+                json!({"Tags": tags.iter().map(|(k, _)| k).collect::<Vec<_>>()}),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `UntagResources`: removes the keys (or every tag with `all`).
+    pub fn untag(
+        &self,
+        kind: TaggedType,
+        ids: &[String],
+        keys: &[String],
+        all: bool,
+    ) -> Result<()> {
+        for id in ids {
+            self.check_resource(kind, id)?;
+            if keys.is_empty() && all {
+                self.tx.execute(
+                    "DELETE FROM tags WHERE resource_type = ?1 AND resource_id = ?2",
+                    params![kind.as_wire(), id],
+                )?;
+            }
+            for k in keys {
+                self.tx.execute(
+                    "DELETE FROM tags WHERE resource_type = ?1 AND resource_id = ?2 AND key = ?3",
+                    params![kind.as_wire(), id, k],
+                )?;
+            }
+            self.log("UntagResources", id, json!({}))?;
+        }
+        Ok(())
+    }
+
+    /// `ListTagResources`: (resource id, key, value) of the given resources, or of every
+    /// resource of the type carrying all the given tags.
+    pub fn list_tags(
+        &self,
+        kind: TaggedType,
+        ids: &[String],
+        filter: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, String, String)>> {
+        let resources: Vec<String> = if ids.is_empty() {
+            match kind {
+                TaggedType::SecurityGroup => self
+                    .find_groups(&Default::default())?
+                    .into_iter()
+                    .map(|g| g.id.to_string())
+                    .collect(),
+                TaggedType::Instance => self
+                    .instances()?
+                    .into_iter()
+                    .map(|i| i.id.to_string())
+                    .collect(),
+            }
+        } else {
+            for id in ids {
+                self.check_resource(kind, id)?;
+            }
+            ids.to_vec()
+        };
+        let mut out = Vec::new();
+        for id in resources {
+            let tags = self.resource_tags(kind, &id)?;
+            let wanted = filter.iter().all(|(k, v)| {
+                tags.iter()
+                    .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
+            });
+            if wanted {
+                out.extend(tags.into_iter().map(|(k, v)| (id.clone(), k, v)));
+            }
+        }
+        Ok(out)
+    }
+}

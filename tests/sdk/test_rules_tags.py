@@ -1,0 +1,124 @@
+"""ModifySecurityGroupRule(Egress), DescribeSecurityGroupReferences and the tag actions."""
+
+import json
+
+from aliyunsdkecs.request.v20140526 import (
+    DescribeInstancesRequest,
+    DescribeSecurityGroupReferencesRequest,
+    ListTagResourcesRequest,
+    ModifySecurityGroupEgressRuleRequest,
+    ModifySecurityGroupRuleRequest,
+    TagResourcesRequest,
+    UntagResourcesRequest,
+)
+from alibabacloud_ecs20140526 import models
+
+from conftest import REGION
+from test_instances import group, run, vpc_with_vswitch
+from test_security_groups import authorize, create_group, rules
+
+
+def modify(group_id, rule_id, egress=False, **fields):
+    r = (ModifySecurityGroupEgressRuleRequest.ModifySecurityGroupEgressRuleRequest() if egress
+         else ModifySecurityGroupRuleRequest.ModifySecurityGroupRuleRequest())
+    r.set_SecurityGroupId(group_id)
+    r.set_SecurityGroupRuleId(rule_id)
+    for k, v in fields.items():
+        getattr(r, "set_" + k)(v)
+    return r
+
+
+def test_modify_rule_keeps_id_and_order(old):
+    sg = create_group(old, "modify")
+    old.call(authorize(sg, [
+        {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "10.0.0.0/8", "Description": "ssh"},
+        {"IpProtocol": "tcp", "PortRange": "80/80", "SourceCidrIp": "0.0.0.0/0"},
+    ]))
+    first, second = rules(old, sg)
+    old.call(modify(sg, first["SecurityGroupRuleId"], PortRange="2222/2222", Priority="7", Policy="drop",
+                    SourceCidrIp="192.168.0.0/16"))
+    a, b = rules(old, sg)
+    assert (a["SecurityGroupRuleId"], a["PortRange"], a["Priority"], a["Policy"], a["SourceCidrIp"], a["Description"], a["CreateTime"]) == (
+        first["SecurityGroupRuleId"], "2222/2222", "7", "Drop", "192.168.0.0/16", "ssh", first["CreateTime"])
+    assert b == second
+    assert old.error(modify(sg, first["SecurityGroupRuleId"], Ipv6SourceCidrIp="2001:db8::/32"))[0] == "InvalidParameter.Conflict"
+    assert old.error(modify(sg, first["SecurityGroupRuleId"], SourceGroupId=sg)) == (
+        "InvalidOperation.ModifySgRuleEntityType", 400)
+    assert old.error(modify(sg, first["SecurityGroupRuleId"], PortRange="80/80", Priority="1", Policy="accept",
+                            SourceCidrIp="0.0.0.0/0")) == ("InvalidOperation.RuleDuplicate", 400)
+    assert old.error(modify(sg, "sgr-nosuchrule", PortRange="1/1")) == ("InvalidSecurityGroupRuleId.NotFound", 404)
+    assert old.error(modify(sg, first["SecurityGroupRuleId"], PortRange="9/1"))[0] == "InvalidParam.PortRange"
+    assert rules(old, sg)[0]["PortRange"] == "2222/2222", "a refused modification changes nothing"
+    # An ingress rule id is not an egress rule.
+    assert old.error(modify(sg, first["SecurityGroupRuleId"], egress=True, PortRange="1/1"))[0] == "InvalidSecurityGroupRuleId.NotFound"
+
+
+def test_modify_egress_rule_with_the_new_sdk(old, new_v3):
+    sg = create_group(old, "modifyegress")
+    old.call(authorize(sg, [{"IpProtocol": "udp", "PortRange": "53/53", "DestCidrIp": "8.8.8.8"}], egress=True))
+    [rule] = rules(old, sg, "egress")
+    new_v3.modify_security_group_egress_rule(models.ModifySecurityGroupEgressRuleRequest(
+        region_id=REGION, security_group_id=sg, security_group_rule_id=rule["SecurityGroupRuleId"],
+        dest_cidr_ip="1.1.1.1", description="resolver"))
+    [after] = rules(old, sg, "egress")
+    assert (after["DestCidrIp"], after["Description"], after["PortRange"]) == ("1.1.1.1/32", "resolver", "53/53")
+
+
+def test_describe_security_group_references(old):
+    target = create_group(old, "target", vpc="vpc-refd")
+    users = [create_group(old, f"user{i}", vpc="vpc-refd") for i in range(2)]
+    for u in users:
+        old.call(authorize(u, [{"IpProtocol": "tcp", "PortRange": "5432/5432", "SourceGroupId": target}]))
+    lonely = create_group(old, "lonely", vpc="vpc-refd")
+    r = DescribeSecurityGroupReferencesRequest.DescribeSecurityGroupReferencesRequest()
+    r.set_SecurityGroupIds([target, lonely])
+    refs = old.call(r)["SecurityGroupReferences"]["SecurityGroupReference"]
+    assert [x["SecurityGroupId"] for x in refs] == [target, lonely]
+    assert [x["SecurityGroupId"] for x in refs[0]["ReferencingSecurityGroups"]["ReferencingSecurityGroup"]] == users
+    assert refs[1]["ReferencingSecurityGroups"]["ReferencingSecurityGroup"] == []
+    r.set_SecurityGroupIds(["sg-missing00"])
+    assert old.error(r) == ("InvalidSecurityGroupId.NotFound", 404)
+
+
+def test_tags_on_groups_and_instances(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.70.0.0/16", "10.70.0.0/24")
+    sg = group(old, vpc, "tagged")
+    [inst] = run(old, vsw, [sg])
+    t = TagResourcesRequest.TagResourcesRequest()
+    t.set_ResourceType("securitygroup")
+    t.set_ResourceIds([sg])
+    t.set_Tags([{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "db"}])
+    old.call(t)
+    ti = TagResourcesRequest.TagResourcesRequest()
+    ti.set_ResourceType("instance")
+    ti.set_ResourceIds([inst])
+    ti.set_Tags([{"Key": "role", "Value": "primary"}])
+    old.call(ti)
+    l = ListTagResourcesRequest.ListTagResourcesRequest()
+    l.set_ResourceType("securitygroup")
+    l.set_ResourceIds([sg])
+    got = old.call(l)["TagResources"]["TagResource"]
+    assert sorted((x["TagKey"], x["TagValue"], x["ResourceType"]) for x in got) == [
+        ("env", "prod", "securitygroup"), ("team", "db", "securitygroup")]
+    d = DescribeInstancesRequest.DescribeInstancesRequest()
+    d.set_InstanceIds(json.dumps([inst]))
+    assert old.call(d)["Instances"]["Instance"][0]["Tags"]["Tag"] == [{"TagKey": "role", "TagValue": "primary"}]
+    u = UntagResourcesRequest.UntagResourcesRequest()
+    u.set_ResourceType("securitygroup")
+    u.set_ResourceIds([sg])
+    u.set_TagKeys(["env"])
+    old.call(u)
+    assert [x["TagKey"] for x in old.call(l)["TagResources"]["TagResource"]] == ["team"]
+    t = TagResourcesRequest.TagResourcesRequest()
+    t.set_ResourceType("securitygroup")
+    t.set_ResourceIds([sg, "sg-notmine00"])
+    t.set_Tags([{"Key": "x", "Value": "y"}])
+    assert old.error(t) == ("InvalidResourceId.NotFound", 404)
+    assert [x["TagKey"] for x in old.call(l)["TagResources"]["TagResource"]] == ["team"], "all or nothing"
+    t = TagResourcesRequest.TagResourcesRequest()
+    t.set_ResourceType("securitygroup")
+    t.set_ResourceIds([sg])
+    t.set_Tags([{"Key": f"k{i}", "Value": "v"} for i in range(20)])
+    assert old.error(t)[0] == "InvalidTagCount"
+    t.set_ResourceType("disk")
+    assert old.error(t)[0] == "InvalidResourceType.NotSupported"
