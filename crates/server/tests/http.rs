@@ -184,3 +184,96 @@ async fn concurrent_authorizations_never_exceed_the_rule_limit() {
         200
     );
 }
+
+async fn vpc_call(app: &axum::Router, params: &[(&str, &str)]) -> Value {
+    let mut p = params.to_vec();
+    p.push(("Version", "2016-04-28"));
+    let (status, body) = call(app, &signed(&p)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_joins_leave_an_instance_in_exactly_five_groups() {
+    let (_dir, app) = setup();
+    let vpc = vpc_call(
+        &app,
+        &[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")],
+    )
+    .await;
+    let vpc = vpc["VpcId"].as_str().unwrap().to_string();
+    let vsw = vpc_call(
+        &app,
+        &[
+            ("Action", "CreateVSwitch"),
+            ("VpcId", &vpc),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("CidrBlock", "10.0.1.0/24"),
+        ],
+    )
+    .await;
+    let vsw = vsw["VSwitchId"].as_str().unwrap().to_string();
+    let mut groups = Vec::new();
+    for _ in 0..21 {
+        let (_, g) = call(
+            &app,
+            &signed(&[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)]),
+        )
+        .await;
+        groups.push(g["SecurityGroupId"].as_str().unwrap().to_string());
+    }
+    let (status, run) = call(
+        &app,
+        &signed(&[
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("VSwitchId", &vsw),
+            ("SecurityGroupId", &groups[0]),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let instance = run["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tasks: Vec<_> = groups[1..]
+        .iter()
+        .map(|g| {
+            let (app, g, instance) = (app.clone(), g.clone(), instance.clone());
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    &signed(&[
+                        ("Action", "JoinSecurityGroup"),
+                        ("InstanceId", &instance),
+                        ("SecurityGroupId", &g),
+                    ]),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut joined = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::OK {
+            joined += 1;
+        } else {
+            assert_eq!(body["Code"], "InstanceSecurityGroupLimitExceeded");
+        }
+    }
+    assert_eq!(joined, 4);
+    let ids = format!("[\"{instance}\"]");
+    let (_, described) = call(
+        &app,
+        &signed(&[("Action", "DescribeInstances"), ("InstanceIds", &ids)]),
+    )
+    .await;
+    let member_of = described["Instances"]["Instance"][0]["SecurityGroupIds"]["SecurityGroupId"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(member_of, 5);
+}
