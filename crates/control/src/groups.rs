@@ -134,28 +134,30 @@ const PERMISSION_COLUMNS: &str =
      peer_owner_account, peer_owner_id, peer_prefix_list_id, nic_type, description, created_at";
 
 fn read_rule(r: &Row, network: NetworkType) -> rusqlite::Result<RuleRecord> {
+    // Columns by position, in PERMISSION_COLUMNS order (looking them up by name costs more
+    // than the rest of the row on 200-rule groups).
     let fields = PermissionFields {
-        policy: r.get("policy")?,
-        priority: r.get("priority")?,
-        ip_protocol: r.get("ip_protocol")?,
-        port_range: r.get("port_range")?,
-        source_port_range: r.get("source_port_range")?,
-        source_cidr_ip: r.get("source_cidr_ip")?,
-        ipv6_source_cidr_ip: r.get("ipv6_source_cidr_ip")?,
-        dest_cidr_ip: r.get("dest_cidr_ip")?,
-        ipv6_dest_cidr_ip: r.get("ipv6_dest_cidr_ip")?,
-        group_id: r.get("peer_group_id")?,
-        group_owner_account: r.get("peer_owner_account")?,
-        group_owner_id: r.get("peer_owner_id")?,
-        prefix_list_id: r.get("peer_prefix_list_id")?,
-        nic_type: r.get("nic_type")?,
-        description: r.get("description")?,
+        policy: r.get(2)?,
+        priority: r.get(3)?,
+        ip_protocol: r.get(4)?,
+        port_range: r.get(5)?,
+        source_port_range: r.get(6)?,
+        source_cidr_ip: r.get(7)?,
+        ipv6_source_cidr_ip: r.get(8)?,
+        dest_cidr_ip: r.get(9)?,
+        ipv6_dest_cidr_ip: r.get(10)?,
+        group_id: r.get(11)?,
+        group_owner_account: r.get(12)?,
+        group_owner_id: r.get(13)?,
+        prefix_list_id: r.get(14)?,
+        nic_type: r.get(15)?,
+        description: r.get(16)?,
     };
-    let direction = match r.get::<_, String>("direction")?.as_str() {
+    let direction = match r.get_ref(1)?.as_str()? {
         "egress" => Direction::Egress,
         _ => Direction::Ingress,
     };
-    let id: String = r.get("id")?;
+    let id: String = r.get(0)?;
     // Stored rules were validated by the same parser; a failure here is corruption.
     let permission = id
         .parse()
@@ -165,7 +167,7 @@ fn read_rule(r: &Row, network: NetworkType) -> rusqlite::Result<RuleRecord> {
         })?;
     Ok(RuleRecord {
         permission,
-        created_at: r.get("created_at")?,
+        created_at: r.get(17)?,
     })
 }
 

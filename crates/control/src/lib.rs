@@ -88,6 +88,9 @@ pub struct ClientToken {
 #[derive(Debug)]
 pub struct Control {
     conn: Mutex<Connection>,
+    /// Read-only connections: WAL lets queries run beside each other and beside the writer.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     limits: Limits,
     path: PathBuf,
 }
@@ -98,6 +101,9 @@ pub struct Tx<'a> {
     ctx: &'a Ctx,
     limits: &'a Limits,
 }
+
+/// Read-only connections per store (one per core of the target machines, with headroom).
+const READERS: usize = 4;
 
 /// The database file inside a data directory.
 pub fn database_path(data_dir: &Path) -> PathBuf {
@@ -132,8 +138,13 @@ impl Control {
         })?;
         let path = database_path(data_dir);
         let conn = store::open(&path)?;
+        let readers = (0..READERS)
+            .map(|_| store::open_reader(&path).map(Mutex::new))
+            .collect::<rusqlite::Result<_>>()?;
         Ok(Control {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: Default::default(),
             limits,
             path,
         })
@@ -150,11 +161,34 @@ impl Control {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs a read-only query in a consistent snapshot.
+    /// Runs a read-only query in a consistent snapshot (it sees every committed command).
     pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let mut conn = self.connection();
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Take the first free reader from a rotating start, or wait for one.
+        let n = self.readers.len();
+        let mut conn = (0..n)
+            .find_map(|i| self.readers[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.readers[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
         let tx = Tx {
             tx: conn.transaction()?,
+            ctx,
+            limits: &self.limits,
+        };
+        f(&tx)
+    }
+
+    /// Runs a command and rolls it back: `DryRun=true` validation with every check a real
+    /// run would make.
+    pub fn dry_run<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let mut conn = self.connection();
+        let tx = Tx {
+            tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
             ctx,
             limits: &self.limits,
         };

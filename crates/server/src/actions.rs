@@ -109,7 +109,7 @@ pub(crate) fn mutate_with(
     f: impl FnOnce(&Tx) -> control::Result<Value>,
 ) -> Result<Value, ApiError> {
     if p.flag("DryRun")? {
-        state.control.read(ctx, f)?;
+        state.control.dry_run(ctx, f)?;
         return Err(ApiError::new(
             400,
             "DryRunOperation",
