@@ -159,7 +159,9 @@ const FANOUT: usize = 8;
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 struct Node<K> {
-    cut: [K; FANOUT - 1],
+    /// Eight slots for seven cuts: the last is always `MAX`, so the comparison is one
+    /// vector of eight lanes.
+    cut: [K; FANOUT],
     child: u32,
     leaf: u32,
     dim: u8,
@@ -169,7 +171,7 @@ struct Node<K> {
 impl<K: Key> Node<K> {
     fn leaf(index: u32) -> Self {
         Node {
-            cut: [K::MAX; FANOUT - 1],
+            cut: [K::MAX; FANOUT],
             child: 0,
             leaf: index,
             dim: 0,
@@ -184,12 +186,14 @@ impl<K: Key> Node<K> {
     /// The child slot a key moves to (a leaf's own slot for a leaf).
     #[inline(always)]
     fn next(&self, key: &[K; DIMS]) -> u32 {
-        let k = key[self.dim as usize];
-        let mut step = 0;
-        for c in self.cut {
-            step += u32::from(k > c);
+        let k = key[usize::from(self.dim)];
+        // Eight lane-wise comparisons summed: the compiler turns this into one vector
+        // compare and a horizontal add.
+        let mut gt = [0u32; FANOUT];
+        for (g, &c) in gt.iter_mut().zip(&self.cut) {
+            *g = u32::from(k > c);
         }
-        self.child + step
+        self.child + gt.iter().sum::<u32>()
     }
 
     /// The children's slots and the regions they cover.
@@ -298,19 +302,25 @@ impl<K: Key> Leaf<K> {
             }
             // The address fields first: they rule out most entries, and when they rule out
             // all eight the ports and protocol are not looked at.
-            let lanes = |d: usize| -> u32 {
+            let narrow = |acc: &mut [u32; LANES], d: usize| {
                 let (lo, span) = (&chunk.bounds[2 * d], &chunk.bounds[2 * d + 1]);
-                let mut mask = 0;
                 for i in 0..LANES {
-                    mask |= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]) << i;
+                    acc[i] &= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
                 }
-                mask
             };
-            let mut mask = lanes(3) & lanes(4);
-            if mask == 0 {
+            let mut acc = [u32::MAX; LANES];
+            narrow(&mut acc, 3);
+            narrow(&mut acc, 4);
+            if acc.iter().fold(0, |a, &b| a | b) == 0 {
                 continue;
             }
-            mask &= lanes(1) & lanes(0) & lanes(2);
+            narrow(&mut acc, 1);
+            narrow(&mut acc, 0);
+            narrow(&mut acc, 2);
+            let mut mask = 0u32;
+            for (i, a) in acc.iter().enumerate() {
+                mask |= a & (1 << i);
+            }
             let valid = n - c * LANES;
             if valid < LANES {
                 mask &= (1 << valid) - 1;
@@ -639,9 +649,11 @@ impl<K: Key> Classifier<K> {
     /// tree's depth of memory latency rather than the sum over trees.
     #[inline]
     pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
+        // Each tree walks its own depth; the walks are independent, so the processor
+        // overlaps them.
         let mut at = [0u32; TREES];
-        for _ in 0..self.depth {
-            for (i, tree) in at.iter_mut().zip(&self.trees) {
+        for (i, tree) in at.iter_mut().zip(&self.trees) {
+            for _ in 0..tree.depth {
                 *i = tree.nodes[*i as usize].next(key);
             }
         }
