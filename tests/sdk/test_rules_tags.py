@@ -122,3 +122,44 @@ def test_tags_on_groups_and_instances(old):
     assert old.error(t)[0] == "InvalidTagCount"
     t.set_ResourceType("disk")
     assert old.error(t)[0] == "InvalidResourceType.NotSupported"
+
+
+def test_new_sdk_drives_instances_membership_and_tags(old, new_v3, new_v2):
+    vpc, vsw = vpc_with_vswitch(old, "10.80.0.0/16", "10.80.0.0/24")
+    for client in (new_v3, new_v2):
+        a = client.create_security_group(models.CreateSecurityGroupRequest(region_id=REGION, vpc_id=vpc)).body.security_group_id
+        b = client.create_security_group(models.CreateSecurityGroupRequest(region_id=REGION, vpc_id=vpc)).body.security_group_id
+        ids = client.run_instances(models.RunInstancesRequest(
+            region_id=REGION, image_id="img", instance_type="t", v_switch_id=vsw, security_group_ids=[a], amount=2,
+        )).body.instance_id_sets.instance_id_set
+        assert len(ids) == 2
+        client.join_security_group(models.JoinSecurityGroupRequest(region_id=REGION, instance_id=ids[0], security_group_id=b))
+        described = client.describe_instances(models.DescribeInstancesRequest(
+            region_id=REGION, instance_ids=json.dumps(ids))).body.instances.instance
+        assert [i.security_group_ids.security_group_id for i in described] == [[a, b], [a]]
+        client.leave_security_group(models.LeaveSecurityGroupRequest(region_id=REGION, instance_id=ids[0], security_group_id=a))
+        client.modify_instance_attribute(models.ModifyInstanceAttributeRequest(
+            instance_id=ids[1], security_group_ids=[b, a]))
+        described = client.describe_instances(models.DescribeInstancesRequest(
+            region_id=REGION, instance_ids=json.dumps(ids))).body.instances.instance
+        assert [i.security_group_ids.security_group_id for i in described] == [[b], [b, a]]
+        client.authorize_security_group(models.AuthorizeSecurityGroupRequest(
+            region_id=REGION, security_group_id=b,
+            permissions=[models.AuthorizeSecurityGroupRequestPermissions(ip_protocol="tcp", port_range="5432/5432", source_group_id=a)]))
+        refs = client.describe_security_group_references(models.DescribeSecurityGroupReferencesRequest(
+            region_id=REGION, security_group_id=[a])).body.security_group_references.security_group_reference
+        assert [r.security_group_id for r in refs[0].referencing_security_groups.referencing_security_group] == [b]
+        [rule] = client.describe_security_group_attribute(models.DescribeSecurityGroupAttributeRequest(
+            region_id=REGION, security_group_id=b)).body.permissions.permission
+        client.revoke_security_group(models.RevokeSecurityGroupRequest(
+            region_id=REGION, security_group_id=b, security_group_rule_id=[rule.security_group_rule_id]))
+        client.tag_resources(models.TagResourcesRequest(
+            region_id=REGION, resource_type="instance", resource_id=[ids[0]],
+            tag=[models.TagResourcesRequestTag(key="tier", value="db")]))
+        listed = client.list_tag_resources(models.ListTagResourcesRequest(
+            region_id=REGION, resource_type="instance", resource_id=[ids[0]])).body.tag_resources.tag_resource
+        assert [(t.tag_key, t.tag_value) for t in listed] == [("tier", "db")]
+        client.stop_instance(models.StopInstanceRequest(instance_id=ids[0]))
+        client.delete_instance(models.DeleteInstanceRequest(instance_id=ids[0]))
+        client.delete_instance(models.DeleteInstanceRequest(instance_id=ids[1], force=True))
+        client.delete_security_group(models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=b))

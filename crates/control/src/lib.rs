@@ -332,3 +332,23 @@ impl Tx<'_> {
             .map(|id| AccountId::new(id as u64)))
     }
 }
+
+impl Control {
+    /// The region of one of the account's instances (for actions whose request carries no
+    /// `RegionId`: the instance names its region, as in ECS).
+    pub fn instance_region(
+        &self,
+        account: AccountId,
+        instance: &model::InstanceId,
+    ) -> Result<Option<String>> {
+        let mut conn = self.connection();
+        let tx = conn.transaction()?;
+        Ok(tx
+            .query_row(
+                "SELECT region FROM instances WHERE id = ?1 AND account_id = ?2",
+                params![instance.as_str(), account.get() as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}

@@ -141,6 +141,15 @@ fn handle(
             account,
             region: r.unwrap_or_else(|| state.regions[0].clone()),
         },
+        // These requests carry no RegionId in the SDKs: the instance names its region.
+        ("ModifyInstanceAttribute" | "StartInstance" | "StopInstance" | "DeleteInstance", None) => {
+            let instance: model::InstanceId = params.required("InstanceId")?.parse()?;
+            let region = state
+                .control
+                .instance_region(account, &instance)?
+                .ok_or(control::ControlError::InstanceNotFound(instance))?;
+            Ctx { account, region }
+        }
         (_, None) => return Err(model::ModelError::Missing("RegionId").into()),
         (_, Some(r)) if !state.regions.contains(&r) => {
             return Err(ApiError::new(
