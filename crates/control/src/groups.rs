@@ -176,11 +176,8 @@ impl Tx<'_> {
     fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
         let g = self
             .tx
-            .query_row(
-                "SELECT * FROM security_groups WHERE id = ?1 AND region = ?2",
-                params![id.as_str(), self.ctx.region],
-                read_group,
-            )
+            .prepare_cached("SELECT * FROM security_groups WHERE id = ?1 AND region = ?2")?
+            .query_row(params![id.as_str(), self.ctx.region], read_group)
             .optional()?;
         Ok(g.map(|(g, _)| g))
     }

@@ -163,18 +163,7 @@ impl Control {
 
     /// Runs a read-only query in a consistent snapshot (it sees every committed command).
     pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let start = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Take the first free reader from a rotating start, or wait for one.
-        let n = self.readers.len();
-        let mut conn = (0..n)
-            .find_map(|i| self.readers[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| {
-                self.readers[start % n]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-            });
+        let mut conn = self.reader();
         let tx = Tx {
             tx: conn.transaction()?,
             ctx,
@@ -290,14 +279,28 @@ impl Control {
             .query_row("SELECT EXISTS(SELECT 1 FROM accounts)", [], |r| r.get(0))?)
     }
 
+    /// A free read-only connection, from a rotating start, or the next one to free up.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.readers.len();
+        (0..n)
+            .find_map(|i| self.readers[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.readers[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
+    }
+
     /// The account and secret of an AccessKeyId.
     pub fn access_key(&self, access_key_id: &str) -> Result<(AccountId, String)> {
-        self.connection()
-            .query_row(
-                "SELECT account_id, secret FROM access_keys WHERE id = ?1",
-                [access_key_id],
-                |r| Ok((AccountId::new(r.get::<_, i64>(0)? as u64), r.get(1)?)),
-            )
+        self.reader()
+            .prepare_cached("SELECT account_id, secret FROM access_keys WHERE id = ?1")?
+            .query_row([access_key_id], |r| {
+                Ok((AccountId::new(r.get::<_, i64>(0)? as u64), r.get(1)?))
+            })
             .optional()?
             .ok_or(ControlError::AccessKeyNotFound)
     }
