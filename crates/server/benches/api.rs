@@ -9,7 +9,6 @@
 //! `cargo bench -p server --bench api`. `STOCKADE_BENCH_QUICK=1` (and `cargo test`) runs a
 //! short smoke version without the big store.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,32 +21,10 @@ const AK: &str = "LTAIloadgenkey";
 const SK: &str = "loadgensecret";
 
 fn signed_url(base: &str, params: &[(String, String)]) -> String {
-    let mut p: BTreeMap<String, String> = [
-        ("AccessKeyId", AK),
-        ("Format", "JSON"),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("Version", "2014-05-26"),
-        ("RegionId", "cn-hangzhou"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    p.insert("SignatureNonce".into(), uuid::Uuid::new_v4().to_string());
-    p.insert(
-        "Timestamp".into(),
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    );
-    for (k, v) in params {
-        p.insert(k.clone(), v.clone());
-    }
-    let sts = auth::v1_string_to_sign("GET", &p);
-    p.insert("Signature".into(), auth::v1_signature(SK, &sts));
-    let q: Vec<String> = p
-        .iter()
-        .map(|(k, v)| format!("{}={}", auth::percent_encode(k), auth::percent_encode(v)))
-        .collect();
-    format!("{base}/?{}", q.join("&"))
+    format!(
+        "{base}/?{}",
+        auth::signed_v1_query("GET", AK, SK, params.iter().cloned())
+    )
 }
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -331,6 +331,12 @@ fn describe_flow_verdict(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Valu
     let verdict = engine
         .verdict(&flow)
         .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
+    Ok(flow_verdict_json(&verdict))
+}
+
+/// The `DescribeFlowVerdict` response body (without `RequestId`): the verdict, and per stage
+/// what decided it, empty strings where a field does not apply.
+pub fn flow_verdict_json(verdict: &policy::FlowVerdict) -> Value {
     let stages: Vec<Value> = verdict
         .stages
         .iter()
@@ -354,7 +360,7 @@ fn describe_flow_verdict(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Valu
             })
         })
         .collect();
-    Ok(json!({"Verdict": verdict.verdict.as_wire(), "Stages": {"Stage": stages}}))
+    json!({"Verdict": verdict.verdict.as_wire(), "Stages": {"Stage": stages}})
 }
 
 /// The region's compiled engine at the store's current revision.

@@ -22,6 +22,8 @@ use axum::Router;
 use control::{Control, Ctx};
 use sha2::Digest;
 
+pub use instances::flow_verdict_json;
+
 use auth::{Nonces, Scheme};
 use wire::{render, render_error, request_id, ApiError, Format, Params};
 

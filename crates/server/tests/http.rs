@@ -1,7 +1,6 @@
 //! The HTTP layer end to end in-process (`app().oneshot(...)`): signing, dispatch, errors,
 //! atomic limits under concurrent requests.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -27,33 +26,8 @@ fn setup() -> (tempfile::TempDir, axum::Router) {
 
 /// A V1-signed GET URL for the parameters.
 fn signed(params: &[(&str, &str)]) -> String {
-    let mut p: BTreeMap<String, String> = [
-        ("AccessKeyId", AK),
-        ("Format", "JSON"),
-        ("SignatureMethod", "HMAC-SHA1"),
-        ("SignatureVersion", "1.0"),
-        ("SignatureType", ""),
-        ("Version", "2014-05-26"),
-        ("RegionId", "cn-hangzhou"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    p.insert("SignatureNonce".into(), uuid::Uuid::new_v4().to_string());
-    p.insert(
-        "Timestamp".into(),
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    );
-    for (k, v) in params {
-        p.insert(k.to_string(), v.to_string());
-    }
-    let sts = auth::v1_string_to_sign("GET", &p);
-    p.insert("Signature".into(), auth::v1_signature(SK, &sts));
-    let query: Vec<String> = p
-        .iter()
-        .map(|(k, v)| format!("{}={}", auth::percent_encode(k), auth::percent_encode(v)))
-        .collect();
-    format!("/?{}", query.join("&"))
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    format!("/?{}", auth::signed_v1_query("GET", AK, SK, params))
 }
 
 async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {

@@ -14,7 +14,6 @@ use model::{ip_proto, NicType, Peer, Permission};
 use policy::{
     DecidedBy, Endpoint, Engine, Evaluator, Flow, FlowVerdict, IpFamily, Reference, State,
 };
-use serde_json::json;
 
 /// ECS-style security groups you can run yourself.
 #[derive(Debug, Parser)]
@@ -163,7 +162,10 @@ fn explain(args: &ExplainArgs) -> Result<()> {
     };
     match args.format {
         Format::Text => print!("{}", render_text(&verdict, &state)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&render_json(&verdict))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&server::flow_verdict_json(&verdict))?
+        ),
     }
     Ok(())
 }
@@ -248,32 +250,4 @@ fn render_text(v: &FlowVerdict, state: &State) -> String {
         );
     }
     out
-}
-
-/// The `DescribeFlowVerdict` response body, without `RequestId`.
-fn render_json(v: &FlowVerdict) -> serde_json::Value {
-    let stages: Vec<_> = v
-        .stages
-        .iter()
-        .map(|s| {
-            let (group, rule, priority, policy) = match &s.decided_by {
-                DecidedBy::Rule { group, rule, priority, policy } => {
-                    (group.to_string(), rule.to_string(), priority.to_string(), policy.as_wire().to_string())
-                }
-                DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new(), String::new(), String::new()),
-                _ => Default::default(),
-            };
-            json!({
-                "Stage": match s.direction { model::Direction::Egress => "Egress", model::Direction::Ingress => "Ingress" },
-                "InstanceId": s.instance.to_string(),
-                "Verdict": s.verdict.as_wire(),
-                "DecidedBy": s.decided_by.as_wire(),
-                "SecurityGroupId": group,
-                "SecurityGroupRuleId": rule,
-                "Priority": priority,
-                "Policy": policy,
-            })
-        })
-        .collect();
-    json!({"Verdict": v.verdict.as_wire(), "Stages": {"Stage": stages}})
 }
