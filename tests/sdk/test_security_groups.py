@@ -18,17 +18,29 @@ from aliyunsdkecs.request.v20140526 import (
     RevokeSecurityGroupEgressRequest,
     RevokeSecurityGroupRequest,
 )
+from aliyunsdkvpc.request.v20160428 import CreateVpcRequest
 from alibabacloud_ecs20140526 import models
 from Tea.exceptions import TeaException
 
 from conftest import OldSdk, new_client, raw, signed_v1_url, REGION
 
 
+_vpcs = {}
+
+
+def real_vpc(old, name):
+    """The VPC a test calls `name`, created on first use in the client's account."""
+    key = (old.client.get_access_key(), name)
+    if key not in _vpcs:
+        _vpcs[key] = old.call(CreateVpcRequest.CreateVpcRequest())["VpcId"]
+    return _vpcs[key]
+
+
 def create_group(old, name="web", vpc="vpc-test1", kind=None, tags=None):
     r = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
     r.set_SecurityGroupName(name)
     if vpc:
-        r.set_VpcId(vpc)
+        r.set_VpcId(real_vpc(old, vpc))
     if kind:
         r.set_SecurityGroupType(kind)
     if tags:
@@ -71,7 +83,7 @@ def test_create_describe_modify_delete_group(old):
     found = old.call(r)
     assert found["TotalCount"] == 1
     g = found["SecurityGroups"]["SecurityGroup"][0]
-    assert (g["SecurityGroupId"], g["SecurityGroupName"], g["VpcId"], g["SecurityGroupType"]) == (sg, "lifecycle", "vpc-test1", "normal")
+    assert (g["SecurityGroupId"], g["SecurityGroupName"], g["VpcId"], g["SecurityGroupType"]) == (sg, "lifecycle", real_vpc(old, "vpc-test1"), "normal")
     assert {t["TagKey"]: t["TagValue"] for t in g["Tags"]["Tag"]} == {"team": "web", "env": "test"}
     assert g["CreationTime"].endswith("Z")
 
@@ -97,6 +109,9 @@ def test_create_describe_modify_delete_group(old):
 
 def test_group_parameter_errors(old):
     r = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
+    r.set_VpcId("vpc-nosuchvpc")
+    assert old.error(r) == ("InvalidVpcId.NotFound", 404)
+    r = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
     r.set_SecurityGroupName("1bad")
     assert old.error(r) == ("InvalidSecurityGroupName.Malformed", 400)
     r = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
@@ -117,8 +132,9 @@ def test_group_parameter_errors(old):
 
 
 def test_describe_security_groups_filters_and_pages(old):
-    vpc = "vpc-pages" + uuid.uuid4().hex[:6]
-    ids = [create_group(old, f"page{i}", vpc=vpc, tags={"batch": "pages"}) for i in range(5)]
+    name = "vpc-pages" + uuid.uuid4().hex[:6]
+    ids = [create_group(old, f"page{i}", vpc=name, tags={"batch": "pages"}) for i in range(5)]
+    vpc = real_vpc(old, name)
     r = DescribeSecurityGroupsRequest.DescribeSecurityGroupsRequest()
     r.set_VpcId(vpc)
     r.set_PageSize(2)
@@ -282,10 +298,10 @@ def test_rule_limit(old):
     assert len(rules(old, sg)) == 200
 
 
-def test_new_sdk_v3_and_v2_signatures(server, new_v3, new_v2):
+def test_new_sdk_v3_and_v2_signatures(server, old, new_v3, new_v2):
     for client in (new_v3, new_v2):
         sg = client.create_security_group(models.CreateSecurityGroupRequest(
-            region_id=REGION, security_group_name="newsdk", vpc_id="vpc-new")).body.security_group_id
+            region_id=REGION, security_group_name="newsdk", vpc_id=real_vpc(old, "vpc-new"))).body.security_group_id
         client.authorize_security_group(models.AuthorizeSecurityGroupRequest(
             region_id=REGION, security_group_id=sg,
             permissions=[models.AuthorizeSecurityGroupRequestPermissions(
@@ -316,7 +332,8 @@ def test_xml_format(server, old):
 
 
 def test_accounts_are_isolated(server, old):
-    mine = create_group(old, "private")
+    # Classic-network groups: cross-account references need no shared VPC.
+    mine = create_group(old, "private", vpc=None)
     creds = server.create_account("tenant-" + uuid.uuid4().hex[:8])
     assert set(creds) == {"AccountId", "AccountName", "AccessKeyId", "AccessKeySecret"}
     theirs = OldSdk(server, creds["AccessKeyId"], creds["AccessKeySecret"])
@@ -324,7 +341,7 @@ def test_accounts_are_isolated(server, old):
     d = DeleteSecurityGroupRequest.DeleteSecurityGroupRequest()
     d.set_SecurityGroupId(mine)
     assert theirs.error(d) == ("InvalidSecurityGroupId.NotFound", 404)
-    their_group = create_group(theirs, "theirs", vpc="vpc-test1")
+    their_group = create_group(theirs, "theirs", vpc=None)
     # Referencing another account's group needs its owner.
     assert old.error(authorize(mine, [{"IpProtocol": "tcp", "PortRange": "1/2", "SourceGroupId": their_group}]))[0] == "InvalidSourceGroupId.NotFound"
     old.call(authorize(mine, [{"IpProtocol": "tcp", "PortRange": "1/2", "SourceGroupId": their_group,

@@ -214,6 +214,9 @@ impl Tx<'_> {
         if count as usize >= self.limits.groups_per_region {
             return Err(ControlError::GroupQuota);
         }
+        if let Some(vpc) = &req.vpc_id {
+            self.vpc(vpc)?;
+        }
         let id = SecurityGroupId::from_body(&new_id_body())?;
         self.tx.execute(
             "INSERT INTO security_groups (id, account_id, region, name, description, group_type, vpc_id, inner_access, created_at)

@@ -129,7 +129,6 @@ async fn load(quick: bool) {
             &kv(&[
                 ("Action", "CreateSecurityGroup"),
                 ("SecurityGroupName", name),
-                ("VpcId", "vpc-load"),
             ]),
         )
     };

@@ -197,7 +197,6 @@ fn create_security_group(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Valu
         group_type: p
             .parsed::<GroupType>("SecurityGroupType")?
             .unwrap_or_default(),
-        // VPCs are not modelled yet: a well-formed VpcId is accepted as given.
         vpc_id: p.parsed("VpcId")?,
         tags: tags(p, "Tag")?
             .into_iter()
