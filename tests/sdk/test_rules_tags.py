@@ -163,3 +163,24 @@ def test_new_sdk_drives_instances_membership_and_tags(old, new_v3, new_v2):
         client.delete_instance(models.DeleteInstanceRequest(instance_id=ids[0]))
         client.delete_instance(models.DeleteInstanceRequest(instance_id=ids[1], force=True))
         client.delete_security_group(models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=b))
+
+
+def test_describe_security_group_audit(old):
+    from aliyunsdkcore.request import CommonRequest
+
+    sg = create_group(old, "auditme")
+    old.call(authorize(sg, [
+        {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
+        {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
+        {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "1", "Policy": "drop"},
+    ]))
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeSecurityGroupAudit")
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    r.add_query_param("SecurityGroupId.1", sg)
+    body = json.loads(old.client.do_action_with_exception(r))
+    checks = {(f["Check"], f["Severity"]) for f in body["Findings"]["Finding"]}
+    assert ("risky-port-open", "High") in checks
+    risky = [f for f in body["Findings"]["Finding"] if f["Check"] == "risky-port-open"]
+    assert len(risky) == 1 and "[22]" in risky[0]["Message"], "6379 is covered by the drop"
+    assert all(f["SecurityGroupId"] == sg for f in body["Findings"]["Finding"])

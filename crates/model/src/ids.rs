@@ -52,7 +52,8 @@ macro_rules! prefixed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                // `pad` honours width and alignment, so ids line up in tables.
+                f.pad(&self.0)
             }
         }
     };

@@ -7,6 +7,7 @@
 //! decision trees and keeps them current under incremental changes. They must agree on every
 //! flow, including which rule decided; property tests check it.
 
+pub mod audit;
 mod compiled;
 mod flow;
 mod reference;

@@ -61,6 +61,7 @@ pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result
             })
         }
         "DescribeSecurityGroupReferences" => describe_references(state, ctx, p),
+        "DescribeSecurityGroupAudit" => describe_audit(state, ctx, p),
         "TagResources" | "UntagResources" | "ListTagResources" => tag_action(state, ctx, action, p),
         _ => crate::instances::dispatch(state, ctx, action, p).unwrap_or_else(|| {
             Err(ApiError::new(
@@ -651,4 +652,62 @@ fn tag_action(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result<V
             Ok(value)
         }
     }
+}
+
+/// The findings as the `DescribeSecurityGroupAudit` response body (and `stockade audit
+/// --format json`).
+pub fn audit_json(findings: &[policy::audit::Finding]) -> Value {
+    let items: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "Check": f.check,
+                "Severity": f.severity.as_str(),
+                "SecurityGroupId": f.group.to_string(),
+                "SecurityGroupRuleId": f.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
+                "Message": f.message,
+                "Recommendation": f.fix,
+            })
+        })
+        .collect();
+    json!({"TotalCount": items.len(), "Findings": {"Finding": items}})
+}
+
+/// Stockade's `DescribeSecurityGroupAudit`: the audit of the caller's groups in the region
+/// (`SecurityGroupId.N` narrows it; `RiskyPorts` is a comma-separated list).
+fn describe_audit(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let only: Vec<SecurityGroupId> = p
+        .list("SecurityGroupId")
+        .iter()
+        .map(|g| g.parse())
+        .collect::<Result<_, _>>()?;
+    let mut config = policy::audit::AuditConfig::default();
+    if let Some(list) = p.opt("RiskyPorts") {
+        config.risky_ports = list
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<u16>()
+                    .map_err(|_| ApiError::invalid_parameter("RiskyPorts", &list))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    let (snapshot, mine) = state.control.read(ctx, |tx| {
+        for g in &only {
+            tx.group(g)?;
+        }
+        let mine: Vec<SecurityGroupId> = tx
+            .find_groups(&GroupFilter::default())?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        Ok((tx.region_snapshot()?, mine))
+    })?;
+    let engine_state = policy::State::from_snapshot(&snapshot)
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    let findings: Vec<policy::audit::Finding> = policy::audit::audit(&engine_state, &config)
+        .into_iter()
+        .filter(|f| mine.contains(&f.group) && (only.is_empty() || only.contains(&f.group)))
+        .collect();
+    Ok(audit_json(&findings))
 }

@@ -30,6 +30,9 @@ enum Command {
     /// Manage accounts in the store (works with or without a running server).
     #[command(subcommand)]
     Account(serve::AccountCommand),
+    /// Audit a policy against the security-group best practices (seed document, Cloud
+    /// Config), judging rules after shadowing. Exits 1 when a finding reaches `--fail-on`.
+    Audit(AuditArgs),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
@@ -69,6 +72,22 @@ struct ExplainArgs {
     format: Format,
 }
 
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// Policy snapshot file (JSON; see README "Policy files").
+    #[arg(long, value_name = "FILE.json")]
+    policy: PathBuf,
+    /// Ports that must not be open to the internet.
+    #[arg(long, value_delimiter = ',', default_value = "22,3389,3306,6379")]
+    risky_ports: Vec<u16>,
+    /// Exit with status 1 when a finding of this severity or higher exists.
+    #[arg(long, value_name = "low|medium|high")]
+    fail_on: Option<policy::audit::Severity>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EvaluatorKind {
     Compiled,
@@ -87,6 +106,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Account(cmd) => serve::account(cmd),
         Command::Explain(args) => explain(&args),
+        Command::Audit(args) => match audit(&args) {
+            Ok(true) => return ExitCode::from(1),
+            other => other.map(|_| ()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +191,48 @@ fn explain(args: &ExplainArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Runs the audit; `Ok(true)` when a finding reaches `--fail-on`.
+fn audit(args: &AuditArgs) -> Result<bool> {
+    let text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("cannot read {}", args.policy.display()))?;
+    let snapshot =
+        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+    let state = State::from_snapshot(&snapshot).map_err(policy_error)?;
+    let config = policy::audit::AuditConfig {
+        risky_ports: args.risky_ports.clone(),
+        ..Default::default()
+    };
+    let findings = policy::audit::audit(&state, &config);
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&server::audit_json(&findings))?
+        ),
+        Format::Text if findings.is_empty() => println!("no findings"),
+        Format::Text => {
+            println!(
+                "{:<8} {:<30} {:<24} {:<26} MESSAGE / FIX",
+                "SEVERITY", "CHECK", "GROUP", "RULE"
+            );
+            for f in &findings {
+                let rule = f.rule.as_ref().map_or("-".to_string(), ToString::to_string);
+                println!(
+                    "{:<8} {:<30} {:<24} {:<26} {}",
+                    f.severity.as_str(),
+                    f.check,
+                    f.group,
+                    rule,
+                    f.message
+                );
+                println!("{:<91} fix: {}", "", f.fix);
+            }
+        }
+    }
+    Ok(args
+        .fail_on
+        .is_some_and(|level| findings.iter().any(|f| f.severity >= level)))
 }
 
 fn policy_error(e: policy::PolicyError) -> anyhow::Error {

@@ -144,3 +144,65 @@ fn unknown_instances_and_missing_ports_are_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port is needed"));
 }
+
+const RISKY: &str = r#"{"SecurityGroups":[{"SecurityGroupId":"sg-open","VpcId":"vpc-1","Permissions":[
+    {"SecurityGroupRuleId":"sgr-ssh","IpProtocol":"tcp","PortRange":"22/22","SourceCidrIp":"0.0.0.0/0"},
+    {"SecurityGroupRuleId":"sgr-dropped","IpProtocol":"tcp","PortRange":"3389/3389","SourceCidrIp":"0.0.0.0/0","Priority":"2"},
+    {"SecurityGroupRuleId":"sgr-guard","Policy":"drop","IpProtocol":"tcp","PortRange":"3389/3389","SourceCidrIp":"0.0.0.0/0","Priority":"1"}]}],
+  "Instances":[{"InstanceId":"i-x","VpcId":"vpc-1","PrivateIpAddress":"198.18.0.1","SecurityGroupIds":["sg-open"]}]}"#;
+
+#[test]
+fn audit_reports_findings_after_shadowing_and_gates_on_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("risky.json");
+    std::fs::write(&path, RISKY).unwrap();
+    let p = path.to_str().unwrap();
+    let out = stockade(&["audit", "--policy", p]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no --fail-on: findings do not fail"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("risky-port-open"), "{text}");
+    assert!(text.contains("sgr-ssh"), "{text}");
+    let json = stockade(&[
+        "audit",
+        "--policy",
+        p,
+        "--format",
+        "json",
+        "--fail-on",
+        "high",
+    ]);
+    assert_eq!(json.status.code(), Some(1), "a High finding fails the gate");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let findings = v["Findings"]["Finding"].as_array().unwrap();
+    let risky: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["Check"] == "risky-port-open")
+        .map(|f| f["SecurityGroupRuleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        risky,
+        ["sgr-ssh"],
+        "3389 is shadowed by the higher-priority drop"
+    );
+    assert!(findings
+        .iter()
+        .any(|f| f["Check"] == "shadowed-rule" && f["SecurityGroupRuleId"] == "sgr-dropped"));
+    let narrower = stockade(&[
+        "audit",
+        "--policy",
+        p,
+        "--risky-ports",
+        "3306",
+        "--fail-on",
+        "high",
+    ]);
+    assert_eq!(
+        narrower.status.code(),
+        Some(0),
+        "22 is not on the custom list"
+    );
+}

@@ -1,0 +1,470 @@
+//! Audit: the seed document's best practices and Alibaba Cloud Config's security-group rules,
+//! judged on the semantics rather than rule by rule.
+//!
+//! A rule that opens a risky port to the internet is only a finding if some packet can reach
+//! it: a higher-priority drop that covers it makes it compliant, and a narrow drop below a
+//! wide accept is dead. Reachability is decided by probing: the peer-address and port spaces
+//! are cut at every boundary of the group's rules, and one packet per elementary cell is
+//! evaluated in precedence order, which is exact for CIDR rules. Rules with a local-address
+//! or source-port filter, and group or prefix-list peers, are not taken to shadow anything
+//! (they may not cover the cell), so a finding is never hidden by a partial cover.
+//!
+//! Rules are judged per group, as Cloud Config does: an instance in several groups combines
+//! them, which the flow verdicts (and the exposure report to come) answer exactly.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use model::{
+    Direction, GroupType, IpProtocol, NicType, Peer, Permission, Policy, SecurityGroupId,
+    SecurityGroupRuleId,
+};
+
+use crate::state::{GroupEntry, State};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Hygiene.
+    Low,
+    /// Risky; fix soon.
+    Medium,
+    /// Exposed now.
+    High,
+}
+
+impl Severity {
+    /// Wire and CLI form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "Low",
+            Severity::Medium => "Medium",
+            Severity::High => "High",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            _ => Err(format!("unknown severity {s}: use low, medium or high")),
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The check's name (`risky-port-open`, ...).
+    pub check: &'static str,
+    /// How serious.
+    pub severity: Severity,
+    /// The group concerned.
+    pub group: SecurityGroupId,
+    /// The rule concerned, if one.
+    pub rule: Option<SecurityGroupRuleId>,
+    /// One line: what is wrong.
+    pub message: String,
+    /// One line: how to fix it.
+    pub fix: String,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Ports that must not be open to the internet (Cloud Config's default list plus the
+    /// seed's databases).
+    pub risky_ports: Vec<u16>,
+    /// Rules per group (ECS limit).
+    pub rules_per_group: usize,
+    /// Group-reference rules per basic group.
+    pub group_rules_per_group: usize,
+    /// Instances per basic group.
+    pub members_per_group: usize,
+    /// Fraction of a limit that counts as close.
+    pub near_limit: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            risky_ports: vec![22, 3389, 3306, 6379],
+            rules_per_group: 200,
+            group_rules_per_group: 20,
+            members_per_group: 2000,
+            near_limit: 0.8,
+        }
+    }
+}
+
+fn is_anywhere(p: &Permission) -> bool {
+    matches!(&p.peer, Peer::Cidr(n) if n.prefix_len() == 0)
+}
+
+fn is_unrestricted(p: &Permission) -> bool {
+    p.local.is_none()
+        && p.protocol
+            .ports()
+            .is_none_or(|ports| ports.source.is_none())
+}
+
+/// A group's rules of one direction, in precedence order.
+fn ordered(group: &GroupEntry, direction: Direction) -> Vec<(u64, &Permission)> {
+    let mut rules: Vec<(u64, &Permission)> = group
+        .rules()
+        .filter(|(_, p)| p.direction == direction)
+        .collect();
+    rules.sort_by_key(|(seq, p)| (p.priority, p.policy == Policy::Accept, *seq));
+    rules
+}
+
+/// The probe addresses of `within`: the first address of every cell that the CIDR peers of
+/// `rules` cut it into.
+fn address_probes(rules: &[(u64, &Permission)], within: &IpNet) -> Vec<IpAddr> {
+    let key = |a: IpAddr| -> u128 {
+        match a {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        }
+    };
+    let back = |k: u128| -> IpAddr {
+        match within {
+            IpNet::V4(_) => IpAddr::V4((k as u32).into()),
+            IpNet::V6(_) => IpAddr::V6(k.into()),
+        }
+    };
+    let (lo, hi) = (key(within.network()), key(within.broadcast()));
+    let mut cuts = BTreeSet::from([lo]);
+    for (_, p) in rules {
+        if let Peer::Cidr(n) = &p.peer {
+            if matches!(n, IpNet::V4(_)) == matches!(within, IpNet::V4(_)) {
+                let (a, b) = (key(n.network()), key(n.broadcast()));
+                if a > lo && a <= hi {
+                    cuts.insert(a);
+                }
+                if b < hi && b >= lo {
+                    cuts.insert(b + 1);
+                }
+            }
+        }
+    }
+    cuts.into_iter().map(back).collect()
+}
+
+/// The probe ports of `[lo, hi]`, cut at every port boundary of `rules`.
+fn port_probes(rules: &[(u64, &Permission)], lo: u16, hi: u16) -> Vec<u16> {
+    let mut cuts = BTreeSet::from([lo]);
+    for (_, p) in rules {
+        if let Some(ports) = p.protocol.ports() {
+            let (a, b) = (ports.destination.start(), ports.destination.end());
+            if a > lo && a <= hi {
+                cuts.insert(a);
+            }
+            if b < hi && b >= lo {
+                cuts.insert(b + 1);
+            }
+        }
+    }
+    cuts.into_iter().collect()
+}
+
+/// Whether `target` decides some packet among the probes (peer address × protocol × port)
+/// when only the group's unrestricted CIDR rules can come before it.
+fn reachable(
+    rules: &[(u64, &Permission)],
+    target: &Permission,
+    protocols: &[u8],
+    ports: &[u16],
+) -> bool {
+    let Peer::Cidr(net) = &target.peer else {
+        return true;
+    };
+    let addresses = address_probes(rules, net);
+    for &proto in protocols {
+        for &port in ports {
+            for &addr in &addresses {
+                let first = rules.iter().map(|(_, p)| *p).find(|p| {
+                    std::ptr::eq(*p, target)
+                        || (is_unrestricted(p)
+                            && p.nic_type == target.nic_type
+                            && matches!(&p.peer, Peer::Cidr(n) if n.contains(&addr))
+                            && p.protocol.matches(proto, 0, port))
+                });
+                if first.is_some_and(|p| std::ptr::eq(p, target)) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The protocols and ports a rule covers, for probing: TCP/UDP with their range, or every
+/// protocol with ports 0 for the rest.
+fn space(p: &Permission) -> (Vec<u8>, (u16, u16)) {
+    match p.protocol.ip_protocol() {
+        IpProtocol::Tcp => (
+            vec![model::ip_proto::TCP],
+            p.protocol
+                .ports()
+                .map_or((1, 65535), |r| (r.destination.start(), r.destination.end())),
+        ),
+        IpProtocol::Udp => (
+            vec![model::ip_proto::UDP],
+            p.protocol
+                .ports()
+                .map_or((1, 65535), |r| (r.destination.start(), r.destination.end())),
+        ),
+        IpProtocol::All => (
+            vec![
+                model::ip_proto::TCP,
+                model::ip_proto::UDP,
+                model::ip_proto::ICMP,
+                model::ip_proto::GRE,
+            ],
+            (0, 65535),
+        ),
+        other => (vec![other.number().unwrap_or(0)], (0, 0)),
+    }
+}
+
+/// Runs every check over the state's groups. Findings are sorted by severity (highest
+/// first), then group and rule.
+pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut referenced: BTreeSet<&SecurityGroupId> = BTreeSet::new();
+    for g in state.groups() {
+        for (_, p) in g.rules() {
+            if let Peer::Group(r) = &p.peer {
+                referenced.insert(&r.id);
+            }
+        }
+    }
+    let private_ips: Vec<IpAddr> = state
+        .instances()
+        .flat_map(|i| i.intranet_addresses())
+        .collect();
+    for g in state.groups() {
+        let gid = &g.group.id;
+        let ingress = ordered(g, Direction::Ingress);
+        let mut finding =
+            |check, severity, rule: Option<&Permission>, message: String, fix: &str| {
+                out.push(Finding {
+                    check,
+                    severity,
+                    group: gid.clone(),
+                    rule: rule.map(|p| p.id.clone()),
+                    message,
+                    fix: fix.to_string(),
+                })
+            };
+        for (_, p) in &ingress {
+            let p = *p;
+            let (protocols, (lo, hi)) = space(p);
+            if p.policy == Policy::Accept && is_anywhere(p) {
+                let risky: Vec<u16> = cfg
+                    .risky_ports
+                    .iter()
+                    .copied()
+                    .filter(|port| {
+                        (lo..=hi).contains(port) && protocols.contains(&model::ip_proto::TCP)
+                    })
+                    .filter(|port| reachable(&ingress, p, &[model::ip_proto::TCP], &[*port]))
+                    .collect();
+                if !risky.is_empty() {
+                    finding(
+                        "risky-port-open",
+                        Severity::High,
+                        Some(p),
+                        format!("{} opens risky port(s) {:?} to {}", p.id, risky, p.peer_display()),
+                        "restrict the source to known addresses or groups, or add a higher-priority drop",
+                    );
+                }
+                if p.protocol.ip_protocol() == IpProtocol::All
+                    && reachable(&ingress, p, &protocols, &port_probes(&ingress, lo, hi))
+                {
+                    finding(
+                        "all-protocols-open",
+                        Severity::High,
+                        Some(p),
+                        format!("{} accepts every protocol from {}", p.id, p.peer_display()),
+                        "authorize only the protocols and ports the service needs",
+                    );
+                } else if (lo, hi) == (1, 65535)
+                    && reachable(&ingress, p, &protocols, &port_probes(&ingress, lo, hi))
+                {
+                    finding(
+                        "all-ports-open",
+                        Severity::High,
+                        Some(p),
+                        format!(
+                            "{} opens every {} port to {}",
+                            p.id,
+                            p.protocol.ip_protocol().as_wire(),
+                            p.peer_display()
+                        ),
+                        "authorize only the ports the service needs",
+                    );
+                }
+            }
+            let internal = p.nic_type == NicType::Intranet;
+            // In a VPC every rule is intranet and 0.0.0.0/0 is how a service is published (the
+            // risky-port checks judge that); on the classic network an intranet rule for
+            // 0.0.0.0/0 opens the internal interface to everyone.
+            let classic = g.group.vpc_id.is_none();
+            let too_wide = matches!(&p.peer, Peer::Cidr(n)
+                if (n.prefix_len() == 0 && classic) || *n == "10.0.0.0/8".parse::<IpNet>().expect("literal"));
+            if internal && p.policy == Policy::Accept && too_wide {
+                finding(
+                    "internal-rule-too-wide",
+                    Severity::Medium,
+                    Some(p),
+                    format!(
+                        "{} authorizes {} on the internal network",
+                        p.id,
+                        p.peer_display()
+                    ),
+                    "authorize the security groups that need access instead of a wide CIDR block",
+                );
+            } else if internal && p.policy == Policy::Accept {
+                // A /0 publishes a service; narrower blocks that hold instances name them.
+                if let Peer::Cidr(n) = &p.peer {
+                    let covered = private_ips.iter().filter(|a| n.contains(*a)).count();
+                    if covered > 0 && n.prefix_len() > 0 {
+                        finding(
+                            "cidr-instead-of-group",
+                            Severity::Low,
+                            Some(p),
+                            format!("{} authorizes {n}, which holds {covered} instance address(es)", p.id),
+                            "authorize the instances' security group: private addresses change, memberships follow",
+                        );
+                    }
+                }
+            }
+        }
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let rules = ordered(g, direction);
+            for (i, (_, p)) in rules.iter().enumerate() {
+                if let Some((_, twin)) = rules[..i].iter().find(|(_, q)| q.same_rule(p)) {
+                    finding(
+                        "duplicate-rule",
+                        Severity::Low,
+                        Some(p),
+                        format!("{} repeats {}", p.id, twin.id),
+                        "revoke the duplicate",
+                    );
+                    continue;
+                }
+                let (protocols, (lo, hi)) = space(p);
+                if matches!(p.peer, Peer::Cidr(_))
+                    && is_unrestricted(p)
+                    && !reachable(&rules, p, &protocols, &port_probes(&rules, lo, hi))
+                {
+                    finding(
+                        "shadowed-rule",
+                        Severity::Low,
+                        Some(p),
+                        format!("{} can never decide: higher-priority rules cover everything it matches", p.id),
+                        "revoke it, or raise its priority if it was meant to win",
+                    );
+                }
+            }
+        }
+        let members = g.members.len();
+        let group_rules = g
+            .rules()
+            .filter(|(_, p)| matches!(p.peer, Peer::Group(_)))
+            .count();
+        let near = |used: usize, limit: usize| used as f64 >= cfg.near_limit * limit as f64;
+        if near(g.len(), cfg.rules_per_group) {
+            finding(
+                "near-rule-limit",
+                Severity::Medium,
+                None,
+                format!("{gid} has {} of {} rules", g.len(), cfg.rules_per_group),
+                "split the rules over several groups",
+            );
+        }
+        if g.group.group_type == GroupType::Normal && near(group_rules, cfg.group_rules_per_group) {
+            finding(
+                "near-group-reference-limit",
+                Severity::Medium,
+                None,
+                format!(
+                    "{gid} has {group_rules} of {} group-reference rules",
+                    cfg.group_rules_per_group
+                ),
+                "group the referenced instances into fewer groups",
+            );
+        }
+        if g.group.group_type == GroupType::Normal && near(members, cfg.members_per_group) {
+            finding(
+                "near-member-limit",
+                Severity::Medium,
+                None,
+                format!("{gid} has {members} of {} instances", cfg.members_per_group),
+                "use an enterprise group or split the fleet",
+            );
+        }
+        if members == 0 && !referenced.contains(gid) {
+            finding(
+                "unused-group",
+                Severity::Low,
+                None,
+                format!("{gid} has no instances and no rule references it"),
+                "delete it so that nobody joins it by mistake",
+            );
+        }
+    }
+    // One group holding most instances of an account.
+    let mut per_account: HashMap<model::AccountId, (usize, HashMap<&SecurityGroupId, usize>)> =
+        HashMap::new();
+    for i in state.instances() {
+        let entry = per_account.entry(i.owner).or_default();
+        entry.0 += 1;
+        for g in &i.security_groups {
+            *entry.1.entry(g).or_default() += 1;
+        }
+    }
+    for (total, groups) in per_account.values() {
+        for (g, n) in groups {
+            if *total >= 10 && *n * 2 > *total {
+                out.push(Finding {
+                    check: "one-group-for-most-instances",
+                    severity: Severity::Medium,
+                    group: (*g).clone(),
+                    rule: None,
+                    message: format!("{g} holds {n} of the account's {total} instances"),
+                    fix: "give each role its own group with rules for that role".into(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.group.cmp(&b.group))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    out
+}
+
+trait PeerDisplay {
+    fn peer_display(&self) -> String;
+}
+
+impl PeerDisplay for Permission {
+    fn peer_display(&self) -> String {
+        match &self.peer {
+            Peer::Cidr(n) => n.to_string(),
+            Peer::Group(g) => g.id.to_string(),
+            Peer::PrefixList(l) => l.to_string(),
+        }
+    }
+}
