@@ -297,3 +297,28 @@ def test_flow_verdicts_follow_rules_and_membership(old):
         assert "InvalidInstanceId.NotFound" in str(e)
     else:
         raise AssertionError("an unknown instance must be refused")
+
+
+def test_describe_instance_exposure(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.61.0.0/16", "10.61.1.0/24")
+    web, db = group(old, vpc, "expweb"), group(old, vpc, "expdb")
+    a = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    a.set_SecurityGroupId(db)
+    a.set_Permissions([{"IpProtocol": "tcp", "PortRange": "5432/5432", "SourceGroupId": web},
+                       {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "192.0.2.0/24"}])
+    old.call(a)
+    p = ModifySecurityGroupPolicyRequest.ModifySecurityGroupPolicyRequest()
+    p.set_SecurityGroupId(db)
+    p.set_InnerAccessPolicy("Drop")
+    old.call(p)
+    [w] = run(old, vsw, [web])
+    [d] = run(old, vsw, [db])
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeInstanceExposure")
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    r.add_query_param("InstanceId", d)
+    body = json.loads(old.client.do_action_with_exception(r))
+    got = sorted((e["IpProtocol"], e["PortRange"], tuple(e["SourceCidrIps"]["SourceCidrIp"]), tuple(e["SourceInstances"]["InstanceId"]))
+                 for e in body["Exposures"]["Exposure"])
+    web_ip = describe(old, [w])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+    assert got == [("TCP", "22/22", ("192.0.2.0/24",), ()), ("TCP", "5432/5432", (web_ip + "/32",), (w,))]

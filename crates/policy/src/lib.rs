@@ -9,6 +9,7 @@
 
 pub mod audit;
 mod compiled;
+pub mod exposure;
 mod flow;
 mod reference;
 mod state;

@@ -439,3 +439,51 @@ proptest! {
         assert_agree(&reference, &fresh, &flows)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
+        ..ProptestConfig::default()
+    })]
+
+    /// Exposure is exact: a random inbound IPv4 packet is accepted by the reference evaluator
+    /// if and only if it falls in one of the exposure's (protocol, ports, sources) entries.
+    #[test]
+    fn exposure_matches_brute_force(w in world(), probes in proptest::collection::vec((any::<u32>(), 0usize..7, 0u16..2048, 0usize..3), 40)) {
+        let snapshot = w.snapshot();
+        let reference = Reference::new(&snapshot).unwrap();
+        let engine = Engine::new(&snapshot).unwrap();
+        for i in &snapshot.instances {
+            let exposed = policy::exposure::exposure(&engine, &i.id, NicType::Intranet).unwrap();
+            for (addr, proto, port, pick) in &probes {
+                let protocol = [6u8, 17, 1, 58, 47, 50, 99][*proto];
+                let peer: std::net::Ipv4Addr = match pick {
+                    0 => V4[*addr as usize % V4.len()].parse().unwrap(),
+                    _ => (*addr).into(),
+                };
+                let has_ports = matches!(protocol, 6 | 17);
+                let port = if has_ports { [22, 25, 80, 1000, *port, 65535][*addr as usize % 6] } else { 0 };
+                let q = policy::StageQuery {
+                    instance: &i.id,
+                    direction: model::Direction::Ingress,
+                    nic_type: NicType::Intranet,
+                    packet: policy::Packet {
+                        peer: IpAddr::V4(peer),
+                        local: IpAddr::V4(i.private_ip),
+                        protocol,
+                        source_port: if has_ports { policy::exposure::PROBE_SOURCE_PORT } else { 0 },
+                        destination_port: port,
+                    },
+                };
+                let accepted = reference.decide(&q).unwrap().verdict == model::Policy::Accept;
+                let class = if [6u8, 17, 1, 58, 47].contains(&protocol) { protocol } else { 50 };
+                let listed = exposed.iter().any(|e| {
+                    e.protocol == class
+                        && (e.ports.0..=e.ports.1).contains(&port)
+                        && e.sources.iter().any(|n| n.contains(&IpAddr::V4(peer)))
+                });
+                prop_assert_eq!(accepted, listed, "instance {} packet {:?}", i.id, q.packet);
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::wire::{ApiError, Object, Params};
 use crate::AppState;
+use policy::Evaluator as _;
 
 /// Runs one action for an authenticated caller.
 pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result<Value, ApiError> {
@@ -62,6 +63,7 @@ pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result
         }
         "DescribeSecurityGroupReferences" => describe_references(state, ctx, p),
         "DescribeSecurityGroupAudit" => describe_audit(state, ctx, p),
+        "DescribeInstanceExposure" => describe_exposure(state, ctx, p),
         "TagResources" | "UntagResources" | "ListTagResources" => tag_action(state, ctx, action, p),
         _ => crate::instances::dispatch(state, ctx, action, p).unwrap_or_else(|| {
             Err(ApiError::new(
@@ -710,4 +712,65 @@ fn describe_audit(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiE
         .filter(|f| mine.contains(&f.group) && (only.is_empty() || only.contains(&f.group)))
         .collect();
     Ok(audit_json(&findings))
+}
+
+/// An exposure as the `DescribeInstanceExposure` response body (and `stockade exposure
+/// --format json`): per accepted (protocol, ports, sources) part, what accepts it and which
+/// instances have addresses in the sources.
+pub fn exposure_json(
+    instance: &model::InstanceId,
+    exposed: &[policy::exposure::Exposed],
+    state: &policy::State,
+) -> Value {
+    let protocol_name = |n: u8| match n {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "ICMPv6",
+        47 => "GRE",
+        _ => "OTHER",
+    };
+    let items: Vec<Value> = exposed
+        .iter()
+        .map(|e| {
+            let (group, rule) = match &e.decided_by {
+                policy::DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
+                policy::DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
+                _ => Default::default(),
+            };
+            let mut sources_in: Vec<String> = state
+                .instances()
+                .filter(|i| &i.id != instance)
+                .filter(|i| i.intranet_addresses().any(|a| e.sources.iter().any(|n| n.contains(&a))))
+                .map(|i| i.id.to_string())
+                .collect();
+            sources_in.sort();
+            json!({
+                "IpProtocol": protocol_name(e.protocol),
+                "PortRange": if e.ports == (0, 0) { "-1/-1".to_string() } else { format!("{}/{}", e.ports.0, e.ports.1) },
+                "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
+                "DecidedBy": e.decided_by.as_wire(),
+                "SecurityGroupId": group,
+                "SecurityGroupRuleId": rule,
+                "SourceInstances": {"InstanceId": sources_in},
+            })
+        })
+        .collect();
+    json!({"InstanceId": instance.to_string(), "Exposures": {"Exposure": items}})
+}
+
+/// Stockade's `DescribeInstanceExposure`: every inbound IPv4 flow one of the caller's
+/// instances accepts (`NicType` internet for a classic instance's public interface).
+fn describe_exposure(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let id: model::InstanceId = p.required("InstanceId")?.parse()?;
+    let nic: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
+    let snapshot = state.control.read(ctx, |tx| {
+        tx.instance(&id)?;
+        tx.region_snapshot()
+    })?;
+    let engine = policy::Engine::new(&snapshot)
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    let exposed = policy::exposure::exposure(&engine, &id, nic)
+        .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
+    Ok(exposure_json(&id, &exposed, engine.state()))
 }

@@ -33,6 +33,9 @@ enum Command {
     /// Audit a policy against the security-group best practices (seed document, Cloud
     /// Config), judging rules after shadowing. Exits 1 when a finding reaches `--fail-on`.
     Audit(AuditArgs),
+    /// List every inbound flow an instance accepts: protocol, ports and source blocks, with
+    /// the rule that accepts them, computed by the engine.
+    Exposure(ExposureArgs),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
@@ -88,6 +91,22 @@ struct AuditArgs {
     format: Format,
 }
 
+#[derive(Debug, clap::Args)]
+struct ExposureArgs {
+    /// Policy snapshot file (JSON; see README "Policy files").
+    #[arg(long, value_name = "FILE.json")]
+    policy: PathBuf,
+    /// The instance.
+    #[arg(long, value_name = "i-...")]
+    instance: String,
+    /// Interface of a classic-network instance: intranet or internet.
+    #[arg(long, default_value = "intranet")]
+    nic_type: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EvaluatorKind {
     Compiled,
@@ -106,6 +125,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Account(cmd) => serve::account(cmd),
         Command::Explain(args) => explain(&args),
+        Command::Exposure(args) => exposure(&args),
         Command::Audit(args) => match audit(&args) {
             Ok(true) => return ExitCode::from(1),
             other => other.map(|_| ()),
@@ -189,6 +209,61 @@ fn explain(args: &ExplainArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&server::flow_verdict_json(&verdict))?
         ),
+    }
+    Ok(())
+}
+
+fn exposure(args: &ExposureArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("cannot read {}", args.policy.display()))?;
+    let snapshot =
+        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+    let engine = Engine::new(&snapshot).map_err(policy_error)?;
+    let id: model::InstanceId = args
+        .instance
+        .parse()
+        .map_err(|e: model::ModelError| anyhow::anyhow!("{}: {e}", e.code()))?;
+    let nic: NicType = args
+        .nic_type
+        .parse()
+        .map_err(|e: model::ModelError| anyhow::anyhow!("{e}"))?;
+    let exposed = policy::exposure::exposure(&engine, &id, nic).map_err(policy_error)?;
+    let json = server::exposure_json(&id, &exposed, engine.state());
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json)?),
+        Format::Text if exposed.is_empty() => println!("{id} accepts no inbound flow"),
+        Format::Text => {
+            println!("{id} accepts:");
+            for e in json["Exposures"]["Exposure"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let sources: Vec<&str> = e["SourceCidrIps"]["SourceCidrIp"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                    .collect();
+                let by = match e["SecurityGroupRuleId"].as_str() {
+                    Some(r) if !r.is_empty() => format!(
+                        "rule {r} of {}",
+                        e["SecurityGroupId"].as_str().unwrap_or("")
+                    ),
+                    _ => format!(
+                        "{} of {}",
+                        e["DecidedBy"].as_str().unwrap_or(""),
+                        e["SecurityGroupId"].as_str().unwrap_or("")
+                    ),
+                };
+                println!(
+                    "  {:<6} {:<13} from {} ({by})",
+                    e["IpProtocol"].as_str().unwrap_or(""),
+                    e["PortRange"].as_str().unwrap_or(""),
+                    sources.join(", ")
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -206,3 +206,48 @@ fn audit_reports_findings_after_shadowing_and_gates_on_severity() {
         "22 is not on the custom list"
     );
 }
+
+#[test]
+fn exposure_lists_what_an_instance_accepts() {
+    let out = stdout(&stockade(&[
+        "exposure",
+        "--policy",
+        example().to_str().unwrap(),
+        "--instance",
+        "i-db1",
+        "--format",
+        "json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let exposures = v["Exposures"]["Exposure"].as_array().unwrap();
+    let mysql = exposures
+        .iter()
+        .find(|e| e["SecurityGroupRuleId"] == "sgr-dbmysql")
+        .expect("the MySQL rule accepts something");
+    assert_eq!(mysql["IpProtocol"], "TCP");
+    assert_eq!(mysql["PortRange"], "3306/3306");
+    assert_eq!(
+        mysql["SourceCidrIps"]["SourceCidrIp"],
+        serde_json::json!(["198.18.2.21/32", "198.18.2.22/32"])
+    );
+    assert_eq!(
+        mysql["SourceInstances"]["InstanceId"],
+        serde_json::json!(["i-app1", "i-app2"])
+    );
+    // The drop rule for 6379 (priority 100) overrides even the intra-group default.
+    assert!(!exposures.iter().any(|e| e["IpProtocol"] == "TCP" && {
+        let (lo, hi) = e["PortRange"].as_str().unwrap().split_once('/').unwrap();
+        (lo.parse::<u16>().unwrap()..=hi.parse::<u16>().unwrap()).contains(&6379)
+    }));
+    let text = stdout(&stockade(&[
+        "exposure",
+        "--policy",
+        example().to_str().unwrap(),
+        "--instance",
+        "i-web1",
+    ]));
+    assert!(
+        text.contains("TCP    80/80         from 0.0.0.0/0 (rule sgr-webhttp of sg-web)"),
+        "{text}"
+    );
+}
