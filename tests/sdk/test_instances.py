@@ -14,6 +14,7 @@ from aliyunsdkecs.request.v20140526 import (
     DeleteInstanceRequest,
     DeleteSecurityGroupRequest,
     DescribeInstancesRequest,
+    DescribeSecurityGroupAttributeRequest,
     JoinSecurityGroupRequest,
     LeaveSecurityGroupRequest,
     ModifyInstanceAttributeRequest,
@@ -322,3 +323,53 @@ def test_describe_instance_exposure(old):
                  for e in body["Exposures"]["Exposure"])
     web_ip = describe(old, [w])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
     assert got == [("TCP", "22/22", ("192.0.2.0/24",), ()), ("TCP", "5432/5432", (web_ip + "/32",), (w,))]
+
+
+def preview(old, change_action, **params):
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="PreviewSecurityGroupChange")
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    r.add_query_param("ChangeAction", change_action)
+    for k, v in params.items():
+        r.add_query_param(k, str(v))
+    return json.loads(old.client.do_action_with_exception(r))
+
+
+def test_preview_security_group_change(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.62.0.0/16", "10.62.1.0/24")
+    web, db = group(old, vpc, "prevweb"), group(old, vpc, "prevdb")
+    [w] = run(old, vsw, [web])
+    [d] = run(old, vsw, [db])
+    [x] = run(old, vsw, [group(old, vpc, "prevother")])
+    web_ip = describe(old, [w])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+    body = preview(old, "AuthorizeSecurityGroup", SecurityGroupId=db,
+                   **{"Permissions.1.IpProtocol": "tcp", "Permissions.1.PortRange": "5432/5432", "Permissions.1.SourceGroupId": web})
+    changes = [(c["InstanceId"], c["Direction"], c["Effect"], c["IpProtocol"], c["PortRange"], c["PeerCidrIps"]["PeerCidrIp"], c["PeerInstances"]["InstanceId"])
+               for c in body["Changes"]["Change"]]
+    assert changes == [(d, "Ingress", "Allowed", "TCP", "5432/5432", [web_ip + "/32"], [w])]
+    a = DescribeSecurityGroupAttributeRequest.DescribeSecurityGroupAttributeRequest()
+    a.set_SecurityGroupId(db)
+    assert old.call(a)["Permissions"]["Permission"] == [], "a preview applies nothing"
+    # Apply it, then preview a join: the joining instance gains exactly that port on d.
+    auth = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    auth.set_SecurityGroupId(db)
+    auth.set_Permissions([{"IpProtocol": "tcp", "PortRange": "5432/5432", "SourceGroupId": web}])
+    old.call(auth)
+    body = preview(old, "JoinSecurityGroup", InstanceId=x, SecurityGroupId=web)
+    gained = [c for c in body["Changes"]["Change"] if c["InstanceId"] == d]
+    assert [(c["Effect"], c["PortRange"], c["PeerInstances"]["InstanceId"]) for c in gained] == [("Allowed", "5432/5432", [x])]
+    # x joining web also opens web's intra-group access both ways.
+    assert any(c["InstanceId"] == w and c["PeerInstances"]["InstanceId"] == [x] for c in body["Changes"]["Change"])
+    # Validation is the command's own.
+    try:
+        preview(old, "LeaveSecurityGroup", InstanceId=d, SecurityGroupId=db)
+    except Exception as e:
+        assert "InstanceLastSecurityGroup" in str(e)
+    else:
+        raise AssertionError("leaving the last group must be refused")
+    try:
+        preview(old, "DeleteVpc", VpcId=vpc)
+    except Exception as e:
+        assert "InvalidParameter" in str(e)
+    else:
+        raise AssertionError("only security-group changes can be previewed")

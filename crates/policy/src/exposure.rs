@@ -1,12 +1,15 @@
-//! Exposure: the exact set of inbound flows an instance accepts, computed by the engine.
+//! Exposure and change preview: the exact set of flows an instance accepts in one direction,
+//! and exactly which flows a change would allow or deny, computed by the engine.
 //!
-//! The instance's inbound space — protocol × destination port × source address — is cut at
-//! every boundary any of its rules draws (port ranges, CIDR blocks, and the addresses of the
-//! members of referenced groups and of its own groups, which the intra-group default reads).
-//! Inside one cell every packet meets the same rules, so one probe per cell, judged by the
-//! evaluator, decides the whole cell. Accepted cells are merged back into port ranges and
-//! CIDR blocks. Source ports are taken as an ephemeral port (49152): rules that filter on the
-//! source port are rare, and exposure is about who can open a connection.
+//! An instance's space in one direction — protocol × destination port × peer address — is cut
+//! at every boundary any of its rules draws (port ranges, CIDR blocks, prefix-list entries,
+//! and the addresses of the members of referenced groups and of its own groups, which the
+//! intra-group default reads). Inside one cell every packet meets the same rules, so one
+//! probe per cell, judged by an evaluator, decides the whole cell. Cells are merged back into
+//! port ranges and CIDR blocks. A preview cuts the space at the boundaries of both policies
+//! and reports the cells whose verdict differs. Source ports are taken as an ephemeral port
+//! (49152): rules that filter on the source port are rare, and exposure is about who can
+//! open a connection. IPv4 only.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,180 +33,260 @@ const PROTOCOLS: [u8; 6] = [
     50,
 ];
 
-/// One accepted part of the inbound space.
+/// One accepted part of an instance's space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposed {
     /// IANA protocol number (50 stands for every protocol ECS cannot name).
     pub protocol: u8,
     /// Destination ports, inclusive (`0..=0` for protocols without ports).
     pub ports: (u16, u16),
-    /// Source addresses, as CIDR blocks.
+    /// Peer addresses (sources of inbound flows, destinations of outbound ones).
     pub sources: Vec<IpNet>,
-    /// What accepts these flows (the first cell's decider when several agree).
+    /// What accepts these flows.
     pub decided_by: DecidedBy,
 }
 
-/// A run of destination ports and the source-address ranges accepted on each of them (with
-/// the decider of each range).
-type PortCell = ((u16, u16), Vec<(u64, u64, DecidedBy)>);
+/// One part of an instance's space whose verdict a change flips.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowChange {
+    /// Ingress (flows to the instance) or egress (flows from it).
+    pub direction: Direction,
+    /// `true`: allowed after the change, denied before; `false`: the reverse.
+    pub allowed: bool,
+    /// IANA protocol number (50 stands for every protocol ECS cannot name).
+    pub protocol: u8,
+    /// Destination ports, inclusive (`0..=0` for protocols without ports).
+    pub ports: (u16, u16),
+    /// Peer addresses.
+    pub peers: Vec<IpNet>,
+}
 
 fn key(a: Ipv4Addr) -> u64 {
     u64::from(u32::from(a))
 }
 
-/// Cuts of the IPv4 source space for an instance's ingress: rule CIDRs, member addresses.
-fn address_cuts(state: &State, instance: &model::Instance) -> Vec<u64> {
-    let mut cuts = BTreeSet::from([0u64]);
-    let mut add_range = |lo: u64, hi: u64| {
-        cuts.insert(lo);
-        if hi < u64::from(u32::MAX) {
-            cuts.insert(hi + 1);
+const LAST_ADDRESS: u64 = u32::MAX as u64;
+
+/// Where the space of `instance` in `direction` is cut, over the given states.
+struct Cuts {
+    ports: Vec<u16>,
+    addresses: Vec<u64>,
+}
+
+fn cuts(states: &[&State], instance: &InstanceId, direction: Direction) -> Cuts {
+    let mut addresses = BTreeSet::from([0u64]);
+    let mut ports = BTreeSet::from([0u16, 1]);
+    let range = |set: &mut BTreeSet<u64>, lo: u64, hi: u64| {
+        set.insert(lo);
+        if hi < LAST_ADDRESS {
+            set.insert(hi + 1);
         }
     };
-    let mut groups_read: Vec<model::SecurityGroupId> = instance.security_groups.clone();
-    for g in &instance.security_groups {
-        let Ok(group) = state.group(g) else { continue };
-        for (_, p) in group
-            .rules()
-            .filter(|(_, p)| p.direction == Direction::Ingress)
-        {
-            match &p.peer {
-                Peer::Cidr(IpNet::V4(n)) => add_range(key(n.network()), key(n.broadcast())),
-                Peer::Cidr(IpNet::V6(_)) => {}
-                Peer::Group(r) => groups_read.push(r.id.clone()),
-                Peer::PrefixList(l) => {
-                    for n in state.prefix_list(l) {
-                        if let IpNet::V4(n) = n {
-                            add_range(key(n.network()), key(n.broadcast()));
-                        }
+    for state in states {
+        let Ok(i) = state.instance(instance) else {
+            continue;
+        };
+        let mut groups_read = i.security_groups.clone();
+        for g in &i.security_groups {
+            let Ok(group) = state.group(g) else { continue };
+            for (_, p) in group.rules().filter(|(_, p)| p.direction == direction) {
+                if let Some(r) = p.protocol.ports() {
+                    ports.insert(r.destination.start());
+                    if r.destination.end() < u16::MAX {
+                        ports.insert(r.destination.end() + 1);
+                    }
+                }
+                let nets: Vec<IpNet> = match &p.peer {
+                    Peer::Cidr(n) => vec![*n],
+                    Peer::Group(r) => {
+                        groups_read.push(r.id.clone());
+                        vec![]
+                    }
+                    Peer::PrefixList(l) => state.prefix_list(l).to_vec(),
+                };
+                for n in nets {
+                    if let IpNet::V4(n) = n {
+                        range(&mut addresses, key(n.network()), key(n.broadcast()));
                     }
                 }
             }
         }
-    }
-    for g in &groups_read {
-        let Ok(group) = state.group(g) else { continue };
-        for m in &group.members {
-            if let Ok(i) = state.instance(m) {
-                let a = key(i.private_ip);
-                add_range(a, a);
-            }
-        }
-    }
-    cuts.into_iter().collect()
-}
-
-fn port_cuts(state: &State, instance: &model::Instance) -> Vec<u16> {
-    let mut cuts = BTreeSet::from([0u16, 1]);
-    for g in &instance.security_groups {
-        let Ok(group) = state.group(g) else { continue };
-        for (_, p) in group
-            .rules()
-            .filter(|(_, p)| p.direction == Direction::Ingress)
-        {
-            if let Some(ports) = p.protocol.ports() {
-                cuts.insert(ports.destination.start());
-                if ports.destination.end() < u16::MAX {
-                    cuts.insert(ports.destination.end() + 1);
+        for g in &groups_read {
+            let Ok(group) = state.group(g) else { continue };
+            for m in &group.members {
+                if let Ok(member) = state.instance(m) {
+                    let a = key(member.private_ip);
+                    range(&mut addresses, a, a);
                 }
             }
         }
     }
-    cuts.into_iter().collect()
+    Cuts {
+        ports: ports.into_iter().collect(),
+        addresses: addresses.into_iter().collect(),
+    }
 }
 
-/// Every inbound IPv4 flow `instance` accepts on its intranet interface (and, for a classic
-/// instance with a public address, on its internet interface too, with `nic` = internet).
-pub fn exposure(
-    evaluator: &impl Evaluator,
-    instance: &InstanceId,
-    nic: NicType,
-) -> Result<Vec<Exposed>, PolicyError> {
-    let state = evaluator.state();
-    let i = state.instance(instance)?;
-    let (nic, local) = match (i.network(), nic) {
-        (NetworkType::Classic, NicType::Internet) => match i.public_ip {
-            Some(p) => (NicType::Internet, p),
-            None => {
-                return Err(PolicyError::NoAddress(
-                    instance.clone(),
-                    "public (internet) IPv4",
-                ))
-            }
-        },
-        _ => (NicType::Intranet, i.private_ip),
-    };
-    let addresses = address_cuts(state, i);
-    let ports = port_cuts(state, i);
-    let mut out: Vec<Exposed> = Vec::new();
+/// Runs of ports, each with the labelled address ranges found on it.
+type Scan<L> = Vec<(u8, (u16, u16), Vec<(u64, u64, L)>)>;
+
+/// Probes every cell, labels it with `label` (`None` = not reported), merges adjacent
+/// addresses with equal labels, then adjacent port runs with equal address ranges.
+fn scan<L: Clone + PartialEq>(
+    cuts: &Cuts,
+    mut label: impl FnMut(u8, u16, Ipv4Addr) -> Result<Option<L>, PolicyError>,
+) -> Result<Scan<L>, PolicyError> {
+    let mut out: Scan<L> = Vec::new();
     for protocol in PROTOCOLS {
         let port_cells: Vec<(u16, u16)> = if matches!(protocol, ip_proto::TCP | ip_proto::UDP) {
-            ports
+            cuts.ports
                 .iter()
                 .enumerate()
-                .map(|(k, &lo)| (lo, ports.get(k + 1).map_or(u16::MAX, |next| next - 1)))
+                .map(|(k, &lo)| (lo, cuts.ports.get(k + 1).map_or(u16::MAX, |next| next - 1)))
                 .filter(|(lo, _)| *lo >= 1)
                 .collect()
         } else {
             vec![(0, 0)]
         };
-        // Per port cell, the accepted address ranges (adjacent ones with the same decider
-        // merged); then adjacent port cells with the same ranges merged.
-        let mut previous: Option<PortCell> = None;
-        let flush = |cell: Option<PortCell>, out: &mut Vec<Exposed>| {
-            let Some(((plo, phi), ranges)) = cell else {
-                return;
-            };
-            for (lo, hi, decided_by) in ranges {
-                let sources =
-                    Ipv4Subnets::new(Ipv4Addr::from(lo as u32), Ipv4Addr::from(hi as u32), 0)
-                        .map(IpNet::V4)
-                        .collect();
-                out.push(Exposed {
-                    protocol,
-                    ports: (plo, phi),
-                    sources,
-                    decided_by,
-                });
-            }
-        };
+        let first = out.len();
         for (plo, phi) in port_cells {
-            let mut accepted: Vec<(u64, u64, DecidedBy)> = Vec::new();
-            for (k, &lo) in addresses.iter().enumerate() {
-                let hi = addresses
+            let mut ranges: Vec<(u64, u64, L)> = Vec::new();
+            for (k, &lo) in cuts.addresses.iter().enumerate() {
+                let hi = cuts
+                    .addresses
                     .get(k + 1)
-                    .map_or(u64::from(u32::MAX), |next| next - 1);
-                let query = StageQuery {
-                    instance,
-                    direction: Direction::Ingress,
-                    nic_type: nic,
-                    packet: Packet {
-                        peer: IpAddr::V4(Ipv4Addr::from(lo as u32)),
-                        local: IpAddr::V4(local),
-                        protocol,
-                        source_port: if plo == 0 { 0 } else { PROBE_SOURCE_PORT },
-                        destination_port: plo,
-                    },
-                };
-                let d = evaluator.decide(&query)?;
-                if d.verdict == Policy::Accept {
-                    let decided_by: DecidedBy = d.decided_by.into();
-                    match accepted.last_mut() {
-                        Some(last) if last.1 + 1 == lo && last.2 == decided_by => last.1 = hi,
-                        _ => accepted.push((lo, hi, decided_by)),
+                    .map_or(LAST_ADDRESS, |next| next - 1);
+                if let Some(l) = label(protocol, plo, Ipv4Addr::from(lo as u32))? {
+                    match ranges.last_mut() {
+                        Some(last) if last.1 + 1 == lo && last.2 == l => last.1 = hi,
+                        _ => ranges.push((lo, hi, l)),
                     }
                 }
             }
-            match &mut previous {
-                Some(((_, prev_hi), ranges))
-                    if prev_hi.wrapping_add(1) == plo && *ranges == accepted =>
+            match out[first..].last_mut() {
+                Some((_, (_, prev_hi), prev))
+                    if prev_hi.wrapping_add(1) == plo && *prev == ranges =>
                 {
                     *prev_hi = phi
                 }
-                _ => flush(previous.replace(((plo, phi), accepted)), &mut out),
+                _ => out.push((protocol, (plo, phi), ranges)),
             }
         }
-        flush(previous, &mut out);
     }
     Ok(out)
+}
+
+fn blocks(lo: u64, hi: u64) -> Vec<IpNet> {
+    Ipv4Subnets::new(Ipv4Addr::from(lo as u32), Ipv4Addr::from(hi as u32), 0)
+        .map(IpNet::V4)
+        .collect()
+}
+
+/// The stage query of a probe packet, seen from the instance.
+fn probe<'a>(
+    instance: &'a InstanceId,
+    direction: Direction,
+    nic: NicType,
+    local: Ipv4Addr,
+    protocol: u8,
+    port: u16,
+    peer: Ipv4Addr,
+) -> StageQuery<'a> {
+    StageQuery {
+        instance,
+        direction,
+        nic_type: nic,
+        packet: Packet {
+            peer: IpAddr::V4(peer),
+            local: IpAddr::V4(local),
+            protocol,
+            source_port: if port == 0 { 0 } else { PROBE_SOURCE_PORT },
+            destination_port: port,
+        },
+    }
+}
+
+/// The interface and local address of an instance for `nic`.
+fn local_address(
+    state: &State,
+    instance: &InstanceId,
+    nic: NicType,
+) -> Result<(NicType, Ipv4Addr), PolicyError> {
+    let i = state.instance(instance)?;
+    match (i.network(), nic) {
+        (NetworkType::Classic, NicType::Internet) => i
+            .public_ip
+            .map(|p| (NicType::Internet, p))
+            .ok_or_else(|| PolicyError::NoAddress(instance.clone(), "public (internet) IPv4")),
+        _ => Ok((NicType::Intranet, i.private_ip)),
+    }
+}
+
+/// Every inbound IPv4 flow `instance` accepts (on its intranet interface, or on the internet
+/// interface of a classic instance with a public address).
+pub fn exposure(
+    evaluator: &impl Evaluator,
+    instance: &InstanceId,
+    nic: NicType,
+) -> Result<Vec<Exposed>, PolicyError> {
+    exposure_in(evaluator, instance, nic, Direction::Ingress)
+}
+
+/// Every IPv4 flow `instance` accepts in `direction`.
+pub fn exposure_in(
+    evaluator: &impl Evaluator,
+    instance: &InstanceId,
+    nic: NicType,
+    direction: Direction,
+) -> Result<Vec<Exposed>, PolicyError> {
+    let state = evaluator.state();
+    let (nic, local) = local_address(state, instance, nic)?;
+    let cuts = cuts(&[state], instance, direction);
+    let scanned = scan(&cuts, |protocol, port, peer| {
+        let d = evaluator.decide(&probe(
+            instance, direction, nic, local, protocol, port, peer,
+        ))?;
+        Ok((d.verdict == Policy::Accept).then(|| DecidedBy::from(d.decided_by)))
+    })?;
+    Ok(scanned
+        .into_iter()
+        .flat_map(|(protocol, ports, ranges)| {
+            ranges.into_iter().map(move |(lo, hi, decided_by)| Exposed {
+                protocol,
+                ports,
+                sources: blocks(lo, hi),
+                decided_by,
+            })
+        })
+        .collect())
+}
+
+/// Exactly which flows of `instance` in `direction` change verdict between two policies (the
+/// instance must exist in both).
+pub fn changes(
+    before: &impl Evaluator,
+    after: &impl Evaluator,
+    instance: &InstanceId,
+    nic: NicType,
+    direction: Direction,
+) -> Result<Vec<FlowChange>, PolicyError> {
+    let (nic, local) = local_address(after.state(), instance, nic)?;
+    let cuts = cuts(&[before.state(), after.state()], instance, direction);
+    let scanned = scan(&cuts, |protocol, port, peer| {
+        let q = probe(instance, direction, nic, local, protocol, port, peer);
+        let (was, is) = (before.decide(&q)?.verdict, after.decide(&q)?.verdict);
+        Ok((was != is).then_some(is == Policy::Accept))
+    })?;
+    Ok(scanned
+        .into_iter()
+        .flat_map(|(protocol, ports, ranges)| {
+            ranges.into_iter().map(move |(lo, hi, allowed)| FlowChange {
+                direction,
+                allowed,
+                protocol,
+                ports,
+                peers: blocks(lo, hi),
+            })
+        })
+        .collect())
 }

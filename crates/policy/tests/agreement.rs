@@ -487,3 +487,63 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
+        ..ProptestConfig::default()
+    })]
+
+    /// A preview is exact: a random packet's verdict flips between the policy before and
+    /// after a random change if and only if the preview lists its cell, with the new verdict.
+    #[test]
+    fn preview_matches_brute_force(w in world(), probes in proptest::collection::vec((any::<u32>(), 0usize..7, 0usize..3, any::<bool>()), 30)) {
+        let before = w.snapshot();
+        let mut reference = Reference::new(&before).unwrap();
+        let was = Engine::new(&before).unwrap();
+        let Some(change) = w.changes.first().and_then(|c| w.change(c, 0, &before)) else { return Ok(()) };
+        if reference.apply(&change).is_err() {
+            return Ok(());
+        }
+        let will = Engine::new(&reference.state().to_snapshot()).unwrap();
+        let old_reference = Reference::new(&before).unwrap();
+        for i in &before.instances {
+            for direction in [model::Direction::Ingress, model::Direction::Egress] {
+                let flips = policy::exposure::changes(&was, &will, &i.id, NicType::Intranet, direction).unwrap();
+                for (addr, proto, pick, _) in &probes {
+                    let protocol = [6u8, 17, 1, 58, 47, 50, 99][*proto];
+                    let peer: std::net::Ipv4Addr = match pick {
+                        0 => V4[*addr as usize % V4.len()].parse().unwrap(),
+                        _ => (*addr).into(),
+                    };
+                    let has_ports = matches!(protocol, 6 | 17);
+                    let port = if has_ports { [22u16, 25, 80, 1000, 2000, 65535][*addr as usize % 6] } else { 0 };
+                    let q = policy::StageQuery {
+                        instance: &i.id,
+                        direction,
+                        nic_type: NicType::Intranet,
+                        packet: policy::Packet {
+                            peer: IpAddr::V4(peer),
+                            local: IpAddr::V4(i.private_ip),
+                            protocol,
+                            source_port: if has_ports { policy::exposure::PROBE_SOURCE_PORT } else { 0 },
+                            destination_port: port,
+                        },
+                    };
+                    let before_v = old_reference.decide(&q).unwrap().verdict;
+                    let after_v = reference.decide(&q).unwrap().verdict;
+                    let class = if [6u8, 17, 1, 58, 47].contains(&protocol) { protocol } else { 50 };
+                    let listed = flips.iter().find(|c| {
+                        c.protocol == class
+                            && (c.ports.0..=c.ports.1).contains(&port)
+                            && c.peers.iter().any(|n| n.contains(&IpAddr::V4(peer)))
+                    });
+                    match listed {
+                        Some(c) => prop_assert!(before_v != after_v && c.allowed == (after_v == model::Policy::Accept), "{:?} {:?}", change, q.packet),
+                        None => prop_assert_eq!(before_v, after_v, "unlisted flip: {:?} {:?}", change, q.packet),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -64,6 +64,7 @@ pub fn dispatch(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result
         "DescribeSecurityGroupReferences" => describe_references(state, ctx, p),
         "DescribeSecurityGroupAudit" => describe_audit(state, ctx, p),
         "DescribeInstanceExposure" => describe_exposure(state, ctx, p),
+        "PreviewSecurityGroupChange" => preview(state, ctx, p),
         "TagResources" | "UntagResources" | "ListTagResources" => tag_action(state, ctx, action, p),
         _ => crate::instances::dispatch(state, ctx, action, p).unwrap_or_else(|| {
             Err(ApiError::new(
@@ -111,6 +112,14 @@ pub(crate) fn mutate_with(
     p: &Params,
     f: impl FnOnce(&Tx) -> control::Result<Value>,
 ) -> Result<Value, ApiError> {
+    if let Some(slot) = p.preview() {
+        let after = state.control.dry_run(ctx, |tx| {
+            f(tx)?;
+            tx.region_snapshot()
+        })?;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(after);
+        return Ok(json!({}));
+    }
     if p.flag("DryRun")? {
         state.control.dry_run(ctx, f)?;
         return Err(ApiError::new(
@@ -722,14 +731,6 @@ pub fn exposure_json(
     exposed: &[policy::exposure::Exposed],
     state: &policy::State,
 ) -> Value {
-    let protocol_name = |n: u8| match n {
-        6 => "TCP",
-        17 => "UDP",
-        1 => "ICMP",
-        58 => "ICMPv6",
-        47 => "GRE",
-        _ => "OTHER",
-    };
     let items: Vec<Value> = exposed
         .iter()
         .map(|e| {
@@ -773,4 +774,94 @@ fn describe_exposure(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, A
     let exposed = policy::exposure::exposure(&engine, &id, nic)
         .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
     Ok(exposure_json(&id, &exposed, engine.state()))
+}
+
+/// The commands a preview can run.
+const PREVIEWABLE: [&str; 11] = [
+    "AuthorizeSecurityGroup",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroup",
+    "RevokeSecurityGroupEgress",
+    "ModifySecurityGroupRule",
+    "ModifySecurityGroupEgressRule",
+    "JoinSecurityGroup",
+    "LeaveSecurityGroup",
+    "ModifySecurityGroupPolicy",
+    "ModifyInstanceAttribute",
+    "DeleteSecurityGroup",
+];
+
+/// Stockade's `PreviewSecurityGroupChange`: `ChangeAction` names a command, the other
+/// parameters are that command's. The command is validated and run in a transaction that is
+/// rolled back; the answer lists, for each of the caller's instances, the flows (direction,
+/// protocol, ports, peers) whose verdict it would flip. Nothing is applied.
+fn preview(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
+    let change = p.required("ChangeAction")?;
+    if !PREVIEWABLE.contains(&change.as_str()) {
+        return Err(ApiError::invalid_parameter("ChangeAction", &change));
+    }
+    let mut command = p.clone();
+    command.insert("Action", &change);
+    let slot = command.enable_preview();
+    let before = state.control.read(ctx, |tx| tx.region_snapshot())?;
+    dispatch(state, ctx, &change, &command)?;
+    let after = slot
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| {
+            ApiError::new(
+                500,
+                "InternalError",
+                "The request processing has failed due to some unknown error.",
+            )
+        })?;
+    let engine = |s: &policy::Snapshot| {
+        policy::Engine::new(s).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))
+    };
+    let (was, will) = (engine(&before)?, engine(&after)?);
+    let mine: Vec<model::InstanceId> = state.control.read(ctx, |tx| {
+        Ok(tx.instances()?.into_iter().map(|i| i.id).collect())
+    })?;
+    let mut items = Vec::new();
+    for id in &mine {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let flips = policy::exposure::changes(&was, &will, id, NicType::Intranet, direction)
+                .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
+            for c in flips {
+                let peers_in: Vec<String> = will
+                    .state()
+                    .instances()
+                    .filter(|i| {
+                        &i.id != id
+                            && i.intranet_addresses()
+                                .any(|a| c.peers.iter().any(|n| n.contains(&a)))
+                    })
+                    .map(|i| i.id.to_string())
+                    .collect();
+                items.push(json!({
+                    "InstanceId": id.to_string(),
+                    "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
+                    "Effect": if c.allowed { "Allowed" } else { "Denied" },
+                    "IpProtocol": protocol_name(c.protocol),
+                    "PortRange": if c.ports == (0, 0) { "-1/-1".to_string() } else { format!("{}/{}", c.ports.0, c.ports.1) },
+                    "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
+                    "PeerInstances": {"InstanceId": peers_in},
+                }));
+            }
+        }
+    }
+    Ok(json!({"TotalCount": items.len(), "Changes": {"Change": items}}))
+}
+
+/// The wire name of a probed protocol (50 stands for every protocol ECS cannot name).
+fn protocol_name(n: u8) -> &'static str {
+    match n {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "ICMPv6",
+        47 => "GRE",
+        _ => "OTHER",
+    }
 }

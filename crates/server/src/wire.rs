@@ -6,6 +6,7 @@
 //! `HostId`, `Code`, `Message` and `Recommend` with the ECS HTTP status.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     map: BTreeMap<String, String>,
+    /// Set by `PreviewSecurityGroupChange`: the command runs in a rolled-back transaction and
+    /// leaves here the region's policy as it would be after it.
+    preview: Option<Arc<Mutex<Option<policy::Snapshot>>>>,
 }
 
 impl Params {
@@ -39,7 +43,20 @@ impl Params {
         for (k, v) in pairs {
             map.entry(k).or_insert(v);
         }
-        Params { map }
+        Params { map, preview: None }
+    }
+
+    /// Turns these parameters into a preview of their command; the returned slot receives
+    /// the policy the command would leave.
+    pub fn enable_preview(&mut self) -> Arc<Mutex<Option<policy::Snapshot>>> {
+        let slot = Arc::new(Mutex::new(None));
+        self.preview = Some(slot.clone());
+        slot
+    }
+
+    /// The preview slot, when these parameters are a preview.
+    pub fn preview(&self) -> Option<&Arc<Mutex<Option<policy::Snapshot>>>> {
+        self.preview.as_ref()
     }
 
     /// Every parameter (for signatures).
