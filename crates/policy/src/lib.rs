@@ -11,6 +11,7 @@ pub mod audit;
 mod compiled;
 pub mod exposure;
 mod flow;
+pub mod reach;
 mod reference;
 mod state;
 

@@ -547,3 +547,47 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
+        ..ProptestConfig::default()
+    })]
+
+    /// The class-level matrix answers every instance pair as a direct verdict does.
+    #[test]
+    fn reach_matrix_matches_every_pair(w in world()) {
+        let snapshot = w.snapshot();
+        let reference = Reference::new(&snapshot).unwrap();
+        let engine = Engine::new(&snapshot).unwrap();
+        let services = policy::reach::Service::defaults();
+        let reach = policy::reach::reach(&engine, &services).unwrap();
+        let class_of = |id: &model::InstanceId| reach.classes.iter().position(|c| c.instances.contains(id)).unwrap();
+        for a in &snapshot.instances {
+            for b in &snapshot.instances {
+                if a.id == b.id {
+                    continue;
+                }
+                let allowed = reach
+                    .edges
+                    .iter()
+                    .find(|(s, d, _)| *s == class_of(&a.id) && *d == class_of(&b.id))
+                    .map(|(_, _, k)| k.clone())
+                    .unwrap_or_default();
+                for (k, service) in services.iter().enumerate() {
+                    let flow = Flow {
+                        source: Endpoint::Instance(a.id.clone()),
+                        destination: Endpoint::Instance(b.id.clone()),
+                        protocol: service.protocol,
+                        source_port: if service.port > 0 { policy::exposure::PROBE_SOURCE_PORT } else { 0 },
+                        destination_port: service.port,
+                        nic_type: NicType::Intranet,
+                        family: IpFamily::V4,
+                    };
+                    let accepted = reference.verdict(&flow).unwrap().verdict == model::Policy::Accept;
+                    prop_assert_eq!(accepted, allowed.contains(&k), "{} -> {} {}", a.id, b.id, service.name());
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! answers questions about policies.
 
 mod policy_file;
+mod reach;
 mod serve;
 
 use std::net::IpAddr;
@@ -36,6 +37,9 @@ enum Command {
     /// List every inbound flow an instance accepts: protocol, ports and source blocks, with
     /// the rule that accepts them, computed by the engine.
     Exposure(ExposureArgs),
+    /// The fleet reachability matrix: which instances can open which services on which
+    /// others, as JSON, Graphviz DOT or an HTML page.
+    Reach(ReachArgs),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
@@ -107,6 +111,33 @@ struct ExposureArgs {
     format: Format,
 }
 
+#[derive(Debug, clap::Args)]
+struct ReachArgs {
+    /// Policy snapshot file (JSON; see README "Policy files").
+    #[arg(long, value_name = "FILE.json")]
+    policy: PathBuf,
+    /// Services to probe (`tcp:PORT`, `udp:PORT`, `icmp`, `gre`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tcp:22,tcp:3389,tcp:80,tcp:443,tcp:3306,tcp:5432,tcp:6379,icmp"
+    )]
+    services: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReachFormat::Html)]
+    format: ReachFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReachFormat {
+    Json,
+    Dot,
+    Html,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EvaluatorKind {
     Compiled,
@@ -126,6 +157,7 @@ fn main() -> ExitCode {
         Command::Account(cmd) => serve::account(cmd),
         Command::Explain(args) => explain(&args),
         Command::Exposure(args) => exposure(&args),
+        Command::Reach(args) => reach_command(&args),
         Command::Audit(args) => match audit(&args) {
             Ok(true) => return ExitCode::from(1),
             other => other.map(|_| ()),
@@ -264,6 +296,34 @@ fn exposure(args: &ExposureArgs) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn reach_command(args: &ReachArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("cannot read {}", args.policy.display()))?;
+    let snapshot =
+        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+    let services = args
+        .services
+        .iter()
+        .map(|s| {
+            policy::reach::Service::parse(s)
+                .with_context(|| format!("bad service {s}: use tcp:PORT, udp:PORT, icmp or gre"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let engine = Engine::new(&snapshot).map_err(policy_error)?;
+    let matrix = policy::reach::reach(&engine, &services).map_err(policy_error)?;
+    let rendered = match args.format {
+        ReachFormat::Json => serde_json::to_string_pretty(&reach::json(&matrix))? + "\n",
+        ReachFormat::Dot => reach::dot(&matrix),
+        ReachFormat::Html => reach::html(&matrix),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{rendered}"),
     }
     Ok(())
 }

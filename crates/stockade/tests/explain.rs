@@ -251,3 +251,84 @@ fn exposure_lists_what_an_instance_accepts() {
         "{text}"
     );
 }
+
+#[test]
+fn reach_renders_the_fleet_matrix() {
+    let policy = example();
+    let p = policy.to_str().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&stockade(&[
+        "reach",
+        "--policy",
+        p,
+        "--format",
+        "json",
+        "--services",
+        "tcp:3306,tcp:80",
+    ])))
+    .unwrap();
+    let class = |instance: &str| {
+        v["Classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["Instances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i == instance)
+            })
+            .unwrap()["Id"]
+            .clone()
+    };
+    let edge = |from: &str, to: &str| {
+        v["Edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["From"] == class(from) && e["To"] == class(to))
+            .map(|e| e["Services"].clone())
+    };
+    assert_eq!(
+        edge("i-app1", "i-db1"),
+        Some(serde_json::json!(["tcp:3306"]))
+    );
+    assert_eq!(
+        edge("i-web1", "i-db1"),
+        None,
+        "web cannot reach the database"
+    );
+    assert_eq!(
+        edge("i-app1", "i-web1"),
+        Some(serde_json::json!(["tcp:80"]))
+    );
+    assert_eq!(
+        class("i-app1"),
+        class("i-app2"),
+        "same groups, same address cell: one class"
+    );
+    let dot = stdout(&stockade(&["reach", "--policy", p, "--format", "dot"]));
+    assert!(
+        dot.starts_with("digraph reach {") && dot.contains("tcp:3306"),
+        "{dot}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("reach.html");
+    stdout(&stockade(&[
+        "reach",
+        "--policy",
+        p,
+        "--output",
+        page.to_str().unwrap(),
+    ]));
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("i-db1") && html.contains("tcp:3306")
+    );
+    assert_eq!(
+        stockade(&["reach", "--policy", p, "--services", "tcp:0"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

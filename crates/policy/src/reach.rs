@@ -1,0 +1,181 @@
+//! Fleet reachability: which instances can open which services on which others.
+//!
+//! Instances are first sorted into classes that no flow verdict can tell apart: the same
+//! ordered group list (same rules, same memberships for group references and the
+//! intra-group default), an address in the same cell of the region's CIDR boundaries
+//! (every CIDR block of every rule and prefix list), and the same groups behind that address
+//! (instances of overlapping VPCs can share one). One representative pair per pair of
+//! classes is judged (egress at the source and ingress at the destination), so the matrix
+//! costs classes² verdicts, not instances². A class reaching itself is judged between two of
+//! its members (an instance reaching itself is not a flow).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use model::{ip_proto, InstanceId, NicType, Peer, Policy, SecurityGroupId};
+
+use crate::flow::{Endpoint, Evaluator, Flow, IpFamily};
+use crate::state::{PolicyError, State};
+
+/// A service probed between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Service {
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Destination port (0 for protocols without ports).
+    pub port: u16,
+}
+
+impl Service {
+    /// `tcp:22`, `udp:53`, `icmp`, `gre`.
+    pub fn parse(s: &str) -> Option<Service> {
+        let (proto, port) = s.split_once(':').unwrap_or((s, "0"));
+        let protocol = match proto.to_ascii_lowercase().as_str() {
+            "tcp" => ip_proto::TCP,
+            "udp" => ip_proto::UDP,
+            "icmp" => ip_proto::ICMP,
+            "gre" => ip_proto::GRE,
+            _ => return None,
+        };
+        let port: u16 = port.parse().ok()?;
+        let needs_port = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
+        (needs_port == (port > 0)).then_some(Service { protocol, port })
+    }
+
+    /// The name `parse` reads.
+    pub fn name(&self) -> String {
+        match self.protocol {
+            ip_proto::TCP => format!("tcp:{}", self.port),
+            ip_proto::UDP => format!("udp:{}", self.port),
+            ip_proto::ICMP => "icmp".into(),
+            _ => "gre".into(),
+        }
+    }
+
+    /// SSH, RDP, web, databases, ping.
+    pub fn defaults() -> Vec<Service> {
+        [
+            "tcp:22", "tcp:3389", "tcp:80", "tcp:443", "tcp:3306", "tcp:5432", "tcp:6379", "icmp",
+        ]
+        .iter()
+        .filter_map(|s| Service::parse(s))
+        .collect()
+    }
+}
+
+/// Instances no verdict can tell apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Class {
+    /// Their groups, in order.
+    pub groups: Vec<SecurityGroupId>,
+    /// Their instances, sorted.
+    pub instances: Vec<InstanceId>,
+}
+
+/// The reachability matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// The services probed.
+    pub services: Vec<Service>,
+    /// The classes.
+    pub classes: Vec<Class>,
+    /// `(source class, destination class, indices of the services allowed)`, only where at
+    /// least one is.
+    pub edges: Vec<(usize, usize, Vec<usize>)>,
+}
+
+/// Every CIDR boundary of the region, as cut points of the IPv4 space.
+fn cuts(state: &State) -> Vec<u32> {
+    let mut cuts = BTreeSet::from([0u32]);
+    let mut add = |n: &IpNet| {
+        if let IpNet::V4(n) = n {
+            cuts.insert(u32::from(n.network()));
+            if let Some(next) = u32::from(n.broadcast()).checked_add(1) {
+                cuts.insert(next);
+            }
+        }
+    };
+    for g in state.groups() {
+        for (_, p) in g.rules() {
+            match &p.peer {
+                Peer::Cidr(n) => add(n),
+                Peer::PrefixList(l) => state.prefix_list(l).iter().for_each(&mut add),
+                Peer::Group(_) => {}
+            }
+            if let Some(l) = &p.local {
+                add(l);
+            }
+        }
+    }
+    cuts.into_iter().collect()
+}
+
+/// Computes the matrix over every instance of the state (IPv4, intranet).
+pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, PolicyError> {
+    let state = evaluator.state();
+    let cuts = cuts(state);
+    // Group references and the intra-group default match addresses: when several instances
+    // share an address (overlapping VPCs), the groups of all of them count.
+    type Key = (Vec<SecurityGroupId>, usize, BTreeSet<SecurityGroupId>);
+    let mut by_key: BTreeMap<Key, Vec<InstanceId>> = BTreeMap::new();
+    for i in state.instances() {
+        let cell = cuts.partition_point(|&c| c <= u32::from(i.private_ip));
+        let holders: BTreeSet<SecurityGroupId> = state
+            .instances_at(std::net::IpAddr::V4(i.private_ip))
+            .iter()
+            .filter_map(|h| state.instance(h).ok())
+            .flat_map(|h| h.security_groups.iter().cloned())
+            .collect();
+        by_key
+            .entry((i.security_groups.clone(), cell, holders))
+            .or_default()
+            .push(i.id.clone());
+    }
+    let classes: Vec<Class> = by_key
+        .into_iter()
+        .map(|((groups, _, _), mut instances)| {
+            instances.sort();
+            Class { groups, instances }
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for (s, src) in classes.iter().enumerate() {
+        for (d, dst) in classes.iter().enumerate() {
+            let (from, to) = if s == d {
+                match &src.instances[..] {
+                    [a, b, ..] => (a, b),
+                    _ => continue,
+                }
+            } else {
+                (&src.instances[0], &dst.instances[0])
+            };
+            let mut allowed = Vec::new();
+            for (k, service) in services.iter().enumerate() {
+                let flow = Flow {
+                    source: Endpoint::Instance(from.clone()),
+                    destination: Endpoint::Instance(to.clone()),
+                    protocol: service.protocol,
+                    source_port: if service.port > 0 {
+                        crate::exposure::PROBE_SOURCE_PORT
+                    } else {
+                        0
+                    },
+                    destination_port: service.port,
+                    nic_type: NicType::Intranet,
+                    family: IpFamily::V4,
+                };
+                if evaluator.verdict(&flow)?.verdict == Policy::Accept {
+                    allowed.push(k);
+                }
+            }
+            if !allowed.is_empty() {
+                edges.push((s, d, allowed));
+            }
+        }
+    }
+    Ok(Reach {
+        services: services.to_vec(),
+        classes,
+        edges,
+    })
+}
