@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use model::{ip_proto, InstanceId, NicType, Peer, Policy, SecurityGroupId};
+use model::{ip_proto, Direction, InstanceId, NicType, Peer, Policy, SecurityGroupId};
 
-use crate::flow::{Endpoint, Evaluator, Flow, IpFamily};
+use crate::flow::{Evaluator, Packet, StageQuery};
 use crate::state::{PolicyError, State};
 
 /// A service probed between instances.
@@ -75,13 +75,34 @@ pub struct Class {
 /// The reachability matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
-    /// The services probed.
+    /// The services probed (at most [`MAX_SERVICES`]).
     pub services: Vec<Service>,
     /// The classes.
     pub classes: Vec<Class>,
-    /// `(source class, destination class, indices of the services allowed)`, only where at
-    /// least one is.
-    pub edges: Vec<(usize, usize, Vec<usize>)>,
+    /// Dense classes × classes matrix of service bitmasks (bit k = `services[k]` allowed):
+    /// four bytes a pair, where a list of pairs grew to gigabytes on large fleets.
+    matrix: Vec<u32>,
+}
+
+/// Most services one matrix can probe.
+pub const MAX_SERVICES: usize = 32;
+
+impl Reach {
+    /// The services (indices into `services`) sources of class `from` can open on class `to`.
+    pub fn allowed(&self, from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
+        let bits = self.matrix[from * self.classes.len() + to];
+        (0..self.services.len()).filter(move |k| bits & (1 << k) != 0)
+    }
+
+    /// `(from, to)` of every class pair with at least one service allowed.
+    pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let n = self.classes.len();
+        self.matrix
+            .iter()
+            .enumerate()
+            .filter(|(_, bits)| **bits != 0)
+            .map(move |(i, _)| (i / n, i % n))
+    }
 }
 
 /// Every CIDR boundary of the region, as cut points of the IPv4 space.
@@ -110,8 +131,10 @@ fn cuts(state: &State) -> Vec<u32> {
     cuts.into_iter().collect()
 }
 
-/// Computes the matrix over every instance of the state (IPv4, intranet).
+/// Computes the matrix over every instance of the state (IPv4, intranet). Takes at most
+/// [`MAX_SERVICES`] services (more are ignored).
 pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, PolicyError> {
+    let services = &services[..services.len().min(MAX_SERVICES)];
     let state = evaluator.state();
     let cuts = cuts(state);
     // Group references and the intra-group default match addresses: when several instances
@@ -138,7 +161,15 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
             Class { groups, instances }
         })
         .collect();
-    let mut edges = Vec::new();
+    // Stage queries are judged directly (no owned verdicts): egress at a representative
+    // source, ingress at a representative destination.
+    let n = classes.len();
+    let mut matrix = vec![0u32; n * n];
+    let address = |id: &InstanceId| {
+        state
+            .instance(id)
+            .map(|i| std::net::IpAddr::V4(i.private_ip))
+    };
     for (s, src) in classes.iter().enumerate() {
         for (d, dst) in classes.iter().enumerate() {
             let (from, to) = if s == d {
@@ -149,11 +180,12 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
             } else {
                 (&src.instances[0], &dst.instances[0])
             };
-            let mut allowed = Vec::new();
+            let (from_ip, to_ip) = (address(from)?, address(to)?);
+            let mut bits = 0u32;
             for (k, service) in services.iter().enumerate() {
-                let flow = Flow {
-                    source: Endpoint::Instance(from.clone()),
-                    destination: Endpoint::Instance(to.clone()),
+                let packet = |peer, local| Packet {
+                    peer,
+                    local,
                     protocol: service.protocol,
                     source_port: if service.port > 0 {
                         crate::exposure::PROBE_SOURCE_PORT
@@ -161,21 +193,32 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
                         0
                     },
                     destination_port: service.port,
-                    nic_type: NicType::Intranet,
-                    family: IpFamily::V4,
                 };
-                if evaluator.verdict(&flow)?.verdict == Policy::Accept {
-                    allowed.push(k);
+                let egress = StageQuery {
+                    instance: from,
+                    direction: Direction::Egress,
+                    nic_type: NicType::Intranet,
+                    packet: packet(to_ip, from_ip),
+                };
+                if evaluator.decide(&egress)?.verdict != Policy::Accept {
+                    continue;
+                }
+                let ingress = StageQuery {
+                    instance: to,
+                    direction: Direction::Ingress,
+                    nic_type: NicType::Intranet,
+                    packet: packet(from_ip, to_ip),
+                };
+                if evaluator.decide(&ingress)?.verdict == Policy::Accept {
+                    bits |= 1 << k;
                 }
             }
-            if !allowed.is_empty() {
-                edges.push((s, d, allowed));
-            }
+            matrix[s * n + d] = bits;
         }
     }
     Ok(Reach {
         services: services.to_vec(),
         classes,
-        edges,
+        matrix,
     })
 }

@@ -568,12 +568,7 @@ proptest! {
                 if a.id == b.id {
                     continue;
                 }
-                let allowed = reach
-                    .edges
-                    .iter()
-                    .find(|(s, d, _)| *s == class_of(&a.id) && *d == class_of(&b.id))
-                    .map(|(_, _, k)| k.clone())
-                    .unwrap_or_default();
+                let allowed: Vec<usize> = reach.allowed(class_of(&a.id), class_of(&b.id)).collect();
                 for (k, service) in services.iter().enumerate() {
                     let flow = Flow {
                         source: Endpoint::Instance(a.id.clone()),

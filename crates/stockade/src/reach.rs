@@ -27,10 +27,10 @@ pub fn json(r: &Reach) -> Value {
             "Groups": c.groups.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "Instances": c.instances.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "Edges": r.edges.iter().map(|(s, d, k)| json!({
-            "From": class_name(*s),
-            "To": class_name(*d),
-            "Services": k.iter().map(|i| r.services[*i].name()).collect::<Vec<_>>(),
+        "Edges": r.edges().map(|(s, d)| json!({
+            "From": class_name(s),
+            "To": class_name(d),
+            "Services": r.allowed(s, d).map(|i| r.services[i].name()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -62,13 +62,13 @@ pub fn dot(r: &Reach) -> String {
             more
         );
     }
-    for (s, d, ks) in &r.edges {
-        let label: Vec<String> = ks.iter().map(|i| r.services[*i].name()).collect();
+    for (s, d) in r.edges() {
+        let label: Vec<String> = r.allowed(s, d).map(|i| r.services[i].name()).collect();
         let _ = writeln!(
             out,
             "  {} -> {} [label=\"{}\"];",
-            class_name(*s),
-            class_name(*d),
+            class_name(s),
+            class_name(d),
             label.join(" ")
         );
     }
@@ -87,10 +87,6 @@ fn escape(s: &str) -> String {
 /// services in each cell), then each class's groups and instances.
 pub fn html(r: &Reach) -> String {
     let n = r.classes.len();
-    let mut cell = vec![vec![Vec::new(); n]; n];
-    for (s, d, ks) in &r.edges {
-        cell[*s][*d] = ks.clone();
-    }
     let mut out = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Stockade reachability</title><style>\
          body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
@@ -109,14 +105,15 @@ pub fn html(r: &Reach) -> String {
         );
     }
     out.push_str("</tr>");
-    for (s, row) in cell.iter().enumerate() {
+    for s in 0..n {
         let _ = write!(
             out,
             "<tr><th title=\"{}\">{}</th>",
             escape(&groups(&r.classes[s])),
             class_name(s)
         );
-        for ks in row {
+        for d in 0..n {
+            let ks: Vec<usize> = r.allowed(s, d).collect();
             let share = ks.len() as f64 / r.services.len().max(1) as f64;
             let names: Vec<String> = ks.iter().map(|i| r.services[*i].name()).collect();
             let _ = write!(
