@@ -12,7 +12,7 @@
 //! Rules are judged per group, as Cloud Config does: an instance in several groups combines
 //! them, which the flow verdicts (and the exposure report to come) answer exactly.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -89,6 +89,20 @@ pub struct AuditConfig {
     pub members_per_group: usize,
     /// Fraction of a limit that counts as close.
     pub near_limit: f64,
+    /// What the control plane knows of each group's name, description and tags (the policy
+    /// state does not carry them); groups absent here are not checked for labels.
+    pub labels: BTreeMap<SecurityGroupId, GroupLabel>,
+}
+
+/// A group's human-facing labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupLabel {
+    /// `SecurityGroupName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// Number of tags.
+    pub tags: usize,
 }
 
 impl Default for AuditConfig {
@@ -99,6 +113,7 @@ impl Default for AuditConfig {
             group_rules_per_group: 20,
             members_per_group: 2000,
             near_limit: 0.8,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -411,6 +426,19 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 format!("{gid} has {members} of {} instances", cfg.members_per_group),
                 "use an enterprise group or split the fleet",
             );
+        }
+        if let Some(label) = cfg.labels.get(gid) {
+            if label.name.trim().is_empty()
+                || (label.description.trim().is_empty() && label.tags == 0)
+            {
+                finding(
+                    "unlabelled-group",
+                    Severity::Low,
+                    None,
+                    format!("{gid} has no name, or neither a description nor tags"),
+                    "name the group after its role and describe it or tag it, so its rules can be reviewed",
+                );
+            }
         }
         if members == 0 && !referenced.contains(gid) {
             finding(

@@ -1,7 +1,7 @@
 //! The reference evaluator: DESIGN.md §4 written as directly as possible.
 //!
 //! For every question it collects the instance's rules of the stage's direction and
-//! interface, sorts them, and scans for the first match. It is slow on purpose-free code:
+//! interface, sorts them, and scans for the first match. It is slow and plain on purpose:
 //! no index, no cache, nothing to get wrong. The compiled evaluator is tested against it.
 
 use model::{Direction, GroupType, InnerAccessPolicy, Instance, NicType, Policy, SecurityGroupId};

@@ -204,3 +204,33 @@ fn one_group_for_most_instances() {
         .iter()
         .any(|(c, g, _)| c == "one-group-for-most-instances" && g == "sg-all"));
 }
+
+#[test]
+fn groups_need_a_name_and_a_description_or_tags() {
+    use policy::audit::GroupLabel;
+    let mut w = World::new();
+    w.group("sg-a").group("sg-b").group("sg-c");
+    for g in ["sg-a", "sg-b", "sg-c"] {
+        used_group(&mut w, g);
+    }
+    let state = State::from_snapshot(&w.snapshot).unwrap();
+    let mut cfg = AuditConfig::default();
+    let label = |name: &str, description: &str, tags| GroupLabel {
+        name: name.into(),
+        description: description.into(),
+        tags,
+    };
+    cfg.labels.insert(
+        "sg-a".parse().unwrap(),
+        label("web", "public web servers", 0),
+    );
+    cfg.labels
+        .insert("sg-b".parse().unwrap(), label("db", "", 2));
+    cfg.labels.insert("sg-c".parse().unwrap(), label("", "", 0));
+    let flagged: Vec<String> = audit(&state, &cfg)
+        .into_iter()
+        .filter(|f| f.check == "unlabelled-group")
+        .map(|f| f.group.to_string())
+        .collect();
+    assert_eq!(flagged, ["sg-c"]);
+}

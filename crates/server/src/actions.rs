@@ -707,13 +707,21 @@ fn describe_audit(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiE
         for g in &only {
             tx.group(g)?;
         }
-        let mine: Vec<SecurityGroupId> = tx
-            .find_groups(&GroupFilter::default())?
-            .into_iter()
-            .map(|g| g.id)
-            .collect();
+        let mine = tx.find_groups(&GroupFilter::default())?;
         Ok((tx.region_snapshot()?, mine))
     })?;
+    config.labels = mine
+        .iter()
+        .map(|g| {
+            let label = policy::audit::GroupLabel {
+                name: g.name.clone(),
+                description: g.description.clone(),
+                tags: g.tags.len(),
+            };
+            (g.id.clone(), label)
+        })
+        .collect();
+    let mine: Vec<SecurityGroupId> = mine.into_iter().map(|g| g.id).collect();
     let engine_state = policy::State::from_snapshot(&snapshot)
         .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     let findings: Vec<policy::audit::Finding> = policy::audit::audit(&engine_state, &config)

@@ -332,11 +332,12 @@ fn reach_command(args: &ReachArgs) -> Result<()> {
 fn audit(args: &AuditArgs) -> Result<bool> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
-    let snapshot =
-        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+    let (snapshot, labels) = policy_file::parse_with_labels(&text)
+        .with_context(|| format!("{}", args.policy.display()))?;
     let state = State::from_snapshot(&snapshot).map_err(policy_error)?;
     let config = policy::audit::AuditConfig {
         risky_ports: args.risky_ports.clone(),
+        labels,
         ..Default::default()
     };
     let findings = policy::audit::audit(&state, &config);

@@ -6,12 +6,14 @@
 //! validated by the same parser, with the same ECS error codes, as an API request. The format
 //! is documented in the README; `examples/policy.json` is a complete example.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{anyhow, bail, Context, Result};
+use model::SecurityGroupId;
 use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, Instance, PermissionFields, SecurityGroup,
 };
+use policy::audit::GroupLabel;
 use policy::{GroupPolicy, PrefixList, Snapshot};
 use serde::Deserialize;
 
@@ -142,13 +144,26 @@ fn owner(t: Option<Text>) -> Result<AccountId> {
 
 /// Parses and validates a policy file into a snapshot.
 pub fn parse(json: &str) -> Result<Snapshot> {
+    Ok(parse_with_labels(json)?.0)
+}
+
+/// Parses a policy file into a snapshot and the groups' names and descriptions (for the
+/// audit's label check).
+pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroupId, GroupLabel>)> {
     let file: PolicyFile = serde_json::from_str(json).context("not a valid policy file")?;
     let mut rule_ids = HashSet::new();
     let mut groups = Vec::new();
+    let mut labels = BTreeMap::new();
     for g in file.security_groups {
         let id = g.security_group_id.clone();
+        let label = GroupLabel {
+            name: g.security_group_name.clone().unwrap_or_default(),
+            description: g.description.clone().unwrap_or_default(),
+            tags: 0,
+        };
         let group =
             parse_group(g, &mut rule_ids).with_context(|| format!("security group {id}"))?;
+        labels.insert(group.group.id.clone(), label);
         groups.push(group);
     }
     let instances = file
@@ -177,11 +192,14 @@ pub fn parse(json: &str) -> Result<Snapshot> {
             })
         })
         .collect::<Result<_>>()?;
-    Ok(Snapshot {
-        groups,
-        instances,
-        prefix_lists,
-    })
+    Ok((
+        Snapshot {
+            groups,
+            instances,
+            prefix_lists,
+        },
+        labels,
+    ))
 }
 
 fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPolicy> {

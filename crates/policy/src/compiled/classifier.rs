@@ -8,7 +8,7 @@
 //! full match is the answer. Eight-way nodes (seven cuts compared at once) make trees three
 //! times shallower than binary ones. Rules that leave an address field wide open would be
 //! copied into every leaf of a tree that cuts that field, so rules are spread over four trees
-//! by which address fields are wide (the EffiCuts lesson), walked in lockstep.
+//! by which address fields are wide (the EffiCuts lesson), walked independently.
 //!
 //! Two ECS facts keep leaves short: within a leaf, a rule that covers the leaf's whole box
 //! shadows every later rule there, so those are pruned; and group references are a per-rule
@@ -644,9 +644,9 @@ impl<K: Key> Classifier<K> {
 
     /// The best-precedence entry containing `key` whose group check (if any) passes.
     ///
-    /// The trees are walked in lockstep, one level of each per step: their loads do not
-    /// depend on each other, so the processor overlaps them and a lookup costs about one
-    /// tree's depth of memory latency rather than the sum over trees.
+    /// Each tree is walked to its own depth without testing for leaves (they point back at
+    /// themselves); the walks do not depend on each other, so the processor overlaps them.
+    /// The leaves are then scanned best-first.
     #[inline]
     pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
         // Each tree walks its own depth; the walks are independent, so the processor
