@@ -290,3 +290,43 @@ pub fn changes(
         })
         .collect())
 }
+
+/// Instances that share one exposure, and that exposure.
+pub type SharedExposure = (Vec<InstanceId>, Vec<Exposed>);
+
+/// The exposure of every instance of the state, computed once per set of instances that
+/// must share it: the same group list and the same local-address filters containing their
+/// address (the only ways an instance's own address enters its rules). Returns the
+/// instances of each set with their common exposure.
+pub fn fleet_exposure(
+    evaluator: &impl Evaluator,
+    nic: NicType,
+) -> Result<Vec<SharedExposure>, PolicyError> {
+    let state = evaluator.state();
+    let mut sets: std::collections::BTreeMap<
+        (Vec<model::SecurityGroupId>, Vec<IpNet>),
+        Vec<InstanceId>,
+    > = std::collections::BTreeMap::new();
+    for i in state.instances() {
+        let (_, local) = local_address(state, &i.id, nic)?;
+        let mut filters: Vec<IpNet> = i
+            .security_groups
+            .iter()
+            .filter_map(|g| state.group(g).ok())
+            .flat_map(|g| g.rules().filter_map(|(_, p)| p.local))
+            .filter(|n| n.contains(&IpAddr::V4(local)))
+            .collect();
+        filters.sort();
+        filters.dedup();
+        sets.entry((i.security_groups.clone(), filters))
+            .or_default()
+            .push(i.id.clone());
+    }
+    let mut out = Vec::with_capacity(sets.len());
+    for (_, mut instances) in sets {
+        instances.sort();
+        let exposed = exposure(evaluator, &instances[0], nic)?;
+        out.push((instances, exposed));
+    }
+    Ok(out)
+}

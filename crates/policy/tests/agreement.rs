@@ -586,3 +586,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 20,
+        ..ProptestConfig::default()
+    })]
+
+    /// Sharing an exposure between instances loses nothing: each instance's own exposure is
+    /// the one of its set.
+    #[test]
+    fn fleet_exposure_matches_each_instance(w in world()) {
+        let engine = Engine::new(&w.snapshot()).unwrap();
+        for (instances, shared) in policy::exposure::fleet_exposure(&engine, NicType::Intranet).unwrap() {
+            for i in &instances {
+                prop_assert_eq!(&policy::exposure::exposure(&engine, i, NicType::Intranet).unwrap(), &shared, "{}", i);
+            }
+        }
+    }
+}
