@@ -402,6 +402,60 @@ impl World {
     }
 }
 
+/// The proptest configuration: 10,000 cases (or `PROPTEST_CASES`), divided by `share` for
+/// the costlier properties.
+fn config(share: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    ProptestConfig {
+        cases: cases / share,
+        ..ProptestConfig::default()
+    }
+}
+
+/// A probe packet at `local` built from random draws: a protocol of the pool (99 stands for
+/// protocols no rule names), a peer from the address pool or anywhere, a port of the pool.
+fn probe_packet(
+    local: std::net::Ipv4Addr,
+    addr: u32,
+    proto: usize,
+    pick: usize,
+    port: u16,
+) -> policy::Packet {
+    let protocol = [6u8, 17, 1, 58, 47, 50, 99][proto];
+    let peer: std::net::Ipv4Addr = match pick {
+        0 => V4[addr as usize % V4.len()].parse().unwrap(),
+        _ => addr.into(),
+    };
+    let has_ports = matches!(protocol, 6 | 17);
+    policy::Packet {
+        peer: IpAddr::V4(peer),
+        local: IpAddr::V4(local),
+        protocol,
+        source_port: if has_ports {
+            policy::exposure::PROBE_SOURCE_PORT
+        } else {
+            0
+        },
+        destination_port: if has_ports {
+            [22, 25, 80, 1000, port, 65535][addr as usize % 6]
+        } else {
+            0
+        },
+    }
+}
+
+/// The exposure protocol class of a packet protocol (50 stands for every unnamed one).
+fn protocol_class(protocol: u8) -> u8 {
+    if [6u8, 17, 1, 58, 47].contains(&protocol) {
+        protocol
+    } else {
+        50
+    }
+}
+
 fn assert_agree(
     reference: &Reference,
     engine: &Engine,
@@ -415,10 +469,7 @@ fn assert_agree(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(1))]
 
     #[test]
     fn compiled_and_reference_agree(w in world()) {
@@ -441,10 +492,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(10))]
 
     /// Exposure is exact: a random inbound IPv4 packet is accepted by the reference evaluator
     /// if and only if it falls in one of the exposure's (protocol, ports, sources) entries.
@@ -456,31 +504,13 @@ proptest! {
         for i in &snapshot.instances {
             let exposed = policy::exposure::exposure(&engine, &i.id, NicType::Intranet).unwrap();
             for (addr, proto, port, pick) in &probes {
-                let protocol = [6u8, 17, 1, 58, 47, 50, 99][*proto];
-                let peer: std::net::Ipv4Addr = match pick {
-                    0 => V4[*addr as usize % V4.len()].parse().unwrap(),
-                    _ => (*addr).into(),
-                };
-                let has_ports = matches!(protocol, 6 | 17);
-                let port = if has_ports { [22, 25, 80, 1000, *port, 65535][*addr as usize % 6] } else { 0 };
-                let q = policy::StageQuery {
-                    instance: &i.id,
-                    direction: model::Direction::Ingress,
-                    nic_type: NicType::Intranet,
-                    packet: policy::Packet {
-                        peer: IpAddr::V4(peer),
-                        local: IpAddr::V4(i.private_ip),
-                        protocol,
-                        source_port: if has_ports { policy::exposure::PROBE_SOURCE_PORT } else { 0 },
-                        destination_port: port,
-                    },
-                };
+                let packet = probe_packet(i.private_ip, *addr, *proto, *pick, *port);
+                let q = policy::StageQuery { instance: &i.id, direction: model::Direction::Ingress, nic_type: NicType::Intranet, packet };
                 let accepted = reference.decide(&q).unwrap().verdict == model::Policy::Accept;
-                let class = if [6u8, 17, 1, 58, 47].contains(&protocol) { protocol } else { 50 };
                 let listed = exposed.iter().any(|e| {
-                    e.protocol == class
-                        && (e.ports.0..=e.ports.1).contains(&port)
-                        && e.sources.iter().any(|n| n.contains(&IpAddr::V4(peer)))
+                    e.protocol == protocol_class(packet.protocol)
+                        && (e.ports.0..=e.ports.1).contains(&packet.destination_port)
+                        && e.sources.iter().any(|n| n.contains(&packet.peer))
                 });
                 prop_assert_eq!(accepted, listed, "instance {} packet {:?}", i.id, q.packet);
             }
@@ -489,10 +519,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(10))]
 
     /// A preview is exact: a random packet's verdict flips between the policy before and
     /// after a random change if and only if the preview lists its cell, with the new verdict.
@@ -511,32 +538,14 @@ proptest! {
             for direction in [model::Direction::Ingress, model::Direction::Egress] {
                 let flips = policy::exposure::changes(&was, &will, &i.id, NicType::Intranet, direction).unwrap();
                 for (addr, proto, pick, _) in &probes {
-                    let protocol = [6u8, 17, 1, 58, 47, 50, 99][*proto];
-                    let peer: std::net::Ipv4Addr = match pick {
-                        0 => V4[*addr as usize % V4.len()].parse().unwrap(),
-                        _ => (*addr).into(),
-                    };
-                    let has_ports = matches!(protocol, 6 | 17);
-                    let port = if has_ports { [22u16, 25, 80, 1000, 2000, 65535][*addr as usize % 6] } else { 0 };
-                    let q = policy::StageQuery {
-                        instance: &i.id,
-                        direction,
-                        nic_type: NicType::Intranet,
-                        packet: policy::Packet {
-                            peer: IpAddr::V4(peer),
-                            local: IpAddr::V4(i.private_ip),
-                            protocol,
-                            source_port: if has_ports { policy::exposure::PROBE_SOURCE_PORT } else { 0 },
-                            destination_port: port,
-                        },
-                    };
+                    let packet = probe_packet(i.private_ip, *addr, *proto, *pick, 2000);
+                    let q = policy::StageQuery { instance: &i.id, direction, nic_type: NicType::Intranet, packet };
                     let before_v = old_reference.decide(&q).unwrap().verdict;
                     let after_v = reference.decide(&q).unwrap().verdict;
-                    let class = if [6u8, 17, 1, 58, 47].contains(&protocol) { protocol } else { 50 };
                     let listed = flips.iter().find(|c| {
-                        c.protocol == class
-                            && (c.ports.0..=c.ports.1).contains(&port)
-                            && c.peers.iter().any(|n| n.contains(&IpAddr::V4(peer)))
+                        c.protocol == protocol_class(packet.protocol)
+                            && (c.ports.0..=c.ports.1).contains(&packet.destination_port)
+                            && c.peers.iter().any(|n| n.contains(&packet.peer))
                     });
                     match listed {
                         Some(c) => prop_assert!(before_v != after_v && c.allowed == (after_v == model::Policy::Accept), "{:?} {:?}", change, q.packet),
@@ -549,10 +558,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 10,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(10))]
 
     /// The class-level matrix answers every instance pair as a direct verdict does.
     #[test]
@@ -588,10 +594,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000) / 20,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(20))]
 
     /// Sharing an exposure between instances loses nothing: each instance's own exposure is
     /// the one of its set.
