@@ -126,10 +126,26 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
         axum::serve(listener, server::app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown())
             .await?;
         Ok(())
     })
+}
+
+/// Resolves on Ctrl-C or SIGTERM: in-flight requests finish (their commits are durable
+/// either way), then the server exits.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
 }
