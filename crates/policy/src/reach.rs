@@ -4,10 +4,11 @@
 //! ordered group list (same rules, same memberships for group references and the
 //! intra-group default), an address in the same cell of the region's CIDR boundaries
 //! (every CIDR block of every rule and prefix list), and the same groups behind that address
-//! (instances of overlapping VPCs can share one). One representative pair per pair of
-//! classes is judged (egress at the source and ingress at the destination), so the matrix
-//! costs classes² verdicts, not instances². A class reaching itself is judged between two of
-//! its members (an instance reaching itself is not a flow).
+//! (instances of overlapping VPCs can share one). The verdict then factors by stage: egress
+//! is judged once per (source rule set, destination class) and ingress once per
+//! (destination rule set, source class), and each class pair is one AND of the two — so the
+//! matrix costs rule sets × classes verdicts rather than instances². A class reaches itself
+//! only if it has two members (an instance reaching itself is not a flow).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -161,29 +162,44 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
             Class { groups, instances }
         })
         .collect();
-    // Stage queries are judged directly (no owned verdicts): egress at a representative
-    // source, ingress at a representative destination.
+    // The verdict factors by stage: egress at the source depends on the source only through
+    // its rule set (group list and the local-address filters containing its address) and on
+    // the destination's class; ingress at the destination symmetrically. So both stages are
+    // judged per (rule set, class) — sets × classes verdicts each — and combined per class
+    // pair with one AND.
     let n = classes.len();
-    let mut matrix = vec![0u32; n * n];
     let address = |id: &InstanceId| {
         state
             .instance(id)
             .map(|i| std::net::IpAddr::V4(i.private_ip))
     };
-    for (s, src) in classes.iter().enumerate() {
-        for (d, dst) in classes.iter().enumerate() {
-            let (from, to) = if s == d {
-                match &src.instances[..] {
-                    [a, b, ..] => (a, b),
-                    _ => continue,
-                }
-            } else {
-                (&src.instances[0], &dst.instances[0])
-            };
-            let (from_ip, to_ip) = (address(from)?, address(to)?);
+    let mut set_index: BTreeMap<(Vec<SecurityGroupId>, Vec<IpNet>), usize> = BTreeMap::new();
+    let mut set_rep: Vec<&InstanceId> = Vec::new();
+    let mut set_of_class = Vec::with_capacity(n);
+    for c in &classes {
+        let rep = &c.instances[0];
+        let ip = address(rep)?;
+        let mut filters: Vec<IpNet> = c
+            .groups
+            .iter()
+            .filter_map(|g| state.group(g).ok())
+            .flat_map(|g| g.rules().filter_map(|(_, p)| p.local))
+            .filter(|f| f.contains(&ip))
+            .collect();
+        filters.sort();
+        filters.dedup();
+        let next = set_rep.len();
+        let k = *set_index.entry((c.groups.clone(), filters)).or_insert(next);
+        if k == next {
+            set_rep.push(rep);
+        }
+        set_of_class.push(k);
+    }
+    let judge =
+        |instance: &InstanceId, direction: Direction, peer, local| -> Result<u32, PolicyError> {
             let mut bits = 0u32;
             for (k, service) in services.iter().enumerate() {
-                let packet = |peer, local| Packet {
+                let packet = Packet {
                     peer,
                     local,
                     protocol: service.protocol,
@@ -194,26 +210,38 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
                     },
                     destination_port: service.port,
                 };
-                let egress = StageQuery {
-                    instance: from,
-                    direction: Direction::Egress,
+                let q = StageQuery {
+                    instance,
+                    direction,
                     nic_type: NicType::Intranet,
-                    packet: packet(to_ip, from_ip),
+                    packet,
                 };
-                if evaluator.decide(&egress)?.verdict != Policy::Accept {
-                    continue;
-                }
-                let ingress = StageQuery {
-                    instance: to,
-                    direction: Direction::Ingress,
-                    nic_type: NicType::Intranet,
-                    packet: packet(from_ip, to_ip),
-                };
-                if evaluator.decide(&ingress)?.verdict == Policy::Accept {
+                if evaluator.decide(&q)?.verdict == Policy::Accept {
                     bits |= 1 << k;
                 }
             }
-            matrix[s * n + d] = bits;
+            Ok(bits)
+        };
+    // egress[set * n + class]: services the set's instances may send to the class;
+    // ingress[set * n + class]: services the set's instances accept from the class.
+    let sets = set_rep.len();
+    let mut egress = vec![0u32; sets * n];
+    let mut ingress = vec![0u32; sets * n];
+    for (k, rep) in set_rep.iter().enumerate() {
+        let local = address(rep)?;
+        for (c, class) in classes.iter().enumerate() {
+            let peer = address(&class.instances[0])?;
+            egress[k * n + c] = judge(rep, Direction::Egress, peer, local)?;
+            ingress[k * n + c] = judge(rep, Direction::Ingress, peer, local)?;
+        }
+    }
+    let mut matrix = vec![0u32; n * n];
+    for s in 0..n {
+        for d in 0..n {
+            if s == d && classes[s].instances.len() < 2 {
+                continue;
+            }
+            matrix[s * n + d] = egress[set_of_class[s] * n + d] & ingress[set_of_class[d] * n + s];
         }
     }
     Ok(Reach {
