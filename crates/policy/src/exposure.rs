@@ -38,7 +38,8 @@ const PROTOCOLS: [u8; 6] = [
 pub struct Exposed {
     /// IANA protocol number (50 stands for every protocol ECS cannot name).
     pub protocol: u8,
-    /// Destination ports, inclusive (`0..=0` for protocols without ports).
+    /// Destination ports, inclusive (`0..=0` for protocols without ports; TCP and UDP cover
+    /// port 0 too, which only rules for every port and the defaults accept).
     pub ports: (u16, u16),
     /// Peer addresses (sources of inbound flows, destinations of outbound ones).
     pub sources: Vec<IpNet>,
@@ -143,7 +144,6 @@ fn scan<L: Clone + PartialEq>(
                 .iter()
                 .enumerate()
                 .map(|(k, &lo)| (lo, cuts.ports.get(k + 1).map_or(u16::MAX, |next| next - 1)))
-                .filter(|(lo, _)| *lo >= 1)
                 .collect()
         } else {
             vec![(0, 0)]
@@ -200,7 +200,11 @@ fn probe<'a>(
             peer: IpAddr::V4(peer),
             local: IpAddr::V4(local),
             protocol,
-            source_port: if port == 0 { 0 } else { PROBE_SOURCE_PORT },
+            source_port: if matches!(protocol, ip_proto::TCP | ip_proto::UDP) {
+                PROBE_SOURCE_PORT
+            } else {
+                0
+            },
             destination_port: port,
         },
     }

@@ -756,7 +756,7 @@ pub fn exposure_json(
             sources_in.sort();
             json!({
                 "IpProtocol": protocol_name(e.protocol),
-                "PortRange": if e.ports == (0, 0) { "-1/-1".to_string() } else { format!("{}/{}", e.ports.0, e.ports.1) },
+                "PortRange": port_range_wire(e.protocol, e.ports),
                 "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
                 "DecidedBy": e.decided_by.as_wire(),
                 "SecurityGroupId": group,
@@ -852,7 +852,7 @@ fn preview(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
                     "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
                     "Effect": if c.allowed { "Allowed" } else { "Denied" },
                     "IpProtocol": protocol_name(c.protocol),
-                    "PortRange": if c.ports == (0, 0) { "-1/-1".to_string() } else { format!("{}/{}", c.ports.0, c.ports.1) },
+                    "PortRange": port_range_wire(c.protocol, c.ports),
                     "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
                     "PeerInstances": {"InstanceId": peers_in},
                 }));
@@ -860,6 +860,15 @@ fn preview(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
         }
     }
     Ok(json!({"TotalCount": items.len(), "Changes": {"Change": items}}))
+}
+
+/// `-1/-1` for protocols without ports, `start/end` otherwise.
+fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
+    if matches!(protocol, 6 | 17) {
+        format!("{lo}/{hi}")
+    } else {
+        "-1/-1".to_string()
+    }
 }
 
 /// The wire name of a probed protocol (50 stands for every protocol ECS cannot name).

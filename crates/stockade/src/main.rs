@@ -40,6 +40,10 @@ enum Command {
     /// The fleet reachability matrix: which instances can open which services on which
     /// others, as JSON, Graphviz DOT or an HTML page.
     Reach(ReachArgs),
+    /// Ask a running server which flows a change would allow or deny, without applying it
+    /// (`PreviewSecurityGroupChange`; credentials from ALIBABA_CLOUD_ACCESS_KEY_ID /
+    /// ALIBABA_CLOUD_ACCESS_KEY_SECRET, endpoint from STOCKADE_ENDPOINT).
+    Preview(PreviewArgs),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
@@ -138,6 +142,25 @@ enum ReachFormat {
     Html,
 }
 
+#[derive(Debug, clap::Args)]
+struct PreviewArgs {
+    /// The command to preview: AuthorizeSecurityGroup, RevokeSecurityGroup,
+    /// JoinSecurityGroup, LeaveSecurityGroup, ModifySecurityGroupPolicy, ... (their Egress
+    /// variants too).
+    #[arg(long)]
+    action: String,
+    /// The command's parameters, as the API names them (repeatable): `--param
+    /// SecurityGroupId=sg-... --param Permissions.1.PortRange=22/22`.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Region.
+    #[arg(long, default_value = "cn-hangzhou")]
+    region: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EvaluatorKind {
     Compiled,
@@ -158,6 +181,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Exposure(args) => exposure(&args),
         Command::Reach(args) => reach_command(&args),
+        Command::Preview(args) => preview(&args),
         Command::Audit(args) => match audit(&args) {
             Ok(true) => return ExitCode::from(1),
             other => other.map(|_| ()),
@@ -324,6 +348,98 @@ fn reach_command(args: &ReachArgs) -> Result<()> {
         Some(path) => std::fs::write(path, rendered)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{rendered}"),
+    }
+    Ok(())
+}
+
+fn preview(args: &PreviewArgs) -> Result<()> {
+    let key = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let (ak, secret) = (
+        key("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
+        key("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
+    );
+    let endpoint =
+        std::env::var("STOCKADE_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let mut params = vec![
+        (
+            "Action".to_string(),
+            "PreviewSecurityGroupChange".to_string(),
+        ),
+        ("ChangeAction".to_string(), args.action.clone()),
+        ("RegionId".to_string(), args.region.clone()),
+    ];
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p}: expected NAME=VALUE"))?;
+        params.push((k.to_string(), v.to_string()));
+    }
+    let url = format!(
+        "{}/?{}",
+        endpoint.trim_end_matches('/'),
+        server::auth::signed_v1_query("GET", &ak, &secret, params)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(async {
+        let r = reqwest::get(&url)
+            .await
+            .with_context(|| format!("cannot reach {endpoint}"))?;
+        let status = r.status();
+        Ok::<_, anyhow::Error>((status, r.text().await?))
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("unexpected answer: {body}"))?;
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            v["Code"].as_str().unwrap_or("error"),
+            v["Message"].as_str().unwrap_or("")
+        );
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Format::Text => {
+            let changes = v["Changes"]["Change"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if changes.is_empty() {
+                println!("no flow changes verdict");
+            }
+            for c in changes {
+                let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+                let list = |a: &serde_json::Value| {
+                    a.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let towards = if s("Direction") == "Ingress" {
+                    "from"
+                } else {
+                    "to"
+                };
+                let instances = list(&c["PeerInstances"]["InstanceId"]);
+                println!(
+                    "{} {:<8} {:<7} {} {} {towards} {}{}",
+                    s("InstanceId"),
+                    s("Direction"),
+                    s("Effect"),
+                    s("IpProtocol"),
+                    s("PortRange"),
+                    list(&c["PeerCidrIps"]["PeerCidrIp"]),
+                    if instances.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({instances})")
+                    }
+                );
+            }
+        }
     }
     Ok(())
 }
