@@ -373,3 +373,18 @@ def test_preview_security_group_change(old):
         assert "InvalidParameter" in str(e)
     else:
         raise AssertionError("only security-group changes can be previewed")
+
+
+def test_audit_reports_a_planned_leave_of_the_last_group(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.63.0.0/16", "10.63.1.0/24")
+    g = group(old, vpc, "onlygroup")
+    [i] = run(old, vsw, [g])
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeSecurityGroupAudit")
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    r.add_query_param("SecurityGroupId.1", g)
+    r.add_query_param("PlannedLeave.1.InstanceId", i)
+    r.add_query_param("PlannedLeave.1.SecurityGroupId", g)
+    findings = json.loads(old.client.do_action_with_exception(r))["Findings"]["Finding"]
+    assert [(f["Check"], f["Severity"]) for f in findings if f["Check"] == "leave-removes-last-group"] == [
+        ("leave-removes-last-group", "High")]

@@ -92,6 +92,9 @@ pub struct AuditConfig {
     /// What the control plane knows of each group's name, description and tags (the policy
     /// state does not carry them); groups absent here are not checked for labels.
     pub labels: BTreeMap<SecurityGroupId, GroupLabel>,
+    /// Leaves being planned, `(instance, group)`: an instance that would be left in no
+    /// group is reported.
+    pub planned_leaves: Vec<(model::InstanceId, SecurityGroupId)>,
 }
 
 /// A group's human-facing labels.
@@ -114,6 +117,7 @@ impl Default for AuditConfig {
             members_per_group: 2000,
             near_limit: 0.8,
             labels: BTreeMap::new(),
+            planned_leaves: Vec::new(),
         }
     }
 }
@@ -448,6 +452,34 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 format!("{gid} has no instances and no rule references it"),
                 "delete it so that nobody joins it by mistake",
             );
+        }
+    }
+    // Planned leaves that would leave an instance in no group (ECS refuses the last one with
+    // InstanceLastSecurityGroup; the plan as a whole is what matters).
+    let mut planned: BTreeMap<&model::InstanceId, BTreeSet<&SecurityGroupId>> = BTreeMap::new();
+    for (i, g) in &cfg.planned_leaves {
+        planned.entry(i).or_default().insert(g);
+    }
+    for (id, leaving) in planned {
+        let Ok(instance) = state.instance(id) else {
+            continue;
+        };
+        let remaining = instance
+            .security_groups
+            .iter()
+            .filter(|g| !leaving.contains(g))
+            .count();
+        if remaining == 0 {
+            if let Some(last) = instance.security_groups.last() {
+                out.push(Finding {
+                    check: "leave-removes-last-group",
+                    severity: Severity::High,
+                    group: last.clone(),
+                    rule: None,
+                    message: format!("the planned leaves would take {id} out of every group"),
+                    fix: "join the instance to its new group before it leaves the old ones".into(),
+                });
+            }
         }
     }
     // One group holding most instances of an account.

@@ -234,3 +234,36 @@ fn groups_need_a_name_and_a_description_or_tags() {
         .collect();
     assert_eq!(flagged, ["sg-c"]);
 }
+
+#[test]
+fn planned_leaves_that_take_an_instance_out_of_every_group() {
+    let mut w = World::new();
+    w.group("sg-a").group("sg-b");
+    w.vpc_instance("i-two", "198.18.0.1", &["sg-a", "sg-b"]);
+    w.vpc_instance("i-one", "198.18.0.2", &["sg-a"]);
+    let state = State::from_snapshot(&w.snapshot).unwrap();
+    let plan = |leaves: &[(&str, &str)]| {
+        let cfg = AuditConfig {
+            planned_leaves: leaves
+                .iter()
+                .map(|(i, g)| (i.parse().unwrap(), g.parse().unwrap()))
+                .collect(),
+            ..AuditConfig::default()
+        };
+        audit(&state, &cfg)
+            .into_iter()
+            .filter(|f| f.check == "leave-removes-last-group")
+            .map(|f| f.message)
+            .collect::<Vec<_>>()
+    };
+    assert!(plan(&[("i-two", "sg-a")]).is_empty(), "one group remains");
+    assert_eq!(plan(&[("i-two", "sg-a"), ("i-two", "sg-b")]).len(), 1);
+    assert_eq!(plan(&[("i-one", "sg-a")]).len(), 1);
+    assert_eq!(
+        audit(&state, &AuditConfig::default())
+            .iter()
+            .filter(|f| f.severity == Severity::High)
+            .count(),
+        0
+    );
+}

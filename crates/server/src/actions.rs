@@ -693,6 +693,17 @@ fn describe_audit(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiE
         .map(|g| g.parse())
         .collect::<Result<_, _>>()?;
     let mut config = policy::audit::AuditConfig::default();
+    for leave in p.objects("PlannedLeave") {
+        let instance = leave
+            .opt("InstanceId")
+            .ok_or(model::ModelError::Missing("PlannedLeave.N.InstanceId"))?;
+        let group = leave
+            .opt("SecurityGroupId")
+            .ok_or(model::ModelError::Missing("PlannedLeave.N.SecurityGroupId"))?;
+        config
+            .planned_leaves
+            .push((instance.parse()?, group.parse()?));
+    }
     if let Some(list) = p.opt("RiskyPorts") {
         config.risky_ports = list
             .split(',')

@@ -94,6 +94,10 @@ struct AuditArgs {
     /// Exit with status 1 when a finding of this severity or higher exists.
     #[arg(long, value_name = "low|medium|high")]
     fail_on: Option<policy::audit::Severity>,
+    /// A leave being planned (repeatable): reported if the plan takes an instance out of
+    /// every group.
+    #[arg(long, value_name = "INSTANCE:GROUP")]
+    planned_leave: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -451,9 +455,22 @@ fn audit(args: &AuditArgs) -> Result<bool> {
     let (snapshot, labels) = policy_file::parse_with_labels(&text)
         .with_context(|| format!("{}", args.policy.display()))?;
     let state = State::from_snapshot(&snapshot).map_err(policy_error)?;
+    let planned_leaves = args
+        .planned_leave
+        .iter()
+        .map(|p| {
+            let (i, g) = p
+                .split_once(':')
+                .with_context(|| format!("--planned-leave {p}: expected INSTANCE:GROUP"))?;
+            let bad =
+                |e: model::ModelError| anyhow::anyhow!("--planned-leave {p}: {}: {e}", e.code());
+            Ok((i.parse().map_err(bad)?, g.parse().map_err(bad)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let config = policy::audit::AuditConfig {
         risky_ports: args.risky_ports.clone(),
         labels,
+        planned_leaves,
         ..Default::default()
     };
     let findings = policy::audit::audit(&state, &config);
