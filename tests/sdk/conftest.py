@@ -101,6 +101,19 @@ class OldSdk:
         raise AssertionError("the request succeeded")
 
 
+def stockade_action(old, action, **params):
+    """Calls one of Stockade's own actions (DescribeFlowVerdict, ...) through the old SDK's
+    CommonRequest, as a user of that SDK would; returns the parsed body."""
+    from aliyunsdkcore.request import CommonRequest
+
+    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name=action)
+    r.set_protocol_type("http")
+    r.add_query_param("RegionId", REGION)
+    for k, v in params.items():
+        r.add_query_param(k, str(v))
+    return json.loads(old.client.do_action_with_exception(r))
+
+
 @pytest.fixture(scope="session")
 def old(server):
     return OldSdk(server, server.ak, server.sk)

@@ -6,7 +6,6 @@ import logging
 import uuid
 
 from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import CommonRequest
 from aliyunsdkecs.request.v20140526 import (
     AuthorizeSecurityGroupRequest,
     CreateInstanceRequest,
@@ -32,7 +31,7 @@ from aliyunsdkvpc.request.v20160428 import (
     DescribeVpcsRequest,
 )
 
-from conftest import REGION
+from conftest import REGION, stockade_action
 
 
 def vpc_with_vswitch(old, cidr="192.168.0.0/16", vsw_cidr="192.168.1.0/24"):
@@ -75,12 +74,7 @@ def describe(old, ids):
 
 
 def verdict(old, **params):
-    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeFlowVerdict")
-    r.set_protocol_type("http")
-    r.add_query_param("RegionId", REGION)
-    for k, v in params.items():
-        r.add_query_param(k, str(v))
-    return json.loads(old.client.do_action_with_exception(r))
+    return stockade_action(old, "DescribeFlowVerdict", **params)
 
 
 def test_vpcs_and_vswitches(old):
@@ -314,11 +308,7 @@ def test_describe_instance_exposure(old):
     old.call(p)
     [w] = run(old, vsw, [web])
     [d] = run(old, vsw, [db])
-    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeInstanceExposure")
-    r.set_protocol_type("http")
-    r.add_query_param("RegionId", REGION)
-    r.add_query_param("InstanceId", d)
-    body = json.loads(old.client.do_action_with_exception(r))
+    body = stockade_action(old, "DescribeInstanceExposure", InstanceId=d)
     got = sorted((e["IpProtocol"], e["PortRange"], tuple(e["SourceCidrIps"]["SourceCidrIp"]), tuple(e["SourceInstances"]["InstanceId"]))
                  for e in body["Exposures"]["Exposure"])
     web_ip = describe(old, [w])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
@@ -326,13 +316,7 @@ def test_describe_instance_exposure(old):
 
 
 def preview(old, change_action, **params):
-    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="PreviewSecurityGroupChange")
-    r.set_protocol_type("http")
-    r.add_query_param("RegionId", REGION)
-    r.add_query_param("ChangeAction", change_action)
-    for k, v in params.items():
-        r.add_query_param(k, str(v))
-    return json.loads(old.client.do_action_with_exception(r))
+    return stockade_action(old, "PreviewSecurityGroupChange", ChangeAction=change_action, **params)
 
 
 def test_preview_security_group_change(old):
@@ -379,12 +363,8 @@ def test_audit_reports_a_planned_leave_of_the_last_group(old):
     vpc, vsw = vpc_with_vswitch(old, "10.63.0.0/16", "10.63.1.0/24")
     g = group(old, vpc, "onlygroup")
     [i] = run(old, vsw, [g])
-    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeSecurityGroupAudit")
-    r.set_protocol_type("http")
-    r.add_query_param("RegionId", REGION)
-    r.add_query_param("SecurityGroupId.1", g)
-    r.add_query_param("PlannedLeave.1.InstanceId", i)
-    r.add_query_param("PlannedLeave.1.SecurityGroupId", g)
-    findings = json.loads(old.client.do_action_with_exception(r))["Findings"]["Finding"]
+    findings = stockade_action(old, "DescribeSecurityGroupAudit", **{
+        "SecurityGroupId.1": g, "PlannedLeave.1.InstanceId": i, "PlannedLeave.1.SecurityGroupId": g,
+    })["Findings"]["Finding"]
     assert [(f["Check"], f["Severity"]) for f in findings if f["Check"] == "leave-removes-last-group"] == [
         ("leave-removes-last-group", "High")]

@@ -13,7 +13,7 @@ from aliyunsdkecs.request.v20140526 import (
 )
 from alibabacloud_ecs20140526 import models
 
-from conftest import REGION
+from conftest import REGION, stockade_action
 from test_instances import group, run, vpc_with_vswitch
 from test_security_groups import authorize, create_group, rules
 
@@ -166,19 +166,13 @@ def test_new_sdk_drives_instances_membership_and_tags(old, new_v3, new_v2):
 
 
 def test_describe_security_group_audit(old):
-    from aliyunsdkcore.request import CommonRequest
-
     sg = create_group(old, "auditme")
     old.call(authorize(sg, [
         {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
         {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
         {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "1", "Policy": "drop"},
     ]))
-    r = CommonRequest(domain=old.endpoint, version="2014-05-26", action_name="DescribeSecurityGroupAudit")
-    r.set_protocol_type("http")
-    r.add_query_param("RegionId", REGION)
-    r.add_query_param("SecurityGroupId.1", sg)
-    body = json.loads(old.client.do_action_with_exception(r))
+    body = stockade_action(old, "DescribeSecurityGroupAudit", **{"SecurityGroupId.1": sg})
     checks = {(f["Check"], f["Severity"]) for f in body["Findings"]["Finding"]}
     assert ("risky-port-open", "High") in checks
     risky = [f for f in body["Findings"]["Finding"] if f["Check"] == "risky-port-open"]

@@ -5,7 +5,7 @@ use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, NetworkType, Peer, Permission,
     PermissionFields, SecurityGroupId, SecurityGroupRuleId, VpcId,
 };
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row, ToSql};
 use serde_json::json;
 
 use crate::{new_id_body, now, ControlError, Result, Tx};
@@ -437,29 +437,12 @@ impl Tx<'_> {
             "INSERT INTO permissions (group_id, {PERMISSION_COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         );
+        let created = now();
+        let head: [&dyn ToSql; 3] = [&group.as_str(), &p.id.as_str(), &p.direction.as_wire()];
+        let tail: [&dyn ToSql; 3] = [&f.nic_type, &f.description, &created];
         self.tx.execute(
             &sql,
-            params![
-                group.as_str(),
-                p.id.as_str(),
-                p.direction.as_wire(),
-                f.policy,
-                f.priority,
-                f.ip_protocol,
-                f.port_range,
-                f.source_port_range,
-                f.source_cidr_ip,
-                f.ipv6_source_cidr_ip,
-                f.dest_cidr_ip,
-                f.ipv6_dest_cidr_ip,
-                f.group_id,
-                f.group_owner_account,
-                f.group_owner_id,
-                f.prefix_list_id,
-                f.nic_type,
-                f.description,
-                now(),
-            ],
+            params_from_iter(head.into_iter().chain(stored_fields(&f)).chain(tail)),
         )?;
         self.log(
             "AuthorizeSecurityGroup",
@@ -510,6 +493,26 @@ impl Tx<'_> {
         }
         Ok(())
     }
+}
+
+/// The stored wire fields that `INSERT` and `UPDATE` of a rule share, in column order from
+/// `policy` to `peer_prefix_list_id`.
+fn stored_fields(f: &PermissionFields) -> [&dyn ToSql; 13] {
+    [
+        &f.policy,
+        &f.priority,
+        &f.ip_protocol,
+        &f.port_range,
+        &f.source_port_range,
+        &f.source_cidr_ip,
+        &f.ipv6_source_cidr_ip,
+        &f.dest_cidr_ip,
+        &f.ipv6_dest_cidr_ip,
+        &f.group_id,
+        &f.group_owner_account,
+        &f.group_owner_id,
+        &f.prefix_list_id,
+    ]
 }
 
 /// The kind of a rule's authorization object, which `ModifySecurityGroupRule` may not change.
@@ -603,23 +606,11 @@ impl Tx<'_> {
                  peer_group_id = ?11, peer_owner_account = ?12, peer_owner_id = ?13, peer_prefix_list_id = ?14,
                  description = ?15
              WHERE id = ?1",
-            params![
-                rule.as_str(),
-                f.policy,
-                f.priority,
-                f.ip_protocol,
-                f.port_range,
-                f.source_port_range,
-                f.source_cidr_ip,
-                f.ipv6_source_cidr_ip,
-                f.dest_cidr_ip,
-                f.ipv6_dest_cidr_ip,
-                f.group_id,
-                f.group_owner_account,
-                f.group_owner_id,
-                f.prefix_list_id,
-                f.description,
-            ],
+            params_from_iter(
+                std::iter::once(&rule.as_str() as &dyn ToSql)
+                    .chain(stored_fields(&f))
+                    .chain(std::iter::once(&f.description as &dyn ToSql)),
+            ),
         )?;
         self.log(
             "ModifySecurityGroupRule",

@@ -609,11 +609,11 @@ fn tag_action(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result<V
             &ids.len().to_string(),
         ));
     }
+    if ids.is_empty() && action != "ListTagResources" {
+        return Err(model::ModelError::Missing("ResourceId").into());
+    }
     match action {
         "TagResources" => {
-            if ids.is_empty() {
-                return Err(model::ModelError::Missing("ResourceId").into());
-            }
             let given = tags(p, "Tag")?;
             if given.is_empty() {
                 return Err(model::ModelError::Missing("Tag.N.Key").into());
@@ -635,9 +635,6 @@ fn tag_action(state: &AppState, ctx: &Ctx, action: &str, p: &Params) -> Result<V
             mutate(state, ctx, action, p, |tx| tx.tag(kind, &ids, &given))
         }
         "UntagResources" => {
-            if ids.is_empty() {
-                return Err(model::ModelError::Missing("ResourceId").into());
-            }
             let keys = p.list("TagKey");
             let all = p.flag("All")?;
             mutate(state, ctx, action, p, |tx| tx.untag(kind, &ids, &keys, all))
