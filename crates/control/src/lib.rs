@@ -307,9 +307,10 @@ impl Control {
 
     /// The latest revision of the change log (0 when empty).
     pub fn revision(&self) -> Result<u64> {
-        let r: Option<i64> =
-            self.connection()
-                .query_row("SELECT MAX(revision) FROM change_log", [], |r| r.get(0))?;
+        let r: Option<i64> = self
+            .reader()
+            .prepare_cached("SELECT MAX(revision) FROM change_log")?
+            .query_row([], |r| r.get(0))?;
         Ok(r.unwrap_or(0) as u64)
     }
 }
