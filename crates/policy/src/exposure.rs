@@ -334,3 +334,48 @@ pub fn fleet_exposure(
     }
     Ok(out)
 }
+
+/// Address blocks that are not the internet: private (RFC 1918), shared (RFC 6598),
+/// loopback, link-local, benchmarking (RFC 2544, where Stockade's labs live), this-network,
+/// multicast and reserved.
+const NOT_INTERNET: [(u32, u32); 9] = [
+    (0x0000_0000, 0x00ff_ffff),
+    (0x0a00_0000, 0x0aff_ffff),
+    (0x6440_0000, 0x647f_ffff),
+    (0x7f00_0000, 0x7fff_ffff),
+    (0xa9fe_0000, 0xa9fe_ffff),
+    (0xac10_0000, 0xac1f_ffff),
+    (0xc0a8_0000, 0xc0a8_ffff),
+    (0xc612_0000, 0xc613_ffff),
+    (0xe000_0000, 0xffff_ffff),
+];
+
+/// The parts of IPv4 source blocks that lie on the internet (outside private, shared,
+/// loopback, link-local, benchmarking, multicast and reserved space).
+pub fn internet_part(sources: &[IpNet]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for net in sources {
+        let IpNet::V4(n) = net else { continue };
+        let (mut lo, hi) = (
+            u64::from(u32::from(n.network())),
+            u64::from(u32::from(n.broadcast())),
+        );
+        for &(a, b) in &NOT_INTERNET {
+            let (a, b) = (u64::from(a), u64::from(b));
+            if b < lo || a > hi {
+                continue;
+            }
+            if a > lo {
+                out.extend(blocks(lo, a - 1));
+            }
+            lo = b + 1;
+            if lo > hi {
+                break;
+            }
+        }
+        if lo <= hi {
+            out.extend(blocks(lo, hi));
+        }
+    }
+    out
+}

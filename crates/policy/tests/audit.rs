@@ -267,3 +267,26 @@ fn planned_leaves_that_take_an_instance_out_of_every_group() {
         0
     );
 }
+
+#[test]
+fn the_internet_part_of_source_blocks() {
+    use policy::exposure::internet_part;
+    let nets = |s: &[&str]| {
+        s.iter()
+            .map(|n| n.parse().unwrap())
+            .collect::<Vec<ipnet::IpNet>>()
+    };
+    assert!(internet_part(&nets(&["10.0.0.0/8", "192.168.1.0/24", "198.18.0.0/15"])).is_empty());
+    assert_eq!(
+        internet_part(&nets(&["203.0.113.0/24"])),
+        nets(&["203.0.113.0/24"])
+    );
+    let all = internet_part(&nets(&["0.0.0.0/0"]));
+    assert!(all.contains(&"8.0.0.0/7".parse().unwrap()), "{all:?}");
+    assert!(!all
+        .iter()
+        .any(|n| n.contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap())));
+    assert!(all
+        .iter()
+        .any(|n| n.contains(&"1.1.1.1".parse::<std::net::IpAddr>().unwrap())));
+}

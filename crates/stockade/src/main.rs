@@ -109,8 +109,17 @@ struct ExposureArgs {
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
     /// The instance.
-    #[arg(long, value_name = "i-...")]
-    instance: String,
+    #[arg(
+        long,
+        value_name = "i-...",
+        required_unless_present = "internet",
+        conflicts_with = "internet"
+    )]
+    instance: Option<String>,
+    /// Instead of one instance, list every instance reachable from the internet, with the
+    /// services and the internet blocks that reach it.
+    #[arg(long)]
+    internet: bool,
     /// Interface of a classic-network instance: intranet or internet.
     #[arg(long, default_value = "intranet")]
     nic_type: String,
@@ -279,8 +288,11 @@ fn exposure(args: &ExposureArgs) -> Result<()> {
     let snapshot =
         policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
     let engine = Engine::new(&snapshot).map_err(policy_error)?;
-    let id: model::InstanceId = args
-        .instance
+    if args.internet {
+        return internet_exposure(&engine, args.format);
+    }
+    let instance = args.instance.as_deref().unwrap_or_default();
+    let id: model::InstanceId = instance
         .parse()
         .map_err(|e: model::ModelError| anyhow::anyhow!("{}: {e}", e.code()))?;
     let nic: NicType = args
@@ -441,6 +453,102 @@ fn preview(args: &PreviewArgs) -> Result<()> {
                     } else {
                         format!(" ({instances})")
                     }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every instance reachable from the internet: VPC instances through the exposure of their
+/// (only) interface, classic instances through their internet interface.
+fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
+    let state = engine.state();
+    let mut rows: Vec<(Vec<String>, policy::exposure::Exposed, Vec<ipnet::IpNet>)> = Vec::new();
+    let mut add = |instances: Vec<String>, exposed: Vec<policy::exposure::Exposed>| {
+        for e in exposed {
+            let public = policy::exposure::internet_part(&e.sources);
+            if !public.is_empty() {
+                rows.push((instances.clone(), e, public));
+            }
+        }
+    };
+    for (instances, exposed) in
+        policy::exposure::fleet_exposure(engine, NicType::Intranet).map_err(policy_error)?
+    {
+        let vpc: Vec<String> = instances
+            .iter()
+            .filter(|i| state.instance(i).is_ok_and(|i| i.vpc_id.is_some()))
+            .map(ToString::to_string)
+            .collect();
+        if !vpc.is_empty() {
+            add(vpc, exposed);
+        }
+    }
+    for i in state
+        .instances()
+        .filter(|i| i.vpc_id.is_none() && i.public_ip.is_some())
+    {
+        add(
+            vec![i.id.to_string()],
+            policy::exposure::exposure(engine, &i.id, NicType::Internet).map_err(policy_error)?,
+        );
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let protocol = |e: &policy::exposure::Exposed| match e.protocol {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "ICMPv6",
+        47 => "GRE",
+        _ => "OTHER",
+    };
+    let ports = |e: &policy::exposure::Exposed| {
+        if matches!(e.protocol, 6 | 17) {
+            format!("{}/{}", e.ports.0, e.ports.1)
+        } else {
+            "-1/-1".to_string()
+        }
+    };
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(instances, e, public)| {
+                    serde_json::json!({
+                        "InstanceIds": instances,
+                        "IpProtocol": protocol(e),
+                        "PortRange": ports(e),
+                        "InternetSourceCidrIps": public.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "DecidedBy": e.decided_by.as_wire(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"Exposed": items}))?
+            );
+        }
+        Format::Text if rows.is_empty() => println!("no instance is reachable from the internet"),
+        Format::Text => {
+            for (instances, e, public) in &rows {
+                let from = if e.sources.iter().any(|n| n.prefix_len() == 0) {
+                    "anywhere (0.0.0.0/0)".to_string()
+                } else {
+                    let shown: Vec<String> =
+                        public.iter().take(3).map(ToString::to_string).collect();
+                    let more = if public.len() > 3 {
+                        format!(" and {} more blocks", public.len() - 3)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{more}", shown.join(", "))
+                };
+                println!(
+                    "{}  {} {} from {from}",
+                    instances.join(", "),
+                    protocol(e),
+                    ports(e)
                 );
             }
         }

@@ -332,3 +332,38 @@ fn reach_renders_the_fleet_matrix() {
         Some(2)
     );
 }
+
+#[test]
+fn exposure_to_the_internet_lists_every_reachable_instance() {
+    let p = example();
+    let text = stdout(&stockade(&[
+        "exposure",
+        "--policy",
+        p.to_str().unwrap(),
+        "--internet",
+    ]));
+    assert_eq!(
+        text,
+        "i-web1, i-web2  TCP 22/22 from 192.0.2.0/24\n\
+         i-web1, i-web2  TCP 80/80 from anywhere (0.0.0.0/0)\n\
+         i-web1, i-web2  TCP 443/443 from anywhere (0.0.0.0/0)\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&stockade(&[
+        "exposure",
+        "--policy",
+        p.to_str().unwrap(),
+        "--internet",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let rows = v["Exposed"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        3,
+        "the app and db tiers are not reachable from the internet"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["InstanceIds"] == serde_json::json!(["i-web1", "i-web2"])));
+}
