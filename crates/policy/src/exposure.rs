@@ -379,3 +379,59 @@ pub fn internet_part(sources: &[IpNet]) -> Vec<IpNet> {
     }
     out
 }
+
+/// The instances (other than `target`) that can open the flows of an exposure entry: their
+/// address lies in its sources and their own egress lets every port of it through to
+/// `target`'s private address.
+pub fn reaching_instances(
+    evaluator: &impl Evaluator,
+    target: &InstanceId,
+    e: &Exposed,
+) -> Result<Vec<InstanceId>, PolicyError> {
+    let state = evaluator.state();
+    let target_ip = state.instance(target)?.private_ip;
+    let mut out = Vec::new();
+    for s in state.instances() {
+        if &s.id == target
+            || !e
+                .sources
+                .iter()
+                .any(|n| n.contains(&IpAddr::V4(s.private_ip)))
+        {
+            continue;
+        }
+        let ports: Vec<u16> = if matches!(e.protocol, ip_proto::TCP | ip_proto::UDP) {
+            let egress_cuts = cuts(&[state], &s.id, Direction::Egress).ports;
+            std::iter::once(e.ports.0)
+                .chain(
+                    egress_cuts
+                        .into_iter()
+                        .filter(|p| *p > e.ports.0 && *p <= e.ports.1),
+                )
+                .collect()
+        } else {
+            vec![0]
+        };
+        let mut all = true;
+        for port in ports {
+            let q = probe(
+                &s.id,
+                Direction::Egress,
+                NicType::Intranet,
+                s.private_ip,
+                e.protocol,
+                port,
+                target_ip,
+            );
+            if evaluator.decide(&q)?.verdict != Policy::Accept {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            out.push(s.id.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -608,3 +608,50 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(20))]
+
+    /// An instance named as reaching an exposure entry completes the whole flow (its egress
+    /// and the target's ingress) at the entry's first and last port; one with an address in
+    /// the sources that is not named is stopped by its own egress somewhere in the range.
+    #[test]
+    fn reaching_instances_complete_the_flow(w in world()) {
+        let snapshot = w.snapshot();
+        let reference = Reference::new(&snapshot).unwrap();
+        let engine = Engine::new(&snapshot).unwrap();
+        for target in &snapshot.instances {
+            for e in policy::exposure::exposure(&engine, &target.id, NicType::Intranet).unwrap() {
+                let reaching = policy::exposure::reaching_instances(&engine, &target.id, &e).unwrap();
+                for s in &snapshot.instances {
+                    if s.id == target.id || !e.sources.iter().any(|n| n.contains(&IpAddr::V4(s.private_ip))) {
+                        continue;
+                    }
+                    let verdict = |port: u16| {
+                        let flow = Flow {
+                            source: Endpoint::Instance(s.id.clone()),
+                            destination: Endpoint::Instance(target.id.clone()),
+                            protocol: e.protocol,
+                            source_port: policy::exposure::PROBE_SOURCE_PORT,
+                            destination_port: port,
+                            nic_type: NicType::Intranet,
+                            family: IpFamily::V4,
+                        };
+                        reference.verdict(&flow).unwrap().verdict
+                    };
+                    // Ingress accepts the whole entry for this source, so the flow verdict
+                    // is the source's egress.
+                    let (first, last) = (verdict(e.ports.0), verdict(e.ports.1));
+                    if reaching.contains(&s.id) {
+                        prop_assert!(first == model::Policy::Accept && last == model::Policy::Accept, "{} -> {}", s.id, target.id);
+                    } else if matches!(e.protocol, 6 | 17) {
+                        let denied = (e.ports.0..=e.ports.1).step_by(1).any(|p| verdict(p) == model::Policy::Drop);
+                        prop_assert!(denied, "{} not listed for {} but reaches every port", s.id, target.id);
+                    } else {
+                        prop_assert_eq!(first, model::Policy::Drop);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -745,35 +745,30 @@ fn describe_audit(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiE
 pub fn exposure_json(
     instance: &model::InstanceId,
     exposed: &[policy::exposure::Exposed],
-    state: &policy::State,
-) -> Value {
-    let items: Vec<Value> = exposed
-        .iter()
-        .map(|e| {
-            let (group, rule) = match &e.decided_by {
-                policy::DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
-                policy::DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
-                _ => Default::default(),
-            };
-            let mut sources_in: Vec<String> = state
-                .instances()
-                .filter(|i| &i.id != instance)
-                .filter(|i| i.intranet_addresses().any(|a| e.sources.iter().any(|n| n.contains(&a))))
-                .map(|i| i.id.to_string())
-                .collect();
-            sources_in.sort();
-            json!({
-                "IpProtocol": protocol_name(e.protocol),
-                "PortRange": port_range_wire(e.protocol, e.ports),
-                "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
-                "DecidedBy": e.decided_by.as_wire(),
-                "SecurityGroupId": group,
-                "SecurityGroupRuleId": rule,
-                "SourceInstances": {"InstanceId": sources_in},
-            })
-        })
-        .collect();
-    json!({"InstanceId": instance.to_string(), "Exposures": {"Exposure": items}})
+    evaluator: &impl policy::Evaluator,
+) -> Result<Value, policy::PolicyError> {
+    let mut items = Vec::with_capacity(exposed.len());
+    for e in exposed {
+        let (group, rule) = match &e.decided_by {
+            policy::DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
+            policy::DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
+            _ => Default::default(),
+        };
+        let reaching: Vec<String> = policy::exposure::reaching_instances(evaluator, instance, e)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        items.push(json!({
+            "IpProtocol": protocol_name(e.protocol),
+            "PortRange": port_range_wire(e.protocol, e.ports),
+            "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            "DecidedBy": e.decided_by.as_wire(),
+            "SecurityGroupId": group,
+            "SecurityGroupRuleId": rule,
+            "SourceInstances": {"InstanceId": reaching},
+        }));
+    }
+    Ok(json!({"InstanceId": instance.to_string(), "Exposures": {"Exposure": items}}))
 }
 
 /// Stockade's `DescribeInstanceExposure`: every inbound IPv4 flow one of the caller's
@@ -789,7 +784,8 @@ fn describe_exposure(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, A
         .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     let exposed = policy::exposure::exposure(&engine, &id, nic)
         .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
-    Ok(exposure_json(&id, &exposed, engine.state()))
+    exposure_json(&id, &exposed, &engine)
+        .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))
 }
 
 /// The commands a preview can run.
