@@ -776,16 +776,11 @@ pub fn exposure_json(
 fn describe_exposure(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let id: model::InstanceId = p.required("InstanceId")?.parse()?;
     let nic: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
-    let snapshot = state.control.read(ctx, |tx| {
-        tx.instance(&id)?;
-        tx.region_snapshot()
-    })?;
-    let engine = policy::Engine::new(&snapshot)
-        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
-    let exposed = policy::exposure::exposure(&engine, &id, nic)
-        .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
-    exposure_json(&id, &exposed, &engine)
-        .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))
+    state.control.read(ctx, |tx| tx.instance(&id).map(|_| ()))?;
+    // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
+    let engine = crate::instances::compiled(state, ctx)?;
+    let exposed = policy::exposure::exposure(engine.as_ref(), &id, nic)?;
+    Ok(exposure_json(&id, &exposed, engine.as_ref())?)
 }
 
 /// The commands a preview can run.
@@ -838,8 +833,7 @@ fn preview(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
     let mut items = Vec::new();
     for id in &mine {
         for direction in [Direction::Ingress, Direction::Egress] {
-            let flips = policy::exposure::changes(&was, &will, id, NicType::Intranet, direction)
-                .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
+            let flips = policy::exposure::changes(&was, &will, id, NicType::Intranet, direction)?;
             for c in flips {
                 let peers_in: Vec<String> = will
                     .state()
@@ -867,7 +861,7 @@ fn preview(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Value, ApiError> {
 }
 
 /// `-1/-1` for protocols without ports, `start/end` otherwise.
-fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
+pub fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
     if matches!(protocol, 6 | 17) {
         format!("{lo}/{hi}")
     } else {
@@ -876,7 +870,7 @@ fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
 }
 
 /// The wire name of a probed protocol (50 stands for every protocol ECS cannot name).
-fn protocol_name(n: u8) -> &'static str {
+pub fn protocol_name(n: u8) -> &'static str {
     match n {
         6 => "TCP",
         17 => "UDP",

@@ -328,9 +328,7 @@ fn describe_flow_verdict(state: &AppState, ctx: &Ctx, p: &Params) -> Result<Valu
         nic_type,
         family,
     };
-    let verdict = engine
-        .verdict(&flow)
-        .map_err(|e| ApiError::new(e.http_status(), e.code(), e.to_string()))?;
+    let verdict = engine.verdict(&flow)?;
     Ok(flow_verdict_json(&verdict))
 }
 
@@ -364,7 +362,7 @@ pub fn flow_verdict_json(verdict: &policy::FlowVerdict) -> Value {
 }
 
 /// The region's compiled engine at the store's current revision.
-fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>, ApiError> {
+pub(crate) fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>, ApiError> {
     let revision = state.control.revision()?;
     let mut cache = state
         .engines

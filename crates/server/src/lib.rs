@@ -22,7 +22,7 @@ use axum::Router;
 use control::{Control, Ctx};
 use sha2::Digest;
 
-pub use actions::{audit_json, exposure_json};
+pub use actions::{audit_json, exposure_json, port_range_wire, protocol_name};
 pub use instances::flow_verdict_json;
 
 use auth::{Nonces, Scheme};

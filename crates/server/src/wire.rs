@@ -193,6 +193,12 @@ impl From<ModelError> for ApiError {
     }
 }
 
+impl From<policy::PolicyError> for ApiError {
+    fn from(e: policy::PolicyError) -> ApiError {
+        ApiError::new(e.http_status(), e.code(), e.to_string())
+    }
+}
+
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         if let ControlError::Storage(err) = &e {

@@ -509,21 +509,8 @@ fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
         );
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let protocol = |e: &policy::exposure::Exposed| match e.protocol {
-        6 => "TCP",
-        17 => "UDP",
-        1 => "ICMP",
-        58 => "ICMPv6",
-        47 => "GRE",
-        _ => "OTHER",
-    };
-    let ports = |e: &policy::exposure::Exposed| {
-        if matches!(e.protocol, 6 | 17) {
-            format!("{}/{}", e.ports.0, e.ports.1)
-        } else {
-            "-1/-1".to_string()
-        }
-    };
+    let protocol = |e: &policy::exposure::Exposed| server::protocol_name(e.protocol);
+    let ports = |e: &policy::exposure::Exposed| server::port_range_wire(e.protocol, e.ports);
     match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows
