@@ -37,23 +37,13 @@ impl Evaluator for Reference {
     fn decide<'a>(&'a self, q: &StageQuery<'_>) -> Result<Decision<'a>, PolicyError> {
         let state = &self.state;
         let instance = state.instance(q.instance)?;
-        // Step 2: the rules of this direction and interface from all the instance's groups.
-        let mut rules = Vec::new();
-        for (position, group_id) in instance.security_groups.iter().enumerate() {
-            let group = state.group(group_id)?;
-            for (seq, p) in group.rules() {
-                if p.direction == q.direction && p.nic_type == q.nic_type {
-                    rules.push((position, seq, &group.group.id, p));
-                }
-            }
-        }
-        // Step 3: priority first, then drop before accept, then group position, then age.
-        rules.sort_by_key(|(position, seq, _, p)| {
-            (p.priority, p.policy == Policy::Accept, *position, *seq)
-        });
+        // Steps 2 and 3: this direction's and interface's rules of all the instance's groups,
+        // by priority, then drop before accept, then group position, then age.
+        let rules =
+            state.ordered_permissions(&instance.security_groups, q.direction, q.nic_type)?;
         // Step 4: the first rule that matches every field decides.
         let packet = &q.packet;
-        for (_, _, group, p) in rules {
+        for (group, p) in rules {
             if p.protocol
                 .matches(packet.protocol, packet.source_port, packet.destination_port)
                 && p.local_contains(packet.local)

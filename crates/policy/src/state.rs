@@ -193,6 +193,36 @@ pub struct State {
 }
 
 impl State {
+    /// The rules that judge one direction on one interface for an instance in `groups`, in
+    /// the order DESIGN.md §4 evaluates them: priority (1 first), drop before accept, the
+    /// group's position in the list, then creation order. The first match decides; the
+    /// reference evaluator scans this list and the agent renders it into nftables.
+    pub fn ordered_permissions<'a>(
+        &'a self,
+        groups: &'a [SecurityGroupId],
+        direction: model::Direction,
+        nic_type: model::NicType,
+    ) -> Result<Vec<(&'a SecurityGroupId, &'a Permission)>, PolicyError> {
+        let mut rules = Vec::new();
+        for (position, group_id) in groups.iter().enumerate() {
+            let group = self.group(group_id)?;
+            for (seq, p) in group.rules() {
+                if p.direction == direction && p.nic_type == nic_type {
+                    rules.push((position, seq, group_id, p));
+                }
+            }
+        }
+        rules.sort_by_key(|(position, seq, _, p)| {
+            (
+                p.priority,
+                p.policy == model::Policy::Accept,
+                *position,
+                *seq,
+            )
+        });
+        Ok(rules.into_iter().map(|(_, _, g, p)| (g, p)).collect())
+    }
+
     /// Builds the state of a snapshot, checking that every id it uses exists.
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<State, PolicyError> {
         let mut state = State::default();

@@ -655,3 +655,16 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(10))]
+
+    /// The policy document (CLI files, the agent feed) carries every snapshot exactly.
+    #[test]
+    fn documents_round_trip(w in world()) {
+        let snapshot = w.snapshot();
+        let text = policy::document::to_value(&snapshot).to_string();
+        let back = policy::document::parse(&text).unwrap();
+        prop_assert_eq!(snapshot, back);
+    }
+}

@@ -1,7 +1,6 @@
 //! The `stockade` binary: one executable that serves the ECS API, enforces rules on hosts and
 //! answers questions about policies.
 
-mod policy_file;
 mod reach;
 mod serve;
 
@@ -249,7 +248,7 @@ fn explain(args: &ExplainArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
     let snapshot =
-        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+        policy::document::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
     let (source, destination) = (endpoint(&args.from)?, endpoint(&args.to)?);
     let protocol = protocol(&args.proto)?;
     let has_ports = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
@@ -300,7 +299,7 @@ fn exposure(args: &ExposureArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
     let snapshot =
-        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+        policy::document::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
     let engine = Engine::new(&snapshot).map_err(policy_error)?;
     if args.internet {
         return internet_exposure(&engine, args.format);
@@ -358,7 +357,7 @@ fn reach_command(args: &ReachArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
     let snapshot =
-        policy_file::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
+        policy::document::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
     let services = args
         .services
         .iter()
@@ -561,7 +560,7 @@ fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
 fn audit(args: &AuditArgs) -> Result<bool> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
-    let (snapshot, labels) = policy_file::parse_with_labels(&text)
+    let (snapshot, labels) = policy::document::parse_with_labels(&text)
         .with_context(|| format!("{}", args.policy.display()))?;
     let state = State::from_snapshot(&snapshot).map_err(policy_error)?;
     let planned_leaves = args

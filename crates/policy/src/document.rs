@@ -1,4 +1,6 @@
-//! The JSON policy snapshot file that `stockade explain` reads.
+//! The JSON policy document: a [`Snapshot`] written in the ECS API's own vocabulary. It is
+//! the file `stockade explain`, `audit` and `reach` read, and the form in which the agent feed
+//! carries a host's policy, so one parser validates both.
 //!
 //! Field names and values are those of the ECS API (`SecurityGroupId`, `IpProtocol`,
 //! `PortRange` as `"22/22"`, `SourceGroupId`, ...), so a file can be written by hand from
@@ -8,14 +10,35 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use anyhow::{anyhow, bail, Context, Result};
 use model::SecurityGroupId;
 use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, Instance, PermissionFields, SecurityGroup,
 };
-use policy::audit::GroupLabel;
-use policy::{GroupPolicy, PrefixList, Snapshot};
 use serde::Deserialize;
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use crate::audit::GroupLabel;
+use crate::{GroupPolicy, PrefixList, Snapshot};
+
+/// Why a document was refused: where (the group, rule or instance) and what, with the ECS
+/// error code when a wire value was invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct DocumentError(String);
+
+impl DocumentError {
+    /// Prefixes the message with where the error was found.
+    fn within(self, place: impl std::fmt::Display) -> DocumentError {
+        DocumentError(format!("{place}: {}", self.0))
+    }
+}
+
+type Result<T> = std::result::Result<T, DocumentError>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(DocumentError(format!($($t)*))) };
+}
 
 /// The account that owns resources which name none.
 const DEFAULT_OWNER: u64 = 1;
@@ -131,8 +154,8 @@ fn set(s: &Option<String>) -> Option<&str> {
 }
 
 /// Wraps a model error with its ECS code, the way an API client would see it.
-fn ecs(e: model::ModelError) -> anyhow::Error {
-    anyhow!("{}: {}", e.code(), e)
+fn ecs(e: model::ModelError) -> DocumentError {
+    DocumentError(format!("{}: {}", e.code(), e))
 }
 
 fn owner(t: Option<Text>) -> Result<AccountId> {
@@ -150,7 +173,8 @@ pub fn parse(json: &str) -> Result<Snapshot> {
 /// Parses a policy file into a snapshot and the groups' names and descriptions (for the
 /// audit's label check).
 pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroupId, GroupLabel>)> {
-    let file: PolicyFile = serde_json::from_str(json).context("not a valid policy file")?;
+    let file: PolicyFile = serde_json::from_str(json)
+        .map_err(|e| DocumentError(format!("not a valid policy document: {e}")))?;
     let mut rule_ids = HashSet::new();
     let mut groups = Vec::new();
     let mut labels = BTreeMap::new();
@@ -162,7 +186,7 @@ pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroup
             tags: 0,
         };
         let group =
-            parse_group(g, &mut rule_ids).with_context(|| format!("security group {id}"))?;
+            parse_group(g, &mut rule_ids).map_err(|e| e.within(format!("security group {id}")))?;
         labels.insert(group.group.id.clone(), label);
         groups.push(group);
     }
@@ -171,7 +195,7 @@ pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroup
         .into_iter()
         .map(|i| {
             let id = i.instance_id.clone();
-            parse_instance(i).with_context(|| format!("instance {id}"))
+            parse_instance(i).map_err(|e| e.within(format!("instance {id}")))
         })
         .collect::<Result<_>>()?;
     let prefix_lists = file
@@ -182,8 +206,9 @@ pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroup
                 .entries
                 .iter()
                 .map(|c| {
-                    c.parse()
-                        .with_context(|| format!("prefix list {}: bad CIDR {c}", l.prefix_list_id))
+                    c.parse().map_err(|_| {
+                        DocumentError(format!("prefix list {}: bad CIDR {c}", l.prefix_list_id))
+                    })
                 })
                 .collect::<Result<_>>()?;
             Ok(PrefixList {
@@ -229,7 +254,8 @@ fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPoli
         if !rule_ids.insert(id.clone()) {
             bail!("rule {id} appears twice");
         }
-        let permission = parse_permission(p, &id, &group).with_context(|| format!("rule {id}"))?;
+        let permission =
+            parse_permission(p, &id, &group).map_err(|e| e.within(format!("rule {id}")))?;
         permissions.push(permission);
     }
     Ok(GroupPolicy { group, permissions })
@@ -283,7 +309,8 @@ fn parse_permission(
 
 fn parse_instance(i: InstanceFile) -> Result<Instance> {
     fn ip<T: std::str::FromStr>(s: &str) -> Result<T> {
-        s.parse().map_err(|_| anyhow!("bad address {s}"))
+        s.parse()
+            .map_err(|_| DocumentError(format!("bad address {s}")))
     }
     Ok(Instance {
         id: i.instance_id.parse().map_err(ecs)?,
@@ -298,4 +325,91 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
             .map(|g| g.parse().map_err(ecs))
             .collect::<Result<_>>()?,
     })
+}
+
+/// Writes a snapshot as a policy document that [`parse`] reads back to the same snapshot
+/// (rule ids, creation order and group order kept).
+pub fn to_value(snapshot: &Snapshot) -> Value {
+    let opt = |s: Option<String>| s.unwrap_or_default();
+    let groups: Vec<Value> = snapshot
+        .groups
+        .iter()
+        .map(|g| {
+            let permissions: Vec<Value> = g
+                .permissions
+                .iter()
+                .map(|p| {
+                    let f = p.to_fields();
+                    let (group, account, owner, list) = match p.direction {
+                        Direction::Ingress => (
+                            "SourceGroupId",
+                            "SourceGroupOwnerAccount",
+                            "SourceGroupOwnerId",
+                            "SourcePrefixListId",
+                        ),
+                        Direction::Egress => (
+                            "DestGroupId",
+                            "DestGroupOwnerAccount",
+                            "DestGroupOwnerId",
+                            "DestPrefixListId",
+                        ),
+                    };
+                    let mut v = json!({
+                        "SecurityGroupRuleId": p.id.as_str(),
+                        "Direction": p.direction.as_wire(),
+                        "Policy": opt(f.policy),
+                        "Priority": opt(f.priority),
+                        "IpProtocol": opt(f.ip_protocol),
+                        "PortRange": opt(f.port_range),
+                        "SourcePortRange": opt(f.source_port_range),
+                        "SourceCidrIp": opt(f.source_cidr_ip),
+                        "Ipv6SourceCidrIp": opt(f.ipv6_source_cidr_ip),
+                        "DestCidrIp": opt(f.dest_cidr_ip),
+                        "Ipv6DestCidrIp": opt(f.ipv6_dest_cidr_ip),
+                        "NicType": opt(f.nic_type),
+                        "Description": opt(f.description),
+                    });
+                    v[group] = json!(opt(f.group_id));
+                    v[account] = json!(opt(f.group_owner_account));
+                    v[owner] = json!(opt(f.group_owner_id));
+                    v[list] = json!(opt(f.prefix_list_id));
+                    v
+                })
+                .collect();
+            json!({
+                "SecurityGroupId": g.group.id.as_str(),
+                "SecurityGroupType": g.group.group_type.as_wire(),
+                "VpcId": g.group.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
+                "InnerAccessPolicy": g.group.inner_access_policy.as_wire(),
+                "OwnerId": g.group.owner.get().to_string(),
+                "Permissions": permissions,
+            })
+        })
+        .collect();
+    let instances: Vec<Value> = snapshot
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "InstanceId": i.id.as_str(),
+                "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
+                "PrivateIpAddress": i.private_ip.to_string(),
+                "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),
+                "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
+                "OwnerId": i.owner.get().to_string(),
+                "SecurityGroupIds": i.security_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let prefix_lists: Vec<Value> = snapshot
+        .prefix_lists
+        .iter()
+        .map(|l| {
+            json!({
+                "PrefixListId": l.id.as_str(),
+                "Entries": l.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"SecurityGroups": groups, "Instances": instances, "PrefixLists": prefix_lists})
 }
