@@ -395,6 +395,11 @@ impl State {
         self.instances.values()
     }
 
+    /// The ids of every prefix list.
+    pub fn prefix_list_ids(&self) -> impl Iterator<Item = &PrefixListId> {
+        self.prefix_lists.keys()
+    }
+
     /// The entries of a prefix list (empty when it does not exist: it then matches nothing).
     pub fn prefix_list(&self, id: &PrefixListId) -> &[IpNet] {
         self.prefix_lists.get(id).map_or(&[], Vec::as_slice)

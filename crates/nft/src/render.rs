@@ -1,0 +1,456 @@
+//! The pure renderer: policy in, [`Ruleset`] value out, and the scripts that install it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+use model::{
+    Direction, GroupType, InnerAccessPolicy, InstanceId, NicType, Peer, Permission, Policy,
+    Protocol, SecurityGroupId,
+};
+use policy::State;
+
+/// The one table Stockade owns in the host's network namespace (family `inet`).
+pub const TABLE: &str = "stockade";
+
+/// An instance interface on this host: which instance, which of its NICs, which device.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attachment {
+    /// The instance.
+    pub instance: InstanceId,
+    /// Intranet, or the internet NIC of a classic instance.
+    pub nic_type: NicType,
+    /// The host-side network device its packets cross (e.g. the host end of a veth pair).
+    pub interface: String,
+}
+
+/// The element type of a named set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetType {
+    /// Single IPv4 addresses (group members).
+    Ipv4Addr,
+    /// Single IPv6 addresses.
+    Ipv6Addr,
+    /// IPv4 prefixes (prefix lists; an interval set).
+    Ipv4Net,
+    /// IPv6 prefixes.
+    Ipv6Net,
+}
+
+impl SetType {
+    fn declaration(self) -> &'static str {
+        match self {
+            SetType::Ipv4Addr => "type ipv4_addr;",
+            SetType::Ipv6Addr => "type ipv6_addr;",
+            SetType::Ipv4Net => "type ipv4_addr; flags interval; auto-merge;",
+            SetType::Ipv6Net => "type ipv6_addr; flags interval; auto-merge;",
+        }
+    }
+
+    /// Interval sets merge adjacent prefixes, so their elements are replaced as a whole
+    /// rather than added and deleted one by one.
+    fn interval(self) -> bool {
+        matches!(self, SetType::Ipv4Net | SetType::Ipv6Net)
+    }
+}
+
+/// A named set and its elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    /// What it holds.
+    pub set_type: SetType,
+    /// Its elements, as nft writes them.
+    pub elements: BTreeSet<String>,
+}
+
+/// The whole desired content of the `inet stockade` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ruleset {
+    /// Named address sets, by name.
+    pub sets: BTreeMap<String, Set>,
+    /// Policy chains, by name, each a list of rule statements.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Input interface → verdict (`jump eg_…` or `drop`): the sending instance's egress.
+    pub egress: BTreeMap<String, String>,
+    /// Output interface → verdict: the receiving instance's ingress.
+    pub ingress: BTreeMap<String, String>,
+    /// Instances rendered fail-closed, with the reason.
+    pub failed: BTreeMap<InstanceId, String>,
+}
+
+/// Renders the policy of the instances attached on this host.
+///
+/// Every attachment gets a dispatch entry in both maps: a jump to the chain of its group list
+/// or, when its policy cannot be rendered (unknown instance or group), `drop`.
+pub fn render(state: &State, attachments: &[Attachment]) -> Ruleset {
+    let mut out = Ruleset::default();
+    for a in attachments {
+        let interface = quote(&a.interface);
+        match render_instance(state, a, &mut out) {
+            Ok((egress, ingress)) => {
+                out.egress
+                    .insert(interface.clone(), format!("jump {egress}"));
+                out.ingress.insert(interface, format!("jump {ingress}"));
+            }
+            Err(why) => {
+                out.egress.insert(interface.clone(), "drop".into());
+                out.ingress.insert(interface, "drop".into());
+                out.failed.insert(a.instance.clone(), why);
+            }
+        }
+    }
+    let referenced: BTreeSet<String> = out
+        .chains
+        .values()
+        .flatten()
+        .flat_map(|rule| rule.split('@').skip(1))
+        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
+        .collect();
+    for name in referenced {
+        let set = member_set(state, &name);
+        out.sets.insert(name, set);
+    }
+    out
+}
+
+/// Renders (or reuses) the two chains of one attachment and returns their names.
+fn render_instance(
+    state: &State,
+    a: &Attachment,
+    out: &mut Ruleset,
+) -> Result<(String, String), String> {
+    let instance = state.instance(&a.instance).map_err(|e| e.to_string())?;
+    let groups = &instance.security_groups;
+    let mut names = Vec::new();
+    for direction in [Direction::Egress, Direction::Ingress] {
+        let name = chain_name(groups, direction, a.nic_type);
+        if !out.chains.contains_key(&name) {
+            let rules = chain_rules(state, groups, direction, a.nic_type)?;
+            out.chains.insert(name.clone(), rules);
+        }
+        names.push(name);
+    }
+    let ingress = names.pop().expect("two chains");
+    let egress = names.pop().expect("two chains");
+    Ok((egress, ingress))
+}
+
+/// `eg_i_sg_abc_sg_def`: direction, interface type, then the group list in order (the order
+/// matters for which rule decides, so it is part of the identity).
+fn chain_name(groups: &[SecurityGroupId], direction: Direction, nic: NicType) -> String {
+    let mut name = String::from(match direction {
+        Direction::Egress => "eg_",
+        Direction::Ingress => "in_",
+    });
+    name.push(match nic {
+        NicType::Intranet => 'i',
+        NicType::Internet => 'p',
+    });
+    for g in groups {
+        name.push('_');
+        name.push_str(&ident(g.as_str()));
+    }
+    name
+}
+
+/// nft identifiers allow letters, digits, `_`, `.` and `/`; ECS ids use `-`.
+fn ident(s: &str) -> String {
+    s.replace('-', "_")
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', ""))
+}
+
+/// The statements of one policy chain: the rules in evaluation order, then the defaults.
+fn chain_rules(
+    state: &State,
+    groups: &[SecurityGroupId],
+    direction: Direction,
+    nic: NicType,
+) -> Result<Vec<String>, String> {
+    let ordered = state
+        .ordered_permissions(groups, direction, nic)
+        .map_err(|e| e.to_string())?;
+    let mut rules = Vec::new();
+    for (_, p) in ordered {
+        rules.extend(permission_rules(p));
+    }
+    let enterprise = groups
+        .first()
+        .and_then(|g| state.group(g).ok())
+        .is_some_and(|g| g.group.group_type == GroupType::Enterprise);
+    match direction {
+        Direction::Egress if enterprise => rules.push("drop".into()),
+        Direction::Egress => rules.push("return".into()),
+        Direction::Ingress => {
+            if !enterprise && nic == NicType::Intranet {
+                for g in groups {
+                    let entry = state.group(g).map_err(|e| e.to_string())?;
+                    if entry.group.inner_access() == InnerAccessPolicy::Accept {
+                        let id = ident(g.as_str());
+                        rules.push(format!("ip saddr @g4_{id} accept"));
+                        rules.push(format!("ip6 saddr @g6_{id} accept"));
+                    }
+                }
+            }
+            rules.push("drop".into());
+        }
+    }
+    Ok(rules)
+}
+
+/// The statements of one permission (two when its peer is a set with both families).
+fn permission_rules(p: &Permission) -> Vec<String> {
+    let (peer_dir, local_dir) = match p.direction {
+        Direction::Ingress => ("saddr", "daddr"),
+        Direction::Egress => ("daddr", "saddr"),
+    };
+    let family = |net: &IpNet| match net {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ip6",
+    };
+    let peers: Vec<(&str, String)> = match &p.peer {
+        Peer::Cidr(net) => vec![(family(net), net.to_string())],
+        Peer::Group(g) => {
+            let id = ident(g.id.as_str());
+            vec![("ip", format!("@g4_{id}")), ("ip6", format!("@g6_{id}"))]
+        }
+        Peer::PrefixList(l) => {
+            let id = ident(l.as_str());
+            vec![("ip", format!("@p4_{id}")), ("ip6", format!("@p6_{id}"))]
+        }
+    };
+    let verdict = match (p.policy, p.direction) {
+        (Policy::Drop, _) => "drop",
+        (Policy::Accept, Direction::Ingress) => "accept",
+        // An accepted egress still has to pass the destination's ingress chain.
+        (Policy::Accept, Direction::Egress) => "return",
+    };
+    let mut protocol = String::new();
+    match &p.protocol {
+        Protocol::Tcp(ports) | Protocol::Udp(ports) => {
+            let name = if matches!(p.protocol, Protocol::Tcp(_)) {
+                "tcp"
+            } else {
+                "udp"
+            };
+            if let Some(source) = ports.source {
+                let _ = write!(protocol, " {name} sport {}", range(source));
+            }
+            let _ = write!(protocol, " {name} dport {}", range(ports.destination));
+        }
+        Protocol::Icmp => protocol.push_str(" meta l4proto icmp"),
+        Protocol::Icmpv6 => protocol.push_str(" meta l4proto ipv6-icmp"),
+        Protocol::Gre => protocol.push_str(" meta l4proto gre"),
+        Protocol::All => {}
+    }
+    peers
+        .into_iter()
+        .filter(|(fam, _)| p.local.is_none_or(|l| family(&l) == *fam))
+        .map(|(fam, peer)| {
+            let mut rule = format!("{fam} {peer_dir} {peer}");
+            if let Some(local) = p.local {
+                let _ = write!(rule, " {fam} {local_dir} {local}");
+            }
+            format!("{rule}{protocol} {verdict}")
+        })
+        .collect()
+}
+
+fn range(r: model::PortRange) -> String {
+    if r.start() == r.end() {
+        r.start().to_string()
+    } else {
+        format!("{}-{}", r.start(), r.end())
+    }
+}
+
+/// The elements of a set named by a rule: group members' intranet addresses or a prefix
+/// list's CIDRs, of the set's family.
+fn member_set(state: &State, name: &str) -> Set {
+    let (kind, rest) = name.split_at(3);
+    let v4 = kind.as_bytes()[1] == b'4';
+    let wanted = |a: &std::net::IpAddr| a.is_ipv4() == v4;
+    if kind.starts_with('g') {
+        let elements = state
+            .groups()
+            .find(|g| ident(g.group.id.as_str()) == rest)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter_map(|i| state.instance(i).ok())
+                    .flat_map(|i| i.intranet_addresses())
+                    .filter(wanted)
+                    .map(|a| a.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Set {
+            set_type: if v4 {
+                SetType::Ipv4Addr
+            } else {
+                SetType::Ipv6Addr
+            },
+            elements,
+        }
+    } else {
+        let elements = state
+            .prefix_list_ids()
+            .find(|id| ident(id.as_str()) == rest)
+            .map(|id| {
+                state
+                    .prefix_list(id)
+                    .iter()
+                    .filter(|n| wanted(&n.addr()))
+                    .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Set {
+            set_type: if v4 {
+                SetType::Ipv4Net
+            } else {
+                SetType::Ipv6Net
+            },
+            elements,
+        }
+    }
+}
+
+fn elements(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+impl Ruleset {
+    /// One transaction that replaces the table, whatever it holds now (or creates it).
+    pub fn full_script(&self) -> String {
+        let mut s = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
+        let _ = writeln!(s, "table inet {TABLE} {{");
+        for (name, set) in &self.sets {
+            let _ = write!(s, "\tset {name} {{ {}", set.set_type.declaration());
+            if !set.elements.is_empty() {
+                let _ = write!(s, " elements = {{ {} }};", elements(&set.elements));
+            }
+            s.push_str(" }\n");
+        }
+        for (name, map) in [("egress", &self.egress), ("ingress", &self.ingress)] {
+            let _ = write!(s, "\tmap {name} {{ type ifname : verdict;");
+            if !map.is_empty() {
+                let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                let _ = write!(s, " elements = {{ {} }};", entries.join(", "));
+            }
+            s.push_str(" }\n");
+        }
+        for (name, rules) in &self.chains {
+            let _ = writeln!(s, "\tchain {name} {{");
+            for r in rules {
+                let _ = writeln!(s, "\t\t{r}");
+            }
+            s.push_str("\t}\n");
+        }
+        s.push_str(
+            "\tchain forward {\n\
+             \t\ttype filter hook forward priority filter; policy accept;\n\
+             \t\tct state established,related accept\n\
+             \t\tct state invalid drop\n\
+             \t\tiifname vmap @egress\n\
+             \t\toifname vmap @ingress\n\
+             \t}\n}\n",
+        );
+        s
+    }
+
+    /// One transaction that turns `old` (what the table holds) into `self`, touching only
+    /// what differs: set elements, changed chains, dispatch entries. Empty when equal.
+    pub fn diff_script(&self, old: &Ruleset) -> String {
+        let t = TABLE;
+        let mut s = String::new();
+        // New sets and element changes first: chains may start to use them.
+        for (name, set) in &self.sets {
+            match old.sets.get(name) {
+                Some(prev) if prev.set_type == set.set_type => {
+                    if prev.elements == set.elements {
+                        continue;
+                    }
+                    if set.set_type.interval() {
+                        let _ = writeln!(s, "flush set inet {t} {name}");
+                        add_elements(&mut s, name, &set.elements);
+                    } else {
+                        let gone: BTreeSet<String> =
+                            prev.elements.difference(&set.elements).cloned().collect();
+                        let new: BTreeSet<String> =
+                            set.elements.difference(&prev.elements).cloned().collect();
+                        if !gone.is_empty() {
+                            let _ = writeln!(
+                                s,
+                                "delete element inet {t} {name} {{ {} }}",
+                                elements(&gone)
+                            );
+                        }
+                        add_elements(&mut s, name, &new);
+                    }
+                }
+                _ => {
+                    if old.sets.contains_key(name) {
+                        // A type change cannot happen with our names; replace to be safe.
+                        let _ = writeln!(s, "delete set inet {t} {name}");
+                    }
+                    let _ = writeln!(
+                        s,
+                        "add set inet {t} {name} {{ {} }}",
+                        set.set_type.declaration()
+                    );
+                    add_elements(&mut s, name, &set.elements);
+                }
+            }
+        }
+        for (name, rules) in &self.chains {
+            match old.chains.get(name) {
+                Some(prev) if prev == rules => continue,
+                Some(_) => {
+                    let _ = writeln!(s, "flush chain inet {t} {name}");
+                }
+                None => {
+                    let _ = writeln!(s, "add chain inet {t} {name}");
+                }
+            }
+            for r in rules {
+                let _ = writeln!(s, "add rule inet {t} {name} {r}");
+            }
+        }
+        for (map, new, prev) in [
+            ("egress", &self.egress, &old.egress),
+            ("ingress", &self.ingress, &old.ingress),
+        ] {
+            for (k, v) in prev {
+                if new.get(k) != Some(v) {
+                    let _ = writeln!(s, "delete element inet {t} {map} {{ {k} }}");
+                }
+            }
+            for (k, v) in new {
+                if prev.get(k) != Some(v) {
+                    let _ = writeln!(s, "add element inet {t} {map} {{ {k} : {v} }}");
+                }
+            }
+        }
+        // Removals last, once nothing refers to them.
+        for name in old.chains.keys() {
+            if !self.chains.contains_key(name) {
+                let _ = writeln!(s, "delete chain inet {t} {name}");
+            }
+        }
+        for name in old.sets.keys() {
+            if !self.sets.contains_key(name) {
+                let _ = writeln!(s, "delete set inet {t} {name}");
+            }
+        }
+        s
+    }
+}
+
+fn add_elements(s: &mut String, name: &str, set: &BTreeSet<String>) {
+    if !set.is_empty() {
+        let _ = writeln!(s, "add element inet {TABLE} {name} {{ {} }}", elements(set));
+    }
+}

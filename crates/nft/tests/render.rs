@@ -1,0 +1,149 @@
+//! The renderer's output for known policies (snapshot tests), and the real kernel accepting
+//! both the full and the incremental scripts.
+
+use std::process::Command;
+
+use model::{InstanceId, NicType};
+use nft::{render, Attachment, Backend, NftCli};
+use policy::{Change, State};
+
+fn example_state() -> State {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/policy.json"
+    ))
+    .unwrap();
+    State::from_snapshot(&policy::document::parse(&text).unwrap()).unwrap()
+}
+
+fn attachments(state: &State) -> Vec<Attachment> {
+    let mut out: Vec<Attachment> = state
+        .instances()
+        .map(|i| Attachment {
+            instance: i.id.clone(),
+            nic_type: NicType::Intranet,
+            interface: format!("v{}", &i.id.as_str()[2..]),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Compares with `tests/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites the file instead.
+fn snapshot(name: &str, actual: &str) {
+    let path = format!("{}/tests/snapshots/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        expected, actual,
+        "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    );
+}
+
+#[test]
+fn example_policy_renders_as_the_snapshot() {
+    let state = example_state();
+    let ruleset = render(&state, &attachments(&state));
+    assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
+    snapshot("example_full.nft", &ruleset.full_script());
+}
+
+#[test]
+fn a_join_touches_the_member_set_and_the_joiners_own_dispatch_only() {
+    let mut state = example_state();
+    let atts = attachments(&state);
+    let before = render(&state, &atts);
+    // i-web1 joins sg-app: its own chains change (new group list), and sg-app's member set
+    // gains its address; nothing else is rewritten.
+    let join = Change::Join("i-web1".parse().unwrap(), "sg-app".parse().unwrap());
+    state.apply(&join).unwrap();
+    let after = render(&state, &atts);
+    snapshot("join_diff.nft", &after.diff_script(&before));
+    assert_eq!(after.diff_script(&after), "", "no change, no transaction");
+}
+
+#[test]
+fn unknown_instance_fails_closed() {
+    let state = example_state();
+    let mut atts = attachments(&state);
+    atts.push(Attachment {
+        instance: "i-ghost".parse::<InstanceId>().unwrap(),
+        nic_type: NicType::Intranet,
+        interface: "vghost".into(),
+    });
+    let ruleset = render(&state, &atts);
+    assert_eq!(ruleset.egress["\"vghost\""], "drop");
+    assert_eq!(ruleset.ingress["\"vghost\""], "drop");
+    assert!(ruleset.failed.contains_key(&"i-ghost".parse().unwrap()));
+}
+
+/// A network namespace for one test, deleted when dropped (even when the test fails).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Netns> {
+        let name = format!("sknft-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Needs root and `nft`; `scripts/test` provides both. Set `STOCKADE_SKIP_KERNEL=1` to skip
+/// on a machine without them.
+#[test]
+fn kernel_accepts_full_and_incremental_scripts() {
+    if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
+        return;
+    }
+    let ns =
+        Netns::new("apply").expect("ip netns add (run as root, or set STOCKADE_SKIP_KERNEL=1)");
+    let mut nft = NftCli::in_netns(&ns.0);
+    let mut state = example_state();
+    let atts = attachments(&state);
+    let first = render(&state, &atts);
+    nft.apply(&first.full_script()).unwrap();
+    let listed = nft.list().unwrap();
+    assert!(listed.contains("chain in_i_sg_db"), "{listed}");
+    // Incremental: a join, a revoke, a leave; each diff applies on top of the last.
+    let mut current = first;
+    let changes = [
+        Change::Join("i-web1".parse().unwrap(), "sg-app".parse().unwrap()),
+        Change::Leave("i-app2".parse().unwrap(), "sg-app".parse().unwrap()),
+    ];
+    for change in changes {
+        // Leaving the last group is the control plane's to refuse; here it is allowed.
+        state.apply(&change).unwrap();
+        let next = render(&state, &atts);
+        nft.apply(&next.diff_script(&current))
+            .unwrap_or_else(|e| panic!("{change:?}: {e}\n{}", next.diff_script(&current)));
+        current = next;
+    }
+    // The table now holds what a fresh full install of the final ruleset holds (the kernel
+    // lists chains in creation order, so compare the statements as a multiset).
+    let incremental = statements(&nft.list().unwrap());
+    nft.apply(&current.full_script()).unwrap();
+    assert_eq!(incremental, statements(&nft.list().unwrap()));
+    nft.delete_table().unwrap();
+    assert_eq!(nft.list().unwrap(), "");
+}
+
+fn statements(listing: &str) -> Vec<String> {
+    let mut parts: Vec<String> = listing
+        .split(['\n', ',', '{', '}'])
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .collect();
+    parts.sort();
+    parts
+}
