@@ -27,6 +27,75 @@ pub struct Snapshot {
     pub prefix_lists: Vec<PrefixList>,
 }
 
+impl Snapshot {
+    /// The part of the policy that judges the stages at `local` instances (a host's share,
+    /// which the agent feed carries): their groups with rules; the groups those rules
+    /// reference, without rules; every member of either, with its group list cut to them;
+    /// and the prefix lists the rules use. Verdicts at a local instance are the same over
+    /// the closure as over the whole snapshot (property-tested).
+    pub fn closure(&self, local: &BTreeSet<InstanceId>) -> Snapshot {
+        let own: BTreeSet<&SecurityGroupId> = self
+            .instances
+            .iter()
+            .filter(|i| local.contains(&i.id))
+            .flat_map(|i| &i.security_groups)
+            .collect();
+        let mut keep = own.clone();
+        let mut lists = BTreeSet::new();
+        for g in self.groups.iter().filter(|g| own.contains(&g.group.id)) {
+            for p in &g.permissions {
+                match &p.peer {
+                    Peer::Group(r) => {
+                        keep.insert(&r.id);
+                    }
+                    Peer::PrefixList(l) => {
+                        lists.insert(l);
+                    }
+                    Peer::Cidr(_) => {}
+                }
+            }
+        }
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| keep.contains(&g.group.id))
+            .map(|g| GroupPolicy {
+                group: g.group.clone(),
+                permissions: if own.contains(&g.group.id) {
+                    g.permissions.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        let instances = self
+            .instances
+            .iter()
+            .filter(|i| local.contains(&i.id) || i.security_groups.iter().any(|g| keep.contains(g)))
+            .map(|i| Instance {
+                security_groups: i
+                    .security_groups
+                    .iter()
+                    .filter(|g| local.contains(&i.id) || keep.contains(g))
+                    .cloned()
+                    .collect(),
+                ..i.clone()
+            })
+            .collect();
+        let prefix_lists = self
+            .prefix_lists
+            .iter()
+            .filter(|l| lists.contains(&l.id))
+            .cloned()
+            .collect();
+        Snapshot {
+            groups,
+            instances,
+            prefix_lists,
+        }
+    }
+}
+
 /// A group and its permissions, oldest first (creation order breaks priority ties).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPolicy {

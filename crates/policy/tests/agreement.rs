@@ -668,3 +668,35 @@ proptest! {
         prop_assert_eq!(snapshot, back);
     }
 }
+
+proptest! {
+    #![proptest_config(config(10))]
+
+    /// A host's share of the policy (what the agent feed carries) judges its instances
+    /// exactly as the whole policy does.
+    #[test]
+    fn closure_keeps_local_verdicts(w in world(), pick in any::<u8>(), addr in any::<u32>(), proto in 0usize..7) {
+        let snapshot = w.snapshot();
+        let local: std::collections::BTreeSet<model::InstanceId> = snapshot
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| pick & (1 << (n % 8)) != 0)
+            .map(|(_, i)| i.id.clone())
+            .collect();
+        let whole = Reference::new(&snapshot).unwrap();
+        let part = Reference::new(&snapshot.closure(&local)).unwrap();
+        for (n, id) in local.iter().enumerate() {
+            let instance = whole.state().instance(id).unwrap();
+            for pool_pick in 0..2 {
+                let packet = probe_packet(instance.private_ip, addr.wrapping_add(n as u32 * 7919), proto, pool_pick, 1000);
+                for direction in [Direction::Ingress, Direction::Egress] {
+                    for nic_type in [NicType::Intranet, NicType::Internet] {
+                        let q = policy::StageQuery { instance: id, direction, nic_type, packet };
+                        prop_assert_eq!(whole.decide(&q).unwrap(), part.decide(&q).unwrap(), "{:?}", q);
+                    }
+                }
+            }
+        }
+    }
+}
