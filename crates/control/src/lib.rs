@@ -26,7 +26,7 @@ pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
 pub use network::{
     CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord, GROUPS_PER_INSTANCE,
 };
-pub use tags::{TaggedType, TAGS_PER_RESOURCE};
+pub use tags::{TaggedType, HOST_TAG, TAGS_PER_RESOURCE};
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;
@@ -316,6 +316,15 @@ impl Control {
 }
 
 impl Tx<'_> {
+    /// The revision of the state this transaction sees: the last change-log entry.
+    pub fn revision(&self) -> Result<u64> {
+        let r: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT MAX(revision) FROM change_log")?
+            .query_row([], |r| r.get(0))?;
+        Ok(r.unwrap_or(0) as u64)
+    }
+
     /// Appends one event to the change log (committed with the command).
     fn log(&self, kind: &str, subject: &str, payload: Value) -> Result<()> {
         self.tx.execute(

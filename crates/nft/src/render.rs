@@ -99,18 +99,21 @@ pub fn render(state: &State, attachments: &[Attachment]) -> Ruleset {
             }
         }
     }
-    let referenced: BTreeSet<String> = out
-        .chains
-        .values()
-        .flatten()
-        .flat_map(|rule| rule.split('@').skip(1))
-        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
-        .collect();
-    for name in referenced {
+    for name in referenced_sets(&out.chains) {
         let set = member_set(state, &name);
         out.sets.insert(name, set);
     }
     out
+}
+
+/// The names of the sets the chains' rules use (`@name`).
+fn referenced_sets(chains: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    chains
+        .values()
+        .flatten()
+        .flat_map(|rule| rule.split('@').skip(1))
+        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Renders (or reuses) the two chains of one attachment and returns their names.
@@ -323,6 +326,27 @@ fn elements(set: &BTreeSet<String>) -> String {
 }
 
 impl Ruleset {
+    /// Fails `attachment` closed: its interface maps to `drop` in both directions, and the
+    /// chains and sets no other interface uses are dropped from the ruleset (one of them may
+    /// be what the kernel refused).
+    pub fn quarantine(&mut self, attachment: &Attachment, why: &str) {
+        let interface = quote(&attachment.interface);
+        self.egress.insert(interface.clone(), "drop".into());
+        self.ingress.insert(interface, "drop".into());
+        self.failed
+            .insert(attachment.instance.clone(), why.to_string());
+        let used: BTreeSet<&str> = self
+            .egress
+            .values()
+            .chain(self.ingress.values())
+            .filter_map(|v| v.strip_prefix("jump "))
+            .collect();
+        let used: BTreeSet<String> = used.into_iter().map(str::to_string).collect();
+        self.chains.retain(|name, _| used.contains(name));
+        let sets = referenced_sets(&self.chains);
+        self.sets.retain(|name, _| sets.contains(name));
+    }
+
     /// One transaction that replaces the table, whatever it holds now (or creates it).
     pub fn full_script(&self) -> String {
         let mut s = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");

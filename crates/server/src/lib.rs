@@ -7,6 +7,7 @@
 //! failure is an ECS error body with its HTTP status.
 
 mod actions;
+mod agents;
 pub mod auth;
 mod instances;
 pub mod wire;
@@ -41,6 +42,13 @@ pub struct AppState {
     pub regions: Vec<String>,
     nonces: Nonces,
     engines: instances::EngineCache,
+    /// The bearer token agents present; `None` refuses every agent.
+    agent_token: Option<String>,
+    /// Woken after every request that may have committed a change (agent long polls wait
+    /// on it).
+    changed: tokio::sync::Notify,
+    hosts: agents::HostRegistry,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -51,7 +59,25 @@ impl AppState {
             regions,
             nonces: Nonces::default(),
             engines: Default::default(),
+            agent_token: None,
+            changed: tokio::sync::Notify::new(),
+            hosts: Default::default(),
+            closing: Default::default(),
         }
+    }
+
+    /// Ends waiting agent long polls (they answer with the current policy): call when the
+    /// server starts draining, so they do not hold the shutdown open.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Accepts agents that present `token` on the agent feed.
+    pub fn with_agent_token(mut self, token: String) -> AppState {
+        self.agent_token = Some(token);
+        self
     }
 }
 
@@ -60,6 +86,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(rpc).post(rpc))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/agent/v1/policy", get(agents::policy))
+        .route("/agent/v1/status", axum::routing::post(agents::status))
+        .route("/agent/v1/hosts", get(agents::hosts))
         .with_state(state)
 }
 
@@ -110,6 +139,9 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
             "The request processing has failed due to some unknown error.",
         ))
     });
+    if outcome.is_ok() {
+        state.changed.notify_waiters();
+    }
     match outcome {
         Ok((action, value)) => render(200, format, &format!("{action}Response"), &id, value),
         Err(e) => {

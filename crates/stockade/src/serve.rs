@@ -114,6 +114,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             println!("AccessKeySecret: {}", c.access_key_secret);
         }
     }
+    let token = agent_token(&args.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -122,14 +123,51 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(server::AppState::new(control, args.regions));
+        let state = Arc::new(server::AppState::new(control, args.regions).with_agent_token(token));
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
+        let closing = state.clone();
         axum::serve(listener, server::app(state))
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(async move {
+                shutdown().await;
+                // Agents' long polls answer now instead of holding the drain open.
+                closing.close();
+            })
             .await?;
         Ok(())
     })
+}
+
+/// The token agents must present: `STOCKADE_AGENT_TOKEN`, or else one kept in
+/// `DATA_DIR/agent-token` (created on first start, readable by its owner only), so that a lab
+/// on the same machine finds it without configuration.
+fn agent_token(store: &StoreArgs) -> Result<String> {
+    if let Ok(t) = std::env::var("STOCKADE_AGENT_TOKEN") {
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let path = store.data_dir.join("agent-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let token = uuid_like();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, token.as_bytes())?;
+    println!("agent token written to {}", path.display());
+    Ok(token)
+}
+
+/// 32 random hex digits.
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::thread_rng().gen::<u128>())
 }
 
 /// Resolves on Ctrl-C or SIGTERM: in-flight requests finish (their commits are durable

@@ -1,0 +1,203 @@
+//! `stockade agent`: the feed follower and the enforcement loop, wired together.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nft::{Backend, NftCli};
+use serde_json::{json, Value};
+
+use crate::feed::{FeedClient, HostPolicy};
+use crate::{conntrack, interfaces, AgentError, Enforcer, Outcome};
+
+/// How the agent runs (the flags of `stockade agent`).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The control plane, e.g. `http://127.0.0.1:8080`.
+    pub server: String,
+    /// The agent token the server was started with.
+    pub token: String,
+    /// This host's name: instances tagged `stockade:host=NAME` are enforced here.
+    pub host_id: String,
+    /// The region (the server's default when `None`).
+    pub region: Option<String>,
+    /// How often the table is checked for drift and interfaces are looked up again: the
+    /// bound on how long a hand edit or a new interface goes unnoticed.
+    pub reconcile: Duration,
+    /// Whether tracked connections no longer allowed are deleted after a change.
+    pub cut_connections: bool,
+}
+
+/// Runs the agent until the process ends. Returns only on an error that leaves it nothing
+/// to do (the feed thread gone).
+pub fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let client = FeedClient::new(
+        &config.server,
+        &config.token,
+        &config.host_id,
+        config.region.clone(),
+    );
+    let (tx, rx) = mpsc::channel::<HostPolicy>();
+    let feed = client.clone();
+    thread::spawn(move || follow(&feed, &tx));
+    let mut enforcer = Enforcer::new(NftCli::default());
+    let mut last_error: Option<String> = None;
+    loop {
+        let mut new_policy = false;
+        let mut tick = false;
+        match rx.recv_timeout(config.reconcile) {
+            Ok(mut p) => {
+                // Only the newest of several queued policies matters.
+                while let Ok(newer) = rx.try_recv() {
+                    p = newer;
+                }
+                let revision = p.revision;
+                match enforcer.set_policy(p) {
+                    Ok(()) => new_policy = true,
+                    Err(e) => {
+                        // Keep enforcing the last good policy.
+                        tracing::error!(revision, error = %e, "policy refused");
+                        last_error = Some(e.to_string());
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => tick = true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(AgentError::Feed("the feed thread ended".into()))
+            }
+        }
+        let started = Instant::now();
+        match pass(&mut enforcer, tick, new_policy, config.cut_connections) {
+            Ok(Some(outcome)) => {
+                tracing::info!(
+                    revision = enforcer.revision(),
+                    full = outcome.full,
+                    failed = outcome.failed.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "programmed"
+                );
+                if new_policy || outcome.applied {
+                    last_error = None;
+                }
+                report(&client, &config.host_id, &enforcer, &outcome, &last_error);
+            }
+            Ok(None) => {
+                if new_policy {
+                    report(
+                        &client,
+                        &config.host_id,
+                        &enforcer,
+                        &Outcome::default(),
+                        &last_error,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "programming failed; the previous table stays");
+                last_error = Some(e.to_string());
+                report(
+                    &client,
+                    &config.host_id,
+                    &enforcer,
+                    &Outcome::default(),
+                    &last_error,
+                );
+            }
+        }
+    }
+}
+
+/// Long-polls the feed forever, handing every new policy to the loop. Errors back off
+/// (0.2 s doubling to 5 s) and the last policy stays in force meanwhile.
+fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
+    let mut last = None;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.poll(last, Duration::from_secs(25)) {
+            Ok(p) => {
+                backoff = Duration::from_millis(200);
+                if Some(p.revision) != last {
+                    last = Some(p.revision);
+                    if tx.send(p).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "feed unreachable; keeping the last policy");
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One pass: interfaces, drift, the transaction, then cutting connections. Returns the
+/// outcome when a transaction was applied.
+fn pass<B: Backend>(
+    enforcer: &mut Enforcer<B>,
+    tick: bool,
+    new_policy: bool,
+    cut: bool,
+) -> Result<Option<Outcome>, AgentError> {
+    let Some(policy) = enforcer.policy() else {
+        return Ok(None);
+    };
+    let found = interfaces::discover(&policy.instances)?;
+    enforcer.set_attachments(found);
+    if tick && enforcer.check_drift()? {
+        tracing::warn!("the table was changed outside the agent; restoring it");
+    }
+    let outcome = enforcer.sync()?;
+    if cut && new_policy && outcome.applied {
+        if let Some(engine) = enforcer.engine() {
+            let gone =
+                conntrack::disallowed(engine, &enforcer.local_addresses(), &conntrack::list()?);
+            if !gone.is_empty() {
+                let n = conntrack::delete(&gone);
+                tracing::info!(cut = n, "tracked connections no longer allowed were cut");
+            }
+        }
+    }
+    Ok(outcome.applied.then_some(outcome))
+}
+
+fn report<B: Backend>(
+    client: &FeedClient,
+    host: &str,
+    enforcer: &Enforcer<B>,
+    outcome: &Outcome,
+    error: &Option<String>,
+) {
+    let instances: Vec<Value> = enforcer
+        .policy()
+        .map(|p| {
+            p.instances
+                .iter()
+                .map(|i| {
+                    let interfaces: Vec<Value> = enforcer
+                        .attachments()
+                        .iter()
+                        .filter(|a| a.instance == i.id)
+                        .map(|a| json!({"NicType": a.nic_type.as_wire(), "Interface": a.interface}))
+                        .collect();
+                    json!({
+                        "InstanceId": i.id.as_str(),
+                        "PrivateIpAddress": i.private_ip.to_string(),
+                        "Interfaces": interfaces,
+                        "FailedClosed": outcome.failed.get(&i.id).cloned().unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = json!({
+        "HostId": host,
+        "Revision": enforcer.revision(),
+        "Instances": instances,
+        "Error": error.clone().unwrap_or_default(),
+    });
+    if let Err(e) = client.report(&body) {
+        tracing::debug!(error = %e, "status report not delivered");
+    }
+}

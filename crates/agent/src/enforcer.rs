@@ -1,0 +1,167 @@
+//! Keeping the nftables table equal to the rendering of the current policy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use model::{InstanceId, NicType};
+use nft::{render, Attachment, Backend, Ruleset};
+use policy::{Engine, State};
+
+use crate::feed::HostPolicy;
+use crate::AgentError;
+
+/// The policy and interfaces known, and what the table holds.
+#[derive(Debug)]
+pub struct Enforcer<B: Backend> {
+    backend: B,
+    policy: Option<(HostPolicy, State, Engine)>,
+    attachments: Vec<Attachment>,
+    /// What the table holds, when known (unknown at start and after drift).
+    applied: Option<Ruleset>,
+    /// The kernel's listing of the table right after our last transaction.
+    fingerprint: Option<String>,
+}
+
+/// What one [`Enforcer::sync`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// A transaction was applied (false when the table already matched).
+    pub applied: bool,
+    /// It replaced the whole table (rather than a diff).
+    pub full: bool,
+    /// Instances failed closed, with the reason.
+    pub failed: BTreeMap<InstanceId, String>,
+}
+
+impl<B: Backend> Enforcer<B> {
+    /// An enforcer over a backend. Nothing is applied until a policy arrives, so whatever the
+    /// table holds (a previous run's enforcement) stays in force meanwhile.
+    pub fn new(backend: B) -> Enforcer<B> {
+        Enforcer {
+            backend,
+            policy: None,
+            attachments: Vec::new(),
+            applied: None,
+            fingerprint: None,
+        }
+    }
+
+    /// The backend (tests inspect the fake).
+    pub fn backend(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The revision of the policy held, if any.
+    pub fn revision(&self) -> Option<u64> {
+        self.policy.as_ref().map(|(p, _, _)| p.revision)
+    }
+
+    /// The policy held.
+    pub fn policy(&self) -> Option<&HostPolicy> {
+        self.policy.as_ref().map(|(p, _, _)| p)
+    }
+
+    /// The interfaces known.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// The engine over the policy held.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.policy.as_ref().map(|(_, _, e)| e)
+    }
+
+    /// Takes a new policy. An inconsistent one is refused and the previous one kept.
+    pub fn set_policy(&mut self, policy: HostPolicy) -> Result<(), AgentError> {
+        let state = State::from_snapshot(&policy.snapshot)
+            .map_err(|e| AgentError::Policy(e.to_string()))?;
+        let engine =
+            Engine::new(&policy.snapshot).map_err(|e| AgentError::Policy(e.to_string()))?;
+        self.policy = Some((policy, state, engine));
+        Ok(())
+    }
+
+    /// Takes the interfaces found; returns whether they changed.
+    pub fn set_attachments(&mut self, attachments: Vec<Attachment>) -> bool {
+        let changed = attachments != self.attachments;
+        self.attachments = attachments;
+        changed
+    }
+
+    /// Local instance addresses → (instance, interface type), for judging tracked flows.
+    pub fn local_addresses(&self) -> HashMap<IpAddr, (InstanceId, NicType)> {
+        let mut out = HashMap::new();
+        if let Some((p, _, _)) = &self.policy {
+            for i in &p.instances {
+                out.insert(IpAddr::V4(i.private_ip), (i.id.clone(), NicType::Intranet));
+                if let Some(public) = i.public_ip {
+                    out.insert(IpAddr::V4(public), (i.id.clone(), NicType::Internet));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the table differs from what the last transaction left (a hand edit, a flush,
+    /// another program). The next [`Enforcer::sync`] then replaces it whole.
+    pub fn check_drift(&mut self) -> Result<bool, AgentError> {
+        let Some(expected) = &self.fingerprint else {
+            return Ok(false);
+        };
+        let drifted = &self.backend.list()? != expected;
+        if drifted {
+            self.applied = None;
+        }
+        Ok(drifted)
+    }
+
+    /// Makes the table match the policy and interfaces: a diff when the table's content is
+    /// known, a full replacement otherwise; both one transaction. When the kernel refuses,
+    /// the instances whose part it refuses are found (each checked alone) and failed closed,
+    /// and the rest applied; if even that is refused, every instance here is failed closed.
+    pub fn sync(&mut self) -> Result<Outcome, AgentError> {
+        let Some((_, state, _)) = &self.policy else {
+            return Ok(Outcome::default());
+        };
+        let mut desired = render(state, &self.attachments);
+        if self.applied.as_ref() == Some(&desired) {
+            return Ok(Outcome {
+                failed: desired.failed,
+                ..Outcome::default()
+            });
+        }
+        let script = match &self.applied {
+            Some(old) => desired.diff_script(old),
+            None => desired.full_script(),
+        };
+        let full = self.applied.is_none();
+        let result: Result<bool, AgentError> = match self.backend.apply(&script) {
+            Ok(()) => Ok(full),
+            Err(refused) => {
+                tracing::warn!(%refused, "transaction refused; isolating the instances at fault");
+                for a in &self.attachments {
+                    let alone = render(state, std::slice::from_ref(a));
+                    if let Err(e) = self.backend.check(&alone.full_script()) {
+                        desired.quarantine(a, &e.to_string());
+                    }
+                }
+                if self.backend.apply(&desired.full_script()).is_err() {
+                    for a in &self.attachments {
+                        desired.quarantine(a, &refused.to_string());
+                    }
+                    self.backend.apply(&desired.full_script())?;
+                }
+                Ok(true)
+            }
+        };
+        let full = result?;
+        self.fingerprint = Some(self.backend.list()?);
+        let failed = desired.failed.clone();
+        self.applied = Some(desired);
+        Ok(Outcome {
+            applied: true,
+            full,
+            failed,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The control plane's agent feed, as the agent sees it (the server side is
+//! `server::agents`).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use model::InstanceId;
+use policy::Snapshot;
+use serde_json::Value;
+
+use crate::AgentError;
+
+/// An instance placed on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// Its id.
+    pub id: InstanceId,
+    /// Its intranet address.
+    pub private_ip: Ipv4Addr,
+    /// Its internet address (classic network), if any.
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+/// The host's share of the policy at one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPolicy {
+    /// The store revision it reflects.
+    pub revision: u64,
+    /// The instances placed here.
+    pub instances: Vec<Placed>,
+    /// Their groups, the groups those reference, and the members of both.
+    pub snapshot: Snapshot,
+}
+
+impl HostPolicy {
+    /// Reads a feed answer (validating the policy with the same parser as the CLI's files).
+    pub fn from_json(v: &Value) -> Result<HostPolicy, AgentError> {
+        let bad = |what: &str| AgentError::Feed(format!("feed answer without {what}"));
+        let revision = v["Revision"].as_u64().ok_or_else(|| bad("Revision"))?;
+        let instances = v["Instances"]
+            .as_array()
+            .ok_or_else(|| bad("Instances"))?
+            .iter()
+            .map(|i| {
+                let text = |k: &str| i[k].as_str().unwrap_or_default();
+                Ok(Placed {
+                    id: text("InstanceId")
+                        .parse()
+                        .map_err(|_| bad("a valid InstanceId"))?,
+                    private_ip: text("PrivateIpAddress")
+                        .parse()
+                        .map_err(|_| bad("a valid PrivateIpAddress"))?,
+                    public_ip: text("PublicIpAddress").parse().ok(),
+                })
+            })
+            .collect::<Result<_, AgentError>>()?;
+        let snapshot = policy::document::parse(&v["Policy"].to_string())
+            .map_err(|e| AgentError::Policy(e.to_string()))?;
+        Ok(HostPolicy {
+            revision,
+            instances,
+            snapshot,
+        })
+    }
+}
+
+/// A client of one server's feed.
+#[derive(Debug, Clone)]
+pub struct FeedClient {
+    http: reqwest::blocking::Client,
+    server: String,
+    token: String,
+    host: String,
+    region: Option<String>,
+}
+
+impl FeedClient {
+    /// A client for `host` at `server` (`http://127.0.0.1:8080`).
+    pub fn new(server: &str, token: &str, host: &str, region: Option<String>) -> FeedClient {
+        FeedClient {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .expect("an HTTP client without TLS always builds"),
+            server: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            host: host.to_string(),
+            region,
+        }
+    }
+
+    /// The policy at the first revision after `after` (at once when `after` is `None`),
+    /// waiting at most `wait` for one; on timeout the current policy comes back.
+    pub fn poll(&self, after: Option<u64>, wait: Duration) -> Result<HostPolicy, AgentError> {
+        let mut query = vec![
+            ("host", self.host.clone()),
+            ("wait", wait.as_secs().to_string()),
+        ];
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        if let Some(r) = &self.region {
+            query.push(("region", r.clone()));
+        }
+        let v = self.send(
+            self.http
+                .get(format!("{}/agent/v1/policy", self.server))
+                .query(&query),
+        )?;
+        HostPolicy::from_json(&v)
+    }
+
+    /// Reports what the agent enforces.
+    pub fn report(&self, report: &Value) -> Result<(), AgentError> {
+        self.send(
+            self.http
+                .post(format!("{}/agent/v1/status", self.server))
+                .json(report),
+        )
+        .map(drop)
+    }
+
+    /// Every host's last report (for `stockade lab status`).
+    pub fn hosts(&self) -> Result<Value, AgentError> {
+        self.send(self.http.get(format!("{}/agent/v1/hosts", self.server)))
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, AgentError> {
+        let r = request
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| AgentError::Feed(e.to_string()))?;
+        let status = r.status();
+        let v: Value = r.json().map_err(|e| AgentError::Feed(e.to_string()))?;
+        if !status.is_success() {
+            return Err(AgentError::Feed(format!(
+                "{status}: {} {}",
+                v["Code"].as_str().unwrap_or_default(),
+                v["Message"].as_str().unwrap_or_default()
+            )));
+        }
+        Ok(v)
+    }
+}

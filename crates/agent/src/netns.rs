@@ -1,0 +1,1 @@
+//! Network namespaces and veth pairs for the lab (placeholder filled in below).

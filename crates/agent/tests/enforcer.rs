@@ -1,0 +1,133 @@
+//! The enforcement loop's decisions, against the in-memory nftables backend.
+
+use agent::feed::{HostPolicy, Placed};
+use agent::Enforcer;
+use model::NicType;
+use nft::{Attachment, FakeBackend};
+
+fn policy(revision: u64, edit: impl FnOnce(&mut policy::Snapshot)) -> HostPolicy {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/policy.json"
+    ))
+    .unwrap();
+    let mut snapshot = policy::document::parse(&text).unwrap();
+    edit(&mut snapshot);
+    let instances = snapshot
+        .instances
+        .iter()
+        .map(|i| Placed {
+            id: i.id.clone(),
+            private_ip: i.private_ip,
+            public_ip: i.public_ip,
+        })
+        .collect();
+    HostPolicy {
+        revision,
+        instances,
+        snapshot,
+    }
+}
+
+fn attachments(p: &HostPolicy) -> Vec<Attachment> {
+    p.instances
+        .iter()
+        .map(|i| Attachment {
+            instance: i.id.clone(),
+            nic_type: NicType::Intranet,
+            interface: format!("v{}", &i.id.as_str()[2..]),
+        })
+        .collect()
+}
+
+fn enforcer(p: HostPolicy) -> Enforcer<FakeBackend> {
+    let mut e = Enforcer::new(FakeBackend::default());
+    let atts = attachments(&p);
+    e.set_policy(p).unwrap();
+    e.set_attachments(atts);
+    e
+}
+
+#[test]
+fn nothing_is_applied_before_a_policy_arrives() {
+    // A restarted agent leaves the previous run's table in force until it knows better.
+    let mut e = Enforcer::new(FakeBackend::default());
+    assert!(!e.sync().unwrap().applied);
+    assert!(e.backend().applied.is_empty());
+}
+
+#[test]
+fn first_sync_replaces_the_table_then_changes_are_diffs() {
+    let mut e = enforcer(policy(1, |_| {}));
+    let first = e.sync().unwrap();
+    assert!(first.applied && first.full);
+    assert!(e.backend().applied[0].starts_with("table inet stockade {}\ndelete table"));
+    // Same policy again: no transaction at all.
+    assert!(!e.sync().unwrap().applied);
+    assert_eq!(e.backend().applied.len(), 1);
+    // i-app2 joins sg-db: a diff, not a replacement.
+    e.set_policy(policy(2, |s| {
+        let app2 = s
+            .instances
+            .iter_mut()
+            .find(|i| i.id.as_str() == "i-app2")
+            .unwrap();
+        app2.security_groups.push("sg-db".parse().unwrap());
+    }))
+    .unwrap();
+    let second = e.sync().unwrap();
+    assert!(second.applied && !second.full);
+    let diff = e.backend().applied[1].clone();
+    assert!(
+        diff.contains("add element inet stockade g4_sg_db { 198.18.2.22 }"),
+        "{diff}"
+    );
+    assert!(!diff.contains("delete table"), "{diff}");
+}
+
+#[test]
+fn drift_is_repaired_with_a_full_replacement() {
+    let mut e = enforcer(policy(1, |_| {}));
+    e.sync().unwrap();
+    assert!(!e.check_drift().unwrap());
+    e.backend().listing = "table inet stockade { }".into(); // flushed by hand
+    assert!(e.check_drift().unwrap());
+    let repair = e.sync().unwrap();
+    assert!(repair.applied && repair.full);
+    assert!(!e.check_drift().unwrap());
+}
+
+#[test]
+fn an_instance_the_kernel_refuses_fails_closed_and_the_rest_is_enforced() {
+    let mut e = enforcer(policy(1, |_| {}));
+    // The kernel refuses anything that mentions sg-db's chains (as it would a bad rule).
+    e.backend().reject = Some("in_i_sg_db".into());
+    let outcome = e.sync().unwrap();
+    assert!(outcome.applied);
+    assert_eq!(
+        outcome
+            .failed
+            .keys()
+            .map(|i| i.as_str())
+            .collect::<Vec<_>>(),
+        ["i-db1"]
+    );
+    let table = e.backend().applied.last().unwrap().clone();
+    assert!(table.contains("\"vdb1\" : drop"), "{table}");
+    assert!(table.contains("\"vweb1\" : jump eg_i_sg_web"), "{table}");
+    assert!(!table.contains("in_i_sg_db"), "{table}");
+}
+
+#[test]
+fn an_inconsistent_policy_is_refused_and_the_last_one_kept() {
+    let mut e = enforcer(policy(1, |_| {}));
+    e.sync().unwrap();
+    let broken = policy(2, |s| {
+        s.instances[0]
+            .security_groups
+            .push("sg-missing".parse().unwrap());
+    });
+    assert!(e.set_policy(broken).is_err());
+    assert_eq!(e.revision(), Some(1));
+    assert!(!e.sync().unwrap().applied);
+}

@@ -1,0 +1,201 @@
+//! The agent feed: how host agents learn the policy of the instances placed on their host.
+//!
+//! - `GET /agent/v1/policy?host=NAME[&region=R][&after=REV][&wait=SECONDS]` is a long poll:
+//!   it answers at once when the store's revision is past `after` (or `after` is absent),
+//!   otherwise when a change commits or `wait` (default 25 s, at most 60) runs out. The answer
+//!   is the whole share of the policy the host needs at that revision, so an agent that lost
+//!   its connection resumes by asking again with the revision it last applied: nothing to
+//!   replay, nothing to miss.
+//! - `POST /agent/v1/status` is the agent's report (revision applied, instances programmed,
+//!   errors); `GET /agent/v1/hosts` lists the reports, for `stockade lab status`.
+//!
+//! Placement: an instance belongs to the host named by its `stockade:host` tag (set with
+//! `TagResources`, so any SDK can place instances). Agents authenticate with the bearer token
+//! the server was started with (`STOCKADE_AGENT_TOKEN`); it is not an account's AccessKey,
+//! because an agent sees every account's instances on its host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use control::{Ctx, HOST_TAG};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::wire::{render_error, request_id, ApiError, Format};
+use crate::AppState;
+
+/// Longest wait of one long poll.
+const MAX_WAIT: u64 = 60;
+/// Revisions committed by another process (a replica, `stockade account`) are noticed by
+/// re-reading the store this often while waiting.
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// The feed's query parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FeedQuery {
+    host: String,
+    region: Option<String>,
+    after: Option<u64>,
+    wait: Option<u64>,
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match &state.agent_token {
+        Some(token) if crate::auth::same(token, given) => Ok(()),
+        _ => Err(ApiError::new(
+            401,
+            "InvalidAgentToken",
+            "The agent token is missing or not the one this server was started with.",
+        )),
+    }
+}
+
+fn failure(e: &ApiError) -> Response {
+    render_error(Format::Json, "stockade", &request_id(), e)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new(500, "InternalError", "The feed failed.")))
+}
+
+/// `GET /agent/v1/policy`.
+pub(crate) async fn policy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Response {
+    if let Err(e) = authorized(&state, &headers) {
+        return failure(&e);
+    }
+    let region = q.region.clone().unwrap_or_else(|| state.regions[0].clone());
+    if !state.regions.contains(&region) {
+        return failure(&ApiError::new(
+            404,
+            "InvalidRegionId.NotFound",
+            format!("The specified RegionId \"{region}\" does not exist."),
+        ));
+    }
+    state.seen(&q.host, None);
+    let deadline = Instant::now() + Duration::from_secs(q.wait.unwrap_or(25).min(MAX_WAIT));
+    loop {
+        // Registered before reading the revision, so a commit in between still wakes us.
+        let changed = state.changed.notified();
+        let s = state.clone();
+        let revision = match blocking(move || Ok(s.control.revision()?)).await {
+            Ok(r) => r,
+            Err(e) => return failure(&e),
+        };
+        let now = Instant::now();
+        let closing = state.closing.load(std::sync::atomic::Ordering::SeqCst);
+        if q.after.is_none_or(|after| revision > after) || now >= deadline || closing {
+            let s = state.clone();
+            let host = q.host.clone();
+            return match blocking(move || host_policy(&s, &region, &host)).await {
+                Ok(v) => Json(v).into_response(),
+                Err(e) => failure(&e),
+            };
+        }
+        let _ = tokio::time::timeout(RECHECK.min(deadline - now), changed).await;
+    }
+}
+
+/// The host's share of the region's policy at the current revision.
+fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ApiError> {
+    let ctx = Ctx {
+        account: model::AccountId::new(0),
+        region: region.to_string(),
+    };
+    let (revision, placed, snapshot) = state.control.read(&ctx, |tx| {
+        // Revision and policy from one read transaction: they describe the same state.
+        let revision = tx.revision()?;
+        let placed: BTreeSet<model::InstanceId> =
+            tx.instances_tagged(HOST_TAG, host)?.into_iter().collect();
+        Ok((revision, placed, tx.region_snapshot()?))
+    })?;
+    let instances: Vec<Value> = snapshot
+        .instances
+        .iter()
+        .filter(|i| placed.contains(&i.id))
+        .map(|i| {
+            json!({
+                "InstanceId": i.id.as_str(),
+                "PrivateIpAddress": i.private_ip.to_string(),
+                "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "Revision": revision,
+        "HostId": host,
+        "RegionId": region,
+        "Instances": instances,
+        "Policy": policy::document::to_value(&snapshot.closure(&placed)),
+    }))
+}
+
+/// `POST /agent/v1/status`: the agent's report, kept in memory (agents report again after
+/// every apply and every reconnect, so a restarted server relearns them within one poll).
+pub(crate) async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(report): Json<Value>,
+) -> Response {
+    if let Err(e) = authorized(&state, &headers) {
+        return failure(&e);
+    }
+    let Some(host) = report.get("HostId").and_then(Value::as_str) else {
+        return failure(&ApiError::new(
+            400,
+            "MissingParameter",
+            "HostId is required.",
+        ));
+    };
+    state.seen(&host.to_string(), Some(report.clone()));
+    Json(json!({"RequestId": request_id()})).into_response()
+}
+
+/// `GET /agent/v1/hosts`.
+pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorized(&state, &headers) {
+        return failure(&e);
+    }
+    let hosts = state.hosts.lock().unwrap_or_else(|e| e.into_inner());
+    let list: Vec<Value> = hosts
+        .iter()
+        .map(|(host, (seen, report))| {
+            json!({"HostId": host, "LastSeen": seen, "Report": report.clone().unwrap_or(Value::Null)})
+        })
+        .collect();
+    Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
+}
+
+/// Hosts by name: when last heard from (Unix seconds) and their last report.
+pub(crate) type HostRegistry = std::sync::Mutex<BTreeMap<String, (u64, Option<Value>)>>;
+
+impl AppState {
+    fn seen(&self, host: &str, report: Option<Value>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = hosts.entry(host.to_string()).or_insert((now, None));
+        entry.0 = now;
+        if report.is_some() {
+            entry.1 = report;
+        }
+    }
+}
