@@ -164,7 +164,7 @@ pub(crate) async fn status(
             "HostId is required.",
         ));
     };
-    state.seen(&host.to_string(), Some(report.clone()));
+    state.seen(host, Some(report.clone()));
     Json(json!({"RequestId": request_id()})).into_response()
 }
 
