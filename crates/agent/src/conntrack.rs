@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use model::{Direction, InstanceId, NicType, Policy};
 use policy::{Evaluator, Packet, StageQuery};
 
-use crate::{run_command, AgentError};
+use crate::{host_command, AgentError};
 
 /// One tracked flow, in its original direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,17 +87,21 @@ pub fn disallowed(
 }
 
 /// The host's tracked flows (IPv4 and IPv6).
-pub fn list() -> Result<Vec<Tracked>, AgentError> {
+pub fn list(netns: Option<&str>) -> Result<Vec<Tracked>, AgentError> {
     let mut out = Vec::new();
     for family in ["ipv4", "ipv6"] {
-        out.extend(parse(&run_command("conntrack", &["-L", "-f", family])?));
+        out.extend(parse(&host_command(
+            netns,
+            "conntrack",
+            &["-L", "-f", family],
+        )?));
     }
     Ok(out)
 }
 
 /// Deletes tracked flows; returns how many were deleted (a flow that ended meanwhile is not
 /// an error).
-pub fn delete(flows: &[Tracked]) -> usize {
+pub fn delete(netns: Option<&str>, flows: &[Tracked]) -> usize {
     flows
         .iter()
         .filter(|t| {
@@ -111,7 +115,7 @@ pub fn delete(flows: &[Tracked]) -> usize {
             if matches!(t.protocol, 6 | 17) {
                 args.extend(["--sport", sp.as_str(), "--dport", dp.as_str()]);
             }
-            run_command("conntrack", &args).is_ok()
+            host_command(netns, "conntrack", &args).is_ok()
         })
         .count()
 }

@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub reconcile: Duration,
     /// Whether tracked connections no longer allowed are deleted after a change.
     pub cut_connections: bool,
+    /// The host's network namespace when it is not the agent's own (lab mode).
+    pub netns: Option<String>,
 }
 
 /// Runs the agent until the process ends. Returns only on an error that leaves it nothing
@@ -40,7 +42,8 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let (tx, rx) = mpsc::channel::<HostPolicy>();
     let feed = client.clone();
     thread::spawn(move || follow(&feed, &tx));
-    let mut enforcer = Enforcer::new(NftCli::default());
+    let netns = config.netns.as_deref();
+    let mut enforcer = Enforcer::new(netns.map_or_else(NftCli::default, NftCli::in_netns));
     let mut last_error: Option<String> = None;
     loop {
         let mut new_policy = false;
@@ -67,7 +70,13 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         }
         let started = Instant::now();
-        match pass(&mut enforcer, tick, new_policy, config.cut_connections) {
+        match pass(
+            &mut enforcer,
+            netns,
+            tick,
+            new_policy,
+            config.cut_connections,
+        ) {
             Ok(Some(outcome)) => {
                 tracing::info!(
                     revision = enforcer.revision(),
@@ -136,6 +145,7 @@ fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
 /// outcome when a transaction was applied.
 fn pass<B: Backend>(
     enforcer: &mut Enforcer<B>,
+    netns: Option<&str>,
     tick: bool,
     new_policy: bool,
     cut: bool,
@@ -143,7 +153,7 @@ fn pass<B: Backend>(
     let Some(policy) = enforcer.policy() else {
         return Ok(None);
     };
-    let found = interfaces::discover(&policy.instances)?;
+    let found = interfaces::discover(netns, &policy.instances)?;
     enforcer.set_attachments(found);
     if tick && enforcer.check_drift()? {
         tracing::warn!("the table was changed outside the agent; restoring it");
@@ -151,10 +161,13 @@ fn pass<B: Backend>(
     let outcome = enforcer.sync()?;
     if cut && new_policy && outcome.applied {
         if let Some(engine) = enforcer.engine() {
-            let gone =
-                conntrack::disallowed(engine, &enforcer.local_addresses(), &conntrack::list()?);
+            let gone = conntrack::disallowed(
+                engine,
+                &enforcer.local_addresses(),
+                &conntrack::list(netns)?,
+            );
             if !gone.is_empty() {
-                let n = conntrack::delete(&gone);
+                let n = conntrack::delete(netns, &gone);
                 tracing::info!(cut = n, "tracked connections no longer allowed were cut");
             }
         }

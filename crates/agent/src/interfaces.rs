@@ -10,7 +10,7 @@ use nft::Attachment;
 use serde_json::Value;
 
 use crate::feed::Placed;
-use crate::{run_command, AgentError};
+use crate::{host_command, AgentError};
 
 /// The attachments of `instances` given the JSON of `ip -j route show`: the intranet
 /// device routes the private address, the internet device the public one. An instance
@@ -44,9 +44,9 @@ pub fn from_routes(routes: &Value, instances: &[Placed]) -> Vec<Attachment> {
     out
 }
 
-/// The attachments in the current network namespace.
-pub fn discover(instances: &[Placed]) -> Result<Vec<Attachment>, AgentError> {
-    let text = run_command("ip", &["-j", "route", "show"])?;
+/// The attachments in the host's namespace (`None`: the current one).
+pub fn discover(netns: Option<&str>, instances: &[Placed]) -> Result<Vec<Attachment>, AgentError> {
+    let text = host_command(netns, "ip", &["-j", "route", "show"])?;
     let routes: Value = serde_json::from_str(&text)
         .map_err(|e| AgentError::Command(format!("ip -j route: {e}")))?;
     Ok(from_routes(&routes, instances))

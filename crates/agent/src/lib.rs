@@ -17,6 +17,7 @@ mod enforcer;
 pub mod feed;
 pub mod interfaces;
 pub mod netns;
+pub mod probe;
 
 pub use daemon::{run, AgentConfig};
 pub use enforcer::{Enforcer, Outcome};
@@ -38,6 +39,19 @@ pub enum AgentError {
     /// A helper command (`ip`, `conntrack`) failed.
     #[error("{0}")]
     Command(String),
+}
+
+/// Runs a command in the host's namespace: the current one, or `netns` (the lab runs every
+/// agent in the root namespace, where the server is reachable, acting on its host's).
+pub(crate) fn host_command(
+    netns: Option<&str>,
+    program: &str,
+    args: &[&str],
+) -> Result<String, AgentError> {
+    match netns {
+        None => run_command(program, args),
+        Some(ns) => netns::exec(ns, program, args),
+    }
 }
 
 /// Runs a command to completion and returns its standard output, or its standard error as

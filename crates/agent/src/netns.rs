@@ -1,1 +1,186 @@
-//! Network namespaces and veth pairs for the lab (placeholder filled in below).
+//! Network namespaces and veth pairs: the lab's hosts and instances on one machine.
+//!
+//! Layout (all addresses in the benchmarking range 198.18.0.0/15, never routed outside):
+//! - a **host** is a namespace that forwards between its instances; it owns the gateway
+//!   address [`GATEWAY`] on its loopback, which answers its instances' ARP;
+//! - an **instance** is a namespace with `eth0` (intranet: its private address /32) and, for
+//!   a classic instance with a public address, `eth1` (internet), each one end of a veth
+//!   pair whose other end sits in its host with a host route to the address (the routes the
+//!   agent reads to find interfaces);
+//! - hosts are joined by veth links to the first host, which also holds the **internet**: a
+//!   namespace with the address [`INTERNET`], outside every security group.
+
+use std::net::Ipv4Addr;
+
+use crate::{run_command, AgentError};
+
+/// The gateway every instance routes through (on each host's loopback).
+pub const GATEWAY: &str = "198.18.255.254";
+/// The address of the lab's internet client namespace.
+pub const INTERNET: &str = "198.19.255.1";
+
+/// Runs `ip ARGS` (use `-n NS` to act in a namespace).
+pub fn ip(args: &[&str]) -> Result<String, AgentError> {
+    run_command("ip", args)
+}
+
+/// Runs a program inside a namespace.
+pub fn exec(ns: &str, program: &str, args: &[&str]) -> Result<String, AgentError> {
+    let mut all = vec!["netns", "exec", ns, program];
+    all.extend_from_slice(args);
+    ip(&all)
+}
+
+/// Whether a namespace exists.
+pub fn exists(ns: &str) -> bool {
+    std::path::Path::new("/run/netns").join(ns).exists()
+}
+
+/// Creates a namespace with loopback up and the given sysctls.
+pub fn create(ns: &str, sysctls: &[&str]) -> Result<(), AgentError> {
+    ip(&["netns", "add", ns])?;
+    ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    for s in sysctls {
+        exec(ns, "sysctl", &["-qw", s])?;
+    }
+    Ok(())
+}
+
+/// Deletes a namespace (its veth ends go with it); a missing one is not an error.
+pub fn delete(ns: &str) -> Result<(), AgentError> {
+    if exists(ns) {
+        ip(&["netns", "del", ns])?;
+    }
+    Ok(())
+}
+
+/// A host namespace: forwarding on, reverse-path filtering off (instances' addresses are
+/// /32s routed per device), the gateway address on loopback.
+pub fn create_host(ns: &str) -> Result<(), AgentError> {
+    create(
+        ns,
+        &[
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ],
+    )?;
+    ip(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{GATEWAY}/32"),
+        "dev",
+        "lo",
+    ])?;
+    Ok(())
+}
+
+/// An endpoint namespace (instance or internet client). ICMP errors are not rate-limited,
+/// so a probe to a closed UDP port always learns that its packet arrived.
+pub fn create_endpoint(ns: &str) -> Result<(), AgentError> {
+    create(
+        ns,
+        &[
+            "net.ipv4.icmp_ratelimit=0",
+            "net.ipv4.icmp_msgs_per_sec=100000",
+            "net.ipv4.conf.all.rp_filter=0",
+        ],
+    )
+}
+
+/// Plugs an address of an endpoint namespace into a host: a veth pair `host_if` (host side)
+/// / `inner_if` (endpoint side), `addr`/32 inside, a host route to it, and inside a route
+/// to `via` through the gateway (`default` for the primary interface).
+pub fn plug(
+    host: &str,
+    endpoint: &str,
+    host_if: &str,
+    inner_if: &str,
+    addr: Ipv4Addr,
+    via: &str,
+) -> Result<(), AgentError> {
+    let a = addr.to_string();
+    ip(&[
+        "link", "add", host_if, "netns", host, "type", "veth", "peer", "name", inner_if, "netns",
+        endpoint,
+    ])?;
+    ip(&[
+        "-n",
+        endpoint,
+        "addr",
+        "add",
+        &format!("{a}/32"),
+        "dev",
+        inner_if,
+    ])?;
+    ip(&["-n", endpoint, "link", "set", inner_if, "up"])?;
+    ip(&["-n", host, "link", "set", host_if, "up"])?;
+    ip(&["-n", host, "route", "add", &a, "dev", host_if])?;
+    ip(&[
+        "-n", endpoint, "route", "add", via, "via", GATEWAY, "dev", inner_if, "onlink", "src", &a,
+    ])?;
+    Ok(())
+}
+
+/// Joins host `other` to the first host `hub` with a /30 link (`n` numbers the link), and
+/// routes the whole lab range from `other` through `hub`. Returns the hub-side address, via
+/// which `hub` must route `other`'s instances.
+pub fn link_hosts(
+    hub: &str,
+    other: &str,
+    n: u8,
+    names: (&str, &str),
+) -> Result<String, AgentError> {
+    let hub_addr = format!("198.18.254.{}", 4 * n + 1);
+    let other_addr = format!("198.18.254.{}", 4 * n + 2);
+    ip(&[
+        "link", "add", names.0, "netns", hub, "type", "veth", "peer", "name", names.1, "netns",
+        other,
+    ])?;
+    ip(&[
+        "-n",
+        hub,
+        "addr",
+        "add",
+        &format!("{hub_addr}/30"),
+        "dev",
+        names.0,
+    ])?;
+    ip(&[
+        "-n",
+        other,
+        "addr",
+        "add",
+        &format!("{other_addr}/30"),
+        "dev",
+        names.1,
+    ])?;
+    ip(&["-n", hub, "link", "set", names.0, "up"])?;
+    ip(&["-n", other, "link", "set", names.1, "up"])?;
+    ip(&[
+        "-n",
+        other,
+        "route",
+        "add",
+        "198.18.0.0/15",
+        "via",
+        &hub_addr,
+    ])?;
+    Ok(other_addr)
+}
+
+/// Routes `addr` in `host` via `next_hop` (an instance on another host).
+pub fn route_via(host: &str, addr: Ipv4Addr, next_hop: &str) -> Result<(), AgentError> {
+    ip(&[
+        "-n",
+        host,
+        "route",
+        "replace",
+        &addr.to_string(),
+        "via",
+        next_hop,
+    ])
+    .map(drop)
+}

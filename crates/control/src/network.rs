@@ -2,14 +2,18 @@
 //!
 //! Instances get a private address from their vSwitch (VPC) or from the classic intranet pool,
 //! and classic instances with outbound bandwidth a public one. Decisions where ECS is silent:
-//! the classic intranet pool is 10.0.0.0/8 and the public pool 198.19.0.0/16 (inside the
-//! benchmarking range the lab uses); a vSwitch keeps its network, first (gateway) and
+//! the classic intranet pool is 198.18.192.0/18 and the public pool 198.19.0.0/16, both inside
+//! the benchmarking range, so lab namespaces can carry the addresses ECS hands out without
+//! colliding with any real network (ECS itself uses 10.0.0.0/8 for classic); a vSwitch keeps its network, first (gateway) and
 //! broadcast addresses; instances start `Running` (`RunInstances`) or `Stopped`
 //! (`CreateInstance`) at once.
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+
+/// The classic network's intranet address pool.
+pub const CLASSIC_INTRANET: &str = "198.18.192.0/18";
 use model::{AccountId, GroupType, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
 use rusqlite::{params, OptionalExtension};
 use serde_json::json;
@@ -436,7 +440,7 @@ impl Tx<'_> {
         };
         let pool: Ipv4Net = vswitch
             .as_ref()
-            .map_or_else(|| "10.0.0.0/8".parse().expect("literal"), |s| s.cidr);
+            .map_or_else(|| CLASSIC_INTRANET.parse().expect("literal"), |s| s.cidr);
         let mut ids = Vec::with_capacity(req.amount);
         for _ in 0..req.amount {
             let private_ip = match req.private_ip {

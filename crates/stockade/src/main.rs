@@ -1,6 +1,8 @@
 //! The `stockade` binary: one executable that serves the ECS API, enforces rules on hosts and
 //! answers questions about policies.
 
+mod client;
+mod lab;
 mod reach;
 mod serve;
 
@@ -43,9 +45,47 @@ enum Command {
     /// (`PreviewSecurityGroupChange`; credentials from ALIBABA_CLOUD_ACCESS_KEY_ID /
     /// ALIBABA_CLOUD_ACCESS_KEY_SECRET, endpoint from STOCKADE_ENDPOINT).
     Preview(PreviewArgs),
+    /// Enforce the security groups of the instances placed on this host with nftables,
+    /// following the server's feed (token from STOCKADE_AGENT_TOKEN or --token-file).
+    Agent(AgentArgs),
+    /// A small cloud on this machine: hosts and instances as network namespaces, real
+    /// agents, real packets (needs root).
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
     /// Explain what the policy does with one flow: the verdict, and the rule or default that
     /// decided at the source (egress) and at the destination (ingress).
     Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// The API server.
+    #[arg(
+        long,
+        env = "STOCKADE_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// This host's name: it enforces the instances tagged `stockade:host=NAME`.
+    #[arg(long)]
+    host_id: String,
+    /// Region (the server's default when omitted).
+    #[arg(long)]
+    region: Option<String>,
+    /// File holding the agent token (when STOCKADE_AGENT_TOKEN is not set).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Program the nftables of this network namespace instead of the agent's own (lab
+    /// mode: the agent stays where the server is reachable).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Milliseconds between drift checks and interface lookups.
+    #[arg(long, default_value_t = 1000)]
+    reconcile_ms: u64,
+    /// Leave established connections alone when a change no longer allows them (by
+    /// default they are cut).
+    #[arg(long)]
+    keep_established: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,6 +248,8 @@ fn main() -> ExitCode {
         Command::Exposure(args) => exposure(&args),
         Command::Reach(args) => reach_command(&args),
         Command::Preview(args) => preview(&args),
+        Command::Agent(args) => run_agent(args),
+        Command::Lab(cmd) => lab::lab(cmd),
         Command::Audit(args) => match audit(&args) {
             Ok(true) => return ExitCode::from(1),
             other => other.map(|_| ()),
@@ -381,52 +423,49 @@ fn reach_command(args: &ReachArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_agent(args: AgentArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let token = match (std::env::var("STOCKADE_AGENT_TOKEN"), &args.token_file) {
+        (Ok(t), _) if !t.is_empty() => t,
+        (_, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .trim()
+            .to_string(),
+        _ => bail!("set STOCKADE_AGENT_TOKEN or --token-file"),
+    };
+    agent::run(agent::AgentConfig {
+        server: args.server,
+        token,
+        host_id: args.host_id,
+        region: args.region,
+        reconcile: std::time::Duration::from_millis(args.reconcile_ms.max(50)),
+        cut_connections: !args.keep_established,
+        netns: args.netns,
+    })?;
+    Ok(())
+}
+
 fn preview(args: &PreviewArgs) -> Result<()> {
-    let key = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
-    let (ak, secret) = (
-        key("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
-        key("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
-    );
-    let endpoint =
-        std::env::var("STOCKADE_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let api = client::Api::from_env()?;
     let mut params = vec![
-        (
-            "Action".to_string(),
-            "PreviewSecurityGroupChange".to_string(),
-        ),
-        ("ChangeAction".to_string(), args.action.clone()),
-        ("RegionId".to_string(), args.region.clone()),
+        ("Action", "PreviewSecurityGroupChange"),
+        ("ChangeAction", args.action.as_str()),
+        ("RegionId", args.region.as_str()),
     ];
     for p in &args.params {
         let (k, v) = p
             .split_once('=')
             .with_context(|| format!("--param {p}: expected NAME=VALUE"))?;
-        params.push((k.to_string(), v.to_string()));
+        params.push((k, v));
     }
-    let url = format!(
-        "{}/?{}",
-        endpoint.trim_end_matches('/'),
-        server::auth::signed_v1_query("GET", &ak, &secret, params)
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (status, body) = runtime.block_on(async {
-        let r = reqwest::get(&url)
-            .await
-            .with_context(|| format!("cannot reach {endpoint}"))?;
-        let status = r.status();
-        Ok::<_, anyhow::Error>((status, r.text().await?))
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&body).with_context(|| format!("unexpected answer: {body}"))?;
-    if !status.is_success() {
-        bail!(
-            "{}: {}",
-            v["Code"].as_str().unwrap_or("error"),
-            v["Message"].as_str().unwrap_or("")
-        );
-    }
+    let v = api.call(&params)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         Format::Text => {

@@ -1,0 +1,129 @@
+//! Real packets: the probes the lab and its tests send from inside an instance namespace.
+//!
+//! A probe passes when the destination's kernel answered: a TCP connection accepted or
+//! refused (RST), a UDP datagram answered or refused (ICMP port unreachable, which endpoint
+//! namespaces do not rate-limit), an ICMP echo replied. Security groups drop silently, so a
+//! blocked probe is one that times out. No listener is needed at the destination.
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The protocol of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeProtocol {
+    /// A TCP connection attempt.
+    Tcp,
+    /// A UDP datagram.
+    Udp,
+    /// An ICMP echo request.
+    Icmp,
+}
+
+/// One probe: `tcp 198.18.1.3 80 0` (protocol, destination, port, source port; 0 = any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Protocol.
+    pub protocol: ProbeProtocol,
+    /// Destination address.
+    pub destination: Ipv4Addr,
+    /// Destination port (TCP/UDP).
+    pub port: u16,
+    /// Source port (TCP/UDP; 0 lets the kernel choose).
+    pub source_port: u16,
+}
+
+impl FromStr for Probe {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Probe, String> {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let bad = || format!("bad probe {s:?}: expected PROTOCOL ADDRESS [PORT [SOURCE_PORT]]");
+        let protocol = match w.first().copied() {
+            Some("tcp") => ProbeProtocol::Tcp,
+            Some("udp") => ProbeProtocol::Udp,
+            Some("icmp") => ProbeProtocol::Icmp,
+            _ => return Err(bad()),
+        };
+        let num = |i: usize| w.get(i).map_or(Ok(0), |p| p.parse().map_err(|_| bad()));
+        Ok(Probe {
+            protocol,
+            destination: w.get(1).ok_or_else(bad)?.parse().map_err(|_| bad())?,
+            port: num(2)?,
+            source_port: num(3)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = match self.protocol {
+            ProbeProtocol::Tcp => "tcp",
+            ProbeProtocol::Udp => "udp",
+            ProbeProtocol::Icmp => "icmp",
+        };
+        write!(
+            f,
+            "{p} {} {} {}",
+            self.destination, self.port, self.source_port
+        )
+    }
+}
+
+/// Sends one probe from the current namespace; true when it got through.
+pub fn send(probe: &Probe, timeout: Duration) -> bool {
+    let source = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, probe.source_port));
+    let target = SocketAddr::V4(SocketAddrV4::new(probe.destination, probe.port));
+    let answered = |e: std::io::Error| e.kind() == ErrorKind::ConnectionRefused;
+    match probe.protocol {
+        ProbeProtocol::Tcp => {
+            let Ok(socket) = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) else {
+                return false;
+            };
+            let _ = socket.set_reuse_address(true);
+            if socket.bind(&source.into()).is_err() {
+                return false;
+            }
+            socket
+                .connect_timeout(&target.into(), timeout)
+                .map_or_else(answered, |()| true)
+        }
+        ProbeProtocol::Udp => {
+            let Ok(socket) = UdpSocket::bind(source) else {
+                return false;
+            };
+            let _ = socket.set_read_timeout(Some(timeout));
+            if socket.connect(target).is_err() || socket.send(b"stockade probe").is_err() {
+                return false;
+            }
+            let mut buf = [0u8; 64];
+            socket.recv(&mut buf).map_or_else(answered, |_| true)
+        }
+        ProbeProtocol::Icmp => Command::new("ping")
+            .args(["-c", "1", "-n", "-q", "-W"])
+            .arg(format!("{:.1}", timeout.as_secs_f64()))
+            .arg(probe.destination.to_string())
+            .output()
+            .is_ok_and(|o| o.status.success()),
+    }
+}
+
+/// Sends many probes, up to 64 at a time; results in order.
+pub fn send_all(probes: &[Probe], timeout: Duration) -> Vec<bool> {
+    let mut results = Vec::with_capacity(probes.len());
+    for chunk in probes.chunks(64) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|p| {
+                let p = *p;
+                std::thread::spawn(move || send(&p, timeout))
+            })
+            .collect();
+        results.extend(handles.into_iter().map(|h| h.join().unwrap_or(false)));
+    }
+    results
+}

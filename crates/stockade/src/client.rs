@@ -1,0 +1,62 @@
+//! A small signed client of the ECS API, for the commands that talk to a running server
+//! (`preview`, `lab`). Credentials and endpoint come from the environment, as in the
+//! Alibaba Cloud CLI.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Where and as whom to call.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// `http://127.0.0.1:8080` by default.
+    pub endpoint: String,
+    access_key_id: String,
+    secret: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    /// From `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
+    /// `STOCKADE_ENDPOINT`.
+    pub fn from_env() -> Result<Api> {
+        let key = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+        Ok(Api {
+            endpoint: std::env::var("STOCKADE_ENDPOINT")
+                .unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+                .trim_end_matches('/')
+                .to_string(),
+            access_key_id: key("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
+            secret: key("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
+            http: reqwest::blocking::Client::new(),
+        })
+    }
+
+    /// Calls an action (`Version` defaults to ECS's); an ECS error becomes `Code: Message`.
+    pub fn call(&self, params: &[(&str, &str)]) -> Result<Value> {
+        let mut all: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if !all.iter().any(|(k, _)| k == "Version") {
+            all.push(("Version".into(), server::ECS_VERSION.into()));
+        }
+        let query = server::auth::signed_v1_query("GET", &self.access_key_id, &self.secret, all);
+        let r = self
+            .http
+            .get(format!("{}/?{query}", self.endpoint))
+            .send()
+            .with_context(|| format!("cannot reach {}", self.endpoint))?;
+        let status = r.status();
+        let body = r.text()?;
+        let v: Value =
+            serde_json::from_str(&body).with_context(|| format!("unexpected answer: {body}"))?;
+        if !status.is_success() {
+            bail!(
+                "{}: {}",
+                v["Code"].as_str().unwrap_or("error"),
+                v["Message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(v)
+    }
+}

@@ -1,0 +1,837 @@
+//! `stockade lab`: a small cloud on one machine. Hosts and instances are network namespaces
+//! (see `agent::netns` for the wiring), the instances are real ECS instances of a running
+//! server, created through its API and placed on hosts with the `stockade:host` tag, and each
+//! host runs a real agent enforcing their security groups with nftables.
+//!
+//! `up` records everything it creates in `LAB_DIR/lab.json` as it goes, so `down` can remove
+//! a lab that was only half built.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::netns;
+use agent::probe::{self, Probe};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::client::Api;
+
+/// `stockade lab ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the lab: a VPC, instances created through the API (plus classic ones with an
+    /// internet interface), host and instance namespaces, and one agent per host.
+    Up(UpArgs),
+    /// Stop the agents, delete the namespaces and the lab's instances, groups and VPC.
+    Down(DirArgs),
+    /// Each host (agent, policy revision applied) and instance (address, interfaces).
+    Status(DirArgs),
+    /// Send one real probe between lab members; exit status 0 when it gets through.
+    Probe(ProbeArgs),
+    /// Run a command inside an instance's namespace (or `internet`).
+    Exec(ExecArgs),
+    /// Restart the agent of one host (it resyncs; enforcement stays in place meanwhile).
+    RestartAgent(RestartArgs),
+    /// Read probes from stdin (`tcp 198.18.1.3 80 0` per line) and print `1` (through) or
+    /// `0` (blocked) for each, from the current namespace. Used by `probe` and the tests.
+    #[command(hide = true)]
+    ProbeBatch {
+        /// Milliseconds before a probe counts as blocked.
+        #[arg(long, default_value_t = 700)]
+        timeout_ms: u64,
+    },
+}
+
+/// The lab's directory.
+#[derive(Debug, clap::Args)]
+pub struct DirArgs {
+    /// Where the lab keeps `lab.json` and the agents' logs.
+    #[arg(long, default_value = "./stockade-lab")]
+    lab_dir: PathBuf,
+}
+
+/// `lab up` flags.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Short name (letters and digits, at most 6): prefixes namespaces and interfaces.
+    #[arg(long, default_value = "lab")]
+    name: String,
+    /// Number of hosts (joined by links to the first).
+    #[arg(long, default_value_t = 2)]
+    hosts: usize,
+    /// Number of VPC instances, spread over the hosts.
+    #[arg(long, default_value_t = 4)]
+    instances: usize,
+    /// Number of classic-network instances (intranet and internet interfaces).
+    #[arg(long, default_value_t = 1)]
+    classic: usize,
+    /// Region of the lab's resources.
+    #[arg(long, default_value = "cn-hangzhou")]
+    region: String,
+    /// File holding the server's agent token, when STOCKADE_AGENT_TOKEN is not set.
+    #[arg(long, default_value = "./stockade-data/agent-token")]
+    agent_token_file: PathBuf,
+}
+
+/// `lab probe` flags.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Sender: an instance id or `internet`.
+    #[arg(long)]
+    from: String,
+    /// Receiver: an instance id, `internet`, or an address.
+    #[arg(long)]
+    to: String,
+    /// tcp, udp or icmp.
+    #[arg(long, default_value = "tcp")]
+    protocol: String,
+    /// Destination port (TCP/UDP).
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Source port (TCP/UDP; 0 = any).
+    #[arg(long, default_value_t = 0)]
+    source_port: u16,
+    /// Send to the receiver's internet (public) address instead of its private one.
+    #[arg(long)]
+    internet: bool,
+}
+
+/// `lab exec` flags.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// An instance id or `internet`.
+    member: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `lab restart-agent` flags.
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// The host.
+    #[arg(long)]
+    host: String,
+}
+
+/// What a lab is made of (`lab.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Lab {
+    name: String,
+    endpoint: String,
+    region_id: String,
+    agent_token: String,
+    vpc_id: String,
+    v_switch_id: String,
+    security_group_ids: Vec<String>,
+    hosts: Vec<Host>,
+    instances: Vec<Member>,
+    internet_netns: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Host {
+    host_id: String,
+    netns: String,
+    agent_pid: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Member {
+    instance_id: String,
+    host_id: String,
+    netns: String,
+    private_ip_address: String,
+    public_ip_address: String,
+    network: String,
+}
+
+impl Lab {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("lab.json")
+    }
+
+    fn load(dir: &Path) -> Result<Lab> {
+        let path = Lab::path(dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no lab in {} (run `stockade lab up`)", dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600) // it holds the agent token
+            .open(Lab::path(dir))?;
+        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(())
+    }
+
+    fn member(&self, id: &str) -> Result<&Member> {
+        self.instances
+            .iter()
+            .find(|m| m.instance_id == id)
+            .with_context(|| format!("{id} is not an instance of this lab"))
+    }
+
+    /// The namespace of an instance or of `internet`.
+    fn netns_of(&self, who: &str) -> Result<String> {
+        if who == "internet" {
+            Ok(self.internet_netns.clone())
+        } else {
+            Ok(self.member(who)?.netns.clone())
+        }
+    }
+}
+
+/// Runs a lab command.
+pub fn lab(cmd: LabCommand) -> Result<()> {
+    match cmd {
+        LabCommand::Up(args) => up(&args),
+        LabCommand::Down(args) => down(&args.lab_dir),
+        LabCommand::Status(args) => status(&args.lab_dir),
+        LabCommand::Probe(args) => {
+            let lab = Lab::load(&args.dir.lab_dir)?;
+            let to = match args.to.as_str() {
+                "internet" => netns::INTERNET.to_string(),
+                t if t.starts_with("i-") => {
+                    let m = lab.member(t)?;
+                    if args.internet {
+                        if m.public_ip_address.is_empty() {
+                            bail!("{t} has no internet address");
+                        }
+                        m.public_ip_address.clone()
+                    } else {
+                        m.private_ip_address.clone()
+                    }
+                }
+                address => address.to_string(),
+            };
+            let line = format!("{} {to} {} {}", args.protocol, args.port, args.source_port);
+            let probe: Probe = line.parse().map_err(anyhow::Error::msg)?;
+            let through = probe_from(&lab.netns_of(&args.from)?, &[probe], 700)?[0];
+            println!("{}", if through { "pass" } else { "blocked" });
+            if !through {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        LabCommand::Exec(args) => {
+            let lab = Lab::load(&args.dir.lab_dir)?;
+            let status = Command::new("ip")
+                .args(["netns", "exec", &lab.netns_of(&args.member)?])
+                .args(&args.command)
+                .status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        LabCommand::RestartAgent(args) => {
+            let mut lab = Lab::load(&args.dir.lab_dir)?;
+            let dir = args.dir.lab_dir.clone();
+            let token = lab.agent_token.clone();
+            let (endpoint, region) = (lab.endpoint.clone(), lab.region_id.clone());
+            let host = lab
+                .hosts
+                .iter_mut()
+                .find(|h| h.host_id == args.host)
+                .with_context(|| format!("no host {} in this lab", args.host))?;
+            stop_agent(host.agent_pid);
+            host.agent_pid = start_agent(&dir, &endpoint, &region, &token, host)?;
+            println!(
+                "agent of {} restarted (pid {})",
+                host.host_id, host.agent_pid
+            );
+            lab.save(&dir)
+        }
+        LabCommand::ProbeBatch { timeout_ms } => {
+            let mut probes = Vec::new();
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                if !line.trim().is_empty() {
+                    probes.push(line.parse::<Probe>().map_err(anyhow::Error::msg)?);
+                }
+            }
+            let results = probe::send_all(&probes, Duration::from_millis(timeout_ms));
+            let mut out = std::io::stdout().lock();
+            for r in results {
+                writeln!(out, "{}", u8::from(r))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends probes from inside `ns` (by running `lab probe-batch` there).
+fn probe_from(ns: &str, probes: &[Probe], timeout_ms: u64) -> Result<Vec<bool>> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args([
+            "lab",
+            "probe-batch",
+            "--timeout-ms",
+            &timeout_ms.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let input: String = probes.iter().map(|p| format!("{p}\n")).collect();
+    child
+        .stdin
+        .take()
+        .context("probe stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim() == "1")
+        .collect())
+}
+
+fn step(n: usize, of: usize, what: &str) {
+    println!("[{n}/{of}] {what}");
+}
+
+fn up(args: &UpArgs) -> Result<()> {
+    let name = &args.name;
+    if name.is_empty() || name.len() > 6 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        bail!("--name must be 1 to 6 letters or digits (it prefixes interface names)");
+    }
+    if args.hosts == 0 || args.hosts > 9 || args.instances + args.classic == 0 {
+        bail!("a lab has 1 to 9 hosts and at least one instance");
+    }
+    if args.instances + args.classic > 60 {
+        bail!("at most 60 instances in a lab");
+    }
+    let dir = &args.dir.lab_dir;
+    if Lab::path(dir).exists() {
+        bail!(
+            "a lab is already up in {} (run `stockade lab down` first)",
+            dir.display()
+        );
+    }
+    netns::ip(&["netns", "list"]).context("the lab needs root and iproute2")?;
+    let api = Api::from_env()?;
+    let token = match std::env::var("STOCKADE_AGENT_TOKEN") {
+        Ok(t) if !t.is_empty() => t,
+        _ => std::fs::read_to_string(&args.agent_token_file)
+            .with_context(|| {
+                format!(
+                    "set STOCKADE_AGENT_TOKEN or point --agent-token-file at the server's \
+                     agent-token ({} not readable)",
+                    args.agent_token_file.display()
+                )
+            })?
+            .trim()
+            .to_string(),
+    };
+    std::fs::create_dir_all(dir)?;
+    let region = args.region.as_str();
+    let mut lab = Lab {
+        name: name.clone(),
+        endpoint: api.endpoint.clone(),
+        region_id: region.to_string(),
+        agent_token: token,
+        internet_netns: format!("sk-{name}-net"),
+        ..Lab::default()
+    };
+    let steps = 5;
+    step(
+        1,
+        steps,
+        "creating the VPC, vSwitch and security groups through the API",
+    );
+    let vpc = api.call(&[
+        ("Action", "CreateVpc"),
+        ("Version", server::VPC_VERSION),
+        ("RegionId", region),
+        ("CidrBlock", "198.18.0.0/16"),
+        ("VpcName", &format!("lab-{name}")),
+    ])?;
+    lab.vpc_id = text(&vpc["VpcId"]);
+    lab.save(dir)?;
+    let vsw = api.call(&[
+        ("Action", "CreateVSwitch"),
+        ("Version", server::VPC_VERSION),
+        ("RegionId", region),
+        ("VpcId", &lab.vpc_id),
+        ("ZoneId", &format!("{region}-b")),
+        ("CidrBlock", "198.18.1.0/24"),
+    ])?;
+    lab.v_switch_id = text(&vsw["VSwitchId"]);
+    lab.save(dir)?;
+    let mut batches = Vec::new();
+    for (network, count) in [("vpc", args.instances), ("classic", args.classic)] {
+        if count == 0 {
+            continue;
+        }
+        let mut params = vec![
+            ("Action", "CreateSecurityGroup"),
+            ("RegionId", region),
+            (
+                "Description",
+                "Stockade lab: members isolated until rules open them",
+            ),
+        ];
+        let group_name = format!("lab-{name}-{network}");
+        params.push(("SecurityGroupName", &group_name));
+        if network == "vpc" {
+            params.push(("VpcId", &lab.vpc_id));
+        }
+        let sg = text(&api.call(&params)?["SecurityGroupId"]);
+        lab.security_group_ids.push(sg.clone());
+        lab.save(dir)?;
+        // Isolated by default, so that what passes is what the user's rules open.
+        api.call(&[
+            ("Action", "ModifySecurityGroupPolicy"),
+            ("RegionId", region),
+            ("SecurityGroupId", &sg),
+            ("InnerAccessPolicy", "Drop"),
+        ])?;
+        batches.push((network, count, sg));
+    }
+    step(2, steps, "creating the instances and placing them on hosts");
+    for (network, count, sg) in &batches {
+        let amount = count.to_string();
+        let mut params = vec![
+            ("Action", "RunInstances"),
+            ("RegionId", region),
+            ("ImageId", "stockade-lab"),
+            ("InstanceType", "ecs.lab.small"),
+            ("SecurityGroupId", sg.as_str()),
+            ("Amount", amount.as_str()),
+        ];
+        let instance_name = format!("lab-{name}");
+        params.push(("InstanceName", &instance_name));
+        if *network == "vpc" {
+            params.push(("VSwitchId", &lab.v_switch_id));
+        } else {
+            params.push(("InternetMaxBandwidthOut", "10"));
+        }
+        let run = api.call(&params)?;
+        for id in run["InstanceIdSets"]["InstanceIdSet"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let n = lab.instances.len();
+            let id = text(id);
+            lab.instances.push(Member {
+                host_id: format!("h{}", n % args.hosts + 1),
+                netns: format!("sk-{name}-{id}"),
+                instance_id: id,
+                network: network.to_string(),
+                ..Member::default()
+            });
+        }
+        lab.save(dir)?;
+    }
+    let ids: Vec<String> = lab
+        .instances
+        .iter()
+        .map(|m| m.instance_id.clone())
+        .collect();
+    let described = api.call(&[
+        ("Action", "DescribeInstances"),
+        ("RegionId", region),
+        ("InstanceIds", &serde_json::to_string(&ids)?),
+        ("PageSize", "100"),
+    ])?;
+    for i in described["Instances"]["Instance"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let id = text(&i["InstanceId"]);
+        let first = |v: &Value| {
+            v.as_array()
+                .and_then(|a| a.first())
+                .map(text)
+                .unwrap_or_default()
+        };
+        let private = match first(&i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"]) {
+            s if s.is_empty() => first(&i["InnerIpAddress"]["IpAddress"]),
+            s => s,
+        };
+        let public = first(&i["PublicIpAddress"]["IpAddress"]);
+        if let Some(m) = lab.instances.iter_mut().find(|m| m.instance_id == id) {
+            m.private_ip_address = private;
+            m.public_ip_address = public;
+        }
+    }
+    for h in 1..=args.hosts {
+        let host = format!("h{h}");
+        let on_host: Vec<(usize, &Member)> = lab
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.host_id == host)
+            .collect();
+        for chunk in on_host.chunks(20) {
+            let mut params = vec![
+                ("Action".to_string(), "TagResources".to_string()),
+                ("RegionId".to_string(), region.to_string()),
+                ("ResourceType".to_string(), "instance".to_string()),
+                ("Tag.1.Key".to_string(), control::HOST_TAG.to_string()),
+                ("Tag.1.Value".to_string(), host.clone()),
+            ];
+            for (n, (_, m)) in chunk.iter().enumerate() {
+                params.push((format!("ResourceId.{}", n + 1), m.instance_id.clone()));
+            }
+            let borrowed: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            api.call(&borrowed)?;
+        }
+    }
+    step(3, steps, "building host and instance namespaces");
+    build_namespaces(&mut lab, args.hosts)?;
+    lab.save(dir)?;
+    step(4, steps, "starting one agent per host");
+    let (endpoint, token, region) = (
+        lab.endpoint.clone(),
+        lab.agent_token.clone(),
+        lab.region_id.clone(),
+    );
+    for n in 0..lab.hosts.len() {
+        lab.hosts[n].agent_pid = start_agent(dir, &endpoint, &region, &token, &lab.hosts[n])?;
+        lab.save(dir)?;
+    }
+    step(
+        5,
+        steps,
+        "waiting for every agent to enforce the current policy",
+    );
+    wait_for_agents(&lab, Duration::from_secs(30))?;
+    println!();
+    print_status(&lab)?;
+    println!(
+        "\nTry: stockade lab probe --lab-dir {} --from {} --to {} --port 80",
+        dir.display(),
+        lab.instances[0].instance_id,
+        lab.instances.last().map_or("", |m| m.instance_id.as_str())
+    );
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Hosts, links, the internet namespace, and every instance plugged into its host.
+fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
+    let name = lab.name.clone();
+    for h in 1..=hosts {
+        let ns = format!("sk-{name}-h{h}");
+        netns::create_host(&ns)?;
+        lab.hosts.push(Host {
+            host_id: format!("h{h}"),
+            netns: ns,
+            agent_pid: 0,
+        });
+    }
+    let hub = lab.hosts[0].netns.clone();
+    let mut next_hop = vec![String::new(); hosts + 1];
+    for h in 2..=hosts {
+        let other = &lab.hosts[h - 1].netns;
+        next_hop[h] = netns::link_hosts(
+            &hub,
+            other,
+            h as u8,
+            (&format!("sk{name}L{h}"), &format!("sk{name}U{h}")),
+        )?;
+    }
+    let internet = lab.internet_netns.clone();
+    netns::create_endpoint(&internet)?;
+    netns::plug(
+        &hub,
+        &internet,
+        &format!("sk{name}net"),
+        "eth0",
+        netns::INTERNET.parse()?,
+        "default",
+    )?;
+    for (k, m) in lab.instances.iter().enumerate() {
+        let host = lab
+            .hosts
+            .iter()
+            .find(|h| h.host_id == m.host_id)
+            .context("host")?;
+        netns::create_endpoint(&m.netns)?;
+        let private = m
+            .private_ip_address
+            .parse()
+            .with_context(|| format!("{} has no private address", m.instance_id))?;
+        netns::plug(
+            &host.netns,
+            &m.netns,
+            &format!("sk{name}{k}i"),
+            "eth0",
+            private,
+            "default",
+        )?;
+        let public = m.public_ip_address.parse().ok();
+        if let Some(public) = public {
+            // Internet traffic (the 198.19.0.0/16 side of the lab) leaves by the internet
+            // interface with the public address.
+            netns::plug(
+                &host.netns,
+                &m.netns,
+                &format!("sk{name}{k}p"),
+                "eth1",
+                public,
+                "198.19.0.0/16",
+            )?;
+        }
+        let h: usize = m.host_id[1..].parse()?;
+        if h != 1 {
+            for addr in std::iter::once(private).chain(public) {
+                netns::route_via(&hub, addr, &next_hop[h])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_agent(dir: &Path, endpoint: &str, region: &str, token: &str, host: &Host) -> Result<u32> {
+    let log = std::fs::File::create(dir.join(format!("agent-{}.log", host.host_id)))?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["agent", "--server", endpoint, "--host-id", &host.host_id])
+        .args(["--region", region, "--netns", &host.netns])
+        .env("STOCKADE_AGENT_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the agent")?;
+    Ok(child.id())
+}
+
+fn stop_agent(pid: u32) {
+    if pid != 0 && Path::new(&format!("/proc/{pid}")).exists() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        for _ in 0..50 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn feed(lab: &Lab) -> agent::feed::FeedClient {
+    agent::feed::FeedClient::new(
+        &lab.endpoint,
+        &lab.agent_token,
+        "lab-status",
+        Some(lab.region_id.clone()),
+    )
+}
+
+/// The store's revision and every host's last report, by host id.
+fn reports(lab: &Lab) -> Result<(u64, Value)> {
+    let f = feed(lab);
+    let revision = f.poll(None, Duration::from_secs(1))?.revision;
+    let hosts = f.hosts()?;
+    Ok((revision, hosts))
+}
+
+fn host_report<'a>(hosts: &'a Value, id: &str) -> Option<&'a Value> {
+    hosts["Hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["HostId"] == id)
+        .map(|h| &h["Report"])
+}
+
+fn wait_for_agents(lab: &Lab, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let (revision, hosts) = reports(lab)?;
+        let behind: Vec<&str> = lab
+            .hosts
+            .iter()
+            .filter(|h| {
+                host_report(&hosts, &h.host_id)
+                    .and_then(|r| r["Revision"].as_u64())
+                    .is_none_or(|r| r < revision)
+            })
+            .map(|h| h.host_id.as_str())
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "agents of {} did not apply revision {revision} in {limit:?}; see the agent \
+                 logs in the lab directory",
+                behind.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn status(dir: &Path) -> Result<()> {
+    print_status(&Lab::load(dir)?)
+}
+
+fn print_status(lab: &Lab) -> Result<()> {
+    let (revision, hosts) = reports(lab)?;
+    println!(
+        "lab {} on {} (store revision {revision})",
+        lab.name, lab.endpoint
+    );
+    println!(
+        "{:<6} {:<24} {:<9} {:<9} error",
+        "HOST", "NETNS", "AGENT", "REVISION"
+    );
+    for h in &lab.hosts {
+        let alive = Path::new(&format!("/proc/{}", h.agent_pid)).exists();
+        let report = host_report(&hosts, &h.host_id);
+        let applied = report
+            .and_then(|r| r["Revision"].as_u64())
+            .map_or("-".to_string(), |r| r.to_string());
+        let error = report.and_then(|r| r["Error"].as_str()).unwrap_or_default();
+        println!(
+            "{:<6} {:<24} {:<9} {:<9} {error}",
+            h.host_id,
+            h.netns,
+            if alive {
+                format!("pid {}", h.agent_pid)
+            } else {
+                "stopped".into()
+            },
+            applied
+        );
+    }
+    println!(
+        "\n{:<24} {:<5} {:<8} {:<15} {:<15} interfaces",
+        "INSTANCE", "HOST", "NETWORK", "PRIVATE IP", "PUBLIC IP"
+    );
+    for m in &lab.instances {
+        let interfaces = host_report(&hosts, &m.host_id)
+            .and_then(|r| r["Instances"].as_array())
+            .and_then(|list| {
+                list.iter()
+                    .find(|i| i["InstanceId"] == m.instance_id.as_str())
+            })
+            .map(|i| {
+                let mut s: Vec<String> = i["Interfaces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| format!("{}={}", text(&a["NicType"]), text(&a["Interface"])))
+                    .collect();
+                if let Some(why) = i["FailedClosed"].as_str().filter(|w| !w.is_empty()) {
+                    s.push(format!("FAILED CLOSED: {why}"));
+                }
+                s.join(" ")
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<5} {:<8} {:<15} {:<15} {interfaces}",
+            m.instance_id, m.host_id, m.network, m.private_ip_address, m.public_ip_address
+        );
+    }
+    println!(
+        "\ninternet client: {} in {}",
+        netns::INTERNET,
+        lab.internet_netns
+    );
+    Ok(())
+}
+
+fn down(dir: &Path) -> Result<()> {
+    let lab = Lab::load(dir)?;
+    println!("[1/3] stopping agents");
+    for h in &lab.hosts {
+        stop_agent(h.agent_pid);
+    }
+    println!("[2/3] deleting namespaces");
+    let mut namespaces: Vec<&str> = lab.instances.iter().map(|m| m.netns.as_str()).collect();
+    namespaces.push(&lab.internet_netns);
+    namespaces.extend(lab.hosts.iter().map(|h| h.netns.as_str()));
+    for ns in namespaces {
+        if let Err(e) = netns::delete(ns) {
+            eprintln!("  {ns}: {e}");
+        }
+    }
+    println!("[3/3] deleting the lab's instances, groups, vSwitch and VPC");
+    match Api::from_env() {
+        Ok(api) => delete_resources(&api, &lab),
+        Err(e) => eprintln!("  skipped ({e}); the API resources remain"),
+    }
+    std::fs::remove_file(Lab::path(dir))?;
+    println!("lab {} is down", lab.name);
+    Ok(())
+}
+
+fn delete_resources(api: &Api, lab: &Lab) {
+    let region = lab.region_id.as_str();
+    let report = |what: &str, r: Result<Value>| {
+        if let Err(e) = r {
+            eprintln!("  {what}: {e:#}");
+        }
+    };
+    for m in &lab.instances {
+        report(
+            &m.instance_id,
+            api.call(&[
+                ("Action", "DeleteInstance"),
+                ("InstanceId", &m.instance_id),
+                ("Force", "true"),
+            ]),
+        );
+    }
+    for sg in &lab.security_group_ids {
+        report(
+            sg,
+            api.call(&[
+                ("Action", "DeleteSecurityGroup"),
+                ("RegionId", region),
+                ("SecurityGroupId", sg),
+            ]),
+        );
+    }
+    if !lab.v_switch_id.is_empty() {
+        report(
+            &lab.v_switch_id,
+            api.call(&[
+                ("Action", "DeleteVSwitch"),
+                ("Version", server::VPC_VERSION),
+                ("RegionId", region),
+                ("VSwitchId", &lab.v_switch_id),
+            ]),
+        );
+    }
+    if !lab.vpc_id.is_empty() {
+        report(
+            &lab.vpc_id,
+            api.call(&[
+                ("Action", "DeleteVpc"),
+                ("Version", server::VPC_VERSION),
+                ("RegionId", region),
+                ("VpcId", &lab.vpc_id),
+            ]),
+        );
+    }
+}
