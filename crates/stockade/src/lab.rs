@@ -549,15 +549,21 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
         });
     }
     let hub = lab.hosts[0].netns.clone();
-    let mut next_hop = vec![String::new(); hosts + 1];
-    for h in 2..=hosts {
-        let other = &lab.hosts[h - 1].netns;
-        next_hop[h] = netns::link_hosts(
+    // next_hop[h]: where the hub sends traffic for host h's instances.
+    let mut next_hop = vec![String::new(); 2];
+    for (h, other) in lab
+        .hosts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, o)| (i + 1, o))
+    {
+        next_hop.push(netns::link_hosts(
             &hub,
-            other,
+            &other.netns,
             h as u8,
             (&format!("sk{name}L{h}"), &format!("sk{name}U{h}")),
-        )?;
+        )?);
     }
     let internet = lab.internet_netns.clone();
     netns::create_endpoint(&internet)?;
