@@ -93,9 +93,16 @@ pub fn send(probe: &Probe, timeout: Duration) -> bool {
                 .map_or_else(answered, |()| true)
         }
         ProbeProtocol::Udp => {
-            let Ok(socket) = UdpSocket::bind(source) else {
+            // Several probes may share a source port towards different destinations; each
+            // socket is connected, so replies reach the right one.
+            let Ok(socket) = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)) else {
                 return false;
             };
+            let _ = socket.set_reuse_address(true);
+            if socket.bind(&source.into()).is_err() {
+                return false;
+            }
+            let socket: UdpSocket = socket.into();
             let _ = socket.set_read_timeout(Some(timeout));
             if socket.connect(target).is_err() || socket.send(b"stockade probe").is_err() {
                 return false;

@@ -1,0 +1,318 @@
+//! A server, a lab over it, a signed API client, probes and waits.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const AK: &str = "LTAIlabtests";
+const SK: &str = "labtestssecret";
+const TOKEN: &str = "lab-test-agent-token";
+const EXE: &str = env!("CARGO_BIN_EXE_stockade");
+
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Whether the kernel tests are skipped on this machine.
+pub fn skipped() -> bool {
+    std::env::var_os("STOCKADE_SKIP_KERNEL").is_some()
+}
+
+/// A lab member's addresses and namespace.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub host: String,
+    pub netns: String,
+    pub private_ip: String,
+    pub public_ip: String,
+}
+
+/// A running server with a lab over it; dropping it tears both down.
+pub struct Lab {
+    server: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub lab: Value,
+    pub members: Vec<Member>,
+    pub hosts: Vec<(String, String)>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// A server on a free port and a lab of `hosts` hosts, `vpc` VPC instances and
+    /// `classic` classic ones. `tag` makes the lab's names unique.
+    pub fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
+        let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Command::new(EXE)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID", AK)
+            .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET", SK)
+            .env("STOCKADE_AGENT_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        let name = format!("{tag}{}", std::process::id() % 100_000);
+        let mut lab = Lab {
+            server,
+            addr,
+            dir,
+            lab: Value::Null,
+            members: Vec::new(),
+            hosts: Vec::new(),
+            _lock: lock,
+        };
+        let out = lab
+            .stockade(&[
+                "lab",
+                "up",
+                "--name",
+                &name,
+                "--hosts",
+                &hosts.to_string(),
+                "--instances",
+                &vpc.to_string(),
+                "--classic",
+                &classic.to_string(),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("[5/5]"), "progress is shown: {text}");
+        lab.lab = serde_json::from_str(
+            &std::fs::read_to_string(lab.dir.path().join("lab/lab.json")).unwrap(),
+        )
+        .unwrap();
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        lab.members = lab.lab["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| Member {
+                id: s(&m["InstanceId"]),
+                host: s(&m["HostId"]),
+                netns: s(&m["Netns"]),
+                private_ip: s(&m["PrivateIpAddress"]),
+                public_ip: s(&m["PublicIpAddress"]),
+            })
+            .collect();
+        lab.hosts = lab.lab["Hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (s(&h["HostId"]), s(&h["Netns"])))
+            .collect();
+        lab
+    }
+
+    /// `stockade ARGS` with this lab's directory, credentials and endpoint.
+    pub fn stockade(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(EXE);
+        c.args(args);
+        if args[0] == "lab" && args[1] != "probe-batch" {
+            c.arg("--lab-dir").arg(self.dir.path().join("lab"));
+        }
+        c.env("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
+            .env("STOCKADE_ENDPOINT", format!("http://{}", self.addr))
+            .env("STOCKADE_AGENT_TOKEN", TOKEN);
+        c
+    }
+
+    /// The lab's default security group of a network (`vpc` or `classic`).
+    pub fn default_group(&self, network: &str) -> String {
+        let ids = self.lab["SecurityGroupIds"].as_array().unwrap();
+        let n = if network == "vpc" { 0 } else { ids.len() - 1 };
+        ids[n].as_str().unwrap().to_string()
+    }
+
+    pub fn vpc_id(&self) -> String {
+        self.lab["VpcId"].as_str().unwrap().to_string()
+    }
+
+    /// A signed API call; `Err` carries the error body.
+    pub fn try_call(&self, params: &[(&str, &str)]) -> Result<Value, Value> {
+        let mut all: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [("Version", "2014-05-26"), ("RegionId", "cn-hangzhou")] {
+            if !all.iter().any(|(key, _)| key == k) {
+                all.push((k.into(), v.into()));
+            }
+        }
+        let query = server::auth::signed_v1_query("GET", AK, SK, all);
+        let (status, body) = self.http(&format!("/?{query}"), "");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        if status == 200 {
+            Ok(v)
+        } else {
+            Err(v)
+        }
+    }
+
+    /// A signed API call that must succeed.
+    pub fn call(&self, params: &[(&str, &str)]) -> Value {
+        self.try_call(params)
+            .unwrap_or_else(|e| panic!("{params:?} failed: {e}"))
+    }
+
+    fn http(&self, path_and_query: &str, token: &str) -> (u16, String) {
+        let mut request =
+            reqwest::blocking::Client::new().get(format!("http://{}{path_and_query}", self.addr));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// The agent feed's view: the store revision and each host's report.
+    fn agent_view(&self) -> (u64, Value) {
+        let (_, feed) = self.http("/agent/v1/policy?host=probe&wait=0", TOKEN);
+        let revision = serde_json::from_str::<Value>(&feed).unwrap()["Revision"]
+            .as_u64()
+            .unwrap();
+        let (_, hosts) = self.http("/agent/v1/hosts", TOKEN);
+        (revision, serde_json::from_str(&hosts).unwrap())
+    }
+
+    /// Waits until every host's agent reports the store's current revision; returns how
+    /// long that took.
+    pub fn wait_applied(&self) -> Duration {
+        let start = Instant::now();
+        loop {
+            let (revision, hosts) = self.agent_view();
+            let done = self.hosts.iter().all(|(id, _)| {
+                hosts["Hosts"].as_array().is_some_and(|list| {
+                    list.iter().any(|h| {
+                        h["HostId"] == id.as_str()
+                            && h["Report"]["Revision"]
+                                .as_u64()
+                                .is_some_and(|r| r >= revision)
+                    })
+                })
+            });
+            if done {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "agents did not apply revision {revision}: {hosts}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn member(&self, n: usize) -> &Member {
+        &self.members[n]
+    }
+
+    /// The namespace of a member index or of the internet client (`None`).
+    pub fn netns(&self, from: Option<usize>) -> String {
+        match from {
+            Some(n) => self.members[n].netns.clone(),
+            None => self.lab["InternetNetns"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Sends probes (`tcp 198.18.1.3 80 0`) from a namespace; true for each that got through.
+    pub fn probe_lines(&self, netns: &str, lines: &[String]) -> Vec<bool> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", netns, EXE, "lab", "probe-batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.join("\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let results: Vec<bool> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l == "1")
+            .collect();
+        assert_eq!(results.len(), lines.len(), "one answer per probe");
+        results
+    }
+
+    /// One probe from a member (or the internet) to an address.
+    pub fn probe(&self, from: Option<usize>, to: &str, protocol: &str, port: u16) -> bool {
+        self.probe_lines(&self.netns(from), &[format!("{protocol} {to} {port} 0")])[0]
+    }
+
+    /// The nftables table of every host, for failure messages.
+    pub fn tables(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|(id, ns)| {
+                let out = Command::new("ip")
+                    .args([
+                        "netns", "exec", ns, "nft", "list", "table", "inet", "stockade",
+                    ])
+                    .output()
+                    .unwrap();
+                format!("--- {id} ({ns})\n{}", String::from_utf8_lossy(&out.stdout))
+            })
+            .collect()
+    }
+
+    /// Kills the agent of a host at once (SIGKILL).
+    pub fn kill_agent(&self, host: usize) {
+        let pid = self.agent_pid(host);
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        while std::path::Path::new(&format!("/proc/{pid}/exe")).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn agent_pid(&self, host: usize) -> u32 {
+        let lab: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("lab/lab.json")).unwrap(),
+        )
+        .unwrap();
+        lab["Hosts"][host]["AgentPid"].as_u64().unwrap() as u32
+    }
+
+    /// Stops the API server (the agents keep running on their last policy).
+    pub fn stop_server(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.stockade(&["lab", "down"]).output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!("lab down: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
