@@ -1,9 +1,11 @@
 //! `stockade agent`: the feed follower and the enforcement loop, wired together.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use model::InstanceId;
 use nft::{Backend, NftCli};
 use serde_json::{json, Value};
 
@@ -153,8 +155,16 @@ fn pass<B: Backend>(
     let Some(policy) = enforcer.policy() else {
         return Ok(None);
     };
-    let found = interfaces::discover(netns, &policy.instances)?;
-    enforcer.set_attachments(found);
+    // Interfaces are looked up on every tick and when the placed instances differ from those
+    // with known interfaces, not on every policy change: a rule change then costs one
+    // transaction and nothing else.
+    let placed: BTreeSet<&InstanceId> = policy.instances.iter().map(|i| &i.id).collect();
+    let attached: BTreeSet<&InstanceId> =
+        enforcer.attachments().iter().map(|a| &a.instance).collect();
+    if tick || placed != attached {
+        let found = interfaces::discover(netns, &policy.instances)?;
+        enforcer.set_attachments(found);
+    }
     if tick && enforcer.check_drift()? {
         tracing::warn!("the table was changed outside the agent; restoring it");
     }

@@ -14,7 +14,10 @@ use crate::AgentError;
 #[derive(Debug)]
 pub struct Enforcer<B: Backend> {
     backend: B,
-    policy: Option<(HostPolicy, State, Engine)>,
+    policy: Option<(HostPolicy, State)>,
+    /// The compiled engine over the policy, built on first use (only cutting connections
+    /// needs it, and that happens after the transaction).
+    engine: std::cell::OnceCell<Option<Engine>>,
     attachments: Vec<Attachment>,
     /// What the table holds, when known (unknown at start and after drift).
     applied: Option<Ruleset>,
@@ -40,6 +43,7 @@ impl<B: Backend> Enforcer<B> {
         Enforcer {
             backend,
             policy: None,
+            engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
             applied: None,
             fingerprint: None,
@@ -53,12 +57,12 @@ impl<B: Backend> Enforcer<B> {
 
     /// The revision of the policy held, if any.
     pub fn revision(&self) -> Option<u64> {
-        self.policy.as_ref().map(|(p, _, _)| p.revision)
+        self.policy.as_ref().map(|(p, _)| p.revision)
     }
 
     /// The policy held.
     pub fn policy(&self) -> Option<&HostPolicy> {
-        self.policy.as_ref().map(|(p, _, _)| p)
+        self.policy.as_ref().map(|(p, _)| p)
     }
 
     /// The interfaces known.
@@ -68,16 +72,18 @@ impl<B: Backend> Enforcer<B> {
 
     /// The engine over the policy held.
     pub fn engine(&self) -> Option<&Engine> {
-        self.policy.as_ref().map(|(_, _, e)| e)
+        let (policy, _) = self.policy.as_ref()?;
+        self.engine
+            .get_or_init(|| Engine::new(&policy.snapshot).ok())
+            .as_ref()
     }
 
     /// Takes a new policy. An inconsistent one is refused and the previous one kept.
     pub fn set_policy(&mut self, policy: HostPolicy) -> Result<(), AgentError> {
         let state = State::from_snapshot(&policy.snapshot)
             .map_err(|e| AgentError::Policy(e.to_string()))?;
-        let engine =
-            Engine::new(&policy.snapshot).map_err(|e| AgentError::Policy(e.to_string()))?;
-        self.policy = Some((policy, state, engine));
+        self.policy = Some((policy, state));
+        self.engine = std::cell::OnceCell::new();
         Ok(())
     }
 
@@ -91,7 +97,7 @@ impl<B: Backend> Enforcer<B> {
     /// Local instance addresses → (instance, interface type), for judging tracked flows.
     pub fn local_addresses(&self) -> HashMap<IpAddr, (InstanceId, NicType)> {
         let mut out = HashMap::new();
-        if let Some((p, _, _)) = &self.policy {
+        if let Some((p, _)) = &self.policy {
             for i in &p.instances {
                 out.insert(IpAddr::V4(i.private_ip), (i.id.clone(), NicType::Intranet));
                 if let Some(public) = i.public_ip {
@@ -120,7 +126,7 @@ impl<B: Backend> Enforcer<B> {
     /// the instances whose part it refuses are found (each checked alone) and failed closed,
     /// and the rest applied; if even that is refused, every instance here is failed closed.
     pub fn sync(&mut self) -> Result<Outcome, AgentError> {
-        let Some((_, state, _)) = &self.policy else {
+        let Some((_, state)) = &self.policy else {
             return Ok(Outcome::default());
         };
         let mut desired = render(state, &self.attachments);

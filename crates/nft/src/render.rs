@@ -432,6 +432,7 @@ impl Ruleset {
         for (name, rules) in &self.chains {
             match old.chains.get(name) {
                 Some(prev) if prev == rules => continue,
+                Some(prev) if insert_rules(&mut s, name, prev, rules) => continue,
                 Some(_) => {
                     let _ = writeln!(s, "flush chain inet {t} {name}");
                 }
@@ -471,6 +472,38 @@ impl Ruleset {
         }
         s
     }
+}
+
+/// When `new` is `old` with rules inserted (an authorisation, a join that adds a group's
+/// rules), writes the insertions at their positions and returns true. Inserting touches no
+/// existing rule; a flush deletes rules, and deletions make the kernel wait for an RCU grace
+/// period (about 15 ms per transaction here) before the transaction returns.
+fn insert_rules(s: &mut String, chain: &str, old: &[String], new: &[String]) -> bool {
+    let mut matched = 0;
+    let mut inserts = Vec::new();
+    for (position, rule) in new.iter().enumerate() {
+        if old.get(matched) == Some(rule) {
+            matched += 1;
+        } else {
+            inserts.push((position, rule));
+        }
+    }
+    if matched != old.len() {
+        return false;
+    }
+    // In increasing final position, every rule before the insertion point is in place, so
+    // the rule now at `position` is the one the new rule must precede.
+    for (len, (position, rule)) in (old.len()..).zip(inserts) {
+        if position < len {
+            let _ = writeln!(
+                s,
+                "insert rule inet {TABLE} {chain} index {position} {rule}"
+            );
+        } else {
+            let _ = writeln!(s, "add rule inet {TABLE} {chain} {rule}");
+        }
+    }
+    true
 }
 
 fn add_elements(s: &mut String, name: &str, set: &BTreeSet<String>) {

@@ -117,17 +117,52 @@ fn kernel_accepts_full_and_incremental_scripts() {
     assert!(listed.contains("chain in_i_sg_db"), "{listed}");
     // Incremental: a join, a revoke, a leave; each diff applies on top of the last.
     let mut current = first;
+    let rule = |id: &str, priority: &str, port: &str| {
+        let f = model::PermissionFields {
+            priority: Some(priority.into()),
+            ip_protocol: Some("tcp".into()),
+            port_range: Some(port.into()),
+            source_cidr_ip: Some("198.18.9.0/24".into()),
+            ..Default::default()
+        };
+        f.parse(
+            id.parse().unwrap(),
+            model::Direction::Ingress,
+            model::NetworkType::Vpc,
+        )
+        .unwrap()
+    };
+    let web = || "sg-web".parse::<model::SecurityGroupId>().unwrap();
     let changes = [
         Change::Join("i-web1".parse().unwrap(), "sg-app".parse().unwrap()),
+        // Authorisations are insertions at their place in the order (first, last, middle).
+        Change::AddPermission(web(), rule("sgr-first", "1", "7000/7000")),
+        Change::AddPermission(web(), rule("sgr-last", "100", "7001/7001")),
+        Change::AddPermission(web(), rule("sgr-mid", "50", "7002/7002")),
+        Change::RemovePermission(web(), "sgr-first".parse().unwrap()),
         Change::Leave("i-app2".parse().unwrap(), "sg-app".parse().unwrap()),
     ];
     for change in changes {
         // Leaving the last group is the control plane's to refuse; here it is allowed.
         state.apply(&change).unwrap();
         let next = render(&state, &atts);
-        nft.apply(&next.diff_script(&current))
-            .unwrap_or_else(|e| panic!("{change:?}: {e}\n{}", next.diff_script(&current)));
+        let diff = next.diff_script(&current);
+        nft.apply(&diff)
+            .unwrap_or_else(|e| panic!("{change:?}: {e}\n{diff}"));
+        if matches!(change, Change::AddPermission(..)) {
+            assert!(
+                !diff.contains("flush"),
+                "an authorisation only inserts:\n{diff}"
+            );
+        }
         current = next;
+        let listed = statements(&nft.list().unwrap());
+        // After each step the kernel's chains hold the rendered rules, in order.
+        for (name, rules) in &current.chains {
+            let chain = nft_chain(&ns.0, name);
+            assert_eq!(&chain, rules, "{change:?}: chain {name}");
+        }
+        assert!(!listed.is_empty());
     }
     // The table now holds what a fresh full install of the final ruleset holds (the kernel
     // lists chains in creation order, so compare the statements as a multiset).
@@ -136,6 +171,23 @@ fn kernel_accepts_full_and_incremental_scripts() {
     assert_eq!(incremental, statements(&nft.list().unwrap()));
     nft.delete_table().unwrap();
     assert_eq!(nft.list().unwrap(), "");
+}
+
+/// The rules of one chain as the kernel lists them.
+fn nft_chain(ns: &str, chain: &str) -> Vec<String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .args(["nft", "list", "chain", "inet", "stockade", chain])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("table") && !l.starts_with("chain") && *l != "}"
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 fn statements(listing: &str) -> Vec<String> {

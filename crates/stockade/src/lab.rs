@@ -42,6 +42,11 @@ pub enum LabCommand {
         /// Milliseconds before a probe counts as blocked.
         #[arg(long, default_value_t = 700)]
         timeout_ms: u64,
+        /// Instead: for each line as it arrives, probe again and again until one gets
+        /// through, and print the microseconds that took (-1 after 10 s). The agent
+        /// benchmark measures propagation with it.
+        #[arg(long)]
+        until_pass: bool,
     },
 }
 
@@ -259,7 +264,27 @@ pub fn lab(cmd: LabCommand) -> Result<()> {
             );
             lab.save(&dir)
         }
-        LabCommand::ProbeBatch { timeout_ms } => {
+        LabCommand::ProbeBatch {
+            timeout_ms,
+            until_pass: true,
+        } => {
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines() {
+                let probe: Probe = line?.parse().map_err(anyhow::Error::msg)?;
+                let start = Instant::now();
+                let mut took = -1i64;
+                while start.elapsed() < Duration::from_secs(10) {
+                    if probe::send(&probe, Duration::from_millis(timeout_ms)) {
+                        took = start.elapsed().as_micros() as i64;
+                        break;
+                    }
+                }
+                writeln!(out, "{took}")?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+        LabCommand::ProbeBatch { timeout_ms, .. } => {
             let mut probes = Vec::new();
             for line in std::io::stdin().lock().lines() {
                 let line = line?;

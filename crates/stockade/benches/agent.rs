@@ -1,0 +1,345 @@
+//! The host agent's speed, on the real kernel (needs root, like the lab tests).
+//!
+//! `cargo bench -p stockade --bench agent` prints:
+//! - **propagation**: from an `AuthorizeSecurityGroup` call returning to the first packet
+//!   that gets through because of it, over 200 changes (a prober inside the sending
+//!   instance's namespace retries every 10 ms... until it passes);
+//! - **full program**: render and apply the policy of 1,000 instances × 5 groups × 50 rules
+//!   on one host (20 tiers of instances share their group lists, as tiers do; every group
+//!   also references a 2,000-member group);
+//! - **membership change**: one instance joining the 2,000-member group: render, diff and
+//!   apply (a set-element update);
+//! - **memory**: the lab agent's resident set, and the growth of this process while it holds
+//!   the 1,000-instance policy.
+//!
+//! Each figure is also given as a ratio to a baseline measured in the same run: one `nft -f`
+//! transaction of a one-rule table (the floor every change pays: a process start and a
+//! netlink batch). `STOCKADE_BENCH_QUICK=1` (and `cargo test`) runs a small smoke version.
+
+#[allow(dead_code)]
+#[path = "../tests/lab/harness.rs"]
+mod harness;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use model::{
+    AccountId, GroupType, InnerAccessPolicy, Instance, NicType, PermissionFields, SecurityGroup,
+};
+use nft::{render, Attachment, Backend, NftCli};
+use policy::{Change, GroupPolicy, Snapshot, State};
+
+fn quick() -> bool {
+    std::env::var("STOCKADE_BENCH_QUICK").is_ok() || !std::env::args().any(|a| a == "--bench")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+/// A scratch namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("sknft-bench{tag}-{}", std::process::id());
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median time of one `nft -f` of a one-rule table.
+fn baseline() -> f64 {
+    let ns = Netns::new("base");
+    let mut nft = NftCli::in_netns(&ns.0);
+    let script = "table inet stockade {}\ndelete table inet stockade\ntable inet stockade {\n chain c {\n  tcp dport 80 accept\n }\n}\n";
+    median(
+        (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                nft.apply(script).unwrap();
+                ms(t.elapsed())
+            })
+            .collect(),
+    )
+}
+
+fn propagation(changes: usize) -> (Vec<f64>, u64) {
+    let lab = harness::Lab::up('b', 1, 2, 0);
+    let g0 = lab.default_group("vpc");
+    let a32 = format!("{}/32", lab.member(0).private_ip);
+    let target = lab.member(1).private_ip.clone();
+    let mut prober = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.member(0).netns,
+            env!("CARGO_BIN_EXE_stockade"),
+        ])
+        .args(["lab", "probe-batch", "--until-pass", "--timeout-ms", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_prober = prober.stdin.take().unwrap();
+    let mut from_prober = BufReader::new(prober.stdout.take().unwrap()).lines();
+    let mut took = Vec::new();
+    for n in 0..changes {
+        let port = (20000 + n).to_string();
+        let range = format!("{port}/{port}");
+        lab.call(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &g0),
+            ("IpProtocol", "tcp"),
+            ("PortRange", &range),
+            ("SourceCidrIp", &a32),
+        ]);
+        writeln!(to_prober, "tcp {target} {port} 0").unwrap();
+        let us: i64 = from_prober.next().unwrap().unwrap().trim().parse().unwrap();
+        assert!(us >= 0, "change {n} never took effect");
+        took.push(us as f64 / 1e3);
+        if took.len() % 50 == 0 {
+            eprintln!("  {} changes", took.len());
+        }
+    }
+    drop(to_prober);
+    let _ = prober.wait();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", lab.agent_pid(0))).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    took.sort_by(f64::total_cmp);
+    (took, rss_kib)
+}
+
+/// `instances` local instances in 20 tiers of 5 groups of `rules` rules, every group
+/// referencing a group of `big` remote members.
+fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachment>) {
+    let vpc: model::VpcId = "vpc-bench".parse().unwrap();
+    let owner = AccountId::new(1);
+    let sg = |id: &str| SecurityGroup {
+        id: id.parse().unwrap(),
+        owner,
+        group_type: GroupType::Normal,
+        vpc_id: Some(vpc.clone()),
+        inner_access_policy: InnerAccessPolicy::Accept,
+    };
+    let mut groups = vec![GroupPolicy {
+        group: sg("sg-big"),
+        permissions: Vec::new(),
+    }];
+    for g in 0..100 {
+        let id = format!("sg-g{g}");
+        let permissions = (0..rules)
+            .map(|r| {
+                let port = 1000 + (g * rules + r) as u16 % 60000;
+                let mut f = PermissionFields {
+                    policy: Some(if r % 7 == 6 { "drop" } else { "accept" }.into()),
+                    priority: Some((1 + r % 100).to_string()),
+                    ip_protocol: Some(if r % 3 == 2 { "udp" } else { "tcp" }.into()),
+                    port_range: Some(format!("{port}/{}", port + (r as u16 % 10))),
+                    ..PermissionFields::default()
+                };
+                if r % 10 == 0 {
+                    f.group_id = Some("sg-big".into());
+                } else {
+                    f.source_cidr_ip = Some(format!("198.18.{}.{}/32", g, r % 250));
+                }
+                f.parse(
+                    format!("sgr-g{g}r{r}").parse().unwrap(),
+                    model::Direction::Ingress,
+                    model::NetworkType::Vpc,
+                )
+                .unwrap()
+            })
+            .collect();
+        groups.push(GroupPolicy {
+            group: sg(&id),
+            permissions,
+        });
+    }
+    let ip = |n: usize| std::net::Ipv4Addr::from(0xC612_0000u32 + n as u32); // 198.18.0.0 + n
+    let mut all = Vec::new();
+    let mut attachments = Vec::new();
+    for k in 0..instances {
+        let tier = k % 20;
+        let id = format!("i-local{k}");
+        all.push(Instance {
+            id: id.parse().unwrap(),
+            owner,
+            vpc_id: Some(vpc.clone()),
+            private_ip: ip(10_000 + k),
+            ipv6: None,
+            public_ip: None,
+            security_groups: (0..5)
+                .map(|g| format!("sg-g{}", tier * 5 + g).parse().unwrap())
+                .collect(),
+        });
+        attachments.push(Attachment {
+            instance: id.parse().unwrap(),
+            nic_type: NicType::Intranet,
+            interface: format!("bk{k}"),
+        });
+    }
+    for m in 0..big {
+        all.push(Instance {
+            id: format!("i-member{m}").parse().unwrap(),
+            owner,
+            vpc_id: Some(vpc.clone()),
+            private_ip: ip(20_000 + m),
+            ipv6: None,
+            public_ip: None,
+            security_groups: vec!["sg-big".parse().unwrap()],
+        });
+    }
+    (
+        Snapshot {
+            groups,
+            instances: all,
+            prefix_lists: Vec::new(),
+        },
+        attachments,
+    )
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if harness::skipped() || std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let quick = quick();
+    let (changes, instances, rules, big) = if quick {
+        (5, 40, 10, 100)
+    } else {
+        (200, 1000, 50, 2000)
+    };
+    let base = baseline();
+    eprintln!("baseline nft transaction: {base:.2} ms");
+
+    eprintln!("propagation: {changes} changes through the API");
+    let (took, agent_rss) = propagation(changes);
+
+    eprintln!("full program: {instances} instances x 5 groups x {rules} rules");
+    let before = rss_kib();
+    let (snapshot, attachments) = fleet(instances, rules, big);
+    let mut state = State::from_snapshot(&snapshot).unwrap();
+    let ns = Netns::new("full");
+    let mut nft = NftCli::in_netns(&ns.0);
+    let t = Instant::now();
+    let ruleset = render(&state, &attachments);
+    let render_ms = ms(t.elapsed());
+    let script = ruleset.full_script();
+    let t = Instant::now();
+    nft.apply(&script).unwrap();
+    let apply_ms = ms(t.elapsed());
+    let held_kib = rss_kib().saturating_sub(before);
+    let rule_count: usize = ruleset.chains.values().map(Vec::len).sum();
+
+    eprintln!("membership change in the {big}-member group");
+    let mut current = ruleset;
+    let (mut join_ms, mut leave_ms) = (Vec::new(), Vec::new());
+    let newcomer: model::InstanceId = "i-member0".parse().unwrap();
+    for n in 0..20 {
+        // i-member0 leaves and rejoins: every change adds or removes one set element.
+        let change = if n % 2 == 0 {
+            Change::Leave(newcomer.clone(), "sg-big".parse().unwrap())
+        } else {
+            Change::Join(newcomer.clone(), "sg-big".parse().unwrap())
+        };
+        // Leaving the last group is the control plane's to refuse; the engine allows it.
+        state.apply(&change).unwrap();
+        let t = Instant::now();
+        let next = render(&state, &attachments);
+        let diff = next.diff_script(&current);
+        nft.apply(&diff).unwrap();
+        if n % 2 == 0 {
+            &mut leave_ms
+        } else {
+            &mut join_ms
+        }
+        .push(ms(t.elapsed()));
+        assert!(diff.lines().all(|l| l.contains("element")), "{diff}");
+        current = next;
+    }
+    let (join, leave) = (median(join_ms), median(leave_ms));
+    let distinct: BTreeSet<_> = snapshot
+        .instances
+        .iter()
+        .take(instances)
+        .map(|i| i.security_groups.clone())
+        .collect();
+
+    let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
+    println!(
+        "\nagent benchmark ({})",
+        if quick { "quick smoke run" } else { "full" }
+    );
+    println!("| figure | value | target | × baseline ({base:.2} ms nft transaction) |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| propagation p50 ({changes} changes) | {p50:.1} ms | | {:.1}× |",
+        p50 / base
+    );
+    println!(
+        "| propagation p99 | {p99:.1} ms | < 100 ms | {:.1}× |",
+        p99 / base
+    );
+    println!(
+        "| full program ({instances} inst × 5 groups × {rules} rules; {} chains, {rule_count} rules, {} KiB script) | {:.1} ms (render {render_ms:.1} + nft {apply_ms:.1}) | < 1000 ms | {:.1}× |",
+        distinct.len() * 2,
+        script.len() / 1024,
+        render_ms + apply_ms,
+        (render_ms + apply_ms) / base
+    );
+    println!(
+        "| member joins the {big}-member group (render + diff + apply) | {join:.2} ms | < 10 ms | {:.1}× |",
+        join / base
+    );
+    println!(
+        "| member leaves it (the kernel waits an RCU grace period to free the element) | {leave:.2} ms | < 10 ms | {:.1}× |",
+        leave / base
+    );
+    println!(
+        "| lab agent resident memory | {} MiB | | |",
+        agent_rss / 1024
+    );
+    println!(
+        "| memory to hold the {instances}-instance policy (this process) | {} MiB | | |",
+        held_kib / 1024
+    );
+    // Writing the figures before the namespaces go away keeps a broken pipe from hiding them.
+    let _ = std::io::stdout().flush();
+}
