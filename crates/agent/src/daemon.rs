@@ -84,6 +84,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                     revision = enforcer.revision(),
                     full = outcome.full,
                     failed = outcome.failed.len(),
+                    enforced_ms = outcome.enforced_in.as_secs_f64() * 1e3,
                     took_ms = started.elapsed().as_millis() as u64,
                     "programmed"
                 );

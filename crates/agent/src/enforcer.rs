@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use model::{InstanceId, NicType};
-use nft::{render, Attachment, Backend, Ruleset};
-use policy::{Engine, State};
+use model::{InstanceId, NicType, SecurityGroupId};
+use nft::{render, render_reusing, Attachment, Backend, Ruleset};
+use policy::{Engine, GroupPolicy, State};
 
 use crate::feed::HostPolicy;
 use crate::AgentError;
@@ -21,6 +21,9 @@ pub struct Enforcer<B: Backend> {
     attachments: Vec<Attachment>,
     /// What the table holds, when known (unknown at start and after drift).
     applied: Option<Ruleset>,
+    /// The groups of the policy `applied` was rendered from: chains over groups that did
+    /// not change since are reused, not rendered again.
+    applied_groups: HashMap<SecurityGroupId, GroupPolicy>,
     /// The kernel's listing of the table right after our last transaction.
     fingerprint: Option<String>,
 }
@@ -34,6 +37,9 @@ pub struct Outcome {
     pub full: bool,
     /// Instances failed closed, with the reason.
     pub failed: BTreeMap<InstanceId, String>,
+    /// From the start of the sync to the transaction being in force (rendering, diffing,
+    /// applying; not the drift fingerprint taken afterwards).
+    pub enforced_in: std::time::Duration,
 }
 
 impl<B: Backend> Enforcer<B> {
@@ -46,6 +52,7 @@ impl<B: Backend> Enforcer<B> {
             engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
             applied: None,
+            applied_groups: HashMap::new(),
             fingerprint: None,
         }
     }
@@ -126,10 +133,22 @@ impl<B: Backend> Enforcer<B> {
     /// the instances whose part it refuses are found (each checked alone) and failed closed,
     /// and the rest applied; if even that is refused, every instance here is failed closed.
     pub fn sync(&mut self) -> Result<Outcome, AgentError> {
-        let Some((_, state)) = &self.policy else {
+        let start = std::time::Instant::now();
+        let Some((policy, state)) = &self.policy else {
             return Ok(Outcome::default());
         };
-        let mut desired = render(state, &self.attachments);
+        let groups: HashMap<SecurityGroupId, GroupPolicy> = policy
+            .snapshot
+            .groups
+            .iter()
+            .map(|g| (g.group.id.clone(), g.clone()))
+            .collect();
+        let mut desired = match &self.applied {
+            Some(previous) => render_reusing(state, &self.attachments, previous, |g| {
+                groups.contains_key(g) && groups.get(g) == self.applied_groups.get(g)
+            }),
+            None => render(state, &self.attachments),
+        };
         if self.applied.as_ref() == Some(&desired) {
             return Ok(Outcome {
                 failed: desired.failed,
@@ -161,13 +180,16 @@ impl<B: Backend> Enforcer<B> {
             }
         };
         let full = result?;
+        let enforced_in = start.elapsed();
         self.fingerprint = Some(self.backend.list()?);
         let failed = desired.failed.clone();
         self.applied = Some(desired);
+        self.applied_groups = groups;
         Ok(Outcome {
             applied: true,
             full,
             failed,
+            enforced_in,
         })
     }
 }

@@ -83,10 +83,22 @@ pub struct Ruleset {
 /// Every attachment gets a dispatch entry in both maps: a jump to the chain of its group list
 /// or, when its policy cannot be rendered (unknown instance or group), `drop`.
 pub fn render(state: &State, attachments: &[Attachment]) -> Ruleset {
+    render_reusing(state, attachments, &Ruleset::default(), |_| false)
+}
+
+/// [`render`], taking the chains of `previous` whose groups are all `unchanged` (same
+/// attributes and rules) instead of rendering them again: a membership change then costs the
+/// sets and the joiner's chains, not every chain of the host.
+pub fn render_reusing(
+    state: &State,
+    attachments: &[Attachment],
+    previous: &Ruleset,
+    unchanged: impl Fn(&SecurityGroupId) -> bool,
+) -> Ruleset {
     let mut out = Ruleset::default();
     for a in attachments {
         let interface = quote(&a.interface);
-        match render_instance(state, a, &mut out) {
+        match render_instance(state, a, &mut out, previous, &unchanged) {
             Ok((egress, ingress)) => {
                 out.egress
                     .insert(interface.clone(), format!("jump {egress}"));
@@ -121,6 +133,8 @@ fn render_instance(
     state: &State,
     a: &Attachment,
     out: &mut Ruleset,
+    previous: &Ruleset,
+    unchanged: &impl Fn(&SecurityGroupId) -> bool,
 ) -> Result<(String, String), String> {
     let instance = state.instance(&a.instance).map_err(|e| e.to_string())?;
     let groups = &instance.security_groups;
@@ -128,7 +142,10 @@ fn render_instance(
     for direction in [Direction::Egress, Direction::Ingress] {
         let name = chain_name(groups, direction, a.nic_type);
         if !out.chains.contains_key(&name) {
-            let rules = chain_rules(state, groups, direction, a.nic_type)?;
+            let rules = match previous.chains.get(&name) {
+                Some(rules) if groups.iter().all(unchanged) => rules.clone(),
+                _ => chain_rules(state, groups, direction, a.nic_type)?,
+            };
             out.chains.insert(name.clone(), rules);
         }
         names.push(name);
