@@ -131,3 +131,41 @@ fn an_inconsistent_policy_is_refused_and_the_last_one_kept() {
     assert_eq!(e.revision(), Some(1));
     assert!(!e.sync().unwrap().applied);
 }
+
+#[test]
+fn membership_changes_update_the_state_as_a_rebuild_would() {
+    // Instances join, leave, reorder their groups and disappear; then a forced full
+    // replacement must write exactly what a fresh enforcer writes for the final policy.
+    let mut e = enforcer(policy(1, |_| {}));
+    e.sync().unwrap();
+    let last = policy(2, |s| {
+        let find = |s: &mut policy::Snapshot, id: &str| {
+            s.instances
+                .iter()
+                .position(|i| i.id.as_str() == id)
+                .unwrap()
+        };
+        let web1 = find(s, "i-web1");
+        s.instances[web1].security_groups =
+            vec!["sg-app".parse().unwrap(), "sg-web".parse().unwrap()];
+        let db1 = find(s, "i-db1");
+        s.instances[db1]
+            .security_groups
+            .push("sg-web".parse().unwrap());
+        let app2 = find(s, "i-app2");
+        s.instances.remove(app2);
+    });
+    e.set_policy(last.clone()).unwrap();
+    assert!(!e.sync().unwrap().full, "a diff");
+    e.backend().listing = "edited by hand".into();
+    assert!(e.check_drift().unwrap());
+    e.sync().unwrap();
+    let incremental = e.backend().applied.last().unwrap().clone();
+
+    let mut fresh = Enforcer::new(FakeBackend::default());
+    let atts = attachments(&policy(1, |_| {}));
+    fresh.set_policy(last).unwrap();
+    fresh.set_attachments(atts);
+    fresh.sync().unwrap();
+    assert_eq!(&incremental, fresh.backend().applied.last().unwrap());
+}

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use model::{
@@ -68,8 +69,9 @@ pub struct Set {
 pub struct Ruleset {
     /// Named address sets, by name.
     pub sets: BTreeMap<String, Set>,
-    /// Policy chains, by name, each a list of rule statements.
-    pub chains: BTreeMap<String, Vec<String>>,
+    /// Policy chains, by name, each a list of rule statements (shared: a re-render reuses
+    /// the chains of unchanged groups without copying them).
+    pub chains: BTreeMap<String, Arc<[String]>>,
     /// Input interface → verdict (`jump eg_…` or `drop`): the sending instance's egress.
     pub egress: BTreeMap<String, String>,
     /// Output interface → verdict: the receiving instance's ingress.
@@ -111,18 +113,22 @@ pub fn render_reusing(
             }
         }
     }
+    let by_ident: BTreeMap<String, &policy::GroupEntry> = state
+        .groups()
+        .map(|g| (ident(g.group.id.as_str()), g))
+        .collect();
     for name in referenced_sets(&out.chains) {
-        let set = member_set(state, &name);
+        let set = member_set(state, &by_ident, &name);
         out.sets.insert(name, set);
     }
     out
 }
 
 /// The names of the sets the chains' rules use (`@name`).
-fn referenced_sets(chains: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+fn referenced_sets(chains: &BTreeMap<String, Arc<[String]>>) -> BTreeSet<String> {
     chains
         .values()
-        .flatten()
+        .flat_map(|rules| rules.iter())
         .flat_map(|rule| rule.split('@').skip(1))
         .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
         .collect()
@@ -144,7 +150,7 @@ fn render_instance(
         if !out.chains.contains_key(&name) {
             let rules = match previous.chains.get(&name) {
                 Some(rules) if groups.iter().all(unchanged) => rules.clone(),
-                _ => chain_rules(state, groups, direction, a.nic_type)?,
+                _ => chain_rules(state, groups, direction, a.nic_type)?.into(),
             };
             out.chains.insert(name.clone(), rules);
         }
@@ -288,14 +294,13 @@ fn range(r: model::PortRange) -> String {
 
 /// The elements of a set named by a rule: group members' intranet addresses or a prefix
 /// list's CIDRs, of the set's family.
-fn member_set(state: &State, name: &str) -> Set {
+fn member_set(state: &State, groups: &BTreeMap<String, &policy::GroupEntry>, name: &str) -> Set {
     let (kind, rest) = name.split_at(3);
     let v4 = kind.as_bytes()[1] == b'4';
     let wanted = |a: &std::net::IpAddr| a.is_ipv4() == v4;
     if kind.starts_with('g') {
-        let elements = state
-            .groups()
-            .find(|g| ident(g.group.id.as_str()) == rest)
+        let elements = groups
+            .get(rest)
             .map(|g| {
                 g.members
                     .iter()
@@ -385,7 +390,7 @@ impl Ruleset {
         }
         for (name, rules) in &self.chains {
             let _ = writeln!(s, "\tchain {name} {{");
-            for r in rules {
+            for r in rules.iter() {
                 let _ = writeln!(s, "\t\t{r}");
             }
             s.push_str("\t}\n");
@@ -457,7 +462,7 @@ impl Ruleset {
                     let _ = writeln!(s, "add chain inet {t} {name}");
                 }
             }
-            for r in rules {
+            for r in rules.iter() {
                 let _ = writeln!(s, "add rule inet {t} {name} {r}");
             }
         }

@@ -268,7 +268,7 @@ fn main() {
     nft.apply(&script).unwrap();
     let apply_ms = ms(t.elapsed());
     let held_kib = rss_kib().saturating_sub(before);
-    let rule_count: usize = ruleset.chains.values().map(Vec::len).sum();
+    let rule_count: usize = ruleset.chains.values().map(|c| c.len()).sum();
 
     eprintln!("membership change in the {big}-member group (the agent's enforcer)");
     let doc = policy::document::to_value(&snapshot).to_string();
