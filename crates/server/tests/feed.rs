@@ -1,0 +1,182 @@
+//! The agent feed in-process: token checks, the host's share, the long poll waking on a
+//! commit, status reports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use control::{Control, Limits};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use server::{app, auth, AppState};
+use tower::ServiceExt;
+
+const AK: &str = "LTAIfeedtestkey";
+const SK: &str = "feedtestsecret";
+const TOKEN: &str = "feed-token";
+
+fn setup() -> (tempfile::TempDir, axum::Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), Limits::default()).unwrap();
+    control
+        .create_account("tester", Some((AK.into(), SK.into())))
+        .unwrap();
+    let state =
+        AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]).with_agent_token(TOKEN.into());
+    (dir, app(Arc::new(state)))
+}
+
+async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::get(uri);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn api(app: &axum::Router, params: &[(&str, &str)]) -> Value {
+    let mut all: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    all.push(("Version".into(), "2014-05-26".into()));
+    all.push(("RegionId".into(), "cn-hangzhou".into()));
+    let uri = format!("/?{}", auth::signed_v1_query("GET", AK, SK, all));
+    let (status, body) = get(app, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{params:?}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn agents_need_the_token() {
+    let (_dir, app) = setup();
+    for token in [None, Some("wrong")] {
+        let (status, body) = get(&app, "/agent/v1/policy?host=h1", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["Code"], "InvalidAgentToken");
+        assert!(body["RequestId"].is_string());
+    }
+    let (status, body) = get(&app, "/agent/v1/policy?host=h1&region=nowhere", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["Code"], "InvalidRegionId.NotFound");
+}
+
+#[tokio::test]
+async fn the_feed_carries_the_hosts_instances_and_wakes_on_a_commit() {
+    let (_dir, app) = setup();
+    let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = api(
+        &app,
+        &[
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("SecurityGroupId", &sg),
+            ("Amount", "2"),
+        ],
+    )
+    .await;
+    let ids: Vec<String> = run["InstanceIdSets"]["InstanceIdSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    api(
+        &app,
+        &[
+            ("Action", "TagResources"),
+            ("ResourceType", "instance"),
+            ("ResourceId.1", &ids[0]),
+            ("Tag.1.Key", "stockade:host"),
+            ("Tag.1.Value", "h1"),
+        ],
+    )
+    .await;
+    let (status, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let placed: Vec<&str> = feed["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        placed,
+        [ids[0].as_str()],
+        "only the instance tagged onto h1"
+    );
+    let policy = policy::document::parse(&feed["Policy"].to_string()).unwrap();
+    assert_eq!(policy.groups[0].group.id.as_str(), sg);
+    let revision = feed["Revision"].as_u64().unwrap();
+
+    // Nothing new: the poll waits out its `wait`.
+    let start = Instant::now();
+    let uri = format!("/agent/v1/policy?host=h1&after={revision}&wait=1");
+    let (_, same) = get(&app, &uri, Some(TOKEN)).await;
+    assert_eq!(same["Revision"].as_u64(), Some(revision));
+    assert!(start.elapsed() >= Duration::from_millis(900));
+
+    // A commit wakes a waiting poll at once, with the new revision.
+    let waiting = {
+        let app = app.clone();
+        let uri = format!("/agent/v1/policy?host=h1&after={revision}&wait=30");
+        tokio::spawn(async move { get(&app, &uri, Some(TOKEN)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    api(
+        &app,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &sg),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "80/80"),
+            ("SourceCidrIp", "198.18.0.0/16"),
+        ],
+    )
+    .await;
+    let (_, woken) = waiting.await.unwrap();
+    assert!(woken["Revision"].as_u64().unwrap() > revision);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "woken by the commit"
+    );
+    assert_eq!(
+        woken["Policy"]["SecurityGroups"][0]["Permissions"][0]["PortRange"],
+        "80/80"
+    );
+
+    // Reports are listed per host.
+    let report = Request::post("/agent/v1/status")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"HostId":"h1","Revision":7}"#))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(report).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (_, hosts) = get(&app, "/agent/v1/hosts", Some(TOKEN)).await;
+    let h1 = hosts["Hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["HostId"] == "h1")
+        .unwrap();
+    assert_eq!(h1["Report"]["Revision"], 7);
+}
