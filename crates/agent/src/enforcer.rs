@@ -1,6 +1,6 @@
 //! Keeping the nftables table equal to the rendering of the current policy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use model::{InstanceId, NicType, SecurityGroupId};
@@ -39,7 +39,9 @@ pub struct Enforcer<B: Backend> {
     applied: Option<Ruleset>,
     /// The groups of the policy `applied` was rendered from: chains over groups that did
     /// not change since are reused, not rendered again.
-    applied_groups: HashMap<SecurityGroupId, GroupPolicy>,
+    applied_groups: Vec<GroupPolicy>,
+    /// Groups whose members changed since `applied` was rendered (`None`: unknown, all).
+    dirty_members: Option<BTreeSet<SecurityGroupId>>,
     /// The kernel's listing of the table right after our last transaction.
     fingerprint: Option<String>,
 }
@@ -68,7 +70,8 @@ impl<B: Backend> Enforcer<B> {
             engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
             applied: None,
-            applied_groups: HashMap::new(),
+            applied_groups: Vec::new(),
+            dirty_members: None,
             fingerprint: None,
         }
     }
@@ -76,6 +79,11 @@ impl<B: Backend> Enforcer<B> {
     /// The backend (tests inspect the fake).
     pub fn backend(&mut self) -> &mut B {
         &mut self.backend
+    }
+
+    /// The ruleset the table holds, as far as the enforcer knows.
+    pub fn applied(&self) -> Option<&Ruleset> {
+        self.applied.as_ref()
     }
 
     /// The revision of the policy held, if any.
@@ -114,10 +122,26 @@ impl<B: Backend> Enforcer<B> {
                     && old.snapshot.prefix_lists == policy.snapshot.prefix_lists =>
             {
                 let changes = instance_changes(&old.snapshot.instances, &policy.snapshot.instances);
+                if let Some(dirty) = &mut self.dirty_members {
+                    for c in &changes {
+                        match c {
+                            policy::Change::AddInstance(i) => {
+                                dirty.extend(i.security_groups.iter().cloned())
+                            }
+                            policy::Change::RemoveInstance(id) => {
+                                if let Ok(i) = state.instance(id) {
+                                    dirty.extend(i.security_groups.iter().cloned());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 match changes.iter().try_for_each(|c| state.apply(c)) {
                     Ok(()) => state,
                     Err(e) => {
                         // Half-applied: start again from the snapshots.
+                        self.dirty_members = None;
                         let fresh = State::from_snapshot(&policy.snapshot);
                         if fresh.is_err() {
                             let previous = State::from_snapshot(&old.snapshot).map_err(invalid)?;
@@ -129,7 +153,10 @@ impl<B: Backend> Enforcer<B> {
                 }
             }
             previous => match State::from_snapshot(&policy.snapshot) {
-                Ok(state) => state,
+                Ok(state) => {
+                    self.dirty_members = None;
+                    state
+                }
                 Err(e) => {
                     self.policy = previous;
                     return Err(invalid(e));
@@ -184,16 +211,29 @@ impl<B: Backend> Enforcer<B> {
         let Some((policy, state)) = &self.policy else {
             return Ok(Outcome::default());
         };
-        let groups: HashMap<SecurityGroupId, GroupPolicy> = policy
+        // Chains over groups whose rules did not change since the last transaction, and sets
+        // of groups whose members did not, are taken from it rather than rendered again.
+        let same_groups = policy.snapshot.groups == self.applied_groups;
+        let old: HashMap<&SecurityGroupId, &GroupPolicy> = self
+            .applied_groups
+            .iter()
+            .map(|g| (&g.group.id, g))
+            .collect();
+        let new: HashMap<&SecurityGroupId, &GroupPolicy> = policy
             .snapshot
             .groups
             .iter()
-            .map(|g| (g.group.id.clone(), g.clone()))
+            .map(|g| (&g.group.id, g))
             .collect();
+        let dirty = &self.dirty_members;
         let mut desired = match &self.applied {
-            Some(previous) => render_reusing(state, &self.attachments, previous, |g| {
-                groups.contains_key(g) && groups.get(g) == self.applied_groups.get(g)
-            }),
+            Some(previous) => render_reusing(
+                state,
+                &self.attachments,
+                previous,
+                |g| same_groups || (new.contains_key(g) && new.get(g) == old.get(g)),
+                |g| dirty.as_ref().is_some_and(|d| !d.contains(g)),
+            ),
             None => render(state, &self.attachments),
         };
         if self.applied.as_ref() == Some(&desired) {
@@ -230,8 +270,11 @@ impl<B: Backend> Enforcer<B> {
         let enforced_in = start.elapsed();
         self.fingerprint = Some(self.backend.list()?);
         let failed = desired.failed.clone();
+        if !same_groups {
+            self.applied_groups = policy.snapshot.groups.clone();
+        }
         self.applied = Some(desired);
-        self.applied_groups = groups;
+        self.dirty_members = Some(BTreeSet::new());
         Ok(Outcome {
             applied: true,
             full,

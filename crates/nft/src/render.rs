@@ -85,18 +85,27 @@ pub struct Ruleset {
 /// Every attachment gets a dispatch entry in both maps: a jump to the chain of its group list
 /// or, when its policy cannot be rendered (unknown instance or group), `drop`.
 pub fn render(state: &State, attachments: &[Attachment]) -> Ruleset {
-    render_reusing(state, attachments, &Ruleset::default(), |_| false)
+    render_reusing(
+        state,
+        attachments,
+        &Ruleset::default(),
+        |_| false,
+        |_| false,
+    )
 }
 
-/// [`render`], taking the chains of `previous` whose groups are all `unchanged` (same
-/// attributes and rules) instead of rendering them again: a membership change then costs the
-/// sets and the joiner's chains, not every chain of the host.
+/// [`render`], taking from `previous` the chains whose groups all have `unchanged_rules`
+/// (same attributes and rules) and the member sets of groups with `unchanged_members`,
+/// instead of rendering them again: a membership change then costs the changed sets and the
+/// joiner's chains, not every chain and set of the host.
 pub fn render_reusing(
     state: &State,
     attachments: &[Attachment],
     previous: &Ruleset,
-    unchanged: impl Fn(&SecurityGroupId) -> bool,
+    unchanged_rules: impl Fn(&SecurityGroupId) -> bool,
+    unchanged_members: impl Fn(&SecurityGroupId) -> bool,
 ) -> Ruleset {
+    let unchanged = unchanged_rules;
     let mut out = Ruleset::default();
     for a in attachments {
         let interface = quote(&a.interface);
@@ -118,7 +127,14 @@ pub fn render_reusing(
         .map(|g| (ident(g.group.id.as_str()), g))
         .collect();
     for name in referenced_sets(&out.chains) {
-        let set = member_set(state, &by_ident, &name);
+        let reusable = name.starts_with('g')
+            && by_ident
+                .get(&name[3..])
+                .is_some_and(|g| unchanged_members(&g.group.id));
+        let set = match previous.sets.get(&name) {
+            Some(set) if reusable => set.clone(),
+            _ => member_set(state, &by_ident, &name),
+        };
         out.sets.insert(name, set);
     }
     out
