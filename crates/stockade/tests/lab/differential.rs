@@ -355,12 +355,12 @@ fn engine_and_kernel_agree_on_random_policies() {
             })
             .collect();
         if !wrong.is_empty() {
-            let policy = lab.call(&[("Action", "DescribeSecurityGroups"), ("PageSize", "50")]);
             panic!(
-                "seed {seed}: {} of {} flows disagree:\n{}\n\npolicy groups: {policy}\n\nrendered:\n{}",
+                "seed {seed}: {} of {} flows disagree:\n{}\n\npolicy (each host's share):\n{}\n\nrendered:\n{}",
                 wrong.len(),
                 flows.len(),
                 wrong.join("\n"),
+                lab.host_policies(),
                 lab.tables()
             );
         }

@@ -261,6 +261,18 @@ impl Lab {
         self.probe_lines(&self.netns(from), &[format!("{protocol} {to} {port} 0")])[0]
     }
 
+    /// Every host's share of the policy as the feed gives it to the agents (the policy in
+    /// force, as ECS-vocabulary JSON), for failure messages.
+    pub fn host_policies(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|(id, _)| {
+                let (_, feed) = self.http(&format!("/agent/v1/policy?host={id}"), TOKEN);
+                format!("--- {id}\n{feed}\n")
+            })
+            .collect()
+    }
+
     /// The nftables table of every host, for failure messages.
     pub fn tables(&self) -> String {
         self.hosts
