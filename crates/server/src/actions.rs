@@ -81,7 +81,7 @@ fn group_id(p: &Params) -> Result<SecurityGroupId, ApiError> {
 }
 
 /// Parameters that belong to the transport, not to the request, for ClientToken fingerprints.
-const TRANSPORT: [&str; 9] = [
+pub(crate) const TRANSPORT: [&str; 9] = [
     "Signature",
     "SignatureNonce",
     "SignatureMethod",

@@ -9,6 +9,7 @@
 mod actions;
 mod agents;
 pub mod auth;
+mod cache;
 mod instances;
 pub mod wire;
 
@@ -49,6 +50,7 @@ pub struct AppState {
     changed: tokio::sync::Notify,
     hosts: agents::HostRegistry,
     closing: std::sync::atomic::AtomicBool,
+    reads: cache::ReadCache,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             changed: tokio::sync::Notify::new(),
             hosts: Default::default(),
             closing: Default::default(),
+            reads: Default::default(),
         }
     }
 
@@ -143,12 +146,21 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
         state.changed.notify_waiters();
     }
     match outcome {
-        Ok((action, value)) => render(200, format, &format!("{action}Response"), &id, value),
+        Ok((_, Reply::Cached(fields))) => wire::render_json_fields(&id, &fields),
+        Ok((action, Reply::Value(value))) => {
+            render(200, format, &format!("{action}Response"), &id, value)
+        }
         Err(e) => {
             tracing::debug!(code = %e.code, message = %e.message, "request refused");
             render_error(format, &host, &id, &e)
         }
     }
+}
+
+/// An action's answer: its fields, or (for a cached read) those fields already as JSON.
+enum Reply {
+    Value(serde_json::Value),
+    Cached(std::sync::Arc<str>),
 }
 
 /// Authenticates, then runs the action. Returns the action name and the response body.
@@ -159,7 +171,7 @@ fn handle(
     query: &[(String, String)],
     body: &Bytes,
     params: &mut Params,
-) -> Result<(String, serde_json::Value), ApiError> {
+) -> Result<(String, Reply), ApiError> {
     let account = authenticate(state, method, headers, query, body, params)?;
     let action = params.required("Action")?;
     let version = params.required("Version")?;
@@ -195,12 +207,27 @@ fn handle(
         }
         (_, Some(r)) => Ctx { account, region: r },
     };
-    let value = if version == VPC_VERSION {
-        instances::dispatch_vpc(state, &ctx, &action, params)?
-    } else {
-        actions::dispatch(state, &ctx, &action, params)?
-    };
-    Ok((action, value))
+    if version == VPC_VERSION {
+        let value = instances::dispatch_vpc(state, &ctx, &action, params)?;
+        return Ok((action, Reply::Value(value)));
+    }
+    if !cache::CACHED.contains(&action.as_str()) || Format::of(params) != Format::Json {
+        let value = actions::dispatch(state, &ctx, &action, params)?;
+        return Ok((action, Reply::Value(value)));
+    }
+    let key = cache::ReadCache::key(account, &ctx.region, params);
+    let before = state.control.revision()?;
+    if let Some(fields) = state.reads.get(&key, before) {
+        return Ok((action, Reply::Cached(fields)));
+    }
+    let fields: std::sync::Arc<str> = actions::dispatch(state, &ctx, &action, params)?
+        .to_string()
+        .into();
+    // Kept only if no change committed meanwhile: the answer is then the state at `before`.
+    if state.control.revision()? == before {
+        state.reads.put(key, before, fields.clone());
+    }
+    Ok((action, Reply::Cached(fields)))
 }
 
 fn authenticate(

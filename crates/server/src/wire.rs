@@ -291,6 +291,27 @@ pub fn render(status: u16, format: Format, root: &str, request_id: &str, body: V
     }
 }
 
+/// Renders a JSON answer from the action's fields already serialised as a JSON object
+/// (a cached answer), with this request's id first, as [`render`] would.
+pub fn render_json_fields(request_id: &str, fields: &str) -> Response {
+    let rest = fields.trim_start().strip_prefix('{').unwrap_or("}");
+    let separator = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let body = format!(
+        "{{\"RequestId\":{}{separator}{rest}",
+        Value::String(request_id.to_string())
+    );
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    r
+}
+
 /// Renders an error body.
 pub fn render_error(format: Format, host: &str, request_id: &str, e: &ApiError) -> Response {
     let body = serde_json::json!({

@@ -247,3 +247,95 @@ async fn twenty_parallel_joins_leave_an_instance_in_exactly_five_groups() {
         .len();
     assert_eq!(member_of, 5);
 }
+
+#[tokio::test]
+async fn repeated_reads_are_served_again_until_the_store_changes() {
+    let (_dir, app) = setup();
+    let (_, created) = call(
+        &app,
+        &signed(&[
+            ("Action", "CreateSecurityGroup"),
+            ("RegionId", "cn-hangzhou"),
+        ]),
+    )
+    .await;
+    let sg = created["SecurityGroupId"].as_str().unwrap().to_string();
+    let describe = || {
+        signed(&[
+            ("Action", "DescribeSecurityGroupAttribute"),
+            ("RegionId", "cn-hangzhou"),
+            ("SecurityGroupId", &sg),
+        ])
+    };
+    let (s1, first) = call(&app, &describe()).await;
+    let (s2, second) = call(&app, &describe()).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_ne!(
+        first["RequestId"], second["RequestId"],
+        "each answer has its own id"
+    );
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("RequestId");
+        v
+    };
+    assert_eq!(strip(first.clone()), strip(second));
+    assert_eq!(
+        first.as_object().unwrap().keys().next().unwrap(),
+        "RequestId"
+    );
+    // A change is visible at once.
+    let (status, _) = call(
+        &app,
+        &signed(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("RegionId", "cn-hangzhou"),
+            ("SecurityGroupId", &sg),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceCidrIp", "198.18.0.0/16"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, third) = call(&app, &describe()).await;
+    assert_eq!(third["Permissions"]["Permission"][0]["PortRange"], "22/22");
+}
+
+#[tokio::test]
+async fn cached_reads_stay_within_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), Limits::default()).unwrap();
+    control
+        .create_account("tester", Some((AK.into(), SK.into())))
+        .unwrap();
+    control
+        .create_account("other", Some(("LTAIother".into(), "othersecret".into())))
+        .unwrap();
+    let app = app(Arc::new(AppState::new(
+        Arc::new(control),
+        vec!["cn-hangzhou".into()],
+    )));
+    let (_, created) = call(
+        &app,
+        &signed(&[
+            ("Action", "CreateSecurityGroup"),
+            ("RegionId", "cn-hangzhou"),
+        ]),
+    )
+    .await;
+    let sg = created["SecurityGroupId"].as_str().unwrap().to_string();
+    let params = [
+        ("Action", "DescribeSecurityGroupAttribute"),
+        ("RegionId", "cn-hangzhou"),
+        ("SecurityGroupId", sg.as_str()),
+    ];
+    let (status, _) = call(&app, &signed(&params)).await;
+    assert_eq!(status, StatusCode::OK);
+    let other = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let uri = format!(
+        "/?{}",
+        auth::signed_v1_query("GET", "LTAIother", "othersecret", other)
+    );
+    let (status, body) = call(&app, &uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
