@@ -144,9 +144,16 @@ pub enum ControlError {
     /// More than 20 tags on one resource.
     #[error("A resource can carry at most 20 tags.")]
     TagLimit,
-    /// The store failed; the command was rolled back.
+    /// The store failed; the command was rolled back. The text is the backend's (logged,
+    /// never shown to callers).
     #[error("The request processing has failed due to some unknown error.")]
-    Storage(#[from] rusqlite::Error),
+    Storage(String),
+}
+
+impl From<rusqlite::Error> for ControlError {
+    fn from(e: rusqlite::Error) -> ControlError {
+        ControlError::Storage(e.to_string())
+    }
 }
 
 impl ControlError {

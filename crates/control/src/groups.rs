@@ -1,11 +1,11 @@
 //! Security groups and their rules: create, describe, modify, delete, authorize, revoke,
 //! with the ECS constraints checked inside the command's transaction.
 
+use crate::sql::{args, Row, Value as SqlValue};
 use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, NetworkType, Peer, Permission,
     PermissionFields, SecurityGroupId, SecurityGroupRuleId, VpcId,
 };
-use rusqlite::{params, params_from_iter, OptionalExtension, Row, ToSql};
 use serde_json::json;
 
 use crate::{new_id_body, now, ControlError, Result, Tx};
@@ -100,31 +100,25 @@ fn group_type_wire(t: GroupType) -> &'static str {
     t.as_wire()
 }
 
-pub(crate) fn read_group(r: &Row) -> rusqlite::Result<(GroupRecord, i64)> {
-    let parse_err = |e: model::ModelError| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    };
-    let vpc: Option<String> = r.get("vpc_id")?;
+pub(crate) fn read_group(r: &Row) -> Result<(GroupRecord, i64)> {
+    let vpc = r.opt_text("vpc_id")?;
     Ok((
         GroupRecord {
-            id: r.get::<_, String>("id")?.parse().map_err(parse_err)?,
-            owner: AccountId::new(r.get::<_, i64>("account_id")? as u64),
-            region: r.get("region")?,
-            name: r.get("name")?,
-            description: r.get("description")?,
-            group_type: r
-                .get::<_, String>("group_type")?
-                .parse()
-                .map_err(parse_err)?,
-            vpc_id: vpc.map(|v| v.parse()).transpose().map_err(parse_err)?,
-            inner_access_policy: r
-                .get::<_, String>("inner_access")?
-                .parse()
-                .map_err(parse_err)?,
-            created_at: r.get("created_at")?,
+            id: r.parsed("id")?,
+            owner: AccountId::new(r.int("account_id")? as u64),
+            region: r.text("region")?,
+            name: r.text("name")?,
+            description: r.text("description")?,
+            group_type: r.parsed("group_type")?,
+            vpc_id: vpc
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|_| ControlError::Storage("bad vpc_id".into()))?,
+            inner_access_policy: r.parsed("inner_access")?,
+            created_at: r.text("created_at")?,
             tags: Vec::new(),
         },
-        r.get("seq")?,
+        r.int("seq")?,
     ))
 }
 
@@ -133,53 +127,52 @@ const PERMISSION_COLUMNS: &str =
      source_cidr_ip, ipv6_source_cidr_ip, dest_cidr_ip, ipv6_dest_cidr_ip, peer_group_id, \
      peer_owner_account, peer_owner_id, peer_prefix_list_id, nic_type, description, created_at";
 
-fn read_rule(r: &Row, network: NetworkType) -> rusqlite::Result<RuleRecord> {
+fn read_rule(r: &Row, network: NetworkType) -> Result<RuleRecord> {
     // Columns by position, in PERMISSION_COLUMNS order (looking them up by name costs more
     // than the rest of the row on 200-rule groups).
     let fields = PermissionFields {
-        policy: r.get(2)?,
-        priority: r.get(3)?,
-        ip_protocol: r.get(4)?,
-        port_range: r.get(5)?,
-        source_port_range: r.get(6)?,
-        source_cidr_ip: r.get(7)?,
-        ipv6_source_cidr_ip: r.get(8)?,
-        dest_cidr_ip: r.get(9)?,
-        ipv6_dest_cidr_ip: r.get(10)?,
-        group_id: r.get(11)?,
-        group_owner_account: r.get(12)?,
-        group_owner_id: r.get(13)?,
-        prefix_list_id: r.get(14)?,
-        nic_type: r.get(15)?,
-        description: r.get(16)?,
+        policy: r.opt_text(2)?,
+        priority: r.opt_text(3)?,
+        ip_protocol: r.opt_text(4)?,
+        port_range: r.opt_text(5)?,
+        source_port_range: r.opt_text(6)?,
+        source_cidr_ip: r.opt_text(7)?,
+        ipv6_source_cidr_ip: r.opt_text(8)?,
+        dest_cidr_ip: r.opt_text(9)?,
+        ipv6_dest_cidr_ip: r.opt_text(10)?,
+        group_id: r.opt_text(11)?,
+        group_owner_account: r.opt_text(12)?,
+        group_owner_id: r.opt_text(13)?,
+        prefix_list_id: r.opt_text(14)?,
+        nic_type: r.opt_text(15)?,
+        description: r.opt_text(16)?,
     };
-    let direction = match r.get_ref(1)?.as_str()? {
+    let direction = match r.text(1)?.as_str() {
         "egress" => Direction::Egress,
         _ => Direction::Ingress,
     };
-    let id: String = r.get(0)?;
+    let id = r.text(0)?;
     // Stored rules were validated by the same parser; a failure here is corruption.
     let permission = id
         .parse()
         .and_then(|id| fields.parse(id, direction, network))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })?;
+        .map_err(|e| ControlError::Storage(format!("stored rule {id}: {e}")))?;
     Ok(RuleRecord {
         permission,
-        created_at: r.get(17)?,
+        created_at: r.text(17)?,
     })
 }
 
 impl Tx<'_> {
     /// A group of any account in the caller's region (for cross-account references).
     fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
-        let g = self
-            .tx
-            .prepare_cached("SELECT * FROM security_groups WHERE id = ?1 AND region = ?2")?
-            .query_row(params![id.as_str(), self.ctx.region], read_group)
-            .optional()?;
-        Ok(g.map(|(g, _)| g))
+        self.db
+            .query_opt(
+                "SELECT * FROM security_groups WHERE id = ?1 AND region = ?2",
+                args![id.as_str(), &self.ctx.region],
+            )?
+            .map(|r| read_group(&r).map(|(g, _)| g))
+            .transpose()
     }
 
     /// One of the caller's groups in the request's region.
@@ -198,19 +191,23 @@ impl Tx<'_> {
         let sql = format!(
             "SELECT {PERMISSION_COLUMNS} FROM permissions WHERE group_id = ?1 ORDER BY seq"
         );
-        let mut stmt = self.tx.prepare_cached(&sql)?;
         let network = group.network();
-        let rows = stmt.query_map([group.id.as_str()], |r| read_rule(r, network))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db
+            .query(&sql, args![group.id.as_str()])?
+            .iter()
+            .map(|r| read_rule(r, network))
+            .collect()
     }
 
     /// `CreateSecurityGroup`.
     pub fn create_group(&self, req: CreateGroup) -> Result<SecurityGroupId> {
-        let count: i64 = self.tx.query_row(
-            "SELECT COUNT(*) FROM security_groups WHERE account_id = ?1 AND region = ?2",
-            params![self.ctx.account.get() as i64, self.ctx.region],
-            |r| r.get(0),
-        )?;
+        let count = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM security_groups WHERE account_id = ?1 AND region = ?2",
+                args![self.ctx.account.get() as i64, &self.ctx.region],
+            )?
+            .int(0)?;
         if count as usize >= self.limits.groups_per_region {
             return Err(ControlError::GroupQuota);
         }
@@ -218,15 +215,15 @@ impl Tx<'_> {
             self.vpc(vpc)?;
         }
         let id = SecurityGroupId::from_body(&new_id_body())?;
-        self.tx.execute(
+        self.db.execute(
             "INSERT INTO security_groups (id, account_id, region, name, description, group_type, vpc_id, inner_access, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+            args![
                 id.as_str(),
                 self.ctx.account.get() as i64,
-                self.ctx.region,
-                req.name,
-                req.description,
+                &self.ctx.region,
+                &req.name,
+                &req.description,
                 group_type_wire(req.group_type),
                 req.vpc_id.as_ref().map(|v| v.as_str()),
                 match req.group_type {
@@ -238,9 +235,10 @@ impl Tx<'_> {
             ],
         )?;
         for (k, v) in &req.tags {
-            self.tx.execute(
-                "INSERT OR REPLACE INTO tags (resource_type, resource_id, key, value) VALUES ('securitygroup', ?1, ?2, ?3)",
-                params![id.as_str(), k, v],
+            self.db.execute(
+                "INSERT INTO tags (resource_type, resource_id, key, value) VALUES ('securitygroup', ?1, ?2, ?3)
+                 ON CONFLICT (resource_type, resource_id, key) DO UPDATE SET value = excluded.value",
+                args![id.as_str(), k, v],
             )?;
         }
         self.log(
@@ -257,38 +255,41 @@ impl Tx<'_> {
         if self.has_members(id)? {
             return Err(ControlError::GroupHasInstances);
         }
-        let referenced: bool = self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM permissions WHERE peer_group_id = ?1 AND group_id != ?1)",
-            [id.as_str()],
-            |r| r.get(0),
-        )?;
+        let referenced = self
+            .db
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM permissions WHERE peer_group_id = ?1 AND group_id != ?1)",
+                args![id.as_str()],
+            )?
+            .flag(0)?;
         if referenced {
             return Err(ControlError::GroupReferenced);
         }
-        self.tx
-            .execute("DELETE FROM permissions WHERE group_id = ?1", [id.as_str()])?;
-        self.tx.execute(
-            "DELETE FROM tags WHERE resource_type = 'securitygroup' AND resource_id = ?1",
-            [id.as_str()],
+        self.db.execute(
+            "DELETE FROM permissions WHERE group_id = ?1",
+            args![id.as_str()],
         )?;
-        self.tx
-            .execute("DELETE FROM security_groups WHERE id = ?1", [id.as_str()])?;
+        self.db.execute(
+            "DELETE FROM tags WHERE resource_type = 'securitygroup' AND resource_id = ?1",
+            args![id.as_str()],
+        )?;
+        self.db.execute(
+            "DELETE FROM security_groups WHERE id = ?1",
+            args![id.as_str()],
+        )?;
         self.log("DeleteSecurityGroup", id.as_str(), json!({}))?;
         Ok(())
     }
 
     /// `DescribeSecurityGroups`: the matching groups, oldest first.
     pub fn find_groups(&self, filter: &GroupFilter) -> Result<Vec<GroupRecord>> {
-        let mut stmt = self.tx.prepare_cached(
+        let rows = self.db.query(
             "SELECT * FROM security_groups WHERE account_id = ?1 AND region = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(
-            params![self.ctx.account.get() as i64, self.ctx.region],
-            read_group,
+            args![self.ctx.account.get() as i64, &self.ctx.region],
         )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (mut g, _) = row?;
+        for row in &rows {
+            let (mut g, _) = read_group(row)?;
             let keep = filter.ids.as_ref().is_none_or(|ids| ids.contains(&g.id))
                 && filter
                     .vpc_id
@@ -321,9 +322,9 @@ impl Tx<'_> {
         description: Option<String>,
     ) -> Result<()> {
         let g = self.group(id)?;
-        self.tx.execute(
+        self.db.execute(
             "UPDATE security_groups SET name = ?2, description = ?3 WHERE id = ?1",
-            params![
+            args![
                 id.as_str(),
                 name.unwrap_or(g.name),
                 description.unwrap_or(g.description)
@@ -342,9 +343,9 @@ impl Tx<'_> {
         if g.group_type == GroupType::Enterprise {
             return Err(ControlError::EnterpriseInnerAccessPolicy);
         }
-        self.tx.execute(
+        self.db.execute(
             "UPDATE security_groups SET inner_access = ?2 WHERE id = ?1",
-            params![id.as_str(), policy.as_wire()],
+            args![id.as_str(), policy.as_wire()],
         )?;
         self.log(
             "ModifySecurityGroupPolicy",
@@ -437,13 +438,11 @@ impl Tx<'_> {
             "INSERT INTO permissions (group_id, {PERMISSION_COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         );
-        let created = now();
-        let head: [&dyn ToSql; 3] = [&group.as_str(), &p.id.as_str(), &p.direction.as_wire()];
-        let tail: [&dyn ToSql; 3] = [&f.nic_type, &f.description, &created];
-        self.tx.execute(
-            &sql,
-            params_from_iter(head.into_iter().chain(stored_fields(&f)).chain(tail)),
-        )?;
+        let mut values: Vec<SqlValue> =
+            args![group.as_str(), p.id.as_str(), p.direction.as_wire()].to_vec();
+        values.extend(stored_fields(&f));
+        values.extend_from_slice(args![&f.nic_type, &f.description, now()]);
+        self.db.execute(&sql, &values)?;
         self.log(
             "AuthorizeSecurityGroup",
             group.as_str(),
@@ -483,8 +482,10 @@ impl Tx<'_> {
             }
         };
         for rule in &doomed {
-            self.tx
-                .execute("DELETE FROM permissions WHERE id = ?1", [rule.as_str()])?;
+            self.db.execute(
+                "DELETE FROM permissions WHERE id = ?1",
+                args![rule.as_str()],
+            )?;
             self.log(
                 "RevokeSecurityGroup",
                 id.as_str(),
@@ -497,8 +498,8 @@ impl Tx<'_> {
 
 /// The stored wire fields that `INSERT` and `UPDATE` of a rule share, in column order from
 /// `policy` to `peer_prefix_list_id`.
-fn stored_fields(f: &PermissionFields) -> [&dyn ToSql; 13] {
-    [
+fn stored_fields(f: &PermissionFields) -> Vec<SqlValue> {
+    args![
         &f.policy,
         &f.priority,
         &f.ip_protocol,
@@ -513,6 +514,7 @@ fn stored_fields(f: &PermissionFields) -> [&dyn ToSql; 13] {
         &f.group_owner_id,
         &f.prefix_list_id,
     ]
+    .to_vec()
 }
 
 /// The kind of a rule's authorization object, which `ModifySecurityGroupRule` may not change.
@@ -600,17 +602,16 @@ impl Tx<'_> {
             return Err(ControlError::RuleDuplicate);
         }
         let f = updated.to_fields();
-        self.tx.execute(
+        let mut values: Vec<SqlValue> = args![rule.as_str()].to_vec();
+        values.extend(stored_fields(&f));
+        values.extend_from_slice(args![&f.description]);
+        self.db.execute(
             "UPDATE permissions SET policy = ?2, priority = ?3, ip_protocol = ?4, port_range = ?5, source_port_range = ?6,
                  source_cidr_ip = ?7, ipv6_source_cidr_ip = ?8, dest_cidr_ip = ?9, ipv6_dest_cidr_ip = ?10,
                  peer_group_id = ?11, peer_owner_account = ?12, peer_owner_id = ?13, peer_prefix_list_id = ?14,
                  description = ?15
              WHERE id = ?1",
-            params_from_iter(
-                std::iter::once(&rule.as_str() as &dyn ToSql)
-                    .chain(stored_fields(&f))
-                    .chain(std::iter::once(&f.description as &dyn ToSql)),
-            ),
+            &values,
         )?;
         self.log(
             "ModifySecurityGroupRule",
@@ -623,24 +624,16 @@ impl Tx<'_> {
     /// rules reference each of the caller's groups.
     pub fn references(&self, id: &SecurityGroupId) -> Result<Vec<(SecurityGroupId, AccountId)>> {
         self.group(id)?;
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT DISTINCT g.id, g.account_id FROM permissions p JOIN security_groups g ON g.id = p.group_id
-             WHERE p.peer_group_id = ?1 AND g.id != ?1 ORDER BY g.seq",
-        )?;
-        let rows = stmt.query_map([id.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?
-                    .parse()
-                    .map_err(|e: model::ModelError| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            0,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
-                        )
-                    })?,
-                AccountId::new(r.get::<_, i64>(1)? as u64),
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        // `g.seq` is selected so that the ordering column is in the DISTINCT list (which
+        // PostgreSQL requires).
+        self.db
+            .query(
+                "SELECT DISTINCT g.id, g.account_id, g.seq FROM permissions p JOIN security_groups g ON g.id = p.group_id
+                 WHERE p.peer_group_id = ?1 AND g.id != ?1 ORDER BY g.seq",
+                args![id.as_str()],
+            )?
+            .iter()
+            .map(|r| Ok((r.parsed(0)?, AccountId::new(r.int(1)? as u64))))
+            .collect()
     }
 }

@@ -10,6 +10,7 @@
 mod error;
 mod groups;
 mod network;
+pub mod sql;
 pub mod store;
 mod tags;
 
@@ -18,8 +19,9 @@ use std::sync::Mutex;
 
 use model::AccountId;
 use rand::Rng;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use serde_json::Value;
+use sql::{args, Db};
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
@@ -97,7 +99,7 @@ pub struct Control {
 
 /// A transaction in the caller's account and region; commands and queries are its methods.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    db: &'a dyn sql::Db,
     ctx: &'a Ctx,
     limits: &'a Limits,
 }
@@ -133,9 +135,8 @@ pub(crate) fn new_id_body() -> String {
 impl Control {
     /// Opens the store in `data_dir` (created if missing).
     pub fn open(data_dir: &Path, limits: Limits) -> Result<Control> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            ControlError::Storage(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| ControlError::Storage(format!("cannot create the data directory: {e}")))?;
         let path = database_path(data_dir);
         let conn = store::open(&path)?;
         let readers = (0..READERS)
@@ -164,24 +165,24 @@ impl Control {
     /// Runs a read-only query in a consistent snapshot (it sees every committed command).
     pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         let mut conn = self.reader();
-        let tx = Tx {
-            tx: conn.transaction()?,
+        let db = conn.transaction()?;
+        f(&Tx {
+            db: &*db,
             ctx,
             limits: &self.limits,
-        };
-        f(&tx)
+        })
     }
 
     /// Runs a command and rolls it back: `DryRun=true` validation with every check a real
     /// run would make.
     pub fn dry_run<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
         let mut conn = self.connection();
-        let tx = Tx {
-            tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+        let db = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        f(&Tx {
+            db: &*db,
             ctx,
             limits: &self.limits,
-        };
-        f(&tx)
+        })
     }
 
     /// Runs a command: all of `f` commits durably, or nothing does. With a client token, a
@@ -193,35 +194,32 @@ impl Control {
         f: impl FnOnce(&Tx) -> Result<Value>,
     ) -> Result<Value> {
         let mut conn = self.connection();
+        let db = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let tx = Tx {
-            tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+            db: &*db,
             ctx,
             limits: &self.limits,
         };
         if let Some(t) = token {
-            let seen: Option<(String, String)> = tx
-                .tx
-                .query_row(
-                    "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
-                    params![ctx.account.get() as i64, t.token],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((fingerprint, response)) = seen {
-                if fingerprint != t.fingerprint {
+            let seen = tx.db.query_opt(
+                "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
+                args![ctx.account.get() as i64, &t.token],
+            )?;
+            if let Some(row) = seen {
+                if row.text(0)? != t.fingerprint {
                     return Err(ControlError::IdempotentParameterMismatch);
                 }
-                return Ok(serde_json::from_str(&response).unwrap_or(Value::Null));
+                return Ok(serde_json::from_str(&row.text(1)?).unwrap_or(Value::Null));
             }
         }
         let response = f(&tx)?;
         if let Some(t) = token {
-            tx.tx.execute(
+            tx.db.execute(
                 "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
-                params![ctx.account.get() as i64, t.token, t.fingerprint, response.to_string()],
+                args![ctx.account.get() as i64, &t.token, &t.fingerprint, response.to_string()],
             )?;
         }
-        tx.tx.commit()?;
+        db.commit()?;
         Ok(response)
     }
 
@@ -229,22 +227,24 @@ impl Control {
     pub fn create_account(&self, name: &str, key: Option<(String, String)>) -> Result<Credentials> {
         let mut conn = self.connection();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
+        let exists = Db::query_one(
+            &*tx,
             "SELECT EXISTS(SELECT 1 FROM accounts WHERE name = ?1)",
-            [name],
-            |r| r.get(0),
-        )?;
+            args![name],
+        )?
+        .flag(0)?;
         if exists {
             return Err(ControlError::AccountExists(name.to_string()));
         }
         let mut rng = rand::thread_rng();
         let account_id = loop {
             let id = rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
-            let taken: bool = tx.query_row(
+            let taken = Db::query_one(
+                &*tx,
                 "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = ?1)",
-                [id as i64],
-                |r| r.get(0),
-            )?;
+                args![id as i64],
+            )?
+            .flag(0)?;
             if !taken {
                 break AccountId::new(id);
             }
@@ -255,13 +255,15 @@ impl Control {
                 random_string(ALNUM, 30),
             )
         });
-        tx.execute(
+        Db::execute(
+            &*tx,
             "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
-            params![account_id.get() as i64, name, now()],
+            args![account_id.get() as i64, name, now()],
         )?;
-        tx.execute(
+        Db::execute(
+            &*tx,
             "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
-            params![access_key_id, access_key_secret, account_id.get() as i64],
+            args![&access_key_id, &access_key_secret, account_id.get() as i64],
         )?;
         tx.commit()?;
         Ok(Credentials {
@@ -274,9 +276,12 @@ impl Control {
 
     /// Whether any account exists (the server bootstraps one on first start otherwise).
     pub fn has_accounts(&self) -> Result<bool> {
-        Ok(self
-            .connection()
-            .query_row("SELECT EXISTS(SELECT 1 FROM accounts)", [], |r| r.get(0))?)
+        Db::query_one(
+            &*self.reader(),
+            "SELECT EXISTS(SELECT 1 FROM accounts)",
+            args![],
+        )?
+        .flag(0)
     }
 
     /// A free read-only connection, from a rotating start, or the next one to free up.
@@ -296,53 +301,50 @@ impl Control {
 
     /// The account and secret of an AccessKeyId.
     pub fn access_key(&self, access_key_id: &str) -> Result<(AccountId, String)> {
-        self.reader()
-            .prepare_cached("SELECT account_id, secret FROM access_keys WHERE id = ?1")?
-            .query_row([access_key_id], |r| {
-                Ok((AccountId::new(r.get::<_, i64>(0)? as u64), r.get(1)?))
-            })
-            .optional()?
-            .ok_or(ControlError::AccessKeyNotFound)
+        let row = Db::query_opt(
+            &*self.reader(),
+            "SELECT account_id, secret FROM access_keys WHERE id = ?1",
+            args![access_key_id],
+        )?
+        .ok_or(ControlError::AccessKeyNotFound)?;
+        Ok((AccountId::new(row.int(0)? as u64), row.text(1)?))
     }
 
     /// The latest revision of the change log (0 when empty).
     pub fn revision(&self) -> Result<u64> {
-        let r: Option<i64> = self
-            .reader()
-            .prepare_cached("SELECT MAX(revision) FROM change_log")?
-            .query_row([], |r| r.get(0))?;
-        Ok(r.unwrap_or(0) as u64)
+        let row = Db::query_one(
+            &*self.reader(),
+            "SELECT MAX(revision) FROM change_log",
+            args![],
+        )?;
+        Ok(row.opt_int(0)?.unwrap_or(0) as u64)
     }
 }
 
 impl Tx<'_> {
     /// The revision of the state this transaction sees: the last change-log entry.
     pub fn revision(&self) -> Result<u64> {
-        let r: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT MAX(revision) FROM change_log")?
-            .query_row([], |r| r.get(0))?;
-        Ok(r.unwrap_or(0) as u64)
+        let row = self
+            .db
+            .query_one("SELECT MAX(revision) FROM change_log", args![])?;
+        Ok(row.opt_int(0)?.unwrap_or(0) as u64)
     }
 
     /// Appends one event to the change log (committed with the command).
     fn log(&self, kind: &str, subject: &str, payload: Value) -> Result<()> {
-        self.tx.execute(
+        self.db.execute(
             "INSERT INTO change_log (account_id, kind, subject, payload, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![self.ctx.account.get() as i64, kind, subject, payload.to_string(), now()],
+            args![self.ctx.account.get() as i64, kind, subject, payload.to_string(), now()],
         )?;
         Ok(())
     }
 
     /// The account id of an account name (for `SourceGroupOwnerAccount`).
     fn account_by_name(&self, name: &str) -> Result<Option<AccountId>> {
-        Ok(self
-            .tx
-            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(|id| AccountId::new(id as u64)))
+        self.db
+            .query_opt("SELECT id FROM accounts WHERE name = ?1", args![name])?
+            .map(|r| Ok(AccountId::new(r.int(0)? as u64)))
+            .transpose()
     }
 }
 
@@ -354,14 +356,12 @@ impl Control {
         account: AccountId,
         instance: &model::InstanceId,
     ) -> Result<Option<String>> {
-        let mut conn = self.connection();
-        let tx = conn.transaction()?;
-        Ok(tx
-            .query_row(
-                "SELECT region FROM instances WHERE id = ?1 AND account_id = ?2",
-                params![instance.as_str(), account.get() as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Db::query_opt(
+            &*self.reader(),
+            "SELECT region FROM instances WHERE id = ?1 AND account_id = ?2",
+            args![instance.as_str(), account.get() as i64],
+        )?
+        .map(|r| r.text(0))
+        .transpose()
     }
 }

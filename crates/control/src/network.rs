@@ -15,9 +15,9 @@ use ipnet::Ipv4Net;
 /// The classic network's intranet address pool.
 pub const CLASSIC_INTRANET: &str = "198.18.192.0/18";
 use model::{AccountId, GroupType, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
-use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
+use crate::sql::args;
 use crate::{new_id_body, now, ControlError, Result, Tx};
 
 /// Most groups per instance (ECS default; DESIGN.md §4).
@@ -155,10 +155,6 @@ pub struct CreateInstances {
     pub running: bool,
 }
 
-fn parse_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-}
-
 /// Every address of a block that instances may take.
 fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
     let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
@@ -172,9 +168,9 @@ impl Tx<'_> {
             return Err(ControlError::InvalidCidr(cidr.to_string()));
         }
         let id = VpcId::from_body(&new_id_body())?;
-        self.tx.execute(
+        self.db.execute(
             "INSERT INTO vpcs (id, account_id, region, name, description, cidr_block, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id.as_str(), self.ctx.account.get() as i64, self.ctx.region, name, description, cidr.to_string(), now()],
+            args![id.as_str(), self.ctx.account.get() as i64, &self.ctx.region, name, description, cidr.to_string(), now()],
         )?;
         self.log(
             "CreateVpc",
@@ -193,28 +189,28 @@ impl Tx<'_> {
 
     /// The caller's VPCs in the region (one, if `only`), oldest first.
     pub fn vpcs(&self, only: Option<&VpcId>) -> Result<Vec<VpcRecord>> {
-        let mut stmt = self.tx.prepare_cached(
+        let rows = self.db.query(
             "SELECT id, name, description, cidr_block, created_at FROM vpcs
              WHERE account_id = ?1 AND region = ?2 AND (?3 IS NULL OR id = ?3) ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(
-            params![
+            args![
                 self.ctx.account.get() as i64,
-                self.ctx.region,
+                &self.ctx.region,
                 only.map(|v| v.as_str())
             ],
-            |r| {
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
                 Ok(VpcRecord {
-                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
-                    name: r.get(1)?,
-                    description: r.get(2)?,
-                    cidr: r.get::<_, String>(3)?.parse().map_err(parse_err)?,
-                    created_at: r.get(4)?,
+                    id: r.parsed(0)?,
+                    name: r.text(1)?,
+                    description: r.text(2)?,
+                    cidr: r.parsed(3)?,
+                    created_at: r.text(4)?,
                     vswitches: Vec::new(),
                 })
-            },
-        )?;
-        let mut out: Vec<VpcRecord> = rows.collect::<rusqlite::Result<_>>()?;
+            })
+            .collect::<Result<Vec<VpcRecord>>>()?;
         for v in &mut out {
             v.vswitches = self
                 .vswitches(Some(&v.id), None)?
@@ -228,16 +224,18 @@ impl Tx<'_> {
     /// `DeleteVpc`: only without vSwitches and security groups.
     pub fn delete_vpc(&self, id: &VpcId) -> Result<()> {
         let v = self.vpc(id)?;
-        let groups: bool = self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM security_groups WHERE vpc_id = ?1)",
-            [id.as_str()],
-            |r| r.get(0),
-        )?;
+        let groups = self
+            .db
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM security_groups WHERE vpc_id = ?1)",
+                args![id.as_str()],
+            )?
+            .flag(0)?;
         if !v.vswitches.is_empty() || groups {
             return Err(ControlError::VpcInUse);
         }
-        self.tx
-            .execute("DELETE FROM vpcs WHERE id = ?1", [id.as_str()])?;
+        self.db
+            .execute("DELETE FROM vpcs WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteVpc", id.as_str(), json!({}))
     }
 
@@ -265,14 +263,14 @@ impl Tx<'_> {
             return Err(ControlError::CidrOverlap(cidr.to_string()));
         }
         let id = VSwitchId::from_body(&new_id_body())?;
-        self.tx.execute(
+        self.db.execute(
             "INSERT INTO vswitches (id, vpc_id, account_id, region, zone_id, name, description, cidr_block, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+            args![
                 id.as_str(),
                 vpc.as_str(),
                 self.ctx.account.get() as i64,
-                self.ctx.region,
+                &self.ctx.region,
                 zone,
                 name,
                 description,
@@ -294,35 +292,34 @@ impl Tx<'_> {
         vpc: Option<&VpcId>,
         only: Option<&VSwitchId>,
     ) -> Result<Vec<VSwitchRecord>> {
-        let mut stmt = self.tx.prepare_cached(
+        let rows = self.db.query(
             "SELECT s.id, s.vpc_id, s.zone_id, s.name, s.description, s.cidr_block, s.created_at,
                     (SELECT COUNT(*) FROM instances i WHERE i.vswitch_id = s.id)
              FROM vswitches s WHERE s.account_id = ?1 AND s.region = ?2
                AND (?3 IS NULL OR s.vpc_id = ?3) AND (?4 IS NULL OR s.id = ?4) ORDER BY s.seq",
-        )?;
-        let rows = stmt.query_map(
-            params![
+            args![
                 self.ctx.account.get() as i64,
-                self.ctx.region,
+                &self.ctx.region,
                 vpc.map(|v| v.as_str()),
                 only.map(|s| s.as_str())
             ],
-            |r| {
-                let cidr: Ipv4Net = r.get::<_, String>(5)?.parse().map_err(parse_err)?;
-                let used: i64 = r.get(7)?;
+        )?;
+        rows.iter()
+            .map(|r| {
+                let cidr: Ipv4Net = r.parsed(5)?;
+                let used = r.int(7)?;
                 Ok(VSwitchRecord {
-                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
-                    vpc_id: r.get::<_, String>(1)?.parse().map_err(parse_err)?,
-                    zone_id: r.get(2)?,
-                    name: r.get(3)?,
-                    description: r.get(4)?,
-                    created_at: r.get(6)?,
+                    id: r.parsed(0)?,
+                    vpc_id: r.parsed(1)?,
+                    zone_id: r.text(2)?,
+                    name: r.text(3)?,
+                    description: r.text(4)?,
+                    created_at: r.text(6)?,
                     available: (usable(&cidr).count() as u64).saturating_sub(used as u64),
                     cidr,
                 })
-            },
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .collect()
     }
 
     /// One of the caller's vSwitches.
@@ -335,36 +332,41 @@ impl Tx<'_> {
     /// `DeleteVSwitch`: only without instances.
     pub fn delete_vswitch(&self, id: &VSwitchId) -> Result<()> {
         self.vswitch(id)?;
-        let used: bool = self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM instances WHERE vswitch_id = ?1)",
-            [id.as_str()],
-            |r| r.get(0),
-        )?;
+        let used = self
+            .db
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM instances WHERE vswitch_id = ?1)",
+                args![id.as_str()],
+            )?
+            .flag(0)?;
         if used {
             return Err(ControlError::VSwitchInUse);
         }
-        self.tx
-            .execute("DELETE FROM vswitches WHERE id = ?1", [id.as_str()])?;
+        self.db
+            .execute("DELETE FROM vswitches WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteVSwitch", id.as_str(), json!({}))
     }
 
     fn address_taken(&self, column: &str, ip: Ipv4Addr, vpc: Option<&VpcId>) -> Result<bool> {
         let sql = format!(
-            "SELECT EXISTS(SELECT 1 FROM instances WHERE {column} = ?1 AND region = ?2 AND vpc_id IS ?3)"
+            "SELECT EXISTS(SELECT 1 FROM instances WHERE {column} = ?1 AND region = ?2
+                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND ?3 IS NULL)))"
         );
-        Ok(self.tx.query_row(
-            &sql,
-            params![ip.to_string(), self.ctx.region, vpc.map(|v| v.as_str())],
-            |r| r.get(0),
-        )?)
+        self.db
+            .query_one(
+                &sql,
+                args![ip.to_string(), &self.ctx.region, vpc.map(|v| v.as_str())],
+            )?
+            .flag(0)
     }
 
     fn public_address_taken(&self, ip: Ipv4Addr) -> Result<bool> {
-        Ok(self.tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM instances WHERE public_ip = ?1)",
-            [ip.to_string()],
-            |r| r.get(0),
-        )?)
+        self.db
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM instances WHERE public_ip = ?1)",
+                args![ip.to_string()],
+            )?
+            .flag(0)
     }
 
     /// Checks that an instance of `network`/`vpc` may be in these groups: they exist, are the
@@ -408,11 +410,13 @@ impl Tx<'_> {
 
     /// How many instances a group has.
     pub fn members(&self, g: &SecurityGroupId) -> Result<usize> {
-        let n: i64 = self.tx.query_row(
-            "SELECT COUNT(*) FROM memberships WHERE group_id = ?1",
-            [g.as_str()],
-            |r| r.get(0),
-        )?;
+        let n = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM memberships WHERE group_id = ?1",
+                args![g.as_str()],
+            )?
+            .int(0)?;
         Ok(n as usize)
     }
 
@@ -469,19 +473,19 @@ impl Tx<'_> {
                 None
             };
             let id = InstanceId::from_body(&new_id_body())?;
-            self.tx.execute(
+            self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
                                         vpc_id, vswitch_id, private_ip, public_ip, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
+                args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
-                    self.ctx.region,
-                    zone,
-                    req.name,
-                    req.description,
-                    req.image_id,
-                    req.instance_type,
+                    &self.ctx.region,
+                    &zone,
+                    &req.name,
+                    &req.description,
+                    &req.image_id,
+                    &req.instance_type,
                     vpc.as_ref().map(|v| v.as_str()),
                     req.vswitch_id.as_ref().map(|s| s.as_str()),
                     private_ip.to_string(),
@@ -491,9 +495,9 @@ impl Tx<'_> {
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
-                self.tx.execute(
+                self.db.execute(
                     "INSERT INTO memberships (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
-                    params![id.as_str(), g.as_str(), position as i64],
+                    args![id.as_str(), g.as_str(), position],
                 )?;
             }
             self.log(
@@ -507,14 +511,16 @@ impl Tx<'_> {
     }
 
     fn free_address(&self, pool: &Ipv4Net, vpc: Option<&VpcId>) -> Result<Ipv4Addr> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT private_ip FROM instances WHERE region = ?1 AND vpc_id IS ?2",
-        )?;
-        let used: std::collections::HashSet<String> = stmt
-            .query_map(params![self.ctx.region, vpc.map(|v| v.as_str())], |r| {
-                r.get(0)
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let used = self
+            .db
+            .query(
+                "SELECT private_ip FROM instances WHERE region = ?1
+                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND ?2 IS NULL))",
+                args![&self.ctx.region, vpc.map(|v| v.as_str())],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<std::collections::HashSet<String>>>()?;
         usable(pool)
             .find(|a| !used.contains(&a.to_string()))
             .ok_or(ControlError::NoFreeAddress)
@@ -543,54 +549,63 @@ impl Tx<'_> {
         only: Option<&InstanceId>,
         owner: Option<AccountId>,
     ) -> Result<Vec<InstanceRecord>> {
-        let mut stmt = self.tx.prepare_cached(
+        let rows = self.db.query(
             "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
                     private_ip, public_ip, status, created_at
              FROM instances WHERE region = ?1 AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR account_id = ?3)
              ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                self.ctx.region,
+            args![
+                &self.ctx.region,
                 only.map(|i| i.as_str()),
                 owner.map(|o| o.get() as i64)
             ],
-            |r| {
-                let vpc: Option<String> = r.get(7)?;
-                let vsw: Option<String> = r.get(8)?;
-                let public: Option<String> = r.get(10)?;
+        )?;
+        let opt = |r: &crate::sql::Row, c: usize| -> Result<Option<String>> { r.opt_text(c) };
+        let bad = |c: &str| ControlError::Storage(format!("bad {c}"));
+        let mut out = rows
+            .iter()
+            .map(|r| {
                 Ok(InstanceRecord {
-                    id: r.get::<_, String>(0)?.parse().map_err(parse_err)?,
-                    owner: AccountId::new(r.get::<_, i64>(1)? as u64),
-                    zone_id: r.get(2)?,
-                    name: r.get(3)?,
-                    description: r.get(4)?,
-                    image_id: r.get(5)?,
-                    instance_type: r.get(6)?,
-                    vpc_id: vpc.map(|v| v.parse()).transpose().map_err(parse_err)?,
-                    vswitch_id: vsw.map(|v| v.parse()).transpose().map_err(parse_err)?,
-                    private_ip: r.get::<_, String>(9)?.parse().map_err(parse_err)?,
-                    public_ip: public.map(|p| p.parse()).transpose().map_err(parse_err)?,
-                    status: if r.get::<_, String>(11)? == "Running" {
+                    id: r.parsed(0)?,
+                    owner: AccountId::new(r.int(1)? as u64),
+                    zone_id: r.text(2)?,
+                    name: r.text(3)?,
+                    description: r.text(4)?,
+                    image_id: r.text(5)?,
+                    instance_type: r.text(6)?,
+                    vpc_id: opt(r, 7)?
+                        .map(|v| v.parse())
+                        .transpose()
+                        .map_err(|_| bad("vpc_id"))?,
+                    vswitch_id: opt(r, 8)?
+                        .map(|v| v.parse())
+                        .transpose()
+                        .map_err(|_| bad("vswitch_id"))?,
+                    private_ip: r.parsed(9)?,
+                    public_ip: opt(r, 10)?
+                        .map(|p| p.parse())
+                        .transpose()
+                        .map_err(|_| bad("public_ip"))?,
+                    status: if r.text(11)? == "Running" {
                         InstanceStatus::Running
                     } else {
                         InstanceStatus::Stopped
                     },
-                    created_at: r.get(12)?,
+                    created_at: r.text(12)?,
                     security_groups: Vec::new(),
                 })
-            },
-        )?;
-        let mut out: Vec<InstanceRecord> = rows.collect::<rusqlite::Result<_>>()?;
-        let mut groups = self.tx.prepare_cached(
-            "SELECT group_id FROM memberships WHERE instance_id = ?1 ORDER BY position",
-        )?;
+            })
+            .collect::<Result<Vec<InstanceRecord>>>()?;
         for i in &mut out {
-            i.security_groups = groups
-                .query_map([i.id.as_str()], |r| {
-                    r.get::<_, String>(0)?.parse().map_err(parse_err)
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            i.security_groups = self
+                .db
+                .query(
+                    "SELECT group_id FROM memberships WHERE instance_id = ?1 ORDER BY position",
+                    args![i.id.as_str()],
+                )?
+                .iter()
+                .map(|r| r.parsed(0))
+                .collect::<Result<_>>()?;
         }
         Ok(out)
     }
@@ -601,9 +616,9 @@ impl Tx<'_> {
         if i.status == status {
             return Err(ControlError::IncorrectInstanceStatus);
         }
-        self.tx.execute(
+        self.db.execute(
             "UPDATE instances SET status = ?2 WHERE id = ?1",
-            params![id.as_str(), status.as_wire()],
+            args![id.as_str(), status.as_wire()],
         )?;
         self.log(
             if status == InstanceStatus::Running {
@@ -622,12 +637,12 @@ impl Tx<'_> {
         if i.status == InstanceStatus::Running && !force {
             return Err(ControlError::IncorrectInstanceStatus);
         }
-        self.tx.execute(
+        self.db.execute(
             "DELETE FROM memberships WHERE instance_id = ?1",
-            [id.as_str()],
+            args![id.as_str()],
         )?;
-        self.tx
-            .execute("DELETE FROM instances WHERE id = ?1", [id.as_str()])?;
+        self.db
+            .execute("DELETE FROM instances WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteInstance", id.as_str(), json!({}))
     }
 
@@ -655,14 +670,14 @@ impl Tx<'_> {
                 return Err(ControlError::GroupMemberLimit);
             }
         }
-        self.tx.execute(
+        self.db.execute(
             "DELETE FROM memberships WHERE instance_id = ?1",
-            [i.id.as_str()],
+            args![i.id.as_str()],
         )?;
         for (position, g) in groups.iter().enumerate() {
-            self.tx.execute(
+            self.db.execute(
                 "INSERT INTO memberships (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
-                params![i.id.as_str(), g.as_str(), position as i64],
+                args![i.id.as_str(), g.as_str(), position],
             )?;
         }
         self.log(
@@ -718,9 +733,9 @@ impl Tx<'_> {
         if let Some(groups) = groups {
             self.set_groups(&i, &groups, "ModifyInstanceAttribute")?;
         }
-        self.tx.execute(
+        self.db.execute(
             "UPDATE instances SET name = ?2, description = ?3 WHERE id = ?1",
-            params![
+            args![
                 instance.as_str(),
                 name.unwrap_or(i.name),
                 description.unwrap_or(i.description)
@@ -732,13 +747,11 @@ impl Tx<'_> {
     /// Whether a group has members (it cannot be deleted then).
     pub fn has_members(&self, g: &SecurityGroupId) -> Result<bool> {
         Ok(self
-            .tx
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT 1 FROM memberships WHERE group_id = ?1 LIMIT 1",
-                [g.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
+                args![g.as_str()],
+            )?
             .is_some())
     }
 }
@@ -747,13 +760,15 @@ impl Tx<'_> {
     /// The whole policy of the request's region, every account included (group references
     /// cross accounts), as the policy engine takes it.
     pub fn region_snapshot(&self) -> Result<policy::Snapshot> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT * FROM security_groups WHERE region = ?1 ORDER BY seq")?;
-        let groups: Vec<crate::GroupRecord> = stmt
-            .query_map([&self.ctx.region], crate::groups::read_group)?
-            .map(|r| r.map(|(g, _)| g))
-            .collect::<rusqlite::Result<_>>()?;
+        let groups: Vec<crate::GroupRecord> = self
+            .db
+            .query(
+                "SELECT * FROM security_groups WHERE region = ?1 ORDER BY seq",
+                args![&self.ctx.region],
+            )?
+            .iter()
+            .map(|r| crate::groups::read_group(r).map(|(g, _)| g))
+            .collect::<Result<_>>()?;
         let mut policies = Vec::with_capacity(groups.len());
         for g in groups {
             let permissions = self.rules(&g)?.into_iter().map(|r| r.permission).collect();

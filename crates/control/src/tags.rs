@@ -1,9 +1,9 @@
 //! Tags on security groups and instances (`TagResources`, `UntagResources`,
 //! `ListTagResources`).
 
-use rusqlite::params;
 use serde_json::json;
 
+use crate::sql::args;
 use crate::{ControlError, Result, Tx};
 
 /// Most tags on one resource.
@@ -53,11 +53,14 @@ impl Tx<'_> {
 
     /// The tags of one resource, by key.
     pub fn resource_tags(&self, kind: TaggedType, id: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT key, value FROM tags WHERE resource_type = ?1 AND resource_id = ?2 ORDER BY key")?;
-        let rows = stmt.query_map(params![kind.as_wire(), id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db
+            .query(
+                "SELECT key, value FROM tags WHERE resource_type = ?1 AND resource_id = ?2 ORDER BY key",
+                args![kind.as_wire(), id],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
     }
 
     /// `TagResources`: sets (or overwrites) the tags on every resource, all or none.
@@ -65,9 +68,10 @@ impl Tx<'_> {
         for id in ids {
             self.check_resource(kind, id)?;
             for (k, v) in tags {
-                self.tx.execute(
-                    "INSERT OR REPLACE INTO tags (resource_type, resource_id, key, value) VALUES (?1, ?2, ?3, ?4)",
-                    params![kind.as_wire(), id, k, v],
+                self.db.execute(
+                    "INSERT INTO tags (resource_type, resource_id, key, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (resource_type, resource_id, key) DO UPDATE SET value = excluded.value",
+                    args![kind.as_wire(), id, k, v],
                 )?;
             }
             if self.resource_tags(kind, id)?.len() > TAGS_PER_RESOURCE {
@@ -93,15 +97,15 @@ impl Tx<'_> {
         for id in ids {
             self.check_resource(kind, id)?;
             if keys.is_empty() && all {
-                self.tx.execute(
+                self.db.execute(
                     "DELETE FROM tags WHERE resource_type = ?1 AND resource_id = ?2",
-                    params![kind.as_wire(), id],
+                    args![kind.as_wire(), id],
                 )?;
             }
             for k in keys {
-                self.tx.execute(
+                self.db.execute(
                     "DELETE FROM tags WHERE resource_type = ?1 AND resource_id = ?2 AND key = ?3",
-                    params![kind.as_wire(), id, k],
+                    args![kind.as_wire(), id, k],
                 )?;
             }
             self.log("UntagResources", id, json!({}))?;
@@ -158,16 +162,12 @@ pub const HOST_TAG: &str = "stockade:host";
 impl Tx<'_> {
     /// The region's instances (of every account) whose `key` tag is `value`.
     pub fn instances_tagged(&self, key: &str, value: &str) -> Result<Vec<model::InstanceId>> {
-        let mut stmt = self.tx.prepare_cached(
+        let rows = self.db.query(
             "SELECT t.resource_id FROM tags t JOIN instances i ON i.id = t.resource_id
              WHERE t.resource_type = 'instance' AND t.key = ?1 AND t.value = ?2 AND i.region = ?3
              ORDER BY i.seq",
+            args![key, value, &self.ctx.region],
         )?;
-        let ids = stmt
-            .query_map(params![key, value, self.ctx.region], |r| {
-                r.get::<_, String>(0)
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(ids.into_iter().filter_map(|id| id.parse().ok()).collect())
+        rows.iter().map(|r| r.parsed(0)).collect()
     }
 }
