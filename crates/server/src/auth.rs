@@ -173,9 +173,24 @@ pub fn v3_signature(secret: &str, string_to_sign: &str) -> String {
 }
 
 /// Remembers nonces for the timestamp window, per AccessKeyId.
+///
+/// Nonces are kept in arrival order beside the lookup set, so forgetting the expired ones
+/// costs only their own removal (a full scan per request made the server slower the longer
+/// it ran). At most [`MAX_NONCES`] are kept: under a load that would exceed it, the oldest
+/// are forgotten first (a replay of one of those within the window would then pass; the
+/// timestamp still bounds it to 15 minutes).
 #[derive(Debug, Default)]
 pub struct Nonces {
-    seen: Mutex<HashMap<(String, String), Instant>>,
+    seen: Mutex<SeenNonces>,
+}
+
+/// The most nonces remembered (about 200 MiB at the limit).
+pub const MAX_NONCES: usize = 2_000_000;
+
+#[derive(Debug, Default)]
+struct SeenNonces {
+    set: std::collections::HashSet<(String, String)>,
+    order: std::collections::VecDeque<(Instant, (String, String))>,
 }
 
 impl Nonces {
@@ -184,11 +199,20 @@ impl Nonces {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // Forget what is older than twice the window: such a replay fails the timestamp check.
-        if seen.len() > 10_000 {
-            seen.retain(|_, t| now.duration_since(*t) < 2 * TIMESTAMP_WINDOW);
+        while let Some((t, _)) = seen.order.front() {
+            if now.duration_since(*t) < 2 * TIMESTAMP_WINDOW && seen.order.len() < MAX_NONCES {
+                break;
+            }
+            let (_, key) = seen.order.pop_front().expect("front exists");
+            seen.set.remove(&key);
         }
-        seen.insert((access_key.to_string(), nonce.to_string()), now)
-            .is_none()
+        let key = (access_key.to_string(), nonce.to_string());
+        if seen.set.contains(&key) {
+            return false;
+        }
+        seen.set.insert(key.clone());
+        seen.order.push_back((now, key));
+        true
     }
 }
 
