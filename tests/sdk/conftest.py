@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +33,74 @@ def free_port():
         return s.getsockname()[1]
 
 
+# With STOCKADE_TEST_DATABASE_URL (a PostgreSQL server whose role may create databases),
+# every Server is two `stockade serve` replicas on a fresh database of that server, behind a
+# round-robin TCP proxy on the endpoint: consecutive connections (the SDKs open one per call)
+# alternate between the replicas.
+DATABASE_URL = os.environ.get("STOCKADE_TEST_DATABASE_URL")
+
+
+def fresh_database():
+    """A new empty database on the test PostgreSQL server; returns its URL."""
+    parsed = urllib.parse.urlparse(DATABASE_URL)
+    name = "sdk_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", "-h", parsed.hostname, "-p", str(parsed.port), "-U", parsed.username,
+                    "-d", parsed.path.lstrip("/"), "-qc", f"CREATE DATABASE {name}"], check=True)
+    return parsed._replace(path="/" + name).geturl()
+
+
+class Proxy:
+    """Forwards each accepted connection to the next backend that accepts it."""
+
+    def __init__(self, port, backends):
+        self.backends, self.next = backends, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        for _ in range(len(self.backends)):
+            port = self.backends[self.next % len(self.backends)]
+            self.next += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+        else:
+            client.close()
+            return
+
+        def pump(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+
 class Server:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="stockade-sdk-")
@@ -39,25 +108,49 @@ class Server:
         self.endpoint = f"127.0.0.1:{self.port}"
         self.ak = "LTAItestbootstrapkey01"
         self.sk = "bootstrapsecretbootstrapsecret"
+        if DATABASE_URL:
+            self.store = ["--database-url", fresh_database()]
+            self.replica_ports = [free_port(), free_port()]
+            self.procs = [self.launch(p) for p in self.replica_ports]
+            self.proxy = Proxy(self.port, self.replica_ports)
+        else:
+            self.store = ["--data-dir", self.dir]
+            self.replica_ports = [self.port]
+            self.procs = [self.launch(self.port)]
+
+    @property
+    def proc(self):
+        """The first replica (the only one on the embedded store)."""
+        return self.procs[0]
+
+    @proc.setter
+    def proc(self, p):
+        self.procs[0] = p
+
+    def launch(self, port):
         env = dict(os.environ, STOCKADE_BOOTSTRAP_ACCESS_KEY_ID=self.ak, STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET=self.sk)
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", self.endpoint, "--data-dir", self.dir],
+        proc = subprocess.Popen(
+            [BIN, "serve", "--listen", f"127.0.0.1:{port}"] + self.store,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         deadline = time.time() + 30
-        for line in self.proc.stdout:
+        for line in proc.stdout:
             if line.startswith("listening on"):
-                break
+                return proc
             if time.time() > deadline:
                 raise RuntimeError("stockade serve did not start")
-        else:
-            raise RuntimeError("stockade serve exited: %s" % self.proc.wait())
+        raise RuntimeError("stockade serve exited: %s" % proc.wait())
+
+    def restart(self):
+        """Starts the first replica again (after it was killed)."""
+        self.proc = self.launch(self.replica_ports[0])
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+        for p in self.procs:
+            p.kill()
+            p.wait()
 
     def create_account(self, name):
-        out = subprocess.run([BIN, "account", "create", "--name", name, "--data-dir", self.dir],
+        out = subprocess.run([BIN, "account", "create", "--name", name] + self.store,
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)
 

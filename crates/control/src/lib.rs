@@ -10,6 +10,7 @@
 mod error;
 mod groups;
 mod network;
+pub mod pg;
 pub mod sql;
 pub mod store;
 mod tags;
@@ -89,12 +90,23 @@ pub struct ClientToken {
 /// The control plane over one store.
 #[derive(Debug)]
 pub struct Control {
-    conn: Mutex<Connection>,
-    /// Read-only connections: WAL lets queries run beside each other and beside the writer.
-    readers: Vec<Mutex<Connection>>,
-    next_reader: std::sync::atomic::AtomicUsize,
+    backend: Backend,
     limits: Limits,
-    path: PathBuf,
+}
+
+/// Where the state lives.
+#[derive(Debug)]
+enum Backend {
+    /// The embedded store of one process.
+    Sqlite {
+        conn: Mutex<Connection>,
+        /// Read-only connections: WAL lets queries run beside each other and the writer.
+        readers: Vec<Mutex<Connection>>,
+        next_reader: std::sync::atomic::AtomicUsize,
+        path: PathBuf,
+    },
+    /// A database shared by several replicas.
+    Postgres(pg::PgStore),
 }
 
 /// A transaction in the caller's account and region; commands and queries are its methods.
@@ -102,6 +114,18 @@ pub struct Tx<'a> {
     db: &'a dyn sql::Db,
     ctx: &'a Ctx,
     limits: &'a Limits,
+}
+
+/// A free read-only connection, from a rotating start, or the next one to free up.
+fn reader<'a>(
+    readers: &'a [Mutex<Connection>],
+    next: &std::sync::atomic::AtomicUsize,
+) -> std::sync::MutexGuard<'a, Connection> {
+    let start = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n = readers.len();
+    (0..n)
+        .find_map(|i| readers[(start + i) % n].try_lock().ok())
+        .unwrap_or_else(|| readers[start % n].lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Read-only connections per store (one per core of the target machines, with headroom).
@@ -143,45 +167,113 @@ impl Control {
             .map(|_| store::open_reader(&path).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()?;
         Ok(Control {
-            conn: Mutex::new(conn),
-            readers,
-            next_reader: Default::default(),
+            backend: Backend::Sqlite {
+                conn: Mutex::new(conn),
+                readers,
+                next_reader: Default::default(),
+                path,
+            },
             limits,
-            path,
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to a PostgreSQL database (`postgres://...`) shared with other replicas.
+    pub fn open_postgres(url: &str, limits: Limits) -> Result<Control> {
+        Ok(Control {
+            backend: Backend::Postgres(pg::PgStore::open(url)?),
+            limits,
+        })
     }
 
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves the connection usable: the transaction it
-        // held was rolled back when it was dropped.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Records a signature nonce in the shared database: `Some(false)` for a replay, `None`
+    /// on the embedded store (one server process: it keeps nonces in memory).
+    pub fn remember_nonce(
+        &self,
+        access_key: &str,
+        nonce: &str,
+        keep_seconds: i64,
+    ) -> Result<Option<bool>> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres(pg) => pg.remember_nonce(access_key, nonce, keep_seconds).map(Some),
+        }
+    }
+
+    /// The database file of the embedded store (`None` on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Runs `f` in a read-only snapshot of the store.
+    fn with_read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite {
+                readers,
+                next_reader,
+                ..
+            } => {
+                let mut conn = reader(readers, next_reader);
+                let db = conn.transaction()?;
+                f(&*db)
+            }
+            Backend::Postgres(pg) => pg.read(f),
+        }
+    }
+
+    /// Runs `f`, a single read statement (atomic by itself), without opening a transaction:
+    /// the revision and AccessKey lookups every request makes.
+    fn with_statement<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite {
+                readers,
+                next_reader,
+                ..
+            } => f(&*reader(readers, next_reader)),
+            Backend::Postgres(_) => self.with_read(f),
+        }
+    }
+
+    /// Runs `f` as the only writer; commits when `commit` (and `f` succeeded).
+    fn with_write<T>(&self, commit: bool, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => {
+                // A panic while holding the lock leaves the connection usable: the
+                // transaction it held was rolled back when it was dropped.
+                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let db = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&*db)?;
+                if commit {
+                    db.commit()?;
+                }
+                Ok(out)
+            }
+            Backend::Postgres(pg) => pg.write(commit, f),
+        }
     }
 
     /// Runs a read-only query in a consistent snapshot (it sees every committed command).
     pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let mut conn = self.reader();
-        let db = conn.transaction()?;
-        f(&Tx {
-            db: &*db,
-            ctx,
-            limits: &self.limits,
+        self.with_read(|db| {
+            f(&Tx {
+                db,
+                ctx,
+                limits: &self.limits,
+            })
         })
     }
 
     /// Runs a command and rolls it back: `DryRun=true` validation with every check a real
     /// run would make.
     pub fn dry_run<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
-        let mut conn = self.connection();
-        let db = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        f(&Tx {
-            db: &*db,
-            ctx,
-            limits: &self.limits,
+        self.with_write(false, |db| {
+            f(&Tx {
+                db,
+                ctx,
+                limits: &self.limits,
+            })
         })
     }
 
@@ -193,131 +285,110 @@ impl Control {
         token: Option<&ClientToken>,
         f: impl FnOnce(&Tx) -> Result<Value>,
     ) -> Result<Value> {
-        let mut conn = self.connection();
-        let db = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let tx = Tx {
-            db: &*db,
-            ctx,
-            limits: &self.limits,
-        };
-        if let Some(t) = token {
-            let seen = tx.db.query_opt(
-                "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
-                args![ctx.account.get() as i64, &t.token],
-            )?;
-            if let Some(row) = seen {
-                if row.text(0)? != t.fingerprint {
-                    return Err(ControlError::IdempotentParameterMismatch);
+        self.with_write(true, |db| {
+            let tx = Tx {
+                db,
+                ctx,
+                limits: &self.limits,
+            };
+            if let Some(t) = token {
+                let seen = tx.db.query_opt(
+                    "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
+                    args![ctx.account.get() as i64, &t.token],
+                )?;
+                if let Some(row) = seen {
+                    if row.text(0)? != t.fingerprint {
+                        return Err(ControlError::IdempotentParameterMismatch);
+                    }
+                    return Ok(serde_json::from_str(&row.text(1)?).unwrap_or(Value::Null));
                 }
-                return Ok(serde_json::from_str(&row.text(1)?).unwrap_or(Value::Null));
             }
-        }
-        let response = f(&tx)?;
-        if let Some(t) = token {
-            tx.db.execute(
-                "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
-                args![ctx.account.get() as i64, &t.token, &t.fingerprint, response.to_string()],
-            )?;
-        }
-        db.commit()?;
-        Ok(response)
+            let response = f(&tx)?;
+            if let Some(t) = token {
+                tx.db.execute(
+                    "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
+                    args![ctx.account.get() as i64, &t.token, &t.fingerprint, response.to_string()],
+                )?;
+            }
+            Ok(response)
+        })
     }
 
     /// Creates an account with a fresh (or the given) AccessKey pair.
     pub fn create_account(&self, name: &str, key: Option<(String, String)>) -> Result<Credentials> {
-        let mut conn = self.connection();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists = Db::query_one(
-            &*tx,
-            "SELECT EXISTS(SELECT 1 FROM accounts WHERE name = ?1)",
-            args![name],
-        )?
-        .flag(0)?;
-        if exists {
-            return Err(ControlError::AccountExists(name.to_string()));
-        }
-        let mut rng = rand::thread_rng();
-        let account_id = loop {
-            let id = rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
-            let taken = Db::query_one(
-                &*tx,
-                "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = ?1)",
-                args![id as i64],
-            )?
-            .flag(0)?;
-            if !taken {
-                break AccountId::new(id);
+        self.with_write(true, |db| {
+            let exists = db
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM accounts WHERE name = ?1)",
+                    args![name],
+                )?
+                .flag(0)?;
+            if exists {
+                return Err(ControlError::AccountExists(name.to_string()));
             }
-        };
-        let (access_key_id, access_key_secret) = key.unwrap_or_else(|| {
-            (
-                format!("LTAI{}", random_string(ALNUM, 20)),
-                random_string(ALNUM, 30),
-            )
-        });
-        Db::execute(
-            &*tx,
-            "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
-            args![account_id.get() as i64, name, now()],
-        )?;
-        Db::execute(
-            &*tx,
-            "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
-            args![&access_key_id, &access_key_secret, account_id.get() as i64],
-        )?;
-        tx.commit()?;
-        Ok(Credentials {
-            account_id,
-            account_name: name.to_string(),
-            access_key_id,
-            access_key_secret,
+            let mut rng = rand::thread_rng();
+            let account_id = loop {
+                let id = rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
+                let taken = db
+                    .query_one(
+                        "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = ?1)",
+                        args![id as i64],
+                    )?
+                    .flag(0)?;
+                if !taken {
+                    break AccountId::new(id);
+                }
+            };
+            let (access_key_id, access_key_secret) = key.unwrap_or_else(|| {
+                (
+                    format!("LTAI{}", random_string(ALNUM, 20)),
+                    random_string(ALNUM, 30),
+                )
+            });
+            db.execute(
+                "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
+                args![account_id.get() as i64, name, now()],
+            )?;
+            db.execute(
+                "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
+                args![&access_key_id, &access_key_secret, account_id.get() as i64],
+            )?;
+            Ok(Credentials {
+                account_id,
+                account_name: name.to_string(),
+                access_key_id,
+                access_key_secret,
+            })
         })
     }
 
     /// Whether any account exists (the server bootstraps one on first start otherwise).
     pub fn has_accounts(&self) -> Result<bool> {
-        Db::query_one(
-            &*self.reader(),
-            "SELECT EXISTS(SELECT 1 FROM accounts)",
-            args![],
-        )?
-        .flag(0)
-    }
-
-    /// A free read-only connection, from a rotating start, or the next one to free up.
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        let start = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = self.readers.len();
-        (0..n)
-            .find_map(|i| self.readers[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| {
-                self.readers[start % n]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-            })
+        self.with_read(|db| {
+            db.query_one("SELECT EXISTS(SELECT 1 FROM accounts)", args![])?
+                .flag(0)
+        })
     }
 
     /// The account and secret of an AccessKeyId.
     pub fn access_key(&self, access_key_id: &str) -> Result<(AccountId, String)> {
-        let row = Db::query_opt(
-            &*self.reader(),
-            "SELECT account_id, secret FROM access_keys WHERE id = ?1",
-            args![access_key_id],
-        )?
-        .ok_or(ControlError::AccessKeyNotFound)?;
-        Ok((AccountId::new(row.int(0)? as u64), row.text(1)?))
+        self.with_statement(|db| {
+            let row = db
+                .query_opt(
+                    "SELECT account_id, secret FROM access_keys WHERE id = ?1",
+                    args![access_key_id],
+                )?
+                .ok_or(ControlError::AccessKeyNotFound)?;
+            Ok((AccountId::new(row.int(0)? as u64), row.text(1)?))
+        })
     }
 
     /// The latest revision of the change log (0 when empty).
     pub fn revision(&self) -> Result<u64> {
-        let row = Db::query_one(
-            &*self.reader(),
-            "SELECT MAX(revision) FROM change_log",
-            args![],
-        )?;
-        Ok(row.opt_int(0)?.unwrap_or(0) as u64)
+        self.with_statement(|db| {
+            let row = db.query_one("SELECT MAX(revision) FROM change_log", args![])?;
+            Ok(row.opt_int(0)?.unwrap_or(0) as u64)
+        })
     }
 }
 
@@ -356,12 +427,13 @@ impl Control {
         account: AccountId,
         instance: &model::InstanceId,
     ) -> Result<Option<String>> {
-        Db::query_opt(
-            &*self.reader(),
-            "SELECT region FROM instances WHERE id = ?1 AND account_id = ?2",
-            args![instance.as_str(), account.get() as i64],
-        )?
-        .map(|r| r.text(0))
-        .transpose()
+        self.with_read(|db| {
+            db.query_opt(
+                "SELECT region FROM instances WHERE id = ?1 AND account_id = ?2",
+                args![instance.as_str(), account.get() as i64],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
     }
 }

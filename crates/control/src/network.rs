@@ -191,7 +191,7 @@ impl Tx<'_> {
     pub fn vpcs(&self, only: Option<&VpcId>) -> Result<Vec<VpcRecord>> {
         let rows = self.db.query(
             "SELECT id, name, description, cidr_block, created_at FROM vpcs
-             WHERE account_id = ?1 AND region = ?2 AND (?3 IS NULL OR id = ?3) ORDER BY seq",
+             WHERE account_id = ?1 AND region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR id = ?3) ORDER BY seq",
             args![
                 self.ctx.account.get() as i64,
                 &self.ctx.region,
@@ -296,7 +296,7 @@ impl Tx<'_> {
             "SELECT s.id, s.vpc_id, s.zone_id, s.name, s.description, s.cidr_block, s.created_at,
                     (SELECT COUNT(*) FROM instances i WHERE i.vswitch_id = s.id)
              FROM vswitches s WHERE s.account_id = ?1 AND s.region = ?2
-               AND (?3 IS NULL OR s.vpc_id = ?3) AND (?4 IS NULL OR s.id = ?4) ORDER BY s.seq",
+               AND (CAST(?3 AS TEXT) IS NULL OR s.vpc_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR s.id = ?4) ORDER BY s.seq",
             args![
                 self.ctx.account.get() as i64,
                 &self.ctx.region,
@@ -350,7 +350,7 @@ impl Tx<'_> {
     fn address_taken(&self, column: &str, ip: Ipv4Addr, vpc: Option<&VpcId>) -> Result<bool> {
         let sql = format!(
             "SELECT EXISTS(SELECT 1 FROM instances WHERE {column} = ?1 AND region = ?2
-                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND ?3 IS NULL)))"
+                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND CAST(?3 AS TEXT) IS NULL)))"
         );
         self.db
             .query_one(
@@ -515,7 +515,7 @@ impl Tx<'_> {
             .db
             .query(
                 "SELECT private_ip FROM instances WHERE region = ?1
-                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND ?2 IS NULL))",
+                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND CAST(?2 AS TEXT) IS NULL))",
                 args![&self.ctx.region, vpc.map(|v| v.as_str())],
             )?
             .iter()
@@ -552,7 +552,7 @@ impl Tx<'_> {
         let rows = self.db.query(
             "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
                     private_ip, public_ip, status, created_at
-             FROM instances WHERE region = ?1 AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR account_id = ?3)
+             FROM instances WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR account_id = ?3)
              ORDER BY seq",
             args![
                 &self.ctx.region,

@@ -102,6 +102,11 @@ impl Column for &str {
 }
 
 impl Row {
+    /// A row of `values` under `columns` (for backends).
+    pub fn new(columns: std::sync::Arc<[String]>, values: Vec<Value>) -> Row {
+        Row { columns, values }
+    }
+
     fn value(&self, c: impl Column) -> Result<&Value> {
         c.index(&self.columns)
             .map(|i| &self.values[i])

@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: accounts, security groups, rules, tags, idempotency tokens, the change log.
     r#"
     CREATE TABLE accounts (
@@ -132,6 +132,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (instance_id, group_id)
     );
     CREATE INDEX memberships_by_group ON memberships(group_id);
+    "#,
+    // 3: signature nonces, for replicas that must refuse a replay made on another one (the
+    // single embedded server keeps them in memory).
+    r#"
+    CREATE TABLE nonces (
+        access_key  TEXT NOT NULL,
+        nonce       TEXT NOT NULL,
+        seen_at     INTEGER NOT NULL,
+        PRIMARY KEY (access_key, nonce)
+    );
     "#,
 ];
 

@@ -69,6 +69,16 @@ impl AppState {
         }
     }
 
+    /// Whether a signature nonce is new: remembered in the shared database when replicas
+    /// share one (a replay to another replica is refused too), in memory otherwise.
+    fn fresh_nonce(&self, access_key: &str, nonce: &str) -> Result<bool, ApiError> {
+        let keep = 2 * auth::TIMESTAMP_WINDOW.as_secs() as i64;
+        match self.control.remember_nonce(access_key, nonce, keep)? {
+            Some(fresh) => Ok(fresh),
+            None => Ok(self.nonces.fresh(access_key, nonce)),
+        }
+    }
+
     /// Ends waiting agent long polls (they answer with the current policy): call when the
     /// server starts draining, so they do not hold the shutdown open.
     pub fn close(&self) {
@@ -258,7 +268,7 @@ fn authenticate(
             }
             auth::check_timestamp(&params.required("Timestamp")?)?;
             let nonce = params.required("SignatureNonce")?;
-            if !state.nonces.fresh(&ak, &nonce) {
+            if !state.fresh_nonce(&ak, &nonce)? {
                 return Err(ApiError::new(
                     400,
                     "SignatureNonceUsed",
@@ -300,7 +310,7 @@ fn authenticate(
             )?;
             let nonce = header("x-acs-signature-nonce")
                 .ok_or(model::ModelError::Missing("x-acs-signature-nonce"))?;
-            if !state.nonces.fresh(&a.credential, &nonce) {
+            if !state.fresh_nonce(&a.credential, &nonce)? {
                 return Err(ApiError::new(
                     400,
                     "SignatureNonceUsed",

@@ -22,9 +22,13 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn open(&self) -> Result<Control> {
-        if self.database_url.is_some() {
-            // Decision: refuse clearly rather than fall back to SQLite behind the user's back.
-            bail!("the PostgreSQL backend is not available in this build yet; use --data-dir");
+        if let Some(url) = &self.database_url {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                bail!("--database-url must be a postgres:// URL");
+            }
+            return Control::open_postgres(url, Limits::default())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))
+                .context("cannot open the PostgreSQL store");
         }
         Control::open(&self.data_dir, Limits::default())
             .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))
@@ -123,7 +127,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(server::AppState::new(control, args.regions).with_agent_token(token));
+        let mut state = server::AppState::new(control, args.regions);
+        if let Some(token) = token {
+            state = state.with_agent_token(token);
+        }
+        let state = Arc::new(state);
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
         let closing = state.clone();
@@ -141,15 +149,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 /// The token agents must present: `STOCKADE_AGENT_TOKEN`, or else one kept in
 /// `DATA_DIR/agent-token` (created on first start, readable by its owner only), so that a lab
 /// on the same machine finds it without configuration.
-fn agent_token(store: &StoreArgs) -> Result<String> {
+fn agent_token(store: &StoreArgs) -> Result<Option<String>> {
     if let Ok(t) = std::env::var("STOCKADE_AGENT_TOKEN") {
         if !t.is_empty() {
-            return Ok(t);
+            return Ok(Some(t));
         }
+    }
+    if store.database_url.is_some() {
+        // Replicas share no directory: they must be given one token.
+        println!("STOCKADE_AGENT_TOKEN is not set: the agent feed is disabled");
+        return Ok(None);
     }
     let path = store.data_dir.join("agent-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_string());
+        return Ok(Some(t.trim().to_string()));
     }
     let token = uuid_like();
     use std::os::unix::fs::OpenOptionsExt;
@@ -161,7 +174,7 @@ fn agent_token(store: &StoreArgs) -> Result<String> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     std::io::Write::write_all(&mut f, token.as_bytes())?;
     println!("agent token written to {}", path.display());
-    Ok(token)
+    Ok(Some(token))
 }
 
 /// 32 random hex digits.
