@@ -136,7 +136,11 @@ impl PgStore {
             .execute(sql, &[&access_key, &nonce, &now])
             .map_err(|e| pg_error(&e, sql))?
             == 1;
-        if self.next.load(std::sync::atomic::Ordering::Relaxed) % 1024 == 0 {
+        if self
+            .next
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(1024)
+        {
             let sql = "DELETE FROM nonces WHERE seen_at < $1";
             client
                 .execute(sql, &[&(now - keep_seconds)])
