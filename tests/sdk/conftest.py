@@ -38,6 +38,7 @@ def free_port():
 # round-robin TCP proxy on the endpoint: consecutive connections (the SDKs open one per call)
 # alternate between the replicas.
 DATABASE_URL = os.environ.get("STOCKADE_TEST_DATABASE_URL")
+AGENT_TOKEN = "sdk-suite-agent-token"
 
 
 def fresh_database():
@@ -128,7 +129,8 @@ class Server:
         self.procs[0] = p
 
     def launch(self, port):
-        env = dict(os.environ, STOCKADE_BOOTSTRAP_ACCESS_KEY_ID=self.ak, STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET=self.sk)
+        env = dict(os.environ, STOCKADE_BOOTSTRAP_ACCESS_KEY_ID=self.ak, STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET=self.sk,
+                   STOCKADE_AGENT_TOKEN=AGENT_TOKEN)
         proc = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{port}"] + self.store,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
