@@ -232,7 +232,7 @@ impl Control {
                 next_reader,
                 ..
             } => f(&*reader(readers, next_reader)),
-            Backend::Postgres(_) => self.with_read(f),
+            Backend::Postgres(pg) => pg.read(f),
         }
     }
 

@@ -20,8 +20,10 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::sync::Mutex;
 
+use std::collections::HashMap;
+
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use crate::sql::{Db, Row, Value};
 use crate::{ControlError, Result};
@@ -46,8 +48,25 @@ fn pg_error(e: &postgres::Error, sql: &str) -> ControlError {
 
 /// A pool of connections to one database.
 pub struct PgStore {
-    pool: Vec<Mutex<Client>>,
+    pool: Vec<Mutex<Conn>>,
     next: std::sync::atomic::AtomicUsize,
+}
+
+/// A connection and the statements prepared on it (a statement is parsed once per
+/// connection, then each use is one round trip).
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// The synchronous client runs its own small runtime and must not be dropped on an async
+/// runtime's thread (the server drops its state at the end of `block_on`): close the
+/// connections on a plain thread.
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let pool = std::mem::take(&mut self.pool);
+        let _ = std::thread::spawn(move || drop(pool)).join();
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -60,7 +79,14 @@ impl PgStore {
     /// Connects (`postgres://user@host:port/db`) and brings the schema up to date.
     pub fn open(url: &str) -> Result<PgStore> {
         let pool = (0..POOL)
-            .map(|_| Client::connect(url, NoTls).map(Mutex::new))
+            .map(|_| {
+                Client::connect(url, NoTls).map(|client| {
+                    Mutex::new(Conn {
+                        client,
+                        statements: HashMap::new(),
+                    })
+                })
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| storage(format!("cannot connect to {}: {e}", redact(url))))?;
         let store = PgStore {
@@ -71,7 +97,7 @@ impl PgStore {
         Ok(store)
     }
 
-    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+    fn client(&self) -> std::sync::MutexGuard<'_, Conn> {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = self.pool.len();
         (0..n)
@@ -84,8 +110,8 @@ impl PgStore {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(storage)?;
+        let mut conn = self.client();
+        let mut tx = conn.client.transaction().map_err(storage)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
             .map_err(storage)?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS stockade_schema (version BIGINT NOT NULL)")
@@ -113,15 +139,18 @@ impl PgStore {
 
     /// Runs `f` in a consistent read-only snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut client = self.client();
+        let mut conn = self.client();
+        let Conn { client, statements } = &mut *conn;
         let tx = client
             .build_transaction()
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .map_err(storage)?;
-        let tx = PgTx(RefCell::new(tx));
-        f(&tx)
+        let tx = PgTx::new(tx, statements);
+        let out = f(&tx);
+        drop(tx);
+        out
     }
 
     /// Records a signature nonce; false when it was already recorded (a replay). Forgets
@@ -130,7 +159,8 @@ impl PgStore {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let mut client = self.client();
+        let mut conn = self.client();
+        let client = &mut conn.client;
         let sql = "INSERT INTO nonces (access_key, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         let fresh = client
             .execute(sql, &[&access_key, &nonce, &now])
@@ -151,14 +181,15 @@ impl PgStore {
 
     /// Runs `f` holding the write lock; commits when `commit`, else rolls back.
     pub fn write<T>(&self, commit: bool, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
-        let mut client = self.client();
+        let mut conn = self.client();
+        let Conn { client, statements } = &mut *conn;
         let mut tx = client.transaction().map_err(storage)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
             .map_err(storage)?;
-        let tx = PgTx(RefCell::new(tx));
+        let tx = PgTx::new(tx, statements);
         let out = f(&tx)?;
         if commit {
-            tx.0.into_inner().commit().map_err(storage)?;
+            tx.tx.into_inner().commit().map_err(storage)?;
         }
         Ok(out)
     }
@@ -187,26 +218,55 @@ fn postgres_sql(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
-/// One PostgreSQL transaction.
-pub struct PgTx<'a>(RefCell<postgres::Transaction<'a>>);
+/// One PostgreSQL transaction, with its connection's prepared statements.
+pub struct PgTx<'a> {
+    tx: RefCell<postgres::Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(tx: postgres::Transaction<'a>, statements: &'a mut HashMap<String, Statement>) -> Self {
+        PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+        }
+    }
+
+    /// The statement for `sql`, prepared on first use.
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        let mut statements = self.statements.borrow_mut();
+        if let Some(s) = statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .tx
+            .borrow_mut()
+            .prepare(&postgres_sql(sql))
+            .map_err(|e| pg_error(&e, sql))?;
+        statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
 
 impl Db for PgTx<'_> {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
+        let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let n = self
-            .0
+            .tx
             .borrow_mut()
-            .execute(postgres_sql(sql).as_str(), &params)
+            .execute(&statement, &params)
             .map_err(|e| pg_error(&e, sql))?;
         Ok(n as usize)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = self
-            .0
+            .tx
             .borrow_mut()
-            .query(postgres_sql(sql).as_str(), &params)
+            .query(&statement, &params)
             .map_err(|e| pg_error(&e, sql))?;
         let Some(first) = rows.first() else {
             return Ok(Vec::new());

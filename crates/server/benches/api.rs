@@ -106,18 +106,31 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn load(quick: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = Control::open(dir.path(), Limits::default()).expect("store");
-    control
-        .create_account("loadgen", Some((AK.into(), SK.into())))
-        .expect("account");
-    let state = Arc::new(AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.expect("serve") });
+/// One measured configuration: a label and the control planes of its replicas.
+async fn load(quick: bool, label: &str, replicas: Vec<Control>) -> (Figures, Figures) {
+    let replicas: Vec<Arc<Control>> = replicas.into_iter().map(Arc::new).collect();
+    let first = replicas[0].clone();
+    // The control plane is synchronous: off the async threads, as the server runs it.
+    let created = tokio::task::spawn_blocking(move || {
+        first.create_account("loadgen", Some((AK.into(), SK.into())))
+    })
+    .await
+    .expect("account task");
+    match created {
+        Ok(_) | Err(control::ControlError::AccountExists(_)) => {}
+        Err(e) => panic!("account: {e}"),
+    }
+    let mut bases = Vec::new();
+    for control in replicas {
+        let state = Arc::new(AppState::new(control, vec!["cn-hangzhou".into()]));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        bases.push(format!("http://{}", listener.local_addr().expect("addr")));
+        tokio::spawn(async move { axum::serve(listener, app(state)).await.expect("serve") });
+    }
+    let bases = Arc::new(bases);
+    let base = bases[0].clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -159,9 +172,10 @@ async fn load(quick: bool) {
 
     let clients = 16;
     let duration = Duration::from_secs(if quick { 1 } else { 10 });
-    let (c, b, g) = (client.clone(), base.clone(), write_group.clone());
+    let (c, bs, g) = (client.clone(), bases.clone(), write_group.clone());
     let (lat, elapsed) = drive(clients, duration, move |n| {
-        let (c, b, g) = (c.clone(), b.clone(), g.clone());
+        // Requests alternate between the replicas.
+        let (c, b, g) = (c.clone(), bs[n as usize % bs.len()].clone(), g.clone());
         async move {
             let port = (n % 60000 + 1).to_string();
             let rule = [
@@ -179,9 +193,9 @@ async fn load(quick: bool) {
     })
     .await;
     let mutations = figures(lat, elapsed);
-    let (c, b, g) = (client.clone(), base.clone(), read_group.clone());
-    let (lat, elapsed) = drive(clients, duration, move |_| {
-        let (c, b, g) = (c.clone(), b.clone(), g.clone());
+    let (c, bs, g) = (client.clone(), bases.clone(), read_group.clone());
+    let (lat, elapsed) = drive(clients, duration, move |n| {
+        let (c, b, g) = (c.clone(), bs[n as usize % bs.len()].clone(), g.clone());
         async move {
             let url = signed_url(
                 &b,
@@ -199,13 +213,17 @@ async fn load(quick: bool) {
     })
     .await;
     let reads = figures(lat, elapsed);
-    println!("\nStockade API on loopback, SQLite store, {clients} concurrent signing clients, {}s each:\n", duration.as_secs());
+    println!(
+        "\nStockade API on loopback, {label}, {clients} concurrent signing clients, {}s each:\n",
+        duration.as_secs()
+    );
     println!("  Authorize+Revoke pairs/s {:>8.0}  (mutations/s {:>8.0})  p50 {:>6.2} ms  p99 {:>6.2} ms  (per pair)",
         mutations.per_second, mutations.per_second * 2.0, mutations.p50_ms, mutations.p99_ms);
     println!(
         "  DescribeSecurityGroupAttribute (200 rules)/s {:>8.0}  p50 {:>6.2} ms  p99 {:>6.2} ms",
         reads.per_second, reads.p50_ms, reads.p99_ms
     );
+    (mutations, reads)
 }
 
 /// 10,000 groups with 20 rules each, written straight through the control plane.
@@ -292,6 +310,29 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(load(quick));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Control::open(dir.path(), Limits::default()).expect("store");
+    let (base_mut, base_read) = rt.block_on(load(quick, "SQLite store", vec![sqlite]));
+    // With a PostgreSQL server (`scripts/postgres start DIR PORT` prints a URL), the same
+    // load runs against one and two replicas on it, in the same run.
+    if let Ok(url) = std::env::var("STOCKADE_BENCH_DATABASE_URL") {
+        let mut rows = Vec::new();
+        for n in [1usize, 2] {
+            let replicas = (0..n)
+                .map(|_| Control::open_postgres(&url, Limits::default()).expect("postgres"))
+                .collect();
+            let label = format!("PostgreSQL, {n} replica(s)");
+            let (m, r) = rt.block_on(load(quick, &label, replicas));
+            rows.push((label, m, r));
+        }
+        println!("\n  relative to SQLite in this run (mutations/s, reads/s):");
+        for (label, m, r) in rows {
+            println!(
+                "    {label:<26} {:>5.2}x  {:>5.2}x",
+                m.per_second / base_mut.per_second,
+                r.per_second / base_read.per_second
+            );
+        }
+    }
     big_store(quick);
 }
