@@ -19,6 +19,41 @@ pub fn skipped() -> bool {
     std::env::var_os("STOCKADE_SKIP_KERNEL").is_some()
 }
 
+/// Creates an empty database on the PostgreSQL server of `url` (whose role may create
+/// databases) and returns its URL.
+fn fresh_database(url: &str) -> String {
+    let (server, _) = url
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    let name = format!(
+        "lab_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let rest = server.strip_prefix("postgres://").expect("postgres://");
+    let (user, hostport) = rest.split_once('@').expect("user@host:port");
+    let (host, port) = hostport.split_once(':').expect("host:port");
+    let status = Command::new("psql")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            user,
+            "-d",
+            &url[url.rfind('/').unwrap() + 1..],
+        ])
+        .args(["-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql");
+    assert!(status.success(), "cannot create database {name}");
+    format!("{server}/{name}")
+}
+
 /// A lab member's addresses and namespace.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -46,9 +81,14 @@ impl Lab {
     pub fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Command::new(EXE)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
+        let mut server = Command::new(EXE);
+        server.args(["serve", "--listen", "127.0.0.1:0"]);
+        match std::env::var("STOCKADE_TEST_DATABASE_URL") {
+            // The same suite on PostgreSQL: a fresh database of that server per lab.
+            Ok(url) => server.args(["--database-url", &fresh_database(&url)]),
+            Err(_) => server.arg("--data-dir").arg(dir.path().join("data")),
+        };
+        let mut server = server
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID", AK)
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET", SK)
             .env("STOCKADE_AGENT_TOKEN", TOKEN)
