@@ -51,10 +51,13 @@ def fresh_database():
 
 
 class Proxy:
-    """Forwards each accepted connection to the next backend that accepts it."""
+    """Forwards each HTTP request to the next replica in turn. The SDKs keep connections
+    alive, so the proxy answers every request with `Connection: close`: the next call opens
+    a new connection and goes to the other replica. A replica that refuses connections (it
+    was killed) is skipped."""
 
     def __init__(self, port, backends):
-        self.backends, self.next = backends, 0
+        self.backends, self.next, self.lock = backends, 0, threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
@@ -69,37 +72,63 @@ class Proxy:
                 return
             threading.Thread(target=self.serve, args=(client,), daemon=True).start()
 
+    @staticmethod
+    def read_request(conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            body += chunk
+        return head, body
+
+    @staticmethod
+    def closing(head):
+        lines = [l for l in head.split(b"\r\n") if not l.lower().startswith(b"connection:")]
+        return b"\r\n".join(lines + [b"Connection: close"])
+
     def serve(self, client):
-        for _ in range(len(self.backends)):
-            port = self.backends[self.next % len(self.backends)]
-            self.next += 1
-            try:
-                upstream = socket.create_connection(("127.0.0.1", port))
-                break
-            except OSError:
-                continue
-        else:
-            client.close()
-            return
-
-        def pump(a, b):
-            try:
+        try:
+            request = self.read_request(client)
+            if request is None:
+                return
+            head, body = request
+            for _ in range(len(self.backends)):
+                with self.lock:
+                    port = self.backends[self.next % len(self.backends)]
+                    self.next += 1
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", port))
+                    break
+                except OSError:
+                    continue
+            else:
+                return
+            with upstream:
+                upstream.sendall(self.closing(head) + b"\r\n\r\n" + body)
+                response = b""
                 while True:
-                    data = a.recv(65536)
-                    if not data:
+                    chunk = upstream.recv(65536)
+                    if not chunk:
                         break
-                    b.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (a, b):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
+                    response += chunk
+            rhead, _, rbody = response.partition(b"\r\n\r\n")
+            client.sendall(self.closing(rhead) + b"\r\n\r\n" + rbody)
+        except OSError:
+            pass
+        finally:
+            client.close()
 
 
 class Server:
