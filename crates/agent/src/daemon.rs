@@ -72,7 +72,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         }
         let started = Instant::now();
-        match pass(
+        let to_report = match pass(
             &mut enforcer,
             netns,
             tick,
@@ -88,33 +88,18 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                     took_ms = started.elapsed().as_millis() as u64,
                     "programmed"
                 );
-                if new_policy || outcome.applied {
-                    last_error = None;
-                }
-                report(&client, &config.host_id, &enforcer, &outcome, &last_error);
+                last_error = None;
+                Some(outcome)
             }
-            Ok(None) => {
-                if new_policy {
-                    report(
-                        &client,
-                        &config.host_id,
-                        &enforcer,
-                        &Outcome::default(),
-                        &last_error,
-                    );
-                }
-            }
+            Ok(None) => new_policy.then(Outcome::default),
             Err(e) => {
                 tracing::error!(error = %e, "programming failed; the previous table stays");
                 last_error = Some(e.to_string());
-                report(
-                    &client,
-                    &config.host_id,
-                    &enforcer,
-                    &Outcome::default(),
-                    &last_error,
-                );
+                Some(Outcome::default())
             }
+        };
+        if let Some(outcome) = to_report {
+            report(&client, &config.host_id, &enforcer, &outcome, &last_error);
         }
     }
 }

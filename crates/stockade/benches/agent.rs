@@ -127,14 +127,9 @@ fn propagation(changes: usize) -> (Vec<f64>, u64) {
     }
     drop(to_prober);
     let _ = prober.wait();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", lab.agent_pid(0))).unwrap();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let agent_kib = rss_kib(&lab.agent_pid(0).to_string());
     took.sort_by(f64::total_cmp);
-    (took, rss_kib)
+    (took, agent_kib)
 }
 
 /// `instances` local instances in 20 tiers of 5 groups of `rules` rules, every group
@@ -227,8 +222,9 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
     )
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// The resident memory of a process (`self` or a pid), in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -255,7 +251,7 @@ fn main() {
     let (took, agent_rss) = propagation(changes);
 
     eprintln!("full program: {instances} instances x 5 groups x {rules} rules");
-    let before = rss_kib();
+    let before = rss_kib("self");
     let (snapshot, attachments) = fleet(instances, rules, big);
     let state = State::from_snapshot(&snapshot).unwrap();
     let ns = Netns::new("full");
@@ -267,7 +263,7 @@ fn main() {
     let t = Instant::now();
     nft.apply(&script).unwrap();
     let apply_ms = ms(t.elapsed());
-    let held_kib = rss_kib().saturating_sub(before);
+    let held_kib = rss_kib("self").saturating_sub(before);
     let rule_count: usize = ruleset.chains.values().map(|c| c.len()).sum();
 
     eprintln!("membership change in the {big}-member group (the agent's enforcer)");
