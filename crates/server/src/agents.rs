@@ -120,11 +120,32 @@ fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ApiE
         region: region.to_string(),
     };
     let (revision, placed, snapshot) = state.control.read(&ctx, |tx| {
-        // Revision and policy from one read transaction: they describe the same state.
+        // Revision and policy from one read transaction: they describe the same state. The
+        // region's snapshot is built once per revision and shared by every host's answer
+        // (a change wakes every agent at once).
         let revision = tx.revision()?;
         let placed: BTreeSet<model::InstanceId> =
             tx.instances_tagged(HOST_TAG, host)?.into_iter().collect();
-        Ok((revision, placed, tx.region_snapshot()?))
+        let cached = state
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(region)
+            .filter(|(at, _)| *at == revision)
+            .map(|(_, s)| s.clone());
+        let snapshot = match cached {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(tx.region_snapshot()?);
+                state
+                    .snapshots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(region.to_string(), (revision, s.clone()));
+                s
+            }
+        };
+        Ok((revision, placed, snapshot))
     })?;
     let instances: Vec<Value> = snapshot
         .instances
@@ -182,6 +203,10 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
         .collect();
     Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
 }
+
+/// Region → (revision, its whole policy): the feed's shared snapshot.
+pub(crate) type SnapshotCache =
+    std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<policy::Snapshot>)>>;
 
 /// Hosts by name: when last heard from (Unix seconds) and their last report.
 pub(crate) type HostRegistry = std::sync::Mutex<BTreeMap<String, (u64, Option<Value>)>>;

@@ -49,6 +49,7 @@ pub struct AppState {
     /// on it).
     changed: tokio::sync::Notify,
     hosts: agents::HostRegistry,
+    snapshots: agents::SnapshotCache,
     closing: std::sync::atomic::AtomicBool,
     reads: cache::ReadCache,
 }
@@ -64,6 +65,7 @@ impl AppState {
             agent_token: None,
             changed: tokio::sync::Notify::new(),
             hosts: Default::default(),
+            snapshots: Default::default(),
             closing: Default::default(),
             reads: Default::default(),
         }
