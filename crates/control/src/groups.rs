@@ -199,6 +199,34 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// The rules of every group of the region (`groups`), oldest first per group, in one
+    /// query.
+    pub(crate) fn region_rules(
+        &self,
+        groups: &[GroupRecord],
+    ) -> Result<std::collections::HashMap<SecurityGroupId, Vec<Permission>>> {
+        let network: std::collections::HashMap<&str, NetworkType> = groups
+            .iter()
+            .map(|g| (g.id.as_str(), g.network()))
+            .collect();
+        let sql = format!(
+            "SELECT {PERMISSION_COLUMNS}, group_id FROM permissions
+             WHERE group_id IN (SELECT id FROM security_groups WHERE region = ?1) ORDER BY seq"
+        );
+        let mut out: std::collections::HashMap<SecurityGroupId, Vec<Permission>> =
+            std::collections::HashMap::new();
+        for r in self.db.query(&sql, args![&self.ctx.region])? {
+            let group: SecurityGroupId = r.parsed(18)?;
+            let Some(&network) = network.get(group.as_str()) else {
+                continue;
+            };
+            out.entry(group)
+                .or_default()
+                .push(read_rule(&r, network)?.permission);
+        }
+        Ok(out)
+    }
+
     /// `CreateSecurityGroup`.
     pub fn create_group(&self, req: CreateGroup) -> Result<SecurityGroupId> {
         let count = self

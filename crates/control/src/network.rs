@@ -596,16 +596,26 @@ impl Tx<'_> {
                 })
             })
             .collect::<Result<Vec<InstanceRecord>>>()?;
+        // Every listed instance's groups in one query, not one per instance (a region's
+        // snapshot lists thousands).
+        let rows = self.db.query(
+            "SELECT m.instance_id, m.group_id FROM memberships m JOIN instances i ON i.id = m.instance_id
+             WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
+               AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
+             ORDER BY m.position",
+            args![
+                &self.ctx.region,
+                only.map(|i| i.as_str()),
+                owner.map(|o| o.get() as i64)
+            ],
+        )?;
+        let mut groups: std::collections::HashMap<String, Vec<SecurityGroupId>> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            groups.entry(r.text(0)?).or_default().push(r.parsed(1)?);
+        }
         for i in &mut out {
-            i.security_groups = self
-                .db
-                .query(
-                    "SELECT group_id FROM memberships WHERE instance_id = ?1 ORDER BY position",
-                    args![i.id.as_str()],
-                )?
-                .iter()
-                .map(|r| r.parsed(0))
-                .collect::<Result<_>>()?;
+            i.security_groups = groups.remove(i.id.as_str()).unwrap_or_default();
         }
         Ok(out)
     }
@@ -769,9 +779,10 @@ impl Tx<'_> {
             .iter()
             .map(|r| crate::groups::read_group(r).map(|(g, _)| g))
             .collect::<Result<_>>()?;
+        let mut rules = self.region_rules(&groups)?;
         let mut policies = Vec::with_capacity(groups.len());
         for g in groups {
-            let permissions = self.rules(&g)?.into_iter().map(|r| r.permission).collect();
+            let permissions = rules.remove(&g.id).unwrap_or_default();
             policies.push(policy::GroupPolicy {
                 group: model::SecurityGroup {
                     id: g.id.clone(),
