@@ -109,11 +109,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
 fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
     let mut last = None;
     let mut backoff = Duration::from_millis(200);
+    let mut reconnected = false;
     loop {
         match client.poll(last, Duration::from_secs(25)) {
             Ok(p) => {
                 backoff = Duration::from_millis(200);
-                if Some(p.revision) != last {
+                // After an outage the policy is handed on even if unchanged, so the loop
+                // reports again and a restarted server relearns this host.
+                if Some(p.revision) != last || std::mem::take(&mut reconnected) {
                     last = Some(p.revision);
                     if tx.send(p).is_err() {
                         return;
@@ -121,6 +124,7 @@ fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
                 }
             }
             Err(e) => {
+                reconnected = true;
                 tracing::warn!(error = %e, "feed unreachable; keeping the last policy");
                 thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -214,24 +214,29 @@ impl<B: Backend> Enforcer<B> {
         // Chains over groups whose rules did not change since the last transaction, and sets
         // of groups whose members did not, are taken from it rather than rendered again.
         let same_groups = policy.snapshot.groups == self.applied_groups;
-        let old: HashMap<&SecurityGroupId, &GroupPolicy> = self
-            .applied_groups
-            .iter()
-            .map(|g| (&g.group.id, g))
-            .collect();
-        let new: HashMap<&SecurityGroupId, &GroupPolicy> = policy
-            .snapshot
-            .groups
-            .iter()
-            .map(|g| (&g.group.id, g))
-            .collect();
+        let changed: BTreeSet<&SecurityGroupId> = if same_groups {
+            BTreeSet::new()
+        } else {
+            let old: HashMap<&SecurityGroupId, &GroupPolicy> = self
+                .applied_groups
+                .iter()
+                .map(|g| (&g.group.id, g))
+                .collect();
+            policy
+                .snapshot
+                .groups
+                .iter()
+                .filter(|g| old.get(&g.group.id) != Some(g))
+                .map(|g| &g.group.id)
+                .collect()
+        };
         let dirty = &self.dirty_members;
         let mut desired = match &self.applied {
             Some(previous) => render_reusing(
                 state,
                 &self.attachments,
                 previous,
-                |g| same_groups || (new.contains_key(g) && new.get(g) == old.get(g)),
+                |g| !changed.contains(g),
                 |g| dirty.as_ref().is_some_and(|d| !d.contains(g)),
             ),
             None => render(state, &self.attachments),

@@ -79,29 +79,27 @@ pub fn send(probe: &Probe, timeout: Duration) -> bool {
     let source = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, probe.source_port));
     let target = SocketAddr::V4(SocketAddrV4::new(probe.destination, probe.port));
     let answered = |e: std::io::Error| e.kind() == ErrorKind::ConnectionRefused;
+    // Several probes may share a source port towards different destinations (each socket
+    // is connected, so replies reach the right one): the address is reusable.
+    let bound = |kind: Type, protocol: Protocol| {
+        let socket = Socket::new(Domain::IPV4, kind, Some(protocol)).ok()?;
+        let _ = socket.set_reuse_address(true);
+        socket.bind(&source.into()).ok()?;
+        Some(socket)
+    };
     match probe.protocol {
         ProbeProtocol::Tcp => {
-            let Ok(socket) = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) else {
+            let Some(socket) = bound(Type::STREAM, Protocol::TCP) else {
                 return false;
             };
-            let _ = socket.set_reuse_address(true);
-            if socket.bind(&source.into()).is_err() {
-                return false;
-            }
             socket
                 .connect_timeout(&target.into(), timeout)
                 .map_or_else(answered, |()| true)
         }
         ProbeProtocol::Udp => {
-            // Several probes may share a source port towards different destinations; each
-            // socket is connected, so replies reach the right one.
-            let Ok(socket) = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)) else {
+            let Some(socket) = bound(Type::DGRAM, Protocol::UDP) else {
                 return false;
             };
-            let _ = socket.set_reuse_address(true);
-            if socket.bind(&source.into()).is_err() {
-                return false;
-            }
             let socket: UdpSocket = socket.into();
             let _ = socket.set_read_timeout(Some(timeout));
             if socket.connect(target).is_err() || socket.send(b"stockade probe").is_err() {

@@ -169,7 +169,8 @@ fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ApiE
 }
 
 /// `POST /agent/v1/status`: the agent's report, kept in memory (agents report again after
-/// every apply and every reconnect, so a restarted server relearns them within one poll).
+/// every apply and after every reconnect, so a restarted server relearns them within one
+/// poll).
 pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -197,9 +198,7 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
     let hosts = state.hosts.lock().unwrap_or_else(|e| e.into_inner());
     let list: Vec<Value> = hosts
         .iter()
-        .map(|(host, (seen, report))| {
-            json!({"HostId": host, "LastSeen": seen, "Report": report.clone().unwrap_or(Value::Null)})
-        })
+        .map(|(host, (seen, report))| json!({"HostId": host, "LastSeen": seen, "Report": report}))
         .collect();
     Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
 }
@@ -209,7 +208,7 @@ pub(crate) type SnapshotCache =
     std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<policy::Snapshot>)>>;
 
 /// Hosts by name: when last heard from (Unix seconds) and their last report.
-pub(crate) type HostRegistry = std::sync::Mutex<BTreeMap<String, (u64, Option<Value>)>>;
+pub(crate) type HostRegistry = std::sync::Mutex<BTreeMap<String, (u64, Value)>>;
 
 impl AppState {
     fn seen(&self, host: &str, report: Option<Value>) {
@@ -217,10 +216,17 @@ impl AppState {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = hosts.entry(host.to_string()).or_insert((now, None));
-        entry.0 = now;
-        if report.is_some() {
-            entry.1 = report;
+        match report {
+            // A host is registered by its first report; its polls keep it fresh. (A poll
+            // alone, e.g. `stockade lab status` reading the revision, registers nothing.)
+            Some(report) => {
+                hosts.insert(host.to_string(), (now, report));
+            }
+            None => {
+                if let Some(entry) = hosts.get_mut(host) {
+                    entry.0 = now;
+                }
+            }
         }
     }
 }

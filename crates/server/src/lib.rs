@@ -71,13 +71,22 @@ impl AppState {
         }
     }
 
-    /// Whether a signature nonce is new: remembered in the shared database when replicas
-    /// share one (a replay to another replica is refused too), in memory otherwise.
-    fn fresh_nonce(&self, access_key: &str, nonce: &str) -> Result<bool, ApiError> {
+    /// Refuses a signature nonce seen before: remembered in the shared database when
+    /// replicas share one (a replay to another replica is refused too), in memory otherwise.
+    fn check_nonce(&self, access_key: &str, nonce: &str) -> Result<(), ApiError> {
         let keep = 2 * auth::TIMESTAMP_WINDOW.as_secs() as i64;
-        match self.control.remember_nonce(access_key, nonce, keep)? {
-            Some(fresh) => Ok(fresh),
-            None => Ok(self.nonces.fresh(access_key, nonce)),
+        let fresh = match self.control.remember_nonce(access_key, nonce, keep)? {
+            Some(fresh) => fresh,
+            None => self.nonces.fresh(access_key, nonce),
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ))
         }
     }
 
@@ -270,13 +279,7 @@ fn authenticate(
             }
             auth::check_timestamp(&params.required("Timestamp")?)?;
             let nonce = params.required("SignatureNonce")?;
-            if !state.fresh_nonce(&ak, &nonce)? {
-                return Err(ApiError::new(
-                    400,
-                    "SignatureNonceUsed",
-                    "Specified signature nonce was used already.",
-                ));
-            }
+            state.check_nonce(&ak, &nonce)?;
             Ok(account)
         }
         Scheme::V3(a) => {
@@ -312,13 +315,7 @@ fn authenticate(
             )?;
             let nonce = header("x-acs-signature-nonce")
                 .ok_or(model::ModelError::Missing("x-acs-signature-nonce"))?;
-            if !state.fresh_nonce(&a.credential, &nonce)? {
-                return Err(ApiError::new(
-                    400,
-                    "SignatureNonceUsed",
-                    "Specified signature nonce was used already.",
-                ));
-            }
+            state.check_nonce(&a.credential, &nonce)?;
             for (h, p) in [("x-acs-action", "Action"), ("x-acs-version", "Version")] {
                 if let Some(v) = header(h) {
                     params.insert(p, &v);

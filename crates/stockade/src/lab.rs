@@ -843,26 +843,20 @@ fn delete_resources(api: &Api, lab: &Lab) {
             ]),
         );
     }
-    if !lab.v_switch_id.is_empty() {
-        report(
-            &lab.v_switch_id,
-            api.call(&[
-                ("Action", "DeleteVSwitch"),
-                ("Version", server::VPC_VERSION),
-                ("RegionId", region),
-                ("VSwitchId", &lab.v_switch_id),
-            ]),
-        );
-    }
-    if !lab.vpc_id.is_empty() {
-        report(
-            &lab.vpc_id,
-            api.call(&[
-                ("Action", "DeleteVpc"),
-                ("Version", server::VPC_VERSION),
-                ("RegionId", region),
-                ("VpcId", &lab.vpc_id),
-            ]),
-        );
+    for (action, key, id) in [
+        ("DeleteVSwitch", "VSwitchId", &lab.v_switch_id),
+        ("DeleteVpc", "VpcId", &lab.vpc_id),
+    ] {
+        if !id.is_empty() {
+            report(
+                id,
+                api.call(&[
+                    ("Action", action),
+                    ("Version", server::VPC_VERSION),
+                    ("RegionId", region),
+                    (key, id),
+                ]),
+            );
+        }
     }
 }

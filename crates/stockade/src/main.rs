@@ -423,7 +423,9 @@ fn reach_command(args: &ReachArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_agent(args: AgentArgs) -> Result<()> {
+/// Logs of the long-running commands (`serve`, `agent`) to stderr, filtered by
+/// `STOCKADE_LOG` (default `info`), coloured only on a terminal.
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
@@ -432,6 +434,10 @@ fn run_agent(args: AgentArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn run_agent(args: AgentArgs) -> Result<()> {
+    init_logging();
     let token = match (std::env::var("STOCKADE_AGENT_TOKEN"), &args.token_file) {
         (Ok(t), _) if !t.is_empty() => t,
         (_, Some(file)) => std::fs::read_to_string(file)

@@ -88,13 +88,7 @@ pub fn account(cmd: AccountCommand) -> Result<()> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_logging();
     if args.regions.is_empty() {
         bail!("--regions needs at least one region");
     }
