@@ -50,6 +50,8 @@ fn pg_error(e: &postgres::Error, sql: &str) -> ControlError {
 pub struct PgStore {
     pool: Vec<Mutex<Conn>>,
     next: std::sync::atomic::AtomicUsize,
+    /// Nonces recorded by this replica: every 1,024th also forgets the expired ones.
+    nonces: std::sync::atomic::AtomicUsize,
 }
 
 /// A connection and the statements prepared on it (a statement is parsed once per
@@ -92,6 +94,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             next: Default::default(),
+            nonces: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -167,8 +170,8 @@ impl PgStore {
             .map_err(|e| pg_error(&e, sql))?
             == 1;
         if self
-            .next
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .nonces
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .is_multiple_of(1024)
         {
             let sql = "DELETE FROM nonces WHERE seen_at < $1";
