@@ -16,7 +16,7 @@ pub mod reach;
 mod reference;
 mod state;
 
-pub use compiled::Engine;
+pub use compiled::{Engine, Stage};
 pub use flow::{
     DecidedBy, Decider, Decision, Endpoint, Evaluator, Flow, FlowVerdict, IpFamily, Packet,
     StageQuery, StageVerdict,

@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use std::mem::size_of;
 
 /// Number of fields: protocol, destination port, source port, peer address, local address.
-pub(crate) const DIMS: usize = 5;
+pub const DIMS: usize = 5;
 /// `Entry::group` of a rule without a group-reference peer.
 pub(crate) const NO_GROUP: u32 = u32::MAX;
 
@@ -38,7 +38,9 @@ const MAX_DEPTH: u32 = 48;
 const NO_LEAF: u32 = u32::MAX;
 
 /// Unsigned keys wide enough for every field of one address family.
-pub(crate) trait Key: Copy + Ord + Default + Debug + 'static {
+pub trait Key: Copy + Ord + Default + Debug + 'static {
+    /// The smallest key.
+    const MIN: Self;
     /// The largest key.
     const MAX: Self;
     /// Widens a port or protocol number.
@@ -54,6 +56,7 @@ pub(crate) trait Key: Copy + Ord + Default + Debug + 'static {
 }
 
 impl Key for u32 {
+    const MIN: u32 = 0;
     const MAX: u32 = u32::MAX;
     fn from_u16(v: u16) -> u32 {
         u32::from(v)
@@ -73,6 +76,7 @@ impl Key for u32 {
 }
 
 impl Key for u128 {
+    const MIN: u128 = 0;
     const MAX: u128 = u128::MAX;
     fn from_u16(v: u16) -> u128 {
         u128::from(v)
@@ -164,6 +168,12 @@ struct Node<K> {
     cut: [K; FANOUT],
     child: u32,
     leaf: u32,
+    /// A leaf's chunks in the tree's arena (`chunks` of them from `chunk`) and its first
+    /// entry's precedence (`u64::MAX` when empty): kept in the node so that a lookup goes
+    /// from the node straight to the chunks, with no leaf record or vector header between.
+    chunk: u32,
+    chunks: u32,
+    first_prec: u64,
     dim: u8,
     arity: u8,
 }
@@ -174,6 +184,9 @@ impl<K: Key> Node<K> {
             cut: [K::MAX; FANOUT],
             child: 0,
             leaf: index,
+            chunk: 0,
+            chunks: 0,
+            first_prec: u64::MAX,
             dim: 0,
             arity: 1,
         }
@@ -222,10 +235,10 @@ struct Leaf<K> {
     entries: Vec<Entry<K>>,
     /// Whether entries were cut: removing one then needs the master list.
     pruned: bool,
-    /// The entries' bounds laid out for matching [`LANES`] at a time: one chunk per
-    /// [`LANES`] entries, holding per field a row of lower bounds and a row of spans
-    /// (`hi - lo`). Rebuilt by [`Leaf::new`] whenever `entries` change.
-    block: Vec<Chunk<K>>,
+    /// Where the entries are laid out in the tree's chunk arena, and how many chunks that
+    /// place holds (a leaf that shrinks keeps its place; one that outgrows it moves).
+    chunk: u32,
+    capacity: u32,
 }
 
 /// Entries matched together in one step of a leaf scan (a vector's worth of `u32`).
@@ -233,7 +246,8 @@ const LANES: usize = 8;
 
 /// [`LANES`] entries of a leaf, as the scan reads them: per field a row of lower bounds
 /// (`bounds[2d]`) and a row of spans (`bounds[2d + 1]`), and what an answer needs, so the
-/// scan never touches the entries themselves.
+/// scan never touches the entries themselves. Lanes past a leaf's last entry have
+/// precedence `u64::MAX`: they may match, but never beat anything, and come last.
 #[derive(Debug, Clone, Copy)]
 struct Chunk<K> {
     bounds: [[K; LANES]; 2 * DIMS],
@@ -244,24 +258,25 @@ struct Chunk<K> {
 
 /// The answer of a lookup: the deciding entry's rule id and precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hit {
+pub struct Hit {
     /// The rule's slot in its policy set.
     pub id: u32,
     /// Its precedence.
     pub prec: u64,
 }
 
-impl<K: Key> Leaf<K> {
-    fn new(entries: Vec<Entry<K>>, pruned: bool) -> Self {
-        let empty = Chunk {
-            bounds: [[K::default(); LANES]; 2 * DIMS],
-            prec: [u64::MAX; LANES],
-            id: [0; LANES],
-            group: [NO_GROUP; LANES],
-        };
-        let mut block = vec![empty; entries.len().div_ceil(LANES)];
-        for (i, e) in entries.iter().enumerate() {
-            let (chunk, lane) = (&mut block[i / LANES], i % LANES);
+impl<K: Key> Chunk<K> {
+    const EMPTY: Self = Chunk {
+        bounds: [[K::MIN; LANES]; 2 * DIMS],
+        prec: [u64::MAX; LANES],
+        id: [0; LANES],
+        group: [NO_GROUP; LANES],
+    };
+
+    /// Lays out entries (at most [`LANES`]).
+    fn new(entries: &[Entry<K>]) -> Self {
+        let mut chunk = Self::EMPTY;
+        for (lane, e) in entries.iter().enumerate() {
             for d in 0..DIMS {
                 chunk.bounds[2 * d][lane] = e.lo[d];
                 chunk.bounds[2 * d + 1][lane] = e.hi[d].wrapping_sub(e.lo[d]);
@@ -270,76 +285,61 @@ impl<K: Key> Leaf<K> {
             chunk.id[lane] = e.id;
             chunk.group[lane] = e.group;
         }
-        Leaf {
-            entries,
-            pruned,
-            block,
+        chunk
+    }
+}
+
+/// The first entry (best precedence) of a leaf's chunks containing `key` whose group check
+/// passes, if it beats `bound`.
+///
+/// Each step tests [`LANES`] entries on all five fields with `key - lo <= span`
+/// (wrapping), written as lane-wise masks so the compiler emits vector instructions.
+#[inline(always)]
+fn first_match<K: Key>(
+    chunks: &[Chunk<K>],
+    key: &[K; DIMS],
+    bound: u64,
+    in_group: &impl Fn(u32) -> bool,
+) -> Option<Hit> {
+    for chunk in chunks {
+        if chunk.prec[0] >= bound {
+            return None;
+        }
+        // The address fields first: they rule out most entries, and when they rule out
+        // all eight the ports and protocol are not looked at.
+        let narrow = |acc: &mut [u32; LANES], d: usize| {
+            let (lo, span) = (&chunk.bounds[2 * d], &chunk.bounds[2 * d + 1]);
+            for i in 0..LANES {
+                acc[i] &= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
+            }
+        };
+        let mut acc = [u32::MAX; LANES];
+        narrow(&mut acc, 3);
+        narrow(&mut acc, 4);
+        if acc.iter().fold(0, |a, &b| a | b) == 0 {
+            continue;
+        }
+        narrow(&mut acc, 1);
+        narrow(&mut acc, 0);
+        narrow(&mut acc, 2);
+        let mut mask = 0u32;
+        for (i, a) in acc.iter().enumerate() {
+            mask |= a & (1 << i);
+        }
+        while mask != 0 {
+            let lane = mask.trailing_zeros() as usize;
+            let group = chunk.group[lane];
+            if group == NO_GROUP || in_group(group) {
+                let hit = Hit {
+                    id: chunk.id[lane],
+                    prec: chunk.prec[lane],
+                };
+                return (hit.prec < bound).then_some(hit);
+            }
+            mask &= mask - 1;
         }
     }
-
-    /// The precedence of the leaf's first entry (`u64::MAX` when empty).
-    #[inline(always)]
-    fn first_prec(&self) -> u64 {
-        self.block.first().map_or(u64::MAX, |c| c.prec[0])
-    }
-
-    /// The first entry (best precedence) containing `key` whose group check passes, if it
-    /// beats `bound`.
-    ///
-    /// Each step tests [`LANES`] entries on all five fields with `key - lo <= span`
-    /// (wrapping), written as lane-wise masks so the compiler emits vector instructions.
-    #[inline]
-    fn first_match(
-        &self,
-        key: &[K; DIMS],
-        bound: u64,
-        in_group: &impl Fn(u32) -> bool,
-    ) -> Option<Hit> {
-        let n = self.entries.len();
-        for (c, chunk) in self.block.iter().enumerate() {
-            if chunk.prec[0] >= bound {
-                return None;
-            }
-            // The address fields first: they rule out most entries, and when they rule out
-            // all eight the ports and protocol are not looked at.
-            let narrow = |acc: &mut [u32; LANES], d: usize| {
-                let (lo, span) = (&chunk.bounds[2 * d], &chunk.bounds[2 * d + 1]);
-                for i in 0..LANES {
-                    acc[i] &= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
-                }
-            };
-            let mut acc = [u32::MAX; LANES];
-            narrow(&mut acc, 3);
-            narrow(&mut acc, 4);
-            if acc.iter().fold(0, |a, &b| a | b) == 0 {
-                continue;
-            }
-            narrow(&mut acc, 1);
-            narrow(&mut acc, 0);
-            narrow(&mut acc, 2);
-            let mut mask = 0u32;
-            for (i, a) in acc.iter().enumerate() {
-                mask |= a & (1 << i);
-            }
-            let valid = n - c * LANES;
-            if valid < LANES {
-                mask &= (1 << valid) - 1;
-            }
-            while mask != 0 {
-                let lane = mask.trailing_zeros() as usize;
-                let group = chunk.group[lane];
-                if group == NO_GROUP || in_group(group) {
-                    let hit = Hit {
-                        id: chunk.id[lane],
-                        prec: chunk.prec[lane],
-                    };
-                    return (hit.prec < bound).then_some(hit);
-                }
-                mask &= mask - 1;
-            }
-        }
-        None
-    }
+    None
 }
 
 /// One decision tree. Node 0 is the root.
@@ -347,6 +347,12 @@ impl<K: Key> Leaf<K> {
 struct Tree<K> {
     nodes: Vec<Node<K>>,
     leaves: Vec<Leaf<K>>,
+    /// Every leaf's entries laid out for scanning, each leaf's chunks contiguous.
+    chunks: Vec<Chunk<K>>,
+    /// Chunks no leaf uses any more (left behind by leaves that moved or were replaced).
+    spare_chunks: usize,
+    /// Whether cuts are chosen to copy few rules rather than to balance the children.
+    thrifty: bool,
     /// Master copy of every entry, by rule id.
     by_id: Vec<Vec<Entry<K>>>,
     /// Nodes and leaves orphaned by partial rebuilds.
@@ -359,7 +365,7 @@ struct Tree<K> {
 
 impl<K: Key> Tree<K> {
     /// Builds from scratch.
-    fn build(entries: Vec<Entry<K>>) -> Self {
+    fn build(entries: Vec<Entry<K>>, thrifty: bool) -> Self {
         let mut by_id: Vec<Vec<Entry<K>>> = Vec::new();
         for e in entries {
             let id = e.id as usize;
@@ -371,6 +377,9 @@ impl<K: Key> Tree<K> {
         let mut c = Tree {
             nodes: Vec::new(),
             leaves: Vec::new(),
+            chunks: Vec::new(),
+            spare_chunks: 0,
+            thrifty,
             by_id,
             garbage: 0,
             min_prec: u64::MAX,
@@ -386,6 +395,8 @@ impl<K: Key> Tree<K> {
         self.min_prec = all.first().map_or(u64::MAX, |e| e.prec);
         self.nodes.clear();
         self.leaves.clear();
+        self.chunks.clear();
+        self.spare_chunks = 0;
         self.garbage = 0;
         self.depth = 0;
         self.nodes.push(Node::leaf(0));
@@ -418,7 +429,7 @@ impl<K: Key> Tree<K> {
             }
         }
         if entries.len() > BINTH && depth < MAX_DEPTH {
-            if let Some(dim) = choose_dimension(&entries, &region) {
+            if let Some(dim) = choose_dimension(&entries, &region, self.thrifty) {
                 let cuts = choose_cuts(&entries, &region, dim);
                 let arity = cuts.len() + 1;
                 let mut parts: Vec<Vec<Entry<K>>> = vec![Vec::new(); arity];
@@ -448,8 +459,49 @@ impl<K: Key> Tree<K> {
             }
         }
         self.depth = self.depth.max(depth);
-        self.leaves.push(Leaf::new(entries, pruned));
-        Node::leaf((self.leaves.len() - 1) as u32)
+        self.leaves.push(Leaf {
+            entries,
+            pruned,
+            chunk: 0,
+            capacity: 0,
+        });
+        let mut node = Node::leaf((self.leaves.len() - 1) as u32);
+        self.lay_out(&mut node);
+        node
+    }
+
+    /// Writes a leaf's entries into the chunk arena (in its place when they fit, else at
+    /// the end) and points its node at them.
+    fn lay_out(&mut self, node: &mut Node<K>) {
+        let leaf = &mut self.leaves[node.leaf as usize];
+        let needed = leaf.entries.len().div_ceil(LANES) as u32;
+        if needed > leaf.capacity {
+            self.spare_chunks += leaf.capacity as usize;
+            leaf.chunk = self.chunks.len() as u32;
+            leaf.capacity = needed;
+            self.chunks
+                .resize((leaf.chunk + needed) as usize, Chunk::EMPTY);
+        }
+        for (i, part) in leaf.entries.chunks(LANES).enumerate() {
+            self.chunks[leaf.chunk as usize + i] = Chunk::new(part);
+        }
+        node.chunk = leaf.chunk;
+        node.chunks = needed;
+        node.first_prec = leaf.entries.first().map_or(u64::MAX, |e| e.prec);
+    }
+
+    /// Re-lays out the leaf at node `n` after its entries changed.
+    fn refresh(&mut self, n: usize) {
+        let mut node = self.nodes[n];
+        self.lay_out(&mut node);
+        self.nodes[n] = node;
+    }
+
+    /// The chunks of the leaf at node `n`.
+    #[inline(always)]
+    fn leaf_chunks(&self, node: &Node<K>) -> &[Chunk<K>] {
+        let start = node.chunk as usize;
+        &self.chunks[start..start + node.chunks as usize]
     }
 
     /// Visits the leaves whose regions overlap `e`, with their node index and depth.
@@ -498,7 +550,7 @@ impl<K: Key> Tree<K> {
                     let pruned = leaf.pruned;
                     self.replace(n, entries, region, depth, pruned);
                 } else {
-                    *leaf = Leaf::new(std::mem::take(&mut leaf.entries), leaf.pruned);
+                    self.refresh(n);
                 }
             }
         }
@@ -515,10 +567,11 @@ impl<K: Key> Tree<K> {
                 let leaf = &mut self.leaves[self.nodes[n].leaf as usize];
                 let before = leaf.entries.len();
                 leaf.entries.retain(|x| x.id != id);
-                if leaf.entries.len() < before {
-                    *leaf = Leaf::new(std::mem::take(&mut leaf.entries), leaf.pruned);
+                let (removed, pruned) = (leaf.entries.len() < before, leaf.pruned);
+                if removed {
+                    self.refresh(n);
                 }
-                if leaf.pruned && leaf.entries.len() < before {
+                if pruned && removed {
                     // The removed entry may have shadowed others here: start again from all.
                     let mut all: Vec<Entry<K>> = self
                         .by_id
@@ -544,12 +597,18 @@ impl<K: Key> Tree<K> {
         pruned: bool,
     ) {
         self.garbage += 1;
+        let old = &mut self.leaves[self.nodes[n].leaf as usize];
+        self.spare_chunks += old.capacity as usize;
+        old.capacity = 0;
+        old.entries = Vec::new();
         let node = self.build_node(entries, region, depth, pruned);
         self.place(n, node);
     }
 
     fn collect_garbage(&mut self) {
-        if self.garbage > 64 && self.garbage * 2 > self.leaves.len() {
+        if (self.garbage > 64 && self.garbage * 2 > self.leaves.len())
+            || (self.spare_chunks > 64 && self.spare_chunks * 2 > self.chunks.len())
+        {
             self.rebuild();
         }
     }
@@ -561,11 +620,9 @@ impl<K: Key> Tree<K> {
             + self
                 .leaves
                 .iter()
-                .map(|l| {
-                    l.entries.capacity() * size_of::<Entry<K>>()
-                        + l.block.capacity() * size_of::<Chunk<K>>()
-                })
+                .map(|l| l.entries.capacity() * size_of::<Entry<K>>())
                 .sum::<usize>()
+            + self.chunks.capacity() * size_of::<Chunk<K>>()
             + self.by_id.capacity() * size_of::<Vec<Entry<K>>>()
             + self
                 .by_id
@@ -606,7 +663,7 @@ const TREES: usize = 4;
 /// The classifier: the trees of [`TREES`] categories, searched in turn, skipping a tree whose
 /// best entry cannot beat the match found so far.
 #[derive(Debug, Clone)]
-pub(crate) struct Classifier<K> {
+pub struct Classifier<K> {
     trees: [Tree<K>; TREES],
     /// The deepest of the trees.
     depth: u32,
@@ -635,7 +692,10 @@ impl<K: Key> Classifier<K> {
         for e in entries {
             parts[category(&e)].push(e);
         }
-        let mut parts = parts.into_iter().map(Tree::build);
+        let mut parts = parts
+            .into_iter()
+            .enumerate()
+            .map(|(c, part)| Tree::build(part, c == 3));
         let trees: [Tree<K>; TREES] =
             std::array::from_fn(|_| parts.next().expect("one part per tree"));
         let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
@@ -649,6 +709,28 @@ impl<K: Key> Classifier<K> {
     /// The leaves are then scanned best-first.
     #[inline]
     pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: the processor has just been seen to have these features.
+            #[allow(unsafe_code)]
+            return unsafe { self.lookup_avx2(key, in_group) };
+        }
+        self.lookup_with(key, in_group)
+    }
+
+    /// [`Classifier::lookup`] compiled for processors with AVX2 (eight 32-bit lanes per
+    /// instruction, unsigned compares): about 10 % faster than the x86-64 baseline build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,popcnt")]
+    fn lookup_avx2(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
+        self.lookup_with(key, in_group)
+    }
+
+    #[inline(always)]
+    fn lookup_with(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
         // Each tree walks its own depth; the walks are independent, so the processor
         // overlaps them.
         let mut at = [0u32; TREES];
@@ -659,17 +741,18 @@ impl<K: Key> Classifier<K> {
         }
         // Scan the four leaves best-first: once a match is found, a leaf whose first entry
         // cannot beat it is skipped whole.
-        let mut leaves: [&Leaf<K>; TREES] = std::array::from_fn(|t| {
-            &self.trees[t].leaves[self.trees[t].nodes[at[t] as usize].leaf as usize]
+        let mut leaves: [(&Tree<K>, &Node<K>); TREES] = std::array::from_fn(|t| {
+            let tree = &self.trees[t];
+            (tree, &tree.nodes[at[t] as usize])
         });
-        leaves.sort_unstable_by_key(|l| l.first_prec());
+        leaves.sort_unstable_by_key(|(_, node)| node.first_prec);
         let mut best: Option<Hit> = None;
-        for leaf in leaves {
+        for (tree, node) in leaves {
             let bound = best.map_or(u64::MAX, |b| b.prec);
-            if leaf.first_prec() >= bound {
+            if node.first_prec >= bound {
                 break;
             }
-            if let Some(hit) = leaf.first_match(key, bound, &in_group) {
+            if let Some(hit) = first_match(tree.leaf_chunks(node), key, bound, &in_group) {
                 best = Some(hit);
             }
         }
@@ -724,7 +807,11 @@ fn edges<K: Key>(entries: &[Entry<K>], region: &Region<K>, dim: usize, points: &
 
 /// Picks the field to cut: per field, a binary cut at the median rule edge; the field whose
 /// larger side is smallest wins (ties: less replication).
-fn choose_dimension<K: Key>(entries: &[Entry<K>], region: &Region<K>) -> Option<usize> {
+fn choose_dimension<K: Key>(
+    entries: &[Entry<K>],
+    region: &Region<K>,
+    thrifty: bool,
+) -> Option<usize> {
     let mut best: Option<((usize, usize), usize)> = None;
     let mut points = Vec::with_capacity(entries.len() * 2);
     for dim in 0..DIMS {
@@ -736,7 +823,11 @@ fn choose_dimension<K: Key>(entries: &[Entry<K>], region: &Region<K>) -> Option<
         let thr = *points.select_nth_unstable(mid).1;
         let left = entries.iter().filter(|e| e.lo[dim] < thr).count();
         let right = entries.iter().filter(|e| e.hi[dim] >= thr).count();
-        let cost = (left.max(right), left + right);
+        let cost = if thrifty {
+            (left + right + left.max(right), 0)
+        } else {
+            (left.max(right), left + right)
+        };
         if best.is_none_or(|(c, _)| cost < c) {
             best = Some((cost, dim));
         }

@@ -17,7 +17,7 @@ use model::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::flow::{Decider, Decision, Evaluator, StageQuery};
+use crate::flow::{Decider, Decision, Evaluator, Packet, StageQuery};
 use crate::state::{Change, PolicyError, Snapshot, State};
 use classifier::{Classifier, Entry, Key, DIMS, NO_GROUP};
 
@@ -489,15 +489,52 @@ impl Evaluator for Engine {
     }
 
     fn decide<'a>(&'a self, q: &StageQuery<'_>) -> Result<Decision<'a>, PolicyError> {
+        self.stage(q.instance, q.direction, q.nic_type)?
+            .decide(&q.packet)
+    }
+}
+
+/// One instance's compiled rules for one direction and interface type, resolved once: what
+/// a firewall holds per interface. Judging many packets of one stage through it skips the
+/// instance lookup that [`Evaluator::decide`] makes per query.
+#[derive(Debug, Clone, Copy)]
+pub struct Stage<'a> {
+    engine: &'a Engine,
+    set: &'a PolicySet,
+    direction: Direction,
+    nic_type: NicType,
+}
+
+impl Engine {
+    /// The compiled rules that judge packets of `instance` in one direction through one
+    /// interface type.
+    pub fn stage(
+        &self,
+        instance: &model::InstanceId,
+        direction: Direction,
+        nic_type: NicType,
+    ) -> Result<Stage<'_>, PolicyError> {
         let set = self
             .instance_set
-            .get(q.instance)
+            .get(instance)
             .and_then(|s| self.sets[*s as usize].as_ref())
-            .ok_or_else(|| PolicyError::UnknownInstance(q.instance.clone()))?;
-        let tables = &set.tables[table_index(q.direction, q.nic_type)];
-        let p = &q.packet;
+            .ok_or_else(|| PolicyError::UnknownInstance(instance.clone()))?;
+        Ok(Stage {
+            engine: self,
+            set,
+            direction,
+            nic_type,
+        })
+    }
+}
+
+impl<'a> Stage<'a> {
+    /// The verdict on one packet and what decided it, exactly as [`Evaluator::decide`].
+    pub fn decide(&self, p: &Packet) -> Result<Decision<'a>, PolicyError> {
+        let (engine, set) = (self.engine, self.set);
+        let tables = &set.tables[table_index(self.direction, self.nic_type)];
         let (proto, dport, sport) = (u16::from(p.protocol), p.destination_port, p.source_port);
-        let in_group = |g| self.in_group(p.peer, g);
+        let in_group = |g| engine.in_group(p.peer, g);
         let hit = match (p.peer, p.local) {
             (IpAddr::V4(peer), IpAddr::V4(local)) => {
                 let key: [u32; DIMS] = [
@@ -536,12 +573,12 @@ impl Evaluator for Engine {
             });
         }
         // No rule matched: the defaults (DESIGN.md §4 step 5), from what the set keeps.
-        let (verdict, decided_by) = match q.direction {
+        let (verdict, decided_by) = match self.direction {
             Direction::Egress if set.enterprise => (Policy::Drop, Decider::DefaultEgress),
             Direction::Egress => (Policy::Accept, Decider::DefaultEgress),
             Direction::Ingress => {
-                let peer_groups = (!set.enterprise && q.nic_type == NicType::Intranet)
-                    .then(|| self.address_groups.get(&p.peer))
+                let peer_groups = (!set.enterprise && self.nic_type == NicType::Intranet)
+                    .then(|| engine.address_groups.get(&p.peer))
                     .flatten();
                 let inner = peer_groups.and_then(|gs| {
                     (0..set.groups.len())
