@@ -24,27 +24,32 @@ use std::fmt::Debug;
 use std::mem::size_of;
 
 /// Number of fields: protocol, destination port, source port, peer address, local address.
-pub const DIMS: usize = 5;
+pub(crate) const DIMS: usize = 5;
 /// `Entry::group` of a rule without a group-reference peer.
 pub(crate) const NO_GROUP: u32 = u32::MAX;
 
 /// Leaves at most this long are not split further (measured: 16 beats 4, 8, 24 and 40 on
-/// the ClassBench sets; a leaf of 16 is two vector steps).
+/// the ClassBench sets; a leaf of 16 is two vector steps). The tree of rules wide in both
+/// addresses uses twice that: its rules overlap so much that each level saved is worth more
+/// than the longer scan (fw1_10k: 135 → 126 ns per lookup; 24 and 48 were worse overall).
 const BINTH: usize = 16;
-/// An incremental insert that makes a leaf longer than this rebuilds it as a subtree.
-const REBUILD_AT: usize = BINTH * 4;
+/// An incremental insert that makes a leaf longer than this many times its tree's leaf size
+/// rebuilds it as a subtree.
+const REBUILD_FACTOR: usize = 4;
 /// Depth cap: a safety net for pathological inputs, far above what real sets reach.
 const MAX_DEPTH: u32 = 48;
 const NO_LEAF: u32 = u32::MAX;
 
 /// Unsigned keys wide enough for every field of one address family.
-pub trait Key: Copy + Ord + Default + Debug + 'static {
+pub(crate) trait Key: Copy + Ord + Default + Debug + 'static {
     /// The smallest key.
     const MIN: Self;
     /// The largest key.
     const MAX: Self;
     /// Widens a port or protocol number.
     fn from_u16(v: u16) -> Self;
+    /// The low 16 bits: a port or protocol number back (or a span of them).
+    fn low_u16(self) -> u16;
     /// `self + 1`; never called on `MAX`.
     fn succ(self) -> Self;
     /// `self - 1`; never called on 0.
@@ -60,6 +65,9 @@ impl Key for u32 {
     const MAX: u32 = u32::MAX;
     fn from_u16(v: u16) -> u32 {
         u32::from(v)
+    }
+    fn low_u16(self) -> u16 {
+        self as u16
     }
     fn succ(self) -> u32 {
         self + 1
@@ -80,6 +88,9 @@ impl Key for u128 {
     const MAX: u128 = u128::MAX;
     fn from_u16(v: u16) -> u128 {
         u128::from(v)
+    }
+    fn low_u16(self) -> u16 {
+        self as u16
     }
     fn succ(self) -> u128 {
         self + 1
@@ -245,20 +256,28 @@ struct Leaf<K> {
 const LANES: usize = 8;
 
 /// [`LANES`] entries of a leaf, as the scan reads them: per field a row of lower bounds
-/// (`bounds[2d]`) and a row of spans (`bounds[2d + 1]`), and what an answer needs, so the
-/// scan never touches the entries themselves. Lanes past a leaf's last entry have
-/// precedence `u64::MAX`: they may match, but never beat anything, and come last.
+/// and a row of spans (`hi - lo`), and what an answer needs, so the scan never touches the
+/// entries themselves. Lanes past a leaf's last entry have precedence `u64::MAX`: they may
+/// match, but never beat anything, and come last.
+///
+/// Laid out in the order the scan reads: precedences (is the chunk worth scanning?), the
+/// addresses (which rule out most entries), the ports and protocol, which fit 16 bits (a
+/// chunk of `u32` keys is 352 bytes instead of 448), and what an answer needs.
 #[derive(Debug, Clone, Copy)]
 struct Chunk<K> {
-    bounds: [[K; LANES]; 2 * DIMS],
     prec: [u64; LANES],
+    /// Peer lower bounds, peer spans, local lower bounds, local spans.
+    address: [[K; LANES]; 4],
+    /// Lower bounds and spans of the protocol, destination port and source port
+    /// (`small[2d]`, `small[2d + 1]` for field `d`).
+    small: [[u16; LANES]; 6],
     id: [u32; LANES],
     group: [u32; LANES],
 }
 
 /// The answer of a lookup: the deciding entry's rule id and precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
+pub(crate) struct Hit {
     /// The rule's slot in its policy set.
     pub id: u32,
     /// Its precedence.
@@ -267,8 +286,9 @@ pub struct Hit {
 
 impl<K: Key> Chunk<K> {
     const EMPTY: Self = Chunk {
-        bounds: [[K::MIN; LANES]; 2 * DIMS],
         prec: [u64::MAX; LANES],
+        address: [[K::MIN; LANES]; 4],
+        small: [[0; LANES]; 6],
         id: [0; LANES],
         group: [NO_GROUP; LANES],
     };
@@ -277,9 +297,13 @@ impl<K: Key> Chunk<K> {
     fn new(entries: &[Entry<K>]) -> Self {
         let mut chunk = Self::EMPTY;
         for (lane, e) in entries.iter().enumerate() {
-            for d in 0..DIMS {
-                chunk.bounds[2 * d][lane] = e.lo[d];
-                chunk.bounds[2 * d + 1][lane] = e.hi[d].wrapping_sub(e.lo[d]);
+            for d in 0..3 {
+                chunk.small[2 * d][lane] = e.lo[d].low_u16();
+                chunk.small[2 * d + 1][lane] = e.hi[d].wrapping_sub(e.lo[d]).low_u16();
+            }
+            for d in 0..2 {
+                chunk.address[2 * d][lane] = e.lo[3 + d];
+                chunk.address[2 * d + 1][lane] = e.hi[3 + d].wrapping_sub(e.lo[3 + d]);
             }
             chunk.prec[lane] = e.prec;
             chunk.id[lane] = e.id;
@@ -301,27 +325,35 @@ fn first_match<K: Key>(
     bound: u64,
     in_group: &impl Fn(u32) -> bool,
 ) -> Option<Hit> {
+    let small_key = [key[0].low_u16(), key[1].low_u16(), key[2].low_u16()];
     for chunk in chunks {
         if chunk.prec[0] >= bound {
             return None;
         }
         // The address fields first: they rule out most entries, and when they rule out
         // all eight the ports and protocol are not looked at.
-        let narrow = |acc: &mut [u32; LANES], d: usize| {
-            let (lo, span) = (&chunk.bounds[2 * d], &chunk.bounds[2 * d + 1]);
+        let address = |acc: &mut [u32; LANES], d: usize| {
+            let (lo, span) = (&chunk.address[2 * d], &chunk.address[2 * d + 1]);
             for i in 0..LANES {
-                acc[i] &= u32::from(key[d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
+                acc[i] &= u32::from(key[3 + d].wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
+            }
+        };
+        let small = |acc: &mut [u32; LANES], d: usize| {
+            let (lo, span) = (&chunk.small[2 * d], &chunk.small[2 * d + 1]);
+            let k = small_key[d];
+            for i in 0..LANES {
+                acc[i] &= u32::from(k.wrapping_sub(lo[i]) <= span[i]).wrapping_neg();
             }
         };
         let mut acc = [u32::MAX; LANES];
-        narrow(&mut acc, 3);
-        narrow(&mut acc, 4);
+        address(&mut acc, 0);
+        address(&mut acc, 1);
         if acc.iter().fold(0, |a, &b| a | b) == 0 {
             continue;
         }
-        narrow(&mut acc, 1);
-        narrow(&mut acc, 0);
-        narrow(&mut acc, 2);
+        small(&mut acc, 1);
+        small(&mut acc, 0);
+        small(&mut acc, 2);
         let mut mask = 0u32;
         for (i, a) in acc.iter().enumerate() {
             mask |= a & (1 << i);
@@ -412,6 +444,15 @@ impl<K: Key> Tree<K> {
         self.nodes[slot] = node;
     }
 
+    /// Leaves at most this long are not split.
+    fn leaf_size(&self) -> usize {
+        if self.thrifty {
+            2 * BINTH
+        } else {
+            BINTH
+        }
+    }
+
     /// Builds the subtree of `region` from its entries (sorted by precedence) and returns
     /// its root node; children are appended to `nodes`.
     fn build_node(
@@ -428,7 +469,7 @@ impl<K: Key> Tree<K> {
                 pruned = true;
             }
         }
-        if entries.len() > BINTH && depth < MAX_DEPTH {
+        if entries.len() > self.leaf_size() && depth < MAX_DEPTH {
             if let Some(dim) = choose_dimension(&entries, &region, self.thrifty) {
                 let cuts = choose_cuts(&entries, &region, dim);
                 let arity = cuts.len() + 1;
@@ -526,6 +567,7 @@ impl<K: Key> Tree<K> {
 
     /// Adds entries (all of one new rule id).
     fn insert(&mut self, entries: &[Entry<K>]) {
+        let rebuild_at = self.leaf_size() * REBUILD_FACTOR;
         for e in entries {
             self.min_prec = self.min_prec.min(e.prec);
             let id = e.id as usize;
@@ -545,7 +587,7 @@ impl<K: Key> Tree<K> {
                     leaf.entries.truncate(at + 1);
                     leaf.pruned = true;
                 }
-                if leaf.entries.len() > REBUILD_AT {
+                if leaf.entries.len() > rebuild_at {
                     let entries = std::mem::take(&mut leaf.entries);
                     let pruned = leaf.pruned;
                     self.replace(n, entries, region, depth, pruned);
@@ -663,7 +705,7 @@ const TREES: usize = 4;
 /// The classifier: the trees of [`TREES`] categories, searched in turn, skipping a tree whose
 /// best entry cannot beat the match found so far.
 #[derive(Debug, Clone)]
-pub struct Classifier<K> {
+pub(crate) struct Classifier<K> {
     trees: [Tree<K>; TREES],
     /// The deepest of the trees.
     depth: u32,
