@@ -544,7 +544,7 @@ impl<'a> Stage<'a> {
                     peer.into(),
                     local.into(),
                 ];
-                tables.v4.lookup(&key, in_group).map(|h| h.id)
+                tables.v4.lookup_v4(&key, in_group).map(|h| h.id)
             }
             (IpAddr::V6(peer), IpAddr::V6(local)) => {
                 let key: [u128; DIMS] = [
