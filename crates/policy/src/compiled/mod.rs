@@ -501,6 +501,7 @@ impl Evaluator for Engine {
 pub struct Stage<'a> {
     engine: &'a Engine,
     set: &'a PolicySet,
+    tables: &'a Tables,
     direction: Direction,
     nic_type: NicType,
 }
@@ -522,6 +523,7 @@ impl Engine {
         Ok(Stage {
             engine: self,
             set,
+            tables: &set.tables[table_index(direction, nic_type)],
             direction,
             nic_type,
         })
@@ -531,8 +533,7 @@ impl Engine {
 impl<'a> Stage<'a> {
     /// The verdict on one packet and what decided it, exactly as [`Evaluator::decide`].
     pub fn decide(&self, p: &Packet) -> Result<Decision<'a>, PolicyError> {
-        let (engine, set) = (self.engine, self.set);
-        let tables = &set.tables[table_index(self.direction, self.nic_type)];
+        let (engine, set, tables) = (self.engine, self.set, self.tables);
         let (proto, dport, sport) = (u16::from(p.protocol), p.destination_port, p.source_port);
         let in_group = |g| engine.in_group(p.peer, g);
         let hit = match (p.peer, p.local) {
