@@ -765,7 +765,7 @@ impl<K: Key> Tree<K> {
 /// makes decision trees blow up, as firewall sets show).
 const TREES: usize = 4;
 
-/// The classifier: the trees of [`TREES`] categories, searched in turn, skipping a tree whose
+/// The classifier: the trees of [`TREES`] categories, searched in turn, skipping a leaf whose
 /// best entry cannot beat the match found so far.
 #[derive(Debug, Clone)]
 pub(crate) struct Classifier<K> {
@@ -811,7 +811,7 @@ impl<K: Key> Classifier<K> {
     ///
     /// Each tree is walked to its own depth without testing for leaves (they point back at
     /// themselves); the walks do not depend on each other, so the processor overlaps them.
-    /// The leaves are then scanned best-first.
+    /// The leaves are then scanned tree by tree.
     #[inline]
     pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
         self.lookup_with(key, &|chunk| chunk_mask(chunk, key), &in_group)
