@@ -1,59 +1,21 @@
 //! The agent feed in-process: token checks, the host's share, the long poll waking on a
 //! commit, status reports.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use control::{Control, Limits};
-use http_body_util::BodyExt;
+use common::{get, setup, signed, TOKEN};
 use serde_json::Value;
-use server::{app, auth, AppState};
 use tower::ServiceExt;
 
-const AK: &str = "LTAIfeedtestkey";
-const SK: &str = "feedtestsecret";
-const TOKEN: &str = "feed-token";
-
-fn setup() -> (tempfile::TempDir, axum::Router) {
-    let dir = tempfile::tempdir().unwrap();
-    let control = Control::open(dir.path(), Limits::default()).unwrap();
-    control
-        .create_account("tester", Some((AK.into(), SK.into())))
-        .unwrap();
-    let state =
-        AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]).with_agent_token(TOKEN.into());
-    (dir, app(Arc::new(state)))
-}
-
-async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let mut request = Request::get(uri);
-    if let Some(t) = token {
-        request = request.header("authorization", format!("Bearer {t}"));
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 async fn api(app: &axum::Router, params: &[(&str, &str)]) -> Value {
-    let mut all: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    all.push(("Version".into(), "2014-05-26".into()));
-    all.push(("RegionId".into(), "cn-hangzhou".into()));
-    let uri = format!("/?{}", auth::signed_v1_query("GET", AK, SK, all));
-    let (status, body) = get(app, &uri, None).await;
+    let mut all = params.to_vec();
+    all.push(("Version", "2014-05-26"));
+    all.push(("RegionId", "cn-hangzhou"));
+    let (status, body) = get(app, &signed(&all), None).await;
     assert_eq!(status, StatusCode::OK, "{params:?}: {body}");
     body
 }

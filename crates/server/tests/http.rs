@@ -1,48 +1,14 @@
 //! The HTTP layer end to end in-process (`app().oneshot(...)`): signing, dispatch, errors,
 //! atomic limits under concurrent requests.
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use control::{Control, Limits};
-use http_body_util::BodyExt;
+use common::{call, serve, setup, signed, store};
 use serde_json::Value;
-use server::{app, auth, AppState};
+use server::auth;
 use tower::ServiceExt;
-
-const AK: &str = "LTAIhttptestkey";
-const SK: &str = "httptestsecret";
-
-fn setup() -> (tempfile::TempDir, axum::Router) {
-    let dir = tempfile::tempdir().unwrap();
-    let control = Control::open(dir.path(), Limits::default()).unwrap();
-    control
-        .create_account("tester", Some((AK.into(), SK.into())))
-        .unwrap();
-    let state = Arc::new(AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]));
-    (dir, app(state))
-}
-
-/// A V1-signed GET URL for the parameters.
-fn signed(params: &[(&str, &str)]) -> String {
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    format!("/?{}", auth::signed_v1_query("GET", AK, SK, params))
-}
-
-async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let response = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn healthz_answers() {
@@ -304,17 +270,11 @@ async fn repeated_reads_are_served_again_until_the_store_changes() {
 #[tokio::test]
 async fn cached_reads_stay_within_their_account() {
     let dir = tempfile::tempdir().unwrap();
-    let control = Control::open(dir.path(), Limits::default()).unwrap();
-    control
-        .create_account("tester", Some((AK.into(), SK.into())))
-        .unwrap();
+    let control = store(dir.path());
     control
         .create_account("other", Some(("LTAIother".into(), "othersecret".into())))
         .unwrap();
-    let app = app(Arc::new(AppState::new(
-        Arc::new(control),
-        vec!["cn-hangzhou".into()],
-    )));
+    let app = serve(control);
     let (_, created) = call(
         &app,
         &signed(&[

@@ -63,6 +63,18 @@ fn authorize(lab: &Lab, sg: &str, extra: &[(&str, &str)]) {
     lab.wait_applied();
 }
 
+/// Joins (`action` "Join") or leaves ("Leave") a group with lab instance `instance`.
+fn membership(lab: &Lab, action: &str, instance: usize, sg: &str) {
+    let action = format!("{action}SecurityGroup");
+    let instance = lab.member(instance).id.clone();
+    lab.call(&[
+        ("Action", action.as_str()),
+        ("InstanceId", &instance),
+        ("SecurityGroupId", sg),
+    ]);
+    lab.wait_applied();
+}
+
 #[test]
 fn security_groups_hold_on_real_packets() {
     if skipped() {
@@ -110,12 +122,7 @@ fn security_groups_hold_on_real_packets() {
     expect!(lab, 3, Some(C) => ip(B), "tcp", 8080, false);
 
     // 4. A member joining that group gains access without any rule change.
-    lab.call(&[
-        ("Action", "JoinSecurityGroup"),
-        ("InstanceId", &id(C)),
-        ("SecurityGroupId", &g1),
-    ]);
-    lab.wait_applied();
+    membership(&lab, "Join", C, &g1);
     expect!(lab, 4, Some(C) => ip(B), "tcp", 8080, true);
     expect!(lab, 4, Some(A) => ip(B), "tcp", 8080, false);
 
@@ -169,22 +176,12 @@ fn security_groups_hold_on_real_packets() {
             ("SourceCidrIp", &a32),
         ],
     );
-    lab.call(&[
-        ("Action", "JoinSecurityGroup"),
-        ("InstanceId", &id(B)),
-        ("SecurityGroupId", &g2),
-    ]);
-    lab.wait_applied();
+    membership(&lab, "Join", B, &g2);
     expect!(lab, 7, Some(A) => ip(B), "tcp", 9000, true);
     expect!(lab, 7, Some(A) => ip(B), "tcp", 80, false);
 
     // 8. Intra-group accept, then InnerAccessPolicy=Drop: C and D share G1.
-    lab.call(&[
-        ("Action", "JoinSecurityGroup"),
-        ("InstanceId", &id(D)),
-        ("SecurityGroupId", &g1),
-    ]);
-    lab.wait_applied();
+    membership(&lab, "Join", D, &g1);
     expect!(lab, 8, Some(C) => ip(D), "icmp", 0, true);
     lab.call(&[
         ("Action", "ModifySecurityGroupPolicy"),
@@ -254,12 +251,7 @@ fn security_groups_hold_on_real_packets() {
     drop(conn);
 
     // 12. Leaving a group takes its rules away.
-    lab.call(&[
-        ("Action", "LeaveSecurityGroup"),
-        ("InstanceId", &id(B)),
-        ("SecurityGroupId", &g2),
-    ]);
-    lab.wait_applied();
+    membership(&lab, "Leave", B, &g2);
     expect!(lab, 12, Some(A) => ip(B), "tcp", 9000, false);
 
     // 13. Classic internet NIC rules apply on the internet interface only.
