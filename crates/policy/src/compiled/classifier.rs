@@ -452,8 +452,6 @@ struct Tree<K> {
     by_id: Vec<Vec<Entry<K>>>,
     /// Nodes and leaves orphaned by partial rebuilds.
     garbage: usize,
-    /// A lower bound of the precedence of every entry (exact after a full build).
-    min_prec: u64,
     /// The deepest leaf's depth: the steps a lookup takes.
     depth: u32,
 }
@@ -477,7 +475,6 @@ impl<K: Key> Tree<K> {
             thrifty,
             by_id,
             garbage: 0,
-            min_prec: u64::MAX,
             depth: 0,
         };
         c.rebuild();
@@ -487,7 +484,6 @@ impl<K: Key> Tree<K> {
     fn rebuild(&mut self) {
         let mut all: Vec<Entry<K>> = self.by_id.iter().flatten().copied().collect();
         all.sort_by_key(|e| e.prec);
-        self.min_prec = all.first().map_or(u64::MAX, |e| e.prec);
         self.nodes.clear();
         self.leaves.clear();
         self.chunks.clear();
@@ -632,7 +628,6 @@ impl<K: Key> Tree<K> {
     fn insert(&mut self, entries: &[Entry<K>]) {
         let rebuild_at = self.leaf_size() * REBUILD_FACTOR;
         for e in entries {
-            self.min_prec = self.min_prec.min(e.prec);
             let id = e.id as usize;
             if self.by_id.len() <= id {
                 self.by_id.resize_with(id + 1, Vec::new);
@@ -770,8 +765,6 @@ const TREES: usize = 4;
 #[derive(Debug, Clone)]
 pub(crate) struct Classifier<K> {
     trees: [Tree<K>; TREES],
-    /// The deepest of the trees.
-    depth: u32,
 }
 
 impl<K: Key> Default for Classifier<K> {
@@ -786,6 +779,10 @@ fn wide<K: Key>(lo: K, hi: K) -> bool {
     K::wide(lo, hi)
 }
 
+/// The category of rules wide in both addresses: their tree cuts to copy few rules.
+const BOTH_WIDE: usize = 3;
+
+/// 0: both addresses narrow; 1: local wide; 2: peer wide; [`BOTH_WIDE`].
 fn category<K: Key>(e: &Entry<K>) -> usize {
     usize::from(wide(e.lo[3], e.hi[3])) * 2 + usize::from(wide(e.lo[4], e.hi[4]))
 }
@@ -800,11 +797,10 @@ impl<K: Key> Classifier<K> {
         let mut parts = parts
             .into_iter()
             .enumerate()
-            .map(|(c, part)| Tree::build(part, c == 3));
+            .map(|(c, part)| Tree::build(part, c == BOTH_WIDE));
         let trees: [Tree<K>; TREES] =
             std::array::from_fn(|_| parts.next().expect("one part per tree"));
-        let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
-        Classifier { trees, depth }
+        Classifier { trees }
     }
 
     /// The best-precedence entry containing `key` whose group check (if any) passes.
@@ -853,9 +849,7 @@ impl<K: Key> Classifier<K> {
     /// Adds entries (all of one new rule id).
     pub fn insert(&mut self, entries: &[Entry<K>]) {
         for e in entries {
-            let t = &mut self.trees[category(e)];
-            t.insert(std::slice::from_ref(e));
-            self.depth = self.depth.max(t.depth);
+            self.trees[category(e)].insert(std::slice::from_ref(e));
         }
     }
 
@@ -864,7 +858,6 @@ impl<K: Key> Classifier<K> {
         for t in &mut self.trees {
             t.remove(id);
         }
-        self.depth = self.trees.iter().map(|t| t.depth).max().unwrap_or(0);
     }
 
     /// Bytes held by the structure.
@@ -922,7 +915,8 @@ fn edges<K: Key>(entries: &[Entry<K>], region: &Region<K>, dim: usize, points: &
 }
 
 /// Picks the field to cut: per field, a binary cut at the median rule edge; the field whose
-/// larger side is smallest wins (ties: less replication).
+/// larger side is smallest wins (ties: less replication), or, for a `thrifty` tree, the one
+/// whose two sides plus the larger side hold fewest rules (copies weigh as much as balance).
 fn choose_dimension<K: Key>(
     entries: &[Entry<K>],
     region: &Region<K>,
