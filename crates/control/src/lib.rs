@@ -92,6 +92,9 @@ pub struct ClientToken {
 pub struct Control {
     backend: Backend,
     limits: Limits,
+    /// Write transactions this handle committed: lets the server tell a request that
+    /// changed the store from a read without asking the database.
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// Where the state lives.
@@ -174,6 +177,7 @@ impl Control {
                 path,
             },
             limits,
+            commits: Default::default(),
         })
     }
 
@@ -182,6 +186,7 @@ impl Control {
         Ok(Control {
             backend: Backend::Postgres(pg::PgStore::open(url)?),
             limits,
+            commits: Default::default(),
         })
     }
 
@@ -238,6 +243,25 @@ impl Control {
 
     /// Runs `f` as the only writer; commits when `commit` (and `f` succeeded).
     fn with_write<T>(&self, commit: bool, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let out = self.write_transaction(commit, f)?;
+        if commit {
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(out)
+    }
+
+    /// Write transactions committed through this handle so far (other replicas' commits
+    /// are not counted: read [`Control::revision`] for those).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn write_transaction<T>(
+        &self,
+        commit: bool,
+        f: impl FnOnce(&dyn Db) -> Result<T>,
+    ) -> Result<T> {
         match &self.backend {
             Backend::Sqlite { conn, .. } => {
                 // A panic while holding the lock leaves the connection usable: the

@@ -45,8 +45,8 @@ pub struct AppState {
     engines: instances::EngineCache,
     /// The bearer token agents present; `None` refuses every agent.
     agent_token: Option<String>,
-    /// Woken after every request that may have committed a change (agent long polls wait
-    /// on it).
+    /// Woken after every request during which the store committed a change (agent long
+    /// polls wait on it).
     changed: tokio::sync::Notify,
     hosts: agents::HostRegistry,
     snapshots: agents::SnapshotCache,
@@ -150,6 +150,7 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    let commits = state.control.commits();
     // The store is synchronous (SQLite): run the request on the blocking pool.
     let outcome = tokio::task::spawn_blocking(move || {
         let action = handle(&state2, &method, &headers, &query, &body, &mut params)?;
@@ -163,7 +164,8 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
             "The request processing has failed due to some unknown error.",
         ))
     });
-    if outcome.is_ok() {
+    // Agent long polls wait for a commit; reads (most requests) must not wake them all.
+    if state.control.commits() != commits {
         state.changed.notify_waiters();
     }
     match outcome {
