@@ -145,11 +145,7 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let state2 = state.clone();
     let method = parts.method.clone();
     let headers = parts.headers.clone();
-    let query: Vec<(String, String)> = parts
-        .uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query = parts.uri.query().unwrap_or_default().to_string();
     let commits = state.control.commits();
     // The store is synchronous (SQLite): run the request on the blocking pool.
     let outcome = tokio::task::spawn_blocking(move || {
@@ -191,7 +187,7 @@ fn handle(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    query: &[(String, String)],
+    query: &str,
     body: &Bytes,
     params: &mut Params,
 ) -> Result<(String, Reply), ApiError> {
@@ -257,7 +253,7 @@ fn authenticate(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    query: &[(String, String)],
+    query: &str,
     body: &Bytes,
     params: &mut Params,
 ) -> Result<model::AccountId, ApiError> {
@@ -301,10 +297,14 @@ fn authenticate(
                     "The x-acs-content-sha256 header does not match the request body.",
                 ));
             }
+            // Only V3 signs the query string apart from the body: parsed here, not per request.
+            let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
             let sts = auth::v3_string_to_sign(
                 method.as_str(),
                 "/",
-                query,
+                &query,
                 headers,
                 &a.signed_headers,
                 &payload_hash,
