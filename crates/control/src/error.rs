@@ -3,7 +3,11 @@
 
 use std::net::Ipv4Addr;
 
-use model::{InstanceId, ModelError, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId};
+use std::borrow::Cow;
+
+use model::{
+    EcsError, InstanceId, ModelError, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
+};
 use thiserror::Error;
 
 /// Why a command was refused (nothing was changed).
@@ -156,9 +160,8 @@ impl From<rusqlite::Error> for ControlError {
     }
 }
 
-impl ControlError {
-    /// The ECS error code.
-    pub fn code(&self) -> String {
+impl EcsError for ControlError {
+    fn code(&self) -> Cow<'static, str> {
         let code = match self {
             ControlError::Model(e) => return e.code(),
             ControlError::GroupNotFound(_) => "InvalidSecurityGroupId.NotFound",
@@ -207,11 +210,10 @@ impl ControlError {
             ControlError::TagLimit => "InvalidTagCount",
             ControlError::Storage(_) => "InternalError",
         };
-        code.to_string()
+        code.into()
     }
 
-    /// The HTTP status ECS answers the code with.
-    pub fn http_status(&self) -> u16 {
+    fn http_status(&self) -> u16 {
         match self {
             ControlError::Model(e) => e.http_status(),
             ControlError::GroupNotFound(_)
@@ -238,7 +240,27 @@ impl ControlError {
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus => 403,
             ControlError::Storage(_) => 500,
-            _ => 400,
+            ControlError::SourceGroupMismatch
+            | ControlError::DestGroupMismatch
+            | ControlError::GroupRuleLimit
+            | ControlError::DuplicatePermissions
+            | ControlError::PermissionsConflict
+            | ControlError::AccountExists(_)
+            | ControlError::IdempotentParameterMismatch
+            | ControlError::InvalidCidr(_)
+            | ControlError::CidrOverlap(_)
+            | ControlError::VpcInUse
+            | ControlError::VSwitchInUse
+            | ControlError::InstanceGroupLimit
+            | ControlError::NotMember
+            | ControlError::InstanceGroupMismatch
+            | ControlError::PrivateIpNotInVSwitch(_)
+            | ControlError::PrivateIpInUse(_)
+            | ControlError::NoFreeAddress
+            | ControlError::ModifyEntityType
+            | ControlError::ModifyNicType
+            | ControlError::RuleDuplicate
+            | ControlError::TagLimit => 400,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod error;
 mod groups;
+pub mod limits;
 mod network;
 pub mod pg;
 pub mod sql;
@@ -26,34 +27,12 @@ use sql::{args, Db};
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
-pub use network::{
-    CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord, GROUPS_PER_INSTANCE,
-};
-pub use tags::{TaggedType, HOST_TAG, TAGS_PER_RESOURCE};
+pub use limits::Limits;
+pub use network::{CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord};
+pub use tags::{TaggedType, HOST_TAG};
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;
-
-/// Configurable limits (DESIGN.md §4), ECS defaults.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Rules per group.
-    pub rules_per_group: usize,
-    /// Group-reference rules per basic group.
-    pub group_rules_per_group: usize,
-    /// Groups per account and region.
-    pub groups_per_region: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            rules_per_group: 200,
-            group_rules_per_group: 20,
-            groups_per_region: 1000,
-        }
-    }
-}
 
 /// Who is asking, and where: every resource belongs to one account and one region.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,18 +14,12 @@ use ipnet::Ipv4Net;
 
 /// The classic network's intranet address pool.
 pub const CLASSIC_INTRANET: &str = "198.18.192.0/18";
-use model::{AccountId, GroupType, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
+use model::{AccountId, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::json;
 
+use crate::limits::{group_members, GROUPS_PER_INSTANCE};
 use crate::sql::args;
 use crate::{new_id_body, now, ControlError, Result, Tx};
-
-/// Most groups per instance (ECS default; DESIGN.md §4).
-pub const GROUPS_PER_INSTANCE: usize = 5;
-/// Most instances in a basic group.
-pub const BASIC_GROUP_MEMBERS: usize = 2000;
-/// Most instances in an enterprise group.
-pub const ENTERPRISE_GROUP_MEMBERS: usize = 65_536;
 
 /// A stored VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,10 +391,7 @@ impl Tx<'_> {
             }
             kind = Some(record.group_type);
             let members = self.members(g)?;
-            let limit = match record.group_type {
-                GroupType::Normal => BASIC_GROUP_MEMBERS,
-                GroupType::Enterprise => ENTERPRISE_GROUP_MEMBERS,
-            };
+            let limit = group_members(record.group_type);
             if members + joining > limit {
                 return Err(ControlError::GroupMemberLimit);
             }
@@ -672,10 +663,7 @@ impl Tx<'_> {
         self.check_groups(groups, i.vpc_id.as_ref(), 0)?;
         for g in &newcomers {
             let record = self.group(g)?;
-            let limit = match record.group_type {
-                GroupType::Normal => BASIC_GROUP_MEMBERS,
-                GroupType::Enterprise => ENTERPRISE_GROUP_MEMBERS,
-            };
+            let limit = group_members(record.group_type);
             if self.members(g)? + 1 > limit {
                 return Err(ControlError::GroupMemberLimit);
             }

@@ -6,9 +6,6 @@ use serde_json::json;
 use crate::sql::args;
 use crate::{ControlError, Result, Tx};
 
-/// Most tags on one resource.
-pub const TAGS_PER_RESOURCE: usize = 20;
-
 /// The resource types that carry tags here, by their wire names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaggedType {
@@ -74,7 +71,7 @@ impl Tx<'_> {
                     args![kind.as_wire(), id, k, v],
                 )?;
             }
-            if self.resource_tags(kind, id)?.len() > TAGS_PER_RESOURCE {
+            if self.resource_tags(kind, id)?.len() > crate::limits::TAGS_PER_RESOURCE {
                 return Err(ControlError::TagLimit);
             }
             self.log(

@@ -4,7 +4,19 @@
 //! parse failure into the response an ECS client expects without a second mapping table.
 //! Where Alibaba documents no specific code, the variant says which generic code it borrows.
 
+use std::borrow::Cow;
+
 use thiserror::Error;
+
+/// An error an ECS client understands: each value answers exactly one ECS `Code` and one HTTP
+/// status. Every layer's error enum implements it (`ModelError`, `PolicyError`,
+/// `ControlError`, the server's `ServerError`), so the server renders any of them the same way.
+pub trait EcsError: std::error::Error {
+    /// The ECS error code (`Code` field of the error body).
+    fn code(&self) -> Cow<'static, str>;
+    /// The HTTP status ECS answers the code with.
+    fn http_status(&self) -> u16;
+}
 
 /// A wire value that does not parse or validate, with the ECS error it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -127,14 +139,13 @@ impl std::fmt::Display for IdKind {
     }
 }
 
-impl ModelError {
-    /// The ECS error code (`Code` field of the error body).
-    pub fn code(&self) -> String {
+impl EcsError for ModelError {
+    fn code(&self) -> Cow<'static, str> {
         let code = match self {
             ModelError::Missing(name) => {
                 return match *name {
-                    "RegionId" | "Source" | "Dest" => format!("MissingParameter.{name}"),
-                    _ => "MissingParameter".to_string(),
+                    "RegionId" | "Source" | "Dest" => format!("MissingParameter.{name}").into(),
+                    _ => "MissingParameter".into(),
                 }
             }
             ModelError::PriorityMalformed(_) => "InvalidPriority.Malformed",
@@ -173,11 +184,11 @@ impl ModelError {
             },
             ModelError::InvalidParameter(..) => "InvalidParameter",
         };
-        code.to_string()
+        code.into()
     }
 
-    /// The HTTP status ECS answers this error with. Every model error is a client error.
-    pub fn http_status(&self) -> u16 {
+    /// Every model error is a client error.
+    fn http_status(&self) -> u16 {
         400
     }
 }

@@ -128,6 +128,7 @@ impl fmt::Display for AccountId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EcsError;
 
     #[test]
     fn ids_need_their_prefix_and_an_alphanumeric_body() {

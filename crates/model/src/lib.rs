@@ -2,7 +2,7 @@
 //!
 //! This crate does no I/O and knows nothing of HTTP, SQL or nftables. Wire strings are
 //! parsed here exactly once, with the ECS error code each failure answers
-//! ([`ModelError::code`]); everything inward of the parse works with typed values whose
+//! ([`EcsError::code`]); everything inward of the parse works with typed values whose
 //! invariants hold by construction.
 
 mod error;
@@ -10,7 +10,7 @@ mod group;
 mod ids;
 mod rule;
 
-pub use error::{IdKind, ModelError};
+pub use error::{EcsError, IdKind, ModelError};
 pub use group::{
     validate_group_description, validate_group_name, GroupType, InnerAccessPolicy, Instance,
     SecurityGroup,

@@ -22,7 +22,7 @@ fn parse(f: &PermissionFields) -> Result<Permission, ModelError> {
 }
 
 fn code(f: &PermissionFields) -> String {
-    parse(f).unwrap_err().code()
+    parse(f).unwrap_err().code().into_owned()
 }
 
 #[test]
@@ -280,7 +280,7 @@ proptest! {
                 prop_assert_eq!(r.to_string(), s);
             }
             Err(e) => prop_assert!(matches!(
-                e.code().as_str(),
+                e.code().as_ref(),
                 "InvalidParam.PortRange" | "InvalidParam.ProtocolAndPortRangeMismatch"
             )),
         }

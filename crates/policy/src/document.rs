@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use model::SecurityGroupId;
 use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, Instance, PermissionFields, SecurityGroup,
 };
+use model::{EcsError as _, SecurityGroupId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thiserror::Error;

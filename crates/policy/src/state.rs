@@ -182,9 +182,8 @@ pub enum PolicyError {
     FamilyMismatch,
 }
 
-impl PolicyError {
-    /// The ECS error code this error answers.
-    pub fn code(&self) -> &'static str {
+impl model::EcsError for PolicyError {
+    fn code(&self) -> std::borrow::Cow<'static, str> {
         match self {
             PolicyError::UnknownGroup(_) => "InvalidSecurityGroupId.NotFound",
             PolicyError::UnknownInstance(_) => "InvalidInstanceId.NotFound",
@@ -199,16 +198,22 @@ impl PolicyError {
             | PolicyError::NoAddress(..)
             | PolicyError::FamilyMismatch => "InvalidParameter",
         }
+        .into()
     }
 
-    /// The HTTP status of [`PolicyError::code`].
-    pub fn http_status(&self) -> u16 {
+    fn http_status(&self) -> u16 {
         match self {
             PolicyError::UnknownGroup(_)
             | PolicyError::UnknownInstance(_)
             | PolicyError::UnknownRule(_) => 404,
             PolicyError::AlreadyMember | PolicyError::GroupInUse => 403,
-            _ => 400,
+            PolicyError::DuplicateGroup(_)
+            | PolicyError::DuplicateInstance(_)
+            | PolicyError::DuplicateRule(_)
+            | PolicyError::NotMember
+            | PolicyError::NoInstanceInFlow
+            | PolicyError::NoAddress(..)
+            | PolicyError::FamilyMismatch => 400,
         }
     }
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{check, check_both, World};
-use model::{GroupType, InnerAccessPolicy, NetworkType};
+use model::{EcsError as _, GroupType, InnerAccessPolicy, NetworkType};
 use policy::{Change, Engine, Reference};
 
 fn two_instances() -> World {

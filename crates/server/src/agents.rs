@@ -26,7 +26,8 @@ use control::{Ctx, HOST_TAG};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::wire::{render_error, request_id, ApiError, Format};
+use crate::error::ServerError;
+use crate::wire::{render_error, request_id, Format};
 use crate::AppState;
 
 /// Longest wait of one long poll.
@@ -44,7 +45,7 @@ pub(crate) struct FeedQuery {
     wait: Option<u64>,
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ServerError> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -52,24 +53,20 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or_default();
     match &state.agent_token {
         Some(token) if crate::auth::same(token, given) => Ok(()),
-        _ => Err(ApiError::new(
-            401,
-            "InvalidAgentToken",
-            "The agent token is missing or not the one this server was started with.",
-        )),
+        _ => Err(ServerError::AgentTokenInvalid),
     }
 }
 
-fn failure(e: &ApiError) -> Response {
+fn failure(e: &ServerError) -> Response {
     render_error(Format::Json, "stockade", &request_id(), e)
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|_| Err(ApiError::new(500, "InternalError", "The feed failed.")))
+        .unwrap_or_else(|e| Err(ServerError::internal(format!("feed task: {e}"))))
 }
 
 /// `GET /agent/v1/policy`.
@@ -83,11 +80,7 @@ pub(crate) async fn policy(
     }
     let region = q.region.clone().unwrap_or_else(|| state.regions[0].clone());
     if !state.regions.contains(&region) {
-        return failure(&ApiError::new(
-            404,
-            "InvalidRegionId.NotFound",
-            format!("The specified RegionId \"{region}\" does not exist."),
-        ));
+        return failure(&ServerError::RegionNotFound(region));
     }
     state.seen(&q.host, None);
     let deadline = Instant::now() + Duration::from_secs(q.wait.unwrap_or(25).min(MAX_WAIT));
@@ -114,7 +107,7 @@ pub(crate) async fn policy(
 }
 
 /// The host's share of the region's policy at the current revision.
-fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ApiError> {
+fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ServerError> {
     let ctx = Ctx {
         account: model::AccountId::new(0),
         region: region.to_string(),
@@ -180,11 +173,7 @@ pub(crate) async fn status(
         return failure(&e);
     }
     let Some(host) = report.get("HostId").and_then(Value::as_str) else {
-        return failure(&ApiError::new(
-            400,
-            "MissingParameter",
-            "HostId is required.",
-        ));
+        return failure(&model::ModelError::Missing("HostId").into());
     };
     state.seen(host, Some(report.clone()));
     Json(json!({"RequestId": request_id()})).into_response()

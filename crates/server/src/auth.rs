@@ -16,7 +16,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Digest;
 
-use crate::wire::{ApiError, Params};
+use crate::error::{Result, ServerError};
+use crate::wire::Params;
 
 /// Requests whose timestamp is further than this from the server's clock are refused.
 pub const TIMESTAMP_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -217,42 +218,20 @@ impl Nonces {
 }
 
 /// Checks that an ISO-8601 UTC timestamp is within the window of now.
-pub fn check_timestamp(ts: &str) -> Result<(), ApiError> {
-    let expired = || {
-        ApiError::new(
-            400,
-            "InvalidTimeStamp.Expired",
-            "Specified time stamp or date value is expired.",
-        )
-    };
+pub fn check_timestamp(ts: &str) -> Result<()> {
     let t = chrono::DateTime::parse_from_rfc3339(ts)
         .or_else(|_| {
             chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%SZ")
                 .map(|n| n.and_utc().fixed_offset())
         })
-        .map_err(|_| {
-            ApiError::new(
-                400,
-                "InvalidTimeStamp.Format",
-                format!("Specified time stamp or date value \"{ts}\" is not well formatted."),
-            )
-        })?;
+        .map_err(|_| ServerError::TimestampMalformed(ts.to_string()))?;
     let skew = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
         .num_seconds()
         .unsigned_abs();
     if skew > TIMESTAMP_WINDOW.as_secs() {
-        return Err(expired());
+        return Err(ServerError::TimestampExpired);
     }
     Ok(())
-}
-
-/// The error the old SDK recognises, with the server's string to sign after the colon.
-pub fn signature_mismatch(string_to_sign: &str) -> ApiError {
-    ApiError::new(
-        400,
-        "SignatureDoesNotMatch",
-        format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
-    )
 }
 
 /// Constant-time comparison of two signatures.
@@ -273,29 +252,21 @@ pub enum Scheme {
 }
 
 /// Decides the scheme, or says what is missing.
-pub fn scheme(params: &Params, headers: &HeaderMap) -> Result<Scheme, ApiError> {
+pub fn scheme(params: &Params, headers: &HeaderMap) -> Result<Scheme> {
     if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         if auth.starts_with("ACS3-") {
-            return parse_v3_authorization(auth).map(Scheme::V3).ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    "IncompleteSignature",
-                    "The request signature does not conform to Alibaba Cloud standards.",
-                )
-            });
+            return parse_v3_authorization(auth)
+                .map(Scheme::V3)
+                .ok_or(ServerError::IncompleteSignature);
         }
     }
     if params.opt("Signature").is_some() {
         return Ok(Scheme::V1);
     }
     if params.opt("AccessKeyId").is_none() {
-        return Err(ApiError::new(400, "MissingParameter", "The input parameter \"AccessKeyId\" that is mandatory for processing this request is not supplied."));
+        return Err(model::ModelError::Missing("AccessKeyId").into());
     }
-    Err(ApiError::new(
-        400,
-        "IncompleteSignature",
-        "The request signature does not conform to Alibaba Cloud standards.",
-    ))
+    Err(ServerError::IncompleteSignature)
 }
 
 #[cfg(test)]

@@ -16,14 +16,6 @@ use model::AccountId;
 
 use crate::wire::Params;
 
-/// The read actions whose answers are cached.
-pub(crate) const CACHED: [&str; 4] = [
-    "DescribeSecurityGroupAttribute",
-    "DescribeSecurityGroups",
-    "DescribeSecurityGroupReferences",
-    "DescribeInstances",
-];
-
 /// Most answers kept; when full, the cache starts over (answers are cheap to rebuild, and a
 /// changing store empties it in effect anyway).
 const CAPACITY: usize = 4096;
@@ -41,9 +33,7 @@ impl ReadCache {
     /// The key of a request.
     pub(crate) fn key(account: AccountId, region: &str, params: &Params) -> Key {
         let params = params
-            .all()
-            .iter()
-            .filter(|(k, _)| !crate::actions::TRANSPORT.contains(&k.as_str()))
+            .request_fields()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         (account, region.to_string(), params)

@@ -6,11 +6,12 @@
 //! requests). Every request is authenticated (see [`auth`]) before it reaches an action; every
 //! failure is an ECS error body with its HTTP status.
 
-mod actions;
+pub mod actions;
 mod agents;
 pub mod auth;
 mod cache;
-mod instances;
+pub mod error;
+mod paging;
 pub mod wire;
 
 use std::sync::Arc;
@@ -24,11 +25,16 @@ use axum::Router;
 use control::{Control, Ctx};
 use sha2::Digest;
 
-pub use actions::{audit_json, exposure_json, port_range_wire, protocol_name};
-pub use instances::flow_verdict_json;
+pub use actions::analysis::{
+    audit_json, exposure_json, flow_verdict_json, port_range_wire, protocol_name,
+};
+pub use actions::{Action, Mode, Reply};
+pub use error::ServerError;
 
+use actions::{Call, RegionSource};
 use auth::{Nonces, Scheme};
-use wire::{render, render_error, request_id, ApiError, Format, Params};
+use error::Result;
+use wire::{render, render_error, request_id, Format, Params};
 
 /// The ECS API version.
 pub const ECS_VERSION: &str = "2014-05-26";
@@ -42,7 +48,7 @@ pub struct AppState {
     /// Regions served (the first is the default in `DescribeRegions`).
     pub regions: Vec<String>,
     nonces: Nonces,
-    engines: instances::EngineCache,
+    engines: actions::analysis::EngineCache,
     /// The bearer token agents present; `None` refuses every agent.
     agent_token: Option<String>,
     /// Woken after every request during which the store committed a change (agent long
@@ -73,7 +79,7 @@ impl AppState {
 
     /// Refuses a signature nonce seen before: remembered in the shared database when
     /// replicas share one (a replay to another replica is refused too), in memory otherwise.
-    fn check_nonce(&self, access_key: &str, nonce: &str) -> Result<(), ApiError> {
+    fn check_nonce(&self, access_key: &str, nonce: &str) -> Result<()> {
         let keep = 2 * auth::TIMESTAMP_WINDOW.as_secs() as i64;
         let fresh = match self.control.remember_nonce(access_key, nonce, keep)? {
             Some(fresh) => fresh,
@@ -82,11 +88,7 @@ impl AppState {
         if fresh {
             Ok(())
         } else {
-            Err(ApiError::new(
-                400,
-                "SignatureNonceUsed",
-                "Specified signature nonce was used already.",
-            ))
+            Err(ServerError::SignatureNonceUsed)
         }
     }
 
@@ -122,12 +124,8 @@ const MAX_BODY: usize = 1 << 20;
 async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let id = request_id();
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = ApiError::new(400, "InvalidParameter", "The request body is too large.");
-            return render_error(Format::Json, "stockade", &id, &e);
-        }
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return render_error(Format::Json, "stockade", &id, &ServerError::BodyTooLarge);
     };
     let host = parts
         .headers
@@ -143,46 +141,46 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let mut params = Params::parse(parts.uri.query(), is_form.then_some(&body[..]));
     let format = Format::of(&params);
     let state2 = state.clone();
-    let method = parts.method.clone();
-    let headers = parts.headers.clone();
-    let query = parts.uri.query().unwrap_or_default().to_string();
     let commits = state.control.commits();
     // The store is synchronous (SQLite): run the request on the blocking pool.
     let outcome = tokio::task::spawn_blocking(move || {
-        let action = handle(&state2, &method, &headers, &query, &body, &mut params)?;
-        Ok::<_, ApiError>(action)
+        let query = parts.uri.query().unwrap_or_default();
+        handle(
+            &state2,
+            &parts.method,
+            &parts.headers,
+            query,
+            &body,
+            &mut params,
+        )
     })
     .await
-    .unwrap_or_else(|_| {
-        Err(ApiError::new(
-            500,
-            "InternalError",
-            "The request processing has failed due to some unknown error.",
-        ))
-    });
+    .unwrap_or_else(|e| Err(ServerError::internal(format!("request task: {e}"))));
     // Agent long polls wait for a commit; reads (most requests) must not wake them all.
     if state.control.commits() != commits {
         state.changed.notify_waiters();
     }
     match outcome {
-        Ok((_, Reply::Cached(fields))) => wire::render_json_fields(&id, &fields),
-        Ok((action, Reply::Value(value))) => {
-            render(200, format, &format!("{action}Response"), &id, value)
-        }
-        Err(e) => {
-            tracing::debug!(code = %e.code, message = %e.message, "request refused");
-            render_error(format, &host, &id, &e)
-        }
+        Ok((_, Answer::Cached(fields))) => wire::render_json_fields(&id, &fields),
+        Ok((action, Answer::Value(value))) => render(
+            200,
+            format,
+            &format!("{}Response", action.name()),
+            &id,
+            value,
+        ),
+        Err(e) => render_error(format, &host, &id, &e),
     }
 }
 
 /// An action's answer: its fields, or (for a cached read) those fields already as JSON.
-enum Reply {
+enum Answer {
     Value(serde_json::Value),
     Cached(std::sync::Arc<str>),
 }
 
-/// Authenticates, then runs the action. Returns the action name and the response body.
+/// Authenticates, resolves the action and its region, then runs it (through the read cache
+/// when the action is cached).
 fn handle(
     state: &AppState,
     method: &Method,
@@ -190,63 +188,64 @@ fn handle(
     query: &str,
     body: &Bytes,
     params: &mut Params,
-) -> Result<(String, Reply), ApiError> {
+) -> Result<(Action, Answer)> {
     let account = authenticate(state, method, headers, query, body, params)?;
-    let action = params.required("Action")?;
-    let version = params.required("Version")?;
-    if version != ECS_VERSION && version != VPC_VERSION {
-        return Err(ApiError::new(
-            404,
-            "InvalidAction.NotFound",
-            "Specified api is not found, please check your url and method.",
-        ));
-    }
-    let region = params.opt("RegionId");
-    let ctx = match (action.as_str(), region) {
-        ("DescribeRegions", r) => Ctx {
-            account,
-            region: r.unwrap_or_else(|| state.regions[0].clone()),
-        },
-        // These requests carry no RegionId in the SDKs: the instance names its region.
-        ("ModifyInstanceAttribute" | "StartInstance" | "StopInstance" | "DeleteInstance", None) => {
-            let instance: model::InstanceId = params.required("InstanceId")?.parse()?;
-            let region = state
-                .control
-                .instance_region(account, &instance)?
-                .ok_or(control::ControlError::InstanceNotFound(instance))?;
-            Ctx { account, region }
-        }
-        (_, None) => return Err(model::ModelError::Missing("RegionId").into()),
-        (_, Some(r)) if !state.regions.contains(&r) => {
-            return Err(ApiError::new(
-                404,
-                "InvalidRegionId.NotFound",
-                format!("The specified RegionId \"{r}\" does not exist."),
-            ))
-        }
-        (_, Some(r)) => Ctx { account, region: r },
+    let name = params.required("Action")?;
+    let action = Action::parse(&params.required("Version")?, &name)?;
+    let ctx = Ctx {
+        account,
+        region: region(state, action, account, params)?,
     };
-    if version == VPC_VERSION {
-        let value = instances::dispatch_vpc(state, &ctx, &action, params)?;
-        return Ok((action, Reply::Value(value)));
-    }
-    if !cache::CACHED.contains(&action.as_str()) || Format::of(params) != Format::Json {
-        let value = actions::dispatch(state, &ctx, &action, params)?;
-        return Ok((action, Reply::Value(value)));
+    let call = Call {
+        state,
+        ctx: &ctx,
+        params,
+        action,
+        mode: Mode::of(params)?,
+    };
+    let run = |call: &Call| match actions::execute(call)? {
+        Reply::Body(value) => Ok(value),
+        Reply::Previewed(_) => Err(ServerError::internal(format!(
+            "{} answered a preview outside a preview",
+            action.name()
+        ))),
+    };
+    if !action.is_cached() || Format::of(params) != Format::Json {
+        return Ok((action, Answer::Value(run(&call)?)));
     }
     let key = cache::ReadCache::key(account, &ctx.region, params);
     let before = state.control.revision()?;
     if let Some(fields) = state.reads.get(&key, before) {
-        return Ok((action, Reply::Cached(fields)));
+        return Ok((action, Answer::Cached(fields)));
     }
-    let fields: std::sync::Arc<str> = actions::dispatch(state, &ctx, &action, params)?
-        .to_string()
-        .into();
+    let fields: std::sync::Arc<str> = run(&call)?.to_string().into();
     // Kept only if no change committed meanwhile: the answer is then the state at `before`.
     if state.control.revision()? == before {
         state.reads.put(key, before, fields.clone());
     }
-    Ok((action, Reply::Cached(fields)))
+    Ok((action, Answer::Cached(fields)))
+}
+
+/// The region a request acts in (see [`RegionSource`]).
+fn region(
+    state: &AppState,
+    action: Action,
+    account: model::AccountId,
+    params: &Params,
+) -> Result<String> {
+    match (action.region_source(), params.opt("RegionId")) {
+        (RegionSource::Optional, r) => Ok(r.unwrap_or_else(|| state.regions[0].clone())),
+        (RegionSource::OrInstance, None) => {
+            let instance: model::InstanceId = params.typed("InstanceId")?;
+            Ok(state
+                .control
+                .instance_region(account, &instance)?
+                .ok_or(control::ControlError::InstanceNotFound(instance))?)
+        }
+        (_, None) => Err(model::ModelError::Missing("RegionId").into()),
+        (_, Some(r)) if !state.regions.contains(&r) => Err(ServerError::RegionNotFound(r)),
+        (_, Some(r)) => Ok(r),
+    }
 }
 
 fn authenticate(
@@ -256,24 +255,20 @@ fn authenticate(
     query: &str,
     body: &Bytes,
     params: &mut Params,
-) -> Result<model::AccountId, ApiError> {
+) -> Result<model::AccountId> {
     match auth::scheme(params, headers)? {
         Scheme::V1 => {
             let ak = params.required("AccessKeyId")?;
             let (account, secret) = state.control.access_key(&ak)?;
             if let Some(m) = params.opt("SignatureMethod") {
                 if m != "HMAC-SHA1" {
-                    return Err(ApiError::new(
-                        400,
-                        "InvalidParameter",
-                        format!("The specified SignatureMethod \"{m}\" is not supported."),
-                    ));
+                    return Err(ServerError::SignatureMethodNotSupported(m));
                 }
             }
             let sts = auth::v1_string_to_sign(method.as_str(), params.all());
             let given = params.required("Signature")?;
             if !auth::same(&auth::v1_signature(&secret, &sts), &given) {
-                return Err(auth::signature_mismatch(&sts));
+                return Err(ServerError::SignatureMismatch(sts));
             }
             auth::check_timestamp(&params.required("Timestamp")?)?;
             let nonce = params.required("SignatureNonce")?;
@@ -291,11 +286,7 @@ fn authenticate(
             let payload_hash = header("x-acs-content-sha256")
                 .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(b"")));
             if payload_hash != hex::encode(sha2::Sha256::digest(body)) {
-                return Err(ApiError::new(
-                    400,
-                    "SignatureDoesNotMatch",
-                    "The x-acs-content-sha256 header does not match the request body.",
-                ));
+                return Err(ServerError::ContentHashMismatch);
             }
             // Only V3 signs the query string apart from the body: parsed here, not per request.
             let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -310,7 +301,7 @@ fn authenticate(
                 &payload_hash,
             );
             if !auth::same(&auth::v3_signature(&secret, &sts), &a.signature) {
-                return Err(auth::signature_mismatch(&sts));
+                return Err(ServerError::SignatureMismatch(sts));
             }
             auth::check_timestamp(
                 &header("x-acs-date").ok_or(model::ModelError::Missing("x-acs-date"))?,

@@ -6,21 +6,31 @@
 //! `HostId`, `Code`, `Message` and `Recommend` with the ECS HTTP status.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use control::ControlError;
-use model::ModelError;
+use model::{EcsError, ModelError};
 use serde_json::{Map, Value};
+
+use crate::error::{Result, ServerError};
+
+/// Parameters that belong to the transport, not to the request.
+const TRANSPORT: [&str; 9] = [
+    "Signature",
+    "SignatureNonce",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureType",
+    "Timestamp",
+    "AccessKeyId",
+    "Format",
+    "ClientToken",
+];
 
 /// The merged request parameters, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     map: BTreeMap<String, String>,
-    /// Set by `PreviewSecurityGroupChange`: the command runs in a rolled-back transaction and
-    /// leaves here the region's policy as it would be after it.
-    preview: Option<Arc<Mutex<Option<policy::Snapshot>>>>,
 }
 
 impl Params {
@@ -43,25 +53,21 @@ impl Params {
         for (k, v) in pairs {
             map.entry(k).or_insert(v);
         }
-        Params { map, preview: None }
-    }
-
-    /// Turns these parameters into a preview of their command; the returned slot receives
-    /// the policy the command would leave.
-    pub fn enable_preview(&mut self) -> Arc<Mutex<Option<policy::Snapshot>>> {
-        let slot = Arc::new(Mutex::new(None));
-        self.preview = Some(slot.clone());
-        slot
-    }
-
-    /// The preview slot, when these parameters are a preview.
-    pub fn preview(&self) -> Option<&Arc<Mutex<Option<policy::Snapshot>>>> {
-        self.preview.as_ref()
+        Params { map }
     }
 
     /// Every parameter (for signatures).
     pub fn all(&self) -> &BTreeMap<String, String> {
         &self.map
+    }
+
+    /// The parameters that make the request (what it asks), without those of the transport
+    /// (signature, format, token): what a `ClientToken` fingerprint and a cached answer's
+    /// key are made of.
+    pub fn request_fields(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.map
+            .iter()
+            .filter(|(k, _)| !TRANSPORT.contains(&k.as_str()))
     }
 
     /// Adds a parameter that arrived elsewhere (V3 puts `Action` in a header).
@@ -75,7 +81,7 @@ impl Params {
     }
 
     /// A parameter that must be present.
-    pub fn required(&self, k: &'static str) -> Result<String, ApiError> {
+    pub fn required(&self, k: &'static str) -> Result<String> {
         self.opt(k).ok_or_else(|| ModelError::Missing(k).into())
     }
 
@@ -83,27 +89,44 @@ impl Params {
     pub fn parsed<T: std::str::FromStr<Err = ModelError>>(
         &self,
         k: &'static str,
-    ) -> Result<Option<T>, ApiError> {
+    ) -> Result<Option<T>> {
         Ok(self.opt(k).map(|v| v.parse()).transpose()?)
     }
 
+    /// A required parameter parsed by its model type (ids, mostly).
+    pub fn typed<T: std::str::FromStr<Err = ModelError>>(&self, k: &'static str) -> Result<T> {
+        Ok(self.required(k)?.parse()?)
+    }
+
+    /// `prefix.1`, `prefix.2`, ... each parsed by its model type.
+    pub fn typed_list<T: std::str::FromStr<Err = ModelError>>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<T>> {
+        Ok(self
+            .list(prefix)
+            .iter()
+            .map(|v| v.parse())
+            .collect::<Result<_, _>>()?)
+    }
+
     /// A boolean (`true` / `false`, case-insensitive).
-    pub fn flag(&self, k: &'static str) -> Result<bool, ApiError> {
+    pub fn flag(&self, k: &'static str) -> Result<bool> {
         match self.opt(k).map(|v| v.to_ascii_lowercase()) {
             None => Ok(false),
             Some(v) if v == "true" => Ok(true),
             Some(v) if v == "false" => Ok(false),
-            Some(v) => Err(ApiError::invalid_parameter(k, &v)),
+            Some(v) => Err(ServerError::invalid(k, v)),
         }
     }
 
     /// An integer within bounds.
-    pub fn number(&self, k: &'static str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+    pub fn number(&self, k: &'static str, min: u64, max: u64) -> Result<Option<u64>> {
         match self.opt(k) {
             None => Ok(None),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(ApiError::invalid_parameter(k, &v)),
+                _ => Err(ServerError::invalid(k, v)),
             },
         }
     }
@@ -153,58 +176,6 @@ impl Object<'_> {
     /// A field of the object (empty counts as absent).
     pub fn opt(&self, field: &str) -> Option<String> {
         self.params.opt(&format!("{}{field}", self.prefix))
-    }
-}
-
-/// An error response: ECS code, HTTP status and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: u16,
-    /// `Code`.
-    pub code: String,
-    /// `Message`.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error with its parts.
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// `InvalidParameter` for a parameter without a more specific code.
-    pub fn invalid_parameter(name: &str, value: &str) -> ApiError {
-        ApiError::new(
-            400,
-            "InvalidParameter",
-            format!("The specified parameter {name} \"{value}\" is not valid."),
-        )
-    }
-}
-
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> ApiError {
-        ApiError::new(e.http_status(), &e.code(), e.to_string())
-    }
-}
-
-impl From<policy::PolicyError> for ApiError {
-    fn from(e: policy::PolicyError) -> ApiError {
-        ApiError::new(e.http_status(), e.code(), e.to_string())
-    }
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        if let ControlError::Storage(err) = &e {
-            tracing::error!(error = %err, "store failure");
-        }
-        ApiError::new(e.http_status(), &e.code(), e.to_string())
     }
 }
 
@@ -312,13 +283,20 @@ pub fn render_json_fields(request_id: &str, fields: &str) -> Response {
     r
 }
 
-/// Renders an error body.
-pub fn render_error(format: Format, host: &str, request_id: &str, e: &ApiError) -> Response {
+/// Renders an error body. A 5xx answer's cause is logged here, the one place every
+/// refusal passes; its text never reaches the body.
+pub fn render_error(format: Format, host: &str, request_id: &str, e: &ServerError) -> Response {
+    let (code, status) = (e.code(), e.http_status());
+    if let Some(cause) = e.cause() {
+        tracing::error!(%request_id, %code, %cause, "request failed");
+    } else {
+        tracing::debug!(%request_id, %code, message = %e, "request refused");
+    }
     let body = serde_json::json!({
         "HostId": host,
-        "Code": e.code,
-        "Message": e.message,
-        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}&product=Ecs&requestId={request_id}", e.code),
+        "Code": code,
+        "Message": e.to_string(),
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"),
     });
-    render(e.status, format, "Error", request_id, body)
+    render(status, format, "Error", request_id, body)
 }

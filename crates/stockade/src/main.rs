@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use model::{ip_proto, NicType, Peer, Permission};
+use model::{ip_proto, EcsError as _, NicType, Peer, Permission};
 use policy::{
     DecidedBy, Endpoint, Engine, Evaluator, Flow, FlowVerdict, IpFamily, Reference, State,
 };

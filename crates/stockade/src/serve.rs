@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use control::{Control, Limits};
+use model::EcsError as _;
 use serde_json::json;
 
 /// Where the store lives: the embedded SQLite data directory, or (later) PostgreSQL.

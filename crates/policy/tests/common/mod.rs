@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use model::{
-    Direction, GroupType, InnerAccessPolicy, Instance, NetworkType, NicType, PermissionFields,
-    SecurityGroup,
+    Direction, EcsError as _, GroupType, InnerAccessPolicy, Instance, NetworkType, NicType,
+    PermissionFields, SecurityGroup,
 };
 use policy::{
     Change, DecidedBy, Endpoint, Engine, Evaluator, Flow, FlowVerdict, GroupPolicy, PolicyError,

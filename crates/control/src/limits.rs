@@ -1,0 +1,64 @@
+//! Every ECS limit Stockade enforces, in one place: the configurable quotas of
+//! DESIGN.md §4 ([`Limits`]) and the fixed limits of the API (list lengths per request,
+//! tags per resource, members per group).
+
+/// Configurable limits (DESIGN.md §4), ECS defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rules per group.
+    pub rules_per_group: usize,
+    /// Group-reference rules per basic group.
+    pub group_rules_per_group: usize,
+    /// Groups per account and region.
+    pub groups_per_region: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rules_per_group: 200,
+            group_rules_per_group: 20,
+            groups_per_region: 1000,
+        }
+    }
+}
+
+/// Most groups per instance (ECS default; DESIGN.md §4).
+pub const GROUPS_PER_INSTANCE: usize = 5;
+/// Most instances in a basic group.
+pub const BASIC_GROUP_MEMBERS: usize = 2000;
+/// Most instances in an enterprise group.
+pub const ENTERPRISE_GROUP_MEMBERS: usize = 65_536;
+/// Most tags on one resource.
+pub const TAGS_PER_RESOURCE: usize = 20;
+/// Longest tag key and tag value, in bytes.
+pub const TAG_LENGTH: usize = 128;
+/// Longest instance name, in characters.
+pub const INSTANCE_NAME_LENGTH: usize = 128;
+/// Most rules in one `Authorize`/`Revoke` request (`Permissions.N`), and most rule ids in
+/// one revoke.
+pub const RULES_PER_REQUEST: usize = 100;
+/// Most group ids in one `DescribeSecurityGroups` (`SecurityGroupIds`).
+pub const GROUP_IDS_PER_REQUEST: usize = 100;
+/// Most group ids in one `DescribeSecurityGroupReferences`.
+pub const REFERENCE_QUERIES_PER_REQUEST: usize = 10;
+/// Most resource ids in one tag request.
+pub const RESOURCES_PER_TAG_REQUEST: usize = 50;
+/// Instances one `RunInstances` creates at most (`Amount`).
+pub const INSTANCES_PER_RUN: u64 = 100;
+/// Largest page of a `MaxResults` / `PageSize` listing.
+pub const PAGE_SIZE_MAX: u64 = 100;
+/// Page size of a `PageNumber` listing without `PageSize`.
+pub const PAGE_SIZE_DEFAULT: u64 = 10;
+/// Page of `ListTagResources` (it takes no page size).
+pub const TAG_PAGE: u64 = 50;
+/// Bounds of `MaxResults` in `DescribeSecurityGroupAttribute` (rules per page).
+pub const RULE_PAGE: (u64, u64) = (10, 1000);
+
+/// The most members a group of this type may have.
+pub fn group_members(group_type: model::GroupType) -> usize {
+    match group_type {
+        model::GroupType::Normal => BASIC_GROUP_MEMBERS,
+        model::GroupType::Enterprise => ENTERPRISE_GROUP_MEMBERS,
+    }
+}

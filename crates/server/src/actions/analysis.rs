@@ -1,0 +1,314 @@
+//! Stockade's own analysis actions: `DescribeFlowVerdict`, `DescribeSecurityGroupAudit`,
+//! `DescribeInstanceExposure` and the comparison behind `PreviewSecurityGroupChange`, with
+//! the compiled engine they share, and the response bodies the CLI prints too.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use control::{Ctx, GroupFilter};
+use model::{ip_proto, Direction, InstanceId, ModelError, NicType, SecurityGroupId};
+use policy::{DecidedBy, Endpoint, Engine, Evaluator, Flow};
+use serde_json::{json, Value};
+
+use super::{Call, Reply};
+use crate::error::{Result, ServerError};
+use crate::wire::Params;
+use crate::AppState;
+
+/// Compiled engines per region, rebuilt when the change log has moved on.
+#[derive(Default)]
+pub struct EngineCache {
+    by_region: Mutex<HashMap<String, (u64, Arc<Engine>)>>,
+}
+
+/// An engine over a stored policy: the store only holds policies the engine accepts, so a
+/// refusal here is an internal failure, not the caller's.
+fn engine_of(snapshot: &policy::Snapshot) -> Result<Engine> {
+    Engine::new(snapshot).map_err(|e| ServerError::internal(format!("stored policy: {e}")))
+}
+
+/// The region's compiled engine at the store's current revision.
+fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
+    let revision = state.control.revision()?;
+    let mut cache = state
+        .engines
+        .by_region
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((at, engine)) = cache.get(&ctx.region) {
+        if *at == revision {
+            return Ok(engine.clone());
+        }
+    }
+    let snapshot = state.control.read(ctx, |tx| tx.region_snapshot())?;
+    let engine = Arc::new(engine_of(&snapshot)?);
+    cache.insert(ctx.region.clone(), (revision, engine.clone()));
+    Ok(engine)
+}
+
+fn endpoint(p: &Params, instance: &'static str, ip: &'static str) -> Result<Option<Endpoint>> {
+    match (p.opt(instance), p.opt(ip)) {
+        (Some(i), None) => Ok(Some(Endpoint::Instance(i.parse()?))),
+        (None, Some(a)) => Ok(Some(Endpoint::Address(
+            a.parse::<IpAddr>()
+                .map_err(|_| ServerError::invalid(ip, a))?,
+        ))),
+        (Some(_), Some(_)) => Err(ModelError::Conflict(instance, ip).into()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `DescribeFlowVerdict`: the verdict of one flow and what decided it at each instance.
+pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let source = endpoint(p, "SourceInstanceId", "SourceIp")?
+        .ok_or(ModelError::Missing("SourceInstanceId"))?;
+    let destination = endpoint(p, "DestinationInstanceId", "DestinationIp")?
+        .ok_or(ModelError::Missing("DestinationInstanceId"))?;
+    let protocol = match p.required("IpProtocol")?.to_ascii_lowercase().as_str() {
+        "tcp" => ip_proto::TCP,
+        "udp" => ip_proto::UDP,
+        "icmp" => ip_proto::ICMP,
+        "icmpv6" => ip_proto::ICMPV6,
+        "gre" => ip_proto::GRE,
+        other => return Err(ModelError::IpProtocolNotSupported(other.to_string()).into()),
+    };
+    let has_ports = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
+    let destination_port = match (has_ports, p.number("DestinationPort", 1, 65535)?) {
+        (true, Some(port)) => port as u16,
+        (true, None) => return Err(ModelError::Missing("DestinationPort").into()),
+        (false, _) => 0,
+    };
+    let source_port = p.number("SourcePort", 1, 65535)?.unwrap_or(49152) as u16;
+    let nic_type: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
+    // Only the caller's instances can be asked about.
+    call.query(|tx| {
+        for end in [&source, &destination] {
+            if let Endpoint::Instance(id) = end {
+                tx.instance(id)?;
+            }
+        }
+        Ok(())
+    })?;
+    let engine = compiled(call.state, call.ctx)?;
+    let family = Flow::infer_family(&source, &destination, protocol);
+    let flow = Flow {
+        source,
+        destination,
+        protocol,
+        source_port,
+        destination_port,
+        nic_type,
+        family,
+    };
+    Ok(Reply::Body(flow_verdict_json(&engine.verdict(&flow)?)))
+}
+
+/// The `DescribeFlowVerdict` response body (without `RequestId`): the verdict, and per stage
+/// what decided it, empty strings where a field does not apply.
+pub fn flow_verdict_json(verdict: &policy::FlowVerdict) -> Value {
+    let stages: Vec<Value> = verdict
+        .stages
+        .iter()
+        .map(|s| {
+            let (group, rule, priority, policy) = match &s.decided_by {
+                DecidedBy::Rule { group, rule, priority, policy } => {
+                    (group.to_string(), rule.to_string(), priority.to_string(), policy.as_wire().to_string())
+                }
+                DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new(), String::new(), String::new()),
+                _ => Default::default(),
+            };
+            json!({
+                "Stage": match s.direction { Direction::Egress => "Egress", Direction::Ingress => "Ingress" },
+                "InstanceId": s.instance.to_string(),
+                "Verdict": s.verdict.as_wire(),
+                "DecidedBy": s.decided_by.as_wire(),
+                "SecurityGroupId": group,
+                "SecurityGroupRuleId": rule,
+                "Priority": priority,
+                "Policy": policy,
+            })
+        })
+        .collect();
+    json!({"Verdict": verdict.verdict.as_wire(), "Stages": {"Stage": stages}})
+}
+
+/// The findings as the `DescribeSecurityGroupAudit` response body (and `stockade audit
+/// --format json`).
+pub fn audit_json(findings: &[policy::audit::Finding]) -> Value {
+    let items: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "Check": f.check,
+                "Severity": f.severity.as_str(),
+                "SecurityGroupId": f.group.to_string(),
+                "SecurityGroupRuleId": f.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
+                "Message": f.message,
+                "Recommendation": f.fix,
+            })
+        })
+        .collect();
+    json!({"TotalCount": items.len(), "Findings": {"Finding": items}})
+}
+
+/// `DescribeSecurityGroupAudit`: the audit of the caller's groups in the region
+/// (`SecurityGroupId.N` narrows it; `RiskyPorts` is a comma-separated list).
+pub(super) fn audit(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let only: Vec<SecurityGroupId> = p.typed_list("SecurityGroupId")?;
+    let mut config = policy::audit::AuditConfig::default();
+    for leave in p.objects("PlannedLeave") {
+        let instance = leave
+            .opt("InstanceId")
+            .ok_or(ModelError::Missing("PlannedLeave.N.InstanceId"))?;
+        let group = leave
+            .opt("SecurityGroupId")
+            .ok_or(ModelError::Missing("PlannedLeave.N.SecurityGroupId"))?;
+        config
+            .planned_leaves
+            .push((instance.parse()?, group.parse()?));
+    }
+    if let Some(list) = p.opt("RiskyPorts") {
+        config.risky_ports = list
+            .split(',')
+            .map(|s| s.trim().parse::<u16>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ServerError::invalid("RiskyPorts", list))?;
+    }
+    let (snapshot, mine) = call.query(|tx| {
+        for g in &only {
+            tx.group(g)?;
+        }
+        let mine = tx.find_groups(&GroupFilter::default())?;
+        Ok((tx.region_snapshot()?, mine))
+    })?;
+    config.labels = mine
+        .iter()
+        .map(|g| {
+            let label = policy::audit::GroupLabel {
+                name: g.name.clone(),
+                description: g.description.clone(),
+                tags: g.tags.len(),
+            };
+            (g.id.clone(), label)
+        })
+        .collect();
+    let mine: Vec<SecurityGroupId> = mine.into_iter().map(|g| g.id).collect();
+    let state = policy::State::from_snapshot(&snapshot)
+        .map_err(|e| ServerError::internal(format!("stored policy: {e}")))?;
+    let findings: Vec<policy::audit::Finding> = policy::audit::audit(&state, &config)
+        .into_iter()
+        .filter(|f| mine.contains(&f.group) && (only.is_empty() || only.contains(&f.group)))
+        .collect();
+    Ok(Reply::Body(audit_json(&findings)))
+}
+
+/// An exposure as the `DescribeInstanceExposure` response body (and `stockade exposure
+/// --format json`): per accepted (protocol, ports, sources) part, what accepts it and which
+/// instances have addresses in the sources.
+pub fn exposure_json(
+    instance: &InstanceId,
+    exposed: &[policy::exposure::Exposed],
+    evaluator: &impl Evaluator,
+) -> Result<Value, policy::PolicyError> {
+    let mut items = Vec::with_capacity(exposed.len());
+    for e in exposed {
+        let (group, rule) = match &e.decided_by {
+            DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
+            DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
+            _ => Default::default(),
+        };
+        let reaching: Vec<String> = policy::exposure::reaching_instances(evaluator, instance, e)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        items.push(json!({
+            "IpProtocol": protocol_name(e.protocol),
+            "PortRange": port_range_wire(e.protocol, e.ports),
+            "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            "DecidedBy": e.decided_by.as_wire(),
+            "SecurityGroupId": group,
+            "SecurityGroupRuleId": rule,
+            "SourceInstances": {"InstanceId": reaching},
+        }));
+    }
+    Ok(json!({"InstanceId": instance.to_string(), "Exposures": {"Exposure": items}}))
+}
+
+/// `DescribeInstanceExposure`: every inbound IPv4 flow one of the caller's instances
+/// accepts (`NicType` internet for a classic instance's public interface).
+pub(super) fn exposure(call: &Call) -> Result<Reply> {
+    let id: InstanceId = call.params.typed("InstanceId")?;
+    let nic: NicType = call.params.parsed("NicType")?.unwrap_or(NicType::Intranet);
+    call.query(|tx| tx.instance(&id).map(|_| ()))?;
+    // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
+    let engine = compiled(call.state, call.ctx)?;
+    let exposed = policy::exposure::exposure(engine.as_ref(), &id, nic)?;
+    Ok(Reply::Body(exposure_json(&id, &exposed, engine.as_ref())?))
+}
+
+/// The answer of `PreviewSecurityGroupChange`: for each of the caller's instances, the
+/// flows (direction, protocol, ports, peers) whose verdict the change flips between the
+/// region's policies `before` and `after`.
+pub(super) fn preview(
+    call: &Call,
+    before: &policy::Snapshot,
+    after: &policy::Snapshot,
+) -> Result<Reply> {
+    let (was, will) = (engine_of(before)?, engine_of(after)?);
+    let mine: Vec<InstanceId> =
+        call.query(|tx| Ok(tx.instances()?.into_iter().map(|i| i.id).collect()))?;
+    let mut items = Vec::new();
+    for id in &mine {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let flips = policy::exposure::changes(&was, &will, id, NicType::Intranet, direction)?;
+            for c in flips {
+                let peers_in: Vec<String> = will
+                    .state()
+                    .instances()
+                    .filter(|i| {
+                        &i.id != id
+                            && i.intranet_addresses()
+                                .any(|a| c.peers.iter().any(|n| n.contains(&a)))
+                    })
+                    .map(|i| i.id.to_string())
+                    .collect();
+                items.push(json!({
+                    "InstanceId": id.to_string(),
+                    "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
+                    "Effect": if c.allowed { "Allowed" } else { "Denied" },
+                    "IpProtocol": protocol_name(c.protocol),
+                    "PortRange": port_range_wire(c.protocol, c.ports),
+                    "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
+                    "PeerInstances": {"InstanceId": peers_in},
+                }));
+            }
+        }
+    }
+    Ok(Reply::Body(
+        json!({"TotalCount": items.len(), "Changes": {"Change": items}}),
+    ))
+}
+
+/// `-1/-1` for protocols without ports, `start/end` otherwise.
+pub fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
+    if matches!(protocol, 6 | 17) {
+        format!("{lo}/{hi}")
+    } else {
+        "-1/-1".to_string()
+    }
+}
+
+/// The wire name of a probed protocol (50 stands for every protocol ECS cannot name).
+pub fn protocol_name(n: u8) -> &'static str {
+    match n {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "ICMPv6",
+        47 => "GRE",
+        _ => "OTHER",
+    }
+}

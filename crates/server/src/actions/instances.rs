@@ -1,0 +1,214 @@
+//! Instances and their security-group memberships.
+
+use std::net::Ipv4Addr;
+
+use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH};
+use control::{CreateInstances, InstanceRecord, InstanceStatus, TaggedType};
+use model::{InstanceId, ModelError, SecurityGroupId, VSwitchId, VpcId};
+use serde_json::{json, Value};
+
+use super::{Call, Reply};
+use crate::error::{Result, ServerError};
+use crate::paging::Paging;
+use crate::wire::Params;
+
+/// `SecurityGroupId` and `SecurityGroupIds.N`, in order, without repeats.
+fn group_list(p: &Params) -> Result<Vec<SecurityGroupId>> {
+    let mut groups: Vec<SecurityGroupId> = Vec::new();
+    if let Some(g) = p.parsed::<SecurityGroupId>("SecurityGroupId")? {
+        groups.push(g);
+    }
+    for g in p.typed_list::<SecurityGroupId>("SecurityGroupIds")? {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok(groups)
+}
+
+/// `RunInstances` (`running`, `Amount` instances) or `CreateInstance` (one, stopped).
+pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
+    let p = call.params;
+    let amount = if running {
+        p.number("Amount", 1, INSTANCES_PER_RUN)?.unwrap_or(1) as usize
+    } else {
+        1
+    };
+    let private_ip = p
+        .opt("PrivateIpAddress")
+        .map(|s| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| ServerError::PrivateIpMalformed(s))
+        })
+        .transpose()?;
+    if private_ip.is_some() && amount > 1 {
+        return Err(ModelError::Conflict("PrivateIpAddress", "Amount").into());
+    }
+    let name = p.opt("InstanceName").unwrap_or_default();
+    if name.chars().count() > INSTANCE_NAME_LENGTH {
+        return Err(ServerError::InstanceNameMalformed);
+    }
+    let req = CreateInstances {
+        amount,
+        vswitch_id: p.parsed("VSwitchId")?,
+        zone_id: p.opt("ZoneId"),
+        security_groups: group_list(p)?,
+        private_ip,
+        public_ip: p.number("InternetMaxBandwidthOut", 0, 1024)?.unwrap_or(0) > 0,
+        name,
+        description: p
+            .opt("Description")
+            .map(|d| model::validate_group_description(&d))
+            .transpose()?
+            .unwrap_or_default(),
+        image_id: p.required("ImageId")?,
+        instance_type: p.required("InstanceType")?,
+        running,
+    };
+    call.command_with(|tx| {
+        let ids: Vec<String> = tx
+            .create_instances(&req)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Ok(if running {
+            json!({"InstanceIdSets": {"InstanceIdSet": ids}, "TradePrice": 0.0})
+        } else {
+            json!({"InstanceId": ids[0]})
+        })
+    })
+}
+
+fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) -> Value {
+    let ip = |a: Option<Ipv4Addr>| a.map(|a| vec![a.to_string()]).unwrap_or_default();
+    let (private, inner) = match i.vpc_id {
+        Some(_) => (vec![i.private_ip.to_string()], vec![]),
+        None => (vec![], vec![i.private_ip.to_string()]),
+    };
+    json!({
+        "InstanceId": i.id.to_string(),
+        "InstanceName": i.name,
+        "Description": i.description,
+        "RegionId": region,
+        "ZoneId": i.zone_id,
+        "Status": i.status.as_wire(),
+        "ImageId": i.image_id,
+        "InstanceType": i.instance_type,
+        "CreationTime": i.created_at,
+        "InstanceNetworkType": if i.vpc_id.is_some() { "vpc" } else { "classic" },
+        "SecurityGroupIds": {"SecurityGroupId": i.security_groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
+        "VpcAttributes": {
+            "VpcId": i.vpc_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "VSwitchId": i.vswitch_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "PrivateIpAddress": {"IpAddress": private},
+            "NatIpAddress": "",
+        },
+        "InnerIpAddress": {"IpAddress": inner},
+        "PublicIpAddress": {"IpAddress": ip(i.public_ip)},
+        "EipAddress": {"IpAddress": "", "AllocationId": ""},
+        "NetworkInterfaces": {"NetworkInterface": [{
+            "NetworkInterfaceId": format!("eni-{}", &i.id.as_str()[2..]),
+            "Type": "Primary",
+            "PrimaryIpAddress": i.private_ip.to_string(),
+            "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": i.private_ip.to_string(), "Primary": true}]},
+            "Ipv6Sets": {"Ipv6Set": []},
+        }]},
+        "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+    })
+}
+
+/// `DescribeInstances`: the caller's instances in the region, filtered and paged.
+pub(super) fn describe(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let ids: Option<Vec<InstanceId>> = match p.opt("InstanceIds") {
+        None => None,
+        Some(list) => {
+            let parsed: Vec<String> = serde_json::from_str(&list)
+                .map_err(|_| ServerError::invalid("InstanceIds", list))?;
+            Some(parsed.iter().map(|s| s.parse()).collect::<Result<_, _>>()?)
+        }
+    };
+    let vpc: Option<VpcId> = p.parsed("VpcId")?;
+    let vswitch: Option<VSwitchId> = p.parsed("VSwitchId")?;
+    let group: Option<SecurityGroupId> = p.parsed("SecurityGroupId")?;
+    let status = p.opt("Status");
+    let name = p.opt("InstanceName");
+    let paging = Paging::parse(p)?;
+    call.read(|tx| {
+        let all: Vec<InstanceRecord> = tx
+            .instances()?
+            .into_iter()
+            .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
+            .filter(|i| vpc.as_ref().is_none_or(|v| i.vpc_id.as_ref() == Some(v)))
+            .filter(|i| {
+                vswitch
+                    .as_ref()
+                    .is_none_or(|s| i.vswitch_id.as_ref() == Some(s))
+            })
+            .filter(|i| group.as_ref().is_none_or(|g| i.security_groups.contains(g)))
+            .filter(|i| status.as_ref().is_none_or(|s| i.status.as_wire() == s))
+            .filter(|i| name.as_ref().is_none_or(|n| &i.name == n))
+            .collect();
+        let window = paging.window(all.len());
+        let mut page = Vec::with_capacity(window.range.len());
+        for i in &all[window.range.clone()] {
+            let tags = tx.resource_tags(TaggedType::Instance, i.id.as_str())?;
+            page.push(instance_json(i, &call.ctx.region, &tags));
+        }
+        let mut body = paging.fields(&window, all.len());
+        body["Instances"] = json!({"Instance": page});
+        Ok(body)
+    })
+}
+
+/// `StartInstance` / `StopInstance`.
+pub(super) fn set_status(call: &Call, status: InstanceStatus) -> Result<Reply> {
+    let id: InstanceId = call.params.typed("InstanceId")?;
+    call.command(|tx| tx.set_instance_status(&id, status))
+}
+
+/// `DeleteInstance` (`Force` deletes a running one).
+pub(super) fn delete(call: &Call) -> Result<Reply> {
+    let id: InstanceId = call.params.typed("InstanceId")?;
+    let force = call.params.flag("Force")?;
+    call.command(|tx| tx.delete_instance(&id, force))
+}
+
+/// `ModifyInstanceAttribute`: name, description, and the whole group list.
+pub(super) fn modify_attribute(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: InstanceId = p.typed("InstanceId")?;
+    let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupIds")?;
+    let groups = (!groups.is_empty()).then_some(groups);
+    let name = p.opt("InstanceName");
+    let description = p.opt("Description");
+    call.command(|tx| tx.modify_instance(&id, name, description, groups))
+}
+
+/// The instance an ENI-style request names: `NetworkInterfaceId` is `eni-` + the instance
+/// id's body (one primary interface per instance in this version).
+fn target_instance(p: &Params) -> Result<InstanceId> {
+    match (p.opt("InstanceId"), p.opt("NetworkInterfaceId")) {
+        (Some(i), None) => Ok(i.parse()?),
+        (None, Some(eni)) => match eni.strip_prefix("eni-") {
+            Some(body) => Ok(InstanceId::from_body(body)?),
+            None => Err(ServerError::NetworkInterfaceIdMalformed),
+        },
+        (Some(_), Some(_)) => Err(ModelError::Conflict("InstanceId", "NetworkInterfaceId").into()),
+        (None, None) => Err(ModelError::Missing("InstanceId").into()),
+    }
+}
+
+/// `JoinSecurityGroup`.
+pub(super) fn join(call: &Call) -> Result<Reply> {
+    let instance = target_instance(call.params)?;
+    let group: SecurityGroupId = call.params.typed("SecurityGroupId")?;
+    call.command(|tx| tx.join(&instance, &group))
+}
+
+/// `LeaveSecurityGroup`.
+pub(super) fn leave(call: &Call) -> Result<Reply> {
+    let instance = target_instance(call.params)?;
+    let group: SecurityGroupId = call.params.typed("SecurityGroupId")?;
+    call.command(|tx| tx.leave(&instance, &group))
+}

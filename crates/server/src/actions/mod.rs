@@ -1,0 +1,378 @@
+//! The API's actions: the closed [`Action`] type, parsed from (`Version`, `Action`) in one
+//! place, and [`execute`], one flat match from action to its handler in the resource module
+//! that owns it. Each handler parses its parameters into typed values, runs on the control
+//! plane through a [`Call`], and shapes the ECS response (lists wrapped as
+//! `{"SecurityGroups":{"SecurityGroup":[...]}}`, empty fields as `""`).
+//!
+//! Adding an action: one variant in [`actions!`] (with its product), one arm in
+//! [`execute`], one function in the resource module, one test (see ARCHITECTURE.md).
+
+pub(crate) mod analysis;
+mod groups;
+mod instances;
+mod region;
+mod rules;
+mod tags;
+mod vpc;
+
+use control::{ClientToken, Ctx, Tx};
+use serde_json::{json, Value};
+
+use crate::error::{Result, ServerError};
+use crate::wire::Params;
+use crate::AppState;
+
+/// The product an action belongs to, named by the request's `Version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// ECS, `2014-05-26` (and Stockade's own analysis actions).
+    Ecs,
+    /// VPC, `2016-04-28`.
+    Vpc,
+}
+
+impl Product {
+    /// The `Version` that names the product.
+    pub fn version(self) -> &'static str {
+        match self {
+            Product::Ecs => crate::ECS_VERSION,
+            Product::Vpc => crate::VPC_VERSION,
+        }
+    }
+}
+
+/// Declares [`Action`] with its wire names (the variant's name) and products, once.
+macro_rules! actions {
+    ($($product:ident { $($name:ident),* $(,)? })*) => {
+        /// Every action the API serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                $name,
+            )*)*
+        }
+
+        impl Action {
+            /// Every action.
+            pub const ALL: &'static [Action] = &[$($(Action::$name,)*)*];
+
+            /// The wire name (`Action=...`).
+            pub fn name(self) -> &'static str {
+                match self { $($(Action::$name => stringify!($name),)*)* }
+            }
+
+            /// The product whose `Version` serves it.
+            pub fn product(self) -> Product {
+                match self { $($(Action::$name => Product::$product,)*)* }
+            }
+        }
+    };
+}
+
+actions! {
+    Ecs {
+        DescribeRegions,
+        CreateSecurityGroup,
+        DeleteSecurityGroup,
+        DescribeSecurityGroups,
+        DescribeSecurityGroupAttribute,
+        ModifySecurityGroupAttribute,
+        ModifySecurityGroupPolicy,
+        DescribeSecurityGroupReferences,
+        AuthorizeSecurityGroup,
+        AuthorizeSecurityGroupEgress,
+        RevokeSecurityGroup,
+        RevokeSecurityGroupEgress,
+        ModifySecurityGroupRule,
+        ModifySecurityGroupEgressRule,
+        RunInstances,
+        CreateInstance,
+        DescribeInstances,
+        StartInstance,
+        StopInstance,
+        DeleteInstance,
+        ModifyInstanceAttribute,
+        JoinSecurityGroup,
+        LeaveSecurityGroup,
+        TagResources,
+        UntagResources,
+        ListTagResources,
+        DescribeFlowVerdict,
+        DescribeSecurityGroupAudit,
+        DescribeInstanceExposure,
+        PreviewSecurityGroupChange,
+    }
+    Vpc {
+        CreateVpc,
+        DescribeVpcs,
+        DeleteVpc,
+        CreateVSwitch,
+        DescribeVSwitches,
+        DeleteVSwitch,
+    }
+}
+
+/// Where a request's region comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionSource {
+    /// `RegionId`, required.
+    Required,
+    /// `RegionId`, or the server's first region (`DescribeRegions`).
+    Optional,
+    /// `RegionId`, or the region of the named `InstanceId` (the SDKs send no region for
+    /// these, as the instance names it).
+    OrInstance,
+}
+
+impl Action {
+    /// The action a request names, or `InvalidAction.NotFound`.
+    pub fn parse(version: &str, name: &str) -> Result<Action> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name() == name && a.product().version() == version)
+            .ok_or(ServerError::ActionNotFound)
+    }
+
+    /// Where the request's region comes from.
+    pub fn region_source(self) -> RegionSource {
+        use Action::*;
+        match self {
+            DescribeRegions => RegionSource::Optional,
+            ModifyInstanceAttribute | StartInstance | StopInstance | DeleteInstance => {
+                RegionSource::OrInstance
+            }
+            _ => RegionSource::Required,
+        }
+    }
+
+    /// Whether the answer is a pure function of (account, region, parameters, revision),
+    /// rendered once per revision and served again (see `cache`).
+    pub fn is_cached(self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            DescribeSecurityGroupAttribute
+                | DescribeSecurityGroups
+                | DescribeSecurityGroupReferences
+                | DescribeInstances
+        )
+    }
+
+    /// Whether `PreviewSecurityGroupChange` can preview it: the commands that change who
+    /// can reach whom.
+    pub fn is_previewable(self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            AuthorizeSecurityGroup
+                | AuthorizeSecurityGroupEgress
+                | RevokeSecurityGroup
+                | RevokeSecurityGroupEgress
+                | ModifySecurityGroupRule
+                | ModifySecurityGroupEgressRule
+                | JoinSecurityGroup
+                | LeaveSecurityGroup
+                | ModifySecurityGroupPolicy
+                | ModifyInstanceAttribute
+                | DeleteSecurityGroup
+        )
+    }
+}
+
+/// How a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Applied and committed durably.
+    Commit,
+    /// `DryRun=true`: every check runs in a transaction that is rolled back; the answer is
+    /// `DryRunOperation`.
+    DryRun,
+    /// Run by `PreviewSecurityGroupChange`: rolled back, answering the region's policy as
+    /// the command would leave it.
+    Preview,
+}
+
+impl Mode {
+    /// `DryRun` when the request says so, `Commit` otherwise.
+    pub fn of(params: &Params) -> Result<Mode> {
+        Ok(if params.flag("DryRun")? {
+            Mode::DryRun
+        } else {
+            Mode::Commit
+        })
+    }
+}
+
+/// What an action answers.
+#[derive(Debug)]
+pub enum Reply {
+    /// The response fields (without `RequestId`).
+    Body(Value),
+    /// A command run in [`Mode::Preview`]: the region's policy it would leave.
+    Previewed(policy::Snapshot),
+}
+
+/// One request on its way through a handler: who asks, what, and how commands run.
+pub(crate) struct Call<'a> {
+    pub(crate) state: &'a AppState,
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) params: &'a Params,
+    pub(crate) action: Action,
+    pub(crate) mode: Mode,
+}
+
+impl Call<'_> {
+    /// Runs a query in a consistent snapshot of the store.
+    pub(crate) fn query<T>(&self, f: impl FnOnce(&Tx) -> control::Result<T>) -> Result<T> {
+        Ok(self.state.control.read(self.ctx, f)?)
+    }
+
+    /// A read action's answer: the body `f` builds in one snapshot.
+    pub(crate) fn read(&self, f: impl FnOnce(&Tx) -> control::Result<Value>) -> Result<Reply> {
+        self.query(f).map(Reply::Body)
+    }
+
+    /// A command with an empty answer.
+    pub(crate) fn command(&self, f: impl FnOnce(&Tx) -> control::Result<()>) -> Result<Reply> {
+        self.command_with(|tx| f(tx).map(|()| json!({})))
+    }
+
+    /// A command answering the body it builds, run as the mode says; a `ClientToken`
+    /// makes a retry return the first answer.
+    pub(crate) fn command_with(
+        &self,
+        f: impl FnOnce(&Tx) -> control::Result<Value>,
+    ) -> Result<Reply> {
+        let control = &self.state.control;
+        match self.mode {
+            Mode::Preview => {
+                let after = control.dry_run(self.ctx, |tx| {
+                    f(tx)?;
+                    tx.region_snapshot()
+                })?;
+                Ok(Reply::Previewed(after))
+            }
+            Mode::DryRun => {
+                control.dry_run(self.ctx, f)?;
+                Err(ServerError::DryRunOperation)
+            }
+            Mode::Commit => {
+                let token = self.params.opt("ClientToken").map(|token| ClientToken {
+                    token,
+                    fingerprint: std::iter::once(self.action.name().to_string())
+                        .chain(
+                            self.params
+                                .request_fields()
+                                .map(|(k, v)| format!("{k}={v}")),
+                        )
+                        .collect::<Vec<_>>()
+                        .join("&"),
+                });
+                Ok(Reply::Body(control.write(self.ctx, token.as_ref(), f)?))
+            }
+        }
+    }
+}
+
+/// Runs one action for an authenticated caller.
+pub(crate) fn execute(call: &Call) -> Result<Reply> {
+    use control::InstanceStatus::{Running, Stopped};
+    use model::Direction::{Egress, Ingress};
+    use Action::*;
+    match call.action {
+        DescribeRegions => region::describe_regions(call),
+        CreateSecurityGroup => groups::create(call),
+        DeleteSecurityGroup => groups::delete(call),
+        DescribeSecurityGroups => groups::describe(call),
+        DescribeSecurityGroupAttribute => groups::describe_attribute(call),
+        ModifySecurityGroupAttribute => groups::modify_attribute(call),
+        ModifySecurityGroupPolicy => groups::modify_policy(call),
+        DescribeSecurityGroupReferences => groups::describe_references(call),
+        AuthorizeSecurityGroup => rules::authorize(call, Ingress),
+        AuthorizeSecurityGroupEgress => rules::authorize(call, Egress),
+        RevokeSecurityGroup => rules::revoke(call, Ingress),
+        RevokeSecurityGroupEgress => rules::revoke(call, Egress),
+        ModifySecurityGroupRule => rules::modify(call, Ingress),
+        ModifySecurityGroupEgressRule => rules::modify(call, Egress),
+        RunInstances => instances::create(call, true),
+        CreateInstance => instances::create(call, false),
+        DescribeInstances => instances::describe(call),
+        StartInstance => instances::set_status(call, Running),
+        StopInstance => instances::set_status(call, Stopped),
+        DeleteInstance => instances::delete(call),
+        ModifyInstanceAttribute => instances::modify_attribute(call),
+        JoinSecurityGroup => instances::join(call),
+        LeaveSecurityGroup => instances::leave(call),
+        TagResources => tags::tag(call),
+        UntagResources => tags::untag(call),
+        ListTagResources => tags::list(call),
+        DescribeFlowVerdict => analysis::flow_verdict(call),
+        DescribeSecurityGroupAudit => analysis::audit(call),
+        DescribeInstanceExposure => analysis::exposure(call),
+        PreviewSecurityGroupChange => preview(call),
+        CreateVpc => vpc::create_vpc(call),
+        DescribeVpcs => vpc::describe_vpcs(call),
+        DeleteVpc => vpc::delete_vpc(call),
+        CreateVSwitch => vpc::create_vswitch(call),
+        DescribeVSwitches => vpc::describe_vswitches(call),
+        DeleteVSwitch => vpc::delete_vswitch(call),
+    }
+}
+
+/// `PreviewSecurityGroupChange`: `ChangeAction` names a command, the other parameters are
+/// that command's. The command's own handler runs in [`Mode::Preview`] (its validation is
+/// the real one, its transaction rolled back), and the analysis compares the policies before
+/// and after. It lives here, beside [`execute`], because it dispatches.
+fn preview(call: &Call) -> Result<Reply> {
+    let name = call.params.required("ChangeAction")?;
+    let change = Action::parse(crate::ECS_VERSION, &name)
+        .ok()
+        .filter(|a| a.is_previewable())
+        .ok_or_else(|| ServerError::invalid("ChangeAction", name))?;
+    let before = call.query(|tx| tx.region_snapshot())?;
+    let command = Call {
+        action: change,
+        mode: Mode::Preview,
+        ..*call
+    };
+    match execute(&command)? {
+        Reply::Previewed(after) => analysis::preview(call, &before, &after),
+        Reply::Body(_) => Err(ServerError::internal(format!(
+            "{} answered a preview without running a command",
+            change.name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_parses_from_its_own_product_only() {
+        for &a in Action::ALL {
+            assert_eq!(Action::parse(a.product().version(), a.name()).unwrap(), a);
+            let other = match a.product() {
+                Product::Ecs => Product::Vpc,
+                Product::Vpc => Product::Ecs,
+            };
+            assert!(Action::parse(other.version(), a.name()).is_err());
+        }
+        assert!(Action::parse(crate::ECS_VERSION, "describeRegions").is_err());
+        assert!(Action::parse("2099-01-01", "DescribeRegions").is_err());
+    }
+
+    #[test]
+    fn cached_actions_are_reads_and_previews_are_commands() {
+        for &a in Action::ALL {
+            if a.is_cached() {
+                assert!(a.name().starts_with("Describe"), "{a:?}");
+            }
+            if a.is_previewable() {
+                assert!(!a.name().starts_with("Describe"), "{a:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The VPC product (`Version=2016-04-28`): VPCs and vSwitches.
+
+use control::{VSwitchRecord, VpcRecord};
+use ipnet::Ipv4Net;
+use model::{VSwitchId, VpcId};
+use serde_json::{json, Value};
+
+use super::{Call, Reply};
+use crate::error::{Result, ServerError};
+use crate::paging::Paging;
+use crate::wire::Params;
+
+/// The block `CreateVpc` takes when none is given (ECS's default).
+const DEFAULT_VPC_BLOCK: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 16, 0, 0), 12);
+
+fn vpc_json(v: &VpcRecord, region: &str) -> Value {
+    json!({
+        "VpcId": v.id.to_string(),
+        "RegionId": region,
+        "Status": "Available",
+        "VpcName": v.name,
+        "Description": v.description,
+        "CidrBlock": v.cidr.to_string(),
+        "CreationTime": v.created_at,
+        "IsDefault": false,
+        "VRouterId": format!("vrt-{}", &v.id.as_str()[4..]),
+        "VSwitchIds": {"VSwitchId": v.vswitches.iter().map(ToString::to_string).collect::<Vec<_>>()},
+    })
+}
+
+fn vswitch_json(s: &VSwitchRecord) -> Value {
+    json!({
+        "VSwitchId": s.id.to_string(),
+        "VpcId": s.vpc_id.to_string(),
+        "ZoneId": s.zone_id,
+        "Status": "Available",
+        "VSwitchName": s.name,
+        "Description": s.description,
+        "CidrBlock": s.cidr.to_string(),
+        "AvailableIpAddressCount": s.available,
+        "CreationTime": s.created_at,
+        "IsDefault": false,
+    })
+}
+
+/// `CidrBlock`, if given.
+fn cidr(p: &Params) -> Result<Option<Ipv4Net>> {
+    p.opt("CidrBlock")
+        .map(|s| s.parse().map_err(|_| ServerError::CidrBlockMalformed(s)))
+        .transpose()
+}
+
+/// `CreateVpc`.
+pub(super) fn create_vpc(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let block = cidr(p)?.unwrap_or(DEFAULT_VPC_BLOCK);
+    let name = p.opt("VpcName").unwrap_or_default();
+    let description = p.opt("Description").unwrap_or_default();
+    call.command_with(|tx| {
+        let id = tx.create_vpc(&name, &description, block)?;
+        let body = &id.as_str()[4..];
+        Ok(
+            json!({"VpcId": id.to_string(), "VRouterId": format!("vrt-{body}"),
+                  "RouteTableId": format!("vtb-{body}"), "ResourceGroupId": ""}),
+        )
+    })
+}
+
+/// `DescribeVpcs`.
+pub(super) fn describe_vpcs(call: &Call) -> Result<Reply> {
+    let only: Option<VpcId> = call.params.parsed("VpcId")?;
+    let name = call.params.opt("VpcName");
+    let paging = Paging::parse(call.params)?;
+    call.read(|tx| {
+        let vpcs: Vec<VpcRecord> = tx
+            .vpcs(only.as_ref())?
+            .into_iter()
+            .filter(|v| name.as_ref().is_none_or(|n| &v.name == n))
+            .collect();
+        let window = paging.window(vpcs.len());
+        let page: Vec<Value> = vpcs[window.range.clone()]
+            .iter()
+            .map(|v| vpc_json(v, &call.ctx.region))
+            .collect();
+        let mut body = paging.fields(&window, vpcs.len());
+        body["Vpcs"] = json!({ "Vpc": page });
+        Ok(body)
+    })
+}
+
+/// `DeleteVpc`.
+pub(super) fn delete_vpc(call: &Call) -> Result<Reply> {
+    let id: VpcId = call.params.typed("VpcId")?;
+    call.command(|tx| tx.delete_vpc(&id))
+}
+
+/// `CreateVSwitch`.
+pub(super) fn create_vswitch(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let vpc: VpcId = p.typed("VpcId")?;
+    let zone = p.required("ZoneId")?;
+    let block = cidr(p)?.ok_or(model::ModelError::Missing("CidrBlock"))?;
+    let name = p.opt("VSwitchName").unwrap_or_default();
+    let description = p.opt("Description").unwrap_or_default();
+    call.command_with(|tx| {
+        let id = tx.create_vswitch(&vpc, &zone, block, &name, &description)?;
+        Ok(json!({"VSwitchId": id.to_string()}))
+    })
+}
+
+/// `DescribeVSwitches`.
+pub(super) fn describe_vswitches(call: &Call) -> Result<Reply> {
+    let vpc: Option<VpcId> = call.params.parsed("VpcId")?;
+    let only: Option<VSwitchId> = call.params.parsed("VSwitchId")?;
+    let zone = call.params.opt("ZoneId");
+    let paging = Paging::parse(call.params)?;
+    call.read(|tx| {
+        let list: Vec<VSwitchRecord> = tx
+            .vswitches(vpc.as_ref(), only.as_ref())?
+            .into_iter()
+            .filter(|s| zone.as_ref().is_none_or(|z| &s.zone_id == z))
+            .collect();
+        let window = paging.window(list.len());
+        let page: Vec<Value> = list[window.range.clone()]
+            .iter()
+            .map(vswitch_json)
+            .collect();
+        let mut body = paging.fields(&window, list.len());
+        body["VSwitches"] = json!({ "VSwitch": page });
+        Ok(body)
+    })
+}
+
+/// `DeleteVSwitch`.
+pub(super) fn delete_vswitch(call: &Call) -> Result<Reply> {
+    let id: VSwitchId = call.params.typed("VSwitchId")?;
+    call.command(|tx| tx.delete_vswitch(&id))
+}
