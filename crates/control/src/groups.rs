@@ -4,7 +4,7 @@
 use crate::sql::{args, Row, Value as SqlValue};
 use model::{
     AccountId, Direction, GroupType, InnerAccessPolicy, NetworkType, Peer, Permission,
-    PermissionFields, SecurityGroupId, SecurityGroupRuleId, VpcId,
+    PermissionFields, RuleSpec, SecurityGroupId, SecurityGroupRuleId, VpcId,
 };
 use serde_json::json;
 
@@ -93,7 +93,7 @@ pub enum Revoke {
     /// `SecurityGroupRuleId.N`: each must exist.
     ByIds(Vec<SecurityGroupRuleId>),
     /// `Permissions.N` or the flat fields: every equal rule; none is fine.
-    ByFields(Vec<PermissionFields>),
+    ByFields(Vec<RuleSpec>),
 }
 
 fn group_type_wire(t: GroupType) -> &'static str {
@@ -122,31 +122,23 @@ pub(crate) fn read_group(r: &Row) -> Result<(GroupRecord, i64)> {
     ))
 }
 
-const PERMISSION_COLUMNS: &str =
-    "id, direction, policy, priority, ip_protocol, port_range, source_port_range, \
-     source_cidr_ip, ipv6_source_cidr_ip, dest_cidr_ip, ipv6_dest_cidr_ip, peer_group_id, \
-     peer_owner_account, peer_owner_id, peer_prefix_list_id, nic_type, description, created_at";
+/// The columns of a rule, by position: id, direction, the fields
+/// ([`PermissionFields::COLUMNS`]), creation time.
+fn permission_columns() -> String {
+    format!(
+        "id, direction, {}, created_at",
+        PermissionFields::COLUMNS.join(", ")
+    )
+}
+
+/// Position of the first field column, and of `created_at`, in [`permission_columns`].
+const FIRST_FIELD: usize = 2;
+const CREATED_AT: usize = FIRST_FIELD + PermissionFields::COLUMNS.len();
 
 fn read_rule(r: &Row, network: NetworkType) -> Result<RuleRecord> {
-    // Columns by position, in PERMISSION_COLUMNS order (looking them up by name costs more
-    // than the rest of the row on 200-rule groups).
-    let fields = PermissionFields {
-        policy: r.opt_text(2)?,
-        priority: r.opt_text(3)?,
-        ip_protocol: r.opt_text(4)?,
-        port_range: r.opt_text(5)?,
-        source_port_range: r.opt_text(6)?,
-        source_cidr_ip: r.opt_text(7)?,
-        ipv6_source_cidr_ip: r.opt_text(8)?,
-        dest_cidr_ip: r.opt_text(9)?,
-        ipv6_dest_cidr_ip: r.opt_text(10)?,
-        group_id: r.opt_text(11)?,
-        group_owner_account: r.opt_text(12)?,
-        group_owner_id: r.opt_text(13)?,
-        prefix_list_id: r.opt_text(14)?,
-        nic_type: r.opt_text(15)?,
-        description: r.opt_text(16)?,
-    };
+    // Columns by position (looking them up by name costs more than the rest of the row on
+    // 200-rule groups).
+    let fields = PermissionFields::from_columns(|i| r.opt_text(FIRST_FIELD + i))?;
     let direction = match r.text(1)?.as_str() {
         "egress" => Direction::Egress,
         _ => Direction::Ingress,
@@ -159,7 +151,7 @@ fn read_rule(r: &Row, network: NetworkType) -> Result<RuleRecord> {
         .map_err(|e| ControlError::Storage(format!("stored rule {id}: {e}")))?;
     Ok(RuleRecord {
         permission,
-        created_at: r.text(17)?,
+        created_at: r.text(CREATED_AT)?,
     })
 }
 
@@ -189,7 +181,8 @@ impl Tx<'_> {
     /// The rules of a group, oldest first.
     pub fn rules(&self, group: &GroupRecord) -> Result<Vec<RuleRecord>> {
         let sql = format!(
-            "SELECT {PERMISSION_COLUMNS} FROM permissions WHERE group_id = ?1 ORDER BY seq"
+            "SELECT {} FROM permissions WHERE group_id = ?1 ORDER BY seq",
+            permission_columns()
         );
         let network = group.network();
         self.db
@@ -210,13 +203,14 @@ impl Tx<'_> {
             .map(|g| (g.id.as_str(), g.network()))
             .collect();
         let sql = format!(
-            "SELECT {PERMISSION_COLUMNS}, group_id FROM permissions
-             WHERE group_id IN (SELECT id FROM security_groups WHERE region = ?1) ORDER BY seq"
+            "SELECT {}, group_id FROM permissions
+             WHERE group_id IN (SELECT id FROM security_groups WHERE region = ?1) ORDER BY seq",
+            permission_columns()
         );
         let mut out: std::collections::HashMap<SecurityGroupId, Vec<Permission>> =
             std::collections::HashMap::new();
         for r in self.db.query(&sql, args![&self.ctx.region])? {
-            let group: SecurityGroupId = r.parsed(18)?;
+            let group: SecurityGroupId = r.parsed(CREATED_AT + 1)?;
             let Some(&network) = network.get(group.as_str()) else {
                 continue;
             };
@@ -422,17 +416,12 @@ impl Tx<'_> {
     }
 
     /// `AuthorizeSecurityGroup(Egress)`: adds the rules not already present, all or none.
-    pub fn authorize(
-        &self,
-        id: &SecurityGroupId,
-        direction: Direction,
-        rules: &[PermissionFields],
-    ) -> Result<()> {
+    pub fn authorize(&self, id: &SecurityGroupId, rules: &[RuleSpec]) -> Result<()> {
         let group = self.group(id)?;
         let mut new: Vec<Permission> = Vec::with_capacity(rules.len());
-        for fields in rules {
+        for spec in rules {
             let rule_id = SecurityGroupRuleId::from_body(&new_id_body())?;
-            let p = fields.parse(rule_id, direction, group.network())?;
+            let p = spec.resolve(rule_id, group.network())?;
             if new.iter().any(|q| q.same_rule(&p)) {
                 return Err(ControlError::DuplicatePermissions);
             }
@@ -461,15 +450,18 @@ impl Tx<'_> {
     }
 
     fn insert_rule(&self, group: &SecurityGroupId, p: &Permission) -> Result<()> {
-        let f = p.to_fields();
+        let fields = p.to_fields();
+        let columns = fields.columns();
+        let placeholders: Vec<String> = (1..=columns.len() + 4).map(|i| format!("?{i}")).collect();
         let sql = format!(
-            "INSERT INTO permissions (group_id, {PERMISSION_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            "INSERT INTO permissions (group_id, {}) VALUES ({})",
+            permission_columns(),
+            placeholders.join(", ")
         );
         let mut values: Vec<SqlValue> =
             args![group.as_str(), p.id.as_str(), p.direction.as_wire()].to_vec();
-        values.extend(stored_fields(&f));
-        values.extend_from_slice(args![&f.nic_type, &f.description, now()]);
+        values.extend(columns.into_iter().map(SqlValue::from));
+        values.push(now().into());
         self.db.execute(&sql, &values)?;
         self.log(
             "AuthorizeSecurityGroup",
@@ -497,8 +489,8 @@ impl Tx<'_> {
             Revoke::ByFields(rules) => {
                 let placeholder = SecurityGroupRuleId::from_body("revoke")?;
                 let mut doomed = Vec::new();
-                for fields in rules {
-                    let p = fields.parse(placeholder.clone(), direction, group.network())?;
+                for spec in rules {
+                    let p = spec.resolve(placeholder.clone(), group.network())?;
                     doomed.extend(
                         existing
                             .iter()
@@ -524,27 +516,6 @@ impl Tx<'_> {
     }
 }
 
-/// The stored wire fields that `INSERT` and `UPDATE` of a rule share, in column order from
-/// `policy` to `peer_prefix_list_id`.
-fn stored_fields(f: &PermissionFields) -> Vec<SqlValue> {
-    args![
-        &f.policy,
-        &f.priority,
-        &f.ip_protocol,
-        &f.port_range,
-        &f.source_port_range,
-        &f.source_cidr_ip,
-        &f.ipv6_source_cidr_ip,
-        &f.dest_cidr_ip,
-        &f.ipv6_dest_cidr_ip,
-        &f.group_id,
-        &f.group_owner_account,
-        &f.group_owner_id,
-        &f.prefix_list_id,
-    ]
-    .to_vec()
-}
-
 /// The kind of a rule's authorization object, which `ModifySecurityGroupRule` may not change.
 fn peer_kind(p: &Permission) -> u8 {
     match &p.peer {
@@ -552,34 +523,6 @@ fn peer_kind(p: &Permission) -> u8 {
         Peer::Cidr(ipnet::IpNet::V6(_)) => 1,
         Peer::Group(_) => 2,
         Peer::PrefixList(_) => 3,
-    }
-}
-
-/// Lays the given (present) fields over the rule's current ones.
-fn overlay(current: PermissionFields, changes: &PermissionFields) -> PermissionFields {
-    let pick = |new: &Option<String>, old: Option<String>| match new.as_deref() {
-        Some(v) if !v.is_empty() => Some(v.to_string()),
-        _ => old,
-    };
-    PermissionFields {
-        policy: pick(&changes.policy, current.policy),
-        priority: pick(&changes.priority, current.priority),
-        ip_protocol: pick(&changes.ip_protocol, current.ip_protocol),
-        port_range: pick(&changes.port_range, current.port_range),
-        source_port_range: pick(&changes.source_port_range, current.source_port_range),
-        source_cidr_ip: pick(&changes.source_cidr_ip, current.source_cidr_ip),
-        ipv6_source_cidr_ip: pick(&changes.ipv6_source_cidr_ip, current.ipv6_source_cidr_ip),
-        dest_cidr_ip: pick(&changes.dest_cidr_ip, current.dest_cidr_ip),
-        ipv6_dest_cidr_ip: pick(&changes.ipv6_dest_cidr_ip, current.ipv6_dest_cidr_ip),
-        group_id: pick(&changes.group_id, current.group_id),
-        group_owner_account: pick(&changes.group_owner_account, current.group_owner_account),
-        group_owner_id: pick(&changes.group_owner_id, current.group_owner_id),
-        prefix_list_id: pick(&changes.prefix_list_id, current.prefix_list_id),
-        nic_type: current.nic_type,
-        description: match &changes.description {
-            Some(d) => Some(d.clone()),
-            None => current.description,
-        },
     }
 }
 
@@ -617,7 +560,12 @@ impl Tx<'_> {
         {
             return Err(ControlError::ModifyEntityType);
         }
-        let fields = overlay(current.permission.to_fields(), changes);
+        // The NicType stays (a change of it was refused above).
+        let stored = current.permission.to_fields();
+        let fields = PermissionFields {
+            nic_type: stored.nic_type.clone(),
+            ..stored.overlay(changes)
+        };
         let updated = fields.parse(rule.clone(), direction, group.network())?;
         if peer_kind(&updated) != peer_kind(&current.permission) {
             return Err(ControlError::ModifyEntityType);
@@ -629,18 +577,16 @@ impl Tx<'_> {
         {
             return Err(ControlError::RuleDuplicate);
         }
-        let f = updated.to_fields();
+        let fields = updated.to_fields();
+        let set: Vec<String> = PermissionFields::COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("{column} = ?{}", i + 2))
+            .collect();
+        let sql = format!("UPDATE permissions SET {} WHERE id = ?1", set.join(", "));
         let mut values: Vec<SqlValue> = args![rule.as_str()].to_vec();
-        values.extend(stored_fields(&f));
-        values.extend_from_slice(args![&f.description]);
-        self.db.execute(
-            "UPDATE permissions SET policy = ?2, priority = ?3, ip_protocol = ?4, port_range = ?5, source_port_range = ?6,
-                 source_cidr_ip = ?7, ipv6_source_cidr_ip = ?8, dest_cidr_ip = ?9, ipv6_dest_cidr_ip = ?10,
-                 peer_group_id = ?11, peer_owner_account = ?12, peer_owner_id = ?13, peer_prefix_list_id = ?14,
-                 description = ?15
-             WHERE id = ?1",
-            &values,
-        )?;
+        values.extend(fields.columns().into_iter().map(SqlValue::from));
+        self.db.execute(&sql, &values)?;
         self.log(
             "ModifySecurityGroupRule",
             id.as_str(),

@@ -20,7 +20,7 @@ pub use ids::{
 };
 pub use rule::{
     ip_proto, validate_description, Direction, GroupRef, IpProtocol, NetworkType, NicType, Peer,
-    Permission, PermissionFields, Policy, PortRange, Ports, Priority, Protocol,
+    Permission, PermissionFields, Policy, PortRange, Ports, Priority, Protocol, RuleSpec,
     MAX_RULE_DESCRIPTION,
 };
 

@@ -543,40 +543,116 @@ impl Permission {
     }
 }
 
-/// A rule as it arrives on the wire: the strings of one `Permissions.N.*` entry or of the flat
-/// parameters, named as ECS names them. `None` means the parameter was absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PermissionFields {
+/// Declares [`PermissionFields`] from the one table of rule fields: each field's name on the
+/// wire for an ingress and for an egress rule (the peer-group and prefix-list fields are
+/// `Source*` on ingress and `Dest*` on egress) and its store column. Every reader and writer of
+/// rules (API parameters and responses, the store, the policy document) goes through the
+/// functions generated here, so a field is added in one line.
+macro_rules! permission_fields {
+    ($($(#[$doc:meta])* $field:ident: $ingress:literal / $egress:literal => $column:literal,)*) => {
+        /// A rule as it arrives on the wire: the strings of one `Permissions.N.*` entry, of the
+        /// flat parameters, of a stored row or of a policy document, named as ECS names them.
+        /// `None` means the field was absent.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct PermissionFields {
+            $($(#[$doc])* pub $field: Option<String>,)*
+        }
+
+        impl PermissionFields {
+            /// The store columns of the fields, in table order.
+            pub const COLUMNS: &'static [&'static str] = &[$($column),*];
+
+            /// Every wire name of a rule field, of either direction.
+            pub const WIRE_NAMES: &'static [&'static str] = &[$($ingress, $egress),*];
+
+            /// The wire name of each field for a rule of `direction`, in table order.
+            pub fn wire_names(direction: Direction) -> impl Iterator<Item = &'static str> {
+                [$(match direction {
+                    Direction::Ingress => $ingress,
+                    Direction::Egress => $egress,
+                }),*]
+                .into_iter()
+            }
+
+            /// Reads the fields of a rule of `direction` by their wire names.
+            pub fn read(direction: Direction, mut get: impl FnMut(&str) -> Option<String>) -> Self {
+                PermissionFields {
+                    $($field: get(match direction {
+                        Direction::Ingress => $ingress,
+                        Direction::Egress => $egress,
+                    }),)*
+                }
+            }
+
+            /// Writes the fields of a rule of `direction` under their wire names.
+            pub fn write(&self, direction: Direction, mut put: impl FnMut(&'static str, Option<&str>)) {
+                $(put(
+                    match direction {
+                        Direction::Ingress => $ingress,
+                        Direction::Egress => $egress,
+                    },
+                    self.$field.as_deref(),
+                );)*
+            }
+
+            /// The values of the store columns, in [`PermissionFields::COLUMNS`] order.
+            pub fn columns(&self) -> Vec<Option<&str>> {
+                vec![$(self.$field.as_deref()),*]
+            }
+
+            /// Reads the fields from store columns, `get(i)` giving column `COLUMNS[i]`.
+            pub fn from_columns<E>(
+                mut get: impl FnMut(usize) -> Result<Option<String>, E>,
+            ) -> Result<Self, E> {
+                let mut index = 0usize..;
+                Ok(PermissionFields {
+                    $($field: get(index.next().unwrap_or_default())?,)*
+                })
+            }
+
+            /// These fields with every field present (non-empty) in `changes` laid over them.
+            pub fn overlay(&self, changes: &PermissionFields) -> PermissionFields {
+                PermissionFields {
+                    $($field: present(&changes.$field)
+                        .map(str::to_string)
+                        .or_else(|| self.$field.clone()),)*
+                }
+            }
+        }
+    };
+}
+
+permission_fields! {
     /// `Policy`.
-    pub policy: Option<String>,
+    policy: "Policy" / "Policy" => "policy",
     /// `Priority`.
-    pub priority: Option<String>,
+    priority: "Priority" / "Priority" => "priority",
     /// `IpProtocol`.
-    pub ip_protocol: Option<String>,
+    ip_protocol: "IpProtocol" / "IpProtocol" => "ip_protocol",
     /// `PortRange`.
-    pub port_range: Option<String>,
+    port_range: "PortRange" / "PortRange" => "port_range",
     /// `SourcePortRange`.
-    pub source_port_range: Option<String>,
+    source_port_range: "SourcePortRange" / "SourcePortRange" => "source_port_range",
     /// `SourceCidrIp`.
-    pub source_cidr_ip: Option<String>,
+    source_cidr_ip: "SourceCidrIp" / "SourceCidrIp" => "source_cidr_ip",
     /// `Ipv6SourceCidrIp`.
-    pub ipv6_source_cidr_ip: Option<String>,
+    ipv6_source_cidr_ip: "Ipv6SourceCidrIp" / "Ipv6SourceCidrIp" => "ipv6_source_cidr_ip",
     /// `DestCidrIp`.
-    pub dest_cidr_ip: Option<String>,
+    dest_cidr_ip: "DestCidrIp" / "DestCidrIp" => "dest_cidr_ip",
     /// `Ipv6DestCidrIp`.
-    pub ipv6_dest_cidr_ip: Option<String>,
+    ipv6_dest_cidr_ip: "Ipv6DestCidrIp" / "Ipv6DestCidrIp" => "ipv6_dest_cidr_ip",
     /// `SourceGroupId` (ingress) or `DestGroupId` (egress).
-    pub group_id: Option<String>,
+    group_id: "SourceGroupId" / "DestGroupId" => "peer_group_id",
     /// `SourceGroupOwnerAccount` / `DestGroupOwnerAccount`.
-    pub group_owner_account: Option<String>,
+    group_owner_account: "SourceGroupOwnerAccount" / "DestGroupOwnerAccount" => "peer_owner_account",
     /// `SourceGroupOwnerId` / `DestGroupOwnerId`.
-    pub group_owner_id: Option<String>,
+    group_owner_id: "SourceGroupOwnerId" / "DestGroupOwnerId" => "peer_owner_id",
     /// `SourcePrefixListId` / `DestPrefixListId`.
-    pub prefix_list_id: Option<String>,
+    prefix_list_id: "SourcePrefixListId" / "DestPrefixListId" => "peer_prefix_list_id",
     /// `NicType`.
-    pub nic_type: Option<String>,
+    nic_type: "NicType" / "NicType" => "nic_type",
     /// `Description`.
-    pub description: Option<String>,
+    description: "Description" / "Description" => "description",
 }
 
 /// Empty strings count as absent: the SDKs send `Key=` for unset optional fields.
@@ -611,21 +687,80 @@ pub fn validate_description(s: &str, max: usize) -> Result<String, ModelError> {
     Ok(s.to_string())
 }
 
+/// A rule parsed and validated at the edge, before it has an id or knows its group's
+/// network: what the control plane takes. [`RuleSpec::resolve`] makes it a [`Permission`]
+/// inside the transaction that knows the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Accept or drop.
+    pub policy: Policy,
+    /// 1 (first) to 100.
+    pub priority: Priority,
+    /// Protocol and ports.
+    pub protocol: Protocol,
+    /// Source (ingress) or destination (egress).
+    pub peer: Peer,
+    /// The instance-side address filter.
+    pub local: Option<IpNet>,
+    /// `NicType` as requested (`None`: the network's default).
+    pub nic_type: Option<NicType>,
+    /// Free text, validated.
+    pub description: String,
+}
+
+impl RuleSpec {
+    /// The permission this rule is in a group of `network`, with the id `id`.
+    ///
+    /// VPC rules are always intranet; classic rules default to internet, except group
+    /// references, which are intranet only and default to it.
+    pub fn resolve(
+        &self,
+        id: SecurityGroupRuleId,
+        network: NetworkType,
+    ) -> Result<Permission, ModelError> {
+        let nic_type = match (network, &self.peer, self.nic_type) {
+            (NetworkType::Vpc, _, _) => NicType::Intranet,
+            (NetworkType::Classic, Peer::Group(_), Some(NicType::Internet)) => {
+                return Err(ModelError::NicTypeMismatch)
+            }
+            (NetworkType::Classic, Peer::Group(_), _) => NicType::Intranet,
+            (NetworkType::Classic, _, nic) => nic.unwrap_or(NicType::Internet),
+        };
+        Ok(Permission {
+            id,
+            direction: self.direction,
+            policy: self.policy,
+            priority: self.priority,
+            protocol: self.protocol,
+            peer: self.peer.clone(),
+            local: self.local,
+            nic_type,
+            description: self.description.clone(),
+        })
+    }
+}
+
 impl PermissionFields {
     /// Validates the fields into a [`Permission`] of the given direction for a group of the
     /// given network type, with the ECS error of the first problem found.
-    ///
-    /// Decisions where ECS is lenient or silent: `Policy` defaults to accept and `Priority` to
-    /// 1; `PortRange` may be omitted for protocols without ports; a CIDR peer wins over a
-    /// group peer, and either wins over a prefix list (ECS precedence); VPC rules are always
-    /// intranet; classic rules default to internet, except group references, which are
-    /// intranet only and default to it.
     pub fn parse(
         &self,
         id: SecurityGroupRuleId,
         direction: Direction,
         network: NetworkType,
     ) -> Result<Permission, ModelError> {
+        self.spec(direction)?.resolve(id, network)
+    }
+
+    /// Validates the fields into a [`RuleSpec`] of the given direction: everything but what
+    /// depends on the group's network.
+    ///
+    /// Decisions where ECS is lenient or silent: `Policy` defaults to accept and `Priority` to
+    /// 1; `PortRange` may be omitted for protocols without ports; a CIDR peer wins over a
+    /// group peer, and either wins over a prefix list (ECS precedence).
+    pub fn spec(&self, direction: Direction) -> Result<RuleSpec, ModelError> {
         let policy = present(&self.policy).map_or(Ok(Policy::Accept), str::parse)?;
         let priority = present(&self.priority).map_or(Ok(Priority::default()), str::parse)?;
         let ip_protocol: IpProtocol = present(&self.ip_protocol)
@@ -691,25 +826,16 @@ impl PermissionFields {
             }
         }
 
-        let requested_nic = present(&self.nic_type)
+        let nic_type = present(&self.nic_type)
             .map(str::parse::<NicType>)
             .transpose()?;
-        let nic_type = match (network, &peer, requested_nic) {
-            (NetworkType::Vpc, _, _) => NicType::Intranet,
-            (NetworkType::Classic, Peer::Group(_), Some(NicType::Internet)) => {
-                return Err(ModelError::NicTypeMismatch)
-            }
-            (NetworkType::Classic, Peer::Group(_), _) => NicType::Intranet,
-            (NetworkType::Classic, _, nic) => nic.unwrap_or(NicType::Internet),
-        };
 
         let description = validate_description(
             self.description.as_deref().unwrap_or(""),
             MAX_RULE_DESCRIPTION,
         )?;
 
-        Ok(Permission {
-            id,
+        Ok(RuleSpec {
             direction,
             policy,
             priority,

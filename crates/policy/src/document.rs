@@ -96,34 +96,9 @@ struct GroupFile {
     permissions: Vec<PermissionFile>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct PermissionFile {
-    #[serde(default)]
-    security_group_rule_id: Option<String>,
-    /// `ingress` (default) or `egress`.
-    #[serde(default)]
-    direction: Option<String>,
-    policy: Option<String>,
-    priority: Option<Text>,
-    ip_protocol: Option<String>,
-    port_range: Option<String>,
-    source_port_range: Option<String>,
-    source_cidr_ip: Option<String>,
-    ipv6_source_cidr_ip: Option<String>,
-    dest_cidr_ip: Option<String>,
-    ipv6_dest_cidr_ip: Option<String>,
-    source_group_id: Option<String>,
-    source_group_owner_account: Option<String>,
-    source_group_owner_id: Option<Text>,
-    source_prefix_list_id: Option<String>,
-    dest_group_id: Option<String>,
-    dest_group_owner_account: Option<String>,
-    dest_group_owner_id: Option<Text>,
-    dest_prefix_list_id: Option<String>,
-    nic_type: Option<String>,
-    description: Option<String>,
-}
+/// One rule: `SecurityGroupRuleId`, `Direction` (`ingress`, the default, or `egress`) and
+/// the rule fields by their wire names ([`PermissionFields::WIRE_NAMES`]).
+type PermissionFile = BTreeMap<String, Option<Text>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -246,9 +221,9 @@ fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPoli
             .map_err(ecs)?,
     };
     let mut permissions = Vec::new();
-    for (n, p) in g.permissions.into_iter().enumerate() {
-        let id = match set(&p.security_group_rule_id) {
-            Some(id) => id.to_string(),
+    for (n, mut p) in g.permissions.into_iter().enumerate() {
+        let id = match text(p.remove("SecurityGroupRuleId").flatten()).filter(|s| !s.is_empty()) {
+            Some(id) => id,
             None => format!("sgr-{}r{}", &group.id.as_str()[3..], n + 1),
         };
         if !rule_ids.insert(id.clone()) {
@@ -262,46 +237,24 @@ fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPoli
 }
 
 fn parse_permission(
-    p: PermissionFile,
+    mut p: PermissionFile,
     id: &str,
     group: &SecurityGroup,
 ) -> Result<model::Permission> {
-    let direction = match set(&p.direction).map(str::to_ascii_lowercase).as_deref() {
+    let direction = text(p.remove("Direction").flatten());
+    let direction = match set(&direction).map(str::to_ascii_lowercase).as_deref() {
         None | Some("ingress") => Direction::Ingress,
         Some("egress") => Direction::Egress,
         Some(other) => bail!("Direction must be ingress or egress, not {other}"),
     };
-    let (group_id, owner_account, owner_id, prefix_list) = match direction {
-        Direction::Ingress => (
-            p.source_group_id,
-            p.source_group_owner_account,
-            p.source_group_owner_id,
-            p.source_prefix_list_id,
-        ),
-        Direction::Egress => (
-            p.dest_group_id,
-            p.dest_group_owner_account,
-            p.dest_group_owner_id,
-            p.dest_prefix_list_id,
-        ),
-    };
-    let fields = PermissionFields {
-        policy: p.policy,
-        priority: text(p.priority),
-        ip_protocol: p.ip_protocol,
-        port_range: p.port_range,
-        source_port_range: p.source_port_range,
-        source_cidr_ip: p.source_cidr_ip,
-        ipv6_source_cidr_ip: p.ipv6_source_cidr_ip,
-        dest_cidr_ip: p.dest_cidr_ip,
-        ipv6_dest_cidr_ip: p.ipv6_dest_cidr_ip,
-        group_id,
-        group_owner_account: owner_account,
-        group_owner_id: text(owner_id),
-        prefix_list_id: prefix_list,
-        nic_type: p.nic_type,
-        description: p.description,
-    };
+    let fields = PermissionFields::read(direction, |name| text(p.remove(name).flatten()));
+    // The other direction's peer fields (`DestGroupId` on an ingress rule) are ignored.
+    if let Some(unknown) = p
+        .keys()
+        .find(|k| !PermissionFields::WIRE_NAMES.contains(&k.as_str()))
+    {
+        bail!("unknown rule field {unknown}");
+    }
     fields
         .parse(id.parse().map_err(ecs)?, direction, group.network())
         .map_err(ecs)
@@ -330,7 +283,6 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
 /// Writes a snapshot as a policy document that [`parse`] reads back to the same snapshot
 /// (rule ids, creation order and group order kept).
 pub fn to_value(snapshot: &Snapshot) -> Value {
-    let opt = |s: Option<String>| s.unwrap_or_default();
     let groups: Vec<Value> = snapshot
         .groups
         .iter()
@@ -339,41 +291,13 @@ pub fn to_value(snapshot: &Snapshot) -> Value {
                 .permissions
                 .iter()
                 .map(|p| {
-                    let f = p.to_fields();
-                    let (group, account, owner, list) = match p.direction {
-                        Direction::Ingress => (
-                            "SourceGroupId",
-                            "SourceGroupOwnerAccount",
-                            "SourceGroupOwnerId",
-                            "SourcePrefixListId",
-                        ),
-                        Direction::Egress => (
-                            "DestGroupId",
-                            "DestGroupOwnerAccount",
-                            "DestGroupOwnerId",
-                            "DestPrefixListId",
-                        ),
-                    };
-                    let mut v = json!({
-                        "SecurityGroupRuleId": p.id.as_str(),
-                        "Direction": p.direction.as_wire(),
-                        "Policy": opt(f.policy),
-                        "Priority": opt(f.priority),
-                        "IpProtocol": opt(f.ip_protocol),
-                        "PortRange": opt(f.port_range),
-                        "SourcePortRange": opt(f.source_port_range),
-                        "SourceCidrIp": opt(f.source_cidr_ip),
-                        "Ipv6SourceCidrIp": opt(f.ipv6_source_cidr_ip),
-                        "DestCidrIp": opt(f.dest_cidr_ip),
-                        "Ipv6DestCidrIp": opt(f.ipv6_dest_cidr_ip),
-                        "NicType": opt(f.nic_type),
-                        "Description": opt(f.description),
+                    let mut v = serde_json::Map::new();
+                    v.insert("SecurityGroupRuleId".into(), json!(p.id.as_str()));
+                    v.insert("Direction".into(), json!(p.direction.as_wire()));
+                    p.to_fields().write(p.direction, |name, value| {
+                        v.insert(name.into(), json!(value.unwrap_or_default()));
                     });
-                    v[group] = json!(opt(f.group_id));
-                    v[account] = json!(opt(f.group_owner_account));
-                    v[owner] = json!(opt(f.group_owner_id));
-                    v[list] = json!(opt(f.prefix_list_id));
-                    v
+                    Value::Object(v)
                 })
                 .collect();
             json!({

@@ -253,15 +253,16 @@ fn big_store(quick: bool) {
                             name: format!("big{chunk}x{g}"),
                             ..Default::default()
                         })?;
-                        let fields: Vec<PermissionFields> = (0..rules)
+                        let specs: Vec<model::RuleSpec> = (0..rules)
                             .map(|r| PermissionFields {
                                 ip_protocol: Some("tcp".into()),
                                 port_range: Some(format!("{}/{}", r + 1, r + 1)),
                                 source_cidr_ip: Some("10.0.0.0/8".into()),
                                 ..Default::default()
                             })
-                            .collect();
-                        tx.authorize(&id, Direction::Ingress, &fields)?;
+                            .map(|f| f.spec(Direction::Ingress))
+                            .collect::<Result<_, _>>()?;
+                        tx.authorize(&id, &specs)?;
                     }
                     Ok(serde_json::Value::Null)
                 })
