@@ -42,6 +42,9 @@ pub enum ModelError {
     /// `IpProtocol` is not one of the protocols ECS knows.
     #[error("The parameter IpProtocol must be specified with case insensitive TCP, UDP, ICMP, ICMPv6, GRE or All.")]
     IpProtocolNotSupported(String),
+    /// A flow's protocol is neither a name ECS knows (but `ALL`) nor an IANA number.
+    #[error("The parameter IpProtocol of a flow must be TCP, UDP, ICMP, ICMPv6, GRE (case insensitive) or an IANA protocol number, not \"{0}\".")]
+    PacketProtocolNotSupported(String),
     /// `PortRange` is absent where the protocol needs one.
     #[error("The specified parameter PortRange must set.")]
     PortRangeMissing,
@@ -153,7 +156,9 @@ impl EcsError for ModelError {
             ModelError::PolicyMalformed(_) => "InvalidPolicy.Malformed",
             ModelError::NicTypeNotSupported(_) => "InvalidNicType.ValueNotSupported",
             ModelError::NicTypeMismatch => "InvalidNicType.Mismatch",
-            ModelError::IpProtocolNotSupported(_) => "InvalidIpProtocol.ValueNotSupported",
+            ModelError::IpProtocolNotSupported(_) | ModelError::PacketProtocolNotSupported(_) => {
+                "InvalidIpProtocol.ValueNotSupported"
+            }
             ModelError::PortRangeMissing | ModelError::PortRangeMalformed(_) => {
                 "InvalidPortRange.Malformed"
             }

@@ -19,9 +19,9 @@ pub use ids::{
     AccountId, InstanceId, PrefixListId, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
 };
 pub use rule::{
-    ip_proto, validate_description, Direction, GroupRef, IpProtocol, NetworkType, NicType, Peer,
-    Permission, PermissionFields, Policy, PortRange, Ports, Priority, Protocol, RuleSpec,
-    MAX_RULE_DESCRIPTION,
+    ip_proto, packet_protocol, validate_description, Direction, FlowPorts, GroupRef, IpProtocol,
+    NetworkType, NicType, Peer, Permission, PermissionFields, Policy, PortRange, PortSpan, Ports,
+    Priority, ProbeProtocol, Protocol, RuleSpec, MAX_RULE_DESCRIPTION,
 };
 
 #[cfg(test)]

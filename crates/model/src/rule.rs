@@ -183,9 +183,26 @@ pub mod ip_proto {
     pub const GRE: u8 = 47;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+
+    /// Whether packets of this protocol carry ports that rules match (TCP and UDP).
+    pub fn has_ports(protocol: u8) -> bool {
+        matches!(protocol, TCP | UDP)
+    }
 }
 
 impl IpProtocol {
+    /// The protocol ECS names by this IANA number, if any (`ALL` has no number).
+    pub fn from_number(n: u8) -> Option<IpProtocol> {
+        match n {
+            ip_proto::TCP => Some(IpProtocol::Tcp),
+            ip_proto::UDP => Some(IpProtocol::Udp),
+            ip_proto::ICMP => Some(IpProtocol::Icmp),
+            ip_proto::ICMPV6 => Some(IpProtocol::Icmpv6),
+            ip_proto::GRE => Some(IpProtocol::Gre),
+            _ => None,
+        }
+    }
+
     /// The IANA number, or `None` for `ALL`.
     pub fn number(self) -> Option<u8> {
         match self {
@@ -231,6 +248,149 @@ impl FromStr for IpProtocol {
             "all" => Ok(IpProtocol::All),
             _ => Err(ModelError::IpProtocolNotSupported(s.to_string())),
         }
+    }
+}
+
+/// The protocol of a packet a flow question names (`DescribeFlowVerdict`'s `IpProtocol`,
+/// `stockade explain --proto`): a name ECS knows, or an IANA number. `ALL` is refused: a
+/// packet has one protocol. Case-insensitive.
+pub fn packet_protocol(s: &str) -> Result<u8, ModelError> {
+    match s.parse::<IpProtocol>().ok().and_then(IpProtocol::number) {
+        Some(n) => Ok(n),
+        None => s
+            .trim()
+            .parse::<u8>()
+            .map_err(|_| ModelError::PacketProtocolNotSupported(s.to_string())),
+    }
+}
+
+/// The layer-4 part of a flow question, parsed once for the API and the CLI: the protocol
+/// number and the ports packets of it carry (both 0 for protocols without ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowPorts {
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Source port (the ephemeral [`FlowPorts::DEFAULT_SOURCE_PORT`] when not given).
+    pub source_port: u16,
+    /// Destination port.
+    pub destination_port: u16,
+}
+
+impl FlowPorts {
+    /// The source port of a flow that names none: the first ephemeral port.
+    pub const DEFAULT_SOURCE_PORT: u16 = 49152;
+
+    /// Parses a flow's protocol and checks its ports: TCP and UDP need a destination port,
+    /// other protocols ignore both.
+    pub fn parse(
+        protocol: &str,
+        destination_port: Option<u16>,
+        source_port: Option<u16>,
+    ) -> Result<FlowPorts, ModelError> {
+        let protocol = packet_protocol(protocol)?;
+        if !ip_proto::has_ports(protocol) {
+            return Ok(FlowPorts {
+                protocol,
+                source_port: 0,
+                destination_port: 0,
+            });
+        }
+        Ok(FlowPorts {
+            protocol,
+            source_port: source_port.unwrap_or(FlowPorts::DEFAULT_SOURCE_PORT),
+            destination_port: destination_port.ok_or(ModelError::Missing("DestinationPort"))?,
+        })
+    }
+}
+
+/// The protocols an analysis probes: those rules can name, and one class for every other
+/// protocol (which only `ALL` rules and the defaults decide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeProtocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// ICMPv6.
+    Icmpv6,
+    /// GRE.
+    Gre,
+    /// Every protocol ECS does not name.
+    Other,
+}
+
+impl ProbeProtocol {
+    /// Every class, in the order analyses report them.
+    pub const ALL: [ProbeProtocol; 6] = [
+        ProbeProtocol::Tcp,
+        ProbeProtocol::Udp,
+        ProbeProtocol::Icmp,
+        ProbeProtocol::Icmpv6,
+        ProbeProtocol::Gre,
+        ProbeProtocol::Other,
+    ];
+
+    /// The protocol ECS names for the class (`None` for `Other`).
+    pub fn ip_protocol(self) -> Option<IpProtocol> {
+        match self {
+            ProbeProtocol::Tcp => Some(IpProtocol::Tcp),
+            ProbeProtocol::Udp => Some(IpProtocol::Udp),
+            ProbeProtocol::Icmp => Some(IpProtocol::Icmp),
+            ProbeProtocol::Icmpv6 => Some(IpProtocol::Icmpv6),
+            ProbeProtocol::Gre => Some(IpProtocol::Gre),
+            ProbeProtocol::Other => None,
+        }
+    }
+
+    /// The protocol number of a probe packet of this class (`Other`: ESP, 50, which no rule
+    /// but `ALL` names).
+    pub fn number(self) -> u8 {
+        self.ip_protocol()
+            .and_then(IpProtocol::number)
+            .unwrap_or(50)
+    }
+
+    /// Whether probes of this class have ports (TCP and UDP).
+    pub fn has_ports(self) -> bool {
+        self.ip_protocol().is_some_and(IpProtocol::has_ports)
+    }
+
+    /// The name answers use (`TCP`, ..., `OTHER`).
+    pub fn as_wire(self) -> &'static str {
+        self.ip_protocol().map_or("OTHER", IpProtocol::as_wire)
+    }
+
+    /// The `PortRange` answers show for `ports` of this class: `start/end`, or `-1/-1` for
+    /// classes without ports.
+    pub fn port_range_wire(self, ports: PortSpan) -> String {
+        if self.has_ports() {
+            format!("{}/{}", ports.start, ports.end)
+        } else {
+            "-1/-1".to_string()
+        }
+    }
+}
+
+/// An inclusive span of destination ports in probe space. Unlike [`PortRange`] it may
+/// include port 0 (which only rules for every port and the defaults accept), and protocols
+/// without ports have the single span `0..=0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSpan {
+    /// First port.
+    pub start: u16,
+    /// Last port (inclusive).
+    pub end: u16,
+}
+
+impl PortSpan {
+    /// The span of protocols without ports.
+    pub const NONE: PortSpan = PortSpan { start: 0, end: 0 };
+
+    /// Whether `port` is inside the span.
+    pub fn contains(self, port: u16) -> bool {
+        self.start <= port && port <= self.end
     }
 }
 

@@ -312,3 +312,60 @@ fn to_fields_round_trips() {
         p
     );
 }
+
+#[test]
+fn protocol_numbers_round_trip_through_names() {
+    for p in [
+        IpProtocol::Tcp,
+        IpProtocol::Udp,
+        IpProtocol::Icmp,
+        IpProtocol::Icmpv6,
+        IpProtocol::Gre,
+    ] {
+        assert_eq!(IpProtocol::from_number(p.number().unwrap()), Some(p));
+        assert_eq!(
+            packet_protocol(&p.as_wire().to_lowercase()),
+            p.number().ok_or(ModelError::Missing("x"))
+        );
+    }
+    assert_eq!(IpProtocol::from_number(50), None);
+    assert_eq!(packet_protocol("50"), Ok(50));
+    let all = packet_protocol("ALL").unwrap_err();
+    assert_eq!(all.code(), "InvalidIpProtocol.ValueNotSupported");
+    assert!(
+        all.to_string().contains("IANA"),
+        "the message offers what is accepted: {all}"
+    );
+    assert!(packet_protocol("sctp").is_err() && packet_protocol("256").is_err());
+}
+
+#[test]
+fn flow_ports_need_a_destination_port_only_with_ports() {
+    let tcp = FlowPorts::parse("tcp", Some(22), None).unwrap();
+    assert_eq!(
+        (tcp.protocol, tcp.destination_port, tcp.source_port),
+        (6, 22, 49152)
+    );
+    assert_eq!(
+        FlowPorts::parse("UDP", None, None).unwrap_err(),
+        ModelError::Missing("DestinationPort")
+    );
+    let icmp = FlowPorts::parse("icmp", Some(22), Some(7)).unwrap();
+    assert_eq!(
+        (icmp.protocol, icmp.destination_port, icmp.source_port),
+        (1, 0, 0)
+    );
+}
+
+#[test]
+fn probe_classes_render_their_ports() {
+    let span = PortSpan { start: 22, end: 80 };
+    assert_eq!(ProbeProtocol::Tcp.port_range_wire(span), "22/80");
+    assert_eq!(ProbeProtocol::Gre.port_range_wire(PortSpan::NONE), "-1/-1");
+    assert_eq!(ProbeProtocol::Other.as_wire(), "OTHER");
+    assert!(ProbeProtocol::ALL
+        .iter()
+        .filter(|p| **p != ProbeProtocol::Other)
+        .all(|p| IpProtocol::from_number(p.number()) == p.ip_protocol()));
+    assert_eq!(IpProtocol::from_number(ProbeProtocol::Other.number()), None);
+}

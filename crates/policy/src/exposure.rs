@@ -15,32 +15,22 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Subnets};
-use model::{ip_proto, Direction, InstanceId, NetworkType, NicType, Peer, Policy};
+use model::{Direction, InstanceId, NetworkType, NicType, Peer, Policy, PortSpan, ProbeProtocol};
 
 use crate::flow::{DecidedBy, Evaluator, Packet, StageQuery};
 use crate::state::{PolicyError, State};
 
 /// The source port probes use.
-pub const PROBE_SOURCE_PORT: u16 = 49152;
-
-/// Protocols probed: those rules can name, and one that stands for all others (ESP).
-const PROTOCOLS: [u8; 6] = [
-    ip_proto::TCP,
-    ip_proto::UDP,
-    ip_proto::ICMP,
-    ip_proto::ICMPV6,
-    ip_proto::GRE,
-    50,
-];
+pub const PROBE_SOURCE_PORT: u16 = model::FlowPorts::DEFAULT_SOURCE_PORT;
 
 /// One accepted part of an instance's space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposed {
-    /// IANA protocol number (50 stands for every protocol ECS cannot name).
-    pub protocol: u8,
-    /// Destination ports, inclusive (`0..=0` for protocols without ports; TCP and UDP cover
+    /// The protocol class.
+    pub protocol: ProbeProtocol,
+    /// Destination ports ([`PortSpan::NONE`] for protocols without ports; TCP and UDP cover
     /// port 0 too, which only rules for every port and the defaults accept).
-    pub ports: (u16, u16),
+    pub ports: PortSpan,
     /// Peer addresses (sources of inbound flows, destinations of outbound ones).
     pub sources: Vec<IpNet>,
     /// What accepts these flows.
@@ -54,10 +44,10 @@ pub struct FlowChange {
     pub direction: Direction,
     /// `true`: allowed after the change, denied before; `false`: the reverse.
     pub allowed: bool,
-    /// IANA protocol number (50 stands for every protocol ECS cannot name).
-    pub protocol: u8,
-    /// Destination ports, inclusive (`0..=0` for protocols without ports).
-    pub ports: (u16, u16),
+    /// The protocol class.
+    pub protocol: ProbeProtocol,
+    /// Destination ports ([`PortSpan::NONE`] for protocols without ports).
+    pub ports: PortSpan,
     /// Peer addresses.
     pub peers: Vec<IpNet>,
 }
@@ -129,34 +119,37 @@ fn cuts(states: &[&State], instance: &InstanceId, direction: Direction) -> Cuts 
 }
 
 /// Runs of ports, each with the labelled address ranges found on it.
-type Scan<L> = Vec<(u8, (u16, u16), Vec<(u64, u64, L)>)>;
+type Scan<L> = Vec<(ProbeProtocol, PortSpan, Vec<(u64, u64, L)>)>;
 
 /// Probes every cell, labels it with `label` (`None` = not reported), merges adjacent
 /// addresses with equal labels, then adjacent port runs with equal address ranges.
 fn scan<L: Clone + PartialEq>(
     cuts: &Cuts,
-    mut label: impl FnMut(u8, u16, Ipv4Addr) -> Result<Option<L>, PolicyError>,
+    mut label: impl FnMut(ProbeProtocol, u16, Ipv4Addr) -> Result<Option<L>, PolicyError>,
 ) -> Result<Scan<L>, PolicyError> {
     let mut out: Scan<L> = Vec::new();
-    for protocol in PROTOCOLS {
-        let port_cells: Vec<(u16, u16)> = if matches!(protocol, ip_proto::TCP | ip_proto::UDP) {
+    for protocol in ProbeProtocol::ALL {
+        let port_cells: Vec<PortSpan> = if protocol.has_ports() {
             cuts.ports
                 .iter()
                 .enumerate()
-                .map(|(k, &lo)| (lo, cuts.ports.get(k + 1).map_or(u16::MAX, |next| next - 1)))
+                .map(|(k, &start)| PortSpan {
+                    start,
+                    end: cuts.ports.get(k + 1).map_or(u16::MAX, |next| next - 1),
+                })
                 .collect()
         } else {
-            vec![(0, 0)]
+            vec![PortSpan::NONE]
         };
         let first = out.len();
-        for (plo, phi) in port_cells {
+        for span in port_cells {
             let mut ranges: Vec<(u64, u64, L)> = Vec::new();
             for (k, &lo) in cuts.addresses.iter().enumerate() {
                 let hi = cuts
                     .addresses
                     .get(k + 1)
                     .map_or(LAST_ADDRESS, |next| next - 1);
-                if let Some(l) = label(protocol, plo, Ipv4Addr::from(lo as u32))? {
+                if let Some(l) = label(protocol, span.start, Ipv4Addr::from(lo as u32))? {
                     match ranges.last_mut() {
                         Some(last) if last.1 + 1 == lo && last.2 == l => last.1 = hi,
                         _ => ranges.push((lo, hi, l)),
@@ -164,12 +157,12 @@ fn scan<L: Clone + PartialEq>(
                 }
             }
             match out[first..].last_mut() {
-                Some((_, (_, prev_hi), prev))
-                    if prev_hi.wrapping_add(1) == plo && *prev == ranges =>
+                Some((_, prev_span, prev))
+                    if prev_span.end.wrapping_add(1) == span.start && *prev == ranges =>
                 {
-                    *prev_hi = phi
+                    prev_span.end = span.end
                 }
-                _ => out.push((protocol, (plo, phi), ranges)),
+                _ => out.push((protocol, span, ranges)),
             }
         }
     }
@@ -188,7 +181,7 @@ fn probe<'a>(
     direction: Direction,
     nic: NicType,
     local: Ipv4Addr,
-    protocol: u8,
+    protocol: ProbeProtocol,
     port: u16,
     peer: Ipv4Addr,
 ) -> StageQuery<'a> {
@@ -199,8 +192,8 @@ fn probe<'a>(
         packet: Packet {
             peer: IpAddr::V4(peer),
             local: IpAddr::V4(local),
-            protocol,
-            source_port: if matches!(protocol, ip_proto::TCP | ip_proto::UDP) {
+            protocol: protocol.number(),
+            source_port: if protocol.has_ports() {
                 PROBE_SOURCE_PORT
             } else {
                 0
@@ -400,13 +393,13 @@ pub fn reaching_instances(
         {
             continue;
         }
-        let ports: Vec<u16> = if matches!(e.protocol, ip_proto::TCP | ip_proto::UDP) {
+        let ports: Vec<u16> = if e.protocol.has_ports() {
             let egress_cuts = cuts(&[state], &s.id, Direction::Egress).ports;
-            std::iter::once(e.ports.0)
+            std::iter::once(e.ports.start)
                 .chain(
                     egress_cuts
                         .into_iter()
-                        .filter(|p| *p > e.ports.0 && *p <= e.ports.1),
+                        .filter(|p| *p > e.ports.start && e.ports.contains(*p)),
                 )
                 .collect()
         } else {

@@ -234,9 +234,10 @@ pub trait Evaluator {
         if src.instance.is_none() && dst.instance.is_none() {
             return Err(PolicyError::NoInstanceInFlow);
         }
-        let (source_port, destination_port) = match flow.protocol {
-            ip_proto::TCP | ip_proto::UDP => (flow.source_port, flow.destination_port),
-            _ => (0, 0),
+        let (source_port, destination_port) = if ip_proto::has_ports(flow.protocol) {
+            (flow.source_port, flow.destination_port)
+        } else {
+            (0, 0)
         };
         let mut stages = Vec::with_capacity(2);
         for (this, other, direction) in [

@@ -39,7 +39,7 @@ impl Service {
             _ => return None,
         };
         let port: u16 = port.parse().ok()?;
-        let needs_port = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
+        let needs_port = ip_proto::has_ports(protocol);
         (needs_port == (port > 0)).then_some(Service { protocol, port })
     }
 

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use model::{
     Direction, GroupType, InnerAccessPolicy, Instance, NicType, Permission, PermissionFields,
-    SecurityGroup,
+    ProbeProtocol, SecurityGroup,
 };
 use policy::{
     Change, Endpoint, Engine, Evaluator, Flow, GroupPolicy, IpFamily, PrefixList, Reference,
@@ -448,11 +448,15 @@ fn probe_packet(
 }
 
 /// The exposure protocol class of a packet protocol (50 stands for every unnamed one).
-fn protocol_class(protocol: u8) -> u8 {
-    if [6u8, 17, 1, 58, 47].contains(&protocol) {
-        protocol
-    } else {
-        50
+/// The probe class of a packet's protocol, written out here as the oracle.
+fn protocol_class(protocol: u8) -> ProbeProtocol {
+    match protocol {
+        6 => ProbeProtocol::Tcp,
+        17 => ProbeProtocol::Udp,
+        1 => ProbeProtocol::Icmp,
+        58 => ProbeProtocol::Icmpv6,
+        47 => ProbeProtocol::Gre,
+        _ => ProbeProtocol::Other,
     }
 }
 
@@ -509,7 +513,7 @@ proptest! {
                 let accepted = reference.decide(&q).unwrap().verdict == model::Policy::Accept;
                 let listed = exposed.iter().any(|e| {
                     e.protocol == protocol_class(packet.protocol)
-                        && (e.ports.0..=e.ports.1).contains(&packet.destination_port)
+                        && (e.ports.start..=e.ports.end).contains(&packet.destination_port)
                         && e.sources.iter().any(|n| n.contains(&packet.peer))
                 });
                 prop_assert_eq!(accepted, listed, "instance {} packet {:?}", i.id, q.packet);
@@ -544,7 +548,7 @@ proptest! {
                     let after_v = reference.decide(&q).unwrap().verdict;
                     let listed = flips.iter().find(|c| {
                         c.protocol == protocol_class(packet.protocol)
-                            && (c.ports.0..=c.ports.1).contains(&packet.destination_port)
+                            && (c.ports.start..=c.ports.end).contains(&packet.destination_port)
                             && c.peers.iter().any(|n| n.contains(&packet.peer))
                     });
                     match listed {
@@ -631,7 +635,7 @@ proptest! {
                         let flow = Flow {
                             source: Endpoint::Instance(s.id.clone()),
                             destination: Endpoint::Instance(target.id.clone()),
-                            protocol: e.protocol,
+                            protocol: e.protocol.number(),
                             source_port: policy::exposure::PROBE_SOURCE_PORT,
                             destination_port: port,
                             nic_type: NicType::Intranet,
@@ -641,11 +645,11 @@ proptest! {
                     };
                     // Ingress accepts the whole entry for this source, so the flow verdict
                     // is the source's egress.
-                    let (first, last) = (verdict(e.ports.0), verdict(e.ports.1));
+                    let (first, last) = (verdict(e.ports.start), verdict(e.ports.end));
                     if reaching.contains(&s.id) {
                         prop_assert!(first == model::Policy::Accept && last == model::Policy::Accept, "{} -> {}", s.id, target.id);
-                    } else if matches!(e.protocol, 6 | 17) {
-                        let denied = (e.ports.0..=e.ports.1).step_by(1).any(|p| verdict(p) == model::Policy::Drop);
+                    } else if matches!(e.protocol, ProbeProtocol::Tcp | ProbeProtocol::Udp) {
+                        let denied = (e.ports.start..=e.ports.end).step_by(1).any(|p| verdict(p) == model::Policy::Drop);
                         prop_assert!(denied, "{} not listed for {} but reaches every port", s.id, target.id);
                     } else {
                         prop_assert_eq!(first, model::Policy::Drop);

@@ -25,9 +25,7 @@ use axum::Router;
 use control::{Control, Ctx};
 use sha2::Digest;
 
-pub use actions::analysis::{
-    audit_json, exposure_json, flow_verdict_json, port_range_wire, protocol_name,
-};
+pub use actions::analysis::{audit_json, exposure_json, flow_verdict_json};
 pub use actions::{Action, Mode, Reply};
 pub use error::ServerError;
 

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use model::{ip_proto, EcsError as _, NicType, Peer, Permission};
+use model::{EcsError as _, FlowPorts, ModelError, NicType, Peer, Permission};
 use policy::{
     DecidedBy, Endpoint, Engine, Evaluator, Flow, FlowVerdict, IpFamily, Reference, State,
 };
@@ -275,30 +275,17 @@ fn endpoint(s: &str) -> Result<Endpoint> {
     )?))
 }
 
-fn protocol(s: &str) -> Result<u8> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "tcp" => ip_proto::TCP,
-        "udp" => ip_proto::UDP,
-        "icmp" => ip_proto::ICMP,
-        "icmpv6" => ip_proto::ICMPV6,
-        "gre" => ip_proto::GRE,
-        n => n.parse().with_context(|| format!("unknown protocol {s}"))?,
-    })
-}
-
 fn explain(args: &ExplainArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("cannot read {}", args.policy.display()))?;
     let snapshot =
         policy::document::parse(&text).with_context(|| format!("{}", args.policy.display()))?;
     let (source, destination) = (endpoint(&args.from)?, endpoint(&args.to)?);
-    let protocol = protocol(&args.proto)?;
-    let has_ports = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
-    let destination_port = match (has_ports, args.port) {
-        (true, Some(p)) => p,
-        (true, None) => bail!("--port is needed for {}", args.proto),
-        (false, _) => 0,
-    };
+    let l4 =
+        FlowPorts::parse(&args.proto, args.port, Some(args.source_port)).map_err(|e| match e {
+            ModelError::Missing(_) => anyhow::anyhow!("--port is needed for {}", args.proto),
+            e => anyhow::anyhow!("{}: {e}", e.code()),
+        })?;
     let nic_type: NicType = args
         .nic_type
         .parse()
@@ -306,14 +293,14 @@ fn explain(args: &ExplainArgs) -> Result<()> {
     let family = if args.ipv6 {
         IpFamily::V6
     } else {
-        Flow::infer_family(&source, &destination, protocol)
+        Flow::infer_family(&source, &destination, l4.protocol)
     };
     let flow = Flow {
         source,
         destination,
-        protocol,
-        source_port: args.source_port,
-        destination_port,
+        protocol: l4.protocol,
+        source_port: l4.source_port,
+        destination_port: l4.destination_port,
         nic_type,
         family,
     };
@@ -553,8 +540,8 @@ fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
         );
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let protocol = |e: &policy::exposure::Exposed| server::protocol_name(e.protocol);
-    let ports = |e: &policy::exposure::Exposed| server::port_range_wire(e.protocol, e.ports);
+    let protocol = |e: &policy::exposure::Exposed| e.protocol.as_wire();
+    let ports = |e: &policy::exposure::Exposed| e.protocol.port_range_wire(e.ports);
     match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows

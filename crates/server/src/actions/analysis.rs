@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use control::{Ctx, GroupFilter};
-use model::{ip_proto, Direction, InstanceId, ModelError, NicType, SecurityGroupId};
+use model::{Direction, FlowPorts, InstanceId, ModelError, NicType, SecurityGroupId};
 use policy::{DecidedBy, Endpoint, Engine, Evaluator, Flow};
 use serde_json::{json, Value};
 
@@ -66,21 +66,12 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         .ok_or(ModelError::Missing("SourceInstanceId"))?;
     let destination = endpoint(p, "DestinationInstanceId", "DestinationIp")?
         .ok_or(ModelError::Missing("DestinationInstanceId"))?;
-    let protocol = match p.required("IpProtocol")?.to_ascii_lowercase().as_str() {
-        "tcp" => ip_proto::TCP,
-        "udp" => ip_proto::UDP,
-        "icmp" => ip_proto::ICMP,
-        "icmpv6" => ip_proto::ICMPV6,
-        "gre" => ip_proto::GRE,
-        other => return Err(ModelError::IpProtocolNotSupported(other.to_string()).into()),
-    };
-    let has_ports = matches!(protocol, ip_proto::TCP | ip_proto::UDP);
-    let destination_port = match (has_ports, p.number("DestinationPort", 1, 65535)?) {
-        (true, Some(port)) => port as u16,
-        (true, None) => return Err(ModelError::Missing("DestinationPort").into()),
-        (false, _) => 0,
-    };
-    let source_port = p.number("SourcePort", 1, 65535)?.unwrap_or(49152) as u16;
+    let port = |name| Ok::<_, ServerError>(p.number(name, 1, 65535)?.map(|n| n as u16));
+    let l4 = FlowPorts::parse(
+        &p.required("IpProtocol")?,
+        port("DestinationPort")?,
+        port("SourcePort")?,
+    )?;
     let nic_type: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
     // Only the caller's instances can be asked about.
     call.query(|tx| {
@@ -92,13 +83,13 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         Ok(())
     })?;
     let engine = compiled(call.state, call.ctx)?;
-    let family = Flow::infer_family(&source, &destination, protocol);
+    let family = Flow::infer_family(&source, &destination, l4.protocol);
     let flow = Flow {
         source,
         destination,
-        protocol,
-        source_port,
-        destination_port,
+        protocol: l4.protocol,
+        source_port: l4.source_port,
+        destination_port: l4.destination_port,
         nic_type,
         family,
     };
@@ -225,8 +216,8 @@ pub fn exposure_json(
             .map(ToString::to_string)
             .collect();
         items.push(json!({
-            "IpProtocol": protocol_name(e.protocol),
-            "PortRange": port_range_wire(e.protocol, e.ports),
+            "IpProtocol": e.protocol.as_wire(),
+            "PortRange": e.protocol.port_range_wire(e.ports),
             "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
             "DecidedBy": e.decided_by.as_wire(),
             "SecurityGroupId": group,
@@ -279,8 +270,8 @@ pub(super) fn preview(
                     "InstanceId": id.to_string(),
                     "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
                     "Effect": if c.allowed { "Allowed" } else { "Denied" },
-                    "IpProtocol": protocol_name(c.protocol),
-                    "PortRange": port_range_wire(c.protocol, c.ports),
+                    "IpProtocol": c.protocol.as_wire(),
+                    "PortRange": c.protocol.port_range_wire(c.ports),
                     "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
                     "PeerInstances": {"InstanceId": peers_in},
                 }));
@@ -290,25 +281,4 @@ pub(super) fn preview(
     Ok(Reply::Body(
         json!({"TotalCount": items.len(), "Changes": {"Change": items}}),
     ))
-}
-
-/// `-1/-1` for protocols without ports, `start/end` otherwise.
-pub fn port_range_wire(protocol: u8, (lo, hi): (u16, u16)) -> String {
-    if matches!(protocol, 6 | 17) {
-        format!("{lo}/{hi}")
-    } else {
-        "-1/-1".to_string()
-    }
-}
-
-/// The wire name of a probed protocol (50 stands for every protocol ECS cannot name).
-pub fn protocol_name(n: u8) -> &'static str {
-    match n {
-        6 => "TCP",
-        17 => "UDP",
-        1 => "ICMP",
-        58 => "ICMPv6",
-        47 => "GRE",
-        _ => "OTHER",
-    }
 }
