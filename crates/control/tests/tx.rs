@@ -1,0 +1,377 @@
+//! Table tests of the control plane's commands, run directly on `Control` and `Tx` against
+//! the embedded SQLite store and, when `STOCKADE_TEST_DATABASE_URL` names one (as
+//! `scripts/test` does), against PostgreSQL: limits, references, dependency checks, the
+//! change log and `ClientToken`s. Every case runs in an account of its own, so the cases
+//! share one store without seeing each other.
+
+use control::{
+    ClientToken, Control, ControlError, CreateGroup, CreateInstances, Ctx, Limits, Result, Revoke,
+    Tx,
+};
+use model::{Direction, GroupType, PermissionFields, RuleSpec, SecurityGroupId, VSwitchId, VpcId};
+use serde_json::json;
+
+/// Small limits, so the cases reach them in a few commands.
+fn limits() -> Limits {
+    Limits {
+        rules_per_group: 3,
+        group_rules_per_group: 1,
+        groups_per_region: 6,
+    }
+}
+
+/// A fresh account in `cn-hangzhou`.
+fn account(control: &Control) -> Ctx {
+    let name = format!("tx-{}", uuid_like());
+    let creds = control.create_account(&name, None).expect("account");
+    Ctx {
+        account: creds.account_id,
+        region: "cn-hangzhou".into(),
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos()
+    )
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn write<T>(control: &Control, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+    let mut out = None;
+    control.write(ctx, None, |tx| {
+        out = Some(f(tx)?);
+        Ok(json!({}))
+    })?;
+    Ok(out.expect("ran"))
+}
+
+fn tcp(port: u16, source: &str) -> RuleSpec {
+    PermissionFields {
+        ip_protocol: Some("tcp".into()),
+        port_range: Some(format!("{port}/{port}")),
+        source_cidr_ip: Some(source.into()),
+        ..Default::default()
+    }
+    .spec(Direction::Ingress)
+    .expect("valid rule")
+}
+
+fn from_group(group: &SecurityGroupId) -> RuleSpec {
+    PermissionFields {
+        ip_protocol: Some("all".into()),
+        group_id: Some(group.to_string()),
+        ..Default::default()
+    }
+    .spec(Direction::Ingress)
+    .expect("valid rule")
+}
+
+fn group(control: &Control, ctx: &Ctx, vpc: Option<&VpcId>, kind: GroupType) -> SecurityGroupId {
+    write(control, ctx, |tx| {
+        tx.create_group(CreateGroup {
+            name: "g".into(),
+            group_type: kind,
+            vpc_id: vpc.cloned(),
+            ..Default::default()
+        })
+    })
+    .expect("group")
+}
+
+fn network(control: &Control, ctx: &Ctx) -> (VpcId, VSwitchId) {
+    write(control, ctx, |tx| {
+        let vpc = tx.create_vpc("v", "", "10.0.0.0/16".parse().unwrap())?;
+        let vsw = tx.create_vswitch(
+            &vpc,
+            "cn-hangzhou-h",
+            "10.0.1.0/24".parse().unwrap(),
+            "s",
+            "",
+        )?;
+        Ok((vpc, vsw))
+    })
+    .expect("network")
+}
+
+fn instance(
+    control: &Control,
+    ctx: &Ctx,
+    vswitch: &VSwitchId,
+    groups: &[SecurityGroupId],
+) -> model::InstanceId {
+    write(control, ctx, |tx| {
+        tx.create_instances(&CreateInstances {
+            amount: 1,
+            vswitch_id: Some(vswitch.clone()),
+            zone_id: None,
+            security_groups: groups.to_vec(),
+            private_ip: None,
+            public_ip: false,
+            name: String::new(),
+            description: String::new(),
+            image_id: "img".into(),
+            instance_type: "ecs.t".into(),
+            running: true,
+        })
+    })
+    .expect("instance")
+    .remove(0)
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T>) -> String {
+    use model::EcsError;
+    r.expect_err("refused").code().into_owned()
+}
+
+/// Rules per group: a request that would pass the limit adds nothing; duplicates are
+/// no-ops that do not count.
+fn rule_limits(control: &Control) {
+    let ctx = account(control);
+    let g = group(control, &ctx, None, GroupType::Normal);
+    let add = |rules: Vec<RuleSpec>| write(control, &ctx, |tx| tx.authorize(&g, &rules));
+    add(vec![tcp(22, "10.0.0.0/8"), tcp(80, "10.0.0.0/8")]).unwrap();
+    assert_eq!(
+        code(add(vec![tcp(443, "10.0.0.0/8"), tcp(8080, "10.0.0.0/8")])),
+        "AuthorizationLimitExceed"
+    );
+    add(vec![tcp(22, "10.0.0.0/8"), tcp(443, "10.0.0.0/8")]).unwrap();
+    let count = control
+        .read(&ctx, |tx| tx.rules(&tx.group(&g)?))
+        .unwrap()
+        .len();
+    assert_eq!(count, 3, "the repeated rule was not added again");
+    assert_eq!(
+        code(add(vec![tcp(1, "10.0.0.0/8"), tcp(1, "10.0.0.0/8")])),
+        "InvalidParam.DuplicatePermissions"
+    );
+}
+
+/// Group-reference rules per basic group, and the group quota per region.
+fn group_limits(control: &Control) {
+    let ctx = account(control);
+    let a = group(control, &ctx, None, GroupType::Normal);
+    let b = group(control, &ctx, None, GroupType::Normal);
+    let c = group(control, &ctx, None, GroupType::Normal);
+    write(control, &ctx, |tx| tx.authorize(&a, &[from_group(&b)])).unwrap();
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.authorize(&a, &[from_group(&c)]))),
+        "AuthorizedGroupRule.LimitExceed"
+    );
+    for _ in 3..6 {
+        group(control, &ctx, None, GroupType::Normal);
+    }
+    let seventh = write(control, &ctx, |tx| tx.create_group(CreateGroup::default()));
+    assert_eq!(code(seventh), "QuotaExceed.SecurityGroup");
+}
+
+/// References: to a missing group, across VPCs, from and to enterprise groups, and from
+/// another account without naming its owner (indistinguishable from a missing group).
+fn references(control: &Control) {
+    let ctx = account(control);
+    let (vpc1, _) = network(control, &ctx);
+    let (vpc2, _) = network(control, &ctx);
+    let a = group(control, &ctx, Some(&vpc1), GroupType::Normal);
+    let other_vpc = group(control, &ctx, Some(&vpc2), GroupType::Normal);
+    let enterprise = group(control, &ctx, Some(&vpc1), GroupType::Enterprise);
+    let missing: SecurityGroupId = "sg-doesnotexist0000001".parse().unwrap();
+    let refer = |from: &SecurityGroupId, to: &SecurityGroupId| {
+        write(control, &ctx, |tx| tx.authorize(from, &[from_group(to)]))
+    };
+    assert_eq!(code(refer(&a, &missing)), "InvalidSourceGroupId.NotFound");
+    assert_eq!(code(refer(&a, &other_vpc)), "InvalidSourceGroupId.Mismatch");
+    assert_eq!(
+        code(refer(&a, &enterprise)),
+        "InvalidGroupAuthParameter.OperationDenied"
+    );
+    assert_eq!(
+        code(refer(&enterprise, &a)),
+        "InvalidGroupAuthParameter.OperationDenied"
+    );
+    let stranger = account(control);
+    let theirs = group(control, &stranger, None, GroupType::Normal);
+    assert_eq!(code(refer(&a, &theirs)), "InvalidSourceGroupId.NotFound");
+    assert_eq!(
+        code(control.read(&stranger, |tx| tx.group(&a))),
+        "InvalidSecurityGroupId.NotFound",
+        "another account's group does not exist for this one"
+    );
+    refer(&a, &a).expect("a rule may reference its own group");
+}
+
+/// Dependency checks: a group with members or referenced by another cannot be deleted; a
+/// VPC with vSwitches cannot; the last group of an instance cannot be left.
+fn dependencies(control: &Control) {
+    let ctx = account(control);
+    let (vpc, vsw) = network(control, &ctx);
+    let a = group(control, &ctx, Some(&vpc), GroupType::Normal);
+    let b = group(control, &ctx, Some(&vpc), GroupType::Normal);
+    let i = instance(control, &ctx, &vsw, std::slice::from_ref(&a));
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.delete_group(&a))),
+        "DependencyViolation"
+    );
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.leave(&i, &a))),
+        "InstanceLastSecurityGroup"
+    );
+    write(control, &ctx, |tx| tx.authorize(&b, &[from_group(&a)])).unwrap();
+    write(control, &ctx, |tx| tx.join(&i, &b)).unwrap();
+    write(control, &ctx, |tx| tx.leave(&i, &a)).unwrap();
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.delete_group(&a))),
+        "DependencyViolation"
+    );
+    write(control, &ctx, |tx| {
+        tx.revoke(
+            &b,
+            Direction::Ingress,
+            &Revoke::ByFields(vec![from_group(&a)]),
+        )
+    })
+    .unwrap();
+    write(control, &ctx, |tx| tx.delete_group(&a)).expect("unreferenced and empty");
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.delete_vpc(&vpc))),
+        "DependencyViolation"
+    );
+}
+
+/// Every committed command moves the change log; a refused one and a dry run leave it.
+fn change_log(control: &Control) {
+    let ctx = account(control);
+    let g = group(control, &ctx, None, GroupType::Normal);
+    let at = || control.read(&ctx, |tx| tx.revision()).unwrap();
+    let before = at();
+    write(control, &ctx, |tx| {
+        tx.authorize(&g, &[tcp(22, "10.0.0.0/8")])
+    })
+    .unwrap();
+    let after = at();
+    assert!(after > before, "a commit appends to the log");
+    let refused = write(control, &ctx, |tx| {
+        tx.authorize(&g, &[tcp(23, "10.0.0.0/8")])?;
+        tx.delete_group(&"sg-doesnotexist0000001".parse().unwrap())
+    });
+    assert_eq!(code(refused), "InvalidSecurityGroupId.NotFound");
+    control
+        .dry_run(&ctx, |tx| tx.authorize(&g, &[tcp(24, "10.0.0.0/8")]))
+        .unwrap();
+    let rules = control.read(&ctx, |tx| tx.rules(&tx.group(&g)?)).unwrap();
+    assert_eq!(
+        rules.len(),
+        1,
+        "neither the refused command nor the dry run left a rule"
+    );
+    // Nothing else writes to this store meanwhile (one test per store).
+    assert_eq!(at(), after, "neither moved the change log");
+}
+
+/// A `ClientToken` makes a retry return the first answer without running again; the same
+/// token with other parameters is refused.
+fn client_tokens(control: &Control) {
+    let ctx = account(control);
+    let token = |fingerprint: &str| ClientToken {
+        token: "t-1".into(),
+        fingerprint: fingerprint.into(),
+    };
+    let create = |fingerprint: &str| {
+        control.write(&ctx, Some(&token(fingerprint)), |tx| {
+            let id = tx.create_group(CreateGroup::default())?;
+            Ok(json!({"SecurityGroupId": id.to_string()}))
+        })
+    };
+    let first = create("CreateSecurityGroup&a=1").unwrap();
+    let again = create("CreateSecurityGroup&a=1").unwrap();
+    assert_eq!(first, again);
+    let groups = control
+        .read(&ctx, |tx| tx.find_groups(&Default::default()))
+        .unwrap();
+    assert_eq!(groups.len(), 1, "the retry created nothing");
+    assert_eq!(
+        code(create("CreateSecurityGroup&a=2")),
+        "IdempotentParameterMismatch"
+    );
+    let stranger = account(control);
+    let theirs = control
+        .write(&stranger, Some(&token("CreateSecurityGroup&a=2")), |tx| {
+            let id = tx.create_group(CreateGroup::default())?;
+            Ok(json!({"SecurityGroupId": id.to_string()}))
+        })
+        .expect("tokens are per account");
+    assert_ne!(theirs, first);
+}
+
+/// Groups per instance: at most five, never the same one twice, never a basic and an
+/// enterprise group together.
+fn instance_groups(control: &Control) {
+    let ctx = account(control);
+    let (vpc, vsw) = network(control, &ctx);
+    let groups: Vec<SecurityGroupId> = (0..6)
+        .map(|_| group(control, &ctx, Some(&vpc), GroupType::Normal))
+        .collect();
+    let i = instance(control, &ctx, &vsw, &groups[..4]);
+    let err = write(control, &ctx, |tx| tx.join(&i, &groups[0]));
+    assert!(matches!(err, Err(ControlError::AlreadyMember)));
+    write(control, &ctx, |tx| tx.join(&i, &groups[4])).unwrap();
+    assert_eq!(
+        code(write(control, &ctx, |tx| tx.join(&i, &groups[5]))),
+        "InstanceSecurityGroupLimitExceeded"
+    );
+    let other = account(control);
+    let (vpc, vsw) = network(control, &other);
+    let basic = group(control, &other, Some(&vpc), GroupType::Normal);
+    let enterprise = group(control, &other, Some(&vpc), GroupType::Enterprise);
+    let j = instance(control, &other, &vsw, &[basic]);
+    assert_eq!(
+        code(write(control, &other, |tx| tx.join(&j, &enterprise))),
+        "InvalidSecurityGroupType.Mismatch"
+    );
+}
+
+/// A named case.
+type Case = (&'static str, fn(&Control));
+
+const CASES: &[Case] = &[
+    ("rule limits", rule_limits),
+    ("group limits", group_limits),
+    ("references", references),
+    ("dependencies", dependencies),
+    ("change log", change_log),
+    ("client tokens", client_tokens),
+    ("instance groups", instance_groups),
+];
+
+fn run_all(control: &Control, backend: &str) {
+    for (name, case) in CASES {
+        eprintln!("{backend}: {name}");
+        case(control);
+    }
+}
+
+#[test]
+fn commands_hold_their_constraints_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), limits()).unwrap();
+    run_all(&control, "sqlite");
+}
+
+#[test]
+fn commands_hold_their_constraints_on_postgres() {
+    let Ok(url) = std::env::var("STOCKADE_TEST_DATABASE_URL") else {
+        eprintln!("STOCKADE_TEST_DATABASE_URL is not set: the PostgreSQL run is scripts/test's");
+        return;
+    };
+    let control = Control::open_postgres(&url, limits()).unwrap();
+    run_all(&control, "postgres");
+}
