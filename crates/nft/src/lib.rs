@@ -22,4 +22,7 @@ mod backend;
 mod render;
 
 pub use backend::{Backend, FakeBackend, NftCli, NftError};
-pub use render::{render, render_reusing, Attachment, Ruleset, Set, SetType, TABLE};
+pub use render::{
+    render, render_reusing, Attachment, Family, Rule, Ruleset, Set, SetKind, SetName, SetType,
+    Verdict, TABLE,
+};

@@ -1,7 +1,7 @@
 //! The pure renderer: policy in, [`Ruleset`] value out, and the scripts that install it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -23,6 +23,138 @@ pub struct Attachment {
     pub nic_type: NicType,
     /// The host-side network device its packets cross (e.g. the host end of a veth pair).
     pub interface: String,
+}
+
+/// What a named set holds: a group's member addresses, or a prefix list's CIDRs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    /// The intranet addresses of a group's members (`g…`).
+    Members,
+    /// The CIDRs of a prefix list (`p…`).
+    PrefixList,
+}
+
+/// The address family of a set (nft matches `ip` and `ip6` addresses separately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4 (`ip`).
+    V4,
+    /// IPv6 (`ip6`).
+    V6,
+}
+
+impl Family {
+    fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    /// The nft address expression family (`ip` / `ip6`).
+    fn keyword(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+}
+
+/// The name of a named set: what it holds, its family, and the id of the group or prefix
+/// list (as an nft identifier). Printed `g4_sg_abc`; ordered as that text is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetName {
+    /// Members or prefix list.
+    pub kind: SetKind,
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// The group's or list's id, `-` written `_`.
+    pub id: String,
+}
+
+impl SetName {
+    fn members(group: &SecurityGroupId, family: Family) -> SetName {
+        SetName {
+            kind: SetKind::Members,
+            family,
+            id: ident(group.as_str()),
+        }
+    }
+
+    fn prefix_list(list: &model::PrefixListId, family: Family) -> SetName {
+        SetName {
+            kind: SetKind::PrefixList,
+            family,
+            id: ident(list.as_str()),
+        }
+    }
+
+    /// The element type the set is declared with.
+    pub fn set_type(&self) -> SetType {
+        match (self.kind, self.family) {
+            (SetKind::Members, Family::V4) => SetType::Ipv4Addr,
+            (SetKind::Members, Family::V6) => SetType::Ipv6Addr,
+            (SetKind::PrefixList, Family::V4) => SetType::Ipv4Net,
+            (SetKind::PrefixList, Family::V6) => SetType::Ipv6Net,
+        }
+    }
+}
+
+impl fmt::Display for SetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            SetKind::Members => 'g',
+            SetKind::PrefixList => 'p',
+        };
+        let family = match self.family {
+            Family::V4 => '4',
+            Family::V6 => '6',
+        };
+        write!(f, "{kind}{family}_{}", self.id)
+    }
+}
+
+/// What a dispatch map sends an interface's packets to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// The policy chain of the interface's group list.
+    Jump(String),
+    /// Nothing passes: the interface's policy could not be rendered (fail closed).
+    Drop,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Jump(chain) => write!(f, "jump {chain}"),
+            Verdict::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+/// One statement of a policy chain and the named sets it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The statement as nft reads it (`ip saddr @g4_sg_a tcp dport 22 accept`).
+    pub text: String,
+    /// The sets the statement names.
+    pub sets: Vec<SetName>,
+}
+
+impl Rule {
+    /// A statement that names no set.
+    fn plain(text: impl Into<String>) -> Rule {
+        Rule {
+            text: text.into(),
+            sets: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// The element type of a named set.
@@ -68,14 +200,14 @@ pub struct Set {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ruleset {
     /// Named address sets, by name.
-    pub sets: BTreeMap<String, Set>,
+    pub sets: BTreeMap<SetName, Set>,
     /// Policy chains, by name, each a list of rule statements (shared: a re-render reuses
     /// the chains of unchanged groups without copying them).
-    pub chains: BTreeMap<String, Arc<[String]>>,
-    /// Input interface → verdict (`jump eg_…` or `drop`): the sending instance's egress.
-    pub egress: BTreeMap<String, String>,
+    pub chains: BTreeMap<String, Arc<[Rule]>>,
+    /// Input interface (quoted, as nft writes it) → verdict: the sending instance's egress.
+    pub egress: BTreeMap<String, Verdict>,
     /// Output interface → verdict: the receiving instance's ingress.
-    pub ingress: BTreeMap<String, String>,
+    pub ingress: BTreeMap<String, Verdict>,
     /// Instances rendered fail-closed, with the reason.
     pub failed: BTreeMap<InstanceId, String>,
 }
@@ -111,13 +243,12 @@ pub fn render_reusing(
         let interface = quote(&a.interface);
         match render_instance(state, a, &mut out, previous, &unchanged) {
             Ok((egress, ingress)) => {
-                out.egress
-                    .insert(interface.clone(), format!("jump {egress}"));
-                out.ingress.insert(interface, format!("jump {ingress}"));
+                out.egress.insert(interface.clone(), Verdict::Jump(egress));
+                out.ingress.insert(interface, Verdict::Jump(ingress));
             }
             Err(why) => {
-                out.egress.insert(interface.clone(), "drop".into());
-                out.ingress.insert(interface, "drop".into());
+                out.egress.insert(interface.clone(), Verdict::Drop);
+                out.ingress.insert(interface, Verdict::Drop);
                 out.failed.insert(a.instance.clone(), why);
             }
         }
@@ -127,9 +258,9 @@ pub fn render_reusing(
         .map(|g| (ident(g.group.id.as_str()), g))
         .collect();
     for name in referenced_sets(&out.chains) {
-        let reusable = name.starts_with('g')
+        let reusable = name.kind == SetKind::Members
             && by_ident
-                .get(&name[3..])
+                .get(&name.id)
                 .is_some_and(|g| unchanged_members(&g.group.id));
         let set = match previous.sets.get(&name) {
             Some(set) if reusable => set.clone(),
@@ -140,13 +271,12 @@ pub fn render_reusing(
     out
 }
 
-/// The names of the sets the chains' rules use (`@name`).
-fn referenced_sets(chains: &BTreeMap<String, Arc<[String]>>) -> BTreeSet<String> {
+/// The sets the chains' rules use.
+fn referenced_sets(chains: &BTreeMap<String, Arc<[Rule]>>) -> BTreeSet<SetName> {
     chains
         .values()
         .flat_map(|rules| rules.iter())
-        .flat_map(|rule| rule.split('@').skip(1))
-        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
+        .flat_map(|rule| rule.sets.iter().cloned())
         .collect()
 }
 
@@ -210,7 +340,7 @@ fn chain_rules(
     groups: &[SecurityGroupId],
     direction: Direction,
     nic: NicType,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Rule>, String> {
     let ordered = state
         .ordered_permissions(groups, direction, nic)
         .map_err(|e| e.to_string())?;
@@ -223,45 +353,50 @@ fn chain_rules(
         .and_then(|g| state.group(g).ok())
         .is_some_and(|g| g.group.group_type == GroupType::Enterprise);
     match direction {
-        Direction::Egress if enterprise => rules.push("drop".into()),
-        Direction::Egress => rules.push("return".into()),
+        Direction::Egress if enterprise => rules.push(Rule::plain("drop")),
+        Direction::Egress => rules.push(Rule::plain("return")),
         Direction::Ingress => {
             if !enterprise && nic == NicType::Intranet {
                 for g in groups {
                     let entry = state.group(g).map_err(|e| e.to_string())?;
                     if entry.group.inner_access() == InnerAccessPolicy::Accept {
-                        let id = ident(g.as_str());
-                        rules.push(format!("ip saddr @g4_{id} accept"));
-                        rules.push(format!("ip6 saddr @g6_{id} accept"));
+                        for family in [Family::V4, Family::V6] {
+                            let set = SetName::members(g, family);
+                            rules.push(Rule {
+                                text: format!("{} saddr @{set} accept", family.keyword()),
+                                sets: vec![set],
+                            });
+                        }
                     }
                 }
             }
-            rules.push("drop".into());
+            rules.push(Rule::plain("drop"));
         }
     }
     Ok(rules)
 }
 
 /// The statements of one permission (two when its peer is a set with both families).
-fn permission_rules(p: &Permission) -> Vec<String> {
+fn permission_rules(p: &Permission) -> Vec<Rule> {
     let (peer_dir, local_dir) = match p.direction {
         Direction::Ingress => ("saddr", "daddr"),
         Direction::Egress => ("daddr", "saddr"),
     };
-    let family = |net: &IpNet| match net {
-        IpNet::V4(_) => "ip",
-        IpNet::V6(_) => "ip6",
-    };
-    let peers: Vec<(&str, String)> = match &p.peer {
-        Peer::Cidr(net) => vec![(family(net), net.to_string())],
-        Peer::Group(g) => {
-            let id = ident(g.id.as_str());
-            vec![("ip", format!("@g4_{id}")), ("ip6", format!("@g6_{id}"))]
-        }
-        Peer::PrefixList(l) => {
-            let id = ident(l.as_str());
-            vec![("ip", format!("@p4_{id}")), ("ip6", format!("@p6_{id}"))]
-        }
+    // Each peer: its family, how a statement names it, and the set it reads.
+    let peers: Vec<(Family, String, Option<SetName>)> = match &p.peer {
+        Peer::Cidr(net) => vec![(Family::of(net), net.to_string(), None)],
+        Peer::Group(g) => [Family::V4, Family::V6]
+            .map(|family| {
+                let set = SetName::members(&g.id, family);
+                (family, format!("@{set}"), Some(set))
+            })
+            .into(),
+        Peer::PrefixList(l) => [Family::V4, Family::V6]
+            .map(|family| {
+                let set = SetName::prefix_list(l, family);
+                (family, format!("@{set}"), Some(set))
+            })
+            .into(),
     };
     let verdict = match (p.policy, p.direction) {
         (Policy::Drop, _) => "drop",
@@ -289,13 +424,18 @@ fn permission_rules(p: &Permission) -> Vec<String> {
     }
     peers
         .into_iter()
-        .filter(|(fam, _)| p.local.is_none_or(|l| family(&l) == *fam))
-        .map(|(fam, peer)| {
-            let mut rule = format!("{fam} {peer_dir} {peer}");
+        .filter(|(family, _, _)| p.local.is_none_or(|l| Family::of(&l) == *family))
+        .map(|(family, peer, set)| {
+            let fam = family.keyword();
+            let mut text = format!("{fam} {peer_dir} {peer}");
             if let Some(local) = p.local {
-                let _ = write!(rule, " {fam} {local_dir} {local}");
+                let _ = write!(text, " {fam} {local_dir} {local}");
             }
-            format!("{rule}{protocol} {verdict}")
+            let _ = write!(text, "{protocol} {verdict}");
+            Rule {
+                text,
+                sets: set.into_iter().collect(),
+            }
         })
         .collect()
 }
@@ -310,13 +450,15 @@ fn range(r: model::PortRange) -> String {
 
 /// The elements of a set named by a rule: group members' intranet addresses or a prefix
 /// list's CIDRs, of the set's family.
-fn member_set(state: &State, groups: &BTreeMap<String, &policy::GroupEntry>, name: &str) -> Set {
-    let (kind, rest) = name.split_at(3);
-    let v4 = kind.as_bytes()[1] == b'4';
-    let wanted = |a: &std::net::IpAddr| a.is_ipv4() == v4;
-    if kind.starts_with('g') {
-        let elements = groups
-            .get(rest)
+fn member_set(
+    state: &State,
+    groups: &BTreeMap<String, &policy::GroupEntry>,
+    name: &SetName,
+) -> Set {
+    let wanted = |a: &std::net::IpAddr| a.is_ipv4() == (name.family == Family::V4);
+    let elements = match name.kind {
+        SetKind::Members => groups
+            .get(&name.id)
             .map(|g| {
                 g.members
                     .iter()
@@ -326,19 +468,10 @@ fn member_set(state: &State, groups: &BTreeMap<String, &policy::GroupEntry>, nam
                     .map(|a| a.to_string())
                     .collect()
             })
-            .unwrap_or_default();
-        Set {
-            set_type: if v4 {
-                SetType::Ipv4Addr
-            } else {
-                SetType::Ipv6Addr
-            },
-            elements,
-        }
-    } else {
-        let elements = state
+            .unwrap_or_default(),
+        SetKind::PrefixList => state
             .prefix_list_ids()
-            .find(|id| ident(id.as_str()) == rest)
+            .find(|id| ident(id.as_str()) == name.id)
             .map(|id| {
                 state
                     .prefix_list(id)
@@ -347,15 +480,11 @@ fn member_set(state: &State, groups: &BTreeMap<String, &policy::GroupEntry>, nam
                     .map(|n| n.to_string())
                     .collect()
             })
-            .unwrap_or_default();
-        Set {
-            set_type: if v4 {
-                SetType::Ipv4Net
-            } else {
-                SetType::Ipv6Net
-            },
-            elements,
-        }
+            .unwrap_or_default(),
+    };
+    Set {
+        set_type: name.set_type(),
+        elements,
     }
 }
 
@@ -369,17 +498,19 @@ impl Ruleset {
     /// be what the kernel refused).
     pub fn quarantine(&mut self, attachment: &Attachment, why: &str) {
         let interface = quote(&attachment.interface);
-        self.egress.insert(interface.clone(), "drop".into());
-        self.ingress.insert(interface, "drop".into());
+        self.egress.insert(interface.clone(), Verdict::Drop);
+        self.ingress.insert(interface, Verdict::Drop);
         self.failed
             .insert(attachment.instance.clone(), why.to_string());
-        let used: BTreeSet<&str> = self
+        let used: BTreeSet<String> = self
             .egress
             .values()
             .chain(self.ingress.values())
-            .filter_map(|v| v.strip_prefix("jump "))
+            .filter_map(|v| match v {
+                Verdict::Jump(chain) => Some(chain.clone()),
+                Verdict::Drop => None,
+            })
             .collect();
-        let used: BTreeSet<String> = used.into_iter().map(str::to_string).collect();
         self.chains.retain(|name, _| used.contains(name));
         let sets = referenced_sets(&self.chains);
         self.sets.retain(|name, _| sets.contains(name));
@@ -516,7 +647,7 @@ impl Ruleset {
 /// rules), writes the insertions at their positions and returns true. Inserting touches no
 /// existing rule; a flush deletes rules, and deletions make the kernel wait for an RCU grace
 /// period (about 15 ms per transaction here) before the transaction returns.
-fn insert_rules(s: &mut String, chain: &str, old: &[String], new: &[String]) -> bool {
+fn insert_rules(s: &mut String, chain: &str, old: &[Rule], new: &[Rule]) -> bool {
     let mut matched = 0;
     let mut inserts = Vec::new();
     for (position, rule) in new.iter().enumerate() {
@@ -544,8 +675,42 @@ fn insert_rules(s: &mut String, chain: &str, old: &[String], new: &[String]) -> 
     true
 }
 
-fn add_elements(s: &mut String, name: &str, set: &BTreeSet<String>) {
+fn add_elements(s: &mut String, name: &SetName, set: &BTreeSet<String>) {
     if !set.is_empty() {
         let _ = writeln!(s, "add element inet {TABLE} {name} {{ {} }}", elements(set));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scripts list sets in map order; it must be the order of their printed names, which
+    /// the snapshots (and operators reading `nft list`) see.
+    #[test]
+    fn set_names_sort_as_they_print() {
+        let mut names = Vec::new();
+        for kind in [SetKind::PrefixList, SetKind::Members] {
+            for family in [Family::V6, Family::V4] {
+                for id in ["sg_b", "sg_a", "pl_x"] {
+                    names.push(SetName {
+                        kind,
+                        family,
+                        id: id.into(),
+                    });
+                }
+            }
+        }
+        let mut by_value = names.clone();
+        by_value.sort();
+        let mut by_text: Vec<String> = names.iter().map(ToString::to_string).collect();
+        by_text.sort();
+        let printed: Vec<String> = by_value.iter().map(ToString::to_string).collect();
+        assert_eq!(printed, by_text);
+        assert_eq!(printed[0], "g4_pl_x");
+        assert_eq!(
+            Verdict::Jump("in_i_sg_a".into()).to_string(),
+            "jump in_i_sg_a"
+        );
     }
 }

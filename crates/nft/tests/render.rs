@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use model::{InstanceId, NicType};
-use nft::{render, Attachment, Backend, NftCli};
+use nft::{render, Attachment, Backend, NftCli, Verdict};
 use policy::{Change, State};
 
 fn example_state() -> State {
@@ -74,8 +74,8 @@ fn unknown_instance_fails_closed() {
         interface: "vghost".into(),
     });
     let ruleset = render(&state, &atts);
-    assert_eq!(ruleset.egress["\"vghost\""], "drop");
-    assert_eq!(ruleset.ingress["\"vghost\""], "drop");
+    assert_eq!(ruleset.egress["\"vghost\""], Verdict::Drop);
+    assert_eq!(ruleset.ingress["\"vghost\""], Verdict::Drop);
     assert!(ruleset.failed.contains_key(&"i-ghost".parse().unwrap()));
 }
 
@@ -160,7 +160,8 @@ fn kernel_accepts_full_and_incremental_scripts() {
         // After each step the kernel's chains hold the rendered rules, in order.
         for (name, rules) in &current.chains {
             let chain = nft_chain(&ns.0, name);
-            assert_eq!(chain[..], rules[..], "{change:?}: chain {name}");
+            let rendered: Vec<&str> = rules.iter().map(|r| r.text.as_str()).collect();
+            assert_eq!(chain, rendered, "{change:?}: chain {name}");
         }
         assert!(!listed.is_empty());
     }
