@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use model::AccountId;
-use rand::Rng;
+use rand::RngExt;
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::Value;
 use sql::{args, Db};
@@ -124,9 +124,9 @@ pub(crate) fn now() -> String {
 
 /// `n` random characters of `alphabet`.
 pub(crate) fn random_string(alphabet: &[u8], n: usize) -> String {
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     (0..n)
-        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
         .collect()
 }
 
@@ -329,9 +329,9 @@ impl Control {
             if exists {
                 return Err(ControlError::AccountExists(name.to_string()));
             }
-            let mut rng = rand::thread_rng();
+            let mut rng = rand::rng();
             let account_id = loop {
-                let id = rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
+                let id = rng.random_range(1_000_000_000_000_000u64..10_000_000_000_000_000);
                 let taken = db
                     .query_one(
                         "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = ?1)",

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 /// The classic network's intranet address pool.
-pub const CLASSIC_INTRANET: &str = "198.18.192.0/18";
+pub(crate) const CLASSIC_INTRANET: &str = "198.18.192.0/18";
 use model::{AccountId, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::json;
 

@@ -4,6 +4,10 @@
 //! `ARCHITECTURE.md`), the text parser was as fast as the JSON one and the text is what an
 //! operator reads in `nft list ruleset`, so the renderer, its snapshot tests and the backend
 //! all speak text. Each `nft -f` run is one netlink batch: one atomic transaction.
+//!
+//! This module is the one place of the `nft` crate that starts processes; the renderer is
+//! pure, which `clippy.toml` enforces everywhere else in the crate.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,6 +1,9 @@
 //! The renderer's output for known policies (snapshot tests), and the real kernel accepting
 //! both the full and the incremental scripts.
 
+// Snapshot files and the real kernel (in a test namespace) are what this test checks against.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::process::Command;
 
 use model::{InstanceId, NicType};

@@ -22,6 +22,9 @@
 //! shortens everything; `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set,
 //! for a profiler.
 
+// A benchmark measures time and reads the ClassBench rule sets and traces.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -35,7 +38,7 @@ use model::{
 use policy::{
     Change, Engine, Evaluator, GroupPolicy, Packet, Reference, Snapshot, Stage, StageQuery,
 };
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// ns per lookup of the published simulators on this kind of machine (issue #2).
 const FIELD: [(&str, u32, u32); 6] = [
@@ -236,24 +239,24 @@ fn synthetic_trace(rules: &[Rule], n: usize) -> Vec<Header> {
     };
     (0..n)
         .map(|_| {
-            if rng.gen_bool(0.8) {
-                let r = &rules[rng.gen_range(0..rules.len())];
+            if rng.random_bool(0.8) {
+                let r = &rules[rng.random_range(0..rules.len())];
                 let (s, d) = (span(r.src), span(r.dst));
-                let proto = r.proto.map_or_else(|| rng.gen_range(0..=255), u32::from);
+                let proto = r.proto.map_or_else(|| rng.random_range(0..=255), u32::from);
                 [
-                    rng.gen_range(s.0..=s.1) as u32,
-                    rng.gen_range(d.0..=d.1) as u32,
-                    rng.gen_range(u32::from(r.sport.0)..=u32::from(r.sport.1)),
-                    rng.gen_range(u32::from(r.dport.0)..=u32::from(r.dport.1)),
+                    rng.random_range(s.0..=s.1) as u32,
+                    rng.random_range(d.0..=d.1) as u32,
+                    rng.random_range(u32::from(r.sport.0)..=u32::from(r.sport.1)),
+                    rng.random_range(u32::from(r.dport.0)..=u32::from(r.dport.1)),
                     proto,
                 ]
             } else {
                 [
-                    rng.gen(),
-                    rng.gen(),
-                    rng.gen_range(0..65536),
-                    rng.gen_range(0..65536),
-                    rng.gen_range(0..256),
+                    rng.random(),
+                    rng.random(),
+                    rng.random_range(0..65536),
+                    rng.random_range(0..65536),
+                    rng.random_range(0..256),
                 ]
             }
         })
@@ -411,7 +414,7 @@ fn measure(set: &str, quick: bool) -> Row {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let (mut adds, mut removes) = (vec![], vec![]);
     for k in 0..if quick { 20 } else { 200 } {
-        let i = rng.gen_range(0..rules.len());
+        let i = rng.random_range(0..rules.len());
         let p = fields(&rules[i], i, rules.len())
             .parse(
                 format!("sgr-new{k}").parse().unwrap(),

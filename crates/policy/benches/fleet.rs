@@ -9,6 +9,9 @@
 //!
 //! `cargo bench -p policy --bench fleet`; `cargo test` runs a 1/10 smoke version.
 
+// A benchmark measures time.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -20,7 +23,7 @@ use policy::audit::{audit, AuditConfig};
 use policy::exposure::fleet_exposure;
 use policy::reach::{reach, Service};
 use policy::{Engine, Evaluator, GroupPolicy, Snapshot};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const PORTS: [u16; 20] = [
     22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9000, 9090, 9200, 11211, 27017, 53, 123, 2379, 5672,
@@ -52,10 +55,10 @@ fn fleet(scale: usize) -> Snapshot {
         let mut refs = 0;
         for r in 0..50 {
             n += 1;
-            let port = PORTS[rng.gen_range(0..PORTS.len())];
+            let port = PORTS[rng.random_range(0..PORTS.len())];
             let mut f = PermissionFields {
                 policy: Some(if r % 9 == 8 { "drop" } else { "accept" }.into()),
-                priority: Some(rng.gen_range(1..=100).to_string()),
+                priority: Some(rng.random_range(1..=100).to_string()),
                 ip_protocol: Some(if r % 7 == 6 { "udp" } else { "tcp" }.into()),
                 port_range: Some(format!("{port}/{port}")),
                 ..Default::default()
@@ -65,20 +68,20 @@ fn fleet(scale: usize) -> Snapshot {
             } else {
                 Direction::Ingress
             };
-            let cidr = match rng.gen_range(0..10) {
+            let cidr = match rng.random_range(0..10) {
                 0 if matches!(port, 80 | 443) => Some("0.0.0.0/0".to_string()),
                 1..=3 if refs < 10 => {
                     refs += 1;
-                    f.group_id = Some(id(rng.gen_range(0..groups)));
+                    f.group_id = Some(id(rng.random_range(0..groups)));
                     None
                 }
                 4..=6 => Some(format!(
                     "10.{}.0.0/16",
-                    rng.gen_range(0..=(instances / 65536 + 1))
+                    rng.random_range(0..=(instances / 65536 + 1))
                 )),
                 _ => Some(format!(
                     "10.0.{}.0/24",
-                    rng.gen_range(0..=(instances / 256))
+                    rng.random_range(0..=(instances / 256))
                 )),
             };
             match direction {
@@ -96,8 +99,8 @@ fn fleet(scale: usize) -> Snapshot {
     }
     let role_groups: Vec<Vec<usize>> = (0..roles)
         .map(|_| {
-            let k = rng.gen_range(1..=3);
-            let mut gs: Vec<usize> = (0..k).map(|_| rng.gen_range(0..groups)).collect();
+            let k = rng.random_range(1..=3);
+            let mut gs: Vec<usize> = (0..k).map(|_| rng.random_range(0..groups)).collect();
             gs.dedup();
             gs
         })

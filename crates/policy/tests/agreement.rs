@@ -404,6 +404,7 @@ impl World {
 
 /// The proptest configuration: 10,000 cases (or `PROPTEST_CASES`), divided by `share` for
 /// the costlier properties.
+#[allow(clippy::disallowed_methods)] // The harness's knob, read by the test, not the library.
 fn config(share: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()

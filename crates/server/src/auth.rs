@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Digest;
 
 use crate::error::{Result, ServerError};

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Where and as whom to call.
 #[derive(Debug, Clone)]
-pub struct Api {
+pub(crate) struct Api {
     /// `http://127.0.0.1:8080` by default.
     pub endpoint: String,
     access_key_id: String,
@@ -18,7 +18,7 @@ pub struct Api {
 impl Api {
     /// From `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and
     /// `STOCKADE_ENDPOINT`.
-    pub fn from_env() -> Result<Api> {
+    pub(crate) fn from_env() -> Result<Api> {
         let key = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
         Ok(Api {
             endpoint: std::env::var("STOCKADE_ENDPOINT")
@@ -32,7 +32,7 @@ impl Api {
     }
 
     /// Calls an action (`Version` defaults to ECS's); an ECS error becomes `Code: Message`.
-    pub fn call(&self, params: &[(&str, &str)]) -> Result<Value> {
+    pub(crate) fn call(&self, params: &[(&str, &str)]) -> Result<Value> {
         let mut all: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -21,7 +21,7 @@ use crate::client::Api;
 
 /// `stockade lab ...`.
 #[derive(Debug, clap::Subcommand)]
-pub enum LabCommand {
+pub(crate) enum LabCommand {
     /// Build the lab: a VPC, instances created through the API (plus classic ones with an
     /// internet interface), host and instance namespaces, and one agent per host.
     Up(UpArgs),
@@ -52,7 +52,7 @@ pub enum LabCommand {
 
 /// The lab's directory.
 #[derive(Debug, clap::Args)]
-pub struct DirArgs {
+pub(crate) struct DirArgs {
     /// Where the lab keeps `lab.json` and the agents' logs.
     #[arg(long, default_value = "./stockade-lab")]
     lab_dir: PathBuf,
@@ -60,7 +60,7 @@ pub struct DirArgs {
 
 /// `lab up` flags.
 #[derive(Debug, clap::Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     #[command(flatten)]
     dir: DirArgs,
     /// Short name (letters and digits, at most 6): prefixes namespaces and interfaces.
@@ -85,7 +85,7 @@ pub struct UpArgs {
 
 /// `lab probe` flags.
 #[derive(Debug, clap::Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     #[command(flatten)]
     dir: DirArgs,
     /// Sender: an instance id or `internet`.
@@ -110,7 +110,7 @@ pub struct ProbeArgs {
 
 /// `lab exec` flags.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     #[command(flatten)]
     dir: DirArgs,
     /// An instance id or `internet`.
@@ -122,7 +122,7 @@ pub struct ExecArgs {
 
 /// `lab restart-agent` flags.
 #[derive(Debug, clap::Args)]
-pub struct RestartArgs {
+pub(crate) struct RestartArgs {
     #[command(flatten)]
     dir: DirArgs,
     /// The host.
@@ -207,7 +207,7 @@ impl Lab {
 }
 
 /// Runs a lab command.
-pub fn lab(cmd: LabCommand) -> Result<()> {
+pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
     match cmd {
         LabCommand::Up(args) => up(&args),
         LabCommand::Down(args) => down(&args.lab_dir),

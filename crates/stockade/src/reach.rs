@@ -19,7 +19,7 @@ fn groups(c: &Class) -> String {
 }
 
 /// `{"Services", "Classes": [{"Id", "Groups", "Instances"}], "Edges": [{"From", "To", "Services"}]}`.
-pub fn json(r: &Reach) -> Value {
+pub(crate) fn json(r: &Reach) -> Value {
     json!({
         "Services": r.services.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "Classes": r.classes.iter().enumerate().map(|(k, c)| json!({
@@ -36,7 +36,7 @@ pub fn json(r: &Reach) -> Value {
 }
 
 /// A Graphviz digraph: one node per class, one labelled edge per reaching pair.
-pub fn dot(r: &Reach) -> String {
+pub(crate) fn dot(r: &Reach) -> String {
     let mut out = String::from(
         "digraph reach {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
@@ -85,7 +85,7 @@ fn escape(s: &str) -> String {
 
 /// A self-contained page: the class × class matrix (darker = more services open, the
 /// services in each cell), then each class's groups and instances.
-pub fn html(r: &Reach) -> String {
+pub(crate) fn html(r: &Reach) -> String {
     let n = r.classes.len();
     let mut out = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Stockade reachability</title><style>\

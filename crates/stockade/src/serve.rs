@@ -12,7 +12,7 @@ use serde_json::json;
 
 /// Where the store lives: the embedded SQLite data directory, or (later) PostgreSQL.
 #[derive(Debug, clap::Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Directory of the embedded SQLite store.
     #[arg(long, default_value = "./stockade-data", value_name = "DIR")]
     data_dir: PathBuf,
@@ -39,7 +39,7 @@ impl StoreArgs {
 
 /// `stockade serve` flags (DESIGN.md §5).
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -56,7 +56,7 @@ pub struct ServeArgs {
 
 /// `stockade account ...`.
 #[derive(Debug, clap::Subcommand)]
-pub enum AccountCommand {
+pub(crate) enum AccountCommand {
     /// Create an account and print its id and first AccessKey pair as one JSON object.
     Create {
         /// Account name.
@@ -67,7 +67,7 @@ pub enum AccountCommand {
     },
 }
 
-pub fn account(cmd: AccountCommand) -> Result<()> {
+pub(crate) fn account(cmd: AccountCommand) -> Result<()> {
     match cmd {
         AccountCommand::Create { name, store } => {
             let control = store.open()?;
@@ -88,7 +88,7 @@ pub fn account(cmd: AccountCommand) -> Result<()> {
     }
 }
 
-pub fn serve(args: ServeArgs) -> Result<()> {
+pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     crate::init_logging();
     if args.regions.is_empty() {
         bail!("--regions needs at least one region");
@@ -174,8 +174,8 @@ fn agent_token(store: &StoreArgs) -> Result<Option<String>> {
 
 /// 32 random hex digits.
 fn uuid_like() -> String {
-    use rand::Rng;
-    format!("{:032x}", rand::thread_rng().gen::<u128>())
+    use rand::RngExt;
+    format!("{:032x}", rand::rng().random::<u128>())
 }
 
 /// Resolves on Ctrl-C or SIGTERM: in-flight requests finish (their commits are durable

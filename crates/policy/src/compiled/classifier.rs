@@ -789,7 +789,7 @@ fn category<K: Key>(e: &Entry<K>) -> usize {
 
 impl<K: Key> Classifier<K> {
     /// Builds from scratch.
-    pub fn build(entries: Vec<Entry<K>>) -> Self {
+    pub(super) fn build(entries: Vec<Entry<K>>) -> Self {
         let mut parts: Vec<Vec<Entry<K>>> = vec![Vec::new(); TREES];
         for e in entries {
             parts[category(&e)].push(e);
@@ -809,7 +809,7 @@ impl<K: Key> Classifier<K> {
     /// themselves); the walks do not depend on each other, so the processor overlaps them.
     /// The leaves are then scanned tree by tree.
     #[inline]
-    pub fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
+    pub(super) fn lookup(&self, key: &[K; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
         self.lookup_with(key, &|chunk| chunk_mask(chunk, key), &in_group)
     }
 
@@ -847,26 +847,26 @@ impl<K: Key> Classifier<K> {
     }
 
     /// Adds entries (all of one new rule id).
-    pub fn insert(&mut self, entries: &[Entry<K>]) {
+    pub(super) fn insert(&mut self, entries: &[Entry<K>]) {
         for e in entries {
             self.trees[category(e)].insert(std::slice::from_ref(e));
         }
     }
 
     /// Removes every entry of a rule id.
-    pub fn remove(&mut self, id: u32) {
+    pub(super) fn remove(&mut self, id: u32) {
         for t in &mut self.trees {
             t.remove(id);
         }
     }
 
     /// Bytes held by the structure.
-    pub fn memory_bytes(&self) -> usize {
+    pub(super) fn memory_bytes(&self) -> usize {
         self.trees.iter().map(Tree::memory_bytes).sum()
     }
 
     /// (tree nodes, leaves, longest leaf, deepest level) over all trees.
-    pub fn shape(&self) -> (usize, usize, usize, u32) {
+    pub(super) fn shape(&self) -> (usize, usize, usize, u32) {
         self.trees
             .iter()
             .map(Tree::shape)
@@ -882,7 +882,11 @@ impl Classifier<u32> {
     /// library): 15–30 % faster on the ClassBench sets than what the compiler makes of the
     /// lane-by-lane form.
     #[inline]
-    pub fn lookup_v4(&self, key: &[u32; DIMS], in_group: impl Fn(u32) -> bool) -> Option<Hit> {
+    pub(super) fn lookup_v4(
+        &self,
+        key: &[u32; DIMS],
+        in_group: impl Fn(u32) -> bool,
+    ) -> Option<Hit> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("popcnt")

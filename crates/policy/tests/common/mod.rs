@@ -15,20 +15,20 @@ use policy::{
 
 /// A policy under construction.
 #[derive(Default)]
-pub struct World {
+pub(crate) struct World {
     pub snapshot: Snapshot,
     next_rule: usize,
 }
 
-pub const OWNER: u64 = 1_000_000_000_000_001;
+pub(crate) const OWNER: u64 = 1_000_000_000_000_001;
 
 impl World {
-    pub fn new() -> World {
+    pub(crate) fn new() -> World {
         World::default()
     }
 
     /// A basic VPC group in `vpc-1`.
-    pub fn group(&mut self, id: &str) -> &mut Self {
+    pub(crate) fn group(&mut self, id: &str) -> &mut Self {
         self.group_with(
             id,
             GroupType::Normal,
@@ -37,7 +37,7 @@ impl World {
         )
     }
 
-    pub fn group_with(
+    pub(crate) fn group_with(
         &mut self,
         id: &str,
         group_type: GroupType,
@@ -60,7 +60,7 @@ impl World {
     /// Adds a rule written as `in|out accept|drop PRIORITY PROTO PORTS [key=value...]` with
     /// keys `peer` (CIDR, `sg-...` or `pl-...`), `local` (CIDR), `sport` and `nic`. Returns
     /// the new rule's id (`sgr-N`, N counting from 1 across the world).
-    pub fn rule(&mut self, group: &str, text: &str) -> String {
+    pub(crate) fn rule(&mut self, group: &str, text: &str) -> String {
         let (id, direction, fields) = self.parse_rule(text);
         let g = self
             .snapshot
@@ -76,7 +76,7 @@ impl World {
     }
 
     /// The change that adds a rule (for incremental tests).
-    pub fn rule_change(&mut self, group: &str, text: &str, network: NetworkType) -> Change {
+    pub(crate) fn rule_change(&mut self, group: &str, text: &str, network: NetworkType) -> Change {
         let (id, direction, fields) = self.parse_rule(text);
         let p = fields
             .parse(id.parse().unwrap(), direction, network)
@@ -125,12 +125,12 @@ impl World {
     }
 
     /// A VPC instance in `vpc-1`.
-    pub fn vpc_instance(&mut self, id: &str, ip: &str, groups: &[&str]) -> &mut Self {
+    pub(crate) fn vpc_instance(&mut self, id: &str, ip: &str, groups: &[&str]) -> &mut Self {
         self.instance(id, Some("vpc-1"), ip, None, None, groups)
     }
 
     /// A classic instance with an optional public address.
-    pub fn classic_instance(
+    pub(crate) fn classic_instance(
         &mut self,
         id: &str,
         ip: &str,
@@ -140,7 +140,7 @@ impl World {
         self.instance(id, None, ip, None, public, groups)
     }
 
-    pub fn instance(
+    pub(crate) fn instance(
         &mut self,
         id: &str,
         vpc: Option<&str>,
@@ -161,7 +161,7 @@ impl World {
         self
     }
 
-    pub fn prefix_list(&mut self, id: &str, cidrs: &[&str]) -> &mut Self {
+    pub(crate) fn prefix_list(&mut self, id: &str, cidrs: &[&str]) -> &mut Self {
         self.snapshot.prefix_lists.push(PrefixList {
             id: id.parse().unwrap(),
             cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
@@ -180,7 +180,7 @@ fn endpoint(s: &str) -> Endpoint {
 
 /// A flow written as `FROM TO PROTO [PORT] [sport=N] [nic=internet]`, FROM and TO being
 /// instance ids or addresses.
-pub fn flow(text: &str) -> Flow {
+pub(crate) fn flow(text: &str) -> Flow {
     let words: Vec<&str> = text.split_whitespace().collect();
     let (source, destination) = (endpoint(words[0]), endpoint(words[1]));
     let protocol = match words[2] {
@@ -213,7 +213,7 @@ pub fn flow(text: &str) -> Flow {
 
 /// Renders a verdict compactly: `Accept | egress i-a Accept DefaultEgress | ingress i-b
 /// Accept sgr-2`.
-pub fn render(v: &Result<FlowVerdict, PolicyError>) -> String {
+pub(crate) fn render(v: &Result<FlowVerdict, PolicyError>) -> String {
     let v = match v {
         Ok(v) => v,
         Err(e) => return format!("error {}", e.code()),
@@ -237,13 +237,13 @@ pub fn render(v: &Result<FlowVerdict, PolicyError>) -> String {
 }
 
 /// Asserts that the reference and the compiled evaluator both answer `expected` for the flow.
-pub fn check(world: &World, flow_text: &str, expected: &str) {
+pub(crate) fn check(world: &World, flow_text: &str, expected: &str) {
     let reference = Reference::new(&world.snapshot).expect("valid snapshot");
     let engine = Engine::new(&world.snapshot).expect("valid snapshot");
     check_both(&reference, &engine, flow_text, expected);
 }
 
-pub fn check_both(reference: &Reference, engine: &Engine, flow_text: &str, expected: &str) {
+pub(crate) fn check_both(reference: &Reference, engine: &Engine, flow_text: &str, expected: &str) {
     let f = flow(flow_text);
     assert_eq!(
         render(&reference.verdict(&f)),

@@ -18,7 +18,7 @@ use crate::AppState;
 
 /// Compiled engines per region, rebuilt when the change log has moved on.
 #[derive(Default)]
-pub struct EngineCache {
+pub(crate) struct EngineCache {
     by_region: Mutex<HashMap<String, (u64, Arc<Engine>)>>,
 }
 

@@ -13,12 +13,12 @@ use serde_json::Value;
 use server::{app, auth, AppState};
 use tower::ServiceExt;
 
-pub const AK: &str = "LTAIhttptestkey";
-pub const SK: &str = "httptestsecret";
-pub const TOKEN: &str = "feed-token";
+pub(crate) const AK: &str = "LTAIhttptestkey";
+pub(crate) const SK: &str = "httptestsecret";
+pub(crate) const TOKEN: &str = "feed-token";
 
 /// A store in `dir` holding the account `tester` (AccessKey [`AK`]/[`SK`]).
-pub fn store(dir: &std::path::Path) -> Control {
+pub(crate) fn store(dir: &std::path::Path) -> Control {
     let control = Control::open(dir, Limits::default()).unwrap();
     control
         .create_account("tester", Some((AK.into(), SK.into())))
@@ -27,27 +27,27 @@ pub fn store(dir: &std::path::Path) -> Control {
 }
 
 /// The API and agent feed over `control`, region `cn-hangzhou`, agent token [`TOKEN`].
-pub fn serve(control: Control) -> axum::Router {
+pub(crate) fn serve(control: Control) -> axum::Router {
     let state =
         AppState::new(Arc::new(control), vec!["cn-hangzhou".into()]).with_agent_token(TOKEN.into());
     app(Arc::new(state))
 }
 
 /// A server over a fresh store (kept alive by the returned directory).
-pub fn setup() -> (tempfile::TempDir, axum::Router) {
+pub(crate) fn setup() -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let app = serve(store(dir.path()));
     (dir, app)
 }
 
 /// A V1-signed GET URL for the parameters, signed by `tester`.
-pub fn signed(params: &[(&str, &str)]) -> String {
+pub(crate) fn signed(params: &[(&str, &str)]) -> String {
     let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
     format!("/?{}", auth::signed_v1_query("GET", AK, SK, params))
 }
 
 /// GET `uri`, with the agent token as a bearer token when given.
-pub async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+pub(crate) async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
     let mut request = Request::get(uri);
     if let Some(t) = token {
         request = request.header("authorization", format!("Bearer {t}"));
@@ -66,6 +66,6 @@ pub async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusC
 }
 
 /// GET `uri` without a token.
-pub async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+pub(crate) async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
     get(app, uri, None).await
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
 use crate::harness::{skipped, Lab};
@@ -45,17 +45,22 @@ fn random_rule(
 ) -> Vec<(String, String)> {
     let mut p: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| p.push((k.to_string(), v));
-    let egress = rng.gen_bool(0.3);
+    let egress = rng.random_bool(0.3);
     put(
         "Policy",
-        if rng.gen_bool(0.3) { "drop" } else { "accept" }.into(),
+        if rng.random_bool(0.3) {
+            "drop"
+        } else {
+            "accept"
+        }
+        .into(),
     );
     put("Priority", PRIORITIES.choose(rng).unwrap().to_string());
     let protocol = *["tcp", "tcp", "udp", "icmp", "all"].choose(rng).unwrap();
     put("IpProtocol", protocol.into());
     if matches!(protocol, "tcp" | "udp") {
         put("PortRange", PORTS.choose(rng).unwrap().to_string());
-        if rng.gen_bool(0.2) {
+        if rng.random_bool(0.2) {
             put(
                 "SourcePortRange",
                 SOURCE_PORTS.choose(rng).unwrap().to_string(),
@@ -64,7 +69,7 @@ fn random_rule(
     } else {
         put("PortRange", "-1/-1".into());
     }
-    let internet = classic && rng.gen_bool(0.5);
+    let internet = classic && rng.random_bool(0.5);
     if classic {
         put(
             "NicType",
@@ -78,10 +83,10 @@ fn random_rule(
         ("SourceCidrIp", "DestCidrIp", "SourceGroupId")
     };
     // Group references are intranet-only and VPC-local.
-    if !classic && rng.gen_bool(0.3) {
+    if !classic && rng.random_bool(0.3) {
         put(group_key, groups.choose(rng).unwrap().clone());
     } else {
-        let cidr = match rng.gen_range(0..6) {
+        let cidr = match rng.random_range(0..6) {
             0 => "0.0.0.0/0".to_string(),
             1 => "198.18.1.0/24".to_string(),
             2 => format!("{}/32", member(rng)),
@@ -91,7 +96,7 @@ fn random_rule(
         };
         put(peer, cidr);
     }
-    if rng.gen_bool(0.15) {
+    if rng.random_bool(0.15) {
         put(local, format!("{}/32", member(rng)));
     }
     put(
@@ -137,7 +142,7 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
             .as_str()
             .unwrap()
             .to_string();
-        if !ent && rng.gen_bool(0.5) {
+        if !ent && rng.random_bool(0.5) {
             lab.call(&[
                 ("Action", "ModifySecurityGroupPolicy"),
                 ("SecurityGroupId", &id),
@@ -153,7 +158,7 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
     let mut all = basic.clone();
     all.extend(enterprise.clone());
     for g in &all {
-        for _ in 0..rng.gen_range(6..14) {
+        for _ in 0..rng.random_range(6..14) {
             let mut rule = random_rule(rng, lab, &basic, false);
             rule.push(("SecurityGroupId".into(), g.clone()));
             // Enterprise groups may not reference groups: such draws are refused, skip them.
@@ -168,15 +173,15 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
     }
     for m in lab.members.iter().filter(|m| m.public_ip.is_empty()) {
         let mut list: Vec<String> = match &enterprise {
-            Some(e) if rng.gen_bool(0.3) => vec![e.clone()],
+            Some(e) if rng.random_bool(0.3) => vec![e.clone()],
             _ => {
                 let mut l = basic.clone();
                 l.shuffle(rng);
-                l.truncate(rng.gen_range(1..=2));
+                l.truncate(rng.random_range(1..=2));
                 l
             }
         };
-        if rng.gen_bool(0.3) && list.len() < 3 && enterprise.as_ref() != list.first() {
+        if rng.random_bool(0.3) && list.len() < 3 && enterprise.as_ref() != list.first() {
             list.push(lab.default_group("vpc"));
         }
         let keys: Vec<String> = (1..=list.len())
@@ -200,13 +205,15 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
     let mut flows = Vec::new();
     let count = lab.members.len();
     while flows.len() < n {
-        let pick =
-            |rng: &mut StdRng| (rng.gen_range(0..=count) < count).then(|| rng.gen_range(0..count));
+        let pick = |rng: &mut StdRng| {
+            (rng.random_range(0..=count) < count).then(|| rng.random_range(0..count))
+        };
         let (from, to) = (pick(rng), pick(rng));
         if from == to || (from.is_none() && to.is_none()) {
             continue;
         }
-        let internet = to.is_some_and(|t| !lab.member(t).public_ip.is_empty()) && rng.gen_bool(0.5);
+        let internet =
+            to.is_some_and(|t| !lab.member(t).public_ip.is_empty()) && rng.random_bool(0.5);
         let protocol = *["tcp", "tcp", "udp", "udp", "icmp"].choose(rng).unwrap();
         let (port, source_port) = if protocol == "icmp" {
             (0, 0)

@@ -15,7 +15,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_stockade");
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Whether the kernel tests are skipped on this machine.
-pub fn skipped() -> bool {
+pub(crate) fn skipped() -> bool {
     std::env::var_os("STOCKADE_SKIP_KERNEL").is_some()
 }
 
@@ -56,7 +56,7 @@ fn fresh_database(url: &str) -> String {
 
 /// A lab member's addresses and namespace.
 #[derive(Debug, Clone)]
-pub struct Member {
+pub(crate) struct Member {
     pub id: String,
     pub host: String,
     pub netns: String,
@@ -65,7 +65,7 @@ pub struct Member {
 }
 
 /// A running server with a lab over it; dropping it tears both down.
-pub struct Lab {
+pub(crate) struct Lab {
     server: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
@@ -78,7 +78,7 @@ pub struct Lab {
 impl Lab {
     /// A server on a free port and a lab of `hosts` hosts, `vpc` VPC instances and
     /// `classic` classic ones. `tag` makes the lab's names unique.
-    pub fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
+    pub(crate) fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let mut server = Command::new(EXE);
@@ -163,7 +163,7 @@ impl Lab {
     }
 
     /// `stockade ARGS` with this lab's directory, credentials and endpoint.
-    pub fn stockade(&self, args: &[&str]) -> Command {
+    pub(crate) fn stockade(&self, args: &[&str]) -> Command {
         let mut c = Command::new(EXE);
         c.args(args);
         if args[0] == "lab" && args[1] != "probe-batch" {
@@ -177,18 +177,18 @@ impl Lab {
     }
 
     /// The lab's default security group of a network (`vpc` or `classic`).
-    pub fn default_group(&self, network: &str) -> String {
+    pub(crate) fn default_group(&self, network: &str) -> String {
         let ids = self.lab["SecurityGroupIds"].as_array().unwrap();
         let n = if network == "vpc" { 0 } else { ids.len() - 1 };
         ids[n].as_str().unwrap().to_string()
     }
 
-    pub fn vpc_id(&self) -> String {
+    pub(crate) fn vpc_id(&self) -> String {
         self.lab["VpcId"].as_str().unwrap().to_string()
     }
 
     /// A signed API call; `Err` carries the error body.
-    pub fn try_call(&self, params: &[(&str, &str)]) -> Result<Value, Value> {
+    pub(crate) fn try_call(&self, params: &[(&str, &str)]) -> Result<Value, Value> {
         let mut all: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -209,7 +209,7 @@ impl Lab {
     }
 
     /// A signed API call that must succeed.
-    pub fn call(&self, params: &[(&str, &str)]) -> Value {
+    pub(crate) fn call(&self, params: &[(&str, &str)]) -> Value {
         self.try_call(params)
             .unwrap_or_else(|e| panic!("{params:?} failed: {e}"))
     }
@@ -236,7 +236,7 @@ impl Lab {
 
     /// Waits until every host's agent reports the store's current revision; returns how
     /// long that took.
-    pub fn wait_applied(&self) -> Duration {
+    pub(crate) fn wait_applied(&self) -> Duration {
         let start = Instant::now();
         loop {
             let (revision, hosts) = self.agent_view();
@@ -261,12 +261,12 @@ impl Lab {
         }
     }
 
-    pub fn member(&self, n: usize) -> &Member {
+    pub(crate) fn member(&self, n: usize) -> &Member {
         &self.members[n]
     }
 
     /// The namespace of a member index or of the internet client (`None`).
-    pub fn netns(&self, from: Option<usize>) -> String {
+    pub(crate) fn netns(&self, from: Option<usize>) -> String {
         match from {
             Some(n) => self.members[n].netns.clone(),
             None => self.lab["InternetNetns"].as_str().unwrap().to_string(),
@@ -274,7 +274,7 @@ impl Lab {
     }
 
     /// Sends probes (`tcp 198.18.1.3 80 0`) from a namespace; true for each that got through.
-    pub fn probe_lines(&self, netns: &str, lines: &[String]) -> Vec<bool> {
+    pub(crate) fn probe_lines(&self, netns: &str, lines: &[String]) -> Vec<bool> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns, EXE, "lab", "probe-batch"])
             .stdin(Stdio::piped())
@@ -297,13 +297,13 @@ impl Lab {
     }
 
     /// One probe from a member (or the internet) to an address.
-    pub fn probe(&self, from: Option<usize>, to: &str, protocol: &str, port: u16) -> bool {
+    pub(crate) fn probe(&self, from: Option<usize>, to: &str, protocol: &str, port: u16) -> bool {
         self.probe_lines(&self.netns(from), &[format!("{protocol} {to} {port} 0")])[0]
     }
 
     /// Every host's share of the policy as the feed gives it to the agents (the policy in
     /// force, as ECS-vocabulary JSON), for failure messages.
-    pub fn host_policies(&self) -> String {
+    pub(crate) fn host_policies(&self) -> String {
         self.hosts
             .iter()
             .map(|(id, _)| {
@@ -314,7 +314,7 @@ impl Lab {
     }
 
     /// The nftables table of every host, for failure messages.
-    pub fn tables(&self) -> String {
+    pub(crate) fn tables(&self) -> String {
         self.hosts
             .iter()
             .map(|(id, ns)| {
@@ -330,7 +330,7 @@ impl Lab {
     }
 
     /// Kills the agent of a host at once (SIGKILL).
-    pub fn kill_agent(&self, host: usize) {
+    pub(crate) fn kill_agent(&self, host: usize) {
         let pid = self.agent_pid(host);
         Command::new("kill")
             .args(["-9", &pid.to_string()])
@@ -341,7 +341,7 @@ impl Lab {
         }
     }
 
-    pub fn agent_pid(&self, host: usize) -> u32 {
+    pub(crate) fn agent_pid(&self, host: usize) -> u32 {
         let lab: Value = serde_json::from_str(
             &std::fs::read_to_string(self.dir.path().join("lab/lab.json")).unwrap(),
         )
@@ -350,7 +350,7 @@ impl Lab {
     }
 
     /// Stops the API server (the agents keep running on their last policy).
-    pub fn stop_server(&mut self) {
+    pub(crate) fn stop_server(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
     }
