@@ -35,17 +35,26 @@ impl TaggedType {
 }
 
 impl Tx<'_> {
+    /// Checks that the caller owns the resource: a malformed or unknown id (or another
+    /// account's) is `InvalidResourceId.NotFound`; a store failure stays one.
     fn check_resource(&self, kind: TaggedType, id: &str) -> Result<()> {
         let missing = || ControlError::ResourceNotFound(id.to_string());
-        match kind {
-            TaggedType::SecurityGroup => {
-                self.group(&id.parse().map_err(|_| missing())?).map(|_| ())
+        let found = match kind {
+            TaggedType::SecurityGroup => match id.parse() {
+                Ok(g) => self.group(&g).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
+            TaggedType::Instance => match id.parse() {
+                Ok(i) => self.instance(&i).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
+        };
+        match found {
+            Err(ControlError::GroupNotFound(_) | ControlError::InstanceNotFound(_)) => {
+                Err(missing())
             }
-            TaggedType::Instance => self
-                .instance(&id.parse().map_err(|_| missing())?)
-                .map(|_| ()),
+            other => other,
         }
-        .map_err(|_| missing())
     }
 
     /// The tags of one resource, by key.

@@ -65,6 +65,26 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A flow between two ends, of the layer-4 part a question gave, in the family
+    /// [`Flow::infer_family`] picks.
+    pub fn between(
+        source: Endpoint,
+        destination: Endpoint,
+        ports: model::FlowPorts,
+        nic_type: NicType,
+    ) -> Flow {
+        let family = Flow::infer_family(&source, &destination, ports.protocol);
+        Flow {
+            source,
+            destination,
+            protocol: ports.protocol,
+            source_port: ports.source_port,
+            destination_port: ports.destination_port,
+            nic_type,
+            family,
+        }
+    }
+
     /// The family a flow between these ends most plausibly uses: that of a bare address if
     /// there is one, IPv6 for ICMPv6, IPv4 otherwise.
     pub fn infer_family(source: &Endpoint, destination: &Endpoint, protocol: u8) -> IpFamily {

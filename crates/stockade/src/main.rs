@@ -290,20 +290,10 @@ fn explain(args: &ExplainArgs) -> Result<()> {
         .nic_type
         .parse()
         .map_err(|e: model::ModelError| anyhow::anyhow!("{e}"))?;
-    let family = if args.ipv6 {
-        IpFamily::V6
-    } else {
-        Flow::infer_family(&source, &destination, l4.protocol)
-    };
-    let flow = Flow {
-        source,
-        destination,
-        protocol: l4.protocol,
-        source_port: l4.source_port,
-        destination_port: l4.destination_port,
-        nic_type,
-        family,
-    };
+    let mut flow = Flow::between(source, destination, l4, nic_type);
+    if args.ipv6 {
+        flow.family = IpFamily::V6;
+    }
     let (verdict, state) = match args.evaluator {
         EvaluatorKind::Compiled => {
             let e = Engine::new(&snapshot).map_err(policy_error)?;

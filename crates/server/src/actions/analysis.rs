@@ -83,16 +83,7 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         Ok(())
     })?;
     let engine = compiled(call.state, call.ctx)?;
-    let family = Flow::infer_family(&source, &destination, l4.protocol);
-    let flow = Flow {
-        source,
-        destination,
-        protocol: l4.protocol,
-        source_port: l4.source_port,
-        destination_port: l4.destination_port,
-        nic_type,
-        family,
-    };
+    let flow = Flow::between(source, destination, l4, nic_type);
     Ok(Reply::Body(flow_verdict_json(&engine.verdict(&flow)?)))
 }
 

@@ -4,8 +4,8 @@
 //! plane through a [`Call`], and shapes the ECS response (lists wrapped as
 //! `{"SecurityGroups":{"SecurityGroup":[...]}}`, empty fields as `""`).
 //!
-//! Adding an action: one variant in [`actions!`] (with its product), one arm in
-//! [`execute`], one function in the resource module, one test (see ARCHITECTURE.md).
+//! Adding an action: one line in the [`actions!`] table (name and handler, under its
+//! product), one function in the resource module, one test (see ARCHITECTURE.md).
 
 pub(crate) mod analysis;
 mod groups;
@@ -15,7 +15,9 @@ mod rules;
 mod tags;
 mod vpc;
 
+use control::InstanceStatus::{Running, Stopped};
 use control::{ClientToken, Ctx, Tx};
+use model::Direction::{Egress, Ingress};
 use serde_json::{json, Value};
 
 use crate::error::{Result, ServerError};
@@ -41,9 +43,10 @@ impl Product {
     }
 }
 
-/// Declares [`Action`] with its wire names (the variant's name) and products, once.
+/// Declares [`Action`] once: each action's wire name (the variant's name), its product, and
+/// the handler [`execute`] runs for it.
 macro_rules! actions {
-    ($($product:ident { $($name:ident),* $(,)? })*) => {
+    ($($product:ident { $($name:ident => $handler:expr,)* })*) => {
         /// Every action the API serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Action {
@@ -67,49 +70,60 @@ macro_rules! actions {
                 match self { $($(Action::$name => Product::$product,)*)* }
             }
         }
+
+        /// Runs one action for an authenticated caller: the handler its declaration names.
+        pub(crate) fn execute(call: &Call) -> Result<Reply> {
+            let handler: Handler = match call.action {
+                $($(Action::$name => $handler,)*)*
+            };
+            handler(call)
+        }
     };
 }
 
+/// What runs an action.
+type Handler = fn(&Call) -> Result<Reply>;
+
 actions! {
     Ecs {
-        DescribeRegions,
-        CreateSecurityGroup,
-        DeleteSecurityGroup,
-        DescribeSecurityGroups,
-        DescribeSecurityGroupAttribute,
-        ModifySecurityGroupAttribute,
-        ModifySecurityGroupPolicy,
-        DescribeSecurityGroupReferences,
-        AuthorizeSecurityGroup,
-        AuthorizeSecurityGroupEgress,
-        RevokeSecurityGroup,
-        RevokeSecurityGroupEgress,
-        ModifySecurityGroupRule,
-        ModifySecurityGroupEgressRule,
-        RunInstances,
-        CreateInstance,
-        DescribeInstances,
-        StartInstance,
-        StopInstance,
-        DeleteInstance,
-        ModifyInstanceAttribute,
-        JoinSecurityGroup,
-        LeaveSecurityGroup,
-        TagResources,
-        UntagResources,
-        ListTagResources,
-        DescribeFlowVerdict,
-        DescribeSecurityGroupAudit,
-        DescribeInstanceExposure,
-        PreviewSecurityGroupChange,
+        DescribeRegions => region::describe_regions,
+        CreateSecurityGroup => groups::create,
+        DeleteSecurityGroup => groups::delete,
+        DescribeSecurityGroups => groups::describe,
+        DescribeSecurityGroupAttribute => groups::describe_attribute,
+        ModifySecurityGroupAttribute => groups::modify_attribute,
+        ModifySecurityGroupPolicy => groups::modify_policy,
+        DescribeSecurityGroupReferences => groups::describe_references,
+        AuthorizeSecurityGroup => |call| rules::authorize(call, Ingress),
+        AuthorizeSecurityGroupEgress => |call| rules::authorize(call, Egress),
+        RevokeSecurityGroup => |call| rules::revoke(call, Ingress),
+        RevokeSecurityGroupEgress => |call| rules::revoke(call, Egress),
+        ModifySecurityGroupRule => |call| rules::modify(call, Ingress),
+        ModifySecurityGroupEgressRule => |call| rules::modify(call, Egress),
+        RunInstances => |call| instances::create(call, true),
+        CreateInstance => |call| instances::create(call, false),
+        DescribeInstances => instances::describe,
+        StartInstance => |call| instances::set_status(call, Running),
+        StopInstance => |call| instances::set_status(call, Stopped),
+        DeleteInstance => instances::delete,
+        ModifyInstanceAttribute => instances::modify_attribute,
+        JoinSecurityGroup => instances::join,
+        LeaveSecurityGroup => instances::leave,
+        TagResources => tags::tag,
+        UntagResources => tags::untag,
+        ListTagResources => tags::list,
+        DescribeFlowVerdict => analysis::flow_verdict,
+        DescribeSecurityGroupAudit => analysis::audit,
+        DescribeInstanceExposure => analysis::exposure,
+        PreviewSecurityGroupChange => preview,
     }
     Vpc {
-        CreateVpc,
-        DescribeVpcs,
-        DeleteVpc,
-        CreateVSwitch,
-        DescribeVSwitches,
-        DeleteVSwitch,
+        CreateVpc => vpc::create_vpc,
+        DescribeVpcs => vpc::describe_vpcs,
+        DeleteVpc => vpc::delete_vpc,
+        CreateVSwitch => vpc::create_vswitch,
+        DescribeVSwitches => vpc::describe_vswitches,
+        DeleteVSwitch => vpc::delete_vswitch,
     }
 }
 
@@ -273,51 +287,6 @@ impl Call<'_> {
                 Ok(Reply::Body(control.write(self.ctx, token.as_ref(), f)?))
             }
         }
-    }
-}
-
-/// Runs one action for an authenticated caller.
-pub(crate) fn execute(call: &Call) -> Result<Reply> {
-    use control::InstanceStatus::{Running, Stopped};
-    use model::Direction::{Egress, Ingress};
-    use Action::*;
-    match call.action {
-        DescribeRegions => region::describe_regions(call),
-        CreateSecurityGroup => groups::create(call),
-        DeleteSecurityGroup => groups::delete(call),
-        DescribeSecurityGroups => groups::describe(call),
-        DescribeSecurityGroupAttribute => groups::describe_attribute(call),
-        ModifySecurityGroupAttribute => groups::modify_attribute(call),
-        ModifySecurityGroupPolicy => groups::modify_policy(call),
-        DescribeSecurityGroupReferences => groups::describe_references(call),
-        AuthorizeSecurityGroup => rules::authorize(call, Ingress),
-        AuthorizeSecurityGroupEgress => rules::authorize(call, Egress),
-        RevokeSecurityGroup => rules::revoke(call, Ingress),
-        RevokeSecurityGroupEgress => rules::revoke(call, Egress),
-        ModifySecurityGroupRule => rules::modify(call, Ingress),
-        ModifySecurityGroupEgressRule => rules::modify(call, Egress),
-        RunInstances => instances::create(call, true),
-        CreateInstance => instances::create(call, false),
-        DescribeInstances => instances::describe(call),
-        StartInstance => instances::set_status(call, Running),
-        StopInstance => instances::set_status(call, Stopped),
-        DeleteInstance => instances::delete(call),
-        ModifyInstanceAttribute => instances::modify_attribute(call),
-        JoinSecurityGroup => instances::join(call),
-        LeaveSecurityGroup => instances::leave(call),
-        TagResources => tags::tag(call),
-        UntagResources => tags::untag(call),
-        ListTagResources => tags::list(call),
-        DescribeFlowVerdict => analysis::flow_verdict(call),
-        DescribeSecurityGroupAudit => analysis::audit(call),
-        DescribeInstanceExposure => analysis::exposure(call),
-        PreviewSecurityGroupChange => preview(call),
-        CreateVpc => vpc::create_vpc(call),
-        DescribeVpcs => vpc::describe_vpcs(call),
-        DeleteVpc => vpc::delete_vpc(call),
-        CreateVSwitch => vpc::create_vswitch(call),
-        DescribeVSwitches => vpc::describe_vswitches(call),
-        DeleteVSwitch => vpc::delete_vswitch(call),
     }
 }
 
