@@ -401,6 +401,18 @@ impl Tx<'_> {
             .any_group(&r.id)?
             .filter(|t| t.owner == owner)
             .ok_or_else(not_found)?;
+        // Another account's group: ECS allows the reference only between basic groups of
+        // the classic network (a VPC group can reference its own VPC's groups only, and a
+        // VPC is one account's). Every other case answers as a missing group would, so a
+        // reference cannot probe another account's groups for their VPC or type.
+        if target.owner != self.ctx.account
+            && (group.vpc_id.is_some()
+                || target.vpc_id.is_some()
+                || group.group_type == GroupType::Enterprise
+                || target.group_type == GroupType::Enterprise)
+        {
+            return Err(not_found());
+        }
         if group.group_type == GroupType::Enterprise || target.group_type == GroupType::Enterprise {
             return Err(ControlError::EnterpriseGroupReference);
         }
@@ -530,6 +542,10 @@ impl Tx<'_> {
     /// `ModifySecurityGroupRule(Egress)`: changes the given fields of one rule, keeping its
     /// id, creation time and place in the creation order. The kind of authorization object
     /// and the NicType cannot change; the result may not duplicate another rule.
+    ///
+    /// `changes` stays in wire form, unlike the `RuleSpec`s of `authorize`: it is a patch
+    /// whose fields mean something only laid over the stored rule's (a `PortRange` alone
+    /// takes the rule's protocol), and the merged fields go through the one rule parser.
     pub fn modify_rule(
         &self,
         id: &SecurityGroupId,

@@ -78,6 +78,7 @@ pub struct Control {
 
 /// Where the state lives.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One per `Control`, made once: its size does not matter.
 enum Backend {
     /// The embedded store of one process.
     Sqlite {
@@ -86,6 +87,10 @@ enum Backend {
         readers: Vec<Mutex<Connection>>,
         next_reader: std::sync::atomic::AtomicUsize,
         path: PathBuf,
+        /// Signature nonces (`nonces.db`), and how many were recorded (every 1,024th
+        /// recording also forgets the expired ones).
+        nonces: Mutex<Connection>,
+        recorded: std::sync::atomic::AtomicUsize,
     },
     /// A database shared by several replicas.
     Postgres(pg::PgStore),
@@ -96,6 +101,8 @@ pub struct Tx<'a> {
     db: &'a dyn sql::Db,
     ctx: &'a Ctx,
     limits: &'a Limits,
+    /// Whether the command appended to the change log (see [`Control::write`]).
+    logged: std::cell::Cell<bool>,
 }
 
 /// A free read-only connection, from a rotating start, or the next one to free up.
@@ -148,12 +155,15 @@ impl Control {
         let readers = (0..READERS)
             .map(|_| store::open_reader(&path).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()?;
+        let nonces = store::open_nonces(&data_dir.join("nonces.db"))?;
         Ok(Control {
             backend: Backend::Sqlite {
                 conn: Mutex::new(conn),
                 readers,
                 next_reader: Default::default(),
                 path,
+                nonces: Mutex::new(nonces),
+                recorded: Default::default(),
             },
             limits,
             commits: Default::default(),
@@ -169,17 +179,32 @@ impl Control {
         })
     }
 
-    /// Records a signature nonce in the shared database: `Some(false)` for a replay, `None`
-    /// on the embedded store (one server process: it keeps nonces in memory).
-    pub fn remember_nonce(
-        &self,
-        access_key: &str,
-        nonce: &str,
-        keep_seconds: i64,
-    ) -> Result<Option<bool>> {
+    /// Records a signature nonce durably (it survives a restart; on PostgreSQL every replica
+    /// sees it): false for a replay. Nonces older than `keep_seconds` are forgotten now and
+    /// then.
+    pub fn remember_nonce(&self, access_key: &str, nonce: &str, keep_seconds: i64) -> Result<bool> {
         match &self.backend {
-            Backend::Sqlite { .. } => Ok(None),
-            Backend::Postgres(pg) => pg.remember_nonce(access_key, nonce, keep_seconds).map(Some),
+            Backend::Sqlite {
+                nonces, recorded, ..
+            } => {
+                let now = chrono::Utc::now().timestamp();
+                let conn = nonces.lock().unwrap_or_else(|p| p.into_inner());
+                let fresh = conn.execute(
+                    "INSERT INTO nonces (access_key, nonce, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    rusqlite::params![access_key, nonce, now],
+                )? == 1;
+                if recorded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(1024)
+                {
+                    conn.execute(
+                        "DELETE FROM nonces WHERE seen_at < ?1",
+                        rusqlite::params![now - keep_seconds],
+                    )?;
+                }
+                Ok(fresh)
+            }
+            Backend::Postgres(pg) => pg.remember_nonce(access_key, nonce, keep_seconds),
         }
     }
 
@@ -264,6 +289,7 @@ impl Control {
                 db,
                 ctx,
                 limits: &self.limits,
+                logged: Default::default(),
             })
         })
     }
@@ -276,12 +302,14 @@ impl Control {
                 db,
                 ctx,
                 limits: &self.limits,
+                logged: Default::default(),
             })
         })
     }
 
-    /// Runs a command: all of `f` commits durably, or nothing does. With a client token, a
-    /// repeated request returns the first response without running `f` again.
+    /// Runs a command: all of `f` commits durably, or nothing does, and the change log's
+    /// revision moves. With a client token, a repeated request returns the first response
+    /// without running `f` again.
     pub fn write(
         &self,
         ctx: &Ctx,
@@ -293,6 +321,7 @@ impl Control {
                 db,
                 ctx,
                 limits: &self.limits,
+                logged: Default::default(),
             };
             if let Some(t) = token {
                 let seen = tx.db.query_opt(
@@ -307,6 +336,12 @@ impl Control {
                 }
             }
             let response = f(&tx)?;
+            // Every committed command moves the revision, whether or not it wrote a log entry
+            // of its own: the read cache and the agents key on the revision, so a write that
+            // did not move it would leave them answering the old state.
+            if !tx.logged.get() {
+                tx.log("Write", "", serde_json::json!({}))?;
+            }
             if let Some(t) = token {
                 tx.db.execute(
                     "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
@@ -406,6 +441,7 @@ impl Tx<'_> {
 
     /// Appends one event to the change log (committed with the command).
     fn log(&self, kind: &str, subject: &str, payload: Value) -> Result<()> {
+        self.logged.set(true);
         self.db.execute(
             "INSERT INTO change_log (account_id, kind, subject, payload, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             args![self.ctx.account.get() as i64, kind, subject, payload.to_string(), now()],

@@ -739,7 +739,7 @@ impl Tx<'_> {
                 description.unwrap_or(i.description)
             ],
         )?;
-        Ok(())
+        self.log("ModifyInstanceAttribute", instance.as_str(), json!({}))
     }
 
     /// Whether a group has members (it cannot be deleted then).

@@ -134,7 +134,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX memberships_by_group ON memberships(group_id);
     "#,
     // 3: signature nonces, for replicas that must refuse a replay made on another one (the
-    // single embedded server keeps them in memory).
+    // embedded store keeps them in a file of their own, `nonces.db`; see `open_nonces`).
     r#"
     CREATE TABLE nonces (
         access_key  TEXT NOT NULL,
@@ -155,6 +155,29 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // write lock for a moment.
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens (creating if needed) the nonce store beside the database: its own file, so that
+/// recording a nonce, which every request does, never waits for the command writer's lock.
+/// `synchronous=NORMAL`: a recorded nonce survives the process being killed or restarted
+/// (the WAL is in the OS's hands), which is what refusing replays after a restart needs;
+/// only a power loss could forget the last ones, and the timestamp window still bounds
+/// those to 15 minutes.
+pub fn open_nonces(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS nonces (
+            access_key  TEXT NOT NULL,
+            nonce       TEXT NOT NULL,
+            seen_at     INTEGER NOT NULL,
+            PRIMARY KEY (access_key, nonce)
+        );
+        CREATE INDEX IF NOT EXISTS nonces_by_age ON nonces(seen_at);",
+    )?;
     Ok(conn)
 }
 

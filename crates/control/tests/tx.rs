@@ -275,6 +275,10 @@ fn change_log(control: &Control) {
     );
     // Nothing else writes to this store meanwhile (one test per store).
     assert_eq!(at(), after, "neither moved the change log");
+    // A command that logs nothing of its own (a rename) still moves the revision, which
+    // the read cache and the agents key on.
+    control.write(&ctx, None, |_| Ok(json!({}))).unwrap();
+    assert!(at() > after, "every committed write moves the change log");
 }
 
 /// A `ClientToken` makes a retry return the first answer without running again; the same
@@ -374,4 +378,49 @@ fn commands_hold_their_constraints_on_postgres() {
     };
     let control = Control::open_postgres(&url, limits()).unwrap();
     run_all(&control, "postgres");
+}
+
+/// Records a nonce through `first`, then asks through `second()`, opened afresh (after a
+/// restart, or another replica).
+fn nonce_replayed_through(first: Control, second: impl FnOnce(Control) -> Control) {
+    let nonce = format!("n-{}", uuid_like());
+    assert!(
+        first.remember_nonce("ak", &nonce, 1800).unwrap(),
+        "a new nonce"
+    );
+    assert!(
+        !first.remember_nonce("ak", &nonce, 1800).unwrap(),
+        "a replay"
+    );
+    assert!(
+        first.remember_nonce("other-ak", &nonce, 1800).unwrap(),
+        "nonces are per key"
+    );
+    let second = second(first);
+    assert!(
+        !second.remember_nonce("ak", &nonce, 1800).unwrap(),
+        "a replay after restart"
+    );
+}
+
+#[test]
+fn nonces_survive_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Control::open(dir.path(), limits()).unwrap();
+    nonce_replayed_through(first, |first| {
+        drop(first);
+        Control::open(dir.path(), limits()).unwrap()
+    });
+}
+
+#[test]
+fn nonces_survive_a_restart_on_postgres() {
+    let Ok(url) = std::env::var("STOCKADE_TEST_DATABASE_URL") else {
+        return;
+    };
+    let first = Control::open_postgres(&url, limits()).unwrap();
+    nonce_replayed_through(first, |first| {
+        drop(first);
+        Control::open_postgres(&url, limits()).unwrap()
+    });
 }

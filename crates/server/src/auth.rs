@@ -8,8 +8,7 @@
 //! client listed in `SignedHeaders`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -126,6 +125,51 @@ pub fn parse_v3_authorization(value: &str) -> Option<V3Authorization> {
     })
 }
 
+/// Headers a V3 signature must cover. Unsigned, any of them could be changed under a
+/// captured signature: another action or version, a fresh date and nonce (a replay), another
+/// body, another host.
+pub const V3_SIGNED_HEADERS: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+];
+
+/// Refuses a V3 `SignedHeaders` list that leaves out a header of [`V3_SIGNED_HEADERS`] or
+/// names an empty one.
+pub fn check_v3_signed_headers(signed: &[String]) -> Result<()> {
+    if signed.iter().any(String::is_empty) {
+        return Err(ServerError::HeaderNotSigned(String::new()));
+    }
+    match V3_SIGNED_HEADERS
+        .iter()
+        .find(|required| !signed.iter().any(|h| h == *required))
+    {
+        Some(missing) => Err(ServerError::HeaderNotSigned(missing.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a V1 request whose signature parameters are not those of the AccessKey RPC
+/// signature: `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`, and no `SignatureType`
+/// (the old SDK sends it empty).
+pub fn check_v1_parameters(params: &Params) -> Result<()> {
+    let method = params.required("SignatureMethod")?;
+    if method != "HMAC-SHA1" {
+        return Err(ServerError::SignatureMethodNotSupported(method));
+    }
+    let version = params.required("SignatureVersion")?;
+    if version != "1.0" {
+        return Err(ServerError::SignatureVersionNotSupported(version));
+    }
+    match params.opt("SignatureType") {
+        Some(t) => Err(ServerError::SignatureTypeNotSupported(t)),
+        None => Ok(()),
+    }
+}
+
 /// The V3 canonical request and string to sign.
 pub fn v3_string_to_sign(
     method: &str,
@@ -171,50 +215,6 @@ pub fn v3_signature(secret: &str, string_to_sign: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// Remembers nonces for the timestamp window, per AccessKeyId.
-///
-/// Nonces are kept in arrival order beside the lookup set, so forgetting the expired ones
-/// costs only their own removal (a full scan per request made the server slower the longer
-/// it ran). At most [`MAX_NONCES`] are kept: under a load that would exceed it, the oldest
-/// are forgotten first (a replay of one of those within the window would then pass; the
-/// timestamp still bounds it to 15 minutes).
-#[derive(Debug, Default)]
-pub struct Nonces {
-    seen: Mutex<SeenNonces>,
-}
-
-/// The most nonces remembered (about 200 MiB at the limit).
-pub const MAX_NONCES: usize = 2_000_000;
-
-#[derive(Debug, Default)]
-struct SeenNonces {
-    set: std::collections::HashSet<(String, String)>,
-    order: std::collections::VecDeque<(Instant, (String, String))>,
-}
-
-impl Nonces {
-    /// Records a nonce; false if it was seen within the window.
-    pub fn fresh(&self, access_key: &str, nonce: &str) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        // Forget what is older than twice the window: such a replay fails the timestamp check.
-        while let Some((t, _)) = seen.order.front() {
-            if now.duration_since(*t) < 2 * TIMESTAMP_WINDOW && seen.order.len() < MAX_NONCES {
-                break;
-            }
-            let (_, key) = seen.order.pop_front().expect("front exists");
-            seen.set.remove(&key);
-        }
-        let key = (access_key.to_string(), nonce.to_string());
-        if seen.set.contains(&key) {
-            return false;
-        }
-        seen.set.insert(key.clone());
-        seen.order.push_back((now, key));
-        true
-    }
 }
 
 /// Checks that an ISO-8601 UTC timestamp is within the window of now.
@@ -318,13 +318,5 @@ mod tests {
         assert_eq!(a.signed_headers, ["host", "x-acs-date"]);
         assert_eq!(a.signature, "abc");
         assert!(parse_v3_authorization("ACS3-HMAC-SHA256 Credential=AK").is_none());
-    }
-
-    #[test]
-    fn nonces_are_single_use() {
-        let n = Nonces::default();
-        assert!(n.fresh("ak", "1"));
-        assert!(!n.fresh("ak", "1"));
-        assert!(n.fresh("other", "1"));
     }
 }

@@ -53,6 +53,15 @@ pub enum ServerError {
     /// A `SignatureMethod` other than HMAC-SHA1.
     #[error("The specified SignatureMethod \"{0}\" is not supported.")]
     SignatureMethodNotSupported(String),
+    /// A `SignatureVersion` other than 1.0.
+    #[error("The specified SignatureVersion \"{0}\" is not supported.")]
+    SignatureVersionNotSupported(String),
+    /// A `SignatureType` (such as `BEARERTOKEN`) other than the AccessKey signature's empty one.
+    #[error("The specified SignatureType \"{0}\" is not supported.")]
+    SignatureTypeNotSupported(String),
+    /// A V3 signature that does not cover a header it must cover, or names an empty one.
+    #[error("The request signature must sign the header \"{0}\".")]
+    HeaderNotSigned(String),
     /// The timestamp is outside the window.
     #[error("Specified time stamp or date value is expired.")]
     TimestampExpired,
@@ -77,6 +86,11 @@ pub enum ServerError {
     /// `PrivateIpAddress` is not an IPv4 address.
     #[error("The specified PrivateIpAddress \"{0}\" is not valid.")]
     PrivateIpMalformed(String),
+    /// `PrivateIpAddress` for a classic-network instance: the classic network allocates its
+    /// addresses itself (and shares them across accounts, so choosing one would reveal
+    /// which addresses other accounts hold).
+    #[error("PrivateIpAddress can only be given with a VSwitchId.")]
+    PrivateIpWithoutVSwitch,
     /// `InstanceName` too long.
     #[error("The specified InstanceName is not valid.")]
     InstanceNameMalformed,
@@ -135,7 +149,10 @@ impl EcsError for ServerError {
                 "SignatureDoesNotMatch"
             }
             ServerError::IncompleteSignature => "IncompleteSignature",
-            ServerError::SignatureMethodNotSupported(_) => "InvalidParameter",
+            ServerError::SignatureMethodNotSupported(_)
+            | ServerError::SignatureVersionNotSupported(_)
+            | ServerError::SignatureTypeNotSupported(_) => "InvalidParameter",
+            ServerError::HeaderNotSigned(_) => "IncompleteSignature",
             ServerError::TimestampExpired => "InvalidTimeStamp.Expired",
             ServerError::TimestampMalformed(_) => "InvalidTimeStamp.Format",
             ServerError::AgentTokenInvalid => "InvalidAgentToken",
@@ -144,6 +161,7 @@ impl EcsError for ServerError {
             ServerError::TagKeyDuplicate => "InvalidTagKey.Duplicate",
             ServerError::ResourceTypeNotSupported(_) => "InvalidResourceType.NotSupported",
             ServerError::PrivateIpMalformed(_) => "InvalidPrivateIpAddress.Malformed",
+            ServerError::PrivateIpWithoutVSwitch => "InvalidParameter",
             ServerError::InstanceNameMalformed => "InvalidInstanceName.Malformed",
             ServerError::NetworkInterfaceIdMalformed => "InvalidNetworkInterfaceId.Malformed",
             ServerError::CidrBlockMalformed(_) => "InvalidCidrBlock.Malformed",
@@ -168,6 +186,9 @@ impl EcsError for ServerError {
             | ServerError::ContentHashMismatch
             | ServerError::IncompleteSignature
             | ServerError::SignatureMethodNotSupported(_)
+            | ServerError::SignatureVersionNotSupported(_)
+            | ServerError::SignatureTypeNotSupported(_)
+            | ServerError::HeaderNotSigned(_)
             | ServerError::TimestampExpired
             | ServerError::TimestampMalformed(_)
             | ServerError::TagKeyMalformed(_)
@@ -175,6 +196,7 @@ impl EcsError for ServerError {
             | ServerError::TagKeyDuplicate
             | ServerError::ResourceTypeNotSupported(_)
             | ServerError::PrivateIpMalformed(_)
+            | ServerError::PrivateIpWithoutVSwitch
             | ServerError::InstanceNameMalformed
             | ServerError::NetworkInterfaceIdMalformed
             | ServerError::CidrBlockMalformed(_)

@@ -30,7 +30,7 @@ pub use actions::{Action, Mode, Reply};
 pub use error::ServerError;
 
 use actions::{Call, RegionSource};
-use auth::{Nonces, Scheme};
+use auth::Scheme;
 use error::Result;
 use wire::{render, render_error, request_id, Format, Params};
 
@@ -45,7 +45,6 @@ pub struct AppState {
     pub control: Arc<Control>,
     /// Regions served (the first is the default in `DescribeRegions`).
     pub regions: Vec<String>,
-    nonces: Nonces,
     engines: actions::analysis::EngineCache,
     /// The bearer token agents present; `None` refuses every agent.
     agent_token: Option<String>,
@@ -64,7 +63,6 @@ impl AppState {
         AppState {
             control,
             regions,
-            nonces: Nonces::default(),
             engines: Default::default(),
             agent_token: None,
             changed: tokio::sync::Notify::new(),
@@ -75,15 +73,11 @@ impl AppState {
         }
     }
 
-    /// Refuses a signature nonce seen before: remembered in the shared database when
-    /// replicas share one (a replay to another replica is refused too), in memory otherwise.
+    /// Refuses a signature nonce seen before within the timestamp window (remembered in the
+    /// store, so across restarts and, on PostgreSQL, across replicas).
     fn check_nonce(&self, access_key: &str, nonce: &str) -> Result<()> {
         let keep = 2 * auth::TIMESTAMP_WINDOW.as_secs() as i64;
-        let fresh = match self.control.remember_nonce(access_key, nonce, keep)? {
-            Some(fresh) => fresh,
-            None => self.nonces.fresh(access_key, nonce),
-        };
-        if fresh {
+        if self.control.remember_nonce(access_key, nonce, keep)? {
             Ok(())
         } else {
             Err(ServerError::SignatureNonceUsed)
@@ -234,7 +228,7 @@ fn region(
     match (action.region_source(), params.opt("RegionId")) {
         (RegionSource::Optional, r) => Ok(r.unwrap_or_else(|| state.regions[0].clone())),
         (RegionSource::OrInstance, None) => {
-            let instance: model::InstanceId = params.typed("InstanceId")?;
+            let instance = actions::target_instance(params)?;
             Ok(state
                 .control
                 .instance_region(account, &instance)?
@@ -257,12 +251,8 @@ fn authenticate(
     match auth::scheme(params, headers)? {
         Scheme::V1 => {
             let ak = params.required("AccessKeyId")?;
+            auth::check_v1_parameters(params)?;
             let (account, secret) = state.control.access_key(&ak)?;
-            if let Some(m) = params.opt("SignatureMethod") {
-                if m != "HMAC-SHA1" {
-                    return Err(ServerError::SignatureMethodNotSupported(m));
-                }
-            }
             let sts = auth::v1_string_to_sign(method.as_str(), params.all());
             let given = params.required("Signature")?;
             if !auth::same(&auth::v1_signature(&secret, &sts), &given) {
@@ -274,6 +264,7 @@ fn authenticate(
             Ok(account)
         }
         Scheme::V3(a) => {
+            auth::check_v3_signed_headers(&a.signed_headers)?;
             let (account, secret) = state.control.access_key(&a.credential)?;
             let header = |name: &str| {
                 headers
@@ -282,7 +273,7 @@ fn authenticate(
                     .map(str::to_string)
             };
             let payload_hash = header("x-acs-content-sha256")
-                .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(b"")));
+                .ok_or(model::ModelError::Missing("x-acs-content-sha256"))?;
             if payload_hash != hex::encode(sha2::Sha256::digest(body)) {
                 return Err(ServerError::ContentHashMismatch);
             }

@@ -332,7 +332,8 @@ fn exposure(args: &ExposureArgs) -> Result<()> {
         .parse()
         .map_err(|e: model::ModelError| anyhow::anyhow!("{e}"))?;
     let exposed = policy::exposure::exposure(&engine, &id, nic).map_err(policy_error)?;
-    let json = server::exposure_json(&id, &exposed, &engine).map_err(policy_error)?;
+    // A policy file is its reader's own: every instance in it may be named.
+    let json = server::exposure_json(&id, &exposed, &engine, |_| true).map_err(policy_error)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json)?),
         Format::Text if exposed.is_empty() => println!("{id} accepts no inbound flow"),

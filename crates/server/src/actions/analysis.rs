@@ -59,6 +59,12 @@ fn endpoint(p: &Params, instance: &'static str, ip: &'static str) -> Result<Opti
     }
 }
 
+/// Whether an instance of the region is the caller's: answers name no other account's
+/// instances (tenancy), even where their flows are what an answer is about.
+fn owned_by(state: &policy::State, account: model::AccountId) -> impl Fn(&InstanceId) -> bool + '_ {
+    move |id| state.instance(id).is_ok_and(|i| i.owner == account)
+}
+
 /// `DescribeFlowVerdict`: the verdict of one flow and what decided it at each instance.
 pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
     let p = call.params;
@@ -189,11 +195,12 @@ pub(super) fn audit(call: &Call) -> Result<Reply> {
 
 /// An exposure as the `DescribeInstanceExposure` response body (and `stockade exposure
 /// --format json`): per accepted (protocol, ports, sources) part, what accepts it and which
-/// instances have addresses in the sources.
+/// of the instances `visible` admits can open such flows.
 pub fn exposure_json(
     instance: &InstanceId,
     exposed: &[policy::exposure::Exposed],
     evaluator: &impl Evaluator,
+    visible: impl Fn(&InstanceId) -> bool,
 ) -> Result<Value, policy::PolicyError> {
     let mut items = Vec::with_capacity(exposed.len());
     for e in exposed {
@@ -204,6 +211,7 @@ pub fn exposure_json(
         };
         let reaching: Vec<String> = policy::exposure::reaching_instances(evaluator, instance, e)?
             .iter()
+            .filter(|i| visible(i))
             .map(ToString::to_string)
             .collect();
         items.push(json!({
@@ -228,7 +236,13 @@ pub(super) fn exposure(call: &Call) -> Result<Reply> {
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
     let engine = compiled(call.state, call.ctx)?;
     let exposed = policy::exposure::exposure(engine.as_ref(), &id, nic)?;
-    Ok(Reply::Body(exposure_json(&id, &exposed, engine.as_ref())?))
+    let mine = owned_by(engine.state(), call.ctx.account);
+    Ok(Reply::Body(exposure_json(
+        &id,
+        &exposed,
+        engine.as_ref(),
+        mine,
+    )?))
 }
 
 /// The answer of `PreviewSecurityGroupChange`: for each of the caller's instances, the
@@ -240,18 +254,34 @@ pub(super) fn preview(
     after: &policy::Snapshot,
 ) -> Result<Reply> {
     let (was, will) = (engine_of(before)?, engine_of(after)?);
+    let visible = owned_by(will.state(), call.ctx.account);
     let mine: Vec<InstanceId> =
         call.query(|tx| Ok(tx.instances()?.into_iter().map(|i| i.id).collect()))?;
     let mut items = Vec::new();
     for id in &mine {
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let flips = policy::exposure::changes(&was, &will, id, NicType::Intranet, direction)?;
+        // A classic instance with a public address has an internet interface too, with
+        // rules of its own.
+        let internet = will
+            .state()
+            .instance(id)
+            .is_ok_and(|i| i.network() == model::NetworkType::Classic && i.public_ip.is_some());
+        let nics: &[NicType] = if internet {
+            &[NicType::Intranet, NicType::Internet]
+        } else {
+            &[NicType::Intranet]
+        };
+        for (&nic, direction) in nics
+            .iter()
+            .flat_map(|n| [(n, Direction::Ingress), (n, Direction::Egress)])
+        {
+            let flips = policy::exposure::changes(&was, &will, id, nic, direction)?;
             for c in flips {
                 let peers_in: Vec<String> = will
                     .state()
                     .instances()
                     .filter(|i| {
                         &i.id != id
+                            && visible(&i.id)
                             && i.intranet_addresses()
                                 .any(|a| c.peers.iter().any(|n| n.contains(&a)))
                     })
@@ -259,6 +289,7 @@ pub(super) fn preview(
                     .collect();
                 items.push(json!({
                     "InstanceId": id.to_string(),
+                    "NicType": nic.as_wire(),
                     "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
                     "Effect": if c.allowed { "Allowed" } else { "Denied" },
                     "IpProtocol": c.protocol.as_wire(),

@@ -44,13 +44,17 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     if private_ip.is_some() && amount > 1 {
         return Err(ModelError::Conflict("PrivateIpAddress", "Amount").into());
     }
+    let vswitch_id = p.parsed("VSwitchId")?;
+    if private_ip.is_some() && vswitch_id.is_none() {
+        return Err(ServerError::PrivateIpWithoutVSwitch);
+    }
     let name = p.opt("InstanceName").unwrap_or_default();
     if name.chars().count() > INSTANCE_NAME_LENGTH {
         return Err(ServerError::InstanceNameMalformed);
     }
     let req = CreateInstances {
         amount,
-        vswitch_id: p.parsed("VSwitchId")?,
+        vswitch_id,
         zone_id: p.opt("ZoneId"),
         security_groups: group_list(p)?,
         private_ip,
@@ -185,9 +189,9 @@ pub(super) fn modify_attribute(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.modify_instance(&id, name, description, groups))
 }
 
-/// The instance an ENI-style request names: `NetworkInterfaceId` is `eni-` + the instance
-/// id's body (one primary interface per instance in this version).
-fn target_instance(p: &Params) -> Result<InstanceId> {
+/// The instance a request names by `InstanceId` or, ENI-style, by `NetworkInterfaceId`
+/// (`eni-` + the instance id's body: one primary interface per instance in this version).
+pub(crate) fn target_instance(p: &Params) -> Result<InstanceId> {
     match (p.opt("InstanceId"), p.opt("NetworkInterfaceId")) {
         (Some(i), None) => Ok(i.parse()?),
         (None, Some(eni)) => match eni.strip_prefix("eni-") {

@@ -24,6 +24,8 @@ use crate::error::{Result, ServerError};
 use crate::wire::Params;
 use crate::AppState;
 
+pub(crate) use instances::target_instance;
+
 /// The product an action belongs to, named by the request's `Version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
@@ -134,8 +136,9 @@ pub enum RegionSource {
     Required,
     /// `RegionId`, or the server's first region (`DescribeRegions`).
     Optional,
-    /// `RegionId`, or the region of the named `InstanceId` (the SDKs send no region for
-    /// these, as the instance names it).
+    /// `RegionId`, or the region of the instance the request names (by `InstanceId` or
+    /// `NetworkInterfaceId`): the SDKs send no region for these, or leave it optional, as
+    /// the instance names it.
     OrInstance,
 }
 
@@ -154,9 +157,12 @@ impl Action {
         use Action::*;
         match self {
             DescribeRegions => RegionSource::Optional,
-            ModifyInstanceAttribute | StartInstance | StopInstance | DeleteInstance => {
-                RegionSource::OrInstance
-            }
+            ModifyInstanceAttribute
+            | StartInstance
+            | StopInstance
+            | DeleteInstance
+            | JoinSecurityGroup
+            | LeaveSecurityGroup => RegionSource::OrInstance,
             _ => RegionSource::Required,
         }
     }

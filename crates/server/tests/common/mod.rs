@@ -69,3 +69,83 @@ pub(crate) async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (
 pub(crate) async fn call(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
     get(app, uri, None).await
 }
+
+/// A V3 (ACS3-HMAC-SHA256) POST of `action` with query parameters `query`, signed by
+/// `tester` over the headers `signed` (every `x-acs-*` header is sent either way), with the
+/// `SignedHeaders` list written as `signed_list` (normally `signed` joined by `;`).
+pub(crate) fn v3_request(
+    action: &str,
+    query: &[(&str, &str)],
+    signed: &[&str],
+    signed_list: &str,
+) -> Request<Body> {
+    let empty_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let headers = [
+        ("host", "stockade"),
+        ("x-acs-action", action),
+        ("x-acs-version", "2014-05-26"),
+        ("x-acs-date", date.as_str()),
+        ("x-acs-signature-nonce", nonce.as_str()),
+        ("x-acs-content-sha256", empty_hash),
+    ];
+    let mut map = axum::http::HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(k, v.parse().unwrap());
+    }
+    let query: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let names: Vec<String> = signed.iter().map(|s| s.to_string()).collect();
+    let sts = auth::v3_string_to_sign("POST", "/", &query, &map, &names, empty_hash);
+    let signature = auth::v3_signature(SK, &sts);
+    let qs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", auth::percent_encode(k), auth::percent_encode(v)))
+        .collect();
+    let mut request = Request::post(format!("/?{}", qs.join("&")));
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    request
+        .header(
+            "authorization",
+            format!("ACS3-HMAC-SHA256 Credential={AK},SignedHeaders={signed_list},Signature={signature}"),
+        )
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Sends a request, answering status and JSON.
+pub(crate) async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The second account of [`two_accounts`].
+pub(crate) const AK2: &str = "LTAIhttpotherkey";
+/// Its secret.
+pub(crate) const SK2: &str = "httpothersecret";
+
+/// A server over a fresh store with `tester` and a second account, `other` ([`AK2`]).
+pub(crate) fn two_accounts() -> (tempfile::TempDir, axum::Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let control = store(dir.path());
+    control
+        .create_account("other", Some((AK2.into(), SK2.into())))
+        .unwrap();
+    (dir, serve(control))
+}
+
+/// A V1-signed GET URL for the parameters, signed by `other`.
+pub(crate) fn signed_other(params: &[(&str, &str)]) -> String {
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    format!("/?{}", auth::signed_v1_query("GET", AK2, SK2, params))
+}

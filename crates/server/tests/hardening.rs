@@ -1,0 +1,530 @@
+//! Regression tests of the front door, each named after what it guards (issue: "Harden the
+//! front door"). In-process over HTTP, as a hostile client would send the requests.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{call, send, setup, signed, v3_request};
+use server::auth::V3_SIGNED_HEADERS;
+
+fn code(body: &serde_json::Value) -> &str {
+    body["Code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn v3_signatures_must_cover_action_version_date_nonce_body_and_host() {
+    let (_dir, app) = setup();
+    let all = V3_SIGNED_HEADERS.join(";");
+    let (status, body) = send(
+        &app,
+        v3_request("DescribeRegions", &[], &V3_SIGNED_HEADERS, &all),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for left_out in V3_SIGNED_HEADERS {
+        let signed: Vec<&str> = V3_SIGNED_HEADERS
+            .iter()
+            .copied()
+            .filter(|h| *h != left_out)
+            .collect();
+        let (status, body) = send(
+            &app,
+            v3_request("DescribeRegions", &[], &signed, &signed.join(";")),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "IncompleteSignature"),
+            "signed without {left_out}: {body}"
+        );
+        assert!(body["Message"].as_str().unwrap().contains(left_out));
+    }
+    // Only `host` signed: the unsigned action header could be switched to revoke a rule.
+    let (_, body) = send(
+        &app,
+        v3_request(
+            "RevokeSecurityGroup",
+            &[("RegionId", "cn-hangzhou")],
+            &["host"],
+            "host",
+        ),
+    )
+    .await;
+    assert_eq!(code(&body), "IncompleteSignature");
+}
+
+#[tokio::test]
+async fn v3_signed_headers_naming_an_empty_header_are_refused() {
+    let (_dir, app) = setup();
+    let list = format!(";{}", V3_SIGNED_HEADERS.join(";"));
+    let (status, body) = send(
+        &app,
+        v3_request("DescribeRegions", &[], &V3_SIGNED_HEADERS, &list),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "IncompleteSignature")
+    );
+}
+
+#[tokio::test]
+async fn v1_signature_parameters_must_be_hmac_sha1_version_1_0() {
+    let (_dir, app) = setup();
+    for (name, value, expected) in [
+        ("SignatureVersion", "2.0", "InvalidParameter"),
+        ("SignatureVersion", "0.1", "InvalidParameter"),
+        ("SignatureVersion", "", "MissingParameter"),
+        ("SignatureMethod", "", "MissingParameter"),
+        ("SignatureMethod", "HMAC-SHA256", "InvalidParameter"),
+        ("SignatureType", "BEARERTOKEN", "InvalidParameter"),
+    ] {
+        // Correctly signed over the odd value: only the check refuses it.
+        let (status, body) = call(
+            &app,
+            &signed(&[("Action", "DescribeRegions"), (name, value)]),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, expected),
+            "{name}={value:?}: {body}"
+        );
+    }
+    let (status, _) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn huge_next_tokens_are_an_empty_page_not_a_panic() {
+    let (_dir, app) = setup();
+    for action in [
+        "DescribeSecurityGroups",
+        "DescribeInstances",
+        "DescribeSecurityGroupAttribute",
+        "ListTagResources",
+    ] {
+        let mut params = vec![
+            ("Action", action),
+            ("NextToken", "18446744073709551615"),
+            ("MaxResults", "10"),
+        ];
+        if action == "ListTagResources" {
+            params.push(("ResourceType", "securitygroup"));
+            params.retain(|(k, _)| *k != "MaxResults");
+        }
+        if action == "DescribeSecurityGroupAttribute" {
+            let (_, created) = call(&app, &signed(&[("Action", "CreateSecurityGroup")])).await;
+            let id = created["SecurityGroupId"].as_str().unwrap().to_string();
+            let mut with_group = params.clone();
+            with_group.push(("SecurityGroupId", &id));
+            let (status, body) = call(&app, &signed(&with_group)).await;
+            assert_eq!(status, StatusCode::OK, "{action}: {body}");
+            assert_eq!(body["Permissions"]["Permission"], serde_json::json!([]));
+            continue;
+        }
+        let (status, body) = call(&app, &signed(&params)).await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+        assert_eq!(
+            body["NextToken"], "",
+            "{action}: the last page has no next token"
+        );
+    }
+    let vpc = [
+        ("Action", "DescribeVpcs"),
+        ("Version", "2016-04-28"),
+        ("NextToken", "18446744073709551615"),
+        ("MaxResults", "1"),
+    ];
+    let (status, _) = call(&app, &signed(&vpc)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A VPC instance in a fresh group; answers (instance id, group id).
+async fn vpc_instance(app: &axum::Router) -> (String, String) {
+    let vpc = [("Version", "2016-04-28")];
+    let (_, v) = call(
+        app,
+        &signed(&[
+            vpc[0],
+            ("Action", "CreateVpc"),
+            ("CidrBlock", "10.0.0.0/16"),
+        ]),
+    )
+    .await;
+    let vpc_id = v["VpcId"].as_str().unwrap().to_string();
+    let (_, s) = call(
+        app,
+        &signed(&[
+            vpc[0],
+            ("Action", "CreateVSwitch"),
+            ("VpcId", &vpc_id),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("CidrBlock", "10.0.1.0/24"),
+        ]),
+    )
+    .await;
+    let vsw = s["VSwitchId"].as_str().unwrap().to_string();
+    let (_, g) = call(
+        app,
+        &signed(&[("Action", "CreateSecurityGroup"), ("VpcId", &vpc_id)]),
+    )
+    .await;
+    let group = g["SecurityGroupId"].as_str().unwrap().to_string();
+    let (_, i) = call(
+        app,
+        &signed(&[
+            ("Action", "RunInstances"),
+            ("VSwitchId", &vsw),
+            ("SecurityGroupId", &group),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.t"),
+        ]),
+    )
+    .await;
+    let instance = i["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (instance, group)
+}
+
+#[tokio::test]
+async fn a_renamed_instance_is_described_by_its_new_name() {
+    let (_dir, app) = setup();
+    let (instance, _) = vpc_instance(&app).await;
+    let ids = format!("[\"{instance}\"]");
+    let describe = [
+        ("Action", "DescribeInstances"),
+        ("InstanceIds", ids.as_str()),
+    ];
+    let (_, before) = call(&app, &signed(&describe)).await;
+    assert_eq!(before["Instances"]["Instance"][0]["InstanceName"], "");
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "ModifyInstanceAttribute"),
+            ("InstanceId", &instance),
+            ("InstanceName", "renamed"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, after) = call(&app, &signed(&describe)).await;
+    assert_eq!(after["Instances"]["Instance"][0]["InstanceName"], "renamed");
+}
+
+#[tokio::test]
+async fn joins_and_leaves_take_the_region_from_the_instance() {
+    let (_dir, app) = setup();
+    let (instance, first) = vpc_instance(&app).await;
+    let (_, i) = call(&app, &signed(&[("Action", "DescribeInstances")])).await;
+    let vpc = i["Instances"]["Instance"][0]["VpcAttributes"]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, g) = call(
+        &app,
+        &signed(&[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)]),
+    )
+    .await;
+    let second = g["SecurityGroupId"].as_str().unwrap().to_string();
+    for action in ["JoinSecurityGroup", "LeaveSecurityGroup"] {
+        // `RegionId` empty counts as absent (what the SDKs send for an unset field).
+        let (status, body) = call(
+            &app,
+            &signed(&[
+                ("Action", action),
+                ("RegionId", ""),
+                ("InstanceId", &instance),
+                ("SecurityGroupId", &second),
+            ]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+    }
+    let eni = format!("eni-{}", &instance[2..]);
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "JoinSecurityGroup"),
+            ("RegionId", ""),
+            ("NetworkInterfaceId", &eni),
+            ("SecurityGroupId", &second),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "by interface: {body}");
+    let (_, groups) = call(&app, &signed(&[("Action", "DescribeInstances")])).await;
+    assert_eq!(
+        groups["Instances"]["Instance"][0]["SecurityGroupIds"]["SecurityGroupId"],
+        serde_json::json!([first, second])
+    );
+}
+
+#[tokio::test]
+async fn captured_requests_are_refused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = common::serve(common::store(dir.path()));
+    let v1 = signed(&[("Action", "CreateSecurityGroup")]);
+    let all = V3_SIGNED_HEADERS.join(";");
+    let v3 = || v3_request("DescribeRegions", &[], &V3_SIGNED_HEADERS, &all);
+    let captured_v3 = v3();
+    let (head, _) = captured_v3.into_parts();
+    let (status, _) = call(&app, &v1).await;
+    assert_eq!(status, StatusCode::OK);
+    let replay_v3 = || {
+        let mut r = axum::http::Request::builder()
+            .method("POST")
+            .uri(head.uri.clone());
+        for (k, v) in &head.headers {
+            r = r.header(k, v);
+        }
+        r.body(axum::body::Body::empty()).unwrap()
+    };
+    let (status, _) = send(&app, replay_v3()).await;
+    assert_eq!(status, StatusCode::OK);
+    drop(app);
+    // The same store, a new server process.
+    let app =
+        common::serve(control::Control::open(dir.path(), control::Limits::default()).unwrap());
+    let (status, body) = call(&app, &v1).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "SignatureNonceUsed")
+    );
+    let (status, body) = send(&app, replay_v3()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "SignatureNonceUsed")
+    );
+    let (_, groups) = call(&app, &signed(&[("Action", "DescribeSecurityGroups")])).await;
+    assert_eq!(groups["TotalCount"], 1, "the replay created nothing");
+}
+
+/// A classic group open to `tcp/22` from everywhere on the intranet, with one instance;
+/// answers (group, instance).
+async fn classic_member(
+    app: &axum::Router,
+    sign: fn(&[(&str, &str)]) -> String,
+) -> (String, String) {
+    let (_, g) = call(app, &sign(&[("Action", "CreateSecurityGroup")])).await;
+    let group = g["SecurityGroupId"].as_str().unwrap().to_string();
+    let (status, body) = call(
+        app,
+        &sign(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+            ("NicType", "intranet"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, i) = call(
+        app,
+        &sign(&[
+            ("Action", "RunInstances"),
+            ("SecurityGroupId", &group),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.t"),
+        ]),
+    )
+    .await;
+    let instance = i["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (group, instance)
+}
+
+#[tokio::test]
+async fn exposure_and_preview_name_no_other_accounts_instances() {
+    let (_dir, app) = common::two_accounts();
+    let (group, mine) = classic_member(&app, signed).await;
+    let (_, my_peer) = classic_member(&app, signed).await;
+    let (_, theirs) = classic_member(&app, common::signed_other).await;
+    let (status, exposure) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeInstanceExposure"),
+            ("InstanceId", &mine),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exposure}");
+    let text = exposure.to_string();
+    assert!(
+        text.contains(&my_peer),
+        "the caller's own peer is listed: {text}"
+    );
+    assert!(
+        !text.contains(&theirs),
+        "another account's instance leaked: {text}"
+    );
+    let (status, preview) = call(
+        &app,
+        &signed(&[
+            ("Action", "PreviewSecurityGroupChange"),
+            ("ChangeAction", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "80/80"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+            ("NicType", "intranet"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let text = preview.to_string();
+    assert!(preview["TotalCount"].as_u64().unwrap() > 0, "{text}");
+    assert!(text.contains(&my_peer), "{text}");
+    assert!(
+        !text.contains(&theirs),
+        "another account's instance leaked: {text}"
+    );
+}
+
+#[tokio::test]
+async fn cross_account_references_answer_not_found_unless_ecs_allows_them() {
+    let (_dir, app) = common::two_accounts();
+    let vpc_group = |sign: fn(&[(&str, &str)]) -> String| {
+        let app = app.clone();
+        async move {
+            let (_, v) = call(
+                &app,
+                &sign(&[("Version", "2016-04-28"), ("Action", "CreateVpc")]),
+            )
+            .await;
+            let vpc = v["VpcId"].as_str().unwrap().to_string();
+            let (_, g) = call(
+                &app,
+                &sign(&[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)]),
+            )
+            .await;
+            g["SecurityGroupId"].as_str().unwrap().to_string()
+        }
+    };
+    let mine = vpc_group(signed).await;
+    let theirs = vpc_group(common::signed_other).await;
+    let (classic_mine, _) = classic_member(&app, signed).await;
+    let (classic_theirs, _) = classic_member(&app, common::signed_other).await;
+    let refer = |group: &str, source: &str, owner: Option<&str>| {
+        let mut p = vec![
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceGroupId", source),
+        ];
+        if let Some(o) = owner {
+            p.push(("SourceGroupOwnerAccount", o));
+        }
+        signed(&p)
+    };
+    for (group, source, owner) in [
+        (&mine, &theirs, Some("other")),
+        (&mine, &theirs, None),
+        (&mine, &classic_theirs, Some("other")),
+        (&classic_mine, &theirs, Some("other")),
+        (&classic_mine, &classic_theirs, None),
+    ] {
+        let (status, body) = call(&app, &refer(group, source, owner)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "InvalidSourceGroupId.NotFound"),
+            "{group} <- {source} owner {owner:?}: {body}"
+        );
+    }
+    // What ECS allows: classic groups of two accounts, the owner named.
+    let (status, body) = call(&app, &refer(&classic_mine, &classic_theirs, Some("other"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn classic_instances_cannot_probe_addresses_by_choosing_them() {
+    let (_dir, app) = common::two_accounts();
+    let (group, _) = classic_member(&app, signed).await;
+    let (_, theirs) = classic_member(&app, common::signed_other).await;
+    let (_, described) = call(
+        &app,
+        &common::signed_other(&[("Action", "DescribeInstances")]),
+    )
+    .await;
+    let address = described["Instances"]["Instance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["InstanceId"] == theirs.as_str())
+        .unwrap()["InnerIpAddress"]["IpAddress"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "RunInstances"),
+            ("SecurityGroupId", &group),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.t"),
+            ("PrivateIpAddress", &address),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "InvalidParameter"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn previews_show_what_a_change_opens_on_the_internet_interface() {
+    let (_dir, app) = setup();
+    let (_, g) = call(&app, &signed(&[("Action", "CreateSecurityGroup")])).await;
+    let group = g["SecurityGroupId"].as_str().unwrap().to_string();
+    let (_, i) = call(
+        &app,
+        &signed(&[
+            ("Action", "RunInstances"),
+            ("SecurityGroupId", &group),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.t"),
+            ("InternetMaxBandwidthOut", "5"),
+        ]),
+    )
+    .await;
+    let instance = i["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A classic rule without NicType is an internet rule.
+    let (status, preview) = call(
+        &app,
+        &signed(&[
+            ("Action", "PreviewSecurityGroupChange"),
+            ("ChangeAction", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "3389/3389"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let changes = preview["Changes"]["Change"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["InstanceId"] == instance.as_str()
+            && c["NicType"] == "internet"
+            && c["Effect"] == "Allowed"
+            && c["PortRange"] == "3389/3389"
+            && c["PeerCidrIps"]["PeerCidrIp"][0] == "0.0.0.0/0"),
+        "{preview}"
+    );
+    assert!(
+        changes.iter().all(|c| c["NicType"] == "internet"),
+        "no intranet flow flips: {preview}"
+    );
+}
