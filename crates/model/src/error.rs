@@ -39,6 +39,9 @@ pub enum ModelError {
     /// A security-group reference with `NicType=internet`: references are intranet only.
     #[error("The NicType must be intranet when a security group is the authorization object.")]
     NicTypeMismatch,
+    /// `NicType=internet` on a VPC group, whose rules are all intranet.
+    #[error("The NicType of a VPC security group rule must be intranet.")]
+    NicTypeNotInVpc,
     /// `IpProtocol` is not one of the protocols ECS knows.
     #[error("The parameter IpProtocol must be specified with case insensitive TCP, UDP, ICMP, ICMPv6, GRE or All.")]
     IpProtocolNotSupported(String),
@@ -155,7 +158,7 @@ impl EcsError for ModelError {
             ModelError::PriorityOutOfRange(_) => "InvalidPriority.ValueNotSupported",
             ModelError::PolicyMalformed(_) => "InvalidPolicy.Malformed",
             ModelError::NicTypeNotSupported(_) => "InvalidNicType.ValueNotSupported",
-            ModelError::NicTypeMismatch => "InvalidNicType.Mismatch",
+            ModelError::NicTypeMismatch | ModelError::NicTypeNotInVpc => "InvalidNicType.Mismatch",
             ModelError::IpProtocolNotSupported(_) | ModelError::PacketProtocolNotSupported(_) => {
                 "InvalidIpProtocol.ValueNotSupported"
             }

@@ -96,10 +96,8 @@ impl FromStr for Priority {
     type Err = ModelError;
 
     fn from_str(s: &str) -> Result<Self, ModelError> {
-        let value: i64 = s
-            .trim()
-            .parse()
-            .map_err(|_| ModelError::PriorityMalformed(s.to_string()))?;
+        let value =
+            strict_integer(s).ok_or_else(|| ModelError::PriorityMalformed(s.to_string()))?;
         u8::try_from(value)
             .ok()
             .and_then(Priority::new)
@@ -448,12 +446,25 @@ enum WirePorts {
     Unset,
 }
 
+/// A decimal integer as ECS writes one: ASCII digits without sign, spaces or leading zeros
+/// (and `-1`, the "no ports" bound). ECS refuses `+80`, `08` and ` 80`; so does this.
+pub(crate) fn strict_integer(s: &str) -> Option<i64> {
+    if s == "-1" {
+        return Some(-1);
+    }
+    let canonical = !s.is_empty()
+        && s.len() <= 18
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 /// Reads `a/b`. `Err(true)` when the text is not two integers, `Err(false)` when the integers
 /// are out of range or reversed.
 fn parse_wire_ports(s: &str) -> Result<WirePorts, bool> {
-    let (a, b) = s.trim().split_once('/').ok_or(true)?;
-    let a: i64 = a.trim().parse().map_err(|_| true)?;
-    let b: i64 = b.trim().parse().map_err(|_| true)?;
+    let (a, b) = s.split_once('/').ok_or(true)?;
+    let a = strict_integer(a).ok_or(true)?;
+    let b = strict_integer(b).ok_or(true)?;
     if a == -1 && b == -1 {
         return Ok(WirePorts::Unset);
     }
@@ -817,23 +828,35 @@ permission_fields! {
 
 /// Empty strings count as absent: the SDKs send `Key=` for unset optional fields.
 fn present(field: &Option<String>) -> Option<&str> {
-    field.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    field.as_deref().filter(|s| !s.is_empty())
 }
 
 /// Parses an IPv4 or IPv6 CIDR or bare address of the expected family, normalised to its
 /// network (`10.1.2.3/8` becomes `10.0.0.0/8`, as the kernel would match it).
+///
+/// Strict, as ECS is: the address in the standard form (no leading zeros, which some
+/// parsers read as octal), the prefix length a plain decimal within the family's bits.
 fn parse_cidr(s: &str, v6: bool, err: impl Fn(String) -> ModelError) -> Result<IpNet, ModelError> {
-    let net = match s.parse::<IpNet>() {
-        Ok(net) => net,
-        Err(_) => s
-            .parse::<IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| err(s.to_string()))?,
+    let malformed = || err(s.to_string());
+    let (address, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
     };
-    if matches!(net, IpNet::V6(_)) != v6 {
-        return Err(err(s.to_string()));
+    let address: IpAddr = address.parse().map_err(|_| malformed())?;
+    if address.is_ipv6() != v6 {
+        return Err(malformed());
     }
-    Ok(net.trunc())
+    let bits = if v6 { 128 } else { 32 };
+    let prefix = match prefix {
+        None => bits,
+        Some(p) => strict_integer(p)
+            .and_then(|p| u8::try_from(p).ok())
+            .filter(|p| *p <= bits)
+            .ok_or_else(malformed)?,
+    };
+    IpNet::new(address, prefix)
+        .map(|n| n.trunc())
+        .map_err(|_| malformed())
 }
 
 /// The longest rule description ECS accepts.
@@ -881,6 +904,9 @@ impl RuleSpec {
         network: NetworkType,
     ) -> Result<Permission, ModelError> {
         let nic_type = match (network, &self.peer, self.nic_type) {
+            (NetworkType::Vpc, _, Some(NicType::Internet)) => {
+                return Err(ModelError::NicTypeNotInVpc)
+            }
             (NetworkType::Vpc, _, _) => NicType::Intranet,
             (NetworkType::Classic, Peer::Group(_), Some(NicType::Internet)) => {
                 return Err(ModelError::NicTypeMismatch)
@@ -918,8 +944,8 @@ impl PermissionFields {
     /// depends on the group's network.
     ///
     /// Decisions where ECS is lenient or silent: `Policy` defaults to accept and `Priority` to
-    /// 1; `PortRange` may be omitted for protocols without ports; a CIDR peer wins over a
-    /// group peer, and either wins over a prefix list (ECS precedence).
+    /// 1; `PortRange` may be omitted for protocols without ports; one authorization object
+    /// (CIDR, group or prefix list) per rule.
     pub fn spec(&self, direction: Direction) -> Result<RuleSpec, ModelError> {
         let policy = present(&self.policy).map_or(Ok(Policy::Accept), str::parse)?;
         let priority = present(&self.priority).map_or(Ok(Priority::default()), str::parse)?;
@@ -945,6 +971,29 @@ impl PermissionFields {
         let peer_cidr = parse_family_pair(peer_v4, peer_v6)?;
         let local = parse_family_pair(local_v4, local_v6)?;
 
+        // One authorization object per rule: ECS documents a precedence between them, but
+        // keeping one and dropping the others silently would store a rule other than the
+        // one asked for, so two are refused.
+        let (group_name, list_name) = match direction {
+            Direction::Ingress => ("SourceGroupId", "SourcePrefixListId"),
+            Direction::Egress => ("DestGroupId", "DestPrefixListId"),
+        };
+        let cidr_name = if present(peer_v4.0).is_some() {
+            peer_v4.1
+        } else {
+            peer_v6.1
+        };
+        let objects: Vec<&'static str> = [
+            peer_cidr.is_some().then_some(cidr_name),
+            present(&self.group_id).map(|_| group_name),
+            present(&self.prefix_list_id).map(|_| list_name),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let [first, second, ..] = objects[..] {
+            return Err(ModelError::Conflict(first, second));
+        }
         let peer = if let Some(net) = peer_cidr {
             Peer::Cidr(net)
         } else if let Some(group) = present(&self.group_id) {

@@ -198,13 +198,18 @@ fn egress_swaps_peer_and_local() {
 }
 
 #[test]
-fn cidr_beats_group_and_group_beats_prefix_list() {
+fn one_authorization_object_per_rule() {
     let mut f = fields("tcp", "1/2", "10.0.0.0/8");
     f.group_id = Some("sg-other".into());
-    f.prefix_list_id = Some("pl-x".into());
-    assert!(matches!(parse(&f).unwrap().peer, Peer::Cidr(_)));
+    assert_eq!(
+        parse(&f).unwrap_err(),
+        ModelError::Conflict("SourceCidrIp", "SourceGroupId"),
+        "a CIDR and a group: neither is dropped silently"
+    );
     f.source_cidr_ip = None;
     assert!(matches!(parse(&f).unwrap().peer, Peer::Group(_)));
+    f.prefix_list_id = Some("pl-x".into());
+    assert_eq!(code(&f), "InvalidParameter.Conflict");
     f.group_id = None;
     assert!(matches!(parse(&f).unwrap().peer, Peer::PrefixList(_)));
     f.prefix_list_id = Some("sg-wrong".into());
@@ -212,14 +217,57 @@ fn cidr_beats_group_and_group_beats_prefix_list() {
 }
 
 #[test]
+fn wire_values_are_read_strictly() {
+    for ports in [" 80/80", "+80/+80", "08/08", "80 /80", "80/80 "] {
+        assert_eq!(
+            code(&fields("tcp", ports, "10.0.0.0/8")),
+            "InvalidPortRange.Malformed",
+            "{ports:?}"
+        );
+    }
+    for cidr in [
+        "010.0.0.1/32",
+        "10.0.0.1/032",
+        " 10.0.0.0/8",
+        "10.0.0.0/+8",
+        "10.0.0.0/33",
+    ] {
+        assert_eq!(
+            code(&fields("tcp", "80/80", cidr)),
+            "InvalidSourceCidrIp.Malformed",
+            "{cidr:?}"
+        );
+    }
+    assert_eq!(
+        code(&fields("tcp ", "80/80", "10.0.0.0/8")),
+        "InvalidIpProtocol.ValueNotSupported"
+    );
+    let mut f = fields("tcp", "80/80", "10.0.0.0/8");
+    for priority in [" 1", "+1", "01"] {
+        f.priority = Some(priority.into());
+        assert_eq!(code(&f), "InvalidPriority.Malformed", "{priority:?}");
+    }
+    f.priority = Some("100".into());
+    assert!(parse(&f).is_ok());
+    assert_eq!(
+        parse(&fields("tcp", "80/80", "10.1.2.3/8")).unwrap().peer,
+        Peer::Cidr("10.0.0.0/8".parse().unwrap()),
+        "a host address with a prefix is the prefix's network"
+    );
+}
+
+#[test]
 fn nic_type_by_network() {
     let mut f = fields("tcp", "80/80", "0.0.0.0/0");
     f.nic_type = Some("internet".into());
     assert_eq!(
-        parse(&f).unwrap().nic_type,
-        NicType::Intranet,
-        "VPC rules are intranet"
+        code(&f),
+        "InvalidNicType.Mismatch",
+        "VPC rules are intranet only"
     );
+    f.nic_type = Some("intranet".into());
+    assert_eq!(parse(&f).unwrap().nic_type, NicType::Intranet);
+    f.nic_type = Some("internet".into());
     let classic = |f: &PermissionFields| f.parse(rid(), Direction::Ingress, NetworkType::Classic);
     assert_eq!(classic(&f).unwrap().nic_type, NicType::Internet);
     f.nic_type = None;

@@ -526,7 +526,7 @@ fn vpc_rules_are_intranet_and_judge_all_of_a_vpc_instance_traffic() {
     let mut w = two_instances();
     let r = w.rule(
         "sg-web",
-        "in accept 1 tcp 443/443 peer=0.0.0.0/0 nic=internet",
+        "in accept 1 tcp 443/443 peer=0.0.0.0/0 nic=intranet",
     );
     check(
         &w,
