@@ -55,6 +55,17 @@ pub const TAG_PAGE: u64 = 50;
 /// Bounds of `MaxResults` in `DescribeSecurityGroupAttribute` (rules per page).
 pub const RULE_PAGE: (u64, u64) = (10, 1000);
 
+/// Most parameters in one request (100 rules of 15 fields fit with room to spare).
+pub const PARAMETERS_PER_REQUEST: usize = 4096;
+/// Longest parameter name, in bytes.
+pub const PARAMETER_NAME_LENGTH: usize = 128;
+/// Longest parameter value, in bytes (a JSON list of 100 ids fits).
+pub const PARAMETER_LENGTH: usize = 8192;
+/// Longest name or opaque identifier (`VpcName`, `ImageId`, `ZoneId`, ...), in characters.
+pub const NAME_LENGTH: usize = 128;
+/// Longest description of a VPC or vSwitch, in characters.
+pub const DESCRIPTION_LENGTH: usize = 256;
+
 /// The most members a group of this type may have.
 pub fn group_members(group_type: model::GroupType) -> usize {
     match group_type {

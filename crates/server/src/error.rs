@@ -29,6 +29,15 @@ pub enum ServerError {
     /// A region this server does not serve.
     #[error("The specified RegionId \"{0}\" does not exist.")]
     RegionNotFound(String),
+    /// More parameters than any request needs.
+    #[error("The request has more than {0} parameters.")]
+    TooManyParameters(usize),
+    /// A parameter name or value that is too long, or holds control characters (NUL, ...).
+    #[error("The specified parameter {0} is too long or contains control characters.")]
+    ParameterMalformed(String),
+    /// A parameter longer than its field allows.
+    #[error("The specified parameter {0} is longer than {1} characters.")]
+    ParameterTooLong(&'static str, usize),
     /// The body exceeds what any request needs.
     #[error("The request body is too large.")]
     BodyTooLarge,
@@ -142,7 +151,10 @@ impl EcsError for ServerError {
             ServerError::Policy(e) => return e.code(),
             ServerError::ActionNotFound => "InvalidAction.NotFound",
             ServerError::RegionNotFound(_) => "InvalidRegionId.NotFound",
-            ServerError::BodyTooLarge => "InvalidParameter",
+            ServerError::BodyTooLarge
+            | ServerError::TooManyParameters(_)
+            | ServerError::ParameterMalformed(_)
+            | ServerError::ParameterTooLong(..) => "InvalidParameter",
             ServerError::DryRunOperation => "DryRunOperation",
             ServerError::SignatureNonceUsed => "SignatureNonceUsed",
             ServerError::SignatureMismatch(_) | ServerError::ContentHashMismatch => {
@@ -180,6 +192,9 @@ impl EcsError for ServerError {
             ServerError::AgentTokenInvalid => 401,
             ServerError::Internal(_) => 500,
             ServerError::BodyTooLarge
+            | ServerError::TooManyParameters(_)
+            | ServerError::ParameterMalformed(_)
+            | ServerError::ParameterTooLong(..)
             | ServerError::DryRunOperation
             | ServerError::SignatureNonceUsed
             | ServerError::SignatureMismatch(_)

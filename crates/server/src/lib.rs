@@ -181,6 +181,7 @@ fn handle(
     body: &Bytes,
     params: &mut Params,
 ) -> Result<(Action, Answer)> {
+    params.check_limits()?;
     let account = authenticate(state, method, headers, query, body, params)?;
     let name = params.required("Action")?;
     let action = Action::parse(&params.required("Version")?, &name)?;

@@ -56,6 +56,36 @@ impl Params {
         Params { map }
     }
 
+    /// Refuses what no ECS request carries: too many parameters, names or values too long,
+    /// control characters (a NUL, an escape) anywhere but the tabs and line breaks of free
+    /// text. Checked before anything reads the parameters, so no inner layer, store or
+    /// answer ever sees such a value.
+    pub fn check_limits(&self) -> Result<()> {
+        use control::limits::{PARAMETERS_PER_REQUEST, PARAMETER_LENGTH, PARAMETER_NAME_LENGTH};
+        if self.map.len() > PARAMETERS_PER_REQUEST {
+            return Err(ServerError::TooManyParameters(PARAMETERS_PER_REQUEST));
+        }
+        let control = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+        for (k, v) in &self.map {
+            if k.len() > PARAMETER_NAME_LENGTH || k.chars().any(char::is_control) {
+                let shown: String = k.chars().filter(|c| !c.is_control()).take(64).collect();
+                return Err(ServerError::ParameterMalformed(shown));
+            }
+            if v.len() > PARAMETER_LENGTH || v.chars().any(control) {
+                return Err(ServerError::ParameterMalformed(k.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A text parameter of at most `max` characters.
+    pub fn bounded(&self, k: &'static str, max: usize) -> Result<Option<String>> {
+        match self.opt(k) {
+            Some(v) if v.chars().count() > max => Err(ServerError::ParameterTooLong(k, max)),
+            other => Ok(other),
+        }
+    }
+
     /// Every parameter (for signatures).
     pub fn all(&self) -> &BTreeMap<String, String> {
         &self.map
@@ -203,8 +233,18 @@ pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string().to_uppercase()
 }
 
+/// Escapes text for XML; control characters XML cannot carry become U+FFFD.
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    s.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

@@ -528,3 +528,109 @@ async fn previews_show_what_a_change_opens_on_the_internet_interface() {
         "no intranet flow flips: {preview}"
     );
 }
+
+#[tokio::test]
+async fn long_and_control_character_values_are_refused_before_they_are_stored() {
+    let (_dir, app) = setup();
+    let (instance, _) = vpc_instance(&app).await;
+    // Large, yet within the body limit: the parameter limits refuse it, not the body's.
+    let huge = "x".repeat(100 << 10);
+    let long_name = "n".repeat(129);
+    let vpc = ("Version", "2016-04-28");
+    let refused = [
+        vec![
+            ("Action", "ModifyInstanceAttribute"),
+            ("InstanceId", &instance),
+            ("InstanceName", &huge),
+        ],
+        vec![
+            ("Action", "ModifyInstanceAttribute"),
+            ("InstanceId", &instance),
+            ("InstanceName", &long_name),
+        ],
+        vec![
+            ("Action", "ModifyInstanceAttribute"),
+            ("InstanceId", &instance),
+            ("Description", "a\0b"),
+        ],
+        vec![vpc, ("Action", "CreateVpc"), ("VpcName", &huge)],
+        vec![vpc, ("Action", "CreateVpc"), ("VpcName", &long_name)],
+        vec![
+            vpc,
+            ("Action", "CreateVpc"),
+            ("Description", "esc\u{1b}[31m"),
+        ],
+        vec![("Action", "CreateSecurityGroup"), ("Description", "nul\0")],
+        vec![
+            ("Action", "CreateSecurityGroup"),
+            ("Tag.1.Key", "k\0"),
+            ("Tag.1.Value", "v"),
+        ],
+        vec![
+            ("Action", "RunInstances"),
+            ("ImageId", &long_name),
+            ("InstanceType", "t"),
+        ],
+        vec![
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t\0"),
+        ],
+    ];
+    for params in &refused {
+        let (status, body) = send(&app, common::signed_post(params)).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{:?}: {body}",
+            &params[1..]
+        );
+        assert!(code(&body).starts_with("Invalid"), "{body}");
+    }
+    let (_, vpcs) = call(&app, &signed(&[vpc, ("Action", "DescribeVpcs")])).await;
+    assert_eq!(vpcs["TotalCount"], 1, "no refused VPC was created");
+    let (_, groups) = call(&app, &signed(&[("Action", "DescribeSecurityGroups")])).await;
+    assert_eq!(groups["TotalCount"], 1, "no refused group was created");
+    let (_, described) = call(&app, &signed(&[("Action", "DescribeInstances")])).await;
+    assert_eq!(described["Instances"]["Instance"][0]["InstanceName"], "");
+    assert_eq!(described["TotalCount"], 1);
+    // Descriptions may hold tabs and line breaks.
+    let (status, _) = call(
+        &app,
+        &signed(&[
+            ("Action", "CreateSecurityGroup"),
+            ("Description", "two\nlines\tand a tab"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn xml_errors_never_carry_raw_control_characters() {
+    let (_dir, app) = setup();
+    let uri = signed(&[
+        ("Action", "DescribeRegions"),
+        ("Format", "XML"),
+        ("Bad\u{1}Name", "x"),
+    ]);
+    let response = tower::ServiceExt::oneshot(
+        app,
+        axum::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("<Code>InvalidParameter</Code>"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH};
+use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH, NAME_LENGTH};
 use control::{CreateInstances, InstanceRecord, InstanceStatus, TaggedType};
 use model::{InstanceId, ModelError, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
@@ -24,6 +24,23 @@ fn group_list(p: &Params) -> Result<Vec<SecurityGroupId>> {
         }
     }
     Ok(groups)
+}
+
+/// `InstanceName`, at most 128 characters.
+fn instance_name(p: &Params) -> Result<Option<String>> {
+    match p.opt("InstanceName") {
+        Some(n) if n.chars().count() > INSTANCE_NAME_LENGTH => {
+            Err(ServerError::InstanceNameMalformed)
+        }
+        other => Ok(other),
+    }
+}
+
+/// An instance's `Description`, validated as ECS validates descriptions.
+fn description(p: &Params) -> Result<Option<String>> {
+    Ok(p.opt("Description")
+        .map(|d| model::validate_group_description(&d))
+        .transpose()?)
 }
 
 /// `RunInstances` (`running`, `Amount` instances) or `CreateInstance` (one, stopped).
@@ -48,25 +65,22 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     if private_ip.is_some() && vswitch_id.is_none() {
         return Err(ServerError::PrivateIpWithoutVSwitch);
     }
-    let name = p.opt("InstanceName").unwrap_or_default();
-    if name.chars().count() > INSTANCE_NAME_LENGTH {
-        return Err(ServerError::InstanceNameMalformed);
-    }
+    let name = instance_name(p)?.unwrap_or_default();
     let req = CreateInstances {
         amount,
         vswitch_id,
-        zone_id: p.opt("ZoneId"),
+        zone_id: p.bounded("ZoneId", NAME_LENGTH)?,
         security_groups: group_list(p)?,
         private_ip,
         public_ip: p.number("InternetMaxBandwidthOut", 0, 1024)?.unwrap_or(0) > 0,
         name,
-        description: p
-            .opt("Description")
-            .map(|d| model::validate_group_description(&d))
-            .transpose()?
-            .unwrap_or_default(),
-        image_id: p.required("ImageId")?,
-        instance_type: p.required("InstanceType")?,
+        description: description(p)?.unwrap_or_default(),
+        image_id: p
+            .bounded("ImageId", NAME_LENGTH)?
+            .ok_or(ModelError::Missing("ImageId"))?,
+        instance_type: p
+            .bounded("InstanceType", NAME_LENGTH)?
+            .ok_or(ModelError::Missing("InstanceType"))?,
         running,
     };
     call.command_with(|tx| {
@@ -184,8 +198,8 @@ pub(super) fn modify_attribute(call: &Call) -> Result<Reply> {
     let id: InstanceId = p.typed("InstanceId")?;
     let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupIds")?;
     let groups = (!groups.is_empty()).then_some(groups);
-    let name = p.opt("InstanceName");
-    let description = p.opt("Description");
+    let name = instance_name(p)?;
+    let description = description(p)?;
     call.command(|tx| tx.modify_instance(&id, name, description, groups))
 }
 

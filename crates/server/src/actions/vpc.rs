@@ -1,5 +1,6 @@
 //! The VPC product (`Version=2016-04-28`): VPCs and vSwitches.
 
+use control::limits::{DESCRIPTION_LENGTH, NAME_LENGTH};
 use control::{VSwitchRecord, VpcRecord};
 use ipnet::Ipv4Net;
 use model::{VSwitchId, VpcId};
@@ -54,8 +55,10 @@ fn cidr(p: &Params) -> Result<Option<Ipv4Net>> {
 pub(super) fn create_vpc(call: &Call) -> Result<Reply> {
     let p = call.params;
     let block = cidr(p)?.unwrap_or(DEFAULT_VPC_BLOCK);
-    let name = p.opt("VpcName").unwrap_or_default();
-    let description = p.opt("Description").unwrap_or_default();
+    let name = p.bounded("VpcName", NAME_LENGTH)?.unwrap_or_default();
+    let description = p
+        .bounded("Description", DESCRIPTION_LENGTH)?
+        .unwrap_or_default();
     call.command_with(|tx| {
         let id = tx.create_vpc(&name, &description, block)?;
         let body = &id.as_str()[4..];
@@ -98,10 +101,14 @@ pub(super) fn delete_vpc(call: &Call) -> Result<Reply> {
 pub(super) fn create_vswitch(call: &Call) -> Result<Reply> {
     let p = call.params;
     let vpc: VpcId = p.typed("VpcId")?;
-    let zone = p.required("ZoneId")?;
+    let zone = p
+        .bounded("ZoneId", NAME_LENGTH)?
+        .ok_or(model::ModelError::Missing("ZoneId"))?;
     let block = cidr(p)?.ok_or(model::ModelError::Missing("CidrBlock"))?;
-    let name = p.opt("VSwitchName").unwrap_or_default();
-    let description = p.opt("Description").unwrap_or_default();
+    let name = p.bounded("VSwitchName", NAME_LENGTH)?.unwrap_or_default();
+    let description = p
+        .bounded("Description", DESCRIPTION_LENGTH)?
+        .unwrap_or_default();
     call.command_with(|tx| {
         let id = tx.create_vswitch(&vpc, &zone, block, &name, &description)?;
         Ok(json!({"VSwitchId": id.to_string()}))

@@ -149,3 +149,12 @@ pub(crate) fn signed_other(params: &[(&str, &str)]) -> String {
     let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
     format!("/?{}", auth::signed_v1_query("GET", AK2, SK2, params))
 }
+
+/// A V1-signed POST with the parameters in a form body, signed by `tester`.
+pub(crate) fn signed_post(params: &[(&str, &str)]) -> Request<Body> {
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Request::post("/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(auth::signed_v1_query("POST", AK, SK, params)))
+        .unwrap()
+}
