@@ -38,6 +38,12 @@ pub enum ServerError {
     /// A parameter longer than its field allows.
     #[error("The specified parameter {0} is longer than {1} characters.")]
     ParameterTooLong(&'static str, usize),
+    /// The server has as many connections as it takes.
+    #[error("Request was denied due to request throttling.")]
+    Throttling,
+    /// The peer has as many connections as one peer may have.
+    #[error("Request was denied due to user flow control.")]
+    ThrottlingUser,
     /// The body exceeds what any request needs.
     #[error("The request body is too large.")]
     BodyTooLarge,
@@ -150,6 +156,8 @@ impl EcsError for ServerError {
             ServerError::Control(e) => return e.code(),
             ServerError::Policy(e) => return e.code(),
             ServerError::ActionNotFound => "InvalidAction.NotFound",
+            ServerError::Throttling => "Throttling",
+            ServerError::ThrottlingUser => "Throttling.User",
             ServerError::RegionNotFound(_) => "InvalidRegionId.NotFound",
             ServerError::BodyTooLarge
             | ServerError::TooManyParameters(_)
@@ -190,8 +198,10 @@ impl EcsError for ServerError {
             ServerError::Policy(e) => e.http_status(),
             ServerError::ActionNotFound | ServerError::RegionNotFound(_) => 404,
             ServerError::AgentTokenInvalid => 401,
+            ServerError::Throttling => 503,
             ServerError::Internal(_) => 500,
             ServerError::BodyTooLarge
+            | ServerError::ThrottlingUser
             | ServerError::TooManyParameters(_)
             | ServerError::ParameterMalformed(_)
             | ServerError::ParameterTooLong(..)

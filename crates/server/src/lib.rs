@@ -11,6 +11,7 @@ mod agents;
 pub mod auth;
 mod cache;
 pub mod error;
+pub mod http;
 mod paging;
 pub mod wire;
 

@@ -52,6 +52,16 @@ pub(crate) struct ServeArgs {
         default_value = "cn-hangzhou,cn-shanghai,cn-beijing,cn-shenzhen"
     )]
     regions: Vec<String>,
+    /// Seconds a connection may take to send a request head (also closes idle keep-alive
+    /// connections).
+    #[arg(long, default_value_t = 10, env = "STOCKADE_HEADER_READ_TIMEOUT")]
+    header_read_timeout: u64,
+    /// Connections open at once (lowered to fit the process's file-descriptor limit).
+    #[arg(long, default_value_t = 1024, env = "STOCKADE_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Connections open at once from one peer address.
+    #[arg(long, default_value_t = 256, env = "STOCKADE_MAX_CONNECTIONS_PER_PEER")]
+    max_connections_per_peer: usize,
 }
 
 /// `stockade account ...`.
@@ -129,14 +139,20 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         let state = Arc::new(state);
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
+        let limits = server::http::HttpLimits {
+            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+            max_connections_per_peer: args.max_connections_per_peer.max(1),
+        }
+        .within_descriptors(server::http::descriptor_limit());
+        tracing::info!(?limits, "HTTP limits");
         let closing = state.clone();
-        axum::serve(listener, server::app(state))
-            .with_graceful_shutdown(async move {
-                shutdown().await;
-                // Agents' long polls answer now instead of holding the drain open.
-                closing.close();
-            })
-            .await?;
+        server::http::serve(listener, server::app(state), limits, async move {
+            shutdown().await;
+            // Agents' long polls answer now instead of holding the drain open.
+            closing.close();
+        })
+        .await?;
         Ok(())
     })
 }

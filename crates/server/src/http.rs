@@ -1,0 +1,195 @@
+//! Serving the application over TCP with limits a hostile client cannot wear down: every
+//! connection must send its request head within a timeout (which also closes idle
+//! keep-alive connections), at most so many connections are open at once, from the server's
+//! whole public and from any one peer address, and a connection over a limit is answered
+//! with ECS's throttling error and closed, never left hanging (nor refused by a server out
+//! of file descriptors).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ServerError;
+use crate::wire::{render_error, request_id, Format};
+
+/// The HTTP limits, with their defaults (`stockade serve` flags override them).
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// How long a connection may take to send a request head, counted from when the server
+    /// starts waiting for one: a half-sent request, and an idle keep-alive connection, are
+    /// closed after it.
+    pub header_read_timeout: Duration,
+    /// Connections open at once, from everyone.
+    pub max_connections: usize,
+    /// Connections open at once from one peer address.
+    pub max_connections_per_peer: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_connections_per_peer: 256,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// These limits with `max_connections` lowered, if need be, to leave room in the
+    /// process's file-descriptor limit for the store, refusals and the listener.
+    pub fn within_descriptors(mut self, descriptors: Option<u64>) -> HttpLimits {
+        if let Some(limit) = descriptors {
+            let room = (limit.saturating_sub(64) / 2).max(16) as usize;
+            self.max_connections = self.max_connections.min(room);
+        }
+        self
+    }
+}
+
+/// The soft limit on open files of this process (Linux; `None` elsewhere).
+pub fn descriptor_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Open connections per peer address.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// A peer's place, given back when its connection ends.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Peers {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A connection admitted under the limits: its places are given back when it is dropped.
+struct Admitted {
+    _total: OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown` resolves, then lets the open
+/// connections finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let total = Arc::new(Semaphore::new(limits.max_connections));
+    // Refusals are answered by tasks of their own, themselves bounded: past this many at
+    // once, a connection over the limit is closed without an answer.
+    let refusing = Arc::new(Semaphore::new(limits.max_connections / 4 + 16));
+    let peers = Arc::new(Peers::default());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted: the
+                    // backlog waits; try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let admitted = match (
+            total.clone().try_acquire_owned(),
+            peers.take(peer.ip(), limits.max_connections_per_peer),
+        ) {
+            (Ok(total), Some(peer)) => Admitted {
+                _total: total,
+                _peer: peer,
+            },
+            (total, _) => {
+                let why = if total.is_err() {
+                    ServerError::Throttling
+                } else {
+                    ServerError::ThrottlingUser
+                };
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(refuse(stream, why, permit));
+                }
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(admitted);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Answers one request on a connection over a limit with the throttling error, then closes
+/// it; a client that sends nothing within a second is closed unanswered.
+async fn refuse(stream: tokio::net::TcpStream, why: ServerError, _permit: OwnedSemaphorePermit) {
+    let why = Arc::new(why);
+    let service = hyper::service::service_fn(move |_request| {
+        let why = why.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(render_error(
+                Format::Json,
+                "stockade",
+                &request_id(),
+                &why,
+            ))
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(1))
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
+}
