@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use control::{Ctx, HOST_TAG};
@@ -73,11 +74,16 @@ async fn blocking<T: Send + 'static>(
 pub(crate) async fn policy(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
+    uri: Uri,
 ) -> Response {
     if let Err(e) = authorized(&state, &headers) {
         return failure(&e);
     }
+    // Parsed only once the token is checked, and refused with an ECS body.
+    let q = match Query::<FeedQuery>::try_from_uri(&uri) {
+        Ok(Query(q)) => q,
+        Err(e) => return failure(&ServerError::invalid("query", e.body_text())),
+    };
     let region = q.region.clone().unwrap_or_else(|| state.regions[0].clone());
     if !state.regions.contains(&region) {
         return failure(&ServerError::RegionNotFound(region));
@@ -167,11 +173,15 @@ fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, Serv
 pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(report): Json<Value>,
+    body: Bytes,
 ) -> Response {
     if let Err(e) = authorized(&state, &headers) {
         return failure(&e);
     }
+    let report: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return failure(&ServerError::invalid("body", e.to_string())),
+    };
     let Some(host) = report.get("HostId").and_then(Value::as_str) else {
         return failure(&model::ModelError::Missing("HostId").into());
     };

@@ -142,3 +142,50 @@ async fn the_feed_carries_the_hosts_instances_and_wakes_on_a_commit() {
         .unwrap();
     assert_eq!(h1["Report"]["Revision"], 7);
 }
+
+#[tokio::test]
+async fn malformed_feed_requests_get_ecs_bodies_after_the_token_check() {
+    let (_dir, app) = setup();
+    for uri in [
+        "/agent/v1/policy?after=notanumber",
+        "/agent/v1/policy?host=h&wait=-1",
+    ] {
+        let (status, body) = get(&app, uri, None).await;
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("InvalidAgentToken")),
+            "{uri}: {body}"
+        );
+        let (status, body) = get(&app, uri, Some(TOKEN)).await;
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidParameter")),
+            "{uri}: {body}"
+        );
+        assert!(body["RequestId"].is_string());
+    }
+    for token in [None, Some(TOKEN)] {
+        let mut request =
+            Request::post("/agent/v1/status").header("content-type", "application/json");
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::from("{not json")).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("an ECS JSON body");
+        let expected = if token.is_some() {
+            "InvalidParameter"
+        } else {
+            "InvalidAgentToken"
+        };
+        assert_eq!(body["Code"], expected, "{status}: {body}");
+    }
+}
