@@ -139,7 +139,8 @@ class Server:
         self.ak = "LTAItestbootstrapkey01"
         self.sk = "bootstrapsecretbootstrapsecret"
         if DATABASE_URL:
-            self.store = ["--database-url", fresh_database()]
+            # Replicas and `stockade account` share one master key file.
+            self.store = ["--database-url", fresh_database(), "--key-file", os.path.join(self.dir, "master.key")]
             self.replica_ports = [free_port(), free_port()]
             self.procs = [self.launch(p) for p in self.replica_ports]
             self.proxy = Proxy(self.port, self.replica_ports)

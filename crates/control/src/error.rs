@@ -67,6 +67,18 @@ pub enum ControlError {
     /// The AccessKeyId is unknown.
     #[error("Specified access key is not found.")]
     AccessKeyNotFound,
+    /// The AccessKeyId is disabled.
+    #[error("Specified access key is disabled.")]
+    AccessKeyInactive,
+    /// Deleting an AccessKey that is still active.
+    #[error("The AccessKey is active: disable it before deleting it.")]
+    AccessKeyActive,
+    /// The account has as many AccessKeys as it may.
+    #[error("The account already has the most AccessKeys it may have.")]
+    AccessKeyLimit,
+    /// No account of that name.
+    #[error("No account is named \"{0}\".")]
+    AccountNotFound(String),
     /// An account of that name exists.
     #[error("An account named \"{0}\" already exists.")]
     AccountExists(String),
@@ -181,6 +193,10 @@ impl EcsError for ControlError {
             ControlError::GroupReferenced => "DependencyViolation",
             ControlError::EnterpriseInnerAccessPolicy => "OperationDenied",
             ControlError::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
+            ControlError::AccessKeyInactive => "InvalidAccessKeyId.Inactive",
+            ControlError::AccessKeyActive => "InvalidAccessKeyStatus.Active",
+            ControlError::AccessKeyLimit => "LimitExceeded.AccessKey",
+            ControlError::AccountNotFound(_) => "InvalidAccountName.NotFound",
             ControlError::AccountExists(_) => "InvalidAccountName.Duplicate",
             ControlError::IdempotentParameterMismatch => "IdempotentParameterMismatch",
             ControlError::InvalidCidr(_) => "InvalidCidrBlock.Malformed",
@@ -222,6 +238,7 @@ impl EcsError for ControlError {
             | ControlError::PrefixListNotFound(_)
             | ControlError::RuleNotFound(_)
             | ControlError::AccessKeyNotFound
+            | ControlError::AccountNotFound(_)
             | ControlError::VpcNotFound(_)
             | ControlError::VSwitchNotFound(_)
             | ControlError::ZoneNotFound(_)
@@ -246,6 +263,9 @@ impl EcsError for ControlError {
             | ControlError::DuplicatePermissions
             | ControlError::PermissionsConflict
             | ControlError::AccountExists(_)
+            | ControlError::AccessKeyInactive
+            | ControlError::AccessKeyActive
+            | ControlError::AccessKeyLimit
             | ControlError::IdempotentParameterMismatch
             | ControlError::InvalidCidr(_)
             | ControlError::CidrOverlap(_)

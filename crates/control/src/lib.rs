@@ -12,6 +12,7 @@ mod groups;
 pub mod limits;
 mod network;
 pub mod pg;
+pub mod secrets;
 pub mod sql;
 pub mod store;
 mod tags;
@@ -29,6 +30,7 @@ pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
 pub use limits::Limits;
 pub use network::{CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord};
+pub use secrets::MasterKey;
 pub use tags::{TaggedType, HOST_TAG};
 
 /// Result of control operations.
@@ -71,6 +73,8 @@ pub struct ClientToken {
 pub struct Control {
     backend: Backend,
     limits: Limits,
+    /// Seals the AccessKey secrets in the store.
+    key: MasterKey,
     /// Write transactions this handle committed: lets the server tell a request that
     /// changed the store from a read without asking the database.
     commits: std::sync::atomic::AtomicU64,
@@ -117,8 +121,48 @@ fn reader<'a>(
         .unwrap_or_else(|| readers[start % n].lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// The master key's file in a data directory, by default.
+pub const KEY_FILE: &str = "master.key";
+
+/// Creates `dir` if missing and makes it its owner's only (0700).
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| ControlError::Storage(format!("cannot prepare the data directory: {e}")))
+}
+
+/// Creates `file` empty and owner-only (0600) if missing, or makes it owner-only, with the
+/// WAL and shared-memory files SQLite keeps beside it.
+fn private_file(file: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |e: std::io::Error| {
+        ControlError::Storage(format!("cannot protect {}: {e}", file.display()))
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(failed)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
 /// Read-only connections per store (one per core of the target machines, with headroom).
 const READERS: usize = 4;
+
+/// `access_keys.status` of a key that authenticates, and of one that no longer does.
+const KEY_ACTIVE: &str = "Active";
+const KEY_INACTIVE: &str = "Inactive";
 
 /// The database file inside a data directory.
 pub fn database_path(data_dir: &Path) -> PathBuf {
@@ -148,15 +192,28 @@ pub(crate) fn new_id_body() -> String {
 impl Control {
     /// Opens the store in `data_dir` (created if missing).
     pub fn open(data_dir: &Path, limits: Limits) -> Result<Control> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| ControlError::Storage(format!("cannot create the data directory: {e}")))?;
+        private_dir(data_dir)?;
+        let key = MasterKey::load_or_create(&data_dir.join(KEY_FILE))?;
+        Control::open_with_key(data_dir, limits, key)
+    }
+
+    /// Opens the store in `data_dir` with the master key `key` (kept elsewhere than the
+    /// default `DATA_DIR/master.key`).
+    pub fn open_with_key(data_dir: &Path, limits: Limits, key: MasterKey) -> Result<Control> {
+        private_dir(data_dir)?;
         let path = database_path(data_dir);
+        let nonces_path = data_dir.join("nonces.db");
+        // Created owner-only before SQLite opens them: it gives its WAL and shared-memory
+        // files the database file's mode.
+        for file in [&path, &nonces_path] {
+            private_file(file)?;
+        }
         let conn = store::open(&path)?;
         let readers = (0..READERS)
             .map(|_| store::open_reader(&path).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()?;
-        let nonces = store::open_nonces(&data_dir.join("nonces.db"))?;
-        Ok(Control {
+        let nonces = store::open_nonces(&nonces_path)?;
+        let control = Control {
             backend: Backend::Sqlite {
                 conn: Mutex::new(conn),
                 readers,
@@ -166,16 +223,39 @@ impl Control {
                 recorded: Default::default(),
             },
             limits,
+            key,
             commits: Default::default(),
-        })
+        };
+        control.seal_plain_secrets()?;
+        Ok(control)
     }
 
-    /// Connects to a PostgreSQL database (`postgres://...`) shared with other replicas.
-    pub fn open_postgres(url: &str, limits: Limits) -> Result<Control> {
-        Ok(Control {
+    /// Connects to a PostgreSQL database (`postgres://...`) shared with other replicas,
+    /// which must all be given the same master key.
+    pub fn open_postgres(url: &str, limits: Limits, key: MasterKey) -> Result<Control> {
+        let control = Control {
             backend: Backend::Postgres(pg::PgStore::open(url)?),
             limits,
+            key,
             commits: Default::default(),
+        };
+        control.seal_plain_secrets()?;
+        Ok(control)
+    }
+
+    /// Seals the secrets a store written before sealing holds in plain text.
+    fn seal_plain_secrets(&self) -> Result<()> {
+        self.with_write(true, |db| {
+            for row in db.query("SELECT id, secret FROM access_keys", args![])? {
+                let (id, secret) = (row.text(0)?, row.text(1)?);
+                if !MasterKey::is_sealed(&secret) {
+                    db.execute(
+                        "UPDATE access_keys SET secret = ?2 WHERE id = ?1",
+                        args![&id, self.key.seal(&id, &secret)],
+                    )?;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -389,7 +469,11 @@ impl Control {
             )?;
             db.execute(
                 "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
-                args![&access_key_id, &access_key_secret, account_id.get() as i64],
+                args![
+                    &access_key_id,
+                    self.key.seal(&access_key_id, &access_key_secret),
+                    account_id.get() as i64
+                ],
             )?;
             Ok(Credentials {
                 account_id,
@@ -408,16 +492,113 @@ impl Control {
         })
     }
 
-    /// The account and secret of an AccessKeyId.
+    /// The account and secret of an active AccessKeyId.
     pub fn access_key(&self, access_key_id: &str) -> Result<(AccountId, String)> {
         self.with_statement(|db| {
             let row = db
                 .query_opt(
-                    "SELECT account_id, secret FROM access_keys WHERE id = ?1",
+                    "SELECT account_id, secret, status FROM access_keys WHERE id = ?1",
                     args![access_key_id],
                 )?
                 .ok_or(ControlError::AccessKeyNotFound)?;
-            Ok((AccountId::new(row.int(0)? as u64), row.text(1)?))
+            if row.text(2)? != KEY_ACTIVE {
+                return Err(ControlError::AccessKeyInactive);
+            }
+            let secret = self.key.open(access_key_id, &row.text(1)?)?;
+            Ok((AccountId::new(row.int(0)? as u64), secret))
+        })
+    }
+
+    /// A new AccessKey pair for the account `name` (the first step of a rotation: the
+    /// account's other keys keep working until they are disabled).
+    pub fn create_access_key(&self, name: &str) -> Result<Credentials> {
+        self.with_write(true, |db| {
+            let row = db
+                .query_opt("SELECT id FROM accounts WHERE name = ?1", args![name])?
+                .ok_or_else(|| ControlError::AccountNotFound(name.to_string()))?;
+            let account_id = AccountId::new(row.int(0)? as u64);
+            let count = db
+                .query_one(
+                    "SELECT COUNT(*) FROM access_keys WHERE account_id = ?1",
+                    args![account_id.get() as i64],
+                )?
+                .int(0)?;
+            if count as usize >= limits::ACCESS_KEYS_PER_ACCOUNT {
+                return Err(ControlError::AccessKeyLimit);
+            }
+            let access_key_id = format!("LTAI{}", random_string(ALNUM, 20));
+            let access_key_secret = random_string(ALNUM, 30);
+            db.execute(
+                "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
+                args![
+                    &access_key_id,
+                    self.key.seal(&access_key_id, &access_key_secret),
+                    account_id.get() as i64
+                ],
+            )?;
+            Ok(Credentials {
+                account_id,
+                account_name: name.to_string(),
+                access_key_id,
+                access_key_secret,
+            })
+        })
+    }
+
+    /// Enables or disables an AccessKey (a disabled key authenticates nothing).
+    pub fn set_access_key_active(&self, access_key_id: &str, active: bool) -> Result<()> {
+        self.with_write(true, |db| {
+            let status = if active { KEY_ACTIVE } else { KEY_INACTIVE };
+            let changed = db.execute(
+                "UPDATE access_keys SET status = ?2 WHERE id = ?1",
+                args![access_key_id, status],
+            )?;
+            if changed == 0 {
+                return Err(ControlError::AccessKeyNotFound);
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a disabled AccessKey (an active one must be disabled first, so a key in use
+    /// is not deleted by mistake).
+    pub fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        self.with_write(true, |db| {
+            let row = db
+                .query_opt(
+                    "SELECT status FROM access_keys WHERE id = ?1",
+                    args![access_key_id],
+                )?
+                .ok_or(ControlError::AccessKeyNotFound)?;
+            if row.text(0)? == KEY_ACTIVE {
+                return Err(ControlError::AccessKeyActive);
+            }
+            db.execute(
+                "DELETE FROM access_keys WHERE id = ?1",
+                args![access_key_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The AccessKeys of the account `name`: id and whether active (never the secrets).
+    pub fn access_keys(&self, name: &str) -> Result<Vec<(String, bool)>> {
+        self.with_read(|db| {
+            let rows = db.query(
+                "SELECT k.id, k.status FROM access_keys k JOIN accounts a ON a.id = k.account_id
+                 WHERE a.name = ?1 ORDER BY k.id",
+                args![name],
+            )?;
+            if rows.is_empty()
+                && db
+                    .query_opt("SELECT id FROM accounts WHERE name = ?1", args![name])?
+                    .is_none()
+            {
+                return Err(ControlError::AccountNotFound(name.to_string()));
+            }
+            rows.iter()
+                .map(|r| Ok((r.text(0)?, r.text(1)? == KEY_ACTIVE)))
+                .collect()
         })
     }
 

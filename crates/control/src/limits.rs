@@ -23,6 +23,9 @@ impl Default for Limits {
     }
 }
 
+/// Most AccessKey pairs of one account (as Alibaba Cloud allows: two, so one can be
+/// rotated in while the other is still in use).
+pub const ACCESS_KEYS_PER_ACCOUNT: usize = 2;
 /// Most groups per instance (ECS default; DESIGN.md §4).
 pub const GROUPS_PER_INSTANCE: usize = 5;
 /// Most instances in a basic group.

@@ -143,6 +143,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (access_key, nonce)
     );
     "#,
+    // 4: AccessKeys can be disabled (rotation: a new pair, the old one disabled, then
+    // deleted); secrets are sealed from now on (`secrets.rs`, done when the store opens).
+    r#"
+    ALTER TABLE access_keys ADD COLUMN status TEXT NOT NULL DEFAULT 'Active';
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -151,6 +156,9 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted and overwritten content is zeroed, so a replaced secret leaves no copy in free
+    // pages of the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // Another process (`stockade account create` beside a running server) may hold the
     // write lock for a moment.
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

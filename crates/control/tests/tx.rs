@@ -11,6 +11,11 @@ use control::{
 use model::{Direction, GroupType, PermissionFields, RuleSpec, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::json;
 
+/// The master key of the PostgreSQL runs (replicas share one).
+fn test_key() -> control::MasterKey {
+    control::MasterKey::from_hex(&"5a".repeat(32)).unwrap()
+}
+
 /// Small limits, so the cases reach them in a few commands.
 fn limits() -> Limits {
     Limits {
@@ -376,7 +381,7 @@ fn commands_hold_their_constraints_on_postgres() {
         eprintln!("STOCKADE_TEST_DATABASE_URL is not set: the PostgreSQL run is scripts/test's");
         return;
     };
-    let control = Control::open_postgres(&url, limits()).unwrap();
+    let control = Control::open_postgres(&url, limits(), test_key()).unwrap();
     run_all(&control, "postgres");
 }
 
@@ -418,9 +423,9 @@ fn nonces_survive_a_restart_on_postgres() {
     let Ok(url) = std::env::var("STOCKADE_TEST_DATABASE_URL") else {
         return;
     };
-    let first = Control::open_postgres(&url, limits()).unwrap();
+    let first = Control::open_postgres(&url, limits(), test_key()).unwrap();
     nonce_replayed_through(first, |first| {
         drop(first);
-        Control::open_postgres(&url, limits()).unwrap()
+        Control::open_postgres(&url, limits(), test_key()).unwrap()
     });
 }

@@ -320,7 +320,9 @@ fn main() {
         let mut rows = Vec::new();
         for n in [1usize, 2] {
             let replicas = (0..n)
-                .map(|_| Control::open_postgres(&url, Limits::default()).expect("postgres"))
+                .map(|_| {
+                    Control::open_postgres(&url, Limits::default(), bench_key()).expect("postgres")
+                })
                 .collect();
             let label = format!("PostgreSQL, {n} replica(s)");
             let (m, r) = rt.block_on(load(quick, &label, replicas));
@@ -336,4 +338,9 @@ fn main() {
         }
     }
     big_store(quick);
+}
+
+/// The master key the PostgreSQL replicas of the bench share.
+fn bench_key() -> control::MasterKey {
+    control::MasterKey::from_hex(&"b0".repeat(32)).expect("64 hex digits")
 }

@@ -634,3 +634,22 @@ async fn xml_errors_never_carry_raw_control_characters() {
         "{text:?}"
     );
 }
+
+#[tokio::test]
+async fn disabled_access_keys_authenticate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = std::sync::Arc::new(common::store(dir.path()));
+    let state = server::AppState::new(control.clone(), vec!["cn-hangzhou".into()]);
+    let app = server::app(std::sync::Arc::new(state));
+    let (status, _) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(status, StatusCode::OK);
+    control.set_access_key_active(common::AK, false).unwrap();
+    let (status, body) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "InvalidAccessKeyId.Inactive")
+    );
+    control.set_access_key_active(common::AK, true).unwrap();
+    let (status, _) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use control::{Control, Limits};
+use control::{Control, Limits, MasterKey};
 use model::EcsError as _;
 use serde_json::json;
 
@@ -19,21 +19,45 @@ pub(crate) struct StoreArgs {
     /// PostgreSQL connection URL (instead of the embedded store).
     #[arg(long, value_name = "postgres://...", conflicts_with = "data_dir")]
     database_url: Option<String>,
+    /// The master key that seals AccessKey secrets in the store (created if missing, mode
+    /// 0600). Default: `DATA_DIR/master.key`, or `./stockade-master.key` with
+    /// `--database-url` (every replica, and `stockade account`, must be given the same one).
+    #[arg(long, value_name = "FILE", env = "STOCKADE_KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
     fn open(&self) -> Result<Control> {
+        let key = |default: PathBuf| {
+            let path = self.key_file.clone().unwrap_or(default);
+            MasterKey::load_or_create(&path).map_err(store_error)
+        };
         if let Some(url) = &self.database_url {
             if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
                 bail!("--database-url must be a postgres:// URL");
             }
-            return Control::open_postgres(url, Limits::default())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))
+            let key = key(PathBuf::from("stockade-master.key"))?;
+            return Control::open_postgres(url, Limits::default(), key)
+                .map_err(store_error)
                 .context("cannot open the PostgreSQL store");
         }
-        Control::open(&self.data_dir, Limits::default())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))
-            .with_context(|| format!("cannot open the store in {}", self.data_dir.display()))
+        match &self.key_file {
+            Some(_) => {
+                Control::open_with_key(&self.data_dir, Limits::default(), key(PathBuf::new())?)
+                    .map_err(store_error)
+            }
+            None => Control::open(&self.data_dir, Limits::default()).map_err(store_error),
+        }
+        .with_context(|| format!("cannot open the store in {}", self.data_dir.display()))
+    }
+}
+
+/// A control-plane error for the operator: its code and message, or a store failure's cause
+/// (which API answers never show, but the operator at the console must see).
+fn store_error(e: control::ControlError) -> anyhow::Error {
+    match e {
+        control::ControlError::Storage(cause) => anyhow::anyhow!("{cause}"),
+        e => anyhow::anyhow!("{}: {e}", e.code()),
     }
 }
 
@@ -75,27 +99,118 @@ pub(crate) enum AccountCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Manage an account's AccessKeys: rotate by creating a new pair, moving clients to it,
+    /// disabling the old one, then deleting it.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `stockade account key ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeyCommand {
+    /// A new AccessKey pair for the account (at most two), printed once as JSON.
+    Create {
+        /// Account name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the account's AccessKeyIds and whether each is active (never the secrets).
+    List {
+        /// Account name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable an AccessKey: requests signed with it are refused.
+    Disable {
+        /// The AccessKeyId.
+        #[arg(long)]
+        access_key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled AccessKey again.
+    Enable {
+        /// The AccessKeyId.
+        #[arg(long)]
+        access_key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a disabled AccessKey.
+    Delete {
+        /// The AccessKeyId.
+        #[arg(long)]
+        access_key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// The pair as `stockade account create` prints it.
+fn credentials_json(c: &control::Credentials) -> serde_json::Value {
+    json!({
+        "AccountId": c.account_id.to_string(),
+        "AccountName": c.account_name,
+        "AccessKeyId": c.access_key_id,
+        "AccessKeySecret": c.access_key_secret,
+    })
 }
 
 pub(crate) fn account(cmd: AccountCommand) -> Result<()> {
     match cmd {
         AccountCommand::Create { name, store } => {
-            let control = store.open()?;
-            let c = control
+            let c = store
+                .open()?
                 .create_account(&name, None)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
-            println!(
-                "{}",
-                json!({
-                    "AccountId": c.account_id.to_string(),
-                    "AccountName": c.account_name,
-                    "AccessKeyId": c.access_key_id,
-                    "AccessKeySecret": c.access_key_secret,
-                })
-            );
-            Ok(())
+                .map_err(store_error)?;
+            println!("{}", credentials_json(&c));
         }
+        AccountCommand::Key(KeyCommand::Create { name, store }) => {
+            let c = store
+                .open()?
+                .create_access_key(&name)
+                .map_err(store_error)?;
+            println!("{}", credentials_json(&c));
+        }
+        AccountCommand::Key(KeyCommand::List { name, store }) => {
+            let keys: Vec<serde_json::Value> = store
+                .open()?
+                .access_keys(&name)
+                .map_err(store_error)?
+                .into_iter()
+                .map(|(id, active)| {
+                    json!({"AccessKeyId": id, "Status": if active { "Active" } else { "Inactive" }})
+                })
+                .collect();
+            println!("{}", json!({"AccessKeys": keys}));
+        }
+        AccountCommand::Key(KeyCommand::Disable {
+            access_key_id,
+            store,
+        }) => store
+            .open()?
+            .set_access_key_active(&access_key_id, false)
+            .map_err(store_error)?,
+        AccountCommand::Key(KeyCommand::Enable {
+            access_key_id,
+            store,
+        }) => store
+            .open()?
+            .set_access_key_active(&access_key_id, true)
+            .map_err(store_error)?,
+        AccountCommand::Key(KeyCommand::Delete {
+            access_key_id,
+            store,
+        }) => store
+            .open()?
+            .delete_access_key(&access_key_id)
+            .map_err(store_error)?,
     }
+    Ok(())
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<()> {
@@ -104,7 +219,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         bail!("--regions needs at least one region");
     }
     let control = Arc::new(args.store.open()?);
-    if !control.has_accounts().map_err(|e| anyhow::anyhow!("{e}"))? {
+    if !control.has_accounts().map_err(store_error)? {
         let key = match (
             std::env::var("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID"),
             std::env::var("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET"),
@@ -115,7 +230,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         let given = key.is_some();
         let c = control
             .create_account("default", key)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(store_error)?;
         println!("created account default ({})", c.account_id);
         if !given {
             // Printed once: the secret is not shown again.

@@ -85,7 +85,10 @@ impl Lab {
         server.args(["serve", "--listen", "127.0.0.1:0"]);
         match std::env::var("STOCKADE_TEST_DATABASE_URL") {
             // The same suite on PostgreSQL: a fresh database of that server per lab.
-            Ok(url) => server.args(["--database-url", &fresh_database(&url)]),
+            Ok(url) => server
+                .args(["--database-url", &fresh_database(&url)])
+                .arg("--key-file")
+                .arg(dir.path().join("master.key")),
             Err(_) => server.arg("--data-dir").arg(dir.path().join("data")),
         };
         let mut server = server
