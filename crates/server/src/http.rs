@@ -38,7 +38,9 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
-            max_connections: 1024,
+            // Idle connections cost a task and a descriptor each: many thousands can be held
+            // without slowing anyone; the cap exists to keep descriptors for the store.
+            max_connections: 16_384,
             max_connections_per_peer: 256,
         }
     }
@@ -49,7 +51,9 @@ impl HttpLimits {
     /// process's file-descriptor limit for the store, refusals and the listener.
     pub fn within_descriptors(mut self, descriptors: Option<u64>) -> HttpLimits {
         if let Some(limit) = descriptors {
-            let room = (limit.saturating_sub(64) / 2).max(16) as usize;
+            // Admitted connections, plus the refusals answered meanwhile (a quarter as many,
+            // see `serve`), plus 80 for the store, the listener and the rest of the process.
+            let room = (limit.saturating_sub(80) * 4 / 5).max(16) as usize;
             self.max_connections = self.max_connections.min(room);
         }
         self

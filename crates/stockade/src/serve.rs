@@ -81,7 +81,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 10, env = "STOCKADE_HEADER_READ_TIMEOUT")]
     header_read_timeout: u64,
     /// Connections open at once (lowered to fit the process's file-descriptor limit).
-    #[arg(long, default_value_t = 1024, env = "STOCKADE_MAX_CONNECTIONS")]
+    #[arg(long, default_value_t = 16384, env = "STOCKADE_MAX_CONNECTIONS")]
     max_connections: usize,
     /// Connections open at once from one peer address.
     #[arg(long, default_value_t = 256, env = "STOCKADE_MAX_CONNECTIONS_PER_PEER")]

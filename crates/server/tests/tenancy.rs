@@ -1,0 +1,419 @@
+//! Tenancy, as a property over random two-account fleets: no answer to account B names a
+//! resource of account A, except what B itself sent and what ECS's cross-account references
+//! allow (a classic group of A that a rule names across accounts).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
+use serde_json::Value;
+
+type Signer = fn(&[(&str, &str)]) -> String;
+
+/// One account's resources.
+#[derive(Default)]
+struct Fleet {
+    vpcs: Vec<String>,
+    vswitches: Vec<String>,
+    groups: Vec<String>,
+    classic_groups: Vec<String>,
+    instances: Vec<String>,
+    rules: Vec<String>,
+    addresses: Vec<String>,
+}
+
+impl Fleet {
+    fn ids(&self) -> BTreeSet<String> {
+        let mut ids: BTreeSet<String> = [
+            &self.vpcs,
+            &self.vswitches,
+            &self.groups,
+            &self.classic_groups,
+            &self.instances,
+            &self.rules,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        ids.extend(self.instances.iter().map(|i| format!("eni-{}", &i[2..])));
+        ids
+    }
+}
+
+async fn ok(app: &axum::Router, sign: Signer, params: &[(&str, &str)]) -> Value {
+    let (status, body) = common::call(app, &sign(params)).await;
+    assert_eq!(status.as_u16(), 200, "{params:?}: {body}");
+    body
+}
+
+async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut Fleet) {
+    let vpc_version = ("Version", "2016-04-28");
+    for v in 0..rng.random_range(1..=2) {
+        let cidr = format!("10.{v}.0.0/16");
+        let vpc = ok(
+            app,
+            sign,
+            &[vpc_version, ("Action", "CreateVpc"), ("CidrBlock", &cidr)],
+        )
+        .await["VpcId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let block = format!("10.{v}.1.0/24");
+        let vsw = ok(
+            app,
+            sign,
+            &[
+                vpc_version,
+                ("Action", "CreateVSwitch"),
+                ("VpcId", &vpc),
+                ("ZoneId", "cn-hangzhou-h"),
+                ("CidrBlock", &block),
+            ],
+        )
+        .await["VSwitchId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for _ in 0..rng.random_range(1..=2) {
+            let g = ok(
+                app,
+                sign,
+                &[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)],
+            )
+            .await["SecurityGroupId"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            ok(
+                app,
+                sign,
+                &[
+                    ("Action", "AuthorizeSecurityGroup"),
+                    ("SecurityGroupId", &g),
+                    ("IpProtocol", "tcp"),
+                    ("PortRange", "22/22"),
+                    ("SourceCidrIp", "0.0.0.0/0"),
+                ],
+            )
+            .await;
+            ok(
+                app,
+                sign,
+                &[
+                    ("Action", "AuthorizeSecurityGroup"),
+                    ("SecurityGroupId", &g),
+                    ("IpProtocol", "all"),
+                    ("SourceGroupId", &g),
+                ],
+            )
+            .await;
+            let i = ok(
+                app,
+                sign,
+                &[
+                    ("Action", "RunInstances"),
+                    ("VSwitchId", &vsw),
+                    ("SecurityGroupId", &g),
+                    ("ImageId", "img"),
+                    ("InstanceType", "t"),
+                    ("Amount", "2"),
+                ],
+            )
+            .await;
+            fleet.instances.extend(
+                i["InstanceIdSets"]["InstanceIdSet"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string()),
+            );
+            fleet.groups.push(g);
+        }
+        fleet.vpcs.push(vpc);
+        fleet.vswitches.push(vsw);
+    }
+    let classic = ok(app, sign, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        app,
+        sign,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &classic),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "80/80"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+            ("NicType", "intranet"),
+        ],
+    )
+    .await;
+    let i = ok(
+        app,
+        sign,
+        &[
+            ("Action", "RunInstances"),
+            ("SecurityGroupId", &classic),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("InternetMaxBandwidthOut", "1"),
+        ],
+    )
+    .await;
+    fleet.instances.push(
+        i["InstanceIdSets"]["InstanceIdSet"][0]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    fleet.classic_groups.push(classic);
+    let tag_target = fleet.groups[0].clone();
+    ok(
+        app,
+        sign,
+        &[
+            ("Action", "TagResources"),
+            ("ResourceType", "securitygroup"),
+            ("ResourceId.1", &tag_target),
+            ("Tag.1.Key", "env"),
+            ("Tag.1.Value", "prod"),
+        ],
+    )
+    .await;
+    for g in fleet.groups.iter().chain(&fleet.classic_groups) {
+        let attribute = ok(
+            app,
+            sign,
+            &[
+                ("Action", "DescribeSecurityGroupAttribute"),
+                ("SecurityGroupId", g),
+            ],
+        )
+        .await;
+        for p in attribute["Permissions"]["Permission"].as_array().unwrap() {
+            fleet
+                .rules
+                .push(p["SecurityGroupRuleId"].as_str().unwrap().to_string());
+        }
+    }
+    let described = ok(
+        app,
+        sign,
+        &[("Action", "DescribeInstances"), ("PageSize", "100")],
+    )
+    .await;
+    for i in described["Instances"]["Instance"].as_array().unwrap() {
+        for list in [
+            &i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"],
+            &i["InnerIpAddress"]["IpAddress"],
+        ] {
+            fleet.addresses.extend(
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string()),
+            );
+        }
+    }
+}
+
+/// Every question B can ask, naming its own resources and A's.
+fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)>> {
+    let p = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let any = |fleet: &Fleet, rng: &mut StdRng| -> String {
+        let all: Vec<String> = fleet.ids().into_iter().collect();
+        all.choose(rng).unwrap().clone()
+    };
+    let mut out = vec![
+        p(&[("Action", "DescribeSecurityGroups"), ("PageSize", "100")]),
+        p(&[("Action", "DescribeInstances"), ("PageSize", "100")]),
+        p(&[
+            ("Version", "2016-04-28"),
+            ("Action", "DescribeVpcs"),
+            ("PageSize", "50"),
+        ]),
+        p(&[
+            ("Version", "2016-04-28"),
+            ("Action", "DescribeVSwitches"),
+            ("PageSize", "50"),
+        ]),
+        p(&[
+            ("Action", "ListTagResources"),
+            ("ResourceType", "securitygroup"),
+        ]),
+        p(&[("Action", "ListTagResources"), ("ResourceType", "instance")]),
+        p(&[("Action", "DescribeSecurityGroupAudit")]),
+    ];
+    for g in b.groups.iter().chain(&b.classic_groups) {
+        out.push(p(&[
+            ("Action", "DescribeSecurityGroupAttribute"),
+            ("SecurityGroupId", g),
+        ]));
+        out.push(p(&[
+            ("Action", "DescribeSecurityGroupReferences"),
+            ("SecurityGroupId.1", g),
+        ]));
+        out.push(p(&[
+            ("Action", "PreviewSecurityGroupChange"),
+            ("ChangeAction", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", g),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "1/65535"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+            ("NicType", "intranet"),
+        ]));
+    }
+    for i in &b.instances {
+        out.push(p(&[
+            ("Action", "DescribeInstanceExposure"),
+            ("InstanceId", i),
+        ]));
+        for target in &a.addresses {
+            out.push(p(&[
+                ("Action", "DescribeFlowVerdict"),
+                ("SourceInstanceId", i),
+                ("DestinationIp", target),
+                ("IpProtocol", "tcp"),
+                ("DestinationPort", "22"),
+            ]));
+        }
+    }
+    // Naming A's resources: each must answer as if they did not exist.
+    for _ in 0..40 {
+        let theirs = any(a, rng);
+        let mine_group = b.groups.choose(rng).unwrap().clone();
+        let mine_instance = b.instances.choose(rng).unwrap().clone();
+        let asks: Vec<Vec<(&str, String)>> = vec![
+            vec![
+                ("Action", "DescribeSecurityGroupAttribute".into()),
+                ("SecurityGroupId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeSecurityGroups".into()),
+                ("SecurityGroupId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeInstances".into()),
+                ("InstanceIds", format!("[\"{theirs}\"]")),
+            ],
+            vec![
+                ("Action", "JoinSecurityGroup".into()),
+                ("InstanceId", mine_instance.clone()),
+                ("SecurityGroupId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "JoinSecurityGroup".into()),
+                ("InstanceId", theirs.clone()),
+                ("SecurityGroupId", mine_group.clone()),
+            ],
+            vec![
+                ("Action", "AuthorizeSecurityGroup".into()),
+                ("SecurityGroupId", mine_group.clone()),
+                ("IpProtocol", "tcp".into()),
+                ("PortRange", "1/1".into()),
+                ("SourceGroupId", theirs.clone()),
+                ("SourceGroupOwnerAccount", "tester".into()),
+            ],
+            vec![
+                ("Action", "TagResources".into()),
+                ("ResourceType", "securitygroup".into()),
+                ("ResourceId.1", theirs.clone()),
+                ("Tag.1.Key", "k".into()),
+            ],
+            vec![
+                ("Action", "DescribeFlowVerdict".into()),
+                ("SourceInstanceId", mine_instance.clone()),
+                ("DestinationInstanceId", theirs.clone()),
+                ("IpProtocol", "icmp".into()),
+            ],
+            vec![
+                ("Action", "DescribeInstanceExposure".into()),
+                ("InstanceId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DeleteSecurityGroup".into()),
+                ("SecurityGroupId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "RevokeSecurityGroup".into()),
+                ("SecurityGroupId", mine_group.clone()),
+                ("SecurityGroupRuleId.1", theirs.clone()),
+            ],
+            vec![
+                ("Version", "2016-04-28".into()),
+                ("Action", "DescribeVSwitches".into()),
+                ("VpcId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "CreateSecurityGroup".into()),
+                ("VpcId", theirs.clone()),
+            ],
+        ];
+        let ask = asks.choose(rng).unwrap();
+        out.push(
+            ask.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn no_answer_to_one_account_names_anothers_resources() {
+    for seed in 0..3u64 {
+        let (_dir, app) = common::two_accounts();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (Fleet::default(), Fleet::default());
+        build(&app, common::signed, &mut rng, &mut a).await;
+        build(&app, common::signed_other, &mut rng, &mut b).await;
+        // What ECS allows across accounts: B's classic group names A's classic group.
+        let shared = a.classic_groups[0].clone();
+        ok(
+            &app,
+            common::signed_other,
+            &[
+                ("Action", "AuthorizeSecurityGroup"),
+                ("SecurityGroupId", &b.classic_groups[0]),
+                ("IpProtocol", "tcp"),
+                ("PortRange", "443/443"),
+                ("SourceGroupId", &shared),
+                ("SourceGroupOwnerAccount", "tester"),
+            ],
+        )
+        .await;
+        let theirs = a.ids();
+        let mut asked = 0;
+        for params in questions(&mut rng, &a, &b) {
+            let borrowed: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let (_, body) = common::call(&app, &common::signed_other(&borrowed)).await;
+            let text = body.to_string();
+            let sent: String = params
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            for id in &theirs {
+                if text.contains(id.as_str()) && !sent.contains(id.as_str()) && *id != shared {
+                    panic!("seed {seed}: {params:?} answered another account's {id}: {text}");
+                }
+            }
+            asked += 1;
+        }
+        assert!(asked > 50, "seed {seed}: only {asked} questions");
+    }
+}
