@@ -457,30 +457,41 @@ impl Control {
                     break AccountId::new(id);
                 }
             };
-            let (access_key_id, access_key_secret) = key.unwrap_or_else(|| {
-                (
-                    format!("LTAI{}", random_string(ALNUM, 20)),
-                    random_string(ALNUM, 30),
-                )
-            });
             db.execute(
                 "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
                 args![account_id.get() as i64, name, now()],
             )?;
-            db.execute(
-                "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
-                args![
-                    &access_key_id,
-                    self.key.seal(&access_key_id, &access_key_secret),
-                    account_id.get() as i64
-                ],
-            )?;
-            Ok(Credentials {
-                account_id,
-                account_name: name.to_string(),
-                access_key_id,
-                access_key_secret,
-            })
+            self.insert_access_key(db, account_id, name, key)
+        })
+    }
+
+    /// Stores an AccessKey pair (the given one, or a fresh one) of an account, sealed.
+    fn insert_access_key(
+        &self,
+        db: &dyn Db,
+        account_id: AccountId,
+        name: &str,
+        key: Option<(String, String)>,
+    ) -> Result<Credentials> {
+        let (access_key_id, access_key_secret) = key.unwrap_or_else(|| {
+            (
+                format!("LTAI{}", random_string(ALNUM, 20)),
+                random_string(ALNUM, 30),
+            )
+        });
+        db.execute(
+            "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
+            args![
+                &access_key_id,
+                self.key.seal(&access_key_id, &access_key_secret),
+                account_id.get() as i64
+            ],
+        )?;
+        Ok(Credentials {
+            account_id,
+            account_name: name.to_string(),
+            access_key_id,
+            access_key_secret,
         })
     }
 
@@ -526,22 +537,7 @@ impl Control {
             if count as usize >= limits::ACCESS_KEYS_PER_ACCOUNT {
                 return Err(ControlError::AccessKeyLimit);
             }
-            let access_key_id = format!("LTAI{}", random_string(ALNUM, 20));
-            let access_key_secret = random_string(ALNUM, 30);
-            db.execute(
-                "INSERT INTO access_keys (id, secret, account_id) VALUES (?1, ?2, ?3)",
-                args![
-                    &access_key_id,
-                    self.key.seal(&access_key_id, &access_key_secret),
-                    account_id.get() as i64
-                ],
-            )?;
-            Ok(Credentials {
-                account_id,
-                account_name: name.to_string(),
-                access_key_id,
-                access_key_secret,
-            })
+            self.insert_access_key(db, account_id, name, None)
         })
     }
 
