@@ -38,6 +38,15 @@ pub enum ServerError {
     /// A parameter longer than its field allows.
     #[error("The specified parameter {0} is longer than {1} characters.")]
     ParameterTooLong(&'static str, usize),
+    /// A request line longer than the HTTP parser reads (64 KiB).
+    #[error("The request URI is too long.")]
+    UriTooLong,
+    /// Request headers larger than the HTTP parser reads.
+    #[error("The request headers are too large.")]
+    HeadersTooLarge,
+    /// A request the HTTP parser cannot read.
+    #[error("The request is not well-formed HTTP.")]
+    MalformedRequest,
     /// The server has as many connections as it takes.
     #[error("Request was denied due to request throttling.")]
     Throttling,
@@ -157,6 +166,9 @@ impl EcsError for ServerError {
             ServerError::Policy(e) => return e.code(),
             ServerError::ActionNotFound => "InvalidAction.NotFound",
             ServerError::Throttling => "Throttling",
+            ServerError::UriTooLong
+            | ServerError::HeadersTooLarge
+            | ServerError::MalformedRequest => "InvalidParameter",
             ServerError::ThrottlingUser => "Throttling.User",
             ServerError::RegionNotFound(_) => "InvalidRegionId.NotFound",
             ServerError::BodyTooLarge
@@ -199,8 +211,11 @@ impl EcsError for ServerError {
             ServerError::ActionNotFound | ServerError::RegionNotFound(_) => 404,
             ServerError::AgentTokenInvalid => 401,
             ServerError::Throttling => 503,
+            ServerError::UriTooLong => 414,
+            ServerError::HeadersTooLarge => 431,
             ServerError::Internal(_) => 500,
             ServerError::BodyTooLarge
+            | ServerError::MalformedRequest
             | ServerError::ThrottlingUser
             | ServerError::TooManyParameters(_)
             | ServerError::ParameterMalformed(_)

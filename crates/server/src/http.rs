@@ -165,7 +165,8 @@ pub async fn serve(
             }
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(EcsParseErrors::new(stream));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             let _ = connection.await;
             drop(admitted);
@@ -196,4 +197,137 @@ async fn refuse(stream: tokio::net::TcpStream, why: ServerError, _permit: OwnedS
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
     let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
+}
+
+/// The connection as hyper sees it, with one change: the bare answers hyper's parser gives a
+/// request it cannot read (a request line over 64 KiB, headers over its buffer, a malformed
+/// head: status, `content-length: 0`, no body) are replaced by ECS error bodies, so every
+/// answer a client gets has the ECS shape. Writes are not vectored, so each head arrives in
+/// one buffer. Every answer the application makes has a body, so none is mistaken for one.
+struct EcsParseErrors<S> {
+    inner: S,
+    /// A replacement being written, and how much of it is written.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> EcsParseErrors<S> {
+    fn new(inner: S) -> Self {
+        EcsParseErrors {
+            inner,
+            pending: None,
+        }
+    }
+
+    /// The ECS answer replacing one of hyper's automatic ones.
+    fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+        let why = if head.starts_with(b"HTTP/1.1 414 ") {
+            ServerError::UriTooLong
+        } else if head.starts_with(b"HTTP/1.1 431 ") {
+            ServerError::HeadersTooLarge
+        } else if head.starts_with(b"HTTP/1.1 400 ") {
+            ServerError::MalformedRequest
+        } else {
+            return None;
+        };
+        let text = std::str::from_utf8(head).ok()?;
+        let (status_line, rest) = text.split_once("\r\n")?;
+        let headers = rest.strip_suffix("\r\n\r\n")?;
+        if !headers
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
+        {
+            return None;
+        }
+        let body = crate::wire::error_json(&why, "stockade", &request_id());
+        Some(
+            format!(
+                "{status_line}\r\ncontent-type: application/json;charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EcsParseErrors<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for EcsParseErrors<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.pending.is_none() {
+            match EcsParseErrors::<S>::replacement(buf) {
+                Some(bytes) => this.pending = Some((bytes, 0)),
+                None => return std::pin::Pin::new(&mut this.inner).poll_write(cx, buf),
+            }
+        }
+        // Write the whole replacement, then tell hyper its own buffer was written.
+        while let Some((bytes, written)) = &mut this.pending {
+            if *written == bytes.len() {
+                this.pending = None;
+                return Poll::Ready(Ok(buf.len()));
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bare_parse_error_answers_are_replaced() {
+        let bare = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let replaced = String::from_utf8(EcsParseErrors::<()>::replacement(bare).unwrap()).unwrap();
+        assert!(replaced.starts_with("HTTP/1.1 414 URI Too Long\r\n"));
+        assert!(
+            replaced.contains("\"Code\":\"InvalidParameter\""),
+            "{replaced}"
+        );
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 120\r\n\r\n";
+        assert!(
+            EcsParseErrors::<()>::replacement(ours).is_none(),
+            "an answer with a body is ours"
+        );
+        assert!(
+            EcsParseErrors::<()>::replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .is_none()
+        );
+    }
 }

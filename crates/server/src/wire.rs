@@ -326,17 +326,38 @@ pub fn render_json_fields(request_id: &str, fields: &str) -> Response {
 /// Renders an error body. A 5xx answer's cause is logged here, the one place every
 /// refusal passes; its text never reaches the body.
 pub fn render_error(format: Format, host: &str, request_id: &str, e: &ServerError) -> Response {
-    let (code, status) = (e.code(), e.http_status());
+    render(
+        e.http_status(),
+        format,
+        "Error",
+        request_id,
+        error_fields(e, host, request_id),
+    )
+}
+
+/// An error body as JSON text (with `RequestId` first), for answers made below the
+/// application (the HTTP layer's own refusals).
+pub fn error_json(e: &ServerError, host: &str, request_id: &str) -> String {
+    let mut map = Map::new();
+    map.insert("RequestId".into(), Value::String(request_id.to_string()));
+    if let Value::Object(fields) = error_fields(e, host, request_id) {
+        map.extend(fields);
+    }
+    Value::Object(map).to_string()
+}
+
+/// The fields of an error body (without `RequestId`), logging the refusal.
+fn error_fields(e: &ServerError, host: &str, request_id: &str) -> Value {
+    let code = e.code();
     if let Some(cause) = e.cause() {
         tracing::error!(%request_id, %code, %cause, "request failed");
     } else {
         tracing::debug!(%request_id, %code, message = %e, "request refused");
     }
-    let body = serde_json::json!({
+    serde_json::json!({
         "HostId": host,
         "Code": code,
         "Message": e.to_string(),
         "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"),
-    });
-    render(status, format, "Error", request_id, body)
+    })
 }

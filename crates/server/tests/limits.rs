@@ -106,3 +106,46 @@ async fn connections_over_a_cap_are_answered_with_throttling_and_others_still_se
         .await
         .starts_with("HTTP/1.1 200"));
 }
+
+/// Sends raw bytes and reads the whole answer.
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = connect([127, 0, 0, 1], addr).await;
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test]
+async fn requests_the_http_parser_refuses_still_get_ecs_error_bodies() {
+    let (_dir, addr) = start(HttpLimits::default()).await;
+    let long_uri = format!(
+        "GET /?Action={} HTTP/1.1\r\nhost: s\r\n\r\n",
+        "x".repeat(70_000)
+    );
+    let huge_headers = format!(
+        "GET / HTTP/1.1\r\nhost: s\r\nx-big: {}\r\n\r\n",
+        "y".repeat(600_000)
+    );
+    for (request, status) in [
+        (long_uri.as_bytes(), "414"),
+        (huge_headers.as_bytes(), "431"),
+        (&b"NOT HTTP AT ALL\r\n\r\n"[..], "400"),
+    ] {
+        let answer = raw(addr, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("an ECS body: {answer}"));
+        assert_eq!(body["Code"], "InvalidParameter", "{answer}");
+        for field in ["RequestId", "HostId", "Message", "Recommend"] {
+            assert!(body[field].is_string(), "{field}: {answer}");
+        }
+    }
+    // Normal answers are untouched.
+    let mut ok = connect([127, 0, 0, 1], addr).await;
+    assert!(describe_regions(&mut ok).await.starts_with("HTTP/1.1 200"));
+}
