@@ -56,6 +56,7 @@ pub struct AppState {
     snapshots: agents::SnapshotCache,
     closing: std::sync::atomic::AtomicBool,
     reads: cache::ReadCache,
+    request_limits: wire::RequestLimits,
 }
 
 impl AppState {
@@ -71,6 +72,7 @@ impl AppState {
             snapshots: Default::default(),
             closing: Default::default(),
             reads: Default::default(),
+            request_limits: Default::default(),
         }
     }
 
@@ -93,6 +95,12 @@ impl AppState {
         self.changed.notify_waiters();
     }
 
+    /// Refuses requests over `limits` instead of the defaults.
+    pub fn with_request_limits(mut self, limits: wire::RequestLimits) -> AppState {
+        self.request_limits = limits;
+        self
+    }
+
     /// Accepts agents that present `token` on the agent feed.
     pub fn with_agent_token(mut self, token: String) -> AppState {
         self.agent_token = Some(token);
@@ -111,13 +119,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Largest request body accepted (forms of 100 permissions are a few tens of KiB).
-const MAX_BODY: usize = 1 << 20;
-
 async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let id = request_id();
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+    let Ok(body) = axum::body::to_bytes(body, state.request_limits.max_body).await else {
         return render_error(Format::Json, "stockade", &id, &ServerError::BodyTooLarge);
     };
     let host = parts
@@ -182,7 +187,7 @@ fn handle(
     body: &Bytes,
     params: &mut Params,
 ) -> Result<(Action, Answer)> {
-    params.check_limits()?;
+    params.check_limits(&state.request_limits)?;
     let account = authenticate(state, method, headers, query, body, params)?;
     let name = params.required("Action")?;
     let action = Action::parse(&params.required("Version")?, &name)?;

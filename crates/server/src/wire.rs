@@ -14,6 +14,27 @@ use serde_json::{Map, Value};
 
 use crate::error::{Result, ServerError};
 
+/// The size limits of one request (`stockade serve` flags override the defaults).
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest body, in bytes (forms of 100 permissions are a few tens of KiB).
+    pub max_body: usize,
+    /// Most parameters.
+    pub max_parameters: usize,
+    /// Longest parameter value, in bytes.
+    pub max_parameter_length: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_body: 1 << 20,
+            max_parameters: control::limits::PARAMETERS_PER_REQUEST,
+            max_parameter_length: control::limits::PARAMETER_LENGTH,
+        }
+    }
+}
+
 /// Parameters that belong to the transport, not to the request.
 const TRANSPORT: [&str; 9] = [
     "Signature",
@@ -60,10 +81,10 @@ impl Params {
     /// control characters (a NUL, an escape) anywhere but the tabs and line breaks of free
     /// text. Checked before anything reads the parameters, so no inner layer, store or
     /// answer ever sees such a value.
-    pub fn check_limits(&self) -> Result<()> {
-        use control::limits::{PARAMETERS_PER_REQUEST, PARAMETER_LENGTH, PARAMETER_NAME_LENGTH};
-        if self.map.len() > PARAMETERS_PER_REQUEST {
-            return Err(ServerError::TooManyParameters(PARAMETERS_PER_REQUEST));
+    pub fn check_limits(&self, limits: &RequestLimits) -> Result<()> {
+        use control::limits::PARAMETER_NAME_LENGTH;
+        if self.map.len() > limits.max_parameters {
+            return Err(ServerError::TooManyParameters(limits.max_parameters));
         }
         let control = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
         for (k, v) in &self.map {
@@ -71,7 +92,7 @@ impl Params {
                 let shown: String = k.chars().filter(|c| !c.is_control()).take(64).collect();
                 return Err(ServerError::ParameterMalformed(shown));
             }
-            if v.len() > PARAMETER_LENGTH || v.chars().any(control) {
+            if v.len() > limits.max_parameter_length || v.chars().any(control) {
                 return Err(ServerError::ParameterMalformed(k.clone()));
             }
         }

@@ -653,3 +653,46 @@ async fn disabled_access_keys_authenticate_nothing() {
     let (status, _) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn request_limits_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = server::AppState::new(
+        std::sync::Arc::new(common::store(dir.path())),
+        vec!["cn-hangzhou".into()],
+    )
+    .with_request_limits(server::wire::RequestLimits {
+        max_body: 1 << 20,
+        max_parameters: 12,
+        max_parameter_length: 64,
+    });
+    let app = server::app(std::sync::Arc::new(state));
+    // A signed request carries 10 parameters of its own.
+    let (status, _) = call(&app, &signed(&[("Action", "DescribeRegions")])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeRegions"),
+            ("A", "1"),
+            ("B", "2"),
+            ("C", "3"),
+        ]),
+    )
+    .await;
+    assert_eq!(code(&body), "InvalidParameter");
+    assert!(
+        body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 12 parameters"),
+        "{body}"
+    );
+    let long = "d".repeat(65);
+    let (_, body) = call(
+        &app,
+        &signed(&[("Action", "CreateSecurityGroup"), ("Description", &long)]),
+    )
+    .await;
+    assert_eq!(code(&body), "InvalidParameter");
+}

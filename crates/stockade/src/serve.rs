@@ -86,6 +86,15 @@ pub(crate) struct ServeArgs {
     /// Connections open at once from one peer address.
     #[arg(long, default_value_t = 256, env = "STOCKADE_MAX_CONNECTIONS_PER_PEER")]
     max_connections_per_peer: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20, env = "STOCKADE_MAX_BODY_BYTES")]
+    max_body_bytes: usize,
+    /// Most parameters in one request.
+    #[arg(long, default_value_t = control::limits::PARAMETERS_PER_REQUEST, env = "STOCKADE_MAX_PARAMETERS")]
+    max_parameters: usize,
+    /// Longest parameter value, in bytes.
+    #[arg(long, default_value_t = control::limits::PARAMETER_LENGTH, env = "STOCKADE_MAX_PARAMETER_LENGTH")]
+    max_parameter_length: usize,
 }
 
 /// `stockade account ...`.
@@ -247,7 +256,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let mut state = server::AppState::new(control, args.regions);
+        let mut state = server::AppState::new(control, args.regions).with_request_limits(
+            server::wire::RequestLimits {
+                max_body: args.max_body_bytes,
+                max_parameters: args.max_parameters,
+                max_parameter_length: args.max_parameter_length,
+            },
+        );
         if let Some(token) = token {
             state = state.with_agent_token(token);
         }
