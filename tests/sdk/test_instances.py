@@ -27,11 +27,13 @@ from aliyunsdkvpc.request.v20160428 import (
     CreateVpcRequest,
     DeleteVSwitchRequest,
     DeleteVpcRequest,
+    DescribeVSwitchAttributesRequest,
     DescribeVSwitchesRequest,
+    DescribeVpcAttributeRequest,
     DescribeVpcsRequest,
 )
 
-from conftest import REGION, stockade_action
+from conftest import REGION, OldSdk, stockade_action
 
 
 def vpc_with_vswitch(old, cidr="192.168.0.0/16", vsw_cidr="192.168.1.0/24"):
@@ -368,3 +370,23 @@ def test_audit_reports_a_planned_leave_of_the_last_group(old):
     })["Findings"]["Finding"]
     assert [(f["Check"], f["Severity"]) for f in findings if f["Check"] == "leave-removes-last-group"] == [
         ("leave-removes-last-group", "High")]
+
+
+def test_vpc_and_vswitch_attributes_answer_what_terraform_waits_on(server, old):
+    vpc, vsw = vpc_with_vswitch(old, "10.70.0.0/16", "10.70.1.0/24")
+    r = DescribeVpcAttributeRequest.DescribeVpcAttributeRequest()
+    r.set_VpcId(vpc)
+    v = old.call(r)
+    assert (v["VpcId"], v["CidrBlock"], v["Status"], v["VpcName"]) == (vpc, "10.70.0.0/16", "Available", "lab")
+    assert v["VSwitchIds"]["VSwitchId"] == [vsw]
+    s = DescribeVSwitchAttributesRequest.DescribeVSwitchAttributesRequest()
+    s.set_VSwitchId(vsw)
+    w = old.call(s)
+    assert (w["VSwitchId"], w["VpcId"], w["CidrBlock"], w["Status"], w["ZoneId"]) == (
+        vsw, vpc, "10.70.1.0/24", "Available", REGION + "-h")
+    assert w["AvailableIpAddressCount"] > 0
+    # Another account's VPC and vSwitch do not exist for it.
+    creds = server.create_account("tenant-" + uuid.uuid4().hex[:8])
+    theirs = OldSdk(server, creds["AccessKeyId"], creds["AccessKeySecret"])
+    assert theirs.error(r) == ("InvalidVpcId.NotFound", 404)
+    assert theirs.error(s) == ("InvalidVSwitchId.NotFound", 404)

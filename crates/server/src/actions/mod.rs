@@ -122,9 +122,11 @@ actions! {
     Vpc {
         CreateVpc => vpc::create_vpc,
         DescribeVpcs => vpc::describe_vpcs,
+        DescribeVpcAttribute => vpc::describe_vpc_attribute,
         DeleteVpc => vpc::delete_vpc,
         CreateVSwitch => vpc::create_vswitch,
         DescribeVSwitches => vpc::describe_vswitches,
+        DescribeVSwitchAttributes => vpc::describe_vswitch_attributes,
         DeleteVSwitch => vpc::delete_vswitch,
     }
 }

@@ -91,6 +91,13 @@ pub(super) fn describe_vpcs(call: &Call) -> Result<Reply> {
     })
 }
 
+/// `DescribeVpcAttribute`: one VPC, its fields at the top of the answer (what Terraform's
+/// `alicloud_vpc` waits on).
+pub(super) fn describe_vpc_attribute(call: &Call) -> Result<Reply> {
+    let id: VpcId = call.params.typed("VpcId")?;
+    call.read(|tx| Ok(vpc_json(&tx.vpc(&id)?, &call.ctx.region)))
+}
+
 /// `DeleteVpc`.
 pub(super) fn delete_vpc(call: &Call) -> Result<Reply> {
     let id: VpcId = call.params.typed("VpcId")?;
@@ -134,6 +141,17 @@ pub(super) fn describe_vswitches(call: &Call) -> Result<Reply> {
             .collect();
         let mut body = paging.fields(&window, list.len());
         body["VSwitches"] = json!({ "VSwitch": page });
+        Ok(body)
+    })
+}
+
+/// `DescribeVSwitchAttributes`: one vSwitch, its fields at the top of the answer (what
+/// Terraform's `alicloud_vswitch` waits on).
+pub(super) fn describe_vswitch_attributes(call: &Call) -> Result<Reply> {
+    let id: VSwitchId = call.params.typed("VSwitchId")?;
+    call.read(|tx| {
+        let mut body = vswitch_json(&tx.vswitch(&id)?);
+        body["RegionId"] = json!(call.ctx.region);
         Ok(body)
     })
 }
