@@ -7,6 +7,7 @@ use model::{
     PermissionFields, RuleSpec, SecurityGroupId, SecurityGroupRuleId, VpcId,
 };
 use serde_json::json;
+use std::sync::LazyLock;
 
 use crate::{new_id_body, now, ControlError, Result, Tx};
 
@@ -131,6 +132,41 @@ fn permission_columns() -> String {
     )
 }
 
+/// The rule statements, built once from the column list (rule reads are on the hot path).
+static SELECT_GROUP_RULES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM permissions WHERE group_id = ?1 ORDER BY seq",
+        permission_columns()
+    )
+});
+static SELECT_REGION_RULES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, group_id FROM permissions
+         WHERE group_id IN (SELECT id FROM security_groups WHERE region = ?1) ORDER BY seq",
+        permission_columns()
+    )
+});
+/// Parameters: group, id, direction, the fields, creation time.
+static INSERT_RULE: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=PermissionFields::COLUMNS.len() + 4)
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "INSERT INTO permissions (group_id, {}) VALUES ({})",
+        permission_columns(),
+        placeholders.join(", ")
+    )
+});
+/// Parameters: id, then the fields.
+static UPDATE_RULE: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = PermissionFields::COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{column} = ?{}", i + 2))
+        .collect();
+    format!("UPDATE permissions SET {} WHERE id = ?1", set.join(", "))
+});
+
 /// Position of the first field column, and of `created_at`, in [`permission_columns`].
 const FIRST_FIELD: usize = 2;
 const CREATED_AT: usize = FIRST_FIELD + PermissionFields::COLUMNS.len();
@@ -180,13 +216,9 @@ impl Tx<'_> {
 
     /// The rules of a group, oldest first.
     pub fn rules(&self, group: &GroupRecord) -> Result<Vec<RuleRecord>> {
-        let sql = format!(
-            "SELECT {} FROM permissions WHERE group_id = ?1 ORDER BY seq",
-            permission_columns()
-        );
         let network = group.network();
         self.db
-            .query(&sql, args![group.id.as_str()])?
+            .query(&SELECT_GROUP_RULES, args![group.id.as_str()])?
             .iter()
             .map(|r| read_rule(r, network))
             .collect()
@@ -202,14 +234,12 @@ impl Tx<'_> {
             .iter()
             .map(|g| (g.id.as_str(), g.network()))
             .collect();
-        let sql = format!(
-            "SELECT {}, group_id FROM permissions
-             WHERE group_id IN (SELECT id FROM security_groups WHERE region = ?1) ORDER BY seq",
-            permission_columns()
-        );
         let mut out: std::collections::HashMap<SecurityGroupId, Vec<Permission>> =
             std::collections::HashMap::new();
-        for r in self.db.query(&sql, args![&self.ctx.region])? {
+        for r in self
+            .db
+            .query(&SELECT_REGION_RULES, args![&self.ctx.region])?
+        {
             let group: SecurityGroupId = r.parsed(CREATED_AT + 1)?;
             let Some(&network) = network.get(group.as_str()) else {
                 continue;
@@ -463,18 +493,11 @@ impl Tx<'_> {
 
     fn insert_rule(&self, group: &SecurityGroupId, p: &Permission) -> Result<()> {
         let fields = p.to_fields();
-        let columns = fields.columns();
-        let placeholders: Vec<String> = (1..=columns.len() + 4).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "INSERT INTO permissions (group_id, {}) VALUES ({})",
-            permission_columns(),
-            placeholders.join(", ")
-        );
         let mut values: Vec<SqlValue> =
             args![group.as_str(), p.id.as_str(), p.direction.as_wire()].to_vec();
-        values.extend(columns.into_iter().map(SqlValue::from));
+        values.extend(fields.columns().into_iter().map(SqlValue::from));
         values.push(now().into());
-        self.db.execute(&sql, &values)?;
+        self.db.execute(&INSERT_RULE, &values)?;
         self.log(
             "AuthorizeSecurityGroup",
             group.as_str(),
@@ -594,15 +617,9 @@ impl Tx<'_> {
             return Err(ControlError::RuleDuplicate);
         }
         let fields = updated.to_fields();
-        let set: Vec<String> = PermissionFields::COLUMNS
-            .iter()
-            .enumerate()
-            .map(|(i, column)| format!("{column} = ?{}", i + 2))
-            .collect();
-        let sql = format!("UPDATE permissions SET {} WHERE id = ?1", set.join(", "));
         let mut values: Vec<SqlValue> = args![rule.as_str()].to_vec();
         values.extend(fields.columns().into_iter().map(SqlValue::from));
-        self.db.execute(&sql, &values)?;
+        self.db.execute(&UPDATE_RULE, &values)?;
         self.log(
             "ModifySecurityGroupRule",
             id.as_str(),

@@ -194,13 +194,18 @@ impl Control {
     pub fn open(data_dir: &Path, limits: Limits) -> Result<Control> {
         private_dir(data_dir)?;
         let key = MasterKey::load_or_create(&data_dir.join(KEY_FILE))?;
-        Control::open_with_key(data_dir, limits, key)
+        Control::open_prepared(data_dir, limits, key)
     }
 
     /// Opens the store in `data_dir` with the master key `key` (kept elsewhere than the
     /// default `DATA_DIR/master.key`).
     pub fn open_with_key(data_dir: &Path, limits: Limits, key: MasterKey) -> Result<Control> {
         private_dir(data_dir)?;
+        Control::open_prepared(data_dir, limits, key)
+    }
+
+    /// Opens the store in `data_dir`, which `private_dir` has made.
+    fn open_prepared(data_dir: &Path, limits: Limits, key: MasterKey) -> Result<Control> {
         let path = database_path(data_dir);
         let nonces_path = data_dir.join("nonces.db");
         // Created owner-only before SQLite opens them: it gives its WAL and shared-memory
@@ -243,8 +248,18 @@ impl Control {
         Ok(control)
     }
 
-    /// Seals the secrets a store written before sealing holds in plain text.
+    /// Seals the secrets a store written before sealing holds in plain text (looked for in
+    /// a read first, so an already sealed store costs no write transaction on open).
     fn seal_plain_secrets(&self) -> Result<()> {
+        let plain = self.with_read(|db| {
+            Ok(db
+                .query("SELECT secret FROM access_keys", args![])?
+                .iter()
+                .any(|r| r.text(0).is_ok_and(|s| !MasterKey::is_sealed(&s))))
+        })?;
+        if !plain {
+            return Ok(());
+        }
         self.with_write(true, |db| {
             for row in db.query("SELECT id, secret FROM access_keys", args![])? {
                 let (id, secret) = (row.text(0)?, row.text(1)?);

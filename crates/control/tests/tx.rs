@@ -429,3 +429,32 @@ fn nonces_survive_a_restart_on_postgres() {
         Control::open_postgres(&url, limits(), test_key()).unwrap()
     });
 }
+
+#[test]
+fn secrets_stored_in_plain_text_are_sealed_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), limits()).unwrap();
+    control
+        .create_account("old", Some(("LTAIold".into(), "plainsecret".into())))
+        .unwrap();
+    drop(control);
+    // As a store written before sealing holds it.
+    let db = rusqlite::Connection::open(control::database_path(dir.path())).unwrap();
+    db.execute(
+        "UPDATE access_keys SET secret = 'plainsecret' WHERE id = 'LTAIold'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let control = Control::open(dir.path(), limits()).unwrap();
+    assert_eq!(control.access_key("LTAIold").unwrap().1, "plainsecret");
+    let db = rusqlite::Connection::open(control::database_path(dir.path())).unwrap();
+    let stored: String = db
+        .query_row(
+            "SELECT secret FROM access_keys WHERE id = 'LTAIold'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!stored.contains("plainsecret"), "{stored}");
+}
