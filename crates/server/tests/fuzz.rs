@@ -196,77 +196,45 @@ struct Fixture {
 }
 
 async fn fixture(app: &axum::Router) -> Fixture {
-    let get = |params: Vec<(&'static str, String)>| {
-        let app = app.clone();
-        async move {
-            let borrowed: Vec<(&str, &str)> =
-                params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let (status, body) = common::call(&app, &common::signed(&borrowed)).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            body
-        }
-    };
-    let vpc = get(vec![
-        ("Version", "2016-04-28".into()),
-        ("Action", "CreateVpc".into()),
-        ("CidrBlock", "10.0.0.0/16".into()),
-    ])
+    let sign: common::Signer = common::signed;
+    let made = common::vpc_instance(app, sign).await;
+    let classic = common::text(
+        &common::ok(app, sign, &[("Action", "CreateSecurityGroup")]).await,
+        "/SecurityGroupId",
+    );
+    common::ok(
+        app,
+        sign,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &made.group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceCidrIp", "10.0.0.0/8"),
+        ],
+    )
     .await;
-    let vpc = vpc["VpcId"].as_str().unwrap().to_string();
-    let vsw = get(vec![
-        ("Version", "2016-04-28".into()),
-        ("Action", "CreateVSwitch".into()),
-        ("VpcId", vpc.clone()),
-        ("ZoneId", "cn-hangzhou-h".into()),
-        ("CidrBlock", "10.0.1.0/24".into()),
-    ])
-    .await["VSwitchId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let group = get(vec![
-        ("Action", "CreateSecurityGroup".into()),
-        ("VpcId", vpc.clone()),
-    ])
-    .await["SecurityGroupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let classic = get(vec![("Action", "CreateSecurityGroup".into())]).await["SecurityGroupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    get(vec![
-        ("Action", "AuthorizeSecurityGroup".into()),
-        ("SecurityGroupId", group.clone()),
-        ("IpProtocol", "tcp".into()),
-        ("PortRange", "22/22".into()),
-        ("SourceCidrIp", "10.0.0.0/8".into()),
-    ])
+    let attribute = common::ok(
+        app,
+        sign,
+        &[
+            ("Action", "DescribeSecurityGroupAttribute"),
+            ("SecurityGroupId", &made.group),
+        ],
+    )
     .await;
-    let attribute = get(vec![
-        ("Action", "DescribeSecurityGroupAttribute".into()),
-        ("SecurityGroupId", group.clone()),
-    ])
-    .await;
-    let rule = attribute["Permissions"]["Permission"][0]["SecurityGroupRuleId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let instance = get(vec![
-        ("Action", "RunInstances".into()),
-        ("VSwitchId", vsw.clone()),
-        ("SecurityGroupId", group.clone()),
-        ("ImageId", "img".into()),
-        ("InstanceType", "ecs.t".into()),
-    ])
-    .await["InstanceIdSets"]["InstanceIdSet"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let eni = format!("eni-{}", &instance[2..]);
+    let rule = common::text(&attribute, "/Permissions/Permission/0/SecurityGroupRuleId");
+    let eni = format!("eni-{}", &made.instance[2..]);
     Fixture {
-        ids: vec![vpc, vsw, group, classic, rule, instance, eni],
+        ids: vec![
+            made.vpc,
+            made.vswitch,
+            made.group,
+            classic,
+            rule,
+            made.instance,
+            eni,
+        ],
     }
 }
 

@@ -142,51 +142,8 @@ async fn huge_next_tokens_are_an_empty_page_not_a_panic() {
 
 /// A VPC instance in a fresh group; answers (instance id, group id).
 async fn vpc_instance(app: &axum::Router) -> (String, String) {
-    let vpc = [("Version", "2016-04-28")];
-    let (_, v) = call(
-        app,
-        &signed(&[
-            vpc[0],
-            ("Action", "CreateVpc"),
-            ("CidrBlock", "10.0.0.0/16"),
-        ]),
-    )
-    .await;
-    let vpc_id = v["VpcId"].as_str().unwrap().to_string();
-    let (_, s) = call(
-        app,
-        &signed(&[
-            vpc[0],
-            ("Action", "CreateVSwitch"),
-            ("VpcId", &vpc_id),
-            ("ZoneId", "cn-hangzhou-h"),
-            ("CidrBlock", "10.0.1.0/24"),
-        ]),
-    )
-    .await;
-    let vsw = s["VSwitchId"].as_str().unwrap().to_string();
-    let (_, g) = call(
-        app,
-        &signed(&[("Action", "CreateSecurityGroup"), ("VpcId", &vpc_id)]),
-    )
-    .await;
-    let group = g["SecurityGroupId"].as_str().unwrap().to_string();
-    let (_, i) = call(
-        app,
-        &signed(&[
-            ("Action", "RunInstances"),
-            ("VSwitchId", &vsw),
-            ("SecurityGroupId", &group),
-            ("ImageId", "img"),
-            ("InstanceType", "ecs.t"),
-        ]),
-    )
-    .await;
-    let instance = i["InstanceIdSets"]["InstanceIdSet"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (instance, group)
+    let made = common::vpc_instance(app, signed).await;
+    (made.instance, made.group)
 }
 
 #[tokio::test]

@@ -9,9 +9,8 @@ use std::collections::BTreeSet;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
-use serde_json::Value;
 
-type Signer = fn(&[(&str, &str)]) -> String;
+use common::{ok, Signer};
 
 /// One account's resources.
 #[derive(Default)]
@@ -42,12 +41,6 @@ impl Fleet {
         ids.extend(self.instances.iter().map(|i| format!("eni-{}", &i[2..])));
         ids
     }
-}
-
-async fn ok(app: &axum::Router, sign: Signer, params: &[(&str, &str)]) -> Value {
-    let (status, body) = common::call(app, &sign(params)).await;
-    assert_eq!(status.as_u16(), 200, "{params:?}: {body}");
-    body
 }
 
 async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut Fleet) {

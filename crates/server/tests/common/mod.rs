@@ -158,3 +158,84 @@ pub(crate) fn signed_post(params: &[(&str, &str)]) -> Request<Body> {
         .body(Body::from(auth::signed_v1_query("POST", AK, SK, params)))
         .unwrap()
 }
+
+/// A signer of request URLs ([`signed`] or [`signed_other`]).
+pub(crate) type Signer = fn(&[(&str, &str)]) -> String;
+
+/// A request that must succeed: its answer.
+pub(crate) async fn ok(app: &axum::Router, sign: Signer, params: &[(&str, &str)]) -> Value {
+    let (status, body) = call(app, &sign(params)).await;
+    assert_eq!(status, StatusCode::OK, "{params:?}: {body}");
+    body
+}
+
+/// The string at a JSON pointer of an answer.
+pub(crate) fn text(body: &Value, pointer: &str) -> String {
+    body.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{pointer} in {body}"))
+        .to_string()
+}
+
+/// A VPC (10.0.0.0/16), its vSwitch (10.0.1.0/24), a group in it and an instance in the
+/// group, all of the signer's.
+pub(crate) struct VpcInstance {
+    pub(crate) vpc: String,
+    pub(crate) vswitch: String,
+    pub(crate) group: String,
+    pub(crate) instance: String,
+}
+
+pub(crate) async fn vpc_instance(app: &axum::Router, sign: Signer) -> VpcInstance {
+    let version = ("Version", "2016-04-28");
+    let v = ok(
+        app,
+        sign,
+        &[
+            version,
+            ("Action", "CreateVpc"),
+            ("CidrBlock", "10.0.0.0/16"),
+        ],
+    )
+    .await;
+    let vpc = text(&v, "/VpcId");
+    let s = ok(
+        app,
+        sign,
+        &[
+            version,
+            ("Action", "CreateVSwitch"),
+            ("VpcId", &vpc),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("CidrBlock", "10.0.1.0/24"),
+        ],
+    )
+    .await;
+    let vswitch = text(&s, "/VSwitchId");
+    let g = ok(
+        app,
+        sign,
+        &[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)],
+    )
+    .await;
+    let group = text(&g, "/SecurityGroupId");
+    let i = ok(
+        app,
+        sign,
+        &[
+            ("Action", "RunInstances"),
+            ("VSwitchId", &vswitch),
+            ("SecurityGroupId", &group),
+            ("ImageId", "img"),
+            ("InstanceType", "ecs.t"),
+        ],
+    )
+    .await;
+    let instance = text(&i, "/InstanceIdSets/InstanceIdSet/0");
+    VpcInstance {
+        vpc,
+        vswitch,
+        group,
+        instance,
+    }
+}
