@@ -19,7 +19,7 @@ pub struct AgentConfig {
     pub server: String,
     /// The agent token the server was started with.
     pub token: String,
-    /// This host's name: instances tagged `stockade:host=NAME` are enforced here.
+    /// This host's name: the interfaces the operator bound to it are enforced here.
     pub host_id: String,
     /// The region (the server's default when `None`).
     pub region: Option<String>,
@@ -153,7 +153,11 @@ fn pass<B: Backend>(
         enforcer.attachments().iter().map(|a| &a.instance).collect();
     if tick || placed != attached {
         let found = interfaces::discover(netns, &policy.instances)?;
-        enforcer.set_attachments(found);
+        if !found.unattributed.is_empty() {
+            tracing::warn!(devices = ?found.unattributed, "devices failed closed: no bound interface explains them");
+        }
+        enforcer.set_attachments(found.attachments);
+        enforcer.set_unattributed(found.unattributed);
     }
     if tick && enforcer.check_drift()? {
         tracing::warn!("the table was changed outside the agent; restoring it");
@@ -195,6 +199,7 @@ fn report<B: Backend>(
                         .map(|a| json!({"NicType": a.nic_type.as_wire(), "Interface": a.interface}))
                         .collect();
                     json!({
+                        "NetworkInterfaceId": i.interface.as_str(),
                         "InstanceId": i.id.as_str(),
                         "PrivateIpAddress": i.private_ip.to_string(),
                         "Interfaces": interfaces,
@@ -204,10 +209,16 @@ fn report<B: Backend>(
                 .collect()
         })
         .unwrap_or_default();
+    let unattributed: Vec<Value> = enforcer
+        .unattributed()
+        .iter()
+        .map(|(device, why)| json!({"Interface": device, "Why": why}))
+        .collect();
     let body = json!({
         "HostId": host,
         "Revision": enforcer.revision(),
         "Instances": instances,
+        "Unattributed": unattributed,
         "Error": error.clone().unwrap_or_default(),
     });
     if let Err(e) = client.report(&body) {

@@ -35,6 +35,8 @@ pub struct Enforcer<B: Backend> {
     /// needs it, and that happens after the transaction).
     engine: std::cell::OnceCell<Option<Engine>>,
     attachments: Vec<Attachment>,
+    /// Devices labelled as interfaces' that none bound here explains: failed closed.
+    unattributed: Vec<(String, String)>,
     /// What the table holds, when known (unknown at start and after drift).
     applied: Option<Ruleset>,
     /// The groups of the policy `applied` was rendered from: chains over groups that did
@@ -69,6 +71,7 @@ impl<B: Backend> Enforcer<B> {
             policy: None,
             engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
+            unattributed: Vec::new(),
             applied: None,
             applied_groups: Vec::new(),
             dirty_members: None,
@@ -175,17 +178,47 @@ impl<B: Backend> Enforcer<B> {
         changed
     }
 
-    /// Local instance addresses → (instance, interface type), for judging tracked flows.
+    /// Takes the devices that claim an interface but cannot be attributed (see
+    /// `interfaces::Discovery`); returns whether they changed.
+    pub fn set_unattributed(&mut self, devices: Vec<(String, String)>) -> bool {
+        let changed = devices != self.unattributed;
+        self.unattributed = devices;
+        changed
+    }
+
+    /// The devices failed closed because no bound interface explains them.
+    pub fn unattributed(&self) -> &[(String, String)] {
+        &self.unattributed
+    }
+
+    /// Local instance addresses → (instance, interface type), for judging tracked flows:
+    /// the addresses of the interfaces whose devices are attached here. An address two of
+    /// them share (overlapping VPCs) is left out: its tracked flows cannot be told apart by
+    /// address, and cutting one tenant's connections by another's policy is worse than
+    /// keeping them until they end.
     pub fn local_addresses(&self) -> HashMap<IpAddr, (InstanceId, NicType)> {
-        let mut out = HashMap::new();
-        if let Some((p, _)) = &self.policy {
-            for i in &p.instances {
-                out.insert(IpAddr::V4(i.private_ip), (i.id.clone(), NicType::Intranet));
-                if let Some(public) = i.public_ip {
-                    out.insert(IpAddr::V4(public), (i.id.clone(), NicType::Internet));
+        let mut out: HashMap<IpAddr, (InstanceId, NicType)> = HashMap::new();
+        let mut shared = std::collections::HashSet::new();
+        let Some((p, _)) = &self.policy else {
+            return out;
+        };
+        for a in &self.attachments {
+            let Some(i) = p.instances.iter().find(|i| i.id == a.instance) else {
+                continue;
+            };
+            let address = match a.nic_type {
+                NicType::Intranet => Some(i.private_ip),
+                NicType::Internet => i.public_ip,
+            };
+            if let Some(address) = address.map(IpAddr::V4) {
+                let entry = (i.id.clone(), a.nic_type);
+                if out.get(&address).is_some_and(|e| e != &entry) {
+                    shared.insert(address);
                 }
+                out.insert(address, entry);
             }
         }
+        out.retain(|a, _| !shared.contains(a));
         out
     }
 
@@ -241,6 +274,9 @@ impl<B: Backend> Enforcer<B> {
             ),
             None => render(state, &self.attachments),
         };
+        for (device, why) in &self.unattributed {
+            desired.isolate(device, why);
+        }
         if self.applied.as_ref() == Some(&desired) {
             return Ok(Outcome {
                 failed: desired.failed,

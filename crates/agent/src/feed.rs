@@ -4,16 +4,18 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use model::InstanceId;
+use model::{InstanceId, NetworkInterfaceId};
 use policy::Snapshot;
 use serde_json::Value;
 
 use crate::AgentError;
 
-/// An instance placed on this host.
+/// A network interface bound to this host, and its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
-    /// Its id.
+    /// The interface: the label of its device.
+    pub interface: NetworkInterfaceId,
+    /// Its instance.
     pub id: InstanceId,
     /// Its intranet address.
     pub private_ip: Ipv4Addr,
@@ -26,7 +28,7 @@ pub struct Placed {
 pub struct HostPolicy {
     /// The store revision it reflects.
     pub revision: u64,
-    /// The instances placed here.
+    /// The interfaces bound here.
     pub instances: Vec<Placed>,
     /// Their groups, the groups those reference, and the members of both.
     pub snapshot: Snapshot,
@@ -37,13 +39,16 @@ impl HostPolicy {
     pub fn from_json(v: &Value) -> Result<HostPolicy, AgentError> {
         let bad = |what: &str| AgentError::Feed(format!("feed answer without {what}"));
         let revision = v["Revision"].as_u64().ok_or_else(|| bad("Revision"))?;
-        let instances = v["Instances"]
+        let instances = v["NetworkInterfaces"]
             .as_array()
-            .ok_or_else(|| bad("Instances"))?
+            .ok_or_else(|| bad("NetworkInterfaces"))?
             .iter()
             .map(|i| {
                 let text = |k: &str| i[k].as_str().unwrap_or_default();
                 Ok(Placed {
+                    interface: text("NetworkInterfaceId")
+                        .parse()
+                        .map_err(|_| bad("a valid NetworkInterfaceId"))?,
                     id: text("InstanceId")
                         .parse()
                         .map_err(|_| bad("a valid InstanceId"))?,

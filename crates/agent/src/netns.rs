@@ -5,8 +5,8 @@
 //!   address [`GATEWAY`] on its loopback, which answers its instances' ARP;
 //! - an **instance** is a namespace with `eth0` (intranet: its private address /32) and, for
 //!   a classic instance with a public address, `eth1` (internet), each one end of a veth
-//!   pair whose other end sits in its host with a host route to the address (the routes the
-//!   agent reads to find interfaces);
+//!   pair whose other end sits in its host, labelled with the network interface it carries
+//!   (the label the agent finds it by), with a host route to the address;
 //! - hosts are joined by veth links to the first host, which also holds the **internet**: a
 //!   namespace with the address [`INTERNET`], outside every security group.
 
@@ -94,13 +94,15 @@ pub fn create_endpoint(ns: &str) -> Result<(), AgentError> {
 }
 
 /// Plugs an address of an endpoint namespace into a host: a veth pair `host_if` (host side)
-/// / `inner_if` (endpoint side), `addr`/32 inside, a host route to it, and inside a route
-/// to `via` through the gateway (`default` for the primary interface).
+/// / `inner_if` (endpoint side), the host side labelled `label` (the network interface it
+/// carries, see `interfaces`; empty for the host's own uplinks), `addr`/32 inside, a host
+/// route to it, and inside a route to `via` through the gateway (`default` for the primary
+/// interface).
 pub fn plug(
     host: &str,
     endpoint: &str,
-    host_if: &str,
-    inner_if: &str,
+    (host_if, inner_if): (&str, &str),
+    label: &str,
     addr: Ipv4Addr,
     via: &str,
 ) -> Result<(), AgentError> {
@@ -119,6 +121,9 @@ pub fn plug(
         inner_if,
     ])?;
     ip(&["-n", endpoint, "link", "set", inner_if, "up"])?;
+    if !label.is_empty() {
+        ip(&["-n", host, "link", "set", host_if, "alias", label])?;
+    }
     ip(&["-n", host, "link", "set", host_if, "up"])?;
     ip(&["-n", host, "route", "add", &a, "dev", host_if])?;
     ip(&[

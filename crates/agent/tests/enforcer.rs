@@ -17,6 +17,7 @@ fn policy(revision: u64, edit: impl FnOnce(&mut policy::Snapshot)) -> HostPolicy
         .instances
         .iter()
         .map(|i| Placed {
+            interface: format!("eni-{}", &i.id.as_str()[2..]).parse().unwrap(),
             id: i.id.clone(),
             private_ip: i.private_ip,
             public_ip: i.public_ip,
@@ -173,4 +174,44 @@ fn membership_changes_update_the_state_as_a_rebuild_would() {
     fresh.set_attachments(atts);
     fresh.sync().unwrap();
     assert_eq!(&incremental, fresh.backend().applied.last().unwrap());
+}
+
+#[test]
+fn a_device_no_bound_interface_explains_gets_no_traffic_either_way() {
+    let mut e = enforcer(policy(1, |_| {}));
+    e.sync().unwrap();
+    // Two devices claim i-app2's interface: the agent cannot tell which is the instance's,
+    // so neither is judged by its chains; both are dropped, and the rest stays enforced.
+    let app2 = e
+        .attachments()
+        .iter()
+        .find(|a| a.instance.as_str() == "i-app2")
+        .unwrap()
+        .clone();
+    let others: Vec<Attachment> = e
+        .attachments()
+        .iter()
+        .filter(|a| a.instance != app2.instance)
+        .cloned()
+        .collect();
+    e.set_attachments(others);
+    e.set_unattributed(vec![
+        (app2.interface.clone(), "2 devices are labelled".into()),
+        ("vfake".into(), "2 devices are labelled".into()),
+    ]);
+    let out = e.sync().unwrap();
+    assert!(out.applied && !out.full);
+    let applied = e.applied().unwrap();
+    for device in [app2.interface.as_str(), "vfake"] {
+        let key = format!("\"{device}\"");
+        assert_eq!(applied.egress[&key], nft::Verdict::Drop);
+        assert_eq!(applied.ingress[&key], nft::Verdict::Drop);
+    }
+    assert_eq!(applied.isolated.len(), 2);
+    assert!(applied
+        .egress
+        .iter()
+        .any(|(_, v)| matches!(v, nft::Verdict::Jump(_))));
+    let script = e.backend().applied.last().unwrap().clone();
+    assert!(script.contains("vfake"), "{script}");
 }

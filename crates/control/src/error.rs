@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use std::borrow::Cow;
 
 use model::{
-    EcsError, InstanceId, ModelError, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
+    EcsError, InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, SecurityGroupRuleId,
+    VSwitchId, VpcId,
 };
 use thiserror::Error;
 
@@ -157,6 +158,14 @@ pub enum ControlError {
     /// A tag resource id that does not exist for the caller.
     #[error("The specified ResourceId \"{0}\" does not exist.")]
     ResourceNotFound(String),
+    /// The network interface does not exist (for this account; for an operator, in the
+    /// region).
+    #[error("The specified NetworkInterfaceId \"{0}\" does not exist.")]
+    NetworkInterfaceNotFound(NetworkInterfaceId),
+    /// A Stockade operator action called with a tenant's AccessKey. Placement is the
+    /// operator's: no tenant may choose the host (and so the device) its interfaces use.
+    #[error("User not authorized to operate on the specified resource: operator actions need an operator AccessKey.")]
+    OperatorOnly,
     /// More than 20 tags on one resource.
     #[error("A resource can carry at most 20 tags.")]
     TagLimit,
@@ -224,6 +233,8 @@ impl EcsError for ControlError {
             ControlError::RuleDuplicate => "InvalidOperation.RuleDuplicate",
             ControlError::ResourceNotFound(_) => "InvalidResourceId.NotFound",
             ControlError::TagLimit => "InvalidTagCount",
+            ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
+            ControlError::OperatorOnly => "Forbidden.RAM",
             ControlError::Storage(_) => "InternalError",
         };
         code.into()
@@ -243,7 +254,8 @@ impl EcsError for ControlError {
             | ControlError::VSwitchNotFound(_)
             | ControlError::ZoneNotFound(_)
             | ControlError::InstanceNotFound(_)
-            | ControlError::ResourceNotFound(_) => 404,
+            | ControlError::ResourceNotFound(_)
+            | ControlError::NetworkInterfaceNotFound(_) => 404,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit
@@ -255,7 +267,8 @@ impl EcsError for ControlError {
             | ControlError::GroupTypeMix
             | ControlError::GroupMemberLimit
             | ControlError::GroupHasInstances
-            | ControlError::IncorrectInstanceStatus => 403,
+            | ControlError::IncorrectInstanceStatus
+            | ControlError::OperatorOnly => 403,
             ControlError::Storage(_) => 500,
             ControlError::SourceGroupMismatch
             | ControlError::DestGroupMismatch

@@ -9,6 +9,7 @@
 
 mod error;
 mod groups;
+mod interfaces;
 pub mod limits;
 mod network;
 pub mod pg;
@@ -28,10 +29,11 @@ use sql::{args, Db};
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
+pub use interfaces::{InterfaceKind, NetworkInterfaceRecord, Placement};
 pub use limits::Limits;
 pub use network::{CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord};
 pub use secrets::MasterKey;
-pub use tags::{TaggedType, HOST_TAG};
+pub use tags::TaggedType;
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;
@@ -231,7 +233,7 @@ impl Control {
             key,
             commits: Default::default(),
         };
-        control.seal_plain_secrets()?;
+        control.open_checks()?;
         Ok(control)
     }
 
@@ -244,8 +246,31 @@ impl Control {
             key,
             commits: Default::default(),
         };
-        control.seal_plain_secrets()?;
+        control.open_checks()?;
         Ok(control)
+    }
+
+    /// What every open does to a store written by an older build.
+    fn open_checks(&self) -> Result<()> {
+        self.seal_plain_secrets()?;
+        self.ensure_primary_interfaces()
+    }
+
+    /// Gives instances stored before interfaces existed their primary interface (looked
+    /// for in a read first, so a current store costs no write transaction on open).
+    fn ensure_primary_interfaces(&self) -> Result<()> {
+        let missing = self.with_read(|db| {
+            db.query_one(
+                "SELECT EXISTS(SELECT 1 FROM instances i WHERE NOT EXISTS
+                     (SELECT 1 FROM network_interfaces n WHERE n.instance_id = i.id))",
+                args![],
+            )?
+            .flag(0)
+        })?;
+        if missing {
+            self.with_write(true, interfaces::backfill_primary)?;
+        }
+        Ok(())
     }
 
     /// Seals the secrets a store written before sealing holds in plain text (looked for in
@@ -449,6 +474,26 @@ impl Control {
 
     /// Creates an account with a fresh (or the given) AccessKey pair.
     pub fn create_account(&self, name: &str, key: Option<(String, String)>) -> Result<Credentials> {
+        self.insert_account(name, key, false)
+    }
+
+    /// Creates an operator account: besides owning resources as any account does, it may
+    /// call Stockade's operator actions (placement of every account's interfaces). Only
+    /// `stockade account create --operator` and the first start make one; no API request can.
+    pub fn create_operator(
+        &self,
+        name: &str,
+        key: Option<(String, String)>,
+    ) -> Result<Credentials> {
+        self.insert_account(name, key, true)
+    }
+
+    fn insert_account(
+        &self,
+        name: &str,
+        key: Option<(String, String)>,
+        operator: bool,
+    ) -> Result<Credentials> {
         self.with_write(true, |db| {
             let exists = db
                 .query_one(
@@ -473,8 +518,8 @@ impl Control {
                 }
             };
             db.execute(
-                "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
-                args![account_id.get() as i64, name, now()],
+                "INSERT INTO accounts (id, name, created_at, operator) VALUES (?1, ?2, ?3, ?4)",
+                args![account_id.get() as i64, name, now(), i64::from(operator)],
             )?;
             self.insert_access_key(db, account_id, name, key)
         })
@@ -515,6 +560,18 @@ impl Control {
         self.with_read(|db| {
             db.query_one("SELECT EXISTS(SELECT 1 FROM accounts)", args![])?
                 .flag(0)
+        })
+    }
+
+    /// Whether an operator account exists (the embedded server makes one on start
+    /// otherwise).
+    pub fn has_operator(&self) -> Result<bool> {
+        self.with_read(|db| {
+            db.query_one(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE operator = 1)",
+                args![],
+            )?
+            .flag(0)
         })
     }
 

@@ -107,8 +107,10 @@ pub struct InstanceRecord {
     pub status: InstanceStatus,
     /// `CreationTime`.
     pub created_at: String,
-    /// Groups in join order.
+    /// Groups in join order (those of its primary interface).
     pub security_groups: Vec<SecurityGroupId>,
+    /// Its network interfaces, primary first.
+    pub network_interfaces: Vec<crate::NetworkInterfaceRecord>,
 }
 
 impl InstanceRecord {
@@ -491,6 +493,7 @@ impl Tx<'_> {
                     args![id.as_str(), g.as_str(), position],
                 )?;
             }
+            crate::interfaces::insert_primary(self.db, &id, self.ctx.account, &self.ctx.region)?;
             self.log(
                 "CreateInstance",
                 id.as_str(),
@@ -584,6 +587,7 @@ impl Tx<'_> {
                     },
                     created_at: r.text(12)?,
                     security_groups: Vec::new(),
+                    network_interfaces: Vec::new(),
                 })
             })
             .collect::<Result<Vec<InstanceRecord>>>()?;
@@ -605,8 +609,38 @@ impl Tx<'_> {
         for r in &rows {
             groups.entry(r.text(0)?).or_default().push(r.parsed(1)?);
         }
+        let rows = self.db.query(
+            "SELECT n.instance_id, n.id, n.kind, n.mac FROM network_interfaces n
+             JOIN instances i ON i.id = n.instance_id
+             WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
+               AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
+             ORDER BY n.seq",
+            args![
+                &self.ctx.region,
+                only.map(|i| i.as_str()),
+                owner.map(|o| o.get() as i64)
+            ],
+        )?;
+        let mut interfaces: std::collections::HashMap<String, Vec<crate::NetworkInterfaceRecord>> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            let kind = if r.text(2)? == crate::InterfaceKind::Primary.as_wire() {
+                crate::InterfaceKind::Primary
+            } else {
+                crate::InterfaceKind::Secondary
+            };
+            interfaces
+                .entry(r.text(0)?)
+                .or_default()
+                .push(crate::NetworkInterfaceRecord {
+                    id: r.parsed(1)?,
+                    kind,
+                    mac: r.text(3)?,
+                });
+        }
         for i in &mut out {
             i.security_groups = groups.remove(i.id.as_str()).unwrap_or_default();
+            i.network_interfaces = interfaces.remove(i.id.as_str()).unwrap_or_default();
         }
         Ok(out)
     }
@@ -642,6 +676,7 @@ impl Tx<'_> {
             "DELETE FROM memberships WHERE instance_id = ?1",
             args![id.as_str()],
         )?;
+        self.delete_interfaces_of(id)?;
         self.db
             .execute("DELETE FROM instances WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteInstance", id.as_str(), json!({}))

@@ -148,6 +148,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE access_keys ADD COLUMN status TEXT NOT NULL DEFAULT 'Active';
     "#,
+    // 5: network interfaces (every instance's primary one; created for existing instances
+    // when the store opens, see `Control::ensure_primary_interfaces`), their placement on
+    // hosts (operator only), and operator accounts.
+    r#"
+    ALTER TABLE accounts ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE network_interfaces (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        account_id   INTEGER NOT NULL REFERENCES accounts(id),
+        region       TEXT NOT NULL,
+        instance_id  TEXT REFERENCES instances(id),
+        kind         TEXT NOT NULL,
+        mac          TEXT NOT NULL,
+        host         TEXT,
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX network_interfaces_by_instance ON network_interfaces(instance_id);
+    CREATE INDEX network_interfaces_by_host ON network_interfaces(region, host);
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

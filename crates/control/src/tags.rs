@@ -160,20 +160,3 @@ impl Tx<'_> {
         Ok(out)
     }
 }
-
-/// The instance tag that places an instance on a host: the agent started with
-/// `--host-id NAME` enforces the instances of its region tagged `stockade:host=NAME`.
-pub const HOST_TAG: &str = "stockade:host";
-
-impl Tx<'_> {
-    /// The region's instances (of every account) whose `key` tag is `value`.
-    pub fn instances_tagged(&self, key: &str, value: &str) -> Result<Vec<model::InstanceId>> {
-        let rows = self.db.query(
-            "SELECT t.resource_id FROM tags t JOIN instances i ON i.id = t.resource_id
-             WHERE t.resource_type = 'instance' AND t.key = ?1 AND t.value = ?2 AND i.region = ?3
-             ORDER BY i.seq",
-            args![key, value, &self.ctx.region],
-        )?;
-        rows.iter().map(|r| r.parsed(0)).collect()
-    }
-}

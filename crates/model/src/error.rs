@@ -103,6 +103,11 @@ pub enum ModelError {
     /// `SecurityGroupType`, ...): answered with the generic `InvalidParameter`.
     #[error("The specified {0} \"{1}\" is not valid.")]
     InvalidParameter(&'static str, String),
+    /// A host name that is not 1 to 64 letters, digits, `.`, `_` or `-`.
+    #[error(
+        "The specified HostId \"{0}\" is not valid: 1 to 64 letters, digits, '.', '_' or '-'."
+    )]
+    HostIdMalformed(String),
 }
 
 /// The kinds of resource id, each with its own prefix and malformed-id error code.
@@ -120,6 +125,8 @@ pub enum IdKind {
     VSwitch,
     /// `pl-...`
     PrefixList,
+    /// `eni-...`
+    NetworkInterface,
     /// A 16-digit account (owner) id.
     Account,
 }
@@ -134,6 +141,7 @@ impl IdKind {
             IdKind::Vpc => "VpcId",
             IdKind::VSwitch => "VSwitchId",
             IdKind::PrefixList => "PrefixListId",
+            IdKind::NetworkInterface => "NetworkInterfaceId",
             IdKind::Account => "OwnerId",
         }
     }
@@ -188,9 +196,11 @@ impl EcsError for ModelError {
                 IdKind::Vpc => "InvalidVpcId.Malformed",
                 IdKind::VSwitch => "InvalidVSwitchId.Malformed",
                 IdKind::PrefixList => "InvalidPrefixListId.Malformed",
+                IdKind::NetworkInterface => "InvalidNetworkInterfaceId.Malformed",
                 IdKind::Account => "InvalidOwnerId.Malformed",
             },
             ModelError::InvalidParameter(..) => "InvalidParameter",
+            ModelError::HostIdMalformed(_) => "InvalidHostId.Malformed",
         };
         code.into()
     }

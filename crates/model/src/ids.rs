@@ -80,9 +80,48 @@ prefixed_id!(
     VSwitchId, "vsw-", IdKind::VSwitch
 );
 prefixed_id!(
+    /// An elastic network interface id, `eni-...`: the unit security groups bind to and
+    /// the identity a host's device is labelled with.
+    NetworkInterfaceId, "eni-", IdKind::NetworkInterface
+);
+prefixed_id!(
     /// A prefix list id, `pl-...`.
     PrefixListId, "pl-", IdKind::PrefixList
 );
+
+/// A host of the data plane, as its agent names itself (`stockade agent --host-id`): 1 to 64
+/// letters, digits, `.`, `_` or `-`. Placement of interfaces on hosts is the operator's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostId(String);
+
+impl HostId {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for HostId {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(HostId(s.to_string()))
+        } else {
+            Err(ModelError::HostIdMalformed(s.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
 
 /// An account (owner) id: the numeric UID, 1 to 20 digits (Alibaba's have 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

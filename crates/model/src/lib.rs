@@ -16,7 +16,8 @@ pub use group::{
     SecurityGroup,
 };
 pub use ids::{
-    AccountId, InstanceId, PrefixListId, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
+    AccountId, HostId, InstanceId, NetworkInterfaceId, PrefixListId, SecurityGroupId,
+    SecurityGroupRuleId, VSwitchId, VpcId,
 };
 pub use rule::{
     ip_proto, packet_protocol, validate_description, Direction, FlowPorts, GroupRef, IpProtocol,

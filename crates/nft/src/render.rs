@@ -210,6 +210,9 @@ pub struct Ruleset {
     pub ingress: BTreeMap<String, Verdict>,
     /// Instances rendered fail-closed, with the reason.
     pub failed: BTreeMap<InstanceId, String>,
+    /// Devices that claim to carry an interface but cannot be attributed to exactly one
+    /// bound here, failed closed: device → why.
+    pub isolated: BTreeMap<String, String>,
 }
 
 /// Renders the policy of the instances attached on this host.
@@ -502,6 +505,22 @@ impl Ruleset {
         self.ingress.insert(interface, Verdict::Drop);
         self.failed
             .insert(attachment.instance.clone(), why.to_string());
+        self.prune();
+    }
+
+    /// Fails a device closed that no attachment explains (its label names no interface
+    /// bound here, or several devices claim one): `drop` both ways, and it wins over any
+    /// attachment of the same device.
+    pub fn isolate(&mut self, interface: &str, why: &str) {
+        let quoted = quote(interface);
+        self.egress.insert(quoted.clone(), Verdict::Drop);
+        self.ingress.insert(quoted, Verdict::Drop);
+        self.isolated.insert(interface.to_string(), why.to_string());
+        self.prune();
+    }
+
+    /// Drops the chains no dispatch entry jumps to, and the sets no chain uses.
+    fn prune(&mut self) {
         let used: BTreeSet<String> = self
             .egress
             .values()

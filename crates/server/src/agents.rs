@@ -9,10 +9,11 @@
 //! - `POST /agent/v1/status` is the agent's report (revision applied, instances programmed,
 //!   errors); `GET /agent/v1/hosts` lists the reports, for `stockade lab status`.
 //!
-//! Placement: an instance belongs to the host named by its `stockade:host` tag (set with
-//! `TagResources`, so any SDK can place instances). Agents authenticate with the bearer token
-//! the server was started with (`STOCKADE_AGENT_TOKEN`); it is not an account's AccessKey,
-//! because an agent sees every account's instances on its host.
+//! Placement: a host's share is the network interfaces the operator bound to it
+//! (`PlaceNetworkInterface`, operator accounts only; see `control::interfaces`), each listed
+//! with its id, which is how the agent finds its device. Agents authenticate with the bearer
+//! token the server was started with (`STOCKADE_AGENT_TOKEN`); it is not an account's
+//! AccessKey, because an agent sees every account's interfaces on its host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use control::{Ctx, HOST_TAG};
+use control::Ctx;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -84,11 +85,15 @@ pub(crate) async fn policy(
         Ok(Query(q)) => q,
         Err(e) => return failure(&ServerError::invalid("query", e.body_text())),
     };
+    let host: model::HostId = match q.host.parse() {
+        Ok(h) => h,
+        Err(e) => return failure(&ServerError::from(e)),
+    };
     let region = q.region.clone().unwrap_or_else(|| state.regions[0].clone());
     if !state.regions.contains(&region) {
         return failure(&ServerError::RegionNotFound(region));
     }
-    state.seen(&q.host, None);
+    state.seen(host.as_str(), None);
     let deadline = Instant::now() + Duration::from_secs(q.wait.unwrap_or(25).min(MAX_WAIT));
     loop {
         // Registered before reading the revision, so a commit in between still wakes us.
@@ -102,7 +107,7 @@ pub(crate) async fn policy(
         let closing = state.closing.load(std::sync::atomic::Ordering::SeqCst);
         if q.after.is_none_or(|after| revision > after) || now >= deadline || closing {
             let s = state.clone();
-            let host = q.host.clone();
+            let host = host.clone();
             return match blocking(move || host_policy(&s, &region, &host)).await {
                 Ok(v) => Json(v).into_response(),
                 Err(e) => failure(&e),
@@ -113,7 +118,7 @@ pub(crate) async fn policy(
 }
 
 /// The host's share of the region's policy at the current revision.
-fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, ServerError> {
+fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<Value, ServerError> {
     let ctx = Ctx {
         account: model::AccountId::new(0),
         region: region.to_string(),
@@ -123,8 +128,7 @@ fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, Serv
         // region's snapshot is built once per revision and shared by every host's answer
         // (a change wakes every agent at once).
         let revision = tx.revision()?;
-        let placed: BTreeSet<model::InstanceId> =
-            tx.instances_tagged(HOST_TAG, host)?.into_iter().collect();
+        let placed = tx.host_interfaces(host)?;
         let cached = state
             .snapshots
             .lock()
@@ -146,24 +150,28 @@ fn host_policy(state: &AppState, region: &str, host: &str) -> Result<Value, Serv
         };
         Ok((revision, placed, snapshot))
     })?;
-    let instances: Vec<Value> = snapshot
-        .instances
+    let instances: BTreeSet<&model::InstanceId> = placed.iter().map(|p| &p.instance).collect();
+    let by_id: std::collections::HashMap<&model::InstanceId, &model::Instance> =
+        snapshot.instances.iter().map(|i| (&i.id, i)).collect();
+    let interfaces: Vec<Value> = placed
         .iter()
-        .filter(|i| placed.contains(&i.id))
-        .map(|i| {
-            json!({
+        .filter_map(|p| {
+            let i = by_id.get(&p.instance)?;
+            Some(json!({
+                "NetworkInterfaceId": p.interface.as_str(),
                 "InstanceId": i.id.as_str(),
                 "PrivateIpAddress": i.private_ip.to_string(),
                 "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
-            })
+            }))
         })
         .collect();
+    let closure = snapshot.closure(&instances.into_iter().cloned().collect());
     Ok(json!({
         "Revision": revision,
-        "HostId": host,
+        "HostId": host.as_str(),
         "RegionId": region,
-        "Instances": instances,
-        "Policy": policy::document::to_value(&snapshot.closure(&placed)),
+        "NetworkInterfaces": interfaces,
+        "Policy": policy::document::to_value(&closure),
     }))
 }
 

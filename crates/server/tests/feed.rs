@@ -7,9 +7,55 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{get, setup, signed, TOKEN};
+use common::{get, setup, signed, signed_operator, signed_other, two_accounts, TOKEN};
 use serde_json::Value;
 use tower::ServiceExt;
+
+/// The primary interface of each instance, from `DescribeInstances`.
+async fn primary_interfaces(app: &axum::Router, ids: &[String]) -> Vec<String> {
+    let list = serde_json::to_string(ids).unwrap();
+    let described = api(
+        app,
+        &[("Action", "DescribeInstances"), ("InstanceIds", &list)],
+    )
+    .await;
+    ids.iter()
+        .map(|id| {
+            let i = described["Instances"]["Instance"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["InstanceId"] == id.as_str())
+                .unwrap();
+            let nics = i["NetworkInterfaces"]["NetworkInterface"]
+                .as_array()
+                .unwrap();
+            assert_eq!(nics.len(), 1);
+            assert_eq!(nics[0]["Type"], "Primary");
+            assert!(nics[0]["MacAddress"]
+                .as_str()
+                .unwrap()
+                .starts_with("00:16:3e:"));
+            nics[0]["NetworkInterfaceId"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The operator binds (or unbinds) an interface.
+async fn place(app: &axum::Router, eni: &str, host: Option<&str>) -> Value {
+    let mut params = vec![
+        ("Version", "2014-05-26"),
+        ("RegionId", "cn-hangzhou"),
+        ("NetworkInterfaceId", eni),
+    ];
+    match host {
+        Some(h) => params.extend([("Action", "PlaceNetworkInterface"), ("HostId", h)]),
+        None => params.push(("Action", "UnplaceNetworkInterface")),
+    }
+    let (status, body) = get(app, &signed_operator(&params), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
 
 async fn api(app: &axum::Router, params: &[(&str, &str)]) -> Value {
     let mut all = params.to_vec();
@@ -58,29 +104,25 @@ async fn the_feed_carries_the_hosts_instances_and_wakes_on_a_commit() {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    api(
-        &app,
-        &[
-            ("Action", "TagResources"),
-            ("ResourceType", "instance"),
-            ("ResourceId.1", &ids[0]),
-            ("Tag.1.Key", "stockade:host"),
-            ("Tag.1.Value", "h1"),
-        ],
-    )
-    .await;
+    let enis = primary_interfaces(&app, &ids).await;
+    place(&app, &enis[0], Some("h1")).await;
     let (status, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
-    let placed: Vec<&str> = feed["Instances"]
+    let placed: Vec<(&str, &str)> = feed["NetworkInterfaces"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["InstanceId"].as_str().unwrap())
+        .map(|i| {
+            (
+                i["NetworkInterfaceId"].as_str().unwrap(),
+                i["InstanceId"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         placed,
-        [ids[0].as_str()],
-        "only the instance tagged onto h1"
+        [(enis[0].as_str(), ids[0].as_str())],
+        "only the interface the operator bound to h1"
     );
     let policy = policy::document::parse(&feed["Policy"].to_string()).unwrap();
     assert_eq!(policy.groups[0].group.id.as_str(), sg);
@@ -188,4 +230,165 @@ async fn malformed_feed_requests_get_ecs_bodies_after_the_token_check() {
         };
         assert_eq!(body["Code"], expected, "{status}: {body}");
     }
+}
+
+#[tokio::test]
+async fn placement_is_the_operators_and_no_tag_can_place() {
+    let (_dir, app) = two_accounts();
+    let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = api(
+        &app,
+        &[
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("SecurityGroupId", &sg),
+        ],
+    )
+    .await;
+    let id = run["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eni = primary_interfaces(&app, std::slice::from_ref(&id))
+        .await
+        .remove(0);
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut p = vec![("Version", "2014-05-26"), ("RegionId", "cn-hangzhou")];
+        p.extend_from_slice(extra);
+        p
+    }
+
+    // The owner itself cannot place its interface, read placements, or use the old tag.
+    for (sign, who) in [
+        (signed as common::Signer, "owner"),
+        (signed_other, "another tenant"),
+    ] {
+        for params in [
+            with(&[
+                ("Action", "PlaceNetworkInterface"),
+                ("NetworkInterfaceId", eni.as_str()),
+                ("HostId", "h1"),
+            ]),
+            with(&[
+                ("Action", "UnplaceNetworkInterface"),
+                ("NetworkInterfaceId", eni.as_str()),
+            ]),
+            with(&[("Action", "DescribeNetworkInterfacePlacements")]),
+        ] {
+            let (status, body) = get(&app, &sign(&params), None).await;
+            assert_eq!(
+                (status, body["Code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("Forbidden.RAM")),
+                "{who}: {params:?}: {body}"
+            );
+        }
+    }
+    let (status, body) = get(
+        &app,
+        &signed(&with(&[
+            ("Action", "TagResources"),
+            ("ResourceType", "instance"),
+            ("ResourceId.1", id.as_str()),
+            ("Tag.1.Key", "stockade:host"),
+            ("Tag.1.Value", "h1"),
+        ])),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidTagKey.Malformed")),
+        "{body}"
+    );
+    let (_, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    assert_eq!(feed["NetworkInterfaces"], serde_json::json!([]));
+
+    // The operator binds it, sees it, and unbinds it; bad ids and host names are refused.
+    place(&app, &eni, Some("h1")).await;
+    let (_, listed) = get(
+        &app,
+        &signed_operator(&with(&[
+            ("Action", "DescribeNetworkInterfacePlacements"),
+            ("HostId", "h1"),
+        ])),
+        None,
+    )
+    .await;
+    let rows = listed["Placements"]["Placement"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(rows[0]["NetworkInterfaceId"], eni.as_str());
+    assert_eq!(rows[0]["InstanceId"], id.as_str());
+    assert_eq!(rows[0]["HostId"], "h1");
+    let (_, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    assert_eq!(feed["NetworkInterfaces"].as_array().unwrap().len(), 1);
+    place(&app, &eni, None).await;
+    let (_, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    assert_eq!(feed["NetworkInterfaces"], serde_json::json!([]));
+    for (params, status, code) in [
+        (
+            with(&[
+                ("Action", "PlaceNetworkInterface"),
+                ("NetworkInterfaceId", "eni-nosuch"),
+                ("HostId", "h1"),
+            ]),
+            StatusCode::NOT_FOUND,
+            "InvalidNetworkInterfaceId.NotFound",
+        ),
+        (
+            with(&[
+                ("Action", "PlaceNetworkInterface"),
+                ("NetworkInterfaceId", eni.as_str()),
+                ("HostId", "h 1"),
+            ]),
+            StatusCode::BAD_REQUEST,
+            "InvalidHostId.Malformed",
+        ),
+        (
+            with(&[
+                ("Action", "PlaceNetworkInterface"),
+                ("NetworkInterfaceId", "i-abc"),
+                ("HostId", "h1"),
+            ]),
+            StatusCode::BAD_REQUEST,
+            "InvalidNetworkInterfaceId.Malformed",
+        ),
+        (
+            with(&[
+                ("Action", "PlaceNetworkInterface"),
+                ("NetworkInterfaceId", eni.as_str()),
+            ]),
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+        ),
+    ] {
+        let (got, body) = get(&app, &signed_operator(&params), None).await;
+        assert_eq!(
+            (got, body["Code"].as_str()),
+            (status, Some(code)),
+            "{params:?}: {body}"
+        );
+    }
+    let (status, body) = get(&app, "/agent/v1/policy?host=h%201", Some(TOKEN)).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidHostId.Malformed"))
+    );
+
+    // Deleting the instance removes its interface and so its placement.
+    place(&app, &eni, Some("h1")).await;
+    api(
+        &app,
+        &[
+            ("Action", "DeleteInstance"),
+            ("InstanceId", &id),
+            ("Force", "true"),
+        ],
+    )
+    .await;
+    let (_, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    assert_eq!(feed["NetworkInterfaces"], serde_json::json!([]));
 }

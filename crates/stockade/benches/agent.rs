@@ -276,6 +276,7 @@ fn main() {
         .iter()
         .take(instances)
         .map(|i| Placed {
+            interface: format!("eni-{}", &i.id.as_str()[2..]).parse().unwrap(),
             id: i.id.clone(),
             private_ip: i.private_ip,
             public_ip: None,

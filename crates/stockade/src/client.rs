@@ -31,6 +31,38 @@ impl Api {
         })
     }
 
+    /// The operator's client: `STOCKADE_OPERATOR_ACCESS_KEY_ID` and
+    /// `STOCKADE_OPERATOR_ACCESS_KEY_SECRET`, or else the pair in `key_file` (the JSON
+    /// `stockade account create --operator` prints, which the embedded server writes to
+    /// `DATA_DIR/operator-key`), at the same endpoint as `self`.
+    pub(crate) fn operator(&self, key_file: &std::path::Path) -> Result<Api> {
+        let (id, secret) = match (
+            std::env::var("STOCKADE_OPERATOR_ACCESS_KEY_ID"),
+            std::env::var("STOCKADE_OPERATOR_ACCESS_KEY_SECRET"),
+        ) {
+            (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => (id, secret),
+            _ => {
+                let text = std::fs::read_to_string(key_file).with_context(|| {
+                    format!(
+                        "set STOCKADE_OPERATOR_ACCESS_KEY_ID and _SECRET, or point \
+                         --operator-key-file at the server's operator-key ({} not readable)",
+                        key_file.display()
+                    )
+                })?;
+                let v: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not an operator key", key_file.display()))?;
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (field("AccessKeyId"), field("AccessKeySecret"))
+            }
+        };
+        Ok(Api {
+            endpoint: self.endpoint.clone(),
+            access_key_id: id,
+            secret,
+            http: self.http.clone(),
+        })
+    }
+
     /// Calls an action (`Version` defaults to ECS's); an ECS error becomes `Code: Message`.
     pub(crate) fn call(&self, params: &[(&str, &str)]) -> Result<Value> {
         let mut all: Vec<(String, String)> = params

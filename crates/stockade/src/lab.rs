@@ -1,7 +1,9 @@
 //! `stockade lab`: a small cloud on one machine. Hosts and instances are network namespaces
 //! (see `agent::netns` for the wiring), the instances are real ECS instances of a running
-//! server, created through its API and placed on hosts with the `stockade:host` tag, and each
-//! host runs a real agent enforcing their security groups with nftables.
+//! server, created through its API; the lab plays the operator: it plugs each instance's
+//! device into a host labelled with the id of the instance's network interface, and binds
+//! the interface to that host with the operator's `PlaceNetworkInterface`. Each host runs a
+//! real agent enforcing the security groups of its interfaces with nftables.
 //!
 //! `up` records everything it creates in `LAB_DIR/lab.json` as it goes, so `down` can remove
 //! a lab that was only half built.
@@ -81,6 +83,10 @@ pub(crate) struct UpArgs {
     /// File holding the server's agent token, when STOCKADE_AGENT_TOKEN is not set.
     #[arg(long, default_value = "./stockade-data/agent-token")]
     agent_token_file: PathBuf,
+    /// File holding an operator's AccessKey pair (placement is the operator's), when
+    /// STOCKADE_OPERATOR_ACCESS_KEY_ID and _SECRET are not set.
+    #[arg(long, default_value = "./stockade-data/operator-key")]
+    operator_key_file: PathBuf,
 }
 
 /// `lab probe` flags.
@@ -158,6 +164,7 @@ struct Host {
 #[serde(rename_all = "PascalCase")]
 struct Member {
     instance_id: String,
+    network_interface_id: String,
     host_id: String,
     netns: String,
     private_ip_address: String,
@@ -354,6 +361,7 @@ fn up(args: &UpArgs) -> Result<()> {
     }
     netns::ip(&["netns", "list"]).context("the lab needs root and iproute2")?;
     let api = Api::from_env()?;
+    let operator = api.operator(&args.operator_key_file)?;
     let token = match std::env::var("STOCKADE_AGENT_TOKEN") {
         Ok(t) if !t.is_empty() => t,
         _ => std::fs::read_to_string(&args.agent_token_file)
@@ -496,36 +504,29 @@ fn up(args: &UpArgs) -> Result<()> {
             s => s,
         };
         let public = first(&i["PublicIpAddress"]["IpAddress"]);
+        let primary = i["NetworkInterfaces"]["NetworkInterface"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["Type"] == "Primary")
+            .map(|n| text(&n["NetworkInterfaceId"]))
+            .unwrap_or_default();
         if let Some(m) = lab.instances.iter_mut().find(|m| m.instance_id == id) {
             m.private_ip_address = private;
             m.public_ip_address = public;
+            m.network_interface_id = primary;
         }
     }
-    for h in 1..=args.hosts {
-        let host = format!("h{h}");
-        let on_host: Vec<(usize, &Member)> = lab
-            .instances
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.host_id == host)
-            .collect();
-        for chunk in on_host.chunks(20) {
-            let mut params = vec![
-                ("Action".to_string(), "TagResources".to_string()),
-                ("RegionId".to_string(), region.to_string()),
-                ("ResourceType".to_string(), "instance".to_string()),
-                ("Tag.1.Key".to_string(), control::HOST_TAG.to_string()),
-                ("Tag.1.Value".to_string(), host.clone()),
-            ];
-            for (n, (_, m)) in chunk.iter().enumerate() {
-                params.push((format!("ResourceId.{}", n + 1), m.instance_id.clone()));
-            }
-            let borrowed: Vec<(&str, &str)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            api.call(&borrowed)?;
+    for m in &lab.instances {
+        if m.network_interface_id.is_empty() {
+            bail!("{} has no primary network interface", m.instance_id);
         }
+        operator.call(&[
+            ("Action", "PlaceNetworkInterface"),
+            ("RegionId", region),
+            ("NetworkInterfaceId", &m.network_interface_id),
+            ("HostId", &m.host_id),
+        ])?;
     }
     step(3, steps, "building host and instance namespaces");
     build_namespaces(&mut lab, args.hosts)?;
@@ -592,11 +593,12 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
     }
     let internet = lab.internet_netns.clone();
     netns::create_endpoint(&internet)?;
+    // The internet's device carries no interface label: it is the host's own uplink.
     netns::plug(
         &hub,
         &internet,
-        &format!("sk{name}net"),
-        "eth0",
+        (&format!("sk{name}net"), "eth0"),
+        "",
         netns::INTERNET.parse()?,
         "default",
     )?;
@@ -611,11 +613,12 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             .private_ip_address
             .parse()
             .with_context(|| format!("{} has no private address", m.instance_id))?;
+        let eni: model::NetworkInterfaceId = m.network_interface_id.parse()?;
         netns::plug(
             &host.netns,
             &m.netns,
-            &format!("sk{name}{k}i"),
-            "eth0",
+            (&format!("sk{name}{k}i"), "eth0"),
+            &agent::interfaces::label(&eni, model::NicType::Intranet),
             private,
             "default",
         )?;
@@ -626,8 +629,8 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             netns::plug(
                 &host.netns,
                 &m.netns,
-                &format!("sk{name}{k}p"),
-                "eth1",
+                (&format!("sk{name}{k}p"), "eth1"),
+                &agent::interfaces::label(&eni, model::NicType::Internet),
                 public,
                 "198.19.0.0/16",
             )?;
@@ -755,8 +758,8 @@ fn print_status(lab: &Lab) -> Result<()> {
         );
     }
     println!(
-        "\n{:<24} {:<5} {:<8} {:<15} {:<15} interfaces",
-        "INSTANCE", "HOST", "NETWORK", "PRIVATE IP", "PUBLIC IP"
+        "\n{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} devices",
+        "INSTANCE", "NETWORK INTERFACE", "HOST", "NETWORK", "PRIVATE IP", "PUBLIC IP"
     );
     for m in &lab.instances {
         let interfaces = host_report(&hosts, &m.host_id)
@@ -779,9 +782,28 @@ fn print_status(lab: &Lab) -> Result<()> {
             })
             .unwrap_or_default();
         println!(
-            "{:<24} {:<5} {:<8} {:<15} {:<15} {interfaces}",
-            m.instance_id, m.host_id, m.network, m.private_ip_address, m.public_ip_address
+            "{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} {interfaces}",
+            m.instance_id,
+            m.network_interface_id,
+            m.host_id,
+            m.network,
+            m.private_ip_address,
+            m.public_ip_address
         );
+    }
+    for h in &lab.hosts {
+        let unattributed = host_report(&hosts, &h.host_id)
+            .and_then(|r| r["Unattributed"].as_array())
+            .into_iter()
+            .flatten();
+        for u in unattributed {
+            println!(
+                "{}: device {} FAILED CLOSED: {}",
+                h.host_id,
+                text(&u["Interface"]),
+                text(&u["Why"])
+            );
+        }
     }
     println!(
         "\ninternet client: {} in {}",

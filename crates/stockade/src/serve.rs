@@ -105,6 +105,10 @@ pub(crate) enum AccountCommand {
         /// Account name.
         #[arg(long)]
         name: String,
+        /// An operator account: it may also bind every account's network interfaces to
+        /// hosts (`PlaceNetworkInterface`), which no tenant can.
+        #[arg(long)]
+        operator: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -171,11 +175,18 @@ fn credentials_json(c: &control::Credentials) -> serde_json::Value {
 
 pub(crate) fn account(cmd: AccountCommand) -> Result<()> {
     match cmd {
-        AccountCommand::Create { name, store } => {
-            let c = store
-                .open()?
-                .create_account(&name, None)
-                .map_err(store_error)?;
+        AccountCommand::Create {
+            name,
+            operator,
+            store,
+        } => {
+            let control = store.open()?;
+            let c = if operator {
+                control.create_operator(&name, None)
+            } else {
+                control.create_account(&name, None)
+            }
+            .map_err(store_error)?;
             println!("{}", credentials_json(&c));
         }
         AccountCommand::Key(KeyCommand::Create { name, store }) => {
@@ -247,6 +258,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             println!("AccessKeySecret: {}", c.access_key_secret);
         }
     }
+    operator_key(&args.store, &control)?;
     let token = agent_token(&args.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -316,6 +328,44 @@ fn agent_token(store: &StoreArgs) -> Result<Option<String>> {
     std::io::Write::write_all(&mut f, token.as_bytes())?;
     println!("agent token written to {}", path.display());
     Ok(Some(token))
+}
+
+/// The embedded store's operator: when it has none, one named `operator` is made and its
+/// AccessKey pair written to `DATA_DIR/operator-key` (JSON as `stockade account create`
+/// prints it, readable by its owner only), where `stockade lab` finds it. Replicas on
+/// PostgreSQL share no directory: their operator is made with `stockade account create
+/// --operator`.
+fn operator_key(store: &StoreArgs, control: &Control) -> Result<()> {
+    if store.database_url.is_some() || control.has_operator().map_err(store_error)? {
+        return Ok(());
+    }
+    let c = match control.create_operator("operator", None) {
+        Ok(c) => c,
+        Err(control::ControlError::AccountExists(_)) => {
+            println!(
+                "an account named operator exists and is not an operator: make one with \
+                 `stockade account create --name NAME --operator`"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    let path = store.data_dir.join("operator-key");
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, credentials_json(&c).to_string().as_bytes())?;
+    println!(
+        "created operator account operator ({}); its key is in {}",
+        c.account_id,
+        path.display()
+    );
+    Ok(())
 }
 
 /// 32 random hex digits.

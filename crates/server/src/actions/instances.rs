@@ -124,13 +124,14 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
         "InnerIpAddress": {"IpAddress": inner},
         "PublicIpAddress": {"IpAddress": ip(i.public_ip)},
         "EipAddress": {"IpAddress": "", "AllocationId": ""},
-        "NetworkInterfaces": {"NetworkInterface": [{
-            "NetworkInterfaceId": format!("eni-{}", &i.id.as_str()[2..]),
-            "Type": "Primary",
+        "NetworkInterfaces": {"NetworkInterface": i.network_interfaces.iter().map(|n| json!({
+            "NetworkInterfaceId": n.id.to_string(),
+            "Type": n.kind.as_wire(),
+            "MacAddress": n.mac,
             "PrimaryIpAddress": i.private_ip.to_string(),
             "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": i.private_ip.to_string(), "Primary": true}]},
             "Ipv6Sets": {"Ipv6Set": []},
-        }]},
+        })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
     })
 }

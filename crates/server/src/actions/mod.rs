@@ -10,6 +10,7 @@
 pub(crate) mod analysis;
 mod groups;
 mod instances;
+mod placement;
 mod region;
 mod rules;
 mod tags;
@@ -118,6 +119,9 @@ actions! {
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,
         PreviewSecurityGroupChange => preview,
+        PlaceNetworkInterface => |call| placement::place(call, true),
+        UnplaceNetworkInterface => |call| placement::place(call, false),
+        DescribeNetworkInterfacePlacements => placement::describe,
     }
     Vpc {
         CreateVpc => vpc::create_vpc,

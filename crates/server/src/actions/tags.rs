@@ -11,6 +11,12 @@ use crate::error::{Result, ServerError};
 use crate::paging::Paging;
 use crate::wire::Params;
 
+/// Tag keys no request may use: ECS reserves `aliyun` and `acs:`; Stockade reserves
+/// `stockade:` the same way (its placement was once the `stockade:host` tag, which any tenant
+/// could set; placement is now the operator's, and the prefix stays refused so that no tag
+/// can look like it means something to the data plane).
+const RESERVED_TAG_PREFIXES: [&str; 3] = ["aliyun", "acs:", "stockade:"];
+
 /// The `prefix.N.Key` / `prefix.N.Value` pairs, validated as ECS validates tags (a key
 /// without a value is `None`: as a filter it matches any value).
 pub(super) fn parse(p: &Params, prefix: &str) -> Result<Vec<(String, Option<String>)>> {
@@ -18,8 +24,7 @@ pub(super) fn parse(p: &Params, prefix: &str) -> Result<Vec<(String, Option<Stri
     for t in p.objects(prefix) {
         let key = t.opt("Key").ok_or(ModelError::Missing("Tag.N.Key"))?;
         if key.len() > TAG_LENGTH
-            || key.starts_with("aliyun")
-            || key.starts_with("acs:")
+            || RESERVED_TAG_PREFIXES.iter().any(|p| key.starts_with(p))
             || key.contains("://")
         {
             return Err(ServerError::TagKeyMalformed(key));

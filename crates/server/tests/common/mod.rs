@@ -16,14 +16,31 @@ use tower::ServiceExt;
 pub(crate) const AK: &str = "LTAIhttptestkey";
 pub(crate) const SK: &str = "httptestsecret";
 pub(crate) const TOKEN: &str = "feed-token";
+/// The operator's AccessKey (placement of interfaces is the operator's).
+pub(crate) const AK_OPERATOR: &str = "LTAIhttpoperatorkey";
+/// Its secret.
+pub(crate) const SK_OPERATOR: &str = "httpoperatorsecret";
 
-/// A store in `dir` holding the account `tester` (AccessKey [`AK`]/[`SK`]).
+/// A store in `dir` holding the account `tester` (AccessKey [`AK`]/[`SK`]) and the operator
+/// `ops` ([`AK_OPERATOR`]).
 pub(crate) fn store(dir: &std::path::Path) -> Control {
     let control = Control::open(dir, Limits::default()).unwrap();
     control
         .create_account("tester", Some((AK.into(), SK.into())))
         .unwrap();
     control
+        .create_operator("ops", Some((AK_OPERATOR.into(), SK_OPERATOR.into())))
+        .unwrap();
+    control
+}
+
+/// A V1-signed GET URL for the parameters, signed by the operator `ops`.
+pub(crate) fn signed_operator(params: &[(&str, &str)]) -> String {
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    format!(
+        "/?{}",
+        auth::signed_v1_query("GET", AK_OPERATOR, SK_OPERATOR, params)
+    )
 }
 
 /// The API and agent feed over `control`, region `cn-hangzhou`, agent token [`TOKEN`].

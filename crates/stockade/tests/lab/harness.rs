@@ -68,6 +68,8 @@ pub(crate) struct Member {
 pub(crate) struct Lab {
     server: Child,
     pub addr: String,
+    /// The operator's AccessKey pair.
+    pub operator: (String, String),
     pub dir: tempfile::TempDir,
     pub lab: Value,
     pub members: Vec<Member>,
@@ -81,17 +83,19 @@ impl Lab {
     pub(crate) fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Command::new(EXE);
-        server.args(["serve", "--listen", "127.0.0.1:0"]);
-        match std::env::var("STOCKADE_TEST_DATABASE_URL") {
+        let store: Vec<std::ffi::OsString> = match std::env::var("STOCKADE_TEST_DATABASE_URL") {
             // The same suite on PostgreSQL: a fresh database of that server per lab.
-            Ok(url) => server
-                .args(["--database-url", &fresh_database(&url)])
-                .arg("--key-file")
-                .arg(dir.path().join("master.key")),
-            Err(_) => server.arg("--data-dir").arg(dir.path().join("data")),
+            Ok(url) => vec![
+                "--database-url".into(),
+                fresh_database(&url).into(),
+                "--key-file".into(),
+                dir.path().join("master.key").into(),
+            ],
+            Err(_) => vec!["--data-dir".into(), dir.path().join("data").into()],
         };
-        let mut server = server
+        let mut server = Command::new(EXE)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&store)
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID", AK)
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET", SK)
             .env("STOCKADE_AGENT_TOKEN", TOKEN)
@@ -107,10 +111,27 @@ impl Lab {
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
+        // The lab plays the operator (placement is the operator's): the same store as the
+        // server, on either backend, as a user of replicas would make one.
+        let out = Command::new(EXE)
+            .args(["account", "create", "--name", "lab-operator", "--operator"])
+            .args(&store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let operator: Value = serde_json::from_slice(&out.stdout).unwrap();
         let name = format!("{tag}{}", std::process::id() % 100_000);
         let mut lab = Lab {
             server,
             addr,
+            operator: (
+                operator["AccessKeyId"].as_str().unwrap().to_string(),
+                operator["AccessKeySecret"].as_str().unwrap().to_string(),
+            ),
             dir,
             lab: Value::Null,
             members: Vec::new(),
@@ -175,7 +196,9 @@ impl Lab {
         c.env("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
             .env("STOCKADE_ENDPOINT", format!("http://{}", self.addr))
-            .env("STOCKADE_AGENT_TOKEN", TOKEN);
+            .env("STOCKADE_AGENT_TOKEN", TOKEN)
+            .env("STOCKADE_OPERATOR_ACCESS_KEY_ID", &self.operator.0)
+            .env("STOCKADE_OPERATOR_ACCESS_KEY_SECRET", &self.operator.1);
         c
     }
 
