@@ -54,6 +54,27 @@ fn fresh_database(url: &str) -> String {
     format!("{server}/{name}")
 }
 
+/// An AccessKey pair.
+pub(crate) type Keys = (String, String);
+
+/// `stockade account create` on a store: the new account's pair.
+fn create_account(store: &[std::ffi::OsString], name: &str, operator: bool) -> Keys {
+    let mut c = Command::new(EXE);
+    c.args(["account", "create", "--name", name]).args(store);
+    if operator {
+        c.arg("--operator");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let field = |k: &str| v[k].as_str().unwrap().to_string();
+    (field("AccessKeyId"), field("AccessKeySecret"))
+}
+
 /// A lab member's addresses and namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -62,6 +83,8 @@ pub(crate) struct Member {
     pub netns: String,
     pub private_ip: String,
     pub public_ip: String,
+    /// Its primary network interface.
+    pub eni: String,
 }
 
 /// A running server with a lab over it; dropping it tears both down.
@@ -69,7 +92,9 @@ pub(crate) struct Lab {
     server: Child,
     pub addr: String,
     /// The operator's AccessKey pair.
-    pub operator: (String, String),
+    pub operator: Keys,
+    /// The server's store, as `stockade account` takes it.
+    store: Vec<std::ffi::OsString>,
     pub dir: tempfile::TempDir,
     pub lab: Value,
     pub members: Vec<Member>,
@@ -113,25 +138,13 @@ impl Lab {
         std::thread::spawn(move || lines.for_each(drop));
         // The lab plays the operator (placement is the operator's): the same store as the
         // server, on either backend, as a user of replicas would make one.
-        let out = Command::new(EXE)
-            .args(["account", "create", "--name", "lab-operator", "--operator"])
-            .args(&store)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let operator: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let operator = create_account(&store, "lab-operator", true);
         let name = format!("{tag}{}", std::process::id() % 100_000);
         let mut lab = Lab {
             server,
             addr,
-            operator: (
-                operator["AccessKeyId"].as_str().unwrap().to_string(),
-                operator["AccessKeySecret"].as_str().unwrap().to_string(),
-            ),
+            operator,
+            store,
             dir,
             lab: Value::Null,
             members: Vec::new(),
@@ -175,6 +188,7 @@ impl Lab {
                 netns: s(&m["Netns"]),
                 private_ip: s(&m["PrivateIpAddress"]),
                 public_ip: s(&m["PublicIpAddress"]),
+                eni: s(&m["NetworkInterfaceId"]),
             })
             .collect();
         lab.hosts = lab.lab["Hosts"]
@@ -215,6 +229,16 @@ impl Lab {
 
     /// A signed API call; `Err` carries the error body.
     pub(crate) fn try_call(&self, params: &[(&str, &str)]) -> Result<Value, Value> {
+        self.try_call_as(&(AK.into(), SK.into()), params)
+    }
+
+    /// Another account on the lab's server.
+    pub(crate) fn account(&self, name: &str) -> Keys {
+        create_account(&self.store, name, false)
+    }
+
+    /// A call signed by `keys`; `Err` carries the error body.
+    pub(crate) fn try_call_as(&self, keys: &Keys, params: &[(&str, &str)]) -> Result<Value, Value> {
         let mut all: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -224,7 +248,7 @@ impl Lab {
                 all.push((k.into(), v.into()));
             }
         }
-        let query = server::auth::signed_v1_query("GET", AK, SK, all);
+        let query = server::auth::signed_v1_query("GET", &keys.0, &keys.1, all);
         let (status, body) = self.http(&format!("/?{query}"), "");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
         if status == 200 {
