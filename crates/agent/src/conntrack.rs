@@ -27,7 +27,13 @@ pub struct Tracked {
     pub source_port: u16,
     /// TCP/UDP destination port (0 otherwise).
     pub destination_port: u16,
+    /// Its conntrack zone (the VPC's on this host; 0 for the classic network).
+    pub zone: u16,
 }
+
+/// A local interface address as tracked flows name it: the zone (which VPC) and the
+/// address. Overlapping VPCs on one host share addresses, never zones.
+pub type LocalAddress = (u16, IpAddr);
 
 /// Reads `conntrack -L` output (the first tuple of each line is the original direction).
 pub fn parse(text: &str) -> Vec<Tracked> {
@@ -47,16 +53,17 @@ pub fn parse(text: &str) -> Vec<Tracked> {
                 destination: field("dst=")?.parse().ok()?,
                 source_port: field("sport=").and_then(|p| p.parse().ok()).unwrap_or(0),
                 destination_port: field("dport=").and_then(|p| p.parse().ok()).unwrap_or(0),
+                zone: field("zone=").and_then(|z| z.parse().ok()).unwrap_or(0),
             })
         })
         .collect()
 }
 
 /// The flows among `tracked` that a stage on this host now drops. `local` maps each local
-/// instance address to the instance and the interface it uses.
+/// interface address (in its zone) to the instance and the interface it uses.
 pub fn disallowed(
     evaluator: &impl Evaluator,
-    local: &HashMap<IpAddr, (InstanceId, NicType)>,
+    local: &HashMap<LocalAddress, (InstanceId, NicType)>,
     tracked: &[Tracked],
 ) -> Vec<Tracked> {
     tracked
@@ -64,7 +71,7 @@ pub fn disallowed(
         .filter(|t| {
             let ports = matches!(t.protocol, 6 | 17);
             let stage = |at: IpAddr, peer: IpAddr, direction| {
-                let (instance, nic_type) = local.get(&at)?;
+                let (instance, nic_type) = local.get(&(t.zone, at))?;
                 let q = StageQuery {
                     instance,
                     direction,
@@ -111,7 +118,9 @@ pub fn delete(netns: Option<&str>, flows: &[Tracked]) -> usize {
                 t.destination.to_string(),
             );
             let (sp, dp) = (t.source_port.to_string(), t.destination_port.to_string());
+            let zone = t.zone.to_string();
             let mut args = vec!["-D", "-p", p.as_str(), "-s", s.as_str(), "-d", d.as_str()];
+            args.extend(["-w", zone.as_str()]);
             if matches!(t.protocol, 6 | 17) {
                 args.extend(["--sport", sp.as_str(), "--dport", dp.as_str()]);
             }
@@ -127,7 +136,7 @@ mod tests {
     #[test]
     fn reads_the_original_tuple() {
         let text = "tcp      6 431999 ESTABLISHED src=198.18.1.2 dst=198.18.1.3 sport=40000 dport=80 src=198.18.1.3 dst=198.18.1.2 sport=80 dport=40000 [ASSURED] mark=0 use=1\n\
-                    icmp     1 29 src=198.18.1.2 dst=198.18.1.4 type=8 code=0 id=7 src=198.18.1.4 dst=198.18.1.2 type=0 code=0 id=7 mark=0 use=1\n\
+                    icmp     1 29 src=198.18.1.2 dst=198.18.1.4 type=8 code=0 id=7 src=198.18.1.4 dst=198.18.1.2 type=0 code=0 id=7 mark=0 zone=77 use=1\n\
                     conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
         let t = parse(text);
         assert_eq!(t.len(), 2);
@@ -138,9 +147,10 @@ mod tests {
                 source: "198.18.1.2".parse().unwrap(),
                 destination: "198.18.1.3".parse().unwrap(),
                 source_port: 40000,
-                destination_port: 80
+                destination_port: 80,
+                zone: 0,
             }
         );
-        assert_eq!((t[1].protocol, t[1].source_port), (1, 0));
+        assert_eq!((t[1].protocol, t[1].source_port, t[1].zone), (1, 0, 77));
     }
 }

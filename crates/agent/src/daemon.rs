@@ -158,6 +158,7 @@ fn pass<B: Backend>(
         }
         enforcer.set_attachments(found.attachments);
         enforcer.set_unattributed(found.unattributed);
+        enforcer.set_overlays(found.overlays);
     }
     if tick && enforcer.check_drift()? {
         tracing::warn!("the table was changed outside the agent; restoring it");

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use model::{InstanceId, NicType, SecurityGroupId};
-use nft::{render, render_reusing, Attachment, Backend, Ruleset};
+use model::{InstanceId, NicType, SecurityGroupId, VpcId};
+use nft::{render, render_reusing, Attachment, Backend, Ruleset, Zones};
 use policy::{Engine, GroupPolicy, State};
 
 use crate::feed::HostPolicy;
@@ -26,6 +26,74 @@ fn instance_changes(old: &[model::Instance], new: &[model::Instance]) -> Vec<pol
     removed.chain(added).collect()
 }
 
+/// FNV-1a: a hash that is the same in every build, so a restarted agent gives a VPC the
+/// zone it had (its tracked connections keep working).
+fn stable_hash(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Gives every VPC present a zone in 1..=65535 (0 is the classic network's): its hash's
+/// slot, or the next free one; VPCs already here keep theirs, VPCs gone give theirs up.
+fn allocate_zones(zones: &mut BTreeMap<VpcId, u16>, present: &BTreeSet<VpcId>) {
+    zones.retain(|v, _| present.contains(v));
+    for vpc in present {
+        if zones.contains_key(vpc) {
+            continue;
+        }
+        let used: BTreeSet<u16> = zones.values().copied().collect();
+        let mut zone = (stable_hash(vpc.as_str()) % 65_535) as u16 + 1;
+        while used.contains(&zone) {
+            zone = zone % 65_535 + 1;
+        }
+        zones.insert(vpc.clone(), zone);
+    }
+}
+
+/// The zone maps: each attached VPC device and overlay device by its VPC's zone, and each
+/// local address held by one interface only (classic ones in zone 0).
+fn zones(
+    state: &State,
+    attachments: &[Attachment],
+    overlays: &[(String, VpcId)],
+    allocated: &BTreeMap<VpcId, u16>,
+) -> Zones {
+    let mut out = Zones::default();
+    let zone_of = |vpc: Option<&VpcId>| vpc.and_then(|v| allocated.get(v)).copied().unwrap_or(0);
+    let mut shared: BTreeSet<String> = BTreeSet::new();
+    for a in attachments {
+        let Ok(i) = state.instance(&a.instance) else {
+            continue;
+        };
+        let zone = match a.nic_type {
+            NicType::Intranet => zone_of(i.vpc_id.as_ref()),
+            NicType::Internet => 0,
+        };
+        // A VPC device's packets are its VPC's. A classic device's are not pinned: a flow
+        // between the classic network and a VPC instance here takes the VPC's zone in both
+        // directions (by the VPC side's address), or zone 0 when that side is remote.
+        if zone != 0 {
+            out.device(&a.interface, zone);
+        }
+        let address = match a.nic_type {
+            NicType::Intranet => Some(i.private_ip),
+            NicType::Internet => i.public_ip,
+        };
+        if let Some(address) = address.map(|a| a.to_string()) {
+            if out.by_address_v4.get(&address).is_some_and(|z| *z != zone) {
+                shared.insert(address.clone());
+            }
+            out.by_address_v4.insert(address, zone);
+        }
+    }
+    out.by_address_v4.retain(|a, _| !shared.contains(a));
+    for (device, vpc) in overlays {
+        out.device(device, zone_of(Some(vpc)));
+    }
+    out
+}
+
 /// The policy and interfaces known, and what the table holds.
 #[derive(Debug)]
 pub struct Enforcer<B: Backend> {
@@ -37,6 +105,11 @@ pub struct Enforcer<B: Backend> {
     attachments: Vec<Attachment>,
     /// Devices labelled as interfaces' that none bound here explains: failed closed.
     unattributed: Vec<(String, String)>,
+    /// VPC overlay devices, by the VPC they carry.
+    overlays: Vec<(String, VpcId)>,
+    /// The conntrack zone of each VPC on this host, kept while the VPC is here so that its
+    /// tracked connections keep their zone.
+    zones: BTreeMap<VpcId, u16>,
     /// What the table holds, when known (unknown at start and after drift).
     applied: Option<Ruleset>,
     /// The groups of the policy `applied` was rendered from: chains over groups that did
@@ -72,6 +145,8 @@ impl<B: Backend> Enforcer<B> {
             engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
             unattributed: Vec::new(),
+            overlays: Vec::new(),
+            zones: BTreeMap::new(),
             applied: None,
             applied_groups: Vec::new(),
             dirty_members: None,
@@ -186,39 +261,51 @@ impl<B: Backend> Enforcer<B> {
         changed
     }
 
+    /// Takes the VPC overlay devices found; returns whether they changed.
+    pub fn set_overlays(&mut self, overlays: Vec<(String, VpcId)>) -> bool {
+        let changed = overlays != self.overlays;
+        self.overlays = overlays;
+        changed
+    }
+
+    /// The conntrack zone of each VPC with an interface or an overlay device here.
+    pub fn zones(&self) -> &BTreeMap<VpcId, u16> {
+        &self.zones
+    }
+
     /// The devices failed closed because no bound interface explains them.
     pub fn unattributed(&self) -> &[(String, String)] {
         &self.unattributed
     }
 
-    /// Local instance addresses → (instance, interface type), for judging tracked flows:
-    /// the addresses of the interfaces whose devices are attached here. An address two of
-    /// them share (overlapping VPCs) is left out: its tracked flows cannot be told apart by
-    /// address, and cutting one tenant's connections by another's policy is worse than
-    /// keeping them until they end.
-    pub fn local_addresses(&self) -> HashMap<IpAddr, (InstanceId, NicType)> {
-        let mut out: HashMap<IpAddr, (InstanceId, NicType)> = HashMap::new();
-        let mut shared = std::collections::HashSet::new();
-        let Some((p, _)) = &self.policy else {
+    /// Local interface addresses, in their zones → (instance, interface type), for judging
+    /// tracked flows: the addresses of the interfaces whose devices are attached here.
+    pub fn local_addresses(
+        &self,
+    ) -> HashMap<crate::conntrack::LocalAddress, (InstanceId, NicType)> {
+        let mut out = HashMap::new();
+        let Some((p, state)) = &self.policy else {
             return out;
         };
         for a in &self.attachments {
             let Some(i) = p.instances.iter().find(|i| i.id == a.instance) else {
                 continue;
             };
-            let address = match a.nic_type {
-                NicType::Intranet => Some(i.private_ip),
-                NicType::Internet => i.public_ip,
-            };
-            if let Some(address) = address.map(IpAddr::V4) {
-                let entry = (i.id.clone(), a.nic_type);
-                if out.get(&address).is_some_and(|e| e != &entry) {
-                    shared.insert(address);
+            let (address, zone) = match a.nic_type {
+                NicType::Intranet => {
+                    let vpc = state
+                        .instance(&a.instance)
+                        .ok()
+                        .and_then(|i| i.vpc_id.clone());
+                    let zone = vpc.and_then(|v| self.zones.get(&v).copied()).unwrap_or(0);
+                    (Some(i.private_ip), zone)
                 }
-                out.insert(address, entry);
+                NicType::Internet => (i.public_ip, 0),
+            };
+            if let Some(address) = address {
+                out.insert((zone, IpAddr::V4(address)), (i.id.clone(), a.nic_type));
             }
         }
-        out.retain(|a, _| !shared.contains(a));
         out
     }
 
@@ -277,6 +364,20 @@ impl<B: Backend> Enforcer<B> {
         for (device, why) in &self.unattributed {
             desired.isolate(device, why);
         }
+        let vpc_of = |a: &Attachment| {
+            state
+                .instance(&a.instance)
+                .ok()
+                .and_then(|i| i.vpc_id.clone())
+        };
+        let present: BTreeSet<VpcId> = self
+            .attachments
+            .iter()
+            .filter_map(vpc_of)
+            .chain(self.overlays.iter().map(|(_, v)| v.clone()))
+            .collect();
+        allocate_zones(&mut self.zones, &present);
+        desired.zones = zones(state, &self.attachments, &self.overlays, &self.zones);
         if self.applied.as_ref() == Some(&desired) {
             return Ok(Outcome {
                 failed: desired.failed,

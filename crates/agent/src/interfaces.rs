@@ -9,8 +9,12 @@
 //! does not name exactly one interface bound here (unknown, not bound to this host, claimed
 //! by several devices, malformed) is *unattributed* and gets no traffic. A device without a
 //! label is the host's own (uplinks, links between hosts) and is not filtered.
+//!
+//! A VPC's overlay device (the lab's VXLAN with one VNI per VPC, or a VRF-like uplink)
+//! carries the VPC id as its label (`vpc-...`): packets it brings in are tracked in that
+//! VPC's conntrack zone.
 
-use model::{NetworkInterfaceId, NicType};
+use model::{NetworkInterfaceId, NicType, VpcId};
 use nft::Attachment;
 use serde_json::Value;
 
@@ -28,6 +32,8 @@ pub struct Discovery {
     /// Devices labelled as an interface's but attributable to none: device → why. They are
     /// failed closed.
     pub unattributed: Vec<(String, String)>,
+    /// Overlay devices and the VPC each carries.
+    pub overlays: Vec<(String, VpcId)>,
 }
 
 /// The label of an interface's device: its id, plus [`INTERNET_SUFFIX`] for the internet
@@ -48,7 +54,20 @@ pub fn from_links(links: &Value, placed: &[Placed]) -> Discovery {
         .filter_map(|l| Some((l["ifname"].as_str()?, l["ifalias"].as_str()?)))
         .filter(|(_, alias)| alias.starts_with(NetworkInterfaceId::PREFIX))
         .collect();
-    let mut out = Discovery::default();
+    let mut overlays: Vec<(String, VpcId)> = links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let vpc = l["ifalias"].as_str()?.parse().ok()?;
+            Some((l["ifname"].as_str()?.to_string(), vpc))
+        })
+        .collect();
+    overlays.sort();
+    let mut out = Discovery {
+        overlays,
+        ..Discovery::default()
+    };
     for &(device, alias) in &labelled {
         let claims = labelled.iter().filter(|(_, a)| *a == alias).count();
         let (id, nic) = match alias.strip_suffix(INTERNET_SUFFIX) {
@@ -118,6 +137,7 @@ mod tests {
             {"ifname": "vBp", "ifalias": "eni-b/internet"},
             {"ifname": "vC", "ifalias": "eni-c"},
             {"ifname": "vD", "ifalias": "eni-!bad"},
+            {"ifname": "vx7", "ifalias": "vpc-seven"},
         ]);
         let d = from_links(&links, &here);
         let attached: Vec<(&str, &str, NicType)> = d
@@ -137,5 +157,9 @@ mod tests {
         // bound here, a label that is not an id, an internet label without an address.
         assert_eq!(isolated, ["vB1", "vB2", "vBp", "vC", "vD"]);
         assert!(d.unattributed[0].1.contains("2 devices"));
+        assert_eq!(
+            d.overlays,
+            [("vx7".to_string(), "vpc-seven".parse().unwrap())]
+        );
     }
 }

@@ -129,6 +129,15 @@ pub fn plug(
     ip(&[
         "-n", endpoint, "route", "add", via, "via", GATEWAY, "dev", inner_if, "onlink", "src", &a,
     ])?;
+    // Whatever the destination, packets sent from this address leave by this device (source
+    // routing): the host side lets only the device's own addresses out (anti-spoofing), so
+    // a reply must not take the other interface of a multi-homed instance.
+    let table = if via == "default" { "100" } else { "101" };
+    ip(&["-n", endpoint, "rule", "add", "from", &a, "table", table])?;
+    ip(&[
+        "-n", endpoint, "route", "add", "default", "via", GATEWAY, "dev", inner_if, "onlink",
+        "src", &a, "table", table,
+    ])?;
     Ok(())
 }
 

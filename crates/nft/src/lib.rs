@@ -24,5 +24,5 @@ mod render;
 pub use backend::{Backend, FakeBackend, NftCli, NftError};
 pub use render::{
     render, render_reusing, Attachment, Family, Rule, Ruleset, Set, SetKind, SetName, SetType,
-    Verdict, TABLE,
+    Verdict, Zones, TABLE,
 };

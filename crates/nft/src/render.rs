@@ -213,6 +213,82 @@ pub struct Ruleset {
     /// Devices that claim to carry an interface but cannot be attributed to exactly one
     /// bound here, failed closed: device → why.
     pub isolated: BTreeMap<String, String>,
+    /// Conntrack zones (see [`Zones`]).
+    pub zones: Zones,
+    /// The source addresses each device may send from (see [`Sources`]).
+    pub sources: Sources,
+}
+
+/// Anti-spoofing: a packet coming in by an interface's device must carry one of that
+/// interface's own addresses as its source, or it is dropped before anything else (before
+/// connection tracking too, so that a forged packet cannot ride on another's established
+/// flow). Without it, an instance could send from the address of a member of another
+/// tenant's group and pass that tenant's group rules (on the shared classic network).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sources {
+    /// The devices checked (quoted).
+    pub devices: BTreeSet<String>,
+    /// `"device" . address` pairs allowed, IPv4.
+    pub v4: BTreeSet<String>,
+    /// The same for IPv6.
+    pub v6: BTreeSet<String>,
+}
+
+impl Sources {
+    /// The sets as `(name, declaration, elements)`.
+    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 3] {
+        [
+            ("src_devices", "type ifname;", &self.devices),
+            ("src_v4", "type ifname . ipv4_addr;", &self.v4),
+            ("src_v6", "type ifname . ipv6_addr;", &self.v6),
+        ]
+    }
+
+    /// Allows `device` to send from its interface's addresses.
+    fn allow(&mut self, device: &str, addresses: impl IntoIterator<Item = std::net::IpAddr>) {
+        let device = quote(device);
+        for a in addresses {
+            let set = if a.is_ipv4() {
+                &mut self.v4
+            } else {
+                &mut self.v6
+            };
+            set.insert(format!("{device} . {a}"));
+        }
+        self.devices.insert(device);
+    }
+}
+
+/// Connection-tracking zones: one per VPC on this host, so that two equal 5-tuples in two
+/// VPCs (overlapping CIDRs are normal) are two connections, and a packet of one tenant never
+/// rides on another's established flow. A packet takes the zone of the device it came in by
+/// (an interface's device, or a VPC's overlay device), or else the zone of the local
+/// interface it is addressed to (traffic from the host's shared uplinks); otherwise zone 0,
+/// which is also the classic network's (ECS's classic network is one shared network).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Zones {
+    /// Input device (quoted) → zone.
+    pub by_device: BTreeMap<String, u16>,
+    /// Destination IPv4 address → zone, for addresses exactly one local interface holds.
+    pub by_address_v4: BTreeMap<String, u16>,
+    /// Destination IPv6 address → zone, likewise.
+    pub by_address_v6: BTreeMap<String, u16>,
+}
+
+impl Zones {
+    /// Sets the zone of packets coming in by `device`.
+    pub fn device(&mut self, device: &str, zone: u16) {
+        self.by_device.insert(quote(device), zone);
+    }
+
+    /// The maps as `(name, nft key type, entries)`.
+    fn maps(&self) -> [(&'static str, &'static str, &BTreeMap<String, u16>); 3] {
+        [
+            ("zone_device", "iifname", &self.by_device),
+            ("zone_v4", "ip daddr", &self.by_address_v4),
+            ("zone_v6", "ip6 daddr", &self.by_address_v6),
+        ]
+    }
 }
 
 /// Renders the policy of the instances attached on this host.
@@ -246,6 +322,15 @@ pub fn render_reusing(
         let interface = quote(&a.interface);
         match render_instance(state, a, &mut out, previous, &unchanged) {
             Ok((egress, ingress)) => {
+                if let Ok(i) = state.instance(&a.instance) {
+                    let own: Vec<std::net::IpAddr> = match a.nic_type {
+                        NicType::Intranet => std::iter::once(i.private_ip.into())
+                            .chain(i.ipv6.map(Into::into))
+                            .collect(),
+                        NicType::Internet => i.public_ip.into_iter().map(Into::into).collect(),
+                    };
+                    out.sources.allow(&a.interface, own);
+                }
                 out.egress.insert(interface.clone(), Verdict::Jump(egress));
                 out.ingress.insert(interface, Verdict::Jump(ingress));
             }
@@ -554,6 +639,21 @@ impl Ruleset {
             }
             s.push_str(" }\n");
         }
+        for (name, declaration, set) in self.sources.sets() {
+            let _ = write!(s, "\tset {name} {{ {declaration}");
+            if !set.is_empty() {
+                let _ = write!(s, " elements = {{ {} }};", elements(set));
+            }
+            s.push_str(" }\n");
+        }
+        for (name, key, map) in self.zones.maps() {
+            let _ = write!(s, "\tmap {name} {{ typeof {key} : ct zone;");
+            if !map.is_empty() {
+                let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                let _ = write!(s, " elements = {{ {} }};", entries.join(", "));
+            }
+            s.push_str(" }\n");
+        }
         for (name, rules) in &self.chains {
             let _ = writeln!(s, "\tchain {name} {{");
             for r in rules.iter() {
@@ -562,8 +662,16 @@ impl Ruleset {
             s.push_str("\t}\n");
         }
         s.push_str(
-            "\tchain forward {\n\
+            "\tchain zone {\n\
+             \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tct zone set iifname map @zone_device accept\n\
+             \t\tct zone set ip daddr map @zone_v4 accept\n\
+             \t\tct zone set ip6 daddr map @zone_v6\n\
+             \t}\n\
+             \tchain forward {\n\
              \t\ttype filter hook forward priority filter; policy accept;\n\
+             \t\tiifname @src_devices iifname . ip saddr != @src_v4 drop\n\
+             \t\tiifname @src_devices iifname . ip6 saddr != @src_v6 drop\n\
              \t\tct state established,related accept\n\
              \t\tct state invalid drop\n\
              \t\tiifname vmap @egress\n\
@@ -636,15 +744,25 @@ impl Ruleset {
             ("egress", &self.egress, &old.egress),
             ("ingress", &self.ingress, &old.ingress),
         ] {
-            for (k, v) in prev {
-                if new.get(k) != Some(v) {
-                    let _ = writeln!(s, "delete element inet {t} {map} {{ {k} }}");
-                }
+            map_diff(&mut s, map, new, prev);
+        }
+        for ((map, _, new), (_, _, prev)) in self.zones.maps().into_iter().zip(old.zones.maps()) {
+            map_diff(&mut s, map, new, prev);
+        }
+        for ((name, _, new), (_, _, prev)) in
+            self.sources.sets().into_iter().zip(old.sources.sets())
+        {
+            let gone: BTreeSet<String> = prev.difference(new).cloned().collect();
+            if !gone.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "delete element inet {t} {name} {{ {} }}",
+                    elements(&gone)
+                );
             }
-            for (k, v) in new {
-                if prev.get(k) != Some(v) {
-                    let _ = writeln!(s, "add element inet {t} {map} {{ {k} : {v} }}");
-                }
+            let added: BTreeSet<String> = new.difference(prev).cloned().collect();
+            if !added.is_empty() {
+                let _ = writeln!(s, "add element inet {t} {name} {{ {} }}", elements(&added));
             }
         }
         // Removals last, once nothing refers to them.
@@ -692,6 +810,25 @@ fn insert_rules(s: &mut String, chain: &str, old: &[Rule], new: &[Rule]) -> bool
         }
     }
     true
+}
+
+/// The element changes that turn map `prev` into `new`.
+fn map_diff<V: PartialEq + fmt::Display>(
+    s: &mut String,
+    map: &str,
+    new: &BTreeMap<String, V>,
+    prev: &BTreeMap<String, V>,
+) {
+    for (k, v) in prev {
+        if new.get(k) != Some(v) {
+            let _ = writeln!(s, "delete element inet {TABLE} {map} {{ {k} }}");
+        }
+    }
+    for (k, v) in new {
+        if prev.get(k) != Some(v) {
+            let _ = writeln!(s, "add element inet {TABLE} {map} {{ {k} : {v} }}");
+        }
+    }
 }
 
 fn add_elements(s: &mut String, name: &SetName, set: &BTreeSet<String>) {

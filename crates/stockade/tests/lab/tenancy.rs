@@ -253,3 +253,90 @@ fn no_request_of_another_tenant_changes_a_verdict() {
     );
     assert_eq!(a_verdicts(&lab), before);
 }
+
+/// Tracked ICMP flows from `source` in a host's namespace: a forwarded packet is tracked, one
+/// dropped in the forward hook is not.
+fn tracked_from(ns: &str, source: &str) -> usize {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "conntrack",
+            "-L",
+            "-p",
+            "icmp",
+            "-s",
+            source,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("src="))
+        .count()
+}
+
+#[test]
+fn an_instance_cannot_send_from_an_address_that_is_not_its_own() {
+    if skipped() {
+        return;
+    }
+    // A0, A1, A2 on h1, h2, h1. A1 admits ICMP from A2 only; A0 borrows A2's address.
+    let lab = Lab::up('s', 2, 3, 0);
+    let (a0, a1, a2) = (lab.member(0), lab.member(1), lab.member(2));
+    let g = lab.default_group("vpc");
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "icmp"),
+        ("PortRange", "-1/-1"),
+        ("SourceCidrIp", &format!("{}/32", a2.private_ip)),
+    ]);
+    lab.wait_applied();
+    let host_ns = lab
+        .hosts
+        .iter()
+        .find(|(id, _)| *id == a0.host)
+        .unwrap()
+        .1
+        .clone();
+    let ping = |from: &str, source: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", from, "ping", "-c1", "-W1", "-I", source])
+            .arg(&a1.private_ip)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // The real A2 gets through (and is tracked on its host, h1, which A0 shares).
+    assert!(ping(&a2.netns, &a2.private_ip), "{}", lab.tables());
+    assert_eq!(tracked_from(&host_ns, &a2.private_ip), 1);
+    let flush = Command::new("ip")
+        .args(["netns", "exec", &host_ns, "conntrack", "-F"])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    // A0 sends with A2's address: dropped at A0's device, before connection tracking.
+    let added = Command::new("ip")
+        .args([
+            "-n",
+            &a0.netns,
+            "addr",
+            "add",
+            &format!("{}/32", a2.private_ip),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    assert!(!ping(&a0.netns, &a2.private_ip));
+    assert_eq!(
+        tracked_from(&host_ns, &a2.private_ip),
+        0,
+        "a forged source never reaches connection tracking's table\n{}",
+        lab.tables()
+    );
+}
