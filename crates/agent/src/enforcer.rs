@@ -51,8 +51,7 @@ fn allocate_zones(zones: &mut BTreeMap<VpcId, u16>, present: &BTreeSet<VpcId>) {
     }
 }
 
-/// The zone maps: each attached VPC device and overlay device by its VPC's zone, and each
-/// local address held by one interface only (classic ones in zone 0).
+/// The zone of each attached VPC device and overlay device (classic devices stay in 0).
 fn zones(
     state: &State,
     attachments: &[Attachment],
@@ -61,33 +60,11 @@ fn zones(
 ) -> Zones {
     let mut out = Zones::default();
     let zone_of = |vpc: Option<&VpcId>| vpc.and_then(|v| allocated.get(v)).copied().unwrap_or(0);
-    let mut shared: BTreeSet<String> = BTreeSet::new();
     for a in attachments {
-        let Ok(i) = state.instance(&a.instance) else {
-            continue;
-        };
-        let zone = match a.nic_type {
-            NicType::Intranet => zone_of(i.vpc_id.as_ref()),
-            NicType::Internet => 0,
-        };
-        // A VPC device's packets are its VPC's. A classic device's are not pinned: a flow
-        // between the classic network and a VPC instance here takes the VPC's zone in both
-        // directions (by the VPC side's address), or zone 0 when that side is remote.
-        if zone != 0 {
-            out.device(&a.interface, zone);
-        }
-        let address = match a.nic_type {
-            NicType::Intranet => Some(i.private_ip),
-            NicType::Internet => i.public_ip,
-        };
-        if let Some(address) = address.map(|a| a.to_string()) {
-            if out.by_address_v4.get(&address).is_some_and(|z| *z != zone) {
-                shared.insert(address.clone());
-            }
-            out.by_address_v4.insert(address, zone);
+        if let (Ok(i), NicType::Intranet) = (state.instance(&a.instance), a.nic_type) {
+            out.device(&a.interface, zone_of(i.vpc_id.as_ref()));
         }
     }
-    out.by_address_v4.retain(|a, _| !shared.contains(a));
     for (device, vpc) in overlays {
         out.device(device, zone_of(Some(vpc)));
     }

@@ -97,7 +97,8 @@ pub fn create_endpoint(ns: &str) -> Result<(), AgentError> {
 /// / `inner_if` (endpoint side), the host side labelled `label` (the network interface it
 /// carries, see `interfaces`; empty for the host's own uplinks), `addr`/32 inside, a host
 /// route to it, and inside a route to `via` through the gateway (`default` for the primary
-/// interface).
+/// interface). With `table`, the host route goes into that routing table (a VPC's, see
+/// [`vpc_table`]) and packets from the device are routed by it.
 pub fn plug(
     host: &str,
     endpoint: &str,
@@ -105,6 +106,7 @@ pub fn plug(
     label: &str,
     addr: Ipv4Addr,
     via: &str,
+    table: Option<u32>,
 ) -> Result<(), AgentError> {
     let a = addr.to_string();
     ip(&[
@@ -125,7 +127,14 @@ pub fn plug(
         ip(&["-n", host, "link", "set", host_if, "alias", label])?;
     }
     ip(&["-n", host, "link", "set", host_if, "up"])?;
-    ip(&["-n", host, "route", "add", &a, "dev", host_if])?;
+    match table {
+        None => ip(&["-n", host, "route", "add", &a, "dev", host_if])?,
+        Some(t) => {
+            let t = t.to_string();
+            ip(&["-n", host, "route", "add", &a, "dev", host_if, "table", &t])?;
+            ip(&["-n", host, "rule", "add", "iif", host_if, "table", &t])?
+        }
+    };
     ip(&[
         "-n", endpoint, "route", "add", via, "via", GATEWAY, "dev", inner_if, "onlink", "src", &a,
     ])?;
@@ -198,6 +207,90 @@ pub fn route_via(host: &str, addr: Ipv4Addr, next_hop: &str) -> Result<(), Agent
         &addr.to_string(),
         "via",
         next_hop,
+    ])
+    .map(drop)
+}
+
+/// A VPC's routing table on a host, in the way of a VRF (this kernel may have no VRF
+/// driver): its instances' devices and overlay devices are routed by it alone (`ip rule
+/// iif`), so overlapping VPCs on one host never reach each other. On the hub its default is
+/// a blackhole; a spoke sends what it does not hold to the hub over the VPC's overlay.
+pub fn vpc_table(
+    host: &str,
+    table: u32,
+    default_via: Option<(&str, &str)>,
+) -> Result<(), AgentError> {
+    let t = table.to_string();
+    match default_via {
+        None => ip(&[
+            "-n",
+            host,
+            "route",
+            "add",
+            "blackhole",
+            "default",
+            "table",
+            &t,
+        ]),
+        Some((dev, addr)) => ip(&[
+            "-n", host, "route", "add", "default", "via", addr, "dev", dev, "onlink", "table", &t,
+        ]),
+    }
+    .map(drop)
+}
+
+/// A VPC's overlay between the hub and host `other` (link `n`, see [`link_hosts`]): a
+/// VXLAN pair with the VPC's own VNI over the hosts' shared link, each end labelled with the
+/// VPC id (the agent tracks what it brings in in the VPC's conntrack zone) and routed by the
+/// VPC's table. Returns the hub-side and the other side's overlay addresses
+/// (169.254.`t`.0/24, one /30 per link).
+pub fn overlay(
+    hub: &str,
+    other: &str,
+    (n, t): (u8, u8),
+    (hub_dev, other_dev): (&str, &str),
+    vni: u32,
+    (label, table): (&str, u32),
+) -> Result<(String, String), AgentError> {
+    let underlay = |k: u8| format!("198.18.254.{}", 4 * n + k);
+    let overlay = |k: u8| format!("169.254.{t}.{}", 4 * n + k);
+    let (vni, tab) = (vni.to_string(), table.to_string());
+    for (ns, dev, local, remote, addr) in [
+        (hub, hub_dev, underlay(1), underlay(2), overlay(1)),
+        (other, other_dev, underlay(2), underlay(1), overlay(2)),
+    ] {
+        ip(&[
+            "-n", ns, "link", "add", dev, "type", "vxlan", "id", &vni, "local", &local, "remote",
+            &remote, "dstport", "4789",
+        ])?;
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
+        ip(&["-n", ns, "link", "set", dev, "alias", label])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+        ip(&["-n", ns, "rule", "add", "iif", dev, "table", &tab])?;
+    }
+    Ok((overlay(1), overlay(2)))
+}
+
+/// Routes `addr` in a VPC's table on the hub via a spoke's end of the VPC's overlay.
+pub fn route_in_table(
+    host: &str,
+    addr: Ipv4Addr,
+    next_hop: &str,
+    dev: &str,
+    table: u32,
+) -> Result<(), AgentError> {
+    ip(&[
+        "-n",
+        host,
+        "route",
+        "replace",
+        &addr.to_string(),
+        "via",
+        next_hop,
+        "dev",
+        dev,
+        "table",
+        &table.to_string(),
     ])
     .map(drop)
 }

@@ -262,34 +262,49 @@ impl Sources {
 /// Connection-tracking zones: one per VPC on this host, so that two equal 5-tuples in two
 /// VPCs (overlapping CIDRs are normal) are two connections, and a packet of one tenant never
 /// rides on another's established flow. A packet takes the zone of the device it came in by
-/// (an interface's device, or a VPC's overlay device), or else the zone of the local
-/// interface it is addressed to (traffic from the host's shared uplinks); otherwise zone 0,
-/// which is also the classic network's (ECS's classic network is one shared network).
+/// (an interface's device, or a VPC's overlay device), or else the zone of the device the
+/// host's routing sends it out by (`fib daddr oifname`: traffic from the host's shared
+/// uplinks, routed as it will really go, which also tells apart equal addresses of two VPCs
+/// on one host); otherwise zone 0, which is also the classic network's (ECS's classic
+/// network is one shared network).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Zones {
-    /// Input device (quoted) → zone.
+    /// Device (quoted) → zone (never 0: zone 0 needs no entry).
     pub by_device: BTreeMap<String, u16>,
-    /// Destination IPv4 address → zone, for addresses exactly one local interface holds.
-    pub by_address_v4: BTreeMap<String, u16>,
-    /// Destination IPv6 address → zone, likewise.
-    pub by_address_v6: BTreeMap<String, u16>,
 }
 
 impl Zones {
-    /// Sets the zone of packets coming in by `device`.
+    /// Sets the zone of packets coming in by `device`, or routed out by it.
     pub fn device(&mut self, device: &str, zone: u16) {
-        self.by_device.insert(quote(device), zone);
+        if zone != 0 {
+            self.by_device.insert(quote(device), zone);
+        }
     }
 
-    /// The maps as `(name, nft key type, entries)`.
-    fn maps(&self) -> [(&'static str, &'static str, &BTreeMap<String, u16>); 3] {
-        [
-            ("zone_device", "iifname", &self.by_device),
-            ("zone_v4", "ip daddr", &self.by_address_v4),
-            ("zone_v6", "ip6 daddr", &self.by_address_v6),
-        ]
+    /// The chain that puts a packet in `zone`.
+    fn chain(zone: u16) -> String {
+        format!("zone_{zone}")
+    }
+
+    /// The zones in use, each with its chain.
+    fn chains(&self) -> BTreeSet<u16> {
+        self.by_device.values().copied().collect()
+    }
+
+    /// The dispatch maps' entries (both maps hold the same ones).
+    fn entries(&self) -> BTreeMap<String, Verdict> {
+        self.by_device
+            .iter()
+            .map(|(d, z)| (d.clone(), Verdict::Jump(Zones::chain(*z))))
+            .collect()
     }
 }
+
+/// The zone dispatch maps: by input device, and by the output device routing chooses.
+const ZONE_MAPS: [(&str, &str); 2] = [
+    ("zone_in", "type ifname"),
+    ("zone_out", "typeof fib daddr oifname"),
+];
 
 /// Renders the policy of the instances attached on this host.
 ///
@@ -646,13 +661,24 @@ impl Ruleset {
             }
             s.push_str(" }\n");
         }
-        for (name, key, map) in self.zones.maps() {
-            let _ = write!(s, "\tmap {name} {{ typeof {key} : ct zone;");
-            if !map.is_empty() {
-                let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+        let zone_entries = self.zones.entries();
+        for (name, key) in ZONE_MAPS {
+            let _ = write!(s, "\tmap {name} {{ {key} : verdict;");
+            if !zone_entries.is_empty() {
+                let entries: Vec<String> = zone_entries
+                    .iter()
+                    .map(|(k, v)| format!("{k} : {v}"))
+                    .collect();
                 let _ = write!(s, " elements = {{ {} }};", entries.join(", "));
             }
             s.push_str(" }\n");
+        }
+        for zone in self.zones.chains() {
+            let _ = writeln!(
+                s,
+                "\tchain {} {{\n\t\tct zone set {zone} accept\n\t}}",
+                Zones::chain(zone)
+            );
         }
         for (name, rules) in &self.chains {
             let _ = writeln!(s, "\tchain {name} {{");
@@ -664,9 +690,8 @@ impl Ruleset {
         s.push_str(
             "\tchain zone {\n\
              \t\ttype filter hook prerouting priority raw; policy accept;\n\
-             \t\tct zone set iifname map @zone_device accept\n\
-             \t\tct zone set ip daddr map @zone_v4 accept\n\
-             \t\tct zone set ip6 daddr map @zone_v6\n\
+             \t\tiifname vmap @zone_in\n\
+             \t\tfib daddr oifname vmap @zone_out\n\
              \t}\n\
              \tchain forward {\n\
              \t\ttype filter hook forward priority filter; policy accept;\n\
@@ -746,8 +771,15 @@ impl Ruleset {
         ] {
             map_diff(&mut s, map, new, prev);
         }
-        for ((map, _, new), (_, _, prev)) in self.zones.maps().into_iter().zip(old.zones.maps()) {
-            map_diff(&mut s, map, new, prev);
+        let (new_zones, old_zones) = (self.zones.chains(), old.zones.chains());
+        for zone in new_zones.difference(&old_zones) {
+            let chain = Zones::chain(*zone);
+            let _ = writeln!(s, "add chain inet {t} {chain}");
+            let _ = writeln!(s, "add rule inet {t} {chain} ct zone set {zone} accept");
+        }
+        let (new_entries, old_entries) = (self.zones.entries(), old.zones.entries());
+        for (map, _) in ZONE_MAPS {
+            map_diff(&mut s, map, &new_entries, &old_entries);
         }
         for ((name, _, new), (_, _, prev)) in
             self.sources.sets().into_iter().zip(old.sources.sets())
@@ -766,6 +798,9 @@ impl Ruleset {
             }
         }
         // Removals last, once nothing refers to them.
+        for zone in old_zones.difference(&new_zones) {
+            let _ = writeln!(s, "delete chain inet {t} {}", Zones::chain(*zone));
+        }
         for name in old.chains.keys() {
             if !self.chains.contains_key(name) {
                 let _ = writeln!(s, "delete chain inet {t} {name}");

@@ -31,6 +31,32 @@ impl Api {
         })
     }
 
+    /// The same endpoint as another account, whose pair is in `file` (the JSON `stockade
+    /// account create` prints).
+    pub(crate) fn with_key_file(&self, file: &std::path::Path) -> Result<Api> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an AccessKey pair", file.display()))?;
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        Ok(self.with_key(field("AccessKeyId"), field("AccessKeySecret")))
+    }
+
+    /// The same endpoint as another account.
+    pub(crate) fn with_key(&self, access_key_id: String, secret: String) -> Api {
+        Api {
+            endpoint: self.endpoint.clone(),
+            access_key_id,
+            secret,
+            http: self.http.clone(),
+        }
+    }
+
+    /// The AccessKey pair.
+    pub(crate) fn key(&self) -> (&str, &str) {
+        (&self.access_key_id, &self.secret)
+    }
+
     /// The operator's client: `STOCKADE_OPERATOR_ACCESS_KEY_ID` and
     /// `STOCKADE_OPERATOR_ACCESS_KEY_SECRET`, or else the pair in `key_file` (the JSON
     /// `stockade account create --operator` prints, which the embedded server writes to
@@ -42,25 +68,17 @@ impl Api {
         ) {
             (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => (id, secret),
             _ => {
-                let text = std::fs::read_to_string(key_file).with_context(|| {
-                    format!(
+                if !key_file.exists() {
+                    bail!(
                         "set STOCKADE_OPERATOR_ACCESS_KEY_ID and _SECRET, or point \
-                         --operator-key-file at the server's operator-key ({} not readable)",
+                         --operator-key-file at the server's operator-key ({} not found)",
                         key_file.display()
-                    )
-                })?;
-                let v: Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not an operator key", key_file.display()))?;
-                let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-                (field("AccessKeyId"), field("AccessKeySecret"))
+                    );
+                }
+                return self.with_key_file(key_file);
             }
         };
-        Ok(Api {
-            endpoint: self.endpoint.clone(),
-            access_key_id: id,
-            secret,
-            http: self.http.clone(),
-        })
+        Ok(self.with_key(id, secret))
     }
 
     /// Calls an action (`Version` defaults to ECS's); an ECS error becomes `Code: Message`.

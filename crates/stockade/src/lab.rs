@@ -87,6 +87,11 @@ pub(crate) struct UpArgs {
     /// STOCKADE_OPERATOR_ACCESS_KEY_ID and _SECRET are not set.
     #[arg(long, default_value = "./stockade-data/operator-key")]
     operator_key_file: PathBuf,
+    /// Another tenant (repeatable): a file with its AccessKey pair, as `stockade account
+    /// create` prints it. Each gets a VPC with the same CIDRs as the lab's and
+    /// `--instances` instances of its own, on the same hosts at the same addresses.
+    #[arg(long = "tenant", value_name = "FILE")]
+    tenants: Vec<PathBuf>,
 }
 
 /// `lab probe` flags.
@@ -150,6 +155,19 @@ struct Lab {
     hosts: Vec<Host>,
     instances: Vec<Member>,
     internet_netns: String,
+    /// The other tenants (`--tenant`); a member's `Tenant` indexes them from 1.
+    tenants: Vec<Tenant>,
+}
+
+/// Another tenant's account and network (the file is the owner's only: it holds their key).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tenant {
+    access_key_id: String,
+    access_key_secret: String,
+    vpc_id: String,
+    v_switch_id: String,
+    security_group_ids: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -170,6 +188,9 @@ struct Member {
     private_ip_address: String,
     public_ip_address: String,
     network: String,
+    /// 0: the lab's own account; n: `Tenants[n - 1]`.
+    #[serde(default)]
+    tenant: usize,
 }
 
 impl Lab {
@@ -389,60 +410,55 @@ fn up(args: &UpArgs) -> Result<()> {
     step(
         1,
         steps,
-        "creating the VPC, vSwitch and security groups through the API",
+        "creating the VPCs, vSwitches and security groups through the API",
     );
-    let vpc = api.call(&[
-        ("Action", "CreateVpc"),
-        ("Version", server::VPC_VERSION),
-        ("RegionId", region),
-        ("CidrBlock", "198.18.0.0/16"),
-        ("VpcName", &format!("lab-{name}")),
-    ])?;
-    lab.vpc_id = text(&vpc["VpcId"]);
-    lab.save(dir)?;
-    let vsw = api.call(&[
-        ("Action", "CreateVSwitch"),
-        ("Version", server::VPC_VERSION),
-        ("RegionId", region),
-        ("VpcId", &lab.vpc_id),
-        ("ZoneId", &format!("{region}-b")),
-        ("CidrBlock", "198.18.1.0/24"),
-    ])?;
-    lab.v_switch_id = text(&vsw["VSwitchId"]);
+    // Tenant 0 is the lab's own account; the others bring their keys.
+    let mut apis = vec![api.clone()];
+    for file in &args.tenants {
+        let tenant = api.with_key_file(file)?;
+        let (id, secret) = tenant.key();
+        lab.tenants.push(Tenant {
+            access_key_id: id.to_string(),
+            access_key_secret: secret.to_string(),
+            ..Tenant::default()
+        });
+        apis.push(tenant);
+    }
     lab.save(dir)?;
     let mut batches = Vec::new();
-    for (network, count) in [("vpc", args.instances), ("classic", args.classic)] {
-        if count == 0 {
-            continue;
+    for (t, api) in apis.iter().enumerate() {
+        let (vpc_id, vsw_id) = create_network(api, region, &format!("lab-{name}-{t}"))?;
+        let classic = if t == 0 { args.classic } else { 0 };
+        let mut groups = Vec::new();
+        for (network, count) in [("vpc", args.instances), ("classic", classic)] {
+            if count == 0 {
+                continue;
+            }
+            let sg = create_group(
+                api,
+                region,
+                &format!("lab-{name}-{network}"),
+                (network == "vpc").then_some(vpc_id.as_str()),
+            )?;
+            groups.push(sg.clone());
+            batches.push((t, network, count, sg));
         }
-        let mut params = vec![
-            ("Action", "CreateSecurityGroup"),
-            ("RegionId", region),
-            (
-                "Description",
-                "Stockade lab: members isolated until rules open them",
-            ),
-        ];
-        let group_name = format!("lab-{name}-{network}");
-        params.push(("SecurityGroupName", &group_name));
-        if network == "vpc" {
-            params.push(("VpcId", &lab.vpc_id));
+        if t == 0 {
+            (lab.vpc_id, lab.v_switch_id, lab.security_group_ids) = (vpc_id, vsw_id, groups);
+        } else {
+            let tenant = &mut lab.tenants[t - 1];
+            (tenant.vpc_id, tenant.v_switch_id, tenant.security_group_ids) =
+                (vpc_id, vsw_id, groups);
         }
-        let sg = text(&api.call(&params)?["SecurityGroupId"]);
-        lab.security_group_ids.push(sg.clone());
         lab.save(dir)?;
-        // Isolated by default, so that what passes is what the user's rules open.
-        api.call(&[
-            ("Action", "ModifySecurityGroupPolicy"),
-            ("RegionId", region),
-            ("SecurityGroupId", &sg),
-            ("InnerAccessPolicy", "Drop"),
-        ])?;
-        batches.push((network, count, sg));
     }
     step(2, steps, "creating the instances and placing them on hosts");
-    for (network, count, sg) in &batches {
+    for (t, network, count, sg) in &batches {
         let amount = count.to_string();
+        let vswitch = match t {
+            0 => lab.v_switch_id.clone(),
+            t => lab.tenants[t - 1].v_switch_id.clone(),
+        };
         let mut params = vec![
             ("Action", "RunInstances"),
             ("RegionId", region),
@@ -454,67 +470,75 @@ fn up(args: &UpArgs) -> Result<()> {
         let instance_name = format!("lab-{name}");
         params.push(("InstanceName", &instance_name));
         if *network == "vpc" {
-            params.push(("VSwitchId", &lab.v_switch_id));
+            params.push(("VSwitchId", &vswitch));
         } else {
             params.push(("InternetMaxBandwidthOut", "10"));
         }
-        let run = api.call(&params)?;
-        for id in run["InstanceIdSets"]["InstanceIdSet"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let n = lab.instances.len();
+        let run = apis[*t].call(&params)?;
+        // Each tenant's instances are spread over the hosts in the same order, so that
+        // overlapping VPCs put equal addresses on the same host.
+        let before = lab.instances.iter().filter(|m| m.tenant == *t).count();
+        for (n, id) in (before..).zip(
+            run["InstanceIdSets"]["InstanceIdSet"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        ) {
+            let k = lab.instances.len();
             let id = text(id);
             lab.instances.push(Member {
                 host_id: format!("h{}", n % args.hosts + 1),
-                netns: format!("sk-{name}-{id}"),
+                netns: format!("sk-{name}-{k}"),
                 instance_id: id,
                 network: network.to_string(),
+                tenant: *t,
                 ..Member::default()
             });
         }
         lab.save(dir)?;
     }
-    let ids: Vec<String> = lab
-        .instances
-        .iter()
-        .map(|m| m.instance_id.clone())
-        .collect();
-    let described = api.call(&[
-        ("Action", "DescribeInstances"),
-        ("RegionId", region),
-        ("InstanceIds", &serde_json::to_string(&ids)?),
-        ("PageSize", "100"),
-    ])?;
-    for i in described["Instances"]["Instance"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let id = text(&i["InstanceId"]);
-        let first = |v: &Value| {
-            v.as_array()
-                .and_then(|a| a.first())
-                .map(text)
-                .unwrap_or_default()
-        };
-        let private = match first(&i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"]) {
-            s if s.is_empty() => first(&i["InnerIpAddress"]["IpAddress"]),
-            s => s,
-        };
-        let public = first(&i["PublicIpAddress"]["IpAddress"]);
-        let primary = i["NetworkInterfaces"]["NetworkInterface"]
+    for (t, api) in apis.iter().enumerate() {
+        let ids: Vec<String> = lab
+            .instances
+            .iter()
+            .filter(|m| m.tenant == t)
+            .map(|m| m.instance_id.clone())
+            .collect();
+        let described = api.call(&[
+            ("Action", "DescribeInstances"),
+            ("RegionId", region),
+            ("InstanceIds", &serde_json::to_string(&ids)?),
+            ("PageSize", "100"),
+        ])?;
+        for i in described["Instances"]["Instance"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|n| n["Type"] == "Primary")
-            .map(|n| text(&n["NetworkInterfaceId"]))
-            .unwrap_or_default();
-        if let Some(m) = lab.instances.iter_mut().find(|m| m.instance_id == id) {
-            m.private_ip_address = private;
-            m.public_ip_address = public;
-            m.network_interface_id = primary;
+        {
+            let id = text(&i["InstanceId"]);
+            let first = |v: &Value| {
+                v.as_array()
+                    .and_then(|a| a.first())
+                    .map(text)
+                    .unwrap_or_default()
+            };
+            let private = match first(&i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"]) {
+                s if s.is_empty() => first(&i["InnerIpAddress"]["IpAddress"]),
+                s => s,
+            };
+            let public = first(&i["PublicIpAddress"]["IpAddress"]);
+            let primary = i["NetworkInterfaces"]["NetworkInterface"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["Type"] == "Primary")
+                .map(|n| text(&n["NetworkInterfaceId"]))
+                .unwrap_or_default();
+            if let Some(m) = lab.instances.iter_mut().find(|m| m.instance_id == id) {
+                m.private_ip_address = private;
+                m.public_ip_address = public;
+                m.network_interface_id = primary;
+            }
         }
     }
     for m in &lab.instances {
@@ -556,6 +580,53 @@ fn up(args: &UpArgs) -> Result<()> {
         lab.instances.last().map_or("", |m| m.instance_id.as_str())
     );
     Ok(())
+}
+
+/// A VPC (198.18.0.0/16) and its vSwitch (198.18.1.0/24, zone `-b`): the same CIDRs for
+/// every tenant of the lab, as overlapping VPCs are normal in ECS.
+fn create_network(api: &Api, region: &str, name: &str) -> Result<(String, String)> {
+    let vpc = api.call(&[
+        ("Action", "CreateVpc"),
+        ("Version", server::VPC_VERSION),
+        ("RegionId", region),
+        ("CidrBlock", "198.18.0.0/16"),
+        ("VpcName", name),
+    ])?;
+    let vpc_id = text(&vpc["VpcId"]);
+    let vsw = api.call(&[
+        ("Action", "CreateVSwitch"),
+        ("Version", server::VPC_VERSION),
+        ("RegionId", region),
+        ("VpcId", &vpc_id),
+        ("ZoneId", &format!("{region}-b")),
+        ("CidrBlock", "198.18.1.0/24"),
+    ])?;
+    Ok((vpc_id, text(&vsw["VSwitchId"])))
+}
+
+/// A group of the VPC (`None`: classic) whose members are isolated until rules open them.
+fn create_group(api: &Api, region: &str, name: &str, vpc: Option<&str>) -> Result<String> {
+    let mut params = vec![
+        ("Action", "CreateSecurityGroup"),
+        ("RegionId", region),
+        ("SecurityGroupName", name),
+        (
+            "Description",
+            "Stockade lab: members isolated until rules open them",
+        ),
+    ];
+    if let Some(vpc) = vpc {
+        params.push(("VpcId", vpc));
+    }
+    let sg = text(&api.call(&params)?["SecurityGroupId"]);
+    // Isolated by default, so that what passes is what the user's rules open.
+    api.call(&[
+        ("Action", "ModifySecurityGroupPolicy"),
+        ("RegionId", region),
+        ("SecurityGroupId", &sg),
+        ("InnerAccessPolicy", "Drop"),
+    ])?;
+    Ok(sg)
 }
 
 fn text(v: &Value) -> String {
@@ -601,7 +672,35 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
         "",
         netns::INTERNET.parse()?,
         "default",
+        None,
     )?;
+    // Every other tenant's VPC: a routing table on each host, and an overlay (VXLAN, one
+    // VNI per VPC) from the hub to each other host. The lab's own VPC keeps the hosts' main
+    // tables and shared links, which also reach the internet and the classic network.
+    let table_of = |tenant: usize| (tenant > 0).then(|| 1000 + tenant as u32);
+    let mut overlay_hop = std::collections::BTreeMap::new();
+    for t in 1..=lab.tenants.len() {
+        let table = 1000 + t as u32;
+        let label = lab.tenants[t - 1].vpc_id.clone();
+        netns::vpc_table(&hub, table, None)?;
+        for h in 2..=hosts {
+            let devices = (format!("sk{name}X{t}{h}"), format!("sk{name}Y{t}{h}"));
+            let (hub_addr, other_addr) = netns::overlay(
+                &hub,
+                &lab.hosts[h - 1].netns,
+                (h as u8, t as u8),
+                (&devices.0, &devices.1),
+                100 + t as u32,
+                (&label, table),
+            )?;
+            netns::vpc_table(
+                &lab.hosts[h - 1].netns,
+                table,
+                Some((&devices.1, &hub_addr)),
+            )?;
+            overlay_hop.insert((t, h), (devices.0, other_addr));
+        }
+    }
     for (k, m) in lab.instances.iter().enumerate() {
         let host = lab
             .hosts
@@ -621,6 +720,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             &agent::interfaces::label(&eni, model::NicType::Intranet),
             private,
             "default",
+            table_of(m.tenant),
         )?;
         let public = m.public_ip_address.parse().ok();
         if let Some(public) = public {
@@ -633,12 +733,19 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                 &agent::interfaces::label(&eni, model::NicType::Internet),
                 public,
                 "198.19.0.0/16",
+                None,
             )?;
         }
         let h: usize = m.host_id[1..].parse()?;
-        if h != 1 {
-            for addr in std::iter::once(private).chain(public) {
-                netns::route_via(&hub, addr, &next_hop[h])?;
+        match (h, overlay_hop.get(&(m.tenant, h))) {
+            (1, _) => {}
+            (_, Some((dev, hop))) => {
+                netns::route_in_table(&hub, private, hop, dev, 1000 + m.tenant as u32)?
+            }
+            (_, None) => {
+                for addr in std::iter::once(private).chain(public) {
+                    netns::route_via(&hub, addr, &next_hop[h])?;
+                }
             }
         }
     }
@@ -781,12 +888,16 @@ fn print_status(lab: &Lab) -> Result<()> {
                 s.join(" ")
             })
             .unwrap_or_default();
+        let network = match (m.tenant, m.network.as_str()) {
+            (0, n) => n.to_string(),
+            (t, n) => format!("{n}/t{t}"),
+        };
         println!(
             "{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} {interfaces}",
             m.instance_id,
             m.network_interface_id,
             m.host_id,
-            m.network,
+            network,
             m.private_ip_address,
             m.public_ip_address
         );
@@ -830,7 +941,16 @@ fn down(dir: &Path) -> Result<()> {
     }
     println!("[3/3] deleting the lab's instances, groups, vSwitch and VPC");
     match Api::from_env() {
-        Ok(api) => delete_resources(&api, &lab),
+        Ok(api) => {
+            delete_resources(&api, &lab, 0);
+            for (t, tenant) in lab.tenants.iter().enumerate() {
+                let api = api.with_key(
+                    tenant.access_key_id.clone(),
+                    tenant.access_key_secret.clone(),
+                );
+                delete_resources(&api, &lab, t + 1);
+            }
+        }
         Err(e) => eprintln!("  skipped ({e}); the API resources remain"),
     }
     std::fs::remove_file(Lab::path(dir))?;
@@ -838,14 +958,15 @@ fn down(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn delete_resources(api: &Api, lab: &Lab) {
+/// Deletes the instances, groups, vSwitch and VPC of one tenant of the lab.
+fn delete_resources(api: &Api, lab: &Lab, tenant: usize) {
     let region = lab.region_id.as_str();
     let report = |what: &str, r: Result<Value>| {
         if let Err(e) = r {
             eprintln!("  {what}: {e:#}");
         }
     };
-    for m in &lab.instances {
+    for m in lab.instances.iter().filter(|m| m.tenant == tenant) {
         report(
             &m.instance_id,
             api.call(&[
@@ -855,7 +976,14 @@ fn delete_resources(api: &Api, lab: &Lab) {
             ]),
         );
     }
-    for sg in &lab.security_group_ids {
+    let (groups, vswitch, vpc) = match tenant {
+        0 => (&lab.security_group_ids, &lab.v_switch_id, &lab.vpc_id),
+        t => {
+            let t = &lab.tenants[t - 1];
+            (&t.security_group_ids, &t.v_switch_id, &t.vpc_id)
+        }
+    };
+    for sg in groups {
         report(
             sg,
             api.call(&[
@@ -866,8 +994,8 @@ fn delete_resources(api: &Api, lab: &Lab) {
         );
     }
     for (action, key, id) in [
-        ("DeleteVSwitch", "VSwitchId", &lab.v_switch_id),
-        ("DeleteVpc", "VpcId", &lab.vpc_id),
+        ("DeleteVSwitch", "VSwitchId", vswitch),
+        ("DeleteVpc", "VpcId", vpc),
     ] {
         if !id.is_empty() {
             report(

@@ -85,6 +85,8 @@ pub(crate) struct Member {
     pub public_ip: String,
     /// Its primary network interface.
     pub eni: String,
+    /// Whose: 0 for the lab's account, `n` for `tenants[n - 1]`.
+    pub tenant: usize,
 }
 
 /// A running server with a lab over it; dropping it tears both down.
@@ -93,6 +95,8 @@ pub(crate) struct Lab {
     pub addr: String,
     /// The operator's AccessKey pair.
     pub operator: Keys,
+    /// The other tenants' pairs (tenant `n` at `n - 1`).
+    pub tenants: Vec<Keys>,
     /// The server's store, as `stockade account` takes it.
     store: Vec<std::ffi::OsString>,
     pub dir: tempfile::TempDir,
@@ -106,6 +110,18 @@ impl Lab {
     /// A server on a free port and a lab of `hosts` hosts, `vpc` VPC instances and
     /// `classic` classic ones. `tag` makes the lab's names unique.
     pub(crate) fn up(tag: char, hosts: usize, vpc: usize, classic: usize) -> Lab {
+        Lab::up_with_tenants(tag, hosts, vpc, classic, 0)
+    }
+
+    /// [`Lab::up`] with `tenants` more accounts (`lab up --tenant`), each with a VPC of the
+    /// same CIDRs and `vpc` instances on the same hosts at the same addresses.
+    pub(crate) fn up_with_tenants(
+        tag: char,
+        hosts: usize,
+        vpc: usize,
+        classic: usize,
+        tenants: usize,
+    ) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let store: Vec<std::ffi::OsString> = match std::env::var("STOCKADE_TEST_DATABASE_URL") {
@@ -139,11 +155,23 @@ impl Lab {
         // The lab plays the operator (placement is the operator's): the same store as the
         // server, on either backend, as a user of replicas would make one.
         let operator = create_account(&store, "lab-operator", true);
+        let mut tenant_args = Vec::new();
+        let mut tenant_keys = Vec::new();
+        for t in 1..=tenants {
+            let keys = create_account(&store, &format!("lab-tenant-{t}"), false);
+            let file = dir.path().join(format!("tenant-{t}.json"));
+            let json = serde_json::json!({"AccessKeyId": keys.0, "AccessKeySecret": keys.1});
+            std::fs::write(&file, json.to_string()).unwrap();
+            tenant_args.push("--tenant".to_string());
+            tenant_args.push(file.display().to_string());
+            tenant_keys.push(keys);
+        }
         let name = format!("{tag}{}", std::process::id() % 100_000);
         let mut lab = Lab {
             server,
             addr,
             operator,
+            tenants: tenant_keys,
             store,
             dir,
             lab: Value::Null,
@@ -164,6 +192,7 @@ impl Lab {
                 "--classic",
                 &classic.to_string(),
             ])
+            .args(&tenant_args)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -189,6 +218,7 @@ impl Lab {
                 private_ip: s(&m["PrivateIpAddress"]),
                 public_ip: s(&m["PublicIpAddress"]),
                 eni: s(&m["NetworkInterfaceId"]),
+                tenant: m["Tenant"].as_u64().unwrap_or(0) as usize,
             })
             .collect();
         lab.hosts = lab.lab["Hosts"]
@@ -416,5 +446,91 @@ impl Drop for Lab {
         }
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+/// A TCP connection from one namespace to an echo server in another, kept open between
+/// exchanges (Python, present wherever the SDK suite runs).
+pub(crate) struct Connection {
+    server: std::process::Child,
+    client: std::process::Child,
+    lines: BufReader<std::process::ChildStdout>,
+}
+
+const ECHO_SERVER: &str = "import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',int(sys.argv[1])));s.listen(1);print('ready',flush=True)\nc,_=s.accept()\nwhile True:\n d=c.recv(100)\n if not d: break\n c.sendall(d)\n";
+const ECHO_CLIENT: &str = "import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2,source_address=('0.0.0.0',int(sys.argv[3])))\nfor line in sys.stdin:\n try:\n  c.sendall(b'x');ok=c.recv(10)==b'x'\n except Exception:\n  ok=False\n print('ok' if ok else 'dead',flush=True)\n";
+
+impl Connection {
+    pub(crate) fn open(server_ns: &str, client_ns: &str, addr: &str, port: u16) -> Connection {
+        Connection::open_from(server_ns, client_ns, addr, port, 0)
+    }
+
+    /// [`Connection::open`] from a given source port (0: any).
+    pub(crate) fn open_from(
+        server_ns: &str,
+        client_ns: &str,
+        addr: &str,
+        port: u16,
+        source_port: u16,
+    ) -> Connection {
+        let mut server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                server_ns,
+                "python3",
+                "-c",
+                ECHO_SERVER,
+                &port.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        let mut client = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                client_ns,
+                "python3",
+                "-c",
+                ECHO_CLIENT,
+                addr,
+                &port.to_string(),
+                &source_port.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(client.stdout.take().unwrap());
+        Connection {
+            server,
+            client,
+            lines,
+        }
+    }
+
+    /// One exchange over the open connection.
+    pub(crate) fn echo(&mut self) -> bool {
+        let stdin = self.client.stdin.as_mut().unwrap();
+        if writeln!(stdin, "go").and_then(|()| stdin.flush()).is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        self.lines.read_line(&mut line).is_ok() && line.trim() == "ok"
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for p in [&mut self.client, &mut self.server] {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
     }
 }

@@ -3,11 +3,10 @@
 //! the lab's VPC group (intra-group access dropped); classic instance E (h1) with an internet
 //! interface; the internet client outside every group.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{skipped, Lab};
+use crate::harness::{skipped, Connection, Lab};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -273,80 +272,6 @@ fn security_groups_hold_on_real_packets() {
     expect!(lab, 13, Some(A) => ip(E), "tcp", 80, false);
 
     // IPv6: the lab has no IPv6 addresses (ECS instances here get none), so no step.
-}
-
-/// A TCP connection from one namespace to an echo server in another, kept open between
-/// exchanges (Python, present wherever the SDK suite runs).
-struct Connection {
-    server: std::process::Child,
-    client: std::process::Child,
-    lines: BufReader<std::process::ChildStdout>,
-}
-
-const ECHO_SERVER: &str = "import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',int(sys.argv[1])));s.listen(1);print('ready',flush=True)\nc,_=s.accept()\nwhile True:\n d=c.recv(100)\n if not d: break\n c.sendall(d)\n";
-const ECHO_CLIENT: &str = "import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2)\nfor line in sys.stdin:\n try:\n  c.sendall(b'x');ok=c.recv(10)==b'x'\n except Exception:\n  ok=False\n print('ok' if ok else 'dead',flush=True)\n";
-
-impl Connection {
-    fn open(server_ns: &str, client_ns: &str, addr: &str, port: u16) -> Connection {
-        let mut server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                server_ns,
-                "python3",
-                "-c",
-                ECHO_SERVER,
-                &port.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready");
-        let mut client = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                client_ns,
-                "python3",
-                "-c",
-                ECHO_CLIENT,
-                addr,
-                &port.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(client.stdout.take().unwrap());
-        Connection {
-            server,
-            client,
-            lines,
-        }
-    }
-
-    /// One exchange over the open connection.
-    fn echo(&mut self) -> bool {
-        let stdin = self.client.stdin.as_mut().unwrap();
-        if writeln!(stdin, "go").and_then(|()| stdin.flush()).is_err() {
-            return false;
-        }
-        let mut line = String::new();
-        self.lines.read_line(&mut line).is_ok() && line.trim() == "ok"
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        for p in [&mut self.client, &mut self.server] {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
 }
 
 #[test]

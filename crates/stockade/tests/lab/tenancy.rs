@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{skipped, Keys, Lab};
+use crate::harness::{skipped, Connection, Keys, Lab};
 
 /// A's verdicts that must never move: A0 → A1 on 80 (accepted) and 81 (dropped), as probes
 /// on real packets and as `DescribeFlowVerdict` answers.
@@ -338,5 +338,120 @@ fn an_instance_cannot_send_from_an_address_that_is_not_its_own() {
         0,
         "a forged source never reaches connection tracking's table\n{}",
         lab.tables()
+    );
+}
+
+#[test]
+fn overlapping_vpcs_on_shared_hosts_keep_their_own_rules_and_connections() {
+    if skipped() {
+        return;
+    }
+    // Two accounts, one VPC each with the same CIDRs: A0 and B0 at .2 on h1, A1 and B1 at
+    // .3 on h2.
+    let lab = Lab::up_with_tenants('o', 2, 2, 0, 1);
+    let of = |tenant: usize| -> Vec<usize> {
+        (0..lab.members.len())
+            .filter(|&n| lab.member(n).tenant == tenant)
+            .collect()
+    };
+    let (a, b) = (of(0), of(1));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    for k in 0..2 {
+        let (ma, mb) = (lab.member(a[k]), lab.member(b[k]));
+        assert_eq!(
+            (&ma.private_ip, &ma.host),
+            (&mb.private_ip, &mb.host),
+            "equal addresses on one host"
+        );
+    }
+    let b_keys = lab.tenants[0].clone();
+    let b_group = lab.lab["Tenants"][0]["SecurityGroupIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from = format!("{}/32", lab.member(a[0]).private_ip);
+    let allow = |keys: Option<&Keys>, group: &str, port: &str| {
+        let params = [
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", port),
+            ("SourceCidrIp", from.as_str()),
+        ];
+        match keys {
+            None => lab.call(&params),
+            Some(k) => must(&lab, k, &params),
+        };
+    };
+    // A opens 80 (and 82); B opens 81 and 82, from the same address .2.
+    allow(None, &lab.default_group("vpc"), "80/80");
+    allow(None, &lab.default_group("vpc"), "82/82");
+    allow(Some(&b_keys), &b_group, "81/81");
+    allow(Some(&b_keys), &b_group, "82/82");
+    lab.wait_applied();
+    let target = lab.member(a[1]).private_ip.clone();
+    let probe = |n: usize, port: u16| lab.probe(Some(n), &target, "tcp", port);
+    assert_eq!(
+        (probe(a[0], 80), probe(a[0], 81)),
+        (true, false),
+        "A's rules hold for A\n{}",
+        lab.tables()
+    );
+    assert_eq!(
+        (probe(b[0], 80), probe(b[0], 81)),
+        (false, true),
+        "B's rules hold for B\n{}",
+        lab.tables()
+    );
+
+    // The same 5-tuple in both VPCs at once (.2:40123 → .3:82): two connections.
+    let ns = |n: usize| lab.member(n).netns.clone();
+    let mut in_a = Connection::open_from(&ns(a[1]), &ns(a[0]), &target, 82, 40123);
+    let mut in_b = Connection::open_from(&ns(b[1]), &ns(b[0]), &target, 82, 40123);
+    assert!(in_a.echo() && in_b.echo(), "both connections work");
+    let zones = |host: &str| -> usize {
+        let ns = &lab.hosts.iter().find(|(id, _)| id == host).unwrap().1;
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "conntrack",
+                "-L",
+                "-p",
+                "tcp",
+                "--dport",
+                "82",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let zones: std::collections::BTreeSet<&str> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("zone="))
+            .collect();
+        zones.len()
+    };
+    assert_eq!(zones(&lab.member(a[0]).host), 2, "tracked in two zones");
+
+    // B revokes 82: B's connection is cut, A's equal one lives on.
+    must(
+        &lab,
+        &b_keys,
+        &[
+            ("Action", "RevokeSecurityGroup"),
+            ("SecurityGroupId", &b_group),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "82/82"),
+            ("SourceCidrIp", &from),
+        ],
+    );
+    lab.wait_applied();
+    assert!(in_a.echo(), "A's connection is untouched by B's change");
+    assert!(!in_b.echo(), "B's connection is cut by B's change");
+    assert_eq!(
+        (probe(a[0], 80), probe(b[0], 81)),
+        (true, true),
+        "and each VPC still reaches its own instance only"
     );
 }
