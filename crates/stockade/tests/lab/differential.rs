@@ -2,6 +2,10 @@
 //! across the lab, and for every flow the engine's verdict (`DescribeFlowVerdict`) must be
 //! what a real packet meets. Several seeds (`STOCKADE_DIFF_SEEDS`, default 3) of at least
 //! 700 flows each; a disagreement fails with the flow, the policy and the rendered tables.
+//! Two accounts: the lab's, and a tenant whose VPC has the same CIDRs with its instances at
+//! the same addresses on the same hosts; each makes its own random policy, and flows run
+//! within each VPC (the other tenant's VPC is not routed to) and between the lab's VPC, its
+//! classic instance and the internet, all at once.
 
 use std::collections::BTreeSet;
 
@@ -111,19 +115,44 @@ fn random_rule(
     p
 }
 
-fn call_owned(lab: &Lab, params: &[(String, String)]) -> Result<Value, Value> {
+/// A call as tenant `t` (0: the lab's account).
+fn call_owned(lab: &Lab, t: usize, params: &[(String, String)]) -> Result<Value, Value> {
     let borrowed: Vec<(&str, &str)> = params
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    lab.try_call(&borrowed)
+    match t {
+        0 => lab.try_call(&borrowed),
+        t => lab.try_call_as(&lab.tenants[t - 1], &borrowed),
+    }
+}
+
+/// A call as tenant `t` that must succeed.
+fn call_as(lab: &Lab, t: usize, params: &[(&str, &str)]) -> Value {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    call_owned(lab, t, &owned).unwrap_or_else(|e| panic!("{params:?}: {e}"))
+}
+
+/// Tenant `t`'s VPC and its default (lab) VPC group.
+fn network_of(lab: &Lab, t: usize) -> (String, String) {
+    match t {
+        0 => (lab.vpc_id(), lab.default_group("vpc")),
+        t => {
+            let tenant = &lab.lab["Tenants"][t - 1];
+            let text = |v: &Value| v.as_str().unwrap().to_string();
+            (text(&tenant["VpcId"]), text(&tenant["SecurityGroupIds"][0]))
+        }
+    }
 }
 
 /// Makes a random policy: three new VPC groups (one enterprise on some seeds), random rules
 /// and inner policies, random ordered group lists for the VPC instances; random rules for the
 /// classic instance's group.
-fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
-    let vpc = lab.vpc_id();
+fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64, t: usize) {
+    let (vpc, vpc_group) = network_of(lab, t);
     let enterprise_seed = seed % 3 == 2;
     let mut basic = Vec::new();
     let mut enterprise = None;
@@ -138,16 +167,20 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
         if ent {
             params.push(("SecurityGroupType", "enterprise"));
         }
-        let id = lab.call(&params)["SecurityGroupId"]
+        let id = call_as(lab, t, &params)["SecurityGroupId"]
             .as_str()
             .unwrap()
             .to_string();
         if !ent && rng.random_bool(0.5) {
-            lab.call(&[
-                ("Action", "ModifySecurityGroupPolicy"),
-                ("SecurityGroupId", &id),
-                ("InnerAccessPolicy", "Drop"),
-            ]);
+            call_as(
+                lab,
+                t,
+                &[
+                    ("Action", "ModifySecurityGroupPolicy"),
+                    ("SecurityGroupId", &id),
+                    ("InnerAccessPolicy", "Drop"),
+                ],
+            );
         }
         if ent {
             enterprise = Some(id);
@@ -162,16 +195,22 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
             let mut rule = random_rule(rng, lab, &basic, false);
             rule.push(("SecurityGroupId".into(), g.clone()));
             // Enterprise groups may not reference groups: such draws are refused, skip them.
-            let _ = call_owned(lab, &rule);
+            let _ = call_owned(lab, t, &rule);
         }
     }
-    let classic_group = lab.default_group("classic");
-    for _ in 0..8 {
-        let mut rule = random_rule(rng, lab, &basic, true);
-        rule.push(("SecurityGroupId".into(), classic_group.clone()));
-        call_owned(lab, &rule).unwrap_or_else(|e| panic!("{rule:?}: {e}"));
+    if t == 0 {
+        let classic_group = lab.default_group("classic");
+        for _ in 0..8 {
+            let mut rule = random_rule(rng, lab, &basic, true);
+            rule.push(("SecurityGroupId".into(), classic_group.clone()));
+            call_owned(lab, t, &rule).unwrap_or_else(|e| panic!("{rule:?}: {e}"));
+        }
     }
-    for m in lab.members.iter().filter(|m| m.public_ip.is_empty()) {
+    let vpc_members = lab
+        .members
+        .iter()
+        .filter(|m| m.public_ip.is_empty() && m.tenant == t);
+    for m in vpc_members {
         let mut list: Vec<String> = match &enterprise {
             Some(e) if rng.random_bool(0.3) => vec![e.clone()],
             _ => {
@@ -182,7 +221,7 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
             }
         };
         if rng.random_bool(0.3) && list.len() < 3 && enterprise.as_ref() != list.first() {
-            list.push(lab.default_group("vpc"));
+            list.push(vpc_group.clone());
         }
         let keys: Vec<String> = (1..=list.len())
             .map(|n| format!("SecurityGroupIds.{n}"))
@@ -196,7 +235,7 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64) {
                 .map(String::as_str)
                 .zip(list.iter().map(String::as_str)),
         );
-        lab.call(&params);
+        call_as(lab, t, &params);
     }
 }
 
@@ -210,6 +249,11 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
         };
         let (from, to) = (pick(rng), pick(rng));
         if from == to || (from.is_none() && to.is_none()) {
+            continue;
+        }
+        // Another tenant's VPC is routed to nothing outside itself.
+        let tenant = |m: Option<usize>| m.map_or(0, |n| lab.member(n).tenant);
+        if tenant(from) != tenant(to) {
             continue;
         }
         let internet =
@@ -248,8 +292,9 @@ fn address(lab: &Lab, who: Option<usize>, internet: bool) -> String {
     }
 }
 
-/// The engine's verdict through the API.
+/// The engine's verdict through the API, asked by the flow's tenant.
 fn engine_verdict(lab: &Lab, f: &Flow) -> bool {
+    let t = f.from.or(f.to).map_or(0, |n| lab.member(n).tenant);
     let mut p: Vec<(String, String)> = vec![
         ("Action".into(), "DescribeFlowVerdict".into()),
         ("IpProtocol".into(), f.protocol.into()),
@@ -279,7 +324,7 @@ fn engine_verdict(lab: &Lab, f: &Flow) -> bool {
         }
         .into(),
     ));
-    let v = call_owned(lab, &p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    let v = call_owned(lab, t, &p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
     v["Verdict"] == "Accept"
 }
 
@@ -292,11 +337,13 @@ fn engine_and_kernel_agree_on_random_policies() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let lab = Lab::up('d', 2, 5, 1);
+    let lab = Lab::up_with_tenants('d', 2, 5, 1, 1);
     let mut total = 0;
     for seed in 0..seeds {
         let mut rng = StdRng::seed_from_u64(seed);
-        random_policy(&lab, &mut rng, seed);
+        for t in 0..=lab.tenants.len() {
+            random_policy(&lab, &mut rng, seed, t);
+        }
         lab.wait_applied();
         for (_, ns) in &lab.hosts {
             let _ = std::process::Command::new("ip")
@@ -372,8 +419,16 @@ fn engine_and_kernel_agree_on_random_policies() {
             );
         }
         let accepted = expected.iter().filter(|e| **e).count();
+        let other = flows
+            .iter()
+            .filter(|f| f.from.or(f.to).is_some_and(|n| lab.member(n).tenant > 0))
+            .count();
+        assert!(
+            other > 100,
+            "the second tenant's VPC is exercised: {other} flows"
+        );
         eprintln!(
-            "seed {seed}: {} flows agree ({accepted} accepted)",
+            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC)",
             flows.len()
         );
         total += flows.len();
