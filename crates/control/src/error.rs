@@ -162,6 +162,11 @@ pub enum ControlError {
     /// region).
     #[error("The specified NetworkInterfaceId \"{0}\" does not exist.")]
     NetworkInterfaceNotFound(NetworkInterfaceId),
+    /// The interface is attached (`InUse`); the operation needs it `Available`.
+    #[error(
+        "The operation is not allowed in the current ENI state: the network interface is in use."
+    )]
+    InterfaceInUse,
     /// A Stockade operator action called with a tenant's AccessKey. Placement is the
     /// operator's: no tenant may choose the host (and so the device) its interfaces use.
     #[error("User not authorized to operate on the specified resource: operator actions need an operator AccessKey.")]
@@ -235,6 +240,7 @@ impl EcsError for ControlError {
             ControlError::TagLimit => "InvalidTagCount",
             ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
             ControlError::OperatorOnly => "Forbidden.RAM",
+            ControlError::InterfaceInUse => "InvalidOperation.InvalidEniState",
             ControlError::Storage(_) => "InternalError",
         };
         code.into()
@@ -268,7 +274,8 @@ impl EcsError for ControlError {
             | ControlError::GroupMemberLimit
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus
-            | ControlError::OperatorOnly => 403,
+            | ControlError::OperatorOnly
+            | ControlError::InterfaceInUse => 403,
             ControlError::Storage(_) => 500,
             ControlError::SourceGroupMismatch
             | ControlError::DestGroupMismatch

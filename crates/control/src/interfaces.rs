@@ -1,7 +1,13 @@
 //! Network interfaces (ENIs) and their placement on hosts.
 //!
 //! Every instance has a primary interface, created and deleted with it; its groups are the
-//! instance's (DESIGN.md §3). **Placement** (which host an interface is bound to) is the
+//! instance's (DESIGN.md §3), kept in `memberships`. Other interfaces are created on their
+//! own (`CreateNetworkInterface`) in a vSwitch, with groups of their own
+//! (`interface_memberships`); every interface holds its private address, so address
+//! uniqueness in a VPC is checked over interfaces. Attaching an interface to an instance as
+//! a secondary one is not offered yet: the engine judges flows at instances, and an
+//! interface whose groups the data plane does not enforce must carry no traffic, so no
+//! action can give it an instance. **Placement** (which host an interface is bound to) is the
 //! operator's alone: only an account created as an operator (`stockade account create
 //! --operator`) may set or read it, through Stockade's operator actions, because whoever
 //! chooses placement chooses which host programs an interface's rules, and a tenant able to
@@ -9,10 +15,13 @@
 //! verdicts. The agent finds the device of an interface by the interface id the operator's
 //! provisioning labelled it with, never by address.
 
-use model::{AccountId, HostId, InstanceId, NetworkInterfaceId};
+use std::net::Ipv4Addr;
+
+use model::{AccountId, HostId, InstanceId, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::json;
 
-use crate::sql::{args, Db};
+use crate::limits::{group_members, GROUPS_PER_INSTANCE};
+use crate::sql::{args, Db, Row};
 use crate::{new_id_body, now, random_string, ControlError, Result, Tx};
 
 /// Primary (created with its instance) or secondary.
@@ -39,10 +48,79 @@ impl InterfaceKind {
 pub struct NetworkInterfaceRecord {
     /// `eni-...`
     pub id: NetworkInterfaceId,
+    /// Owner.
+    pub owner: AccountId,
     /// Primary or secondary.
     pub kind: InterfaceKind,
     /// `MacAddress`.
     pub mac: String,
+    /// The instance it is attached to (`InUse`), or none (`Available`).
+    pub instance: Option<InstanceId>,
+    /// Its VPC (`None`: a classic instance's primary interface).
+    pub vpc_id: Option<VpcId>,
+    /// Its vSwitch.
+    pub vswitch_id: Option<VSwitchId>,
+    /// `ZoneId`.
+    pub zone_id: String,
+    /// `PrivateIpAddress` (the primary one).
+    pub private_ip: Ipv4Addr,
+    /// `NetworkInterfaceName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+    /// `CreationTime`.
+    pub created_at: String,
+    /// Its groups in order (a primary interface's are its instance's).
+    pub security_groups: Vec<SecurityGroupId>,
+}
+
+impl NetworkInterfaceRecord {
+    /// `Status`: `InUse` attached, `Available` detached.
+    pub fn status(&self) -> &'static str {
+        if self.instance.is_some() {
+            "InUse"
+        } else {
+            "Available"
+        }
+    }
+}
+
+/// `CreateNetworkInterface` after parameter parsing.
+#[derive(Debug, Clone)]
+pub struct CreateInterface {
+    /// `VSwitchId`.
+    pub vswitch_id: VSwitchId,
+    /// `SecurityGroupId` / `SecurityGroupIds.N`, in order.
+    pub security_groups: Vec<SecurityGroupId>,
+    /// `PrimaryIpAddress` (allocated from the vSwitch when absent).
+    pub private_ip: Option<Ipv4Addr>,
+    /// `NetworkInterfaceName`.
+    pub name: String,
+    /// `Description`.
+    pub description: String,
+}
+
+/// Which interfaces `DescribeNetworkInterfaces` lists (every given filter must hold).
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceFilter {
+    /// `NetworkInterfaceId.N`.
+    pub ids: Vec<NetworkInterfaceId>,
+    /// `VpcId`.
+    pub vpc_id: Option<VpcId>,
+    /// `VSwitchId`.
+    pub vswitch_id: Option<VSwitchId>,
+    /// `InstanceId`.
+    pub instance_id: Option<InstanceId>,
+    /// `SecurityGroupId`.
+    pub security_group_id: Option<SecurityGroupId>,
+    /// `PrimaryIpAddress` / `PrivateIpAddress.N`.
+    pub addresses: Vec<Ipv4Addr>,
+    /// `NetworkInterfaceName`.
+    pub name: Option<String>,
+    /// `Type`.
+    pub kind: Option<InterfaceKind>,
+    /// `Status` (`Available` or `InUse`).
+    pub status: Option<String>,
 }
 
 /// Where an interface is bound, as the operator and the agent feed see it.
@@ -64,24 +142,34 @@ fn new_mac() -> String {
     format!("00:16:3e:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
 }
 
-/// Inserts the primary interface of an instance (shared by creation and the backfill of
-/// stores written before interfaces existed).
-pub(crate) fn insert_primary(
-    db: &dyn Db,
-    instance: &InstanceId,
-    owner: AccountId,
-    region: &str,
-) -> Result<NetworkInterfaceId> {
+/// An instance's primary interface, as creation and the backfill of older stores make it.
+pub(crate) struct Primary<'a> {
+    pub(crate) instance: &'a InstanceId,
+    pub(crate) owner: AccountId,
+    pub(crate) region: &'a str,
+    pub(crate) vpc: Option<&'a VpcId>,
+    pub(crate) vswitch: Option<&'a VSwitchId>,
+    pub(crate) zone: &'a str,
+    pub(crate) private_ip: Ipv4Addr,
+}
+
+/// Inserts the primary interface of an instance.
+pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfaceId> {
     let id = NetworkInterfaceId::from_body(&new_id_body())?;
     db.execute(
-        "INSERT INTO network_interfaces (id, account_id, region, instance_id, kind, mac, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO network_interfaces (id, account_id, region, instance_id, kind, vpc_id, vswitch_id,
+                                         zone_id, private_ip, mac, name, description, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '', '', ?11)",
         args![
             id.as_str(),
-            owner.get() as i64,
-            region,
-            instance.as_str(),
+            p.owner.get() as i64,
+            p.region,
+            p.instance.as_str(),
             InterfaceKind::Primary.as_wire(),
+            p.vpc.map(|v| v.as_str()),
+            p.vswitch.map(|v| v.as_str()),
+            p.zone,
+            p.private_ip.to_string(),
             new_mac(),
             now()
         ],
@@ -89,7 +177,294 @@ pub(crate) fn insert_primary(
     Ok(id)
 }
 
+/// The columns [`read_interface`] reads, in its order.
+pub(crate) const INTERFACE_COLUMNS: &str =
+    "n.id, n.account_id, n.kind, n.mac, n.instance_id, n.vpc_id, n.vswitch_id, \
+     n.zone_id, n.private_ip, n.name, n.description, n.created_at";
+
+pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
+    let parsed = |c: usize| -> Result<Option<String>> { r.opt_text(c) };
+    let bad = |c: &str| ControlError::Storage(format!("bad {c}"));
+    Ok(NetworkInterfaceRecord {
+        id: r.parsed(0)?,
+        owner: AccountId::new(r.int(1)? as u64),
+        kind: if r.text(2)? == InterfaceKind::Primary.as_wire() {
+            InterfaceKind::Primary
+        } else {
+            InterfaceKind::Secondary
+        },
+        mac: r.text(3)?,
+        instance: parsed(4)?
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| bad("instance_id"))?,
+        vpc_id: parsed(5)?
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| bad("vpc_id"))?,
+        vswitch_id: parsed(6)?
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| bad("vswitch_id"))?,
+        zone_id: r.text(7)?,
+        private_ip: r.parsed(8)?,
+        name: r.text(9)?,
+        description: r.text(10)?,
+        created_at: r.text(11)?,
+        security_groups: Vec::new(),
+    })
+}
+
 impl Tx<'_> {
+    /// `CreateNetworkInterface`: an `Available` interface in one of the caller's vSwitches,
+    /// with its groups (checked as an instance's are) and an address of the vSwitch no other
+    /// interface of the VPC holds.
+    pub fn create_interface(&self, req: &CreateInterface) -> Result<NetworkInterfaceId> {
+        let vswitch = self.vswitch(&req.vswitch_id)?;
+        self.check_groups(&req.security_groups, Some(&vswitch.vpc_id), 1)?;
+        let private_ip = match req.private_ip {
+            Some(ip) => {
+                if !crate::network::usable(&vswitch.cidr).any(|a| a == ip) {
+                    return Err(ControlError::PrivateIpNotInVSwitch(ip));
+                }
+                if self.address_taken(ip, Some(&vswitch.vpc_id))? {
+                    return Err(ControlError::PrivateIpInUse(ip));
+                }
+                ip
+            }
+            None => self.free_address(&vswitch.cidr, Some(&vswitch.vpc_id))?,
+        };
+        let id = NetworkInterfaceId::from_body(&new_id_body())?;
+        self.db.execute(
+            "INSERT INTO network_interfaces (id, account_id, region, kind, vpc_id, vswitch_id, zone_id,
+                                             private_ip, mac, name, description, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            args![
+                id.as_str(),
+                self.ctx.account.get() as i64,
+                &self.ctx.region,
+                InterfaceKind::Secondary.as_wire(),
+                vswitch.vpc_id.as_str(),
+                vswitch.id.as_str(),
+                &vswitch.zone_id,
+                private_ip.to_string(),
+                new_mac(),
+                &req.name,
+                &req.description,
+                now()
+            ],
+        )?;
+        self.write_interface_groups(&id, &req.security_groups)?;
+        self.log(
+            "CreateNetworkInterface",
+            id.as_str(),
+            json!({"PrivateIpAddress": private_ip.to_string()}),
+        )?;
+        Ok(id)
+    }
+
+    fn write_interface_groups(
+        &self,
+        id: &NetworkInterfaceId,
+        groups: &[SecurityGroupId],
+    ) -> Result<()> {
+        self.db.execute(
+            "DELETE FROM interface_memberships WHERE interface_id = ?1",
+            args![id.as_str()],
+        )?;
+        for (position, g) in groups.iter().enumerate() {
+            self.db.execute(
+                "INSERT INTO interface_memberships (interface_id, group_id, position) VALUES (?1, ?2, ?3)",
+                args![id.as_str(), g.as_str(), position],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One of the caller's interfaces in the region.
+    pub fn interface(&self, id: &NetworkInterfaceId) -> Result<NetworkInterfaceRecord> {
+        let filter = InterfaceFilter {
+            ids: vec![id.clone()],
+            ..InterfaceFilter::default()
+        };
+        self.interfaces(&filter)?
+            .pop()
+            .ok_or_else(|| ControlError::NetworkInterfaceNotFound(id.clone()))
+    }
+
+    /// The caller's interfaces in the region that pass `f`, oldest first.
+    pub fn interfaces(&self, f: &InterfaceFilter) -> Result<Vec<NetworkInterfaceRecord>> {
+        let rows = self.db.query(
+            &format!(
+                "SELECT {INTERFACE_COLUMNS} FROM network_interfaces n
+                 WHERE n.account_id = ?1 AND n.region = ?2 ORDER BY n.seq"
+            ),
+            args![self.ctx.account.get() as i64, &self.ctx.region],
+        )?;
+        let mut out: Vec<NetworkInterfaceRecord> =
+            rows.iter().map(read_interface).collect::<Result<_>>()?;
+        // Groups of every listed interface in two queries: the instances' (primary
+        // interfaces) and the interfaces' own.
+        let mut by_instance: std::collections::HashMap<String, Vec<SecurityGroupId>> =
+            std::collections::HashMap::new();
+        for r in self.db.query(
+            "SELECT m.instance_id, m.group_id FROM memberships m JOIN instances i ON i.id = m.instance_id
+             WHERE i.account_id = ?1 AND i.region = ?2 ORDER BY m.position",
+            args![self.ctx.account.get() as i64, &self.ctx.region],
+        )? {
+            by_instance.entry(r.text(0)?).or_default().push(r.parsed(1)?);
+        }
+        let mut by_interface: std::collections::HashMap<String, Vec<SecurityGroupId>> =
+            std::collections::HashMap::new();
+        for r in self.db.query(
+            "SELECT m.interface_id, m.group_id FROM interface_memberships m
+             JOIN network_interfaces n ON n.id = m.interface_id
+             WHERE n.account_id = ?1 AND n.region = ?2 ORDER BY m.position",
+            args![self.ctx.account.get() as i64, &self.ctx.region],
+        )? {
+            by_interface
+                .entry(r.text(0)?)
+                .or_default()
+                .push(r.parsed(1)?);
+        }
+        for n in &mut out {
+            n.security_groups = match (n.kind, &n.instance) {
+                (InterfaceKind::Primary, Some(i)) => {
+                    by_instance.get(i.as_str()).cloned().unwrap_or_default()
+                }
+                _ => by_interface.remove(n.id.as_str()).unwrap_or_default(),
+            };
+        }
+        out.retain(|n| {
+            (f.ids.is_empty() || f.ids.contains(&n.id))
+                && f.vpc_id
+                    .as_ref()
+                    .is_none_or(|v| n.vpc_id.as_ref() == Some(v))
+                && f.vswitch_id
+                    .as_ref()
+                    .is_none_or(|v| n.vswitch_id.as_ref() == Some(v))
+                && f.instance_id
+                    .as_ref()
+                    .is_none_or(|i| n.instance.as_ref() == Some(i))
+                && f.security_group_id
+                    .as_ref()
+                    .is_none_or(|g| n.security_groups.contains(g))
+                && (f.addresses.is_empty() || f.addresses.contains(&n.private_ip))
+                && f.name.as_ref().is_none_or(|x| &n.name == x)
+                && f.kind.is_none_or(|k| n.kind == k)
+                && f.status.as_ref().is_none_or(|s| n.status() == s)
+        });
+        Ok(out)
+    }
+
+    /// `ModifyNetworkInterfaceAttribute`: name, description and/or the whole group list (a
+    /// primary interface's groups are its instance's, changed as `ModifyInstanceAttribute`
+    /// changes them).
+    pub fn modify_interface(
+        &self,
+        id: &NetworkInterfaceId,
+        name: Option<String>,
+        description: Option<String>,
+        groups: Option<Vec<SecurityGroupId>>,
+    ) -> Result<()> {
+        let n = self.interface(id)?;
+        if let Some(groups) = groups {
+            match (n.kind, &n.instance) {
+                (InterfaceKind::Primary, Some(instance)) => {
+                    self.modify_instance(instance, None, None, Some(groups))?
+                }
+                _ => self.set_interface_groups(&n, &groups)?,
+            }
+        }
+        self.db.execute(
+            "UPDATE network_interfaces SET name = ?2, description = ?3 WHERE id = ?1",
+            args![
+                id.as_str(),
+                name.unwrap_or(n.name),
+                description.unwrap_or(n.description)
+            ],
+        )?;
+        self.log("ModifyNetworkInterfaceAttribute", id.as_str(), json!({}))
+    }
+
+    /// Replaces the groups of an interface that is not a primary one, after the checks an
+    /// instance's groups get.
+    fn set_interface_groups(
+        &self,
+        n: &NetworkInterfaceRecord,
+        groups: &[SecurityGroupId],
+    ) -> Result<()> {
+        self.check_groups(groups, n.vpc_id.as_ref(), 0)?;
+        for g in groups.iter().filter(|g| !n.security_groups.contains(g)) {
+            let record = self.group(g)?;
+            if self.members(g)? + 1 > group_members(record.group_type) {
+                return Err(ControlError::GroupMemberLimit);
+            }
+        }
+        self.write_interface_groups(&n.id, groups)
+    }
+
+    /// `JoinSecurityGroup` / `LeaveSecurityGroup` with `NetworkInterfaceId`.
+    pub fn interface_membership(
+        &self,
+        id: &NetworkInterfaceId,
+        group: &SecurityGroupId,
+        join: bool,
+    ) -> Result<()> {
+        self.group(group)?;
+        let n = self.interface(id)?;
+        if let (InterfaceKind::Primary, Some(instance)) = (n.kind, &n.instance) {
+            return if join {
+                self.join(instance, group)
+            } else {
+                self.leave(instance, group)
+            };
+        }
+        let mut groups = n.security_groups.clone();
+        match (join, groups.contains(group)) {
+            (true, true) => return Err(ControlError::AlreadyMember),
+            (false, false) => return Err(ControlError::NotMember),
+            (true, false) if groups.len() >= GROUPS_PER_INSTANCE => {
+                return Err(ControlError::InstanceGroupLimit)
+            }
+            (false, true) if groups.len() == 1 => return Err(ControlError::LastGroup),
+            (true, false) => groups.push(group.clone()),
+            (false, true) => groups.retain(|g| g != group),
+        }
+        self.set_interface_groups(&n, &groups)?;
+        self.log(
+            if join {
+                "JoinSecurityGroup"
+            } else {
+                "LeaveSecurityGroup"
+            },
+            id.as_str(),
+            json!({"SecurityGroupId": group.as_str()}),
+        )
+    }
+
+    /// `DeleteNetworkInterface`: only an `Available` one (a primary interface goes with its
+    /// instance).
+    pub fn delete_interface(&self, id: &NetworkInterfaceId) -> Result<()> {
+        let n = self.interface(id)?;
+        if n.instance.is_some() {
+            return Err(ControlError::InterfaceInUse);
+        }
+        self.db.execute(
+            "DELETE FROM interface_memberships WHERE interface_id = ?1",
+            args![id.as_str()],
+        )?;
+        self.db.execute(
+            "DELETE FROM tags WHERE resource_type = 'eni' AND resource_id = ?1",
+            args![id.as_str()],
+        )?;
+        self.db.execute(
+            "DELETE FROM network_interfaces WHERE id = ?1",
+            args![id.as_str()],
+        )?;
+        self.log("DeleteNetworkInterface", id.as_str(), json!({}))
+    }
+
     /// Refuses unless the caller is an operator account.
     pub fn require_operator(&self) -> Result<()> {
         let operator = self
@@ -108,8 +483,13 @@ impl Tx<'_> {
         }
     }
 
-    /// Removes the interfaces of an instance being deleted.
+    /// Removes the interfaces of an instance being deleted, and their tags.
     pub(crate) fn delete_interfaces_of(&self, instance: &InstanceId) -> Result<()> {
+        self.db.execute(
+            "DELETE FROM tags WHERE resource_type = 'eni' AND resource_id IN
+                 (SELECT id FROM network_interfaces WHERE instance_id = ?1)",
+            args![instance.as_str()],
+        )?;
         self.db.execute(
             "DELETE FROM network_interfaces WHERE instance_id = ?1",
             args![instance.as_str()],
@@ -186,14 +566,28 @@ impl Tx<'_> {
 /// interfaces existed). Looked for in a read first by the caller.
 pub(crate) fn backfill_primary(db: &dyn Db) -> Result<()> {
     let rows = db.query(
-        "SELECT i.id, i.account_id, i.region FROM instances i
+        "SELECT i.id, i.account_id, i.region, i.vpc_id, i.vswitch_id, i.zone_id, i.private_ip
+         FROM instances i
          WHERE NOT EXISTS (SELECT 1 FROM network_interfaces n WHERE n.instance_id = i.id)
          ORDER BY i.seq",
         args![],
     )?;
     for r in rows {
         let instance: InstanceId = r.parsed(0)?;
-        insert_primary(db, &instance, AccountId::new(r.int(1)? as u64), &r.text(2)?)?;
+        let vpc: Option<VpcId> = r.opt_text(3)?.map(|v| v.parse()).transpose()?;
+        let vswitch: Option<VSwitchId> = r.opt_text(4)?.map(|v| v.parse()).transpose()?;
+        insert_primary(
+            db,
+            &Primary {
+                instance: &instance,
+                owner: AccountId::new(r.int(1)? as u64),
+                region: &r.text(2)?,
+                vpc: vpc.as_ref(),
+                vswitch: vswitch.as_ref(),
+                zone: &r.text(5)?,
+                private_ip: r.parsed(6)?,
+            },
+        )?;
     }
     Ok(())
 }

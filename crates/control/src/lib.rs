@@ -29,7 +29,9 @@ use sql::{args, Db};
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
-pub use interfaces::{InterfaceKind, NetworkInterfaceRecord, Placement};
+pub use interfaces::{
+    CreateInterface, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord, Placement,
+};
 pub use limits::Limits;
 pub use network::{CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord};
 pub use secrets::MasterKey;
@@ -708,6 +710,22 @@ impl Tx<'_> {
 }
 
 impl Control {
+    /// The region of one of the account's network interfaces (see `instance_region`).
+    pub fn interface_region(
+        &self,
+        account: AccountId,
+        interface: &model::NetworkInterfaceId,
+    ) -> Result<Option<String>> {
+        self.with_read(|db| {
+            db.query_opt(
+                "SELECT region FROM network_interfaces WHERE id = ?1 AND account_id = ?2",
+                args![interface.as_str(), account.get() as i64],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
+    }
+
     /// The region of one of the account's instances (for actions whose request carries no
     /// `RegionId`: the instance names its region, as in ECS).
     pub fn instance_region(

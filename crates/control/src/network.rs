@@ -152,7 +152,7 @@ pub struct CreateInstances {
 }
 
 /// Every address of a block that instances may take.
-fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+pub(crate) fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
     let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
     (first.saturating_add(2)..last).map(Ipv4Addr::from)
 }
@@ -290,7 +290,7 @@ impl Tx<'_> {
     ) -> Result<Vec<VSwitchRecord>> {
         let rows = self.db.query(
             "SELECT s.id, s.vpc_id, s.zone_id, s.name, s.description, s.cidr_block, s.created_at,
-                    (SELECT COUNT(*) FROM instances i WHERE i.vswitch_id = s.id)
+                    (SELECT COUNT(*) FROM network_interfaces n WHERE n.vswitch_id = s.id)
              FROM vswitches s WHERE s.account_id = ?1 AND s.region = ?2
                AND (CAST(?3 AS TEXT) IS NULL OR s.vpc_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR s.id = ?4) ORDER BY s.seq",
             args![
@@ -325,13 +325,13 @@ impl Tx<'_> {
             .ok_or_else(|| ControlError::VSwitchNotFound(id.clone()))
     }
 
-    /// `DeleteVSwitch`: only without instances.
+    /// `DeleteVSwitch`: only without instances or network interfaces.
     pub fn delete_vswitch(&self, id: &VSwitchId) -> Result<()> {
         self.vswitch(id)?;
         let used = self
             .db
             .query_one(
-                "SELECT EXISTS(SELECT 1 FROM instances WHERE vswitch_id = ?1)",
+                "SELECT EXISTS(SELECT 1 FROM network_interfaces WHERE vswitch_id = ?1)",
                 args![id.as_str()],
             )?
             .flag(0)?;
@@ -343,14 +343,13 @@ impl Tx<'_> {
         self.log("DeleteVSwitch", id.as_str(), json!({}))
     }
 
-    fn address_taken(&self, column: &str, ip: Ipv4Addr, vpc: Option<&VpcId>) -> Result<bool> {
-        let sql = format!(
-            "SELECT EXISTS(SELECT 1 FROM instances WHERE {column} = ?1 AND region = ?2
-                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND CAST(?3 AS TEXT) IS NULL)))"
-        );
+    /// Whether a private address is held in the VPC (or, `None`, on the classic network) by
+    /// any network interface (every instance's primary one included).
+    pub(crate) fn address_taken(&self, ip: Ipv4Addr, vpc: Option<&VpcId>) -> Result<bool> {
         self.db
             .query_one(
-                &sql,
+                "SELECT EXISTS(SELECT 1 FROM network_interfaces WHERE private_ip = ?1 AND region = ?2
+                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND CAST(?3 AS TEXT) IS NULL)))",
                 args![ip.to_string(), &self.ctx.region, vpc.map(|v| v.as_str())],
             )?
             .flag(0)
@@ -365,9 +364,10 @@ impl Tx<'_> {
             .flag(0)
     }
 
-    /// Checks that an instance of `network`/`vpc` may be in these groups: they exist, are the
-    /// caller's, share its network and VPC, are of one type, have room, at most five.
-    fn check_groups(
+    /// Checks that an instance (or interface) of `network`/`vpc` may be in these groups: they
+    /// exist, are the caller's, share its network and VPC, are of one type, have room for
+    /// `joining` more, at most five.
+    pub(crate) fn check_groups(
         &self,
         groups: &[SecurityGroupId],
         vpc: Option<&VpcId>,
@@ -401,12 +401,14 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// How many instances a group has.
+    /// How many members a group has: instances (their primary interfaces) and other
+    /// network interfaces.
     pub fn members(&self, g: &SecurityGroupId) -> Result<usize> {
         let n = self
             .db
             .query_one(
-                "SELECT COUNT(*) FROM memberships WHERE group_id = ?1",
+                "SELECT (SELECT COUNT(*) FROM memberships WHERE group_id = ?1)
+                      + (SELECT COUNT(*) FROM interface_memberships WHERE group_id = ?1)",
                 args![g.as_str()],
             )?
             .int(0)?;
@@ -445,7 +447,7 @@ impl Tx<'_> {
                     if !usable(&pool).any(|a| a == ip) {
                         return Err(ControlError::PrivateIpNotInVSwitch(ip));
                     }
-                    if self.address_taken("private_ip", ip, vpc.as_ref())? {
+                    if self.address_taken(ip, vpc.as_ref())? {
                         return Err(ControlError::PrivateIpInUse(ip));
                     }
                     ip
@@ -493,7 +495,18 @@ impl Tx<'_> {
                     args![id.as_str(), g.as_str(), position],
                 )?;
             }
-            crate::interfaces::insert_primary(self.db, &id, self.ctx.account, &self.ctx.region)?;
+            crate::interfaces::insert_primary(
+                self.db,
+                &crate::interfaces::Primary {
+                    instance: &id,
+                    owner: self.ctx.account,
+                    region: &self.ctx.region,
+                    vpc: vpc.as_ref(),
+                    vswitch: req.vswitch_id.as_ref(),
+                    zone: &zone,
+                    private_ip,
+                },
+            )?;
             self.log(
                 "CreateInstance",
                 id.as_str(),
@@ -504,11 +517,12 @@ impl Tx<'_> {
         Ok(ids)
     }
 
-    fn free_address(&self, pool: &Ipv4Net, vpc: Option<&VpcId>) -> Result<Ipv4Addr> {
+    /// The first address of `pool` no interface of the VPC (or classic network) holds.
+    pub(crate) fn free_address(&self, pool: &Ipv4Net, vpc: Option<&VpcId>) -> Result<Ipv4Addr> {
         let used = self
             .db
             .query(
-                "SELECT private_ip FROM instances WHERE region = ?1
+                "SELECT private_ip FROM network_interfaces WHERE region = ?1
                  AND (vpc_id = ?2 OR (vpc_id IS NULL AND CAST(?2 AS TEXT) IS NULL))",
                 args![&self.ctx.region, vpc.map(|v| v.as_str())],
             )?
@@ -610,37 +624,33 @@ impl Tx<'_> {
             groups.entry(r.text(0)?).or_default().push(r.parsed(1)?);
         }
         let rows = self.db.query(
-            "SELECT n.instance_id, n.id, n.kind, n.mac FROM network_interfaces n
-             JOIN instances i ON i.id = n.instance_id
-             WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
-               AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
-             ORDER BY n.seq",
+            &format!(
+                "SELECT {} FROM network_interfaces n
+                 JOIN instances i ON i.id = n.instance_id
+                 WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
+                   AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
+                 ORDER BY n.seq",
+                crate::interfaces::INTERFACE_COLUMNS
+            ),
             args![
                 &self.ctx.region,
                 only.map(|i| i.as_str()),
                 owner.map(|o| o.get() as i64)
             ],
         )?;
-        let mut interfaces: std::collections::HashMap<String, Vec<crate::NetworkInterfaceRecord>> =
-            std::collections::HashMap::new();
+        let mut interfaces: std::collections::HashMap<
+            InstanceId,
+            Vec<crate::NetworkInterfaceRecord>,
+        > = std::collections::HashMap::new();
         for r in &rows {
-            let kind = if r.text(2)? == crate::InterfaceKind::Primary.as_wire() {
-                crate::InterfaceKind::Primary
-            } else {
-                crate::InterfaceKind::Secondary
-            };
-            interfaces
-                .entry(r.text(0)?)
-                .or_default()
-                .push(crate::NetworkInterfaceRecord {
-                    id: r.parsed(1)?,
-                    kind,
-                    mac: r.text(3)?,
-                });
+            let n = crate::interfaces::read_interface(r)?;
+            if let Some(i) = n.instance.clone() {
+                interfaces.entry(i).or_default().push(n);
+            }
         }
         for i in &mut out {
             i.security_groups = groups.remove(i.id.as_str()).unwrap_or_default();
-            i.network_interfaces = interfaces.remove(i.id.as_str()).unwrap_or_default();
+            i.network_interfaces = interfaces.remove(&i.id).unwrap_or_default();
         }
         Ok(out)
     }
@@ -782,7 +792,8 @@ impl Tx<'_> {
         Ok(self
             .db
             .query_opt(
-                "SELECT 1 FROM memberships WHERE group_id = ?1 LIMIT 1",
+                "SELECT 1 FROM memberships WHERE group_id = ?1
+                 UNION ALL SELECT 1 FROM interface_memberships WHERE group_id = ?1 LIMIT 1",
                 args![g.as_str()],
             )?
             .is_some())

@@ -160,12 +160,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         region       TEXT NOT NULL,
         instance_id  TEXT REFERENCES instances(id),
         kind         TEXT NOT NULL,
+        vpc_id       TEXT,
+        vswitch_id   TEXT,
+        zone_id      TEXT NOT NULL,
+        private_ip   TEXT NOT NULL,
         mac          TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        description  TEXT NOT NULL,
         host         TEXT,
         created_at   TEXT NOT NULL
     );
     CREATE INDEX network_interfaces_by_instance ON network_interfaces(instance_id);
     CREATE INDEX network_interfaces_by_host ON network_interfaces(region, host);
+    CREATE INDEX network_interfaces_by_address ON network_interfaces(region, private_ip);
+    -- The groups of interfaces other than an instance's primary one (whose groups are the
+    -- instance's, in memberships).
+    CREATE TABLE interface_memberships (
+        interface_id  TEXT NOT NULL REFERENCES network_interfaces(id),
+        group_id      TEXT NOT NULL REFERENCES security_groups(id),
+        position      INTEGER NOT NULL,
+        PRIMARY KEY (interface_id, group_id)
+    );
+    CREATE INDEX interface_memberships_by_group ON interface_memberships(group_id);
     "#,
 ];
 

@@ -1,4 +1,4 @@
-//! Tags on security groups and instances (`TagResources`, `UntagResources`,
+//! Tags on security groups, instances and network interfaces (`TagResources`, `UntagResources`,
 //! `ListTagResources`).
 
 use serde_json::json;
@@ -13,6 +13,8 @@ pub enum TaggedType {
     SecurityGroup,
     /// `instance`.
     Instance,
+    /// `eni` (network interfaces).
+    Eni,
 }
 
 impl TaggedType {
@@ -21,6 +23,7 @@ impl TaggedType {
         match s.to_ascii_lowercase().as_str() {
             "securitygroup" => Some(TaggedType::SecurityGroup),
             "instance" => Some(TaggedType::Instance),
+            "eni" => Some(TaggedType::Eni),
             _ => None,
         }
     }
@@ -30,6 +33,7 @@ impl TaggedType {
         match self {
             TaggedType::SecurityGroup => "securitygroup",
             TaggedType::Instance => "instance",
+            TaggedType::Eni => "eni",
         }
     }
 }
@@ -48,11 +52,17 @@ impl Tx<'_> {
                 Ok(i) => self.instance(&i).map(|_| ()),
                 Err(_) => return Err(missing()),
             },
+            TaggedType::Eni => match id.parse() {
+                Ok(n) => self.interface(&n).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
         };
         match found {
-            Err(ControlError::GroupNotFound(_) | ControlError::InstanceNotFound(_)) => {
-                Err(missing())
-            }
+            Err(
+                ControlError::GroupNotFound(_)
+                | ControlError::InstanceNotFound(_)
+                | ControlError::NetworkInterfaceNotFound(_),
+            ) => Err(missing()),
             other => other,
         }
     }
@@ -138,6 +148,11 @@ impl Tx<'_> {
                     .instances()?
                     .into_iter()
                     .map(|i| i.id.to_string())
+                    .collect(),
+                TaggedType::Eni => self
+                    .interfaces(&Default::default())?
+                    .into_iter()
+                    .map(|n| n.id.to_string())
                     .collect(),
             }
         } else {

@@ -118,9 +118,6 @@ pub enum ServerError {
     /// `InstanceName` too long.
     #[error("The specified InstanceName is not valid.")]
     InstanceNameMalformed,
-    /// `NetworkInterfaceId` without the `eni-` prefix.
-    #[error("The specified NetworkInterfaceId is not valid.")]
-    NetworkInterfaceIdMalformed,
     /// `CidrBlock` is not an IPv4 network.
     #[error("The specified CidrBlock \"{0}\" is not valid.")]
     CidrBlockMalformed(String),
@@ -195,7 +192,6 @@ impl EcsError for ServerError {
             ServerError::PrivateIpMalformed(_) => "InvalidPrivateIpAddress.Malformed",
             ServerError::PrivateIpWithoutVSwitch => "InvalidParameter",
             ServerError::InstanceNameMalformed => "InvalidInstanceName.Malformed",
-            ServerError::NetworkInterfaceIdMalformed => "InvalidNetworkInterfaceId.Malformed",
             ServerError::CidrBlockMalformed(_) => "InvalidCidrBlock.Malformed",
             ServerError::RuleIdRepeated => "InvalidParam.SecurityGroupRuleIdRepeated",
             ServerError::Internal(_) => "InternalError",
@@ -238,7 +234,6 @@ impl EcsError for ServerError {
             | ServerError::PrivateIpMalformed(_)
             | ServerError::PrivateIpWithoutVSwitch
             | ServerError::InstanceNameMalformed
-            | ServerError::NetworkInterfaceIdMalformed
             | ServerError::CidrBlockMalformed(_)
             | ServerError::RuleIdRepeated => 400,
         }

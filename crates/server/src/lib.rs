@@ -234,13 +234,16 @@ fn region(
 ) -> Result<String> {
     match (action.region_source(), params.opt("RegionId")) {
         (RegionSource::Optional, r) => Ok(r.unwrap_or_else(|| state.regions[0].clone())),
-        (RegionSource::OrInstance, None) => {
-            let instance = actions::target_instance(params)?;
-            Ok(state
+        (RegionSource::OrInstance, None) => Ok(match actions::target(params)? {
+            actions::Target::Instance(i) => state
                 .control
-                .instance_region(account, &instance)?
-                .ok_or(control::ControlError::InstanceNotFound(instance))?)
-        }
+                .instance_region(account, &i)?
+                .ok_or(control::ControlError::InstanceNotFound(i))?,
+            actions::Target::Interface(n) => state
+                .control
+                .interface_region(account, &n)?
+                .ok_or(control::ControlError::NetworkInterfaceNotFound(n))?,
+        }),
         (_, None) => Err(model::ModelError::Missing("RegionId").into()),
         (_, Some(r)) if !state.regions.contains(&r) => Err(ServerError::RegionNotFound(r)),
         (_, Some(r)) => Ok(r),

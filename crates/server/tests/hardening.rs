@@ -200,7 +200,12 @@ async fn joins_and_leaves_take_the_region_from_the_instance() {
         .await;
         assert_eq!(status, StatusCode::OK, "{action}: {body}");
     }
-    let eni = format!("eni-{}", &instance[2..]);
+    let (_, described) = call(&app, &signed(&[("Action", "DescribeInstances")])).await;
+    let eni = described["Instances"]["Instance"][0]["NetworkInterfaces"]["NetworkInterface"][0]
+        ["NetworkInterfaceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (status, body) = call(
         &app,
         &signed(&[

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH, NAME_LENGTH};
 use control::{CreateInstances, InstanceRecord, InstanceStatus, TaggedType};
-use model::{InstanceId, ModelError, SecurityGroupId, VSwitchId, VpcId};
+use model::{InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
 
 use super::{Call, Reply};
@@ -204,15 +204,21 @@ pub(super) fn modify_attribute(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.modify_instance(&id, name, description, groups))
 }
 
-/// The instance a request names by `InstanceId` or, ENI-style, by `NetworkInterfaceId`
-/// (`eni-` + the instance id's body: one primary interface per instance in this version).
-pub(crate) fn target_instance(p: &Params) -> Result<InstanceId> {
-    match (p.opt("InstanceId"), p.opt("NetworkInterfaceId")) {
-        (Some(i), None) => Ok(i.parse()?),
-        (None, Some(eni)) => match eni.strip_prefix("eni-") {
-            Some(body) => Ok(InstanceId::from_body(body)?),
-            None => Err(ServerError::NetworkInterfaceIdMalformed),
-        },
+/// What a request names: an instance (`InstanceId`) or a network interface
+/// (`NetworkInterfaceId`), never both.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// `InstanceId`.
+    Instance(InstanceId),
+    /// `NetworkInterfaceId`.
+    Interface(NetworkInterfaceId),
+}
+
+/// The instance or interface a request names.
+pub(crate) fn target(p: &Params) -> Result<Target> {
+    match (p.parsed("InstanceId")?, p.parsed("NetworkInterfaceId")?) {
+        (Some(i), None) => Ok(Target::Instance(i)),
+        (None, Some(n)) => Ok(Target::Interface(n)),
         (Some(_), Some(_)) => Err(ModelError::Conflict("InstanceId", "NetworkInterfaceId").into()),
         (None, None) => Err(ModelError::Missing("InstanceId").into()),
     }
@@ -220,14 +226,21 @@ pub(crate) fn target_instance(p: &Params) -> Result<InstanceId> {
 
 /// `JoinSecurityGroup`.
 pub(super) fn join(call: &Call) -> Result<Reply> {
-    let instance = target_instance(call.params)?;
-    let group: SecurityGroupId = call.params.typed("SecurityGroupId")?;
-    call.command(|tx| tx.join(&instance, &group))
+    membership(call, true)
 }
 
 /// `LeaveSecurityGroup`.
 pub(super) fn leave(call: &Call) -> Result<Reply> {
-    let instance = target_instance(call.params)?;
+    membership(call, false)
+}
+
+/// Join or leave, by instance or by interface.
+fn membership(call: &Call, join: bool) -> Result<Reply> {
+    let target = target(call.params)?;
     let group: SecurityGroupId = call.params.typed("SecurityGroupId")?;
-    call.command(|tx| tx.leave(&instance, &group))
+    call.command(|tx| match &target {
+        Target::Instance(i) if join => tx.join(i, &group),
+        Target::Instance(i) => tx.leave(i, &group),
+        Target::Interface(n) => tx.interface_membership(n, &group, join),
+    })
 }

@@ -10,6 +10,7 @@
 pub(crate) mod analysis;
 mod groups;
 mod instances;
+mod interfaces;
 mod placement;
 mod region;
 mod rules;
@@ -25,7 +26,7 @@ use crate::error::{Result, ServerError};
 use crate::wire::Params;
 use crate::AppState;
 
-pub(crate) use instances::target_instance;
+pub(crate) use instances::{target, Target};
 
 /// The product an action belongs to, named by the request's `Version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,11 @@ actions! {
         DeleteInstance => instances::delete,
         ModifyInstanceAttribute => instances::modify_attribute,
         JoinSecurityGroup => instances::join,
+        CreateNetworkInterface => interfaces::create,
+        DeleteNetworkInterface => interfaces::delete,
+        DescribeNetworkInterfaces => interfaces::describe,
+        DescribeNetworkInterfaceAttribute => interfaces::describe_attribute,
+        ModifyNetworkInterfaceAttribute => interfaces::modify,
         LeaveSecurityGroup => instances::leave,
         TagResources => tags::tag,
         UntagResources => tags::untag,
@@ -183,6 +189,8 @@ impl Action {
                 | DescribeSecurityGroups
                 | DescribeSecurityGroupReferences
                 | DescribeInstances
+                | DescribeNetworkInterfaces
+                | DescribeNetworkInterfaceAttribute
         )
     }
 
@@ -202,6 +210,7 @@ impl Action {
                 | LeaveSecurityGroup
                 | ModifySecurityGroupPolicy
                 | ModifyInstanceAttribute
+                | ModifyNetworkInterfaceAttribute
                 | DeleteSecurityGroup
         )
     }

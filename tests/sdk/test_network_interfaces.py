@@ -1,0 +1,195 @@
+"""Network interfaces through both SDK generations: every instance's primary interface,
+interfaces of their own (create, describe with filters and paging, modify, tags, delete),
+group membership by interface, the errors ECS gives, and placement kept from tenants."""
+
+import uuid
+
+import pytest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkecs.request.v20140526 import (
+    CreateNetworkInterfaceRequest,
+    DeleteNetworkInterfaceRequest,
+    DescribeNetworkInterfaceAttributeRequest,
+    DescribeNetworkInterfacesRequest,
+    JoinSecurityGroupRequest,
+    LeaveSecurityGroupRequest,
+    ModifyNetworkInterfaceAttributeRequest,
+    TagResourcesRequest,
+)
+from alibabacloud_ecs20140526 import models
+from Tea.exceptions import TeaException
+
+from conftest import REGION, OldSdk, stockade_action
+from test_instances import describe, group, run, vpc_with_vswitch
+
+
+def create(old, vswitch, groups, ip=None, name=None, tags=None):
+    r = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    r.set_VSwitchId(vswitch)
+    r.set_SecurityGroupIdss(groups)
+    if ip:
+        r.set_PrimaryIpAddress(ip)
+    if name:
+        r.set_NetworkInterfaceName(name)
+    if tags:
+        r.set_Tags([{"Key": k, "Value": v} for k, v in tags.items()])
+    return old.call(r)
+
+
+def listed(old, **filters):
+    r = DescribeNetworkInterfacesRequest.DescribeNetworkInterfacesRequest()
+    for k, v in filters.items():
+        getattr(r, "set_" + k)(v)
+    return old.call(r)
+
+
+def test_every_instance_has_a_primary_interface(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.40.0.0/16", "10.40.1.0/24")
+    sg = group(old, vpc)
+    [i] = run(old, vsw, [sg])
+    [inst] = describe(old, [i])
+    [nic] = inst["NetworkInterfaces"]["NetworkInterface"]
+    assert nic["Type"] == "Primary" and nic["NetworkInterfaceId"].startswith("eni-")
+    assert nic["MacAddress"].startswith("00:16:3e:")
+    body = listed(old, InstanceId=i)
+    [eni] = body["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert eni["NetworkInterfaceId"] == nic["NetworkInterfaceId"]
+    assert (eni["Status"], eni["Type"], eni["InstanceId"]) == ("InUse", "Primary", i)
+    assert eni["SecurityGroupIds"]["SecurityGroupId"] == [sg]
+    assert eni["PrivateIpAddress"] == inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+    # A primary interface goes with its instance: it cannot be deleted on its own.
+    d = DeleteNetworkInterfaceRequest.DeleteNetworkInterfaceRequest()
+    d.set_NetworkInterfaceId(eni["NetworkInterfaceId"])
+    assert old.error(d) == ("InvalidOperation.InvalidEniState", 403)
+    # Joining by the primary interface is joining the instance.
+    sg2 = group(old, vpc, "second")
+    j = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+    j.set_NetworkInterfaceId(eni["NetworkInterfaceId"])
+    j.set_SecurityGroupId(sg2)
+    old.call(j)
+    [inst] = describe(old, [i])
+    assert inst["SecurityGroupIds"]["SecurityGroupId"] == [sg, sg2]
+
+
+def test_interfaces_of_their_own_with_the_old_sdk(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.41.0.0/16", "10.41.1.0/24")
+    sg, sg2 = group(old, vpc, "ga"), group(old, vpc, "gb")
+    [i] = run(old, vsw, [sg], ip="10.41.1.9")
+    made = create(old, vsw, [sg], ip="10.41.1.20", name="eni-web", tags={"app": "web"})
+    eni = made["NetworkInterfaceId"]
+    assert (made["Status"], made["Type"], made["PrivateIpAddress"]) == ("Available", "Secondary", "10.41.1.20")
+    assert made["VpcId"] == vpc and made["VSwitchId"] == vsw
+    assert made["Tags"]["Tag"] == [{"TagKey": "app", "TagValue": "web"}]
+    # An address a primary interface (an instance) holds, or one outside the vSwitch.
+    r = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([sg])
+    r.set_PrimaryIpAddress("10.41.1.9")
+    assert old.error(r) == ("InvalidPrivateIpAddress.Duplicated", 400)
+    r.set_PrimaryIpAddress("10.41.2.9")
+    assert old.error(r) == ("InvalidPrivateIpAddress.Mismatch", 400)
+    # Nor may an instance then take the interface's address.
+    from aliyunsdkecs.request.v20140526 import RunInstancesRequest
+    ri = RunInstancesRequest.RunInstancesRequest()
+    ri.set_ImageId("img")
+    ri.set_InstanceType("t")
+    ri.set_VSwitchId(vsw)
+    ri.set_SecurityGroupIdss([sg])
+    ri.set_PrivateIpAddress("10.41.1.20")
+    assert old.error(ri) == ("InvalidPrivateIpAddress.Duplicated", 400)
+    # Filters and paging.
+    assert [n["NetworkInterfaceId"] for n in listed(old, Type="Secondary", VpcId=vpc)["NetworkInterfaceSets"]["NetworkInterfaceSet"]] == [eni]
+    assert listed(old, PrimaryIpAddress="10.41.1.20")["TotalCount"] == 1
+    assert listed(old, Tags=[{"Key": "app", "Value": "web"}])["TotalCount"] == 1
+    assert listed(old, Status="Available", SecurityGroupId=sg)["TotalCount"] == 1
+    page = listed(old, VpcId=vpc, PageSize=1, PageNumber=2)
+    assert (page["TotalCount"], len(page["NetworkInterfaceSets"]["NetworkInterfaceSet"])) == (2, 1)
+    # Modify: name and groups; join and leave by interface; the last group stays.
+    m = ModifyNetworkInterfaceAttributeRequest.ModifyNetworkInterfaceAttributeRequest()
+    m.set_NetworkInterfaceId(eni)
+    m.set_NetworkInterfaceName("renamed")
+    m.set_SecurityGroupIds([sg2, sg])
+    old.call(m)
+    a = DescribeNetworkInterfaceAttributeRequest.DescribeNetworkInterfaceAttributeRequest()
+    a.set_NetworkInterfaceId(eni)
+    attr = old.call(a)
+    assert attr["NetworkInterfaceName"] == "renamed"
+    assert attr["SecurityGroupIds"]["SecurityGroupId"] == [sg2, sg]
+    for g in (sg2,):
+        l = LeaveSecurityGroupRequest.LeaveSecurityGroupRequest()
+        l.set_NetworkInterfaceId(eni)
+        l.set_SecurityGroupId(g)
+        old.call(l)
+    l = LeaveSecurityGroupRequest.LeaveSecurityGroupRequest()
+    l.set_NetworkInterfaceId(eni)
+    l.set_SecurityGroupId(sg)
+    assert old.error(l) == ("InstanceLastSecurityGroup", 403)
+    j = JoinSecurityGroupRequest.JoinSecurityGroupRequest()
+    j.set_NetworkInterfaceId(eni)
+    j.set_SecurityGroupId(sg)
+    assert old.error(j) == ("InvalidInstanceId.AlreadyExists", 403)
+    # A group with an interface as its only member cannot be deleted.
+    from aliyunsdkecs.request.v20140526 import DeleteSecurityGroupRequest
+    sg3 = group(old, vpc, "gc")
+    m.set_SecurityGroupIds([sg3])
+    old.call(m)
+    dg = DeleteSecurityGroupRequest.DeleteSecurityGroupRequest()
+    dg.set_SecurityGroupId(sg3)
+    assert old.error(dg)[0] == "DependencyViolation"
+    # Delete; then it is gone.
+    d = DeleteNetworkInterfaceRequest.DeleteNetworkInterfaceRequest()
+    d.set_NetworkInterfaceId(eni)
+    old.call(d)
+    assert old.error(a) == ("InvalidNetworkInterfaceId.NotFound", 404)
+    assert old.error(d) == ("InvalidNetworkInterfaceId.NotFound", 404)
+    old.call(dg)
+    d.set_NetworkInterfaceId("eni with space")
+    assert old.error(d) == ("InvalidNetworkInterfaceId.Malformed", 400)
+
+
+def test_interfaces_with_the_new_sdk(old, new_v3):
+    vpc, vsw = vpc_with_vswitch(old, "10.42.0.0/16", "10.42.1.0/24")
+    sg = group(old, vpc)
+    made = new_v3.create_network_interface(models.CreateNetworkInterfaceRequest(
+        region_id=REGION, v_switch_id=vsw, security_group_ids=[sg], network_interface_name="n",
+        description="made by the new SDK",
+        tag=[models.CreateNetworkInterfaceRequestTag(key="k", value="v")])).body
+    eni = made.network_interface_id
+    assert made.status == "Available" and made.security_group_ids.security_group_id == [sg]
+    body = new_v3.describe_network_interfaces(models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, network_interface_id=[eni], max_results=10)).body
+    [n] = body.network_interface_sets.network_interface_set
+    assert (n.network_interface_id, n.description, n.v_switch_id) == (eni, "made by the new SDK", vsw)
+    assert n.tags.tag[0].tag_key == "k"
+    attr = new_v3.describe_network_interface_attribute(models.DescribeNetworkInterfaceAttributeRequest(
+        region_id=REGION, network_interface_id=eni)).body
+    assert attr.private_ip_address == n.private_ip_address
+    new_v3.modify_network_interface_attribute(models.ModifyNetworkInterfaceAttributeRequest(
+        region_id=REGION, network_interface_id=eni, description="changed"))
+    new_v3.delete_network_interface(models.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=eni))
+    with pytest.raises(TeaException) as e:
+        new_v3.describe_network_interface_attribute(models.DescribeNetworkInterfaceAttributeRequest(
+            region_id=REGION, network_interface_id=eni))
+    assert e.value.code == "InvalidNetworkInterfaceId.NotFound"
+
+
+def test_another_account_sees_nothing_and_no_tenant_places(server, old):
+    vpc, vsw = vpc_with_vswitch(old, "10.43.0.0/16", "10.43.1.0/24")
+    sg = group(old, vpc)
+    eni = create(old, vsw, [sg])["NetworkInterfaceId"]
+    other = server.create_account("eni-" + uuid.uuid4().hex[:8])
+    them = OldSdk(server, other["AccessKeyId"], other["AccessKeySecret"])
+    assert listed(them)["TotalCount"] == 0
+    a = DescribeNetworkInterfaceAttributeRequest.DescribeNetworkInterfaceAttributeRequest()
+    a.set_NetworkInterfaceId(eni)
+    assert them.error(a) == ("InvalidNetworkInterfaceId.NotFound", 404)
+    t = TagResourcesRequest.TagResourcesRequest()
+    t.set_ResourceType("eni")
+    t.set_ResourceIds([eni])
+    t.set_Tags([{"Key": "x", "Value": "y"}])
+    assert them.error(t) == ("InvalidResourceId.NotFound", 404)
+    old.call(t)
+    for who in (old, them):
+        with pytest.raises(ServerException) as e:
+            stockade_action(who, "PlaceNetworkInterface", NetworkInterfaceId=eni, HostId="h1")
+        assert (e.value.get_error_code(), e.value.get_http_status()) == ("Forbidden.RAM", 403)
