@@ -193,3 +193,27 @@ def test_another_account_sees_nothing_and_no_tenant_places(server, old):
         with pytest.raises(ServerException) as e:
             stockade_action(who, "PlaceNetworkInterface", NetworkInterfaceId=eni, HostId="h1")
         assert (e.value.get_error_code(), e.value.get_http_status()) == ("Forbidden.RAM", 403)
+
+
+def test_flow_verdicts_by_interface(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.44.0.0/16", "10.44.1.0/24")
+    sg = group(old, vpc)
+    a, b = run(old, vsw, [sg], amount=2)
+    enis = {i["InstanceId"]: i["NetworkInterfaces"]["NetworkInterface"][0]["NetworkInterfaceId"]
+            for i in describe(old, [a, b])}
+    by_instance = stockade_action(old, "DescribeFlowVerdict", SourceInstanceId=a, DestinationInstanceId=b,
+                                  IpProtocol="tcp", DestinationPort=22)
+    by_interface = stockade_action(old, "DescribeFlowVerdict", SourceNetworkInterfaceId=enis[a],
+                                   DestinationNetworkInterfaceId=enis[b], IpProtocol="tcp", DestinationPort=22)
+    assert by_interface["Verdict"] == by_instance["Verdict"]
+    stages = by_interface["Stages"]["Stage"]
+    assert [(s["InstanceId"], s["NetworkInterfaceId"]) for s in stages] == [(a, enis[a]), (b, enis[b])]
+    loose = create(old, vsw, [sg])["NetworkInterfaceId"]
+    for params, code in [
+        (dict(SourceNetworkInterfaceId=loose, DestinationInstanceId=b), ("InvalidOperation.InvalidEniState", 403)),
+        (dict(SourceNetworkInterfaceId=enis[a], SourceInstanceId=a, DestinationInstanceId=b), ("InvalidParameter.Conflict", 400)),
+        (dict(SourceNetworkInterfaceId="eni-nosuch", DestinationInstanceId=b), ("InvalidNetworkInterfaceId.NotFound", 404)),
+    ]:
+        with pytest.raises(ServerException) as e:
+            stockade_action(old, "DescribeFlowVerdict", IpProtocol="tcp", DestinationPort=22, **params)
+        assert (e.value.get_error_code(), e.value.get_http_status()) == code

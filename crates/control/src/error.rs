@@ -167,6 +167,9 @@ pub enum ControlError {
         "The operation is not allowed in the current ENI state: the network interface is in use."
     )]
     InterfaceInUse,
+    /// A flow question names an interface attached to no instance: no flow crosses it.
+    #[error("The specified NetworkInterfaceId \"{0}\" is not attached to an instance: no flow crosses it.")]
+    InterfaceNotAttached(NetworkInterfaceId),
     /// A Stockade operator action called with a tenant's AccessKey. Placement is the
     /// operator's: no tenant may choose the host (and so the device) its interfaces use.
     #[error("User not authorized to operate on the specified resource: operator actions need an operator AccessKey.")]
@@ -240,7 +243,9 @@ impl EcsError for ControlError {
             ControlError::TagLimit => "InvalidTagCount",
             ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
             ControlError::OperatorOnly => "Forbidden.RAM",
-            ControlError::InterfaceInUse => "InvalidOperation.InvalidEniState",
+            ControlError::InterfaceInUse | ControlError::InterfaceNotAttached(_) => {
+                "InvalidOperation.InvalidEniState"
+            }
             ControlError::Storage(_) => "InternalError",
         };
         code.into()
@@ -275,7 +280,8 @@ impl EcsError for ControlError {
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus
             | ControlError::OperatorOnly
-            | ControlError::InterfaceInUse => 403,
+            | ControlError::InterfaceInUse
+            | ControlError::InterfaceNotAttached(_) => 403,
             ControlError::Storage(_) => 500,
             ControlError::SourceGroupMismatch
             | ControlError::DestGroupMismatch

@@ -99,10 +99,10 @@ pub(crate) struct UpArgs {
 pub(crate) struct ProbeArgs {
     #[command(flatten)]
     dir: DirArgs,
-    /// Sender: an instance id or `internet`.
+    /// Sender: an instance or network interface id, or `internet`.
     #[arg(long)]
     from: String,
-    /// Receiver: an instance id, `internet`, or an address.
+    /// Receiver: an instance or network interface id, `internet`, or an address.
     #[arg(long)]
     to: String,
     /// tcp, udp or icmp.
@@ -124,7 +124,7 @@ pub(crate) struct ProbeArgs {
 pub(crate) struct ExecArgs {
     #[command(flatten)]
     dir: DirArgs,
-    /// An instance id or `internet`.
+    /// An instance or network interface id, or `internet`.
     member: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true)]
@@ -217,11 +217,12 @@ impl Lab {
         Ok(())
     }
 
+    /// A member by its instance id or the id of its network interface.
     fn member(&self, id: &str) -> Result<&Member> {
         self.instances
             .iter()
-            .find(|m| m.instance_id == id)
-            .with_context(|| format!("{id} is not an instance of this lab"))
+            .find(|m| m.instance_id == id || m.network_interface_id == id)
+            .with_context(|| format!("{id} is not an instance or interface of this lab"))
     }
 
     /// The namespace of an instance or of `internet`.
@@ -244,7 +245,7 @@ pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
             let lab = Lab::load(&args.dir.lab_dir)?;
             let to = match args.to.as_str() {
                 "internet" => netns::INTERNET.to_string(),
-                t if t.starts_with("i-") => {
+                t if t.starts_with("i-") || t.starts_with("eni-") => {
                     let m = lab.member(t)?;
                     if args.internet {
                         if m.public_ip_address.is_empty() {

@@ -47,16 +47,34 @@ fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
     Ok(engine)
 }
 
-fn endpoint(p: &Params, instance: &'static str, ip: &'static str) -> Result<Option<Endpoint>> {
-    match (p.opt(instance), p.opt(ip)) {
-        (Some(i), None) => Ok(Some(Endpoint::Instance(i.parse()?))),
-        (None, Some(a)) => Ok(Some(Endpoint::Address(
-            a.parse::<IpAddr>()
-                .map_err(|_| ServerError::invalid(ip, a))?,
-        ))),
-        (Some(_), Some(_)) => Err(ModelError::Conflict(instance, ip).into()),
-        (None, None) => Ok(None),
+/// One end of a flow question: an instance, a network interface (the flow crosses it, so
+/// it is judged at its instance) or an address; at most one of the three.
+enum End {
+    Instance(InstanceId),
+    Interface(model::NetworkInterfaceId),
+    Address(IpAddr),
+}
+
+fn endpoint(p: &Params, [instance, interface, ip]: [&'static str; 3]) -> Result<Option<End>> {
+    let given: Vec<&'static str> = [instance, interface, ip]
+        .into_iter()
+        .filter(|name| p.opt(name).is_some())
+        .collect();
+    if let [first, second, ..] = given[..] {
+        return Err(ModelError::Conflict(first, second).into());
     }
+    Ok(match given.first() {
+        None => None,
+        Some(&name) if name == instance => Some(End::Instance(p.typed(instance)?)),
+        Some(&name) if name == interface => Some(End::Interface(p.typed(interface)?)),
+        Some(_) => {
+            let a = p.required(ip)?;
+            Some(End::Address(
+                a.parse::<IpAddr>()
+                    .map_err(|_| ServerError::invalid(ip, a))?,
+            ))
+        }
+    })
 }
 
 /// Whether an instance of the region is the caller's: answers name no other account's
@@ -68,10 +86,20 @@ fn owned_by(state: &policy::State, account: model::AccountId) -> impl Fn(&Instan
 /// `DescribeFlowVerdict`: the verdict of one flow and what decided it at each instance.
 pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
     let p = call.params;
-    let source = endpoint(p, "SourceInstanceId", "SourceIp")?
-        .ok_or(ModelError::Missing("SourceInstanceId"))?;
-    let destination = endpoint(p, "DestinationInstanceId", "DestinationIp")?
-        .ok_or(ModelError::Missing("DestinationInstanceId"))?;
+    let source = endpoint(
+        p,
+        ["SourceInstanceId", "SourceNetworkInterfaceId", "SourceIp"],
+    )?
+    .ok_or(ModelError::Missing("SourceInstanceId"))?;
+    let destination = endpoint(
+        p,
+        [
+            "DestinationInstanceId",
+            "DestinationNetworkInterfaceId",
+            "DestinationIp",
+        ],
+    )?
+    .ok_or(ModelError::Missing("DestinationInstanceId"))?;
     let port = |name| Ok::<_, ServerError>(p.number(name, 1, 65535)?.map(|n| n as u16));
     let l4 = FlowPorts::parse(
         &p.required("IpProtocol")?,
@@ -79,18 +107,41 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         port("SourcePort")?,
     )?;
     let nic_type: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
-    // Only the caller's instances can be asked about.
-    call.query(|tx| {
-        for end in [&source, &destination] {
-            if let Endpoint::Instance(id) = end {
-                tx.instance(id)?;
+    // Only the caller's instances and interfaces can be asked about; an interface is judged
+    // at the instance it is attached to, and names the primary interface of each stage's.
+    let (source, destination, interfaces) = call.query(|tx| {
+        let mut interfaces = std::collections::HashMap::new();
+        let mut resolve = |end: End| -> control::Result<Endpoint> {
+            let id = match end {
+                End::Address(a) => return Ok(Endpoint::Address(a)),
+                End::Instance(id) => id,
+                End::Interface(n) => tx
+                    .interface(&n)?
+                    .instance
+                    .ok_or(control::ControlError::InterfaceNotAttached(n))?,
+            };
+            let i = tx.instance(&id)?;
+            if let Some(primary) = i.network_interfaces.first() {
+                interfaces.insert(id.clone(), primary.id.clone());
             }
-        }
-        Ok(())
+            Ok(Endpoint::Instance(id))
+        };
+        let (s, d) = (resolve(source)?, resolve(destination)?);
+        Ok((s, d, interfaces))
     })?;
     let engine = compiled(call.state, call.ctx)?;
     let flow = Flow::between(source, destination, l4, nic_type);
-    Ok(Reply::Body(flow_verdict_json(&engine.verdict(&flow)?)))
+    let mut body = flow_verdict_json(&engine.verdict(&flow)?);
+    for stage in body["Stages"]["Stage"].as_array_mut().into_iter().flatten() {
+        let interface = stage["InstanceId"]
+            .as_str()
+            .and_then(|i| i.parse::<InstanceId>().ok())
+            .and_then(|i| interfaces.get(&i))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        stage["NetworkInterfaceId"] = json!(interface);
+    }
+    Ok(Reply::Body(body))
 }
 
 /// The `DescribeFlowVerdict` response body (without `RequestId`): the verdict, and per stage

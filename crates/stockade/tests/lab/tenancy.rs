@@ -69,6 +69,25 @@ fn no_request_of_another_tenant_changes_a_verdict() {
     lab.wait_applied();
     let before = a_verdicts(&lab);
     assert_eq!(before, (true, false, "Accept".to_string()));
+    // The CLI names lab members by interface as well as by instance.
+    for (port, pass) in [("80", true), ("81", false)] {
+        let out = lab
+            .stockade(&[
+                "lab",
+                "probe",
+                "--from",
+                &lab.member(0).eni,
+                "--to",
+                &a1.eni,
+                "--port",
+                port,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.success(), pass, "lab probe to {port}: {text}");
+        assert_eq!(text.trim(), if pass { "pass" } else { "blocked" });
+    }
 
     // B copies A's network: the same CIDRs, a group open to everything, an instance at A1's
     // address (accepted: another VPC).
