@@ -22,6 +22,9 @@ struct Fleet {
     instances: Vec<String>,
     rules: Vec<String>,
     addresses: Vec<String>,
+    /// Every network interface: instances' primary ones and interfaces of their own.
+    interfaces: Vec<String>,
+    macs: Vec<String>,
 }
 
 impl Fleet {
@@ -33,12 +36,14 @@ impl Fleet {
             &self.classic_groups,
             &self.instances,
             &self.rules,
+            &self.interfaces,
         ]
         .into_iter()
         .flatten()
         .cloned()
         .collect();
-        ids.extend(self.instances.iter().map(|i| format!("eni-{}", &i[2..])));
+        // An interface's MAC address names it too.
+        ids.extend(self.macs.iter().cloned());
         ids
     }
 }
@@ -125,6 +130,24 @@ async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut F
                     .iter()
                     .map(|x| x.as_str().unwrap().to_string()),
             );
+            let eni = ok(
+                app,
+                sign,
+                &[
+                    ("Action", "CreateNetworkInterface"),
+                    ("VSwitchId", &vsw),
+                    ("SecurityGroupId", &g),
+                    ("Tag.1.Key", "role"),
+                    ("Tag.1.Value", "spare"),
+                ],
+            )
+            .await;
+            fleet
+                .macs
+                .push(eni["MacAddress"].as_str().unwrap().to_string());
+            fleet
+                .interfaces
+                .push(eni["NetworkInterfaceId"].as_str().unwrap().to_string());
             fleet.groups.push(g);
         }
         fleet.vpcs.push(vpc);
@@ -202,6 +225,17 @@ async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut F
     )
     .await;
     for i in described["Instances"]["Instance"].as_array().unwrap() {
+        for n in i["NetworkInterfaces"]["NetworkInterface"]
+            .as_array()
+            .unwrap()
+        {
+            fleet
+                .interfaces
+                .push(n["NetworkInterfaceId"].as_str().unwrap().to_string());
+            fleet
+                .macs
+                .push(n["MacAddress"].as_str().unwrap().to_string());
+        }
         for list in [
             &i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"],
             &i["InnerIpAddress"]["IpAddress"],
@@ -246,6 +280,12 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             ("ResourceType", "securitygroup"),
         ]),
         p(&[("Action", "ListTagResources"), ("ResourceType", "instance")]),
+        p(&[("Action", "ListTagResources"), ("ResourceType", "eni")]),
+        p(&[("Action", "DescribeNetworkInterfaces"), ("PageSize", "100")]),
+        p(&[
+            ("Action", "DescribeNetworkInterfaces"),
+            ("PrimaryIpAddress", "10.0.1.2"),
+        ]),
         p(&[("Action", "DescribeSecurityGroupAudit")]),
     ];
     for g in b.groups.iter().chain(&b.classic_groups) {
@@ -283,10 +323,11 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
         }
     }
     // Naming A's resources: each must answer as if they did not exist.
-    for _ in 0..40 {
+    for _ in 0..60 {
         let theirs = any(a, rng);
         let mine_group = b.groups.choose(rng).unwrap().clone();
         let mine_instance = b.instances.choose(rng).unwrap().clone();
+        let mine_interface = b.interfaces.choose(rng).unwrap().clone();
         let asks: Vec<Vec<(&str, String)>> = vec![
             vec![
                 ("Action", "DescribeSecurityGroupAttribute".into()),
@@ -351,6 +392,54 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             vec![
                 ("Action", "CreateSecurityGroup".into()),
                 ("VpcId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeNetworkInterfaceAttribute".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeNetworkInterfaces".into()),
+                ("NetworkInterfaceId.1", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeNetworkInterfaces".into()),
+                ("SecurityGroupId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "ModifyNetworkInterfaceAttribute".into()),
+                ("NetworkInterfaceId", mine_interface.clone()),
+                ("SecurityGroupId.1", theirs.clone()),
+            ],
+            vec![
+                ("Action", "ModifyNetworkInterfaceAttribute".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+                ("Description", "mine now".into()),
+            ],
+            vec![
+                ("Action", "JoinSecurityGroup".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+                ("SecurityGroupId", mine_group.clone()),
+            ],
+            vec![
+                ("Action", "DeleteNetworkInterface".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "CreateNetworkInterface".into()),
+                ("VSwitchId", theirs.clone()),
+                ("SecurityGroupId", mine_group.clone()),
+            ],
+            vec![
+                ("Action", "TagResources".into()),
+                ("ResourceType", "eni".into()),
+                ("ResourceId.1", theirs.clone()),
+                ("Tag.1.Key", "k".into()),
+            ],
+            vec![
+                ("Action", "DescribeFlowVerdict".into()),
+                ("SourceNetworkInterfaceId", mine_interface.clone()),
+                ("DestinationNetworkInterfaceId", theirs.clone()),
+                ("IpProtocol", "icmp".into()),
             ],
         ];
         let ask = asks.choose(rng).unwrap();
