@@ -217,3 +217,72 @@ def test_flow_verdicts_by_interface(old):
         with pytest.raises(ServerException) as e:
             stockade_action(old, "DescribeFlowVerdict", IpProtocol="tcp", DestinationPort=22, **params)
         assert (e.value.get_error_code(), e.value.get_http_status()) == code
+
+
+def test_ipv6_blocks_and_addresses(old, new_v3):
+    from aliyunsdkvpc.request.v20160428 import CreateVSwitchRequest, CreateVpcRequest, DescribeVpcAttributeRequest
+    from aliyunsdkecs.request.v20140526 import RunInstancesRequest
+
+    r = CreateVpcRequest.CreateVpcRequest()
+    r.set_CidrBlock("10.50.0.0/16")
+    r.set_EnableIpv6(True)
+    made = old.call(r)
+    vpc, block = made["VpcId"], made["Ipv6CidrBlock"]
+    assert block.startswith("2001:2:") and block.endswith("/56")
+    a = DescribeVpcAttributeRequest.DescribeVpcAttributeRequest()
+    a.set_VpcId(vpc)
+    attr = old.call(a)
+    assert attr["Ipv6CidrBlock"] == block
+    assert attr["Ipv6CidrBlocks"]["Ipv6CidrBlock"][0]["Ipv6CidrBlock"] == block
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock("10.50.1.0/24")
+    s.set_Ipv6CidrBlock(7)
+    vsw = old.call(s)["VSwitchId"]
+    sg = group(old, vpc)
+    ri = RunInstancesRequest.RunInstancesRequest()
+    ri.set_ImageId("img")
+    ri.set_InstanceType("t")
+    ri.set_VSwitchId(vsw)
+    ri.set_SecurityGroupIdss([sg])
+    ri.set_Ipv6AddressCount(1)
+    [i] = old.call(ri)["InstanceIdSets"]["InstanceIdSet"]
+    [inst] = describe(old, [i])
+    [v6] = [x["Ipv6Address"] for x in inst["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"]]
+    import ipaddress
+    seventh = list(ipaddress.ip_network(block).subnets(new_prefix=64))[7]
+    assert ipaddress.ip_address(v6) in seventh, (block, v6)
+    # The same address again, more than one, or a vSwitch without IPv6: refused.
+    ri.set_Ipv6AddressCount(0)
+    ri.set_Ipv6Addresss([v6])
+    assert old.error(ri) == ("InvalidIpv6Address.Duplicated", 400)
+    ri.set_Ipv6Addresss([])
+    ri.set_Ipv6AddressCount(2)
+    assert old.error(ri)[0] == "InvalidParameter"
+    _, plain = vpc_with_vswitch(old, "10.51.0.0/16", "10.51.1.0/24")
+    ri2 = RunInstancesRequest.RunInstancesRequest()
+    ri2.set_ImageId("img")
+    ri2.set_InstanceType("t")
+    ri2.set_VSwitchId(plain)
+    ri2.set_SecurityGroupIdss([group(old, _)])
+    ri2.set_Ipv6AddressCount(1)
+    assert old.error(ri2) == ("InvalidVSwitch.Ipv6NotTurnOn", 400)
+    # The engine judges IPv6 flows at the instance: an Ipv6SourceCidrIp rule decides.
+    from aliyunsdkecs.request.v20140526 import AuthorizeSecurityGroupRequest
+    au = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    au.set_SecurityGroupId(sg)
+    au.set_IpProtocol("tcp")
+    au.set_PortRange("443/443")
+    au.set_Ipv6SourceCidrIp("2001:db8::/32")
+    old.call(au)
+    v = stockade_action(old, "DescribeFlowVerdict", SourceIp="2001:db8::5", DestinationInstanceId=i,
+                        IpProtocol="tcp", DestinationPort=443)
+    assert v["Verdict"] == "Accept", v
+    v = stockade_action(old, "DescribeFlowVerdict", SourceIp="2001:db9::5", DestinationInstanceId=i,
+                        IpProtocol="tcp", DestinationPort=443)
+    assert v["Verdict"] == "Drop", v
+    # The new SDK reads the same fields.
+    body = new_v3.describe_network_interfaces(models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, instance_id=i)).body
+    assert body.network_interface_sets.network_interface_set[0].ipv_6sets.ipv_6set[0].ipv_6address == v6

@@ -162,6 +162,21 @@ pub enum ControlError {
     /// region).
     #[error("The specified NetworkInterfaceId \"{0}\" does not exist.")]
     NetworkInterfaceNotFound(NetworkInterfaceId),
+    /// `EnableIpv6` on more VPCs than the IPv6 pool has blocks for one account.
+    #[error("The IPv6 blocks available to the account in the region are used up.")]
+    Ipv6BlockQuota,
+    /// A vSwitch's `Ipv6CidrBlock` in a VPC without IPv6.
+    #[error("The VPC of the vSwitch has no IPv6 block (create it with EnableIpv6).")]
+    VpcIpv6NotEnabled,
+    /// An IPv6 address asked for in a vSwitch without IPv6.
+    #[error("The IPv6 of the specified vSwitch is not turned on.")]
+    VSwitchIpv6NotEnabled,
+    /// `Ipv6Address.N` outside the vSwitch's block.
+    #[error("The specified Ipv6Address \"{0}\" is not in the vSwitch's IPv6 block.")]
+    Ipv6NotInVSwitch(std::net::Ipv6Addr),
+    /// `Ipv6Address.N` held by another interface of the VPC.
+    #[error("The specified Ipv6Address \"{0}\" is already in use.")]
+    Ipv6InUse(std::net::Ipv6Addr),
     /// The interface is attached (`InUse`); the operation needs it `Available`.
     #[error(
         "The operation is not allowed in the current ENI state: the network interface is in use."
@@ -243,6 +258,11 @@ impl EcsError for ControlError {
             ControlError::TagLimit => "InvalidTagCount",
             ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
             ControlError::OperatorOnly => "Forbidden.RAM",
+            ControlError::Ipv6BlockQuota => "QuotaExceeded.Ipv6CidrBlock",
+            ControlError::VpcIpv6NotEnabled => "InvalidVpc.Ipv6NotTurnOn",
+            ControlError::VSwitchIpv6NotEnabled => "InvalidVSwitch.Ipv6NotTurnOn",
+            ControlError::Ipv6NotInVSwitch(_) => "InvalidIpv6Address.Mismatch",
+            ControlError::Ipv6InUse(_) => "InvalidIpv6Address.Duplicated",
             ControlError::InterfaceInUse | ControlError::InterfaceNotAttached(_) => {
                 "InvalidOperation.InvalidEniState"
             }
@@ -280,6 +300,7 @@ impl EcsError for ControlError {
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus
             | ControlError::OperatorOnly
+            | ControlError::Ipv6BlockQuota
             | ControlError::InterfaceInUse
             | ControlError::InterfaceNotAttached(_) => 403,
             ControlError::Storage(_) => 500,
@@ -306,7 +327,11 @@ impl EcsError for ControlError {
             | ControlError::ModifyEntityType
             | ControlError::ModifyNicType
             | ControlError::RuleDuplicate
-            | ControlError::TagLimit => 400,
+            | ControlError::TagLimit
+            | ControlError::VpcIpv6NotEnabled
+            | ControlError::VSwitchIpv6NotEnabled
+            | ControlError::Ipv6NotInVSwitch(_)
+            | ControlError::Ipv6InUse(_) => 400,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct NetworkInterfaceRecord {
     pub zone_id: String,
     /// `PrivateIpAddress` (the primary one).
     pub private_ip: Ipv4Addr,
+    /// Its IPv6 address, if it has one.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// `NetworkInterfaceName`.
     pub name: String,
     /// `Description`.
@@ -151,6 +153,7 @@ pub(crate) struct Primary<'a> {
     pub(crate) vswitch: Option<&'a VSwitchId>,
     pub(crate) zone: &'a str,
     pub(crate) private_ip: Ipv4Addr,
+    pub(crate) ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// Inserts the primary interface of an instance.
@@ -158,8 +161,8 @@ pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfac
     let id = NetworkInterfaceId::from_body(&new_id_body())?;
     db.execute(
         "INSERT INTO network_interfaces (id, account_id, region, instance_id, kind, vpc_id, vswitch_id,
-                                         zone_id, private_ip, mac, name, description, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '', '', ?11)",
+                                         zone_id, private_ip, mac, name, description, created_at, ipv6)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '', '', ?11, ?12)",
         args![
             id.as_str(),
             p.owner.get() as i64,
@@ -171,7 +174,8 @@ pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfac
             p.zone,
             p.private_ip.to_string(),
             new_mac(),
-            now()
+            now(),
+            p.ipv6.map(|a| a.to_string())
         ],
     )?;
     Ok(id)
@@ -180,7 +184,7 @@ pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfac
 /// The columns [`read_interface`] reads, in its order.
 pub(crate) const INTERFACE_COLUMNS: &str =
     "n.id, n.account_id, n.kind, n.mac, n.instance_id, n.vpc_id, n.vswitch_id, \
-     n.zone_id, n.private_ip, n.name, n.description, n.created_at";
+     n.zone_id, n.private_ip, n.name, n.description, n.created_at, n.ipv6";
 
 pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
     let parsed = |c: usize| -> Result<Option<String>> { r.opt_text(c) };
@@ -211,6 +215,10 @@ pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
         name: r.text(9)?,
         description: r.text(10)?,
         created_at: r.text(11)?,
+        ipv6: parsed(12)?
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| bad("ipv6"))?,
         security_groups: Vec::new(),
     })
 }
@@ -586,6 +594,7 @@ pub(crate) fn backfill_primary(db: &dyn Db) -> Result<()> {
                 vswitch: vswitch.as_ref(),
                 zone: &r.text(5)?,
                 private_ip: r.parsed(6)?,
+                ipv6: None,
             },
         )?;
     }

@@ -33,7 +33,9 @@ pub use interfaces::{
     CreateInterface, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord, Placement,
 };
 pub use limits::Limits;
-pub use network::{CreateInstances, InstanceRecord, InstanceStatus, VSwitchRecord, VpcRecord};
+pub use network::{
+    CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
+};
 pub use secrets::MasterKey;
 pub use tags::TaggedType;
 

@@ -8,12 +8,18 @@
 //! broadcast addresses; instances start `Running` (`RunInstances`) or `Stopped`
 //! (`CreateInstance`) at once.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// The classic network's intranet address pool.
 pub(crate) const CLASSIC_INTRANET: &str = "198.18.192.0/18";
+/// Where VPCs' IPv6 blocks (/56 each) come from: the IPv6 benchmarking range, so lab
+/// namespaces can carry them. Each account draws from the whole range (256 blocks per
+/// account and region), so one tenant cannot use up another's; blocks of two accounts may
+/// be equal, and are kept apart as overlapping IPv4 CIDRs are (each VPC has its own routing
+/// and connection-tracking zone).
+pub(crate) const IPV6_POOL: &str = "2001:2::/48";
 use model::{AccountId, InstanceId, NetworkType, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::json;
 
@@ -32,6 +38,8 @@ pub struct VpcRecord {
     pub description: String,
     /// `CidrBlock`.
     pub cidr: Ipv4Net,
+    /// `Ipv6CidrBlock` (a /56), when created with `EnableIpv6`.
+    pub ipv6_cidr: Option<Ipv6Net>,
     /// `CreationTime`.
     pub created_at: String,
     /// Its vSwitches.
@@ -53,6 +61,8 @@ pub struct VSwitchRecord {
     pub description: String,
     /// `CidrBlock`.
     pub cidr: Ipv4Net,
+    /// `Ipv6CidrBlock` (a /64 of its VPC's block), if given one.
+    pub ipv6_cidr: Option<Ipv6Net>,
     /// `CreationTime`.
     pub created_at: String,
     /// Addresses still free.
@@ -103,6 +113,8 @@ pub struct InstanceRecord {
     pub private_ip: Ipv4Addr,
     /// Public address (classic with bandwidth).
     pub public_ip: Option<Ipv4Addr>,
+    /// IPv6 address (its primary interface's), if it has one.
+    pub ipv6: Option<Ipv6Addr>,
     /// Running or stopped.
     pub status: InstanceStatus,
     /// `CreationTime`.
@@ -139,6 +151,8 @@ pub struct CreateInstances {
     pub private_ip: Option<Ipv4Addr>,
     /// `InternetMaxBandwidthOut > 0`: a public address (classic network).
     pub public_ip: bool,
+    /// `Ipv6AddressCount=1` / `Ipv6Address.1`: an IPv6 address from the vSwitch's block.
+    pub ipv6: Option<Ipv6Request>,
     /// `InstanceName`.
     pub name: String,
     /// `Description`.
@@ -151,6 +165,15 @@ pub struct CreateInstances {
     pub running: bool,
 }
 
+/// How an interface gets its IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Request {
+    /// The first free one of the vSwitch's block.
+    Any,
+    /// This one.
+    Address(Ipv6Addr),
+}
+
 /// Every address of a block that instances may take.
 pub(crate) fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
     let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
@@ -158,15 +181,45 @@ pub(crate) fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
 }
 
 impl Tx<'_> {
-    /// `CreateVpc`.
-    pub fn create_vpc(&self, name: &str, description: &str, cidr: Ipv4Net) -> Result<VpcId> {
+    /// `CreateVpc`; with `ipv6`, the VPC also gets the first /56 of [`IPV6_POOL`] none of
+    /// the caller's VPCs in the region has.
+    pub fn create_vpc(
+        &self,
+        name: &str,
+        description: &str,
+        cidr: Ipv4Net,
+        ipv6: bool,
+    ) -> Result<VpcId> {
         if !(8..=28).contains(&cidr.prefix_len()) || cidr.trunc() != cidr {
             return Err(ControlError::InvalidCidr(cidr.to_string()));
         }
+        let ipv6_cidr = if ipv6 {
+            let taken: Vec<Option<Ipv6Net>> =
+                self.vpcs(None)?.into_iter().map(|v| v.ipv6_cidr).collect();
+            let pool: Ipv6Net = IPV6_POOL.parse().expect("literal");
+            let free = pool
+                .subnets(56)
+                .expect("a /48 has /56s")
+                .find(|b| !taken.contains(&Some(*b)))
+                .ok_or(ControlError::Ipv6BlockQuota)?;
+            Some(free)
+        } else {
+            None
+        };
         let id = VpcId::from_body(&new_id_body())?;
         self.db.execute(
-            "INSERT INTO vpcs (id, account_id, region, name, description, cidr_block, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            args![id.as_str(), self.ctx.account.get() as i64, &self.ctx.region, name, description, cidr.to_string(), now()],
+            "INSERT INTO vpcs (id, account_id, region, name, description, cidr_block, ipv6_cidr, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            args![
+                id.as_str(),
+                self.ctx.account.get() as i64,
+                &self.ctx.region,
+                name,
+                description,
+                cidr.to_string(),
+                ipv6_cidr.map(|b| b.to_string()),
+                now()
+            ],
         )?;
         self.log(
             "CreateVpc",
@@ -186,7 +239,7 @@ impl Tx<'_> {
     /// The caller's VPCs in the region (one, if `only`), oldest first.
     pub fn vpcs(&self, only: Option<&VpcId>) -> Result<Vec<VpcRecord>> {
         let rows = self.db.query(
-            "SELECT id, name, description, cidr_block, created_at FROM vpcs
+            "SELECT id, name, description, cidr_block, created_at, ipv6_cidr FROM vpcs
              WHERE account_id = ?1 AND region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR id = ?3) ORDER BY seq",
             args![
                 self.ctx.account.get() as i64,
@@ -203,6 +256,11 @@ impl Tx<'_> {
                     description: r.text(2)?,
                     cidr: r.parsed(3)?,
                     created_at: r.text(4)?,
+                    ipv6_cidr: r
+                        .opt_text(5)?
+                        .map(|b| b.parse())
+                        .transpose()
+                        .map_err(|_| ControlError::Storage("bad ipv6_cidr".into()))?,
                     vswitches: Vec::new(),
                 })
             })
@@ -241,10 +299,30 @@ impl Tx<'_> {
         vpc: &VpcId,
         zone: &str,
         cidr: Ipv4Net,
+        ipv6_index: Option<u8>,
         name: &str,
         description: &str,
     ) -> Result<VSwitchId> {
         let v = self.vpc(vpc)?;
+        let ipv6_cidr = match (ipv6_index, v.ipv6_cidr) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ControlError::VpcIpv6NotEnabled),
+            (Some(n), Some(block)) => {
+                let sub = block
+                    .subnets(64)
+                    .expect("a /56 has /64s")
+                    .nth(usize::from(n))
+                    .expect("256 /64s in a /56");
+                if self
+                    .vswitches(Some(vpc), None)?
+                    .iter()
+                    .any(|s| s.ipv6_cidr == Some(sub))
+                {
+                    return Err(ControlError::CidrOverlap(sub.to_string()));
+                }
+                Some(sub)
+            }
+        };
         if !zone.starts_with(&self.ctx.region) || zone.len() == self.ctx.region.len() {
             return Err(ControlError::ZoneNotFound(zone.to_string()));
         }
@@ -260,8 +338,8 @@ impl Tx<'_> {
         }
         let id = VSwitchId::from_body(&new_id_body())?;
         self.db.execute(
-            "INSERT INTO vswitches (id, vpc_id, account_id, region, zone_id, name, description, cidr_block, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO vswitches (id, vpc_id, account_id, region, zone_id, name, description, cidr_block, ipv6_cidr, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             args![
                 id.as_str(),
                 vpc.as_str(),
@@ -271,6 +349,7 @@ impl Tx<'_> {
                 name,
                 description,
                 cidr.to_string(),
+                ipv6_cidr.map(|b| b.to_string()),
                 now()
             ],
         )?;
@@ -290,7 +369,7 @@ impl Tx<'_> {
     ) -> Result<Vec<VSwitchRecord>> {
         let rows = self.db.query(
             "SELECT s.id, s.vpc_id, s.zone_id, s.name, s.description, s.cidr_block, s.created_at,
-                    (SELECT COUNT(*) FROM network_interfaces n WHERE n.vswitch_id = s.id)
+                    (SELECT COUNT(*) FROM network_interfaces n WHERE n.vswitch_id = s.id), s.ipv6_cidr
              FROM vswitches s WHERE s.account_id = ?1 AND s.region = ?2
                AND (CAST(?3 AS TEXT) IS NULL OR s.vpc_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR s.id = ?4) ORDER BY s.seq",
             args![
@@ -313,6 +392,11 @@ impl Tx<'_> {
                     created_at: r.text(6)?,
                     available: (usable(&cidr).count() as u64).saturating_sub(used as u64),
                     cidr,
+                    ipv6_cidr: r
+                        .opt_text(8)?
+                        .map(|b| b.parse())
+                        .transpose()
+                        .map_err(|_| ControlError::Storage("bad ipv6_cidr".into()))?,
                 })
             })
             .collect()
@@ -467,6 +551,16 @@ impl Tx<'_> {
             } else {
                 None
             };
+            let ipv6 = match req.ipv6 {
+                None => None,
+                Some(want) => {
+                    let block = vswitch
+                        .as_ref()
+                        .and_then(|s| s.ipv6_cidr)
+                        .ok_or(ControlError::VSwitchIpv6NotEnabled)?;
+                    Some(self.ipv6_address(&block, vpc.as_ref(), want)?)
+                }
+            };
             let id = InstanceId::from_body(&new_id_body())?;
             self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
@@ -505,6 +599,7 @@ impl Tx<'_> {
                     vswitch: req.vswitch_id.as_ref(),
                     zone: &zone,
                     private_ip,
+                    ipv6,
                 },
             )?;
             self.log(
@@ -515,6 +610,45 @@ impl Tx<'_> {
             ids.push(id);
         }
         Ok(ids)
+    }
+
+    /// An IPv6 address of `block` for an interface: the one asked for, if it is in the block
+    /// and free in the VPC, or the first free one (from `::2`; ECS keeps `::1` too).
+    pub(crate) fn ipv6_address(
+        &self,
+        block: &Ipv6Net,
+        vpc: Option<&VpcId>,
+        want: Ipv6Request,
+    ) -> Result<Ipv6Addr> {
+        let used: std::collections::HashSet<String> = self
+            .db
+            .query(
+                "SELECT ipv6 FROM network_interfaces WHERE region = ?1 AND ipv6 IS NOT NULL
+                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND CAST(?2 AS TEXT) IS NULL))",
+                args![&self.ctx.region, vpc.map(|v| v.as_str())],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<_>>()?;
+        match want {
+            Ipv6Request::Address(a) => {
+                let first = u128::from(block.network());
+                if !block.contains(&a) || u128::from(a) - first < 2 {
+                    return Err(ControlError::Ipv6NotInVSwitch(a));
+                }
+                if used.contains(&a.to_string()) {
+                    return Err(ControlError::Ipv6InUse(a));
+                }
+                Ok(a)
+            }
+            Ipv6Request::Any => {
+                let first = u128::from(block.network());
+                (2..100_000u128)
+                    .map(|k| Ipv6Addr::from(first + k))
+                    .find(|a| !used.contains(&a.to_string()))
+                    .ok_or(ControlError::NoFreeAddress)
+            }
+        }
     }
 
     /// The first address of `pool` no interface of the VPC (or classic network) holds.
@@ -594,6 +728,7 @@ impl Tx<'_> {
                         .map(|p| p.parse())
                         .transpose()
                         .map_err(|_| bad("public_ip"))?,
+                    ipv6: None,
                     status: if r.text(11)? == "Running" {
                         InstanceStatus::Running
                     } else {
@@ -651,6 +786,7 @@ impl Tx<'_> {
         for i in &mut out {
             i.security_groups = groups.remove(i.id.as_str()).unwrap_or_default();
             i.network_interfaces = interfaces.remove(&i.id).unwrap_or_default();
+            i.ipv6 = i.network_interfaces.first().and_then(|n| n.ipv6);
         }
         Ok(out)
     }
@@ -836,7 +972,7 @@ impl Tx<'_> {
                 owner: i.owner,
                 vpc_id: i.vpc_id,
                 private_ip: i.private_ip,
-                ipv6: None,
+                ipv6: i.ipv6,
                 public_ip: i.public_ip,
                 security_groups: i.security_groups,
             })

@@ -150,9 +150,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 5: network interfaces (every instance's primary one; created for existing instances
     // when the store opens, see `Control::ensure_primary_interfaces`), their placement on
-    // hosts (operator only), and operator accounts.
+    // hosts (operator only), operator accounts, IPv6 blocks of VPCs and vSwitches.
     r#"
     ALTER TABLE accounts ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE vpcs ADD COLUMN ipv6_cidr TEXT;
+    ALTER TABLE vswitches ADD COLUMN ipv6_cidr TEXT;
     CREATE TABLE network_interfaces (
         seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         id           TEXT NOT NULL UNIQUE,
@@ -164,6 +166,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         vswitch_id   TEXT,
         zone_id      TEXT NOT NULL,
         private_ip   TEXT NOT NULL,
+        ipv6         TEXT,
         mac          TEXT NOT NULL,
         name         TEXT NOT NULL,
         description  TEXT NOT NULL,

@@ -96,11 +96,12 @@ fn group(control: &Control, ctx: &Ctx, vpc: Option<&VpcId>, kind: GroupType) -> 
 
 fn network(control: &Control, ctx: &Ctx) -> (VpcId, VSwitchId) {
     write(control, ctx, |tx| {
-        let vpc = tx.create_vpc("v", "", "10.0.0.0/16".parse().unwrap())?;
+        let vpc = tx.create_vpc("v", "", "10.0.0.0/16".parse().unwrap(), true)?;
         let vsw = tx.create_vswitch(
             &vpc,
             "cn-hangzhou-h",
             "10.0.1.0/24".parse().unwrap(),
+            Some(3),
             "s",
             "",
         )?;
@@ -123,6 +124,7 @@ fn instance(
             security_groups: groups.to_vec(),
             private_ip: None,
             public_ip: false,
+            ipv6: Some(control::Ipv6Request::Any),
             name: String::new(),
             description: String::new(),
             image_id: "img".into(),
@@ -348,6 +350,81 @@ fn instance_groups(control: &Control) {
     );
 }
 
+/// IPv6 blocks: a /56 per VPC from the benchmarking range, drawn per account (so equal
+/// across accounts, never within one); a vSwitch's /64 by index; interface addresses from
+/// it, unique in the VPC; and network interfaces hold the IPv4 addresses instances check.
+fn ipv6_and_interfaces(control: &Control) {
+    let (a, b) = (account(control), account(control));
+    let (vpc_a, vsw_a) = network(control, &a);
+    let (vpc_b, _) = network(control, &b);
+    let block = |ctx: &Ctx, vpc: &VpcId| {
+        write(control, ctx, |tx| Ok(tx.vpc(vpc)?.ipv6_cidr))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        block(&a, &vpc_a),
+        block(&b, &vpc_b),
+        "each account has the whole pool"
+    );
+    let (vpc_a2, _) = network(control, &a);
+    assert_ne!(block(&a, &vpc_a), block(&a, &vpc_a2));
+    let g = group(control, &a, Some(&vpc_a), GroupType::Normal);
+    let i = instance(control, &a, &vsw_a, std::slice::from_ref(&g));
+    let record = write(control, &a, |tx| tx.instance(&i)).unwrap();
+    let v6 = record.ipv6.expect("an IPv6 address");
+    let sub: ipnet::Ipv6Net = "2001:2:0:3::/64".parse().unwrap();
+    assert!(sub.contains(&v6), "{v6} in the vSwitch's /64 (index 3)");
+    assert_eq!(record.network_interfaces[0].ipv6, Some(v6));
+    let again = write(control, &a, |tx| {
+        tx.create_instances(&CreateInstances {
+            amount: 1,
+            vswitch_id: Some(vsw_a.clone()),
+            zone_id: None,
+            security_groups: vec![g.clone()],
+            private_ip: None,
+            public_ip: false,
+            ipv6: Some(control::Ipv6Request::Address(v6)),
+            name: String::new(),
+            description: String::new(),
+            image_id: "img".into(),
+            instance_type: "ecs.t".into(),
+            running: true,
+        })
+    });
+    assert_eq!(code(again), "InvalidIpv6Address.Duplicated");
+    // An interface of its own takes an address no instance of the VPC holds, and gives it back.
+    let eni = write(control, &a, |tx| {
+        tx.create_interface(&control::CreateInterface {
+            vswitch_id: vsw_a.clone(),
+            security_groups: vec![g.clone()],
+            private_ip: Some(record.private_ip),
+            name: String::new(),
+            description: String::new(),
+        })
+    });
+    assert_eq!(code(eni), "InvalidPrivateIpAddress.Duplicated");
+    let eni = write(control, &a, |tx| {
+        tx.create_interface(&control::CreateInterface {
+            vswitch_id: vsw_a.clone(),
+            security_groups: vec![g.clone()],
+            private_ip: None,
+            name: String::new(),
+            description: String::new(),
+        })
+    })
+    .unwrap();
+    assert_eq!(
+        code(write(control, &a, |tx| tx.delete_group(&g))),
+        "DependencyViolation"
+    );
+    write(control, &a, |tx| tx.delete_interface(&eni)).unwrap();
+    assert_eq!(
+        code(write(control, &b, |tx| tx.interface(&eni).map(drop))),
+        "InvalidNetworkInterfaceId.NotFound"
+    );
+}
+
 /// A named case.
 type Case = (&'static str, fn(&Control));
 
@@ -359,6 +436,7 @@ const CASES: &[Case] = &[
     ("change log", change_log),
     ("client tokens", client_tokens),
     ("instance groups", instance_groups),
+    ("IPv6 and interfaces", ipv6_and_interfaces),
 ];
 
 fn run_all(control: &Control, backend: &str) {

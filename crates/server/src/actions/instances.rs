@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH, NAME_LENGTH};
-use control::{CreateInstances, InstanceRecord, InstanceStatus, TaggedType};
+use control::{CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, TaggedType};
 use model::{InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
 
@@ -66,6 +66,23 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         return Err(ServerError::PrivateIpWithoutVSwitch);
     }
     let name = instance_name(p)?.unwrap_or_default();
+    // One IPv6 address per interface in this version (the engine knows one per instance).
+    let ipv6 = match (
+        p.number("Ipv6AddressCount", 0, 1)?,
+        p.list("Ipv6Address").as_slice(),
+    ) {
+        (_, [a]) => {
+            Some(Ipv6Request::Address(a.parse().map_err(|_| {
+                ServerError::invalid("Ipv6Address.1", a.clone())
+            })?))
+        }
+        (_, [_, extra, ..]) => return Err(ServerError::invalid("Ipv6Address.2", extra.clone())),
+        (Some(1), []) => Some(Ipv6Request::Any),
+        _ => None,
+    };
+    if matches!(ipv6, Some(Ipv6Request::Address(_))) && amount > 1 {
+        return Err(ModelError::Conflict("Ipv6Address.N", "Amount").into());
+    }
     let req = CreateInstances {
         amount,
         vswitch_id,
@@ -73,6 +90,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         security_groups: group_list(p)?,
         private_ip,
         public_ip: p.number("InternetMaxBandwidthOut", 0, 1024)?.unwrap_or(0) > 0,
+        ipv6,
         name,
         description: description(p)?.unwrap_or_default(),
         image_id: p
@@ -130,7 +148,7 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "MacAddress": n.mac,
             "PrimaryIpAddress": i.private_ip.to_string(),
             "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": i.private_ip.to_string(), "Primary": true}]},
-            "Ipv6Sets": {"Ipv6Set": []},
+            "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
         })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
     })

@@ -182,7 +182,7 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "MacAddress": n.mac,
         "PrivateIpAddress": n.private_ip.to_string(),
         "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": n.private_ip.to_string(), "Primary": true}]},
-        "Ipv6Sets": {"Ipv6Set": []},
+        "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
         "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
         "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         "SecurityGroupIds": {"SecurityGroupId": n.security_groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
