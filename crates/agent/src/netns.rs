@@ -10,12 +10,17 @@
 //! - hosts are joined by veth links to the first host, which also holds the **internet**: a
 //!   namespace with the address [`INTERNET`], outside every security group.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::{run_command, AgentError};
 
 /// The gateway every instance routes through (on each host's loopback).
 pub const GATEWAY: &str = "198.18.255.254";
+/// The IPv6 gateway, link-local on the host side of every device (and the hub's side of
+/// every link between hosts); [`PEER_LINK_LOCAL`] is the other host's side of a link.
+pub const GATEWAY6: &str = "fe80::1";
+/// The link-local address of the non-hub side of a link between hosts.
+pub const PEER_LINK_LOCAL: &str = "fe80::2";
 /// The address of the lab's internet client namespace.
 pub const INTERNET: &str = "198.19.255.1";
 
@@ -66,6 +71,7 @@ pub fn create_host(ns: &str) -> Result<(), AgentError> {
             "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv6.conf.all.forwarding=1",
         ],
     )?;
     ip(&[
@@ -98,13 +104,17 @@ pub fn create_endpoint(ns: &str) -> Result<(), AgentError> {
 /// carries, see `interfaces`; empty for the host's own uplinks), `addr`/32 inside, a host
 /// route to it, and inside a route to `via` through the gateway (`default` for the primary
 /// interface). With `table`, the host route goes into that routing table (a VPC's, see
-/// [`vpc_table`]) and packets from the device are routed by it.
+/// [`vpc_table`]) and packets from the device are routed by it. With `ipv6`, the endpoint
+/// also has that address (/128, routed the same way, the host's side answering as
+/// [`GATEWAY6`]).
+#[allow(clippy::too_many_arguments)] // One plug is one call; a struct would only rename them.
 pub fn plug(
     host: &str,
     endpoint: &str,
     (host_if, inner_if): (&str, &str),
     label: &str,
     addr: Ipv4Addr,
+    ipv6: Option<Ipv6Addr>,
     via: &str,
     table: Option<u32>,
 ) -> Result<(), AgentError> {
@@ -127,14 +137,59 @@ pub fn plug(
         ip(&["-n", host, "link", "set", host_if, "alias", label])?;
     }
     ip(&["-n", host, "link", "set", host_if, "up"])?;
-    match table {
-        None => ip(&["-n", host, "route", "add", &a, "dev", host_if])?,
-        Some(t) => {
-            let t = t.to_string();
-            ip(&["-n", host, "route", "add", &a, "dev", host_if, "table", &t])?;
-            ip(&["-n", host, "rule", "add", "iif", host_if, "table", &t])?
+    let table_args: Vec<String> = table
+        .map(|t| vec!["table".to_string(), t.to_string()])
+        .unwrap_or_default();
+    let table_args: Vec<&str> = table_args.iter().map(String::as_str).collect();
+    let mut route = vec!["-n", host, "route", "add", &a, "dev", host_if];
+    route.extend(&table_args);
+    ip(&route)?;
+    if let Some(v6) = ipv6 {
+        let v6 = v6.to_string();
+        ip(&[
+            "-n",
+            host,
+            "addr",
+            "add",
+            &format!("{GATEWAY6}/64"),
+            "dev",
+            host_if,
+            "nodad",
+        ])?;
+        ip(&[
+            "-n",
+            endpoint,
+            "addr",
+            "add",
+            &format!("{v6}/128"),
+            "dev",
+            inner_if,
+            "nodad",
+        ])?;
+        let mut route = vec!["-n", host, "-6", "route", "add", &v6, "dev", host_if];
+        route.extend(&table_args);
+        ip(&route)?;
+        if via == "default" {
+            ip(&[
+                "-n", endpoint, "-6", "route", "add", "default", "via", GATEWAY6, "dev", inner_if,
+            ])?;
         }
-    };
+    }
+    if let Some(t) = table {
+        for family in ["-4", "-6"] {
+            ip(&[
+                "-n",
+                host,
+                family,
+                "rule",
+                "add",
+                "iif",
+                host_if,
+                "table",
+                &t.to_string(),
+            ])?;
+        }
+    }
     ip(&[
         "-n", endpoint, "route", "add", via, "via", GATEWAY, "dev", inner_if, "onlink", "src", &a,
     ])?;
@@ -194,20 +249,76 @@ pub fn link_hosts(
         "via",
         &hub_addr,
     ])?;
+    link_local_pair(hub, other, names)?;
+    ip(&[
+        "-n",
+        other,
+        "-6",
+        "route",
+        "add",
+        "2001:2::/48",
+        "via",
+        GATEWAY6,
+        "dev",
+        names.1,
+    ])?;
     Ok(other_addr)
 }
 
-/// Routes `addr` in `host` via `next_hop` (an instance on another host).
-pub fn route_via(host: &str, addr: Ipv4Addr, next_hop: &str) -> Result<(), AgentError> {
+/// [`GATEWAY6`] on the hub's end of a link, [`PEER_LINK_LOCAL`] on the other's: IPv6
+/// next hops between hosts without global addresses (the whole IPv6 lab range is VPCs').
+fn link_local_pair(
+    hub: &str,
+    other: &str,
+    (hub_dev, other_dev): (&str, &str),
+) -> Result<(), AgentError> {
     ip(&[
         "-n",
-        host,
-        "route",
-        "replace",
-        &addr.to_string(),
-        "via",
-        next_hop,
-    ])
+        hub,
+        "addr",
+        "add",
+        &format!("{GATEWAY6}/64"),
+        "dev",
+        hub_dev,
+        "nodad",
+    ])?;
+    ip(&[
+        "-n",
+        other,
+        "addr",
+        "add",
+        &format!("{PEER_LINK_LOCAL}/64"),
+        "dev",
+        other_dev,
+        "nodad",
+    ])?;
+    Ok(())
+}
+
+/// Routes `addr` in `host` via `next_hop` (an instance on another host; an IPv6 address
+/// goes via [`PEER_LINK_LOCAL`] on `link`, the hub's end of the link to that host).
+pub fn route_via(
+    host: &str,
+    addr: std::net::IpAddr,
+    next_hop: &str,
+    link: &str,
+) -> Result<(), AgentError> {
+    let a = addr.to_string();
+    match addr {
+        std::net::IpAddr::V4(_) => ip(&["-n", host, "route", "replace", &a, "via", next_hop]),
+        std::net::IpAddr::V6(_) => ip(&[
+            "-n",
+            host,
+            "-6",
+            "route",
+            "replace",
+            &a,
+            "via",
+            PEER_LINK_LOCAL,
+            "dev",
+            link,
+        ]),
+    }
     .map(drop)
 }
 
@@ -266,31 +377,42 @@ pub fn overlay(
         ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
         ip(&["-n", ns, "link", "set", dev, "alias", label])?;
         ip(&["-n", ns, "link", "set", dev, "up"])?;
-        ip(&["-n", ns, "rule", "add", "iif", dev, "table", &tab])?;
+        for family in ["-4", "-6"] {
+            ip(&["-n", ns, family, "rule", "add", "iif", dev, "table", &tab])?;
+        }
     }
+    link_local_pair(hub, other, (hub_dev, other_dev))?;
     Ok((overlay(1), overlay(2)))
 }
 
-/// Routes `addr` in a VPC's table on the hub via a spoke's end of the VPC's overlay.
+/// Routes `addr` in a VPC's table on the hub via a spoke's end of the VPC's overlay (an
+/// IPv6 address via [`PEER_LINK_LOCAL`] on it).
 pub fn route_in_table(
     host: &str,
-    addr: Ipv4Addr,
+    addr: std::net::IpAddr,
     next_hop: &str,
     dev: &str,
     table: u32,
 ) -> Result<(), AgentError> {
-    ip(&[
-        "-n",
-        host,
-        "route",
-        "replace",
-        &addr.to_string(),
-        "via",
-        next_hop,
-        "dev",
-        dev,
-        "table",
-        &table.to_string(),
-    ])
+    let (a, t) = (addr.to_string(), table.to_string());
+    match addr {
+        std::net::IpAddr::V4(_) => ip(&[
+            "-n", host, "route", "replace", &a, "via", next_hop, "dev", dev, "table", &t,
+        ]),
+        std::net::IpAddr::V6(_) => ip(&[
+            "-n",
+            host,
+            "-6",
+            "route",
+            "replace",
+            &a,
+            "via",
+            PEER_LINK_LOCAL,
+            "dev",
+            dev,
+            "table",
+            &t,
+        ]),
+    }
     .map(drop)
 }

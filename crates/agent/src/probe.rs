@@ -6,7 +6,7 @@
 //! blocked probe is one that times out. No listener is needed at the destination.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,13 +24,14 @@ pub enum ProbeProtocol {
     Icmp,
 }
 
-/// One probe: `tcp 198.18.1.3 80 0` (protocol, destination, port, source port; 0 = any).
+/// One probe: `tcp 198.18.1.3 80 0` (protocol, destination, port, source port; 0 = any);
+/// the destination may be an IPv6 address (`icmp` is then ICMPv6 echo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// Protocol.
     pub protocol: ProbeProtocol,
     /// Destination address.
-    pub destination: Ipv4Addr,
+    pub destination: IpAddr,
     /// Destination port (TCP/UDP).
     pub port: u16,
     /// Source port (TCP/UDP; 0 lets the kernel choose).
@@ -76,13 +77,17 @@ impl std::fmt::Display for Probe {
 
 /// Sends one probe from the current namespace; true when it got through.
 pub fn send(probe: &Probe, timeout: Duration) -> bool {
-    let source = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, probe.source_port));
-    let target = SocketAddr::V4(SocketAddrV4::new(probe.destination, probe.port));
+    let (domain, any) = match probe.destination {
+        IpAddr::V4(_) => (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        IpAddr::V6(_) => (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    };
+    let source = SocketAddr::new(any, probe.source_port);
+    let target = SocketAddr::new(probe.destination, probe.port);
     let answered = |e: std::io::Error| e.kind() == ErrorKind::ConnectionRefused;
     // Several probes may share a source port towards different destinations (each socket
     // is connected, so replies reach the right one): the address is reusable.
     let bound = |kind: Type, protocol: Protocol| {
-        let socket = Socket::new(Domain::IPV4, kind, Some(protocol)).ok()?;
+        let socket = Socket::new(domain, kind, Some(protocol)).ok()?;
         let _ = socket.set_reuse_address(true);
         socket.bind(&source.into()).ok()?;
         Some(socket)

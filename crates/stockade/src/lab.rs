@@ -187,6 +187,9 @@ struct Member {
     netns: String,
     private_ip_address: String,
     public_ip_address: String,
+    /// Its IPv6 address (VPC instances).
+    #[serde(default)]
+    ipv6_address: String,
     network: String,
     /// 0: the lab's own account; n: `Tenants[n - 1]`.
     #[serde(default)]
@@ -472,6 +475,7 @@ fn up(args: &UpArgs) -> Result<()> {
         params.push(("InstanceName", &instance_name));
         if *network == "vpc" {
             params.push(("VSwitchId", &vswitch));
+            params.push(("Ipv6AddressCount", "1"));
         } else {
             params.push(("InternetMaxBandwidthOut", "10"));
         }
@@ -532,13 +536,16 @@ fn up(args: &UpArgs) -> Result<()> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|n| n["Type"] == "Primary")
-                .map(|n| text(&n["NetworkInterfaceId"]))
-                .unwrap_or_default();
+                .find(|n| n["Type"] == "Primary");
             if let Some(m) = lab.instances.iter_mut().find(|m| m.instance_id == id) {
                 m.private_ip_address = private;
                 m.public_ip_address = public;
-                m.network_interface_id = primary;
+                m.network_interface_id = primary
+                    .map(|n| text(&n["NetworkInterfaceId"]))
+                    .unwrap_or_default();
+                m.ipv6_address = primary
+                    .map(|n| text(&n["Ipv6Sets"]["Ipv6Set"][0]["Ipv6Address"]))
+                    .unwrap_or_default();
             }
         }
     }
@@ -583,8 +590,9 @@ fn up(args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// A VPC (198.18.0.0/16) and its vSwitch (198.18.1.0/24, zone `-b`): the same CIDRs for
-/// every tenant of the lab, as overlapping VPCs are normal in ECS.
+/// A VPC (198.18.0.0/16, and an IPv6 /56) and its vSwitch (198.18.1.0/24 and the VPC's /64
+/// number 1, zone `-b`): the same CIDRs for every tenant of the lab, as overlapping VPCs are
+/// normal in ECS.
 fn create_network(api: &Api, region: &str, name: &str) -> Result<(String, String)> {
     let vpc = api.call(&[
         ("Action", "CreateVpc"),
@@ -592,6 +600,7 @@ fn create_network(api: &Api, region: &str, name: &str) -> Result<(String, String
         ("RegionId", region),
         ("CidrBlock", "198.18.0.0/16"),
         ("VpcName", name),
+        ("EnableIpv6", "true"),
     ])?;
     let vpc_id = text(&vpc["VpcId"]);
     let vsw = api.call(&[
@@ -601,6 +610,7 @@ fn create_network(api: &Api, region: &str, name: &str) -> Result<(String, String
         ("VpcId", &vpc_id),
         ("ZoneId", &format!("{region}-b")),
         ("CidrBlock", "198.18.1.0/24"),
+        ("Ipv6CidrBlock", "1"),
     ])?;
     Ok((vpc_id, text(&vsw["VSwitchId"])))
 }
@@ -672,6 +682,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
         (&format!("sk{name}net"), "eth0"),
         "",
         netns::INTERNET.parse()?,
+        None,
         "default",
         None,
     )?;
@@ -720,6 +731,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             (&format!("sk{name}{k}i"), "eth0"),
             &agent::interfaces::label(&eni, model::NicType::Intranet),
             private,
+            m.ipv6_address.parse().ok(),
             "default",
             table_of(m.tenant),
         )?;
@@ -733,19 +745,27 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                 (&format!("sk{name}{k}p"), "eth1"),
                 &agent::interfaces::label(&eni, model::NicType::Internet),
                 public,
+                None,
                 "198.19.0.0/16",
                 None,
             )?;
         }
         let h: usize = m.host_id[1..].parse()?;
+        let v6: Option<std::net::IpAddr> = m.ipv6_address.parse().ok();
         match (h, overlay_hop.get(&(m.tenant, h))) {
             (1, _) => {}
             (_, Some((dev, hop))) => {
-                netns::route_in_table(&hub, private, hop, dev, 1000 + m.tenant as u32)?
+                for addr in std::iter::once(private.into()).chain(v6) {
+                    netns::route_in_table(&hub, addr, hop, dev, 1000 + m.tenant as u32)?;
+                }
             }
             (_, None) => {
-                for addr in std::iter::once(private).chain(public) {
-                    netns::route_via(&hub, addr, &next_hop[h])?;
+                let link = format!("sk{name}L{h}");
+                let addresses = std::iter::once(private.into())
+                    .chain(public.map(Into::into))
+                    .chain(v6);
+                for addr in addresses {
+                    netns::route_via(&hub, addr, &next_hop[h], &link)?;
                 }
             }
         }

@@ -85,6 +85,8 @@ pub(crate) struct Member {
     pub public_ip: String,
     /// Its primary network interface.
     pub eni: String,
+    /// Its IPv6 address (VPC members).
+    pub ipv6: String,
     /// Whose: 0 for the lab's account, `n` for `tenants[n - 1]`.
     pub tenant: usize,
 }
@@ -218,6 +220,7 @@ impl Lab {
                 private_ip: s(&m["PrivateIpAddress"]),
                 public_ip: s(&m["PublicIpAddress"]),
                 eni: s(&m["NetworkInterfaceId"]),
+                ipv6: s(&m["Ipv6Address"]),
                 tenant: m["Tenant"].as_u64().unwrap_or(0) as usize,
             })
             .collect();

@@ -474,3 +474,87 @@ fn overlapping_vpcs_on_shared_hosts_keep_their_own_rules_and_connections() {
         "and each VPC still reaches its own instance only"
     );
 }
+
+#[test]
+fn ipv6_rules_and_group_references_hold_on_real_packets() {
+    if skipped() {
+        return;
+    }
+    // A0 (h1), A1 (h2), A2 (h1), each with an IPv6 address of the vSwitch's /64.
+    let lab = Lab::up('v', 2, 3, 0);
+    let (a0, a1, a2) = (lab.member(0), lab.member(1), lab.member(2));
+    for m in [a0, a1, a2] {
+        assert!(
+            m.ipv6.starts_with("2001:2:"),
+            "{} has IPv6: {:?}",
+            m.id,
+            m.ipv6
+        );
+    }
+    let g = lab.default_group("vpc");
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "tcp"),
+        ("PortRange", "80/80"),
+        ("Ipv6SourceCidrIp", &format!("{}/128", a0.ipv6)),
+    ]);
+    lab.wait_applied();
+    let probe = |n: usize, port: u16| lab.probe(Some(n), &a1.ipv6, "tcp", port);
+    assert_eq!(
+        (probe(0, 80), probe(0, 81), probe(2, 80)),
+        (true, false, false),
+        "an IPv6 CIDR rule admits A0 only, on 80 only\n{}",
+        lab.tables()
+    );
+    // A group reference matches its members' IPv6 addresses.
+    let vpc = lab.vpc_id();
+    let peers = lab.call(&[
+        ("Action", "CreateSecurityGroup"),
+        ("VpcId", &vpc),
+        ("SecurityGroupName", "v6-peers"),
+    ])["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "tcp"),
+        ("PortRange", "8080/8080"),
+        ("SourceGroupId", &peers),
+    ]);
+    lab.call(&[
+        ("Action", "JoinSecurityGroup"),
+        ("InstanceId", &a2.id),
+        ("SecurityGroupId", &peers),
+    ]);
+    lab.wait_applied();
+    assert_eq!(
+        (probe(2, 8080), probe(0, 8080)),
+        (true, false),
+        "the group's member A2 passes over IPv6, A0 does not\n{}",
+        lab.tables()
+    );
+    // ICMPv6 echo is judged like any protocol; neighbour discovery keeps working meanwhile.
+    let ping = || lab.probe(Some(0), &a1.ipv6, "icmp", 0);
+    assert!(!ping());
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "icmpv6"),
+        ("PortRange", "-1/-1"),
+        ("Ipv6SourceCidrIp", "::/0"),
+    ]);
+    lab.wait_applied();
+    assert!(ping(), "ICMPv6 allowed\n{}", lab.tables());
+    // The engine says the same.
+    let v = lab.call(&[
+        ("Action", "DescribeFlowVerdict"),
+        ("SourceIp", &a2.ipv6),
+        ("DestinationInstanceId", &a1.id),
+        ("IpProtocol", "tcp"),
+        ("DestinationPort", "8080"),
+    ]);
+    assert_eq!(v["Verdict"], "Accept", "{v}");
+}
