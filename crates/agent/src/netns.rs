@@ -333,19 +333,39 @@ pub fn vpc_table(
 ) -> Result<(), AgentError> {
     let t = table.to_string();
     match default_via {
-        None => ip(&[
-            "-n",
-            host,
-            "route",
-            "add",
-            "blackhole",
-            "default",
-            "table",
-            &t,
-        ]),
-        Some((dev, addr)) => ip(&[
-            "-n", host, "route", "add", "default", "via", addr, "dev", dev, "onlink", "table", &t,
-        ]),
+        None => {
+            ip(&[
+                "-n",
+                host,
+                "route",
+                "add",
+                "blackhole",
+                "default",
+                "table",
+                &t,
+            ])?;
+            ip(&[
+                "-n",
+                host,
+                "-6",
+                "route",
+                "add",
+                "blackhole",
+                "default",
+                "table",
+                &t,
+            ])
+        }
+        Some((dev, addr)) => {
+            ip(&[
+                "-n", host, "route", "add", "default", "via", addr, "dev", dev, "onlink", "table",
+                &t,
+            ])?;
+            ip(&[
+                "-n", host, "-6", "route", "add", "default", "via", GATEWAY6, "dev", dev, "table",
+                &t,
+            ])
+        }
     }
     .map(drop)
 }

@@ -130,7 +130,15 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         Ok((s, d, interfaces))
     })?;
     let engine = compiled(call.state, call.ctx)?;
-    let flow = Flow::between(source, destination, l4, nic_type);
+    let mut flow = Flow::between(source, destination, l4, nic_type);
+    // `IpVersion` (Stockade's): the family of a flow between two instances, which no
+    // address names (4 unless ICMPv6).
+    match p.number("IpVersion", 4, 6)? {
+        Some(6) => flow.family = policy::IpFamily::V6,
+        Some(4) => flow.family = policy::IpFamily::V4,
+        Some(v) => return Err(ServerError::invalid("IpVersion", v.to_string())),
+        None => {}
+    }
     let mut body = flow_verdict_json(&engine.verdict(&flow)?);
     for stage in body["Stages"]["Stage"].as_array_mut().into_iter().flatten() {
         let interface = stage["InstanceId"]

@@ -39,6 +39,8 @@ struct Flow {
     protocol: &'static str,
     port: u16,
     source_port: u16,
+    /// Over IPv6 (between two VPC members).
+    v6: bool,
 }
 
 fn random_rule(
@@ -60,7 +62,12 @@ fn random_rule(
         .into(),
     );
     put("Priority", PRIORITIES.choose(rng).unwrap().to_string());
-    let protocol = *["tcp", "tcp", "udp", "icmp", "all"].choose(rng).unwrap();
+    let v6 = !classic && rng.random_bool(0.3);
+    let protocol = if v6 {
+        *["tcp", "tcp", "udp", "icmpv6", "all"].choose(rng).unwrap()
+    } else {
+        *["tcp", "tcp", "udp", "icmp", "all"].choose(rng).unwrap()
+    };
     put("IpProtocol", protocol.into());
     if matches!(protocol, "tcp" | "udp") {
         put("PortRange", PORTS.choose(rng).unwrap().to_string());
@@ -86,9 +93,30 @@ fn random_rule(
     } else {
         ("SourceCidrIp", "DestCidrIp", "SourceGroupId")
     };
+    let v6_peer = if egress {
+        "Ipv6DestCidrIp"
+    } else {
+        "Ipv6SourceCidrIp"
+    };
+    let member6 = |rng: &mut StdRng| {
+        let vpc: Vec<&str> = lab
+            .members
+            .iter()
+            .map(|m| m.ipv6.as_str())
+            .filter(|a| !a.is_empty())
+            .collect();
+        vpc.choose(rng).unwrap().to_string()
+    };
     // Group references are intranet-only and VPC-local.
     if !classic && rng.random_bool(0.3) {
         put(group_key, groups.choose(rng).unwrap().clone());
+    } else if v6 {
+        let cidr = match rng.random_range(0..3) {
+            0 => "::/0".to_string(),
+            1 => "2001:2::/48".to_string(),
+            _ => format!("{}/128", member6(rng)),
+        };
+        put(v6_peer, cidr);
     } else {
         let cidr = match rng.random_range(0..6) {
             0 => "0.0.0.0/0".to_string(),
@@ -100,7 +128,7 @@ fn random_rule(
         };
         put(peer, cidr);
     }
-    if rng.random_bool(0.15) {
+    if rng.random_bool(0.15) && !v6 {
         put(local, format!("{}/32", member(rng)));
     }
     put(
@@ -258,6 +286,9 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
         }
         let internet =
             to.is_some_and(|t| !lab.member(t).public_ip.is_empty()) && rng.random_bool(0.5);
+        // Between two VPC members, a third of the flows go over IPv6.
+        let vpc_member = |m: Option<usize>| m.is_some_and(|n| !lab.member(n).ipv6.is_empty());
+        let v6 = vpc_member(from) && vpc_member(to) && rng.random_bool(0.33);
         let protocol = *["tcp", "tcp", "udp", "udp", "icmp"].choose(rng).unwrap();
         let (port, source_port) = if protocol == "icmp" {
             (0, 0)
@@ -269,7 +300,7 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
         };
         // Each 5-tuple once per seed: connection tracking must not carry one probe's state
         // into another's.
-        if !seen.insert((from, to, internet, protocol, port, source_port)) {
+        if !seen.insert((from, to, internet, protocol, port, source_port, v6)) {
             continue;
         }
         flows.push(Flow {
@@ -279,14 +310,16 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
             protocol,
             port,
             source_port,
+            v6,
         });
     }
     flows
 }
 
-fn address(lab: &Lab, who: Option<usize>, internet: bool) -> String {
+fn address(lab: &Lab, who: Option<usize>, internet: bool, v6: bool) -> String {
     match who {
         None => "198.19.255.1".into(),
+        Some(n) if v6 => lab.member(n).ipv6.clone(),
         Some(n) if internet => lab.member(n).public_ip.clone(),
         Some(n) => lab.member(n).private_ip.clone(),
     }
@@ -295,9 +328,15 @@ fn address(lab: &Lab, who: Option<usize>, internet: bool) -> String {
 /// The engine's verdict through the API, asked by the flow's tenant.
 fn engine_verdict(lab: &Lab, f: &Flow) -> bool {
     let t = f.from.or(f.to).map_or(0, |n| lab.member(n).tenant);
+    let protocol = if f.v6 && f.protocol == "icmp" {
+        "icmpv6"
+    } else {
+        f.protocol
+    };
     let mut p: Vec<(String, String)> = vec![
         ("Action".into(), "DescribeFlowVerdict".into()),
-        ("IpProtocol".into(), f.protocol.into()),
+        ("IpProtocol".into(), protocol.into()),
+        ("IpVersion".into(), if f.v6 { "6" } else { "4" }.into()),
     ];
     match f.from {
         Some(n) => p.push(("SourceInstanceId".into(), lab.member(n).id.clone())),
@@ -372,7 +411,7 @@ fn engine_and_kernel_agree_on_random_policies() {
                             format!(
                                 "{} {} {} {}",
                                 f.protocol,
-                                address(&lab, f.to, f.internet),
+                                address(&lab, f.to, f.internet, f.v6),
                                 f.port,
                                 f.source_port
                             )
@@ -398,9 +437,9 @@ fn engine_and_kernel_agree_on_random_policies() {
                     "{} {:?}({}) -> {:?}({}) port {} sport {}: engine {}, kernel {}",
                     f.protocol,
                     f.from,
-                    address(&lab, f.from, false),
+                    address(&lab, f.from, false, f.v6),
                     f.to,
-                    address(&lab, f.to, f.internet),
+                    address(&lab, f.to, f.internet, f.v6),
                     f.port,
                     f.source_port,
                     if *e { "accept" } else { "drop" },
@@ -427,8 +466,10 @@ fn engine_and_kernel_agree_on_random_policies() {
             other > 100,
             "the second tenant's VPC is exercised: {other} flows"
         );
+        let v6 = flows.iter().filter(|f| f.v6).count();
+        assert!(v6 > 50, "IPv6 is exercised: {v6} flows");
         eprintln!(
-            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC)",
+            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC; {v6} over IPv6)",
             flows.len()
         );
         total += flows.len();
