@@ -162,6 +162,15 @@ pub enum ControlError {
     /// region).
     #[error("The specified NetworkInterfaceId \"{0}\" does not exist.")]
     NetworkInterfaceNotFound(NetworkInterfaceId),
+    /// The account's VPC quota in the region is used up.
+    #[error("The maximum number of VPCs in the region is reached.")]
+    VpcQuota,
+    /// The account's network-interface quota in the region (instances' primary interfaces
+    /// included) is used up.
+    #[error(
+        "The maximum number of network interfaces (and so instances) in the region is reached."
+    )]
+    InterfaceQuota,
     /// `EnableIpv6` on more VPCs than the IPv6 pool has blocks for one account.
     #[error("The IPv6 blocks available to the account in the region are used up.")]
     Ipv6BlockQuota,
@@ -259,6 +268,8 @@ impl EcsError for ControlError {
             ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
             ControlError::OperatorOnly => "Forbidden.RAM",
             ControlError::Ipv6BlockQuota => "QuotaExceeded.Ipv6CidrBlock",
+            ControlError::VpcQuota => "QuotaExceeded.Vpc",
+            ControlError::InterfaceQuota => "QuotaExceed.NetworkInterface",
             ControlError::VpcIpv6NotEnabled => "InvalidVpc.Ipv6NotTurnOn",
             ControlError::VSwitchIpv6NotEnabled => "InvalidVSwitch.Ipv6NotTurnOn",
             ControlError::Ipv6NotInVSwitch(_) => "InvalidIpv6Address.Mismatch",
@@ -301,6 +312,8 @@ impl EcsError for ControlError {
             | ControlError::IncorrectInstanceStatus
             | ControlError::OperatorOnly
             | ControlError::Ipv6BlockQuota
+            | ControlError::VpcQuota
+            | ControlError::InterfaceQuota
             | ControlError::InterfaceInUse
             | ControlError::InterfaceNotAttached(_) => 403,
             ControlError::Storage(_) => 500,

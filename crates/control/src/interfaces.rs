@@ -229,6 +229,7 @@ impl Tx<'_> {
     /// interface of the VPC holds.
     pub fn create_interface(&self, req: &CreateInterface) -> Result<NetworkInterfaceId> {
         let vswitch = self.vswitch(&req.vswitch_id)?;
+        self.check_interface_quota(1)?;
         self.check_groups(&req.security_groups, Some(&vswitch.vpc_id), 1)?;
         let private_ip = match req.private_ip {
             Some(ip) => {
@@ -471,6 +472,22 @@ impl Tx<'_> {
             args![id.as_str()],
         )?;
         self.log("DeleteNetworkInterface", id.as_str(), json!({}))
+    }
+
+    /// Refuses `more` interfaces (or instances, each with its primary one) beyond the
+    /// account's quota in the region.
+    pub(crate) fn check_interface_quota(&self, more: usize) -> Result<()> {
+        let count = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM network_interfaces WHERE account_id = ?1 AND region = ?2",
+                args![self.ctx.account.get() as i64, &self.ctx.region],
+            )?
+            .int(0)? as usize;
+        if count + more > self.limits.interfaces_per_region {
+            return Err(ControlError::InterfaceQuota);
+        }
+        Ok(())
     }
 
     /// Refuses unless the caller is an operator account.

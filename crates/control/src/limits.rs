@@ -11,6 +11,13 @@ pub struct Limits {
     pub group_rules_per_group: usize,
     /// Groups per account and region.
     pub groups_per_region: usize,
+    /// VPCs per account and region. ECS's default quota is 10; Stockade's is 100, because
+    /// labs and test suites make many, and what the quota must stop is unbounded use.
+    pub vpcs_per_region: usize,
+    /// Network interfaces (every instance's primary one included) per account and region.
+    /// The classic network's addresses are one pool for every tenant; this quota is what
+    /// keeps one tenant from taking them all.
+    pub interfaces_per_region: usize,
 }
 
 impl Default for Limits {
@@ -19,6 +26,8 @@ impl Default for Limits {
             rules_per_group: 200,
             group_rules_per_group: 20,
             groups_per_region: 1000,
+            vpcs_per_region: 100,
+            interfaces_per_region: 1000,
         }
     }
 }

@@ -193,6 +193,9 @@ impl Tx<'_> {
         if !(8..=28).contains(&cidr.prefix_len()) || cidr.trunc() != cidr {
             return Err(ControlError::InvalidCidr(cidr.to_string()));
         }
+        if self.vpcs(None)?.len() >= self.limits.vpcs_per_region {
+            return Err(ControlError::VpcQuota);
+        }
         let ipv6_cidr = if ipv6 {
             let taken: Vec<Option<Ipv6Net>> =
                 self.vpcs(None)?.into_iter().map(|v| v.ipv6_cidr).collect();
@@ -508,6 +511,7 @@ impl Tx<'_> {
             .transpose()?;
         let vpc = vswitch.as_ref().map(|s| s.vpc_id.clone());
         self.check_groups(&req.security_groups, vpc.as_ref(), req.amount)?;
+        self.check_interface_quota(req.amount)?;
         let zone = match (&req.zone_id, &vswitch) {
             (Some(z), Some(s)) if z != &s.zone_id => {
                 return Err(ControlError::ZoneNotFound(z.clone()))

@@ -22,6 +22,8 @@ fn limits() -> Limits {
         rules_per_group: 3,
         group_rules_per_group: 1,
         groups_per_region: 6,
+        vpcs_per_region: 3,
+        interfaces_per_region: 6,
     }
 }
 
@@ -425,6 +427,44 @@ fn ipv6_and_interfaces(control: &Control) {
     );
 }
 
+/// Per-account quotas on VPCs and interfaces (instances included): one tenant's use never
+/// reaches into another's, and a refused creation creates nothing.
+fn quotas(control: &Control) {
+    let (a, b) = (account(control), account(control));
+    for _ in 0..3 {
+        network(control, &a);
+    }
+    let more = write(control, &a, |tx| {
+        tx.create_vpc("v", "", "10.9.0.0/16".parse().unwrap(), false)
+    });
+    assert_eq!(code(more), "QuotaExceeded.Vpc");
+    let (vpc, vsw) = network(control, &b);
+    let g = group(control, &b, Some(&vpc), GroupType::Normal);
+    for _ in 0..6 {
+        instance(control, &b, &vsw, std::slice::from_ref(&g));
+    }
+    let seventh = write(control, &b, |tx| {
+        tx.create_interface(&control::CreateInterface {
+            vswitch_id: vsw.clone(),
+            security_groups: vec![g.clone()],
+            private_ip: None,
+            name: String::new(),
+            description: String::new(),
+        })
+    });
+    assert_eq!(code(seventh), "QuotaExceed.NetworkInterface");
+    // The other account is untouched by both: its instances still fit.
+    let vsw_a = write(control, &a, |tx| Ok(tx.vswitches(None, None)?.remove(0).id)).unwrap();
+    let vpc_a = write(control, &a, |tx| Ok(tx.vswitch(&vsw_a)?.vpc_id)).unwrap();
+    let ga = group(control, &a, Some(&vpc_a), GroupType::Normal);
+    instance(control, &a, &vsw_a, &[ga]);
+    let count = write(control, &b, |tx| {
+        Ok(tx.interfaces(&Default::default())?.len())
+    })
+    .unwrap();
+    assert_eq!(count, 6, "the refused creation left nothing behind");
+}
+
 /// A named case.
 type Case = (&'static str, fn(&Control));
 
@@ -437,6 +477,7 @@ const CASES: &[Case] = &[
     ("client tokens", client_tokens),
     ("instance groups", instance_groups),
     ("IPv6 and interfaces", ipv6_and_interfaces),
+    ("quotas", quotas),
 ];
 
 fn run_all(control: &Control, backend: &str) {
