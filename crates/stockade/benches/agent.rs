@@ -3,7 +3,10 @@
 //! `cargo bench -p stockade --bench agent` prints:
 //! - **propagation**: from an `AuthorizeSecurityGroup` call returning to the first packet
 //!   that gets through because of it, over 200 changes (a prober inside the sending
-//!   instance's namespace retries every 10 ms... until it passes);
+//!   instance's namespace retries every 10 ms... until it passes), between two hosts, in
+//!   one lab both for the lab's own VPC (the hosts' main tables and shared link) and for a
+//!   second tenant's VPC of the same CIDRs (its own routing table on each host and its own
+//!   VXLAN), at the same addresses on the same hosts;
 //! - **full program**: render and apply the policy of 1,000 instances × 5 groups × 50 rules
 //!   on one host (20 tiers of instances share their group lists, as tiers do; every group
 //!   also references a 2,000-member group);
@@ -87,16 +90,28 @@ fn baseline() -> f64 {
     )
 }
 
-fn propagation(changes: usize) -> (Vec<f64>, u64) {
-    let lab = harness::Lab::up('b', 1, 2, 0);
-    let g0 = lab.default_group("vpc");
-    let a32 = format!("{}/32", lab.member(0).private_ip);
-    let target = lab.member(1).private_ip.clone();
+/// Propagation of `changes` rule changes from member `from` to member `to` of tenant `t`
+/// (0: the lab's own account), sorted, in milliseconds.
+fn propagation(
+    lab: &harness::Lab,
+    t: usize,
+    (from, to): (usize, usize),
+    changes: usize,
+) -> Vec<f64> {
+    let g0 = match t {
+        0 => lab.default_group("vpc"),
+        t => lab.lab["Tenants"][t - 1]["SecurityGroupIds"][0]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    let a32 = format!("{}/32", lab.member(from).private_ip);
+    let target = lab.member(to).private_ip.clone();
     let mut prober = Command::new("ip")
         .args([
             "netns",
             "exec",
-            &lab.member(0).netns,
+            &lab.member(from).netns,
             env!("CARGO_BIN_EXE_stockade"),
         ])
         .args(["lab", "probe-batch", "--until-pass", "--timeout-ms", "10"])
@@ -110,13 +125,19 @@ fn propagation(changes: usize) -> (Vec<f64>, u64) {
     for n in 0..changes {
         let port = (20000 + n).to_string();
         let range = format!("{port}/{port}");
-        lab.call(&[
+        let params = [
             ("Action", "AuthorizeSecurityGroup"),
-            ("SecurityGroupId", &g0),
+            ("SecurityGroupId", g0.as_str()),
             ("IpProtocol", "tcp"),
-            ("PortRange", &range),
-            ("SourceCidrIp", &a32),
-        ]);
+            ("PortRange", range.as_str()),
+            ("SourceCidrIp", a32.as_str()),
+        ];
+        match t {
+            0 => lab.call(&params),
+            t => lab
+                .try_call_as(&lab.tenants[t - 1], &params)
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
         writeln!(to_prober, "tcp {target} {port} 0").unwrap();
         let us: i64 = from_prober.next().unwrap().unwrap().trim().parse().unwrap();
         assert!(us >= 0, "change {n} never took effect");
@@ -127,9 +148,8 @@ fn propagation(changes: usize) -> (Vec<f64>, u64) {
     }
     drop(to_prober);
     let _ = prober.wait();
-    let agent_kib = rss_kib(&lab.agent_pid(0).to_string());
     took.sort_by(f64::total_cmp);
-    (took, agent_kib)
+    took
 }
 
 /// `instances` local instances in 20 tiers of 5 groups of `rules` rules, every group
@@ -247,8 +267,14 @@ fn main() {
     let base = baseline();
     eprintln!("baseline nft transaction: {base:.2} ms");
 
-    eprintln!("propagation: {changes} changes through the API");
-    let (took, agent_rss) = propagation(changes);
+    eprintln!("propagation: {changes} changes through the API, in each of two VPCs");
+    // Members 0 (h1) and 1 (h2) are the lab's VPC, 2 (h1) and 3 (h2) the tenant's, at the
+    // same addresses.
+    let lab = harness::Lab::up_with_tenants('b', 2, 2, 0, 1);
+    let took = propagation(&lab, 0, (0, 1), changes);
+    let took_tenant = propagation(&lab, 1, (2, 3), changes);
+    let agent_rss = rss_kib(&lab.agent_pid(0).to_string());
+    drop(lab);
 
     eprintln!("full program: {instances} instances x 5 groups x {rules} rules");
     let before = rss_kib("self");
@@ -347,6 +373,20 @@ fn main() {
     println!(
         "| propagation p99 | {p99:.1} ms | < 100 ms | {:.1}× |",
         p99 / base
+    );
+    let (t50, t99) = (
+        percentile(&took_tenant, 0.5),
+        percentile(&took_tenant, 0.99),
+    );
+    println!(
+        "| propagation p50, second tenant's VPC (own tables + VXLAN) | {t50:.1} ms | | {:.1}× ({:.2}× the lab VPC's) |",
+        t50 / base,
+        t50 / p50
+    );
+    println!(
+        "| propagation p99, second tenant's VPC | {t99:.1} ms | < 100 ms | {:.1}× ({:.2}× the lab VPC's) |",
+        t99 / base,
+        t99 / p99
     );
     println!(
         "| full program ({instances} inst × 5 groups × {rules} rules; {} chains, {rule_count} rules, {} KiB script) | {:.1} ms (render {render_ms:.1} + nft {apply_ms:.1}) | < 1000 ms | {:.1}× |",
