@@ -38,9 +38,29 @@ pub enum ControlError {
     /// Enterprise groups neither use nor are used as group references.
     #[error("Enterprise security groups cannot authorize or be authorized as security groups.")]
     EnterpriseGroupReference,
-    /// Prefix lists are not available yet.
+    /// The prefix list does not exist for this account and region.
     #[error("The specified PrefixListId \"{0}\" does not exist.")]
     PrefixListNotFound(String),
+    /// `MaxEntries` outside 1 to 200.
+    #[error("The specified MaxEntries \"{0}\" is not valid: 1 to 200.")]
+    PrefixListMaxEntries(usize),
+    /// An entry that is not a CIDR block of the list's address family.
+    #[error(
+        "The specified entry \"{0}\" is not a CIDR block of the prefix list's address family."
+    )]
+    PrefixListEntryMalformed(String),
+    /// An entry the list (or the request) already has.
+    #[error("The specified entry \"{0}\" already exists in the prefix list.")]
+    PrefixListEntryDuplicate(String),
+    /// `RemoveEntry.N` naming an entry the list does not have.
+    #[error("The specified entry \"{0}\" does not exist in the prefix list.")]
+    PrefixListEntryNotFound(String),
+    /// More entries than `MaxEntries`.
+    #[error("The prefix list can hold at most {0} entries.")]
+    PrefixListFull(usize),
+    /// The list is used by a rule.
+    #[error("The specified prefix list is used by security group rules.")]
+    PrefixListInUse,
     /// Too many rules in the group.
     #[error("The limit of authorization records in the security group reaches.")]
     AuthorizationLimit,
@@ -225,6 +245,12 @@ impl EcsError for ControlError {
             ControlError::NetworkTypeConflict => "InvalidNetworkType.Conflict",
             ControlError::EnterpriseGroupReference => "InvalidGroupAuthParameter.OperationDenied",
             ControlError::PrefixListNotFound(_) => "InvalidPrefixListId.NotFound",
+            ControlError::PrefixListMaxEntries(_) => "InvalidMaxEntries.ValueNotSupported",
+            ControlError::PrefixListEntryMalformed(_) => "InvalidEntry.Malformed",
+            ControlError::PrefixListEntryDuplicate(_) => "InvalidEntry.Duplicated",
+            ControlError::PrefixListEntryNotFound(_) => "InvalidEntry.NotFound",
+            ControlError::PrefixListFull(_) => "QuotaExceed.PrefixListEntry",
+            ControlError::PrefixListInUse => "DependencyViolation.PrefixList",
             ControlError::AuthorizationLimit => "AuthorizationLimitExceed",
             ControlError::GroupRuleLimit => "AuthorizedGroupRule.LimitExceed",
             ControlError::DuplicatePermissions => "InvalidParam.DuplicatePermissions",
@@ -311,6 +337,7 @@ impl EcsError for ControlError {
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus
             | ControlError::OperatorOnly
+            | ControlError::PrefixListInUse
             | ControlError::Ipv6BlockQuota
             | ControlError::VpcQuota
             | ControlError::InterfaceQuota
@@ -341,6 +368,11 @@ impl EcsError for ControlError {
             | ControlError::ModifyNicType
             | ControlError::RuleDuplicate
             | ControlError::TagLimit
+            | ControlError::PrefixListMaxEntries(_)
+            | ControlError::PrefixListEntryMalformed(_)
+            | ControlError::PrefixListEntryDuplicate(_)
+            | ControlError::PrefixListEntryNotFound(_)
+            | ControlError::PrefixListFull(_)
             | ControlError::VpcIpv6NotEnabled
             | ControlError::VSwitchIpv6NotEnabled
             | ControlError::Ipv6NotInVSwitch(_)

@@ -411,7 +411,8 @@ impl Tx<'_> {
     fn check_reference(&self, group: &GroupRecord, p: &Permission) -> Result<()> {
         let r = match &p.peer {
             Peer::Group(r) => r,
-            Peer::PrefixList(l) => return Err(ControlError::PrefixListNotFound(l.to_string())),
+            // The caller's own list only (another account's answers as a missing one).
+            Peer::PrefixList(l) => return self.prefix_list(l).map(drop),
             Peer::Cidr(_) => return Ok(()),
         };
         let ingress = p.direction == Direction::Ingress;
@@ -472,7 +473,18 @@ impl Tx<'_> {
         }
         let existing = self.rules(&group)?;
         new.retain(|p| !existing.iter().any(|r| r.permission.same_rule(p)));
-        if existing.len() + new.len() > self.limits.rules_per_group {
+        // As ECS counts them: a rule naming a prefix list counts as its `MaxEntries` rules.
+        let weight = |p: &Permission| -> Result<usize> {
+            match &p.peer {
+                Peer::PrefixList(l) => Ok(self.prefix_list(l)?.max_entries),
+                _ => Ok(1),
+            }
+        };
+        let mut total = 0;
+        for p in existing.iter().map(|r| &r.permission).chain(&new) {
+            total += weight(p)?;
+        }
+        if total > self.limits.rules_per_group {
             return Err(ControlError::AuthorizationLimit);
         }
         let group_rules = |ps: &mut dyn Iterator<Item = &Permission>| {

@@ -13,6 +13,7 @@ mod interfaces;
 pub mod limits;
 mod network;
 pub mod pg;
+mod prefix_lists;
 pub mod secrets;
 pub mod sql;
 pub mod store;
@@ -36,6 +37,7 @@ pub use limits::Limits;
 pub use network::{
     CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
 };
+pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
 pub use secrets::MasterKey;
 pub use tags::TaggedType;
 

@@ -981,10 +981,18 @@ impl Tx<'_> {
                 security_groups: i.security_groups,
             })
             .collect();
+        let prefix_lists = self
+            .region_prefix_lists()?
+            .into_iter()
+            .map(|l| policy::PrefixList {
+                id: l.id,
+                cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
+            })
+            .collect();
         Ok(policy::Snapshot {
             groups: policies,
             instances,
-            prefix_lists: Vec::new(),
+            prefix_lists,
         })
     }
 }

@@ -186,6 +186,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX interface_memberships_by_group ON interface_memberships(group_id);
     "#,
+    // 6: prefix lists and their entries.
+    r#"
+    CREATE TABLE prefix_lists (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        account_id      INTEGER NOT NULL REFERENCES accounts(id),
+        region          TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        address_family  TEXT NOT NULL,
+        max_entries     INTEGER NOT NULL,
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX prefix_lists_by_owner ON prefix_lists(account_id, region);
+    CREATE TABLE prefix_list_entries (
+        list_id      TEXT NOT NULL REFERENCES prefix_lists(id),
+        cidr         TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        PRIMARY KEY (list_id, cidr)
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

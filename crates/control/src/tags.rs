@@ -15,6 +15,8 @@ pub enum TaggedType {
     Instance,
     /// `eni` (network interfaces).
     Eni,
+    /// `prefixlist`.
+    PrefixList,
 }
 
 impl TaggedType {
@@ -24,6 +26,7 @@ impl TaggedType {
             "securitygroup" => Some(TaggedType::SecurityGroup),
             "instance" => Some(TaggedType::Instance),
             "eni" => Some(TaggedType::Eni),
+            "prefixlist" => Some(TaggedType::PrefixList),
             _ => None,
         }
     }
@@ -34,6 +37,7 @@ impl TaggedType {
             TaggedType::SecurityGroup => "securitygroup",
             TaggedType::Instance => "instance",
             TaggedType::Eni => "eni",
+            TaggedType::PrefixList => "prefixlist",
         }
     }
 }
@@ -56,12 +60,17 @@ impl Tx<'_> {
                 Ok(n) => self.interface(&n).map(|_| ()),
                 Err(_) => return Err(missing()),
             },
+            TaggedType::PrefixList => match id.parse() {
+                Ok(l) => self.prefix_list(&l).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
         };
         match found {
             Err(
                 ControlError::GroupNotFound(_)
                 | ControlError::InstanceNotFound(_)
-                | ControlError::NetworkInterfaceNotFound(_),
+                | ControlError::NetworkInterfaceNotFound(_)
+                | ControlError::PrefixListNotFound(_),
             ) => Err(missing()),
             other => other,
         }
@@ -153,6 +162,11 @@ impl Tx<'_> {
                     .interfaces(&Default::default())?
                     .into_iter()
                     .map(|n| n.id.to_string())
+                    .collect(),
+                TaggedType::PrefixList => self
+                    .prefix_lists()?
+                    .into_iter()
+                    .map(|l| l.id.to_string())
                     .collect(),
             }
         } else {

@@ -12,6 +12,7 @@ mod groups;
 mod instances;
 mod interfaces;
 mod placement;
+mod prefix_lists;
 mod region;
 mod rules;
 mod tags;
@@ -117,6 +118,12 @@ actions! {
         DescribeNetworkInterfaces => interfaces::describe,
         DescribeNetworkInterfaceAttribute => interfaces::describe_attribute,
         ModifyNetworkInterfaceAttribute => interfaces::modify,
+        CreatePrefixList => prefix_lists::create,
+        ModifyPrefixList => prefix_lists::modify,
+        DeletePrefixList => prefix_lists::delete,
+        DescribePrefixLists => prefix_lists::describe,
+        DescribePrefixListAttributes => prefix_lists::describe_attributes,
+        DescribePrefixListAssociations => prefix_lists::describe_associations,
         LeaveSecurityGroup => instances::leave,
         TagResources => tags::tag,
         UntagResources => tags::untag,
@@ -191,6 +198,9 @@ impl Action {
                 | DescribeInstances
                 | DescribeNetworkInterfaces
                 | DescribeNetworkInterfaceAttribute
+                | DescribePrefixLists
+                | DescribePrefixListAttributes
+                | DescribePrefixListAssociations
         )
     }
 
@@ -211,6 +221,7 @@ impl Action {
                 | ModifySecurityGroupPolicy
                 | ModifyInstanceAttribute
                 | ModifyNetworkInterfaceAttribute
+                | ModifyPrefixList
                 | DeleteSecurityGroup
         )
     }

@@ -10,5 +10,6 @@
 
 mod differential;
 mod harness;
+mod prefix_lists;
 mod scenario;
 mod tenancy;

@@ -1,0 +1,63 @@
+//! Prefix lists on real packets: a rule naming a list admits exactly its entries, and an
+//! entry change is a set update (the chains stay as they are).
+
+use std::process::Command;
+
+use crate::harness::{skipped, Lab};
+
+/// The policy chains of a host's table (everything but sets and maps), as the kernel lists
+/// them.
+fn chains(lab: &Lab, host: &str) -> String {
+    let ns = &lab.hosts.iter().find(|(id, _)| id == host).unwrap().1;
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "table", "inet", "stockade",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("\tchain ").unwrap_or(0);
+    text[start..].to_string()
+}
+
+#[test]
+fn prefix_list_rules_hold_and_entries_change_as_set_updates() {
+    if skipped() {
+        return;
+    }
+    let lab = Lab::up('p', 2, 3, 0);
+    let (a0, a1, a2) = (lab.member(0), lab.member(1), lab.member(2));
+    let created = lab.call(&[
+        ("Action", "CreatePrefixList"),
+        ("PrefixListName", "trusted"),
+        ("AddressFamily", "IPv4"),
+        ("MaxEntries", "5"),
+        ("Entry.1.Cidr", &format!("{}/32", a0.private_ip)),
+    ]);
+    let pl = created["PrefixListId"].as_str().unwrap().to_string();
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &lab.default_group("vpc")),
+        ("IpProtocol", "tcp"),
+        ("PortRange", "80/80"),
+        ("SourcePrefixListId", &pl),
+    ]);
+    lab.wait_applied();
+    let probe = |n: usize| lab.probe(Some(n), &a1.private_ip, "tcp", 80);
+    assert_eq!((probe(0), probe(2)), (true, false), "{}", lab.tables());
+    let before = chains(&lab, &a1.host);
+    lab.call(&[
+        ("Action", "ModifyPrefixList"),
+        ("PrefixListId", &pl),
+        ("AddEntry.1.Cidr", &format!("{}/32", a2.private_ip)),
+        ("RemoveEntry.1.Cidr", &format!("{}/32", a0.private_ip)),
+    ]);
+    lab.wait_applied();
+    assert_eq!(
+        (probe(0), probe(2)),
+        (false, true),
+        "the list's new entries decide\n{}",
+        lab.tables()
+    );
+    assert_eq!(before, chains(&lab, &a1.host), "no chain was rewritten");
+}
