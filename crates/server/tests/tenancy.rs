@@ -25,6 +25,7 @@ struct Fleet {
     /// Every network interface: instances' primary ones and interfaces of their own.
     interfaces: Vec<String>,
     macs: Vec<String>,
+    prefix_lists: Vec<String>,
 }
 
 impl Fleet {
@@ -37,6 +38,7 @@ impl Fleet {
             &self.instances,
             &self.rules,
             &self.interfaces,
+            &self.prefix_lists,
         ]
         .into_iter()
         .flatten()
@@ -153,6 +155,34 @@ async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut F
         fleet.vpcs.push(vpc);
         fleet.vswitches.push(vsw);
     }
+    let list = ok(
+        app,
+        sign,
+        &[
+            ("Action", "CreatePrefixList"),
+            ("PrefixListName", "office"),
+            ("AddressFamily", "IPv4"),
+            ("MaxEntries", "3"),
+            ("Entry.1.Cidr", "192.0.2.0/24"),
+        ],
+    )
+    .await["PrefixListId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        app,
+        sign,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &fleet.groups[0]),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourcePrefixListId", &list),
+        ],
+    )
+    .await;
+    fleet.prefix_lists.push(list);
     let classic = ok(app, sign, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
         .as_str()
         .unwrap()
@@ -281,6 +311,11 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
         ]),
         p(&[("Action", "ListTagResources"), ("ResourceType", "instance")]),
         p(&[("Action", "ListTagResources"), ("ResourceType", "eni")]),
+        p(&[
+            ("Action", "ListTagResources"),
+            ("ResourceType", "prefixlist"),
+        ]),
+        p(&[("Action", "DescribePrefixLists"), ("MaxResults", "100")]),
         p(&[("Action", "DescribeNetworkInterfaces"), ("PageSize", "100")]),
         p(&[
             ("Action", "DescribeNetworkInterfaces"),
@@ -396,6 +431,34 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             vec![
                 ("Action", "DescribeNetworkInterfaceAttribute".into()),
                 ("NetworkInterfaceId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePrefixListAttributes".into()),
+                ("PrefixListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePrefixListAssociations".into()),
+                ("PrefixListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePrefixLists".into()),
+                ("PrefixListId.1", theirs.clone()),
+            ],
+            vec![
+                ("Action", "ModifyPrefixList".into()),
+                ("PrefixListId", theirs.clone()),
+                ("AddEntry.1.Cidr", "203.0.113.0/24".into()),
+            ],
+            vec![
+                ("Action", "DeletePrefixList".into()),
+                ("PrefixListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "AuthorizeSecurityGroup".into()),
+                ("SecurityGroupId", mine_group.clone()),
+                ("IpProtocol", "tcp".into()),
+                ("PortRange", "1/1".into()),
+                ("SourcePrefixListId", theirs.clone()),
             ],
             vec![
                 ("Action", "DescribeNetworkInterfaces".into()),
