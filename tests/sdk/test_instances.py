@@ -390,3 +390,35 @@ def test_vpc_and_vswitch_attributes_answer_what_terraform_waits_on(server, old):
     theirs = OldSdk(server, creds["AccessKeyId"], creds["AccessKeySecret"])
     assert theirs.error(r) == ("InvalidVpcId.NotFound", 404)
     assert theirs.error(s) == ("InvalidVSwitchId.NotFound", 404)
+
+
+def test_run_instances_tags_and_describe_instances_filters(old):
+    vpc, vsw = vpc_with_vswitch(old, "10.70.0.0/16", "10.70.1.0/24")
+    sg = group(old, vpc)
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("img-a")
+    r.set_InstanceType("ecs.t1")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([sg])
+    r.set_Amount(2)
+    r.set_Tags([{"Key": "tier", "Value": "web"}])
+    tagged = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    [plain] = run(old, vsw, [sg], ip="10.70.1.50")
+    found = lambda **f: sorted(i["InstanceId"] for i in filtered(old, **f))
+    assert found(Tags=[{"Key": "tier", "Value": "web"}]) == sorted(tagged)
+    assert found(Tags=[{"Key": "tier"}], VpcId=vpc) == sorted(tagged)
+    assert found(PrivateIpAddresses=json.dumps(["10.70.1.50"])) == [plain]
+    assert found(VpcId=vpc, InstanceNetworkType="vpc") == sorted(tagged + [plain])
+    assert found(VpcId=vpc, InstanceNetworkType="classic") == []
+    assert found(VpcId=vpc, ZoneId=REGION + "-h") == sorted(tagged + [plain])
+    assert found(VpcId=vpc, ImageId="img-a") == sorted(tagged)
+    [one] = describe(old, [tagged[0]])
+    assert one["Tags"]["Tag"] == [{"TagKey": "tier", "TagValue": "web"}]
+
+
+def filtered(old, **filters):
+    r = DescribeInstancesRequest.DescribeInstancesRequest()
+    r.set_PageSize(100)
+    for k, v in filters.items():
+        getattr(r, "set_" + k)(v)
+    return old.call(r)["Instances"]["Instance"]

@@ -7,7 +7,7 @@ use control::{CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, Tagg
 use model::{InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
 
-use super::{Call, Reply};
+use super::{tags, Call, Reply};
 use crate::error::{Result, ServerError};
 use crate::paging::Paging;
 use crate::wire::Params;
@@ -101,12 +101,16 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             .ok_or(ModelError::Missing("InstanceType"))?,
         running,
     };
+    let tags = tags::parse_to_set(p, "Tag")?;
     call.command_with(|tx| {
         let ids: Vec<String> = tx
             .create_instances(&req)?
             .iter()
             .map(ToString::to_string)
             .collect();
+        if !tags.is_empty() {
+            tx.tag(TaggedType::Instance, &ids, &tags)?;
+        }
         Ok(if running {
             json!({"InstanceIdSets": {"InstanceIdSet": ids}, "TradePrice": 0.0})
         } else {
@@ -170,11 +174,63 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
     let group: Option<SecurityGroupId> = p.parsed("SecurityGroupId")?;
     let status = p.opt("Status");
     let name = p.opt("InstanceName");
+    let zone = p.opt("ZoneId");
+    let image = p.opt("ImageId");
+    let instance_type = p.opt("InstanceType");
+    let network = match p.opt("InstanceNetworkType") {
+        Some(n) if n != "vpc" && n != "classic" => {
+            return Err(ModelError::InvalidParameter("InstanceNetworkType", n).into())
+        }
+        other => other,
+    };
+    // Address filters are JSON arrays, like `InstanceIds`.
+    let addresses = |key: &'static str| -> Result<Option<Vec<String>>> {
+        p.opt(key)
+            .map(|list| {
+                serde_json::from_str::<Vec<String>>(&list)
+                    .map_err(|_| ServerError::invalid(key, list))
+            })
+            .transpose()
+    };
+    let (private, inner, public) = (
+        addresses("PrivateIpAddresses")?,
+        addresses("InnerIpAddresses")?,
+        addresses("PublicIpAddresses")?,
+    );
+    let ipv6: Vec<std::net::Ipv6Addr> = p
+        .list("Ipv6Address")
+        .into_iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| ServerError::invalid("Ipv6Address.N", a))
+        })
+        .collect::<Result<_>>()?;
+    let wanted_tags = tags::parse(p, "Tag")?;
+    let holds = |list: &Option<Vec<String>>, a: Option<String>| {
+        list.as_ref()
+            .is_none_or(|l| a.is_some_and(|a| l.contains(&a)))
+    };
     let paging = Paging::parse(p)?;
     call.read(|tx| {
-        let all: Vec<InstanceRecord> = tx
+        let mut all: Vec<InstanceRecord> = tx
             .instances()?
             .into_iter()
+            .filter(|i| zone.as_ref().is_none_or(|z| &i.zone_id == z))
+            .filter(|i| image.as_ref().is_none_or(|x| &i.image_id == x))
+            .filter(|i| instance_type.as_ref().is_none_or(|x| &i.instance_type == x))
+            .filter(|i| {
+                let kind = if i.vpc_id.is_some() { "vpc" } else { "classic" };
+                network.as_ref().is_none_or(|n| n == kind)
+            })
+            .filter(|i| {
+                holds(
+                    &private,
+                    i.vpc_id.as_ref().map(|_| i.private_ip.to_string()),
+                )
+            })
+            .filter(|i| holds(&inner, i.vpc_id.is_none().then(|| i.private_ip.to_string())))
+            .filter(|i| holds(&public, i.public_ip.map(|a| a.to_string())))
+            .filter(|i| ipv6.is_empty() || i.ipv6.is_some_and(|a| ipv6.contains(&a)))
             .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
             .filter(|i| vpc.as_ref().is_none_or(|v| i.vpc_id.as_ref() == Some(v)))
             .filter(|i| {
@@ -186,6 +242,20 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             .filter(|i| status.as_ref().is_none_or(|s| i.status.as_wire() == s))
             .filter(|i| name.as_ref().is_none_or(|n| &i.name == n))
             .collect();
+        if !wanted_tags.is_empty() {
+            let mut kept = Vec::with_capacity(all.len());
+            for i in all {
+                let tags = tx.resource_tags(TaggedType::Instance, i.id.as_str())?;
+                let tagged = wanted_tags.iter().all(|(k, v)| {
+                    tags.iter()
+                        .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
+                });
+                if tagged {
+                    kept.push(i);
+                }
+            }
+            all = kept;
+        }
         let window = paging.window(all.len());
         let mut page = Vec::with_capacity(window.range.len());
         for i in &all[window.range.clone()] {
