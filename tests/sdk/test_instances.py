@@ -422,3 +422,42 @@ def filtered(old, **filters):
     for k, v in filters.items():
         getattr(r, "set_" + k)(v)
     return old.call(r)["Instances"]["Instance"]
+
+
+def test_what_terraform_reads_of_instances_vpcs_and_vswitches(old, new_v3):
+    from aliyunsdkecs.request.v20140526 import DescribeInstanceAttributeRequest, DescribeInstanceStatusRequest
+    from aliyunsdkvpc.request.v20160428 import ModifyVSwitchAttributeRequest, ModifyVpcAttributeRequest
+    from alibabacloud_ecs20140526 import models
+
+    vpc, vsw = vpc_with_vswitch(old, "10.71.0.0/16", "10.71.1.0/24")
+    sg = group(old, vpc)
+    [i] = run(old, vsw, [sg])
+    a = DescribeInstanceAttributeRequest.DescribeInstanceAttributeRequest()
+    a.set_InstanceId(i)
+    attr = old.call(a)
+    assert (attr["InstanceId"], attr["Status"], attr["VpcAttributes"]["VSwitchId"]) == (i, "Running", vsw)
+    assert attr["SecurityGroupIds"]["SecurityGroupId"] == [sg]
+    body = new_v3.describe_instance_attribute(models.DescribeInstanceAttributeRequest(instance_id=i)).body
+    assert body.instance_id == i and body.vpc_attributes.v_switch_id == vsw
+    st = DescribeInstanceStatusRequest.DescribeInstanceStatusRequest()
+    st.set_InstanceIds([i])
+    statuses = old.call(st)["InstanceStatuses"]["InstanceStatus"]
+    assert statuses == [{"InstanceId": i, "Status": "Running"}]
+    a.set_InstanceId("i-nosuch")
+    assert old.error(a) == ("InvalidInstanceId.NotFound", 404)
+    mv = ModifyVpcAttributeRequest.ModifyVpcAttributeRequest()
+    mv.set_VpcId(vpc)
+    mv.set_VpcName("renamed-vpc")
+    mv.set_Description("by terraform")
+    old.call(mv)
+    ms = ModifyVSwitchAttributeRequest.ModifyVSwitchAttributeRequest()
+    ms.set_VSwitchId(vsw)
+    ms.set_VSwitchName("renamed-vsw")
+    old.call(ms)
+    va = DescribeVpcAttributeRequest.DescribeVpcAttributeRequest()
+    va.set_VpcId(vpc)
+    got = old.call(va)
+    assert (got["VpcName"], got["Description"]) == ("renamed-vpc", "by terraform")
+    sa = DescribeVSwitchAttributesRequest.DescribeVSwitchAttributesRequest()
+    sa.set_VSwitchId(vsw)
+    assert old.call(sa)["VSwitchName"] == "renamed-vsw"

@@ -412,6 +412,44 @@ impl Tx<'_> {
             .ok_or_else(|| ControlError::VSwitchNotFound(id.clone()))
     }
 
+    /// `ModifyVpcAttribute`: name and description.
+    pub fn modify_vpc(
+        &self,
+        id: &VpcId,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<()> {
+        let v = self.vpc(id)?;
+        self.db.execute(
+            "UPDATE vpcs SET name = ?2, description = ?3 WHERE id = ?1",
+            args![
+                id.as_str(),
+                name.unwrap_or(v.name),
+                description.unwrap_or(v.description)
+            ],
+        )?;
+        self.log("ModifyVpcAttribute", id.as_str(), json!({}))
+    }
+
+    /// `ModifyVSwitchAttribute`: name and description.
+    pub fn modify_vswitch(
+        &self,
+        id: &VSwitchId,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<()> {
+        let s = self.vswitch(id)?;
+        self.db.execute(
+            "UPDATE vswitches SET name = ?2, description = ?3 WHERE id = ?1",
+            args![
+                id.as_str(),
+                name.unwrap_or(s.name),
+                description.unwrap_or(s.description)
+            ],
+        )?;
+        self.log("ModifyVSwitchAttribute", id.as_str(), json!({}))
+    }
+
     /// `DeleteVSwitch`: only without instances or network interfaces.
     pub fn delete_vswitch(&self, id: &VSwitchId) -> Result<()> {
         self.vswitch(id)?;

@@ -332,3 +332,36 @@ fn membership(call: &Call, join: bool) -> Result<Reply> {
         Target::Interface(n) => tx.interface_membership(n, &group, join),
     })
 }
+
+/// `DescribeInstanceAttribute`: one instance, its fields at the top of the answer (what
+/// Terraform's `alicloud_instance` reads).
+pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
+    let id: InstanceId = call.params.typed("InstanceId")?;
+    call.read(|tx| {
+        let i = tx.instance(&id)?;
+        let tags = tx.resource_tags(TaggedType::Instance, i.id.as_str())?;
+        Ok(instance_json(&i, &call.ctx.region, &tags))
+    })
+}
+
+/// `DescribeInstanceStatus`: the caller's instances and their status, paged by
+/// `PageNumber` / `PageSize` (filters `ZoneId`, `InstanceId.N`).
+pub(super) fn describe_status(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let ids: Vec<InstanceId> = p.typed_list("InstanceId")?;
+    let zone = p.opt("ZoneId");
+    let paging = Paging::parse(p)?;
+    call.read(|tx| {
+        let all: Vec<Value> = tx
+            .instances()?
+            .into_iter()
+            .filter(|i| ids.is_empty() || ids.contains(&i.id))
+            .filter(|i| zone.as_ref().is_none_or(|z| &i.zone_id == z))
+            .map(|i| json!({"InstanceId": i.id.to_string(), "Status": i.status.as_wire()}))
+            .collect();
+        let window = paging.window(all.len());
+        let mut body = paging.fields(&window, all.len());
+        body["InstanceStatuses"] = json!({"InstanceStatus": all[window.range.clone()]});
+        Ok(body)
+    })
+}

@@ -108,6 +108,8 @@ actions! {
         RunInstances => |call| instances::create(call, true),
         CreateInstance => |call| instances::create(call, false),
         DescribeInstances => instances::describe,
+        DescribeInstanceAttribute => instances::describe_attribute,
+        DescribeInstanceStatus => instances::describe_status,
         StartInstance => |call| instances::set_status(call, Running),
         StopInstance => |call| instances::set_status(call, Stopped),
         DeleteInstance => instances::delete,
@@ -144,6 +146,8 @@ actions! {
         CreateVSwitch => vpc::create_vswitch,
         DescribeVSwitches => vpc::describe_vswitches,
         DescribeVSwitchAttributes => vpc::describe_vswitch_attributes,
+        ModifyVpcAttribute => vpc::modify_vpc_attribute,
+        ModifyVSwitchAttribute => vpc::modify_vswitch_attribute,
         DeleteVSwitch => vpc::delete_vswitch,
     }
 }
@@ -180,6 +184,7 @@ impl Action {
             | StartInstance
             | StopInstance
             | DeleteInstance
+            | DescribeInstanceAttribute
             | JoinSecurityGroup
             | LeaveSecurityGroup => RegionSource::OrInstance,
             _ => RegionSource::Required,
@@ -196,6 +201,8 @@ impl Action {
                 | DescribeSecurityGroups
                 | DescribeSecurityGroupReferences
                 | DescribeInstances
+                | DescribeInstanceAttribute
+                | DescribeInstanceStatus
                 | DescribeNetworkInterfaces
                 | DescribeNetworkInterfaceAttribute
                 | DescribePrefixLists

@@ -180,3 +180,21 @@ pub(super) fn delete_vswitch(call: &Call) -> Result<Reply> {
     let id: VSwitchId = call.params.typed("VSwitchId")?;
     call.command(|tx| tx.delete_vswitch(&id))
 }
+
+/// `ModifyVpcAttribute`: `VpcName`, `Description`.
+pub(super) fn modify_vpc_attribute(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: VpcId = p.typed("VpcId")?;
+    let name = p.bounded("VpcName", NAME_LENGTH)?;
+    let description = p.bounded("Description", DESCRIPTION_LENGTH)?;
+    call.command(|tx| tx.modify_vpc(&id, name, description))
+}
+
+/// `ModifyVSwitchAttribute`: `VSwitchName`, `Description`.
+pub(super) fn modify_vswitch_attribute(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: VSwitchId = p.typed("VSwitchId")?;
+    let name = p.bounded("VSwitchName", NAME_LENGTH)?;
+    let description = p.bounded("Description", DESCRIPTION_LENGTH)?;
+    call.command(|tx| tx.modify_vswitch(&id, name, description))
+}
