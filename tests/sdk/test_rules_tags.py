@@ -178,3 +178,26 @@ def test_describe_security_group_audit(old):
     risky = [f for f in body["Findings"]["Finding"] if f["Check"] == "risky-port-open"]
     assert len(risky) == 1 and "[22]" in risky[0]["Message"], "6379 is covered by the drop"
     assert all(f["SecurityGroupId"] == sg for f in body["Findings"]["Finding"])
+
+
+def test_modify_rule_by_its_fields_as_terraform_does(old):
+    sg = create_group(old, "byfields")
+    old.call(authorize(sg, [
+        {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "10.0.0.0/8", "Description": "old"},
+        {"IpProtocol": "tcp", "PortRange": "80/80", "SourceCidrIp": "0.0.0.0/0"},
+    ]))
+    before = rules(old, sg)
+    r = ModifySecurityGroupRuleRequest.ModifySecurityGroupRuleRequest()
+    r.set_SecurityGroupId(sg)
+    r.set_IpProtocol("tcp")
+    r.set_PortRange("22/22")
+    r.set_SourceCidrIp("10.0.0.0/8")
+    r.set_NicType("intranet")
+    r.set_Description("managed by terraform")
+    old.call(r)
+    after = rules(old, sg)
+    assert after[0]["Description"] == "managed by terraform"
+    assert [a["SecurityGroupRuleId"] for a in after] == [b["SecurityGroupRuleId"] for b in before]
+    assert after[1] == before[1]
+    r.set_PortRange("23/23")
+    assert old.error(r) == ("InvalidSecurityGroupRule.RuleNotExist", 404)

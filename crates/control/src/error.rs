@@ -76,6 +76,9 @@ pub enum ControlError {
     /// A rule id that does not exist in the group and direction.
     #[error("The specified SecurityGroupRuleId \"{0}\" does not exist.")]
     RuleNotFound(SecurityGroupRuleId),
+    /// `ModifySecurityGroupRule` by fields: no rule of the group has them all.
+    #[error("The specified rule does not exist in the security group.")]
+    RuleNotFoundByFields,
     /// The account's group quota in the region is used up.
     #[error("The maximum number of security groups is reached.")]
     GroupQuota,
@@ -256,6 +259,7 @@ impl EcsError for ControlError {
             ControlError::DuplicatePermissions => "InvalidParam.DuplicatePermissions",
             ControlError::PermissionsConflict => "InvalidParam.Permissions",
             ControlError::RuleNotFound(_) => "InvalidSecurityGroupRuleId.NotFound",
+            ControlError::RuleNotFoundByFields => "InvalidSecurityGroupRule.RuleNotExist",
             ControlError::GroupQuota => "QuotaExceed.SecurityGroup",
             ControlError::GroupReferenced => "DependencyViolation",
             ControlError::EnterpriseInnerAccessPolicy => "OperationDenied",
@@ -316,6 +320,7 @@ impl EcsError for ControlError {
             | ControlError::DestGroupNotFound(_)
             | ControlError::PrefixListNotFound(_)
             | ControlError::RuleNotFound(_)
+            | ControlError::RuleNotFoundByFields
             | ControlError::AccessKeyNotFound
             | ControlError::AccountNotFound(_)
             | ControlError::VpcNotFound(_)

@@ -574,6 +574,33 @@ fn peer_kind(p: &Permission) -> u8 {
 }
 
 impl Tx<'_> {
+    /// `ModifySecurityGroupRule(Egress)` without `SecurityGroupRuleId`, as ECS's older
+    /// form and Terraform's `alicloud_security_group_rule` update send it: the rule is the
+    /// one with all of the given fields (direction, policy, priority, protocol and ports,
+    /// peer, local CIDR, NicType), and only its `Description` changes.
+    pub fn modify_rule_by_fields(
+        &self,
+        id: &SecurityGroupId,
+        spec: &model::RuleSpec,
+    ) -> Result<()> {
+        let group = self.group(id)?;
+        let wanted = spec.resolve(SecurityGroupRuleId::from_body("modify")?, group.network())?;
+        let rule = self
+            .rules(&group)?
+            .into_iter()
+            .find(|r| r.permission.same_rule(&wanted))
+            .ok_or(ControlError::RuleNotFoundByFields)?;
+        self.db.execute(
+            "UPDATE permissions SET description = ?2 WHERE id = ?1",
+            args![rule.permission.id.as_str(), &spec.description],
+        )?;
+        self.log(
+            "ModifySecurityGroupRule",
+            rule.permission.id.as_str(),
+            json!({"Description": spec.description}),
+        )
+    }
+
     /// `ModifySecurityGroupRule(Egress)`: changes the given fields of one rule, keeping its
     /// id, creation time and place in the creation order. The kind of authorization object
     /// and the NicType cannot change; the result may not duplicate another rule.

@@ -132,7 +132,13 @@ pub(super) fn revoke(call: &Call, direction: Direction) -> Result<Reply> {
 pub(super) fn modify(call: &Call, direction: Direction) -> Result<Reply> {
     let p = call.params;
     let id: SecurityGroupId = p.typed("SecurityGroupId")?;
-    let rule: SecurityGroupRuleId = p.typed("SecurityGroupRuleId")?;
     let changes = PermissionFields::read(direction, |k| p.opt(k));
-    call.command(|tx| tx.modify_rule(&id, direction, &rule, &changes))
+    match p.parsed::<SecurityGroupRuleId>("SecurityGroupRuleId")? {
+        Some(rule) => call.command(|tx| tx.modify_rule(&id, direction, &rule, &changes)),
+        // The older form: the rule named by its fields, only its description changed.
+        None => {
+            let spec = changes.spec(direction)?;
+            call.command(|tx| tx.modify_rule_by_fields(&id, &spec))
+        }
+    }
 }
