@@ -461,3 +461,40 @@ def test_what_terraform_reads_of_instances_vpcs_and_vswitches(old, new_v3):
     sa = DescribeVSwitchAttributesRequest.DescribeVSwitchAttributesRequest()
     sa.set_VSwitchId(vsw)
     assert old.call(sa)["VSwitchName"] == "renamed-vsw"
+
+
+def test_instance_reads_terraform_makes_answer_truthfully(old, new_v3):
+    from aliyunsdkecs.request.v20140526 import (
+        DescribeDisksRequest,
+        DescribeInstanceMaintenanceAttributesRequest,
+        DescribeInstanceRamRoleRequest,
+        DescribeUserDataRequest,
+    )
+    from alibabacloud_ecs20140526 import models
+
+    vpc, vsw = vpc_with_vswitch(old, "10.72.0.0/16", "10.72.1.0/24")
+    sg = group(old, vpc)
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("img")
+    r.set_InstanceType("t")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([sg])
+    r.set_UserData("IyEvYmluL3NoCmVjaG8gaGk=")
+    [i] = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    u = DescribeUserDataRequest.DescribeUserDataRequest()
+    u.set_InstanceId(i)
+    assert old.call(u)["UserData"] == "IyEvYmluL3NoCmVjaG8gaGk="
+    role = DescribeInstanceRamRoleRequest.DescribeInstanceRamRoleRequest()
+    role.set_InstanceIds(json.dumps([i]))
+    body = old.call(role)
+    assert (body["TotalCount"], body["InstanceRamRoleSets"]["InstanceRamRoleSet"]) == (0, [])
+    m = DescribeInstanceMaintenanceAttributesRequest.DescribeInstanceMaintenanceAttributesRequest()
+    m.set_InstanceIds([i])
+    assert old.call(m)["MaintenanceAttributes"]["MaintenanceAttribute"] == []
+    d = DescribeDisksRequest.DescribeDisksRequest()
+    d.set_InstanceId(i)
+    assert old.call(d)["Disks"]["Disk"] == []
+    disks = new_v3.describe_disks(models.DescribeDisksRequest(region_id=REGION, instance_id=i)).body
+    assert disks.total_count == 0
+    d.set_InstanceId("i-nosuch")
+    assert old.error(d) == ("InvalidInstanceId.NotFound", 404)

@@ -161,6 +161,8 @@ pub struct CreateInstances {
     pub image_id: String,
     /// `InstanceType`.
     pub instance_type: String,
+    /// `UserData` (opaque, as given).
+    pub user_data: String,
     /// Start running (`RunInstances`) or stopped (`CreateInstance`).
     pub running: bool,
 }
@@ -606,8 +608,8 @@ impl Tx<'_> {
             let id = InstanceId::from_body(&new_id_body())?;
             self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
-                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
@@ -623,6 +625,7 @@ impl Tx<'_> {
                     public_ip.map(|a| a.to_string()),
                     if req.running { "Running" } else { "Stopped" },
                     now(),
+                    &req.user_data,
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
@@ -831,6 +834,17 @@ impl Tx<'_> {
             i.ipv6 = i.network_interfaces.first().and_then(|n| n.ipv6);
         }
         Ok(out)
+    }
+
+    /// `DescribeUserData`: what the instance was created with.
+    pub fn user_data(&self, id: &InstanceId) -> Result<String> {
+        self.instance(id)?;
+        self.db
+            .query_one(
+                "SELECT user_data FROM instances WHERE id = ?1",
+                args![id.as_str()],
+            )?
+            .text(0)
     }
 
     /// `StartInstance` / `StopInstance`.

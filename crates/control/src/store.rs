@@ -186,8 +186,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX interface_memberships_by_group ON interface_memberships(group_id);
     "#,
-    // 6: prefix lists and their entries.
+    // 6: prefix lists and their entries; instances keep their `UserData`.
     r#"
+    ALTER TABLE instances ADD COLUMN user_data TEXT NOT NULL DEFAULT '';
     CREATE TABLE prefix_lists (
         seq             INTEGER PRIMARY KEY AUTOINCREMENT,
         id              TEXT NOT NULL UNIQUE,

@@ -131,6 +131,7 @@ fn instance(
             description: String::new(),
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
+            user_data: String::new(),
             running: true,
         })
     })
@@ -391,6 +392,7 @@ fn ipv6_and_interfaces(control: &Control) {
             description: String::new(),
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
+            user_data: String::new(),
             running: true,
         })
     });

@@ -99,6 +99,8 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         instance_type: p
             .bounded("InstanceType", NAME_LENGTH)?
             .ok_or(ModelError::Missing("InstanceType"))?,
+        // ECS takes up to 32 KiB of Base64; it is kept as given and handed back.
+        user_data: p.bounded("UserData", 32 * 1024)?.unwrap_or_default(),
         running,
     };
     let tags = tags::parse_to_set(p, "Tag")?;
@@ -364,4 +366,48 @@ pub(super) fn describe_status(call: &Call) -> Result<Reply> {
         body["InstanceStatuses"] = json!({"InstanceStatus": all[window.range.clone()]});
         Ok(body)
     })
+}
+
+/// `DescribeUserData`.
+pub(super) fn describe_user_data(call: &Call) -> Result<Reply> {
+    let id: InstanceId = call.params.typed("InstanceId")?;
+    call.read(|tx| {
+        let data = tx.user_data(&id)?;
+        Ok(json!({"InstanceId": id.to_string(), "RegionId": call.ctx.region, "UserData": data}))
+    })
+}
+
+/// The instances a request names by a JSON array (`InstanceIds`), a list (`InstanceId.N`)
+/// or one `InstanceId`, each checked to be the caller's.
+fn named_instances(call: &Call) -> Result<Vec<InstanceId>> {
+    let p = call.params;
+    let mut ids: Vec<InstanceId> = p.typed_list("InstanceId")?;
+    ids.extend(p.parsed::<InstanceId>("InstanceId")?);
+    if let Some(list) = p.opt("InstanceIds") {
+        let parsed: Vec<String> =
+            serde_json::from_str(&list).map_err(|_| ServerError::invalid("InstanceIds", list))?;
+        for s in parsed {
+            ids.push(s.parse()?);
+        }
+    }
+    call.query(|tx| ids.iter().try_for_each(|i| tx.instance(i).map(drop)))?;
+    Ok(ids)
+}
+
+/// Reads of instance features Stockade does not model, answered truthfully: no RAM role
+/// (`DescribeInstanceRamRole`), no maintenance policy (`DescribeInstanceMaintenanceAttributes`),
+/// no attachment attributes (`DescribeInstanceAttachmentAttributes`), no disks
+/// (`DescribeDisks`). Named instances must exist, so a deleted one answers `NotFound`.
+pub(super) fn describe_unmodelled(
+    call: &Call,
+    list: &'static str,
+    item: &'static str,
+) -> Result<Reply> {
+    named_instances(call)?;
+    let paging = Paging::parse(call.params)?;
+    let window = paging.window(0);
+    let mut body = paging.fields(&window, 0);
+    body[list] = json!({ item: [] });
+    body["RegionId"] = json!(call.ctx.region);
+    Ok(Reply::Body(body))
 }

@@ -110,6 +110,14 @@ actions! {
         DescribeInstances => instances::describe,
         DescribeInstanceAttribute => instances::describe_attribute,
         DescribeInstanceStatus => instances::describe_status,
+        DescribeUserData => instances::describe_user_data,
+        DescribeInstanceRamRole =>
+            |call| instances::describe_unmodelled(call, "InstanceRamRoleSets", "InstanceRamRoleSet"),
+        DescribeInstanceMaintenanceAttributes =>
+            |call| instances::describe_unmodelled(call, "MaintenanceAttributes", "MaintenanceAttribute"),
+        DescribeInstanceAttachmentAttributes =>
+            |call| instances::describe_unmodelled(call, "Instances", "Instance"),
+        DescribeDisks => |call| instances::describe_unmodelled(call, "Disks", "Disk"),
         StartInstance => |call| instances::set_status(call, Running),
         StopInstance => |call| instances::set_status(call, Stopped),
         DeleteInstance => instances::delete,
@@ -185,6 +193,7 @@ impl Action {
             | StopInstance
             | DeleteInstance
             | DescribeInstanceAttribute
+            | DescribeUserData
             | JoinSecurityGroup
             | LeaveSecurityGroup => RegionSource::OrInstance,
             _ => RegionSource::Required,
