@@ -498,3 +498,18 @@ def test_instance_reads_terraform_makes_answer_truthfully(old, new_v3):
     assert disks.total_count == 0
     d.set_InstanceId("i-nosuch")
     assert old.error(d) == ("InvalidInstanceId.NotFound", 404)
+
+
+def test_each_vpc_has_a_system_route_table(old):
+    from aliyunsdkvpc.request.v20160428 import DescribeRouteTableListRequest
+
+    vpc, vsw = vpc_with_vswitch(old, "10.73.0.0/16", "10.73.1.0/24")
+    r = DescribeRouteTableListRequest.DescribeRouteTableListRequest()
+    r.set_VpcId(vpc)
+    [t] = old.call(r)["RouterTableList"]["RouterTableListType"]
+    assert (t["VpcId"], t["RouteTableType"], t["VSwitchIds"]["VSwitchId"]) == (vpc, "System", [vsw])
+    assert t["RouteTableId"].startswith("vtb-") and t["RouterId"].startswith("vrt-")
+    r.set_RouteTableId(t["RouteTableId"])
+    assert old.call(r)["TotalCount"] == 1
+    r.set_RouteTableId("vtb-other")
+    assert old.call(r)["RouterTableList"]["RouterTableListType"] == []

@@ -156,6 +156,7 @@ actions! {
         DescribeVSwitchAttributes => vpc::describe_vswitch_attributes,
         ModifyVpcAttribute => vpc::modify_vpc_attribute,
         ModifyVSwitchAttribute => vpc::modify_vswitch_attribute,
+        DescribeRouteTableList => vpc::describe_route_table_list,
         DeleteVSwitch => vpc::delete_vswitch,
     }
 }

@@ -198,3 +198,49 @@ pub(super) fn modify_vswitch_attribute(call: &Call) -> Result<Reply> {
     let description = p.bounded("Description", DESCRIPTION_LENGTH)?;
     call.command(|tx| tx.modify_vswitch(&id, name, description))
 }
+
+/// `DescribeRouteTableList`: each VPC's system route table (the one Stockade's VPCs have;
+/// routes are not modelled), what Terraform's `alicloud_vpc` reads as `route_table_id`.
+/// Filters `VpcId`, `RouteTableId`, `RouterId`, `RouteTableType`; `PageNumber`/`PageSize`.
+pub(super) fn describe_route_table_list(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let only: Option<VpcId> = p.parsed("VpcId")?;
+    let table = p.opt("RouteTableId");
+    let router = p.opt("RouterId");
+    let kind = p.opt("RouteTableType");
+    let paging = Paging::parse(p)?;
+    call.read(|tx| {
+        let tables: Vec<Value> = tx
+            .vpcs(only.as_ref())?
+            .into_iter()
+            .map(|v| {
+                let body = &v.id.as_str()[4..];
+                json!({
+                    "RouteTableId": format!("vtb-{body}"),
+                    "RouteTableName": "",
+                    "Description": "",
+                    "VpcId": v.id.to_string(),
+                    "RouterId": format!("vrt-{body}"),
+                    "RouterType": "VRouter",
+                    "RouteTableType": "System",
+                    "AssociateType": "VSwitch",
+                    "Status": "Available",
+                    "CreationTime": v.created_at,
+                    "VSwitchIds": {"VSwitchId": v.vswitches.iter().map(ToString::to_string).collect::<Vec<_>>()},
+                    "ResourceGroupId": "",
+                    "OwnerId": call.ctx.account.to_string(),
+                    "Tags": {"Tag": []},
+                })
+            })
+            .filter(|t| table.as_ref().is_none_or(|x| t["RouteTableId"] == x.as_str()))
+            .filter(|t| router.as_ref().is_none_or(|x| t["RouterId"] == x.as_str()))
+            .filter(|t| kind.as_ref().is_none_or(|x| t["RouteTableType"] == x.as_str()))
+            .collect();
+        let window = paging.window(tables.len());
+        let mut body = paging.fields(&window, tables.len());
+        body["RouterTableList"] = json!({"RouterTableListType": tables[window.range.clone()]});
+        body["Success"] = json!(true);
+        body["Code"] = json!("200");
+        Ok(body)
+    })
+}
