@@ -286,3 +286,44 @@ def test_ipv6_blocks_and_addresses(old, new_v3):
     body = new_v3.describe_network_interfaces(models.DescribeNetworkInterfacesRequest(
         region_id=REGION, instance_id=i)).body
     assert body.network_interface_sets.network_interface_set[0].ipv_6sets.ipv_6set[0].ipv_6address == v6
+
+
+def test_assign_and_unassign_ipv6_addresses(old, new_v3):
+    from aliyunsdkecs.request.v20140526 import AssignIpv6AddressesRequest, UnassignIpv6AddressesRequest
+    from aliyunsdkvpc.request.v20160428 import CreateVSwitchRequest, CreateVpcRequest
+
+    r = CreateVpcRequest.CreateVpcRequest()
+    r.set_CidrBlock("10.80.0.0/16")
+    r.set_EnableIpv6(True)
+    vpc = old.call(r)["VpcId"]
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock("10.80.1.0/24")
+    s.set_Ipv6CidrBlock(0)
+    vsw = old.call(s)["VSwitchId"]
+    sg = group(old, vpc)
+    [i] = run(old, vsw, [sg])
+    [inst] = describe(old, [i])
+    eni = inst["NetworkInterfaces"]["NetworkInterface"][0]["NetworkInterfaceId"]
+    assert inst["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"] == []
+    a = AssignIpv6AddressesRequest.AssignIpv6AddressesRequest()
+    a.set_NetworkInterfaceId(eni)
+    a.set_Ipv6AddressCount(1)
+    [v6] = old.call(a)["Ipv6Sets"]["Ipv6Address"]
+    [inst] = describe(old, [i])
+    assert inst["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"] == [{"Ipv6Address": v6}]
+    v = stockade_action(old, "DescribeFlowVerdict", SourceInstanceId=i, DestinationIp="2001:db8::1",
+                        IpProtocol="tcp", DestinationPort=443)
+    assert v["Verdict"] == "Accept", "egress over the new IPv6 address is judged (default accept)"
+    assert old.error(a) == ("QuotaExceed.Ipv6Address", 403)
+    u = UnassignIpv6AddressesRequest.UnassignIpv6AddressesRequest()
+    u.set_NetworkInterfaceId(eni)
+    u.set_Ipv6Addresss(["2001:db8::9"])
+    assert old.error(u) == ("InvalidIpv6Address.NotFound", 400)
+    u.set_Ipv6Addresss([v6])
+    old.call(u)
+    assert describe(old, [i])[0]["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"] == []
+    body = new_v3.assign_ipv_6addresses(models.AssignIpv6AddressesRequest(
+        region_id=REGION, network_interface_id=eni, ipv_6address=[v6])).body
+    assert body.ipv_6sets.ipv_6address == [v6]

@@ -209,6 +209,12 @@ pub enum ControlError {
     /// `Ipv6Address.N` held by another interface of the VPC.
     #[error("The specified Ipv6Address \"{0}\" is already in use.")]
     Ipv6InUse(std::net::Ipv6Addr),
+    /// A second IPv6 address for one interface.
+    #[error("A network interface has at most one IPv6 address in this version.")]
+    Ipv6PerInterface,
+    /// `UnassignIpv6Addresses` naming an address the interface does not have.
+    #[error("The specified Ipv6Address \"{0}\" is not an address of the network interface.")]
+    Ipv6NotOnInterface(std::net::Ipv6Addr),
     /// The interface is attached (`InUse`); the operation needs it `Available`.
     #[error(
         "The operation is not allowed in the current ENI state: the network interface is in use."
@@ -304,6 +310,8 @@ impl EcsError for ControlError {
             ControlError::VSwitchIpv6NotEnabled => "InvalidVSwitch.Ipv6NotTurnOn",
             ControlError::Ipv6NotInVSwitch(_) => "InvalidIpv6Address.Mismatch",
             ControlError::Ipv6InUse(_) => "InvalidIpv6Address.Duplicated",
+            ControlError::Ipv6PerInterface => "QuotaExceed.Ipv6Address",
+            ControlError::Ipv6NotOnInterface(_) => "InvalidIpv6Address.NotFound",
             ControlError::InterfaceInUse | ControlError::InterfaceNotAttached(_) => {
                 "InvalidOperation.InvalidEniState"
             }
@@ -344,6 +352,7 @@ impl EcsError for ControlError {
             | ControlError::OperatorOnly
             | ControlError::PrefixListInUse
             | ControlError::Ipv6BlockQuota
+            | ControlError::Ipv6PerInterface
             | ControlError::VpcQuota
             | ControlError::InterfaceQuota
             | ControlError::InterfaceInUse
@@ -381,7 +390,8 @@ impl EcsError for ControlError {
             | ControlError::VpcIpv6NotEnabled
             | ControlError::VSwitchIpv6NotEnabled
             | ControlError::Ipv6NotInVSwitch(_)
-            | ControlError::Ipv6InUse(_) => 400,
+            | ControlError::Ipv6InUse(_)
+            | ControlError::Ipv6NotOnInterface(_) => 400,
         }
     }
 }

@@ -452,6 +452,56 @@ impl Tx<'_> {
         )
     }
 
+    /// `AssignIpv6Addresses`: the interface's IPv6 address, from its vSwitch's block (one
+    /// per interface in this version: the engine judges one IPv6 address per instance).
+    pub fn assign_ipv6(
+        &self,
+        id: &NetworkInterfaceId,
+        want: crate::Ipv6Request,
+    ) -> Result<std::net::Ipv6Addr> {
+        let n = self.interface(id)?;
+        if n.ipv6.is_some() {
+            return Err(ControlError::Ipv6PerInterface);
+        }
+        let block = match &n.vswitch_id {
+            Some(s) => self.vswitch(s)?.ipv6_cidr,
+            None => None,
+        }
+        .ok_or(ControlError::VSwitchIpv6NotEnabled)?;
+        let address = self.ipv6_address(&block, n.vpc_id.as_ref(), want)?;
+        self.db.execute(
+            "UPDATE network_interfaces SET ipv6 = ?2 WHERE id = ?1",
+            args![id.as_str(), address.to_string()],
+        )?;
+        self.log(
+            "AssignIpv6Addresses",
+            id.as_str(),
+            json!({"Ipv6Address": address.to_string()}),
+        )?;
+        Ok(address)
+    }
+
+    /// `UnassignIpv6Addresses`: each address must be the interface's.
+    pub fn unassign_ipv6(
+        &self,
+        id: &NetworkInterfaceId,
+        addresses: &[std::net::Ipv6Addr],
+    ) -> Result<()> {
+        let n = self.interface(id)?;
+        for a in addresses {
+            if n.ipv6 != Some(*a) {
+                return Err(ControlError::Ipv6NotOnInterface(*a));
+            }
+        }
+        if !addresses.is_empty() {
+            self.db.execute(
+                "UPDATE network_interfaces SET ipv6 = NULL WHERE id = ?1",
+                args![id.as_str()],
+            )?;
+        }
+        self.log("UnassignIpv6Addresses", id.as_str(), json!({}))
+    }
+
     /// `DeleteNetworkInterface`: only an `Available` one (a primary interface goes with its
     /// instance).
     pub fn delete_interface(&self, id: &NetworkInterfaceId) -> Result<()> {

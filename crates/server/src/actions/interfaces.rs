@@ -195,3 +195,49 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "DeleteOnRelease": n.kind == InterfaceKind::Primary,
     })
 }
+
+/// `AssignIpv6Addresses`: `Ipv6AddressCount=1` or `Ipv6Address.1` (one IPv6 address per
+/// interface in this version).
+pub(super) fn assign_ipv6(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
+    let want = match (
+        p.number("Ipv6AddressCount", 1, 1)?,
+        p.list("Ipv6Address").as_slice(),
+    ) {
+        (None, [a]) => control::Ipv6Request::Address(
+            a.parse()
+                .map_err(|_| ServerError::invalid("Ipv6Address.1", a.clone()))?,
+        ),
+        (Some(1), []) => control::Ipv6Request::Any,
+        (None, []) => return Err(ModelError::Missing("Ipv6AddressCount").into()),
+        (_, [_, extra, ..]) => return Err(ServerError::invalid("Ipv6Address.2", extra.clone())),
+        (Some(_), [_]) => {
+            return Err(ModelError::Conflict("Ipv6AddressCount", "Ipv6Address.N").into())
+        }
+        (Some(n), []) => return Err(ServerError::invalid("Ipv6AddressCount", n.to_string())),
+    };
+    call.command_with(|tx| {
+        let a = tx.assign_ipv6(&id, want)?;
+        Ok(json!({
+            "NetworkInterfaceId": id.to_string(),
+            "Ipv6Sets": {"Ipv6Address": [a.to_string()]},
+            "Ipv6PrefixSets": {"Ipv6Prefix": []},
+        }))
+    })
+}
+
+/// `UnassignIpv6Addresses`: `Ipv6Address.N`.
+pub(super) fn unassign_ipv6(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
+    let addresses: Vec<std::net::Ipv6Addr> = p
+        .list("Ipv6Address")
+        .into_iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| ServerError::invalid("Ipv6Address.N", a))
+        })
+        .collect::<Result<_>>()?;
+    call.command(|tx| tx.unassign_ipv6(&id, &addresses))
+}

@@ -128,6 +128,8 @@ actions! {
         DescribeNetworkInterfaces => interfaces::describe,
         DescribeNetworkInterfaceAttribute => interfaces::describe_attribute,
         ModifyNetworkInterfaceAttribute => interfaces::modify,
+        AssignIpv6Addresses => interfaces::assign_ipv6,
+        UnassignIpv6Addresses => interfaces::unassign_ipv6,
         CreatePrefixList => prefix_lists::create,
         ModifyPrefixList => prefix_lists::modify,
         DeletePrefixList => prefix_lists::delete,
@@ -239,6 +241,8 @@ impl Action {
                 | ModifyInstanceAttribute
                 | ModifyNetworkInterfaceAttribute
                 | ModifyPrefixList
+                | AssignIpv6Addresses
+                | UnassignIpv6Addresses
                 | DeleteSecurityGroup
         )
     }
