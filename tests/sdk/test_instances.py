@@ -513,3 +513,33 @@ def test_each_vpc_has_a_system_route_table(old):
     assert old.call(r)["TotalCount"] == 1
     r.set_RouteTableId("vtb-other")
     assert old.call(r)["RouterTableList"]["RouterTableListType"] == []
+
+
+def test_vpc_product_tags_vpcs_and_vswitches(old):
+    from aliyunsdkvpc.request.v20160428 import ListTagResourcesRequest, TagResourcesRequest, UnTagResourcesRequest
+    from aliyunsdkecs.request.v20140526 import TagResourcesRequest as EcsTagResourcesRequest
+
+    vpc, vsw = vpc_with_vswitch(old, "10.74.0.0/16", "10.74.1.0/24")
+    for kind, rid in (("VPC", vpc), ("VSWITCH", vsw)):
+        t = TagResourcesRequest.TagResourcesRequest()
+        t.set_ResourceType(kind)
+        t.set_ResourceIds([rid])
+        t.set_Tags([{"Key": "env", "Value": "lab"}])
+        old.call(t)
+        l = ListTagResourcesRequest.ListTagResourcesRequest()
+        l.set_ResourceType(kind)
+        l.set_ResourceIds([rid])
+        [tag] = old.call(l)["TagResources"]["TagResource"]
+        assert (tag["ResourceId"], tag["TagKey"], tag["TagValue"]) == (rid, "env", "lab")
+        u = UnTagResourcesRequest.UnTagResourcesRequest()
+        u.set_ResourceType(kind)
+        u.set_ResourceIds([rid])
+        u.set_TagKeys(["env"])
+        old.call(u)
+        assert old.call(l)["TagResources"]["TagResource"] == []
+    # Each product tags its own resources.
+    e = EcsTagResourcesRequest.TagResourcesRequest()
+    e.set_ResourceType("VPC")
+    e.set_ResourceIds([vpc])
+    e.set_Tags([{"Key": "env", "Value": "lab"}])
+    assert old.error(e)[0] == "InvalidResourceType.NotSupported"

@@ -293,6 +293,10 @@ impl Tx<'_> {
         if !v.vswitches.is_empty() || groups {
             return Err(ControlError::VpcInUse);
         }
+        self.db.execute(
+            "DELETE FROM tags WHERE resource_type = 'VPC' AND resource_id = ?1",
+            args![id.as_str()],
+        )?;
         self.db
             .execute("DELETE FROM vpcs WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteVpc", id.as_str(), json!({}))
@@ -465,6 +469,10 @@ impl Tx<'_> {
         if used {
             return Err(ControlError::VSwitchInUse);
         }
+        self.db.execute(
+            "DELETE FROM tags WHERE resource_type = 'VSWITCH' AND resource_id = ?1",
+            args![id.as_str()],
+        )?;
         self.db
             .execute("DELETE FROM vswitches WHERE id = ?1", args![id.as_str()])?;
         self.log("DeleteVSwitch", id.as_str(), json!({}))

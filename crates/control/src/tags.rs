@@ -17,6 +17,10 @@ pub enum TaggedType {
     Eni,
     /// `prefixlist`.
     PrefixList,
+    /// `VPC` (the VPC product's tags).
+    Vpc,
+    /// `VSWITCH` (the VPC product's tags).
+    VSwitch,
 }
 
 impl TaggedType {
@@ -27,6 +31,8 @@ impl TaggedType {
             "instance" => Some(TaggedType::Instance),
             "eni" => Some(TaggedType::Eni),
             "prefixlist" => Some(TaggedType::PrefixList),
+            "vpc" => Some(TaggedType::Vpc),
+            "vswitch" => Some(TaggedType::VSwitch),
             _ => None,
         }
     }
@@ -38,6 +44,8 @@ impl TaggedType {
             TaggedType::Instance => "instance",
             TaggedType::Eni => "eni",
             TaggedType::PrefixList => "prefixlist",
+            TaggedType::Vpc => "VPC",
+            TaggedType::VSwitch => "VSWITCH",
         }
     }
 }
@@ -64,13 +72,23 @@ impl Tx<'_> {
                 Ok(l) => self.prefix_list(&l).map(|_| ()),
                 Err(_) => return Err(missing()),
             },
+            TaggedType::Vpc => match id.parse() {
+                Ok(v) => self.vpc(&v).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
+            TaggedType::VSwitch => match id.parse() {
+                Ok(v) => self.vswitch(&v).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
         };
         match found {
             Err(
                 ControlError::GroupNotFound(_)
                 | ControlError::InstanceNotFound(_)
                 | ControlError::NetworkInterfaceNotFound(_)
-                | ControlError::PrefixListNotFound(_),
+                | ControlError::PrefixListNotFound(_)
+                | ControlError::VpcNotFound(_)
+                | ControlError::VSwitchNotFound(_),
             ) => Err(missing()),
             other => other,
         }
@@ -167,6 +185,16 @@ impl Tx<'_> {
                     .prefix_lists()?
                     .into_iter()
                     .map(|l| l.id.to_string())
+                    .collect(),
+                TaggedType::Vpc => self
+                    .vpcs(None)?
+                    .into_iter()
+                    .map(|v| v.id.to_string())
+                    .collect(),
+                TaggedType::VSwitch => self
+                    .vswitches(None, None)?
+                    .into_iter()
+                    .map(|v| v.id.to_string())
                     .collect(),
             }
         } else {

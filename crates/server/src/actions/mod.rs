@@ -48,10 +48,11 @@ impl Product {
     }
 }
 
-/// Declares [`Action`] once: each action's wire name (the variant's name), its product, and
-/// the handler [`execute`] runs for it.
+/// Declares [`Action`] once: each action's wire name (the variant's name, or the string
+/// after `as` where two products share one, like the VPC product's `TagResources`), its
+/// product, and the handler [`execute`] runs for it.
 macro_rules! actions {
-    ($($product:ident { $($name:ident => $handler:expr,)* })*) => {
+    ($($product:ident { $($name:ident $(as $wire:literal)? => $handler:expr,)* })*) => {
         /// Every action the API serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Action {
@@ -67,7 +68,7 @@ macro_rules! actions {
 
             /// The wire name (`Action=...`).
             pub fn name(self) -> &'static str {
-                match self { $($(Action::$name => stringify!($name),)*)* }
+                match self { $($(Action::$name => wire_name!($name $(, $wire)?),)*)* }
             }
 
             /// The product whose `Version` serves it.
@@ -83,6 +84,16 @@ macro_rules! actions {
             };
             handler(call)
         }
+    };
+}
+
+/// An action's wire name: the one given, or its variant's name.
+macro_rules! wire_name {
+    ($name:ident) => {
+        stringify!($name)
+    };
+    ($name:ident, $wire:literal) => {
+        $wire
     };
 }
 
@@ -160,6 +171,9 @@ actions! {
         ModifyVSwitchAttribute => vpc::modify_vswitch_attribute,
         DescribeRouteTableList => vpc::describe_route_table_list,
         DeleteVSwitch => vpc::delete_vswitch,
+        VpcTagResources as "TagResources" => tags::tag,
+        VpcUnTagResources as "UnTagResources" => tags::untag,
+        VpcListTagResources as "ListTagResources" => tags::list,
     }
 }
 

@@ -53,9 +53,17 @@ pub(super) fn parse_to_set(p: &Params, prefix: &str) -> Result<Vec<(String, Stri
 }
 
 /// `ResourceType` and `ResourceId.N` of a tag request.
-fn resources(p: &Params, required: bool) -> Result<(TaggedType, Vec<String>)> {
+fn resources(call: &Call, required: bool) -> Result<(TaggedType, Vec<String>)> {
+    let p = call.params;
     let name = p.required("ResourceType")?;
-    let kind = TaggedType::parse(&name).ok_or(ServerError::ResourceTypeNotSupported(name))?;
+    // Each product tags its own resources: ECS's groups, instances, interfaces and prefix
+    // lists; the VPC product's VPCs and vSwitches.
+    let kind = TaggedType::parse(&name)
+        .filter(|k| {
+            matches!(k, TaggedType::Vpc | TaggedType::VSwitch)
+                == (call.action.product() == super::Product::Vpc)
+        })
+        .ok_or(ServerError::ResourceTypeNotSupported(name))?;
     let ids = p.list("ResourceId");
     if ids.len() > RESOURCES_PER_TAG_REQUEST {
         return Err(ServerError::invalid("ResourceId", ids.len().to_string()));
@@ -68,7 +76,7 @@ fn resources(p: &Params, required: bool) -> Result<(TaggedType, Vec<String>)> {
 
 /// `TagResources`: sets the tags on every resource, all or none.
 pub(super) fn tag(call: &Call) -> Result<Reply> {
-    let (kind, ids) = resources(call.params, true)?;
+    let (kind, ids) = resources(call, true)?;
     let given = parse_to_set(call.params, "Tag")?;
     if given.is_empty() {
         return Err(ModelError::Missing("Tag.N.Key").into());
@@ -84,7 +92,7 @@ pub(super) fn tag(call: &Call) -> Result<Reply> {
 
 /// `UntagResources`: removes the named keys (or `All`).
 pub(super) fn untag(call: &Call) -> Result<Reply> {
-    let (kind, ids) = resources(call.params, true)?;
+    let (kind, ids) = resources(call, true)?;
     let keys = call.params.list("TagKey");
     let all = call.params.flag("All")?;
     call.command(|tx| tx.untag(kind, &ids, &keys, all))
@@ -92,7 +100,7 @@ pub(super) fn untag(call: &Call) -> Result<Reply> {
 
 /// `ListTagResources`: the tags of the named (or all) resources, 50 a page.
 pub(super) fn list(call: &Call) -> Result<Reply> {
-    let (kind, ids) = resources(call.params, false)?;
+    let (kind, ids) = resources(call, false)?;
     let filter = parse(call.params, "Tag")?;
     let paging = Paging::after_token(call.params, Some(TAG_PAGE))?;
     call.read(|tx| {
