@@ -889,6 +889,22 @@ fn print_status(lab: &Lab) -> Result<()> {
         "\n{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} devices",
         "INSTANCE", "NETWORK INTERFACE", "HOST", "NETWORK", "PRIVATE IP", "PUBLIC IP"
     );
+    // Each interface's groups, in order, as its host's agent receives them.
+    let mut groups: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for h in &lab.hosts {
+        let feed = agent::feed::FeedClient::new(
+            &lab.endpoint,
+            &lab.agent_token,
+            &h.host_id,
+            Some(lab.region_id.clone()),
+        );
+        if let Ok(share) = feed.poll(None, Duration::from_secs(1)) {
+            for i in &share.snapshot.instances {
+                let list: Vec<String> = i.security_groups.iter().map(ToString::to_string).collect();
+                groups.insert(i.id.to_string(), list.join(","));
+            }
+        }
+    }
     for m in &lab.instances {
         let interfaces = host_report(&hosts, &m.host_id)
             .and_then(|r| r["Instances"].as_array())
@@ -914,14 +930,18 @@ fn print_status(lab: &Lab) -> Result<()> {
             (t, n) => format!("{n}/t{t}"),
         };
         println!(
-            "{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} {interfaces}",
+            "{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} {interfaces}  groups: {}",
             m.instance_id,
             m.network_interface_id,
             m.host_id,
             network,
             m.private_ip_address,
-            m.public_ip_address
+            m.public_ip_address,
+            groups.get(&m.instance_id).map_or("?", String::as_str)
         );
+        if !m.ipv6_address.is_empty() {
+            println!("{:<24} IPv6 {}", "", m.ipv6_address);
+        }
     }
     for h in &lab.hosts {
         let unattributed = host_report(&hosts, &h.host_id)

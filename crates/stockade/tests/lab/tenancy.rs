@@ -69,6 +69,14 @@ fn no_request_of_another_tenant_changes_a_verdict() {
     lab.wait_applied();
     let before = a_verdicts(&lab);
     assert_eq!(before, (true, false, "Accept".to_string()));
+    // `lab status` shows each interface with its device and groups.
+    let out = lab.stockade(&["lab", "status"]).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let line = status
+        .lines()
+        .find(|l| l.contains(&a1.eni))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains(&a1.id) && line.contains("intranet=") && line.contains(&g), "{line}");
     // The CLI names lab members by interface as well as by instance.
     for (port, pass) in [("80", true), ("81", false)] {
         let out = lab
