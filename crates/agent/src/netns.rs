@@ -295,31 +295,29 @@ fn link_local_pair(
     Ok(())
 }
 
-/// Routes `addr` in `host` via `next_hop` (an instance on another host; an IPv6 address
-/// goes via [`PEER_LINK_LOCAL`] on `link`, the hub's end of the link to that host).
+/// Routes `addr` in `host` via `next_hop` on `dev` (an instance on another host, over the
+/// link to it or a VPC's overlay), in `table` (a VPC's) or the main one; an IPv6 address goes
+/// via [`PEER_LINK_LOCAL`] on `dev`.
 pub fn route_via(
     host: &str,
     addr: std::net::IpAddr,
-    next_hop: &str,
-    link: &str,
+    (next_hop, dev): (&str, &str),
+    table: Option<u32>,
 ) -> Result<(), AgentError> {
     let a = addr.to_string();
+    let mut args = vec!["-n", host];
     match addr {
-        std::net::IpAddr::V4(_) => ip(&["-n", host, "route", "replace", &a, "via", next_hop]),
-        std::net::IpAddr::V6(_) => ip(&[
-            "-n",
-            host,
-            "-6",
-            "route",
-            "replace",
-            &a,
-            "via",
-            PEER_LINK_LOCAL,
-            "dev",
-            link,
-        ]),
+        std::net::IpAddr::V4(_) => args.extend(["route", "replace", &a, "via", next_hop]),
+        std::net::IpAddr::V6(_) => {
+            args.extend(["-6", "route", "replace", &a, "via", PEER_LINK_LOCAL])
+        }
     }
-    .map(drop)
+    args.extend(["dev", dev]);
+    let t = table.map(|t| t.to_string());
+    if let Some(t) = &t {
+        args.extend(["table", t.as_str()]);
+    }
+    ip(&args).map(drop)
 }
 
 /// A VPC's routing table on a host, in the way of a VRF (this kernel may have no VRF
@@ -403,36 +401,4 @@ pub fn overlay(
     }
     link_local_pair(hub, other, (hub_dev, other_dev))?;
     Ok((overlay(1), overlay(2)))
-}
-
-/// Routes `addr` in a VPC's table on the hub via a spoke's end of the VPC's overlay (an
-/// IPv6 address via [`PEER_LINK_LOCAL`] on it).
-pub fn route_in_table(
-    host: &str,
-    addr: std::net::IpAddr,
-    next_hop: &str,
-    dev: &str,
-    table: u32,
-) -> Result<(), AgentError> {
-    let (a, t) = (addr.to_string(), table.to_string());
-    match addr {
-        std::net::IpAddr::V4(_) => ip(&[
-            "-n", host, "route", "replace", &a, "via", next_hop, "dev", dev, "table", &t,
-        ]),
-        std::net::IpAddr::V6(_) => ip(&[
-            "-n",
-            host,
-            "-6",
-            "route",
-            "replace",
-            &a,
-            "via",
-            PEER_LINK_LOCAL,
-            "dev",
-            dev,
-            "table",
-            &t,
-        ]),
-    }
-    .map(drop)
 }

@@ -354,12 +354,7 @@ impl Tx<'_> {
                 continue;
             }
             g.tags = self.resource_tags(crate::TaggedType::SecurityGroup, g.id.as_str())?;
-            let tags_match = filter.tags.iter().all(|(k, v)| {
-                g.tags
-                    .iter()
-                    .any(|(gk, gv)| gk == k && v.as_ref().is_none_or(|v| v == gv))
-            });
-            if tags_match {
+            if crate::tags::tags_match(&filter.tags, &g.tags) {
                 out.push(g);
             }
         }

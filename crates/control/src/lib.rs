@@ -39,7 +39,7 @@ pub use network::{
 };
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
 pub use secrets::MasterKey;
-pub use tags::TaggedType;
+pub use tags::{tags_match, TaggedType};
 
 /// Result of control operations.
 pub type Result<T> = std::result::Result<T, ControlError>;

@@ -50,6 +50,15 @@ impl TaggedType {
     }
 }
 
+/// Whether a resource's `tags` carry every wanted one (a wanted key without a value matches
+/// any value): how every `Tag.N` filter selects.
+pub fn tags_match(wanted: &[(String, Option<String>)], tags: &[(String, String)]) -> bool {
+    wanted.iter().all(|(k, v)| {
+        tags.iter()
+            .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
+    })
+}
+
 impl Tx<'_> {
     /// Checks that the caller owns the resource: a malformed or unknown id (or another
     /// account's) is `InvalidResourceId.NotFound`; a store failure stays one.
@@ -206,11 +215,7 @@ impl Tx<'_> {
         let mut out = Vec::new();
         for id in resources {
             let tags = self.resource_tags(kind, &id)?;
-            let wanted = filter.iter().all(|(k, v)| {
-                tags.iter()
-                    .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
-            });
-            if wanted {
+            if tags_match(filter, &tags) {
                 out.extend(tags.into_iter().map(|(k, v)| (id.clone(), k, v)));
             }
         }

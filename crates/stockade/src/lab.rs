@@ -756,7 +756,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             (1, _) => {}
             (_, Some((dev, hop))) => {
                 for addr in std::iter::once(private.into()).chain(v6) {
-                    netns::route_in_table(&hub, addr, hop, dev, 1000 + m.tenant as u32)?;
+                    netns::route_via(&hub, addr, (hop, dev), table_of(m.tenant))?;
                 }
             }
             (_, None) => {
@@ -765,7 +765,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                     .chain(public.map(Into::into))
                     .chain(v6);
                 for addr in addresses {
-                    netns::route_via(&hub, addr, &next_hop[h], &link)?;
+                    netns::route_via(&hub, addr, (&next_hop[h], &link), None)?;
                 }
             }
         }

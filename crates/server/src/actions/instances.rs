@@ -248,10 +248,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             let mut kept = Vec::with_capacity(all.len());
             for i in all {
                 let tags = tx.resource_tags(TaggedType::Instance, i.id.as_str())?;
-                let tagged = wanted_tags.iter().all(|(k, v)| {
-                    tags.iter()
-                        .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
-                });
+                let tagged = tags::matches(&wanted_tags, &tags);
                 if tagged {
                     kept.push(i);
                 }

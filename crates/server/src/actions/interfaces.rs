@@ -148,10 +148,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         let mut all = Vec::new();
         for n in tx.interfaces(&filter)? {
             let tags = tx.resource_tags(TaggedType::Eni, n.id.as_str())?;
-            let tagged = wanted_tags.iter().all(|(k, v)| {
-                tags.iter()
-                    .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
-            });
+            let tagged = tags::matches(&wanted_tags, &tags);
             if tagged {
                 all.push(interface_json(&n, &tags));
             }

@@ -104,10 +104,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             let keep = (ids.is_empty() || ids.contains(&l.id))
                 && name.as_ref().is_none_or(|n| &l.name == n)
                 && family.is_none_or(|f| l.family == f)
-                && wanted.iter().all(|(k, v)| {
-                    tags.iter()
-                        .any(|(tk, tv)| tk == k && v.as_ref().is_none_or(|v| v == tv))
-                });
+                && tags::matches(&wanted, &tags);
             if keep {
                 all.push(summary(&l, &tags));
             }

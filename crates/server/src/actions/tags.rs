@@ -44,6 +44,8 @@ pub(super) fn parse(p: &Params, prefix: &str) -> Result<Vec<(String, Option<Stri
     Ok(out)
 }
 
+pub(super) use control::tags_match as matches;
+
 /// Tags to set: the pairs with absent values as empty ones.
 pub(super) fn parse_to_set(p: &Params, prefix: &str) -> Result<Vec<(String, String)>> {
     Ok(parse(p, prefix)?

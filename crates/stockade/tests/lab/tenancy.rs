@@ -76,7 +76,10 @@ fn no_request_of_another_tenant_changes_a_verdict() {
         .lines()
         .find(|l| l.contains(&a1.eni))
         .unwrap_or_else(|| panic!("{status}"));
-    assert!(line.contains(&a1.id) && line.contains("intranet=") && line.contains(&g), "{line}");
+    assert!(
+        line.contains(&a1.id) && line.contains("intranet=") && line.contains(&g),
+        "{line}"
+    );
     // The CLI names lab members by interface as well as by instance.
     for (port, pass) in [("80", true), ("81", false)] {
         let out = lab
