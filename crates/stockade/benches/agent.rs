@@ -90,66 +90,101 @@ fn baseline() -> f64 {
     )
 }
 
-/// Propagation of `changes` rule changes from member `from` to member `to` of tenant `t`
-/// (0: the lab's own account), sorted, in milliseconds.
+/// Propagation of rule changes from `from` to `to` of tenant `t` (0: the lab's own
+/// account), `changes` for each of `pairs`, made in turn (one change of each pair, then the
+/// next), so that every pair meets the same load and the same growing ruleset. Sorted
+/// milliseconds, per pair.
 fn propagation(
     lab: &harness::Lab,
-    t: usize,
-    (from, to): (usize, usize),
+    pairs: &[(usize, (usize, usize))],
     changes: usize,
-) -> Vec<f64> {
-    let g0 = match t {
-        0 => lab.default_group("vpc"),
-        t => lab.lab["Tenants"][t - 1]["SecurityGroupIds"][0]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    };
-    let a32 = format!("{}/32", lab.member(from).private_ip);
-    let target = lab.member(to).private_ip.clone();
-    let mut prober = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.member(from).netns,
-            env!("CARGO_BIN_EXE_stockade"),
-        ])
-        .args(["lab", "probe-batch", "--until-pass", "--timeout-ms", "10"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut to_prober = prober.stdin.take().unwrap();
-    let mut from_prober = BufReader::new(prober.stdout.take().unwrap()).lines();
-    let mut took = Vec::new();
+) -> Vec<Vec<f64>> {
+    struct Pair {
+        tenant: usize,
+        group: String,
+        from: String,
+        target: String,
+        to_prober: std::process::ChildStdin,
+        from_prober: std::io::Lines<BufReader<std::process::ChildStdout>>,
+        prober: std::process::Child,
+        took: Vec<f64>,
+    }
+    let mut state: Vec<Pair> = pairs
+        .iter()
+        .map(|&(t, (from, to))| {
+            let group = match t {
+                0 => lab.default_group("vpc"),
+                t => lab.lab["Tenants"][t - 1]["SecurityGroupIds"][0]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            };
+            let mut prober = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.member(from).netns,
+                    env!("CARGO_BIN_EXE_stockade"),
+                ])
+                .args(["lab", "probe-batch", "--until-pass", "--timeout-ms", "10"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            Pair {
+                tenant: t,
+                group,
+                from: format!("{}/32", lab.member(from).private_ip),
+                target: lab.member(to).private_ip.clone(),
+                to_prober: prober.stdin.take().unwrap(),
+                from_prober: BufReader::new(prober.stdout.take().unwrap()).lines(),
+                prober,
+                took: Vec::new(),
+            }
+        })
+        .collect();
     for n in 0..changes {
-        let port = (20000 + n).to_string();
-        let range = format!("{port}/{port}");
-        let params = [
-            ("Action", "AuthorizeSecurityGroup"),
-            ("SecurityGroupId", g0.as_str()),
-            ("IpProtocol", "tcp"),
-            ("PortRange", range.as_str()),
-            ("SourceCidrIp", a32.as_str()),
-        ];
-        match t {
-            0 => lab.call(&params),
-            t => lab
-                .try_call_as(&lab.tenants[t - 1], &params)
-                .unwrap_or_else(|e| panic!("{e}")),
-        };
-        writeln!(to_prober, "tcp {target} {port} 0").unwrap();
-        let us: i64 = from_prober.next().unwrap().unwrap().trim().parse().unwrap();
-        assert!(us >= 0, "change {n} never took effect");
-        took.push(us as f64 / 1e3);
-        if took.len() % 50 == 0 {
-            eprintln!("  {} changes", took.len());
+        for p in &mut state {
+            let port = (20000 + n).to_string();
+            let range = format!("{port}/{port}");
+            let params = [
+                ("Action", "AuthorizeSecurityGroup"),
+                ("SecurityGroupId", p.group.as_str()),
+                ("IpProtocol", "tcp"),
+                ("PortRange", range.as_str()),
+                ("SourceCidrIp", p.from.as_str()),
+            ];
+            match p.tenant {
+                0 => lab.call(&params),
+                t => lab
+                    .try_call_as(&lab.tenants[t - 1], &params)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            };
+            writeln!(p.to_prober, "tcp {} {port} 0", p.target).unwrap();
+            let us: i64 = p
+                .from_prober
+                .next()
+                .unwrap()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(us >= 0, "change {n} never took effect");
+            p.took.push(us as f64 / 1e3);
+        }
+        if (n + 1) % 50 == 0 {
+            eprintln!("  {} changes each", n + 1);
         }
     }
-    drop(to_prober);
-    let _ = prober.wait();
-    took.sort_by(f64::total_cmp);
-    took
+    state
+        .into_iter()
+        .map(|mut p| {
+            drop(p.to_prober);
+            let _ = p.prober.wait();
+            p.took.sort_by(f64::total_cmp);
+            p.took
+        })
+        .collect()
 }
 
 /// `instances` local instances in 20 tiers of 5 groups of `rules` rules, every group
@@ -271,8 +306,9 @@ fn main() {
     // Members 0 (h1) and 1 (h2) are the lab's VPC, 2 (h1) and 3 (h2) the tenant's, at the
     // same addresses.
     let lab = harness::Lab::up_with_tenants('b', 2, 2, 0, 1);
-    let took = propagation(&lab, 0, (0, 1), changes);
-    let took_tenant = propagation(&lab, 1, (2, 3), changes);
+    let mut both = propagation(&lab, &[(0, (0, 1)), (1, (2, 3))], changes);
+    let took_tenant = both.pop().unwrap();
+    let took = both.pop().unwrap();
     let agent_rss = rss_kib(&lab.agent_pid(0).to_string());
     drop(lab);
 
