@@ -413,3 +413,19 @@ def test_unknown_action_and_region(server):
     assert (status, body["Code"]) == (404, "InvalidAction.NotFound")
     url, _ = signed_v1_url(server, {"Action": "DescribeSecurityGroups", "RegionId": "mars-north-1"})
     assert raw(url)[1]["Code"] == "InvalidRegionId.NotFound"
+
+
+def test_describe_zones_and_account_attributes(old, new_v3):
+    from aliyunsdkecs.request.v20140526 import DescribeAccountAttributesRequest, DescribeZonesRequest
+
+    zones = old.call(DescribeZonesRequest.DescribeZonesRequest())["Zones"]["Zone"]
+    assert REGION + "-h" in [z["ZoneId"] for z in zones]
+    body = new_v3.describe_zones(models.DescribeZonesRequest(region_id=REGION)).body
+    assert body.zones.zone[0].zone_id == REGION + "-a"
+    r = DescribeAccountAttributesRequest.DescribeAccountAttributesRequest()
+    r.set_AttributeNames(["max-security-groups"])
+    [item] = old.call(r)["AccountAttributeItems"]["AccountAttributeItem"]
+    assert (item["AttributeName"], item["AttributeValues"]["ValueItem"][0]["Value"]) == ("max-security-groups", "1000")
+    body = new_v3.describe_account_attributes(models.DescribeAccountAttributesRequest(region_id=REGION)).body
+    names = {i.attribute_name for i in body.account_attribute_items.account_attribute_item}
+    assert {"max-security-groups", "max-elastic-network-interfaces", "instance-network-type"} <= names

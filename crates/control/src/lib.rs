@@ -686,6 +686,11 @@ impl Control {
 }
 
 impl Tx<'_> {
+    /// The limits this control plane enforces.
+    pub fn limits(&self) -> &Limits {
+        self.limits
+    }
+
     /// The revision of the state this transaction sees: the last change-log entry.
     pub fn revision(&self) -> Result<u64> {
         let row = self

@@ -103,6 +103,8 @@ type Handler = fn(&Call) -> Result<Reply>;
 actions! {
     Ecs {
         DescribeRegions => region::describe_regions,
+        DescribeZones => region::describe_zones,
+        DescribeAccountAttributes => region::describe_account_attributes,
         CreateSecurityGroup => groups::create,
         DeleteSecurityGroup => groups::delete,
         DescribeSecurityGroups => groups::describe,

@@ -1,4 +1,5 @@
-//! `DescribeRegions`: the regions this server serves.
+//! `DescribeRegions`, `DescribeZones` and `DescribeAccountAttributes`: where this server
+//! serves and what it lets an account have.
 
 use serde_json::{json, Value};
 
@@ -16,4 +17,62 @@ pub(super) fn describe_regions(call: &Call) -> Result<Reply> {
         )
         .collect();
     Ok(Reply::Body(json!({"Regions": {"Region": regions}})))
+}
+
+/// The zones `DescribeZones` lists in each region: `-a` to `-k`, as a large ECS region has.
+/// Zones are not modelled otherwise: any id that starts with the region's is accepted.
+const ZONE_LETTERS: &str = "abcdefghijk";
+
+/// `DescribeZones`.
+pub(super) fn describe_zones(call: &Call) -> Result<Reply> {
+    let region = &call.ctx.region;
+    let zones: Vec<Value> = ZONE_LETTERS
+        .chars()
+        .map(|c| {
+            json!({
+                "ZoneId": format!("{region}-{c}"),
+                "LocalName": format!("{region}-{c}"),
+                "ZoneType": "AvailabilityZone",
+                "AvailableResourceCreation": {"ResourceTypes": ["Instance", "VSwitch", "IoOptimized"]},
+                "AvailableResources": {"ResourcesInfo": []},
+                "AvailableInstanceTypes": {"InstanceTypes": []},
+                "AvailableDiskCategories": {"DiskCategories": []},
+                "AvailableVolumeCategories": {"VolumeCategories": []},
+                "DedicatedHostGenerations": {"DedicatedHostGeneration": []},
+                "AvailableDedicatedHostTypes": {"DedicatedHostType": []},
+            })
+        })
+        .collect();
+    Ok(Reply::Body(json!({"Zones": {"Zone": zones}})))
+}
+
+/// `DescribeAccountAttributes`: the quotas this server enforces, under ECS's attribute
+/// names (`AttributeName.N` picks some).
+pub(super) fn describe_account_attributes(call: &Call) -> Result<Reply> {
+    let wanted = call.params.list("AttributeName");
+    let (groups, interfaces) = call.query(|tx| {
+        let l = tx.limits();
+        Ok((l.groups_per_region, l.interfaces_per_region))
+    })?;
+    let values = |v: Vec<String>| -> Value {
+        json!({"ValueItem": v.into_iter().map(|v| json!({"Value": v, "Count": 1})).collect::<Vec<_>>()})
+    };
+    let items: Vec<Value> = [
+        ("max-security-groups", vec![groups.to_string()]),
+        (
+            "max-elastic-network-interfaces",
+            vec![interfaces.to_string()],
+        ),
+        (
+            "instance-network-type",
+            vec!["vpc".into(), "classic".into()],
+        ),
+    ]
+    .into_iter()
+    .filter(|(name, _)| wanted.is_empty() || wanted.iter().any(|w| w == name))
+    .map(|(name, v)| json!({"AttributeName": name, "AttributeValues": values(v)}))
+    .collect();
+    Ok(Reply::Body(
+        json!({"AccountAttributeItems": {"AccountAttributeItem": items}}),
+    ))
 }
