@@ -543,3 +543,42 @@ def test_vpc_product_tags_vpcs_and_vswitches(old):
     e.set_ResourceIds([vpc])
     e.set_Tags([{"Key": "env", "Value": "lab"}])
     assert old.error(e)[0] == "InvalidResourceType.NotSupported"
+
+
+def test_batch_instance_actions_are_all_or_none(old):
+    from aliyunsdkecs.request.v20140526 import (
+        DeleteInstancesRequest,
+        RebootInstanceRequest,
+        RebootInstancesRequest,
+        StartInstancesRequest,
+        StopInstancesRequest,
+    )
+
+    vpc, vsw = vpc_with_vswitch(old, "10.75.0.0/16", "10.75.1.0/24")
+    sg = group(old, vpc)
+    a, b = run(old, vsw, [sg], amount=2)
+    stop = StopInstancesRequest.StopInstancesRequest()
+    stop.set_InstanceIds([a, b])
+    responses = old.call(stop)["InstanceResponses"]["InstanceResponse"]
+    assert [(x["InstanceId"], x["PreviousStatus"], x["CurrentStatus"]) for x in responses] == [
+        (a, "Running", "Stopped"), (b, "Running", "Stopped")]
+    reboot = RebootInstanceRequest.RebootInstanceRequest()
+    reboot.set_InstanceId(a)
+    assert old.error(reboot) == ("IncorrectInstanceStatus", 403)
+    start = StartInstancesRequest.StartInstancesRequest()
+    start.set_InstanceIds([a])
+    old.call(start)
+    old.call(reboot)
+    # b is stopped: starting a and b fails as a whole, a stays as it was.
+    start.set_InstanceIds([b, a])
+    assert old.error(start) == ("IncorrectInstanceStatus", 403)
+    assert [i["Status"] for i in describe(old, [a, b])] == ["Running", "Stopped"]
+    many = RebootInstancesRequest.RebootInstancesRequest()
+    many.set_InstanceIds([a, b])
+    assert old.error(many) == ("IncorrectInstanceStatus", 403)
+    delete = DeleteInstancesRequest.DeleteInstancesRequest()
+    delete.set_InstanceIds([a, b])
+    assert old.error(delete) == ("IncorrectInstanceStatus", 403), "a is running and Force is not set"
+    delete.set_Force(True)
+    old.call(delete)
+    assert describe(old, [a, b]) == []

@@ -273,6 +273,74 @@ pub(super) fn set_status(call: &Call, status: InstanceStatus) -> Result<Reply> {
     call.command(|tx| tx.set_instance_status(&id, status))
 }
 
+/// The instances of a batch action (`InstanceId.N`, 1 to 100), all or none: a batch is one
+/// command (ECS's `BatchOptimization=AllTogether`, its default; `SuccessFirst` is refused
+/// rather than half-applied).
+fn batch(p: &Params) -> Result<Vec<InstanceId>> {
+    if let Some(mode) = p.opt("BatchOptimization").filter(|m| m != "AllTogether") {
+        return Err(ServerError::invalid("BatchOptimization", mode));
+    }
+    let ids: Vec<InstanceId> = p.typed_list("InstanceId")?;
+    if ids.is_empty() {
+        return Err(ModelError::Missing("InstanceId.N").into());
+    }
+    if ids.len() > INSTANCES_PER_RUN as usize {
+        return Err(ServerError::invalid("InstanceId.N", ids.len().to_string()));
+    }
+    Ok(ids)
+}
+
+/// `StartInstances` / `StopInstances`: every instance changes status, or none does.
+pub(super) fn set_status_all(call: &Call, status: InstanceStatus) -> Result<Reply> {
+    let ids = batch(call.params)?;
+    call.command_with(|tx| {
+        let mut responses = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let before = tx.instance(id)?.status;
+            tx.set_instance_status(id, status)?;
+            responses.push(json!({
+                "InstanceId": id.to_string(), "Code": "200", "Message": "success",
+                "PreviousStatus": before.as_wire(), "CurrentStatus": status.as_wire(),
+            }));
+        }
+        Ok(json!({"InstanceResponses": {"InstanceResponse": responses}}))
+    })
+}
+
+/// `RebootInstance` / `RebootInstances`: a running instance stays running (an instance's
+/// enforcement does not depend on its guest); anything else is `IncorrectInstanceStatus`.
+pub(super) fn reboot(call: &Call, many: bool) -> Result<Reply> {
+    let ids = if many {
+        batch(call.params)?
+    } else {
+        vec![call.params.typed("InstanceId")?]
+    };
+    call.command_with(|tx| {
+        let mut responses = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if tx.instance(id)?.status != InstanceStatus::Running {
+                return Err(control::ControlError::IncorrectInstanceStatus);
+            }
+            responses.push(json!({
+                "InstanceId": id.to_string(), "Code": "200", "Message": "success",
+                "PreviousStatus": "Running", "CurrentStatus": "Running",
+            }));
+        }
+        Ok(if many {
+            json!({"InstanceResponses": {"InstanceResponse": responses}})
+        } else {
+            json!({})
+        })
+    })
+}
+
+/// `DeleteInstances`: all of them or none (`Force` deletes running ones).
+pub(super) fn delete_all(call: &Call) -> Result<Reply> {
+    let ids = batch(call.params)?;
+    let force = call.params.flag("Force")?;
+    call.command(|tx| ids.iter().try_for_each(|id| tx.delete_instance(id, force)))
+}
+
 /// `DeleteInstance` (`Force` deletes a running one).
 pub(super) fn delete(call: &Call) -> Result<Reply> {
     let id: InstanceId = call.params.typed("InstanceId")?;

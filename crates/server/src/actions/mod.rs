@@ -134,6 +134,11 @@ actions! {
         StartInstance => |call| instances::set_status(call, Running),
         StopInstance => |call| instances::set_status(call, Stopped),
         DeleteInstance => instances::delete,
+        StartInstances => |call| instances::set_status_all(call, Running),
+        StopInstances => |call| instances::set_status_all(call, Stopped),
+        RebootInstance => |call| instances::reboot(call, false),
+        RebootInstances => |call| instances::reboot(call, true),
+        DeleteInstances => instances::delete_all,
         ModifyInstanceAttribute => instances::modify_attribute,
         JoinSecurityGroup => instances::join,
         CreateNetworkInterface => interfaces::create,
@@ -211,6 +216,7 @@ impl Action {
             | StartInstance
             | StopInstance
             | DeleteInstance
+            | RebootInstance
             | DescribeInstanceAttribute
             | DescribeUserData
             | JoinSecurityGroup
