@@ -130,8 +130,9 @@ pub struct InterfaceFilter {
 pub struct Placement {
     /// The interface.
     pub interface: NetworkInterfaceId,
-    /// Its instance.
-    pub instance: InstanceId,
+    /// Its instance (`None`: not attached; such an interface carries no traffic, and its
+    /// host's agent fails a device labelled with it closed).
+    pub instance: Option<InstanceId>,
     /// Its owner.
     pub owner: AccountId,
     /// The host it is bound to, if any.
@@ -628,7 +629,7 @@ impl Tx<'_> {
             .map(|r| {
                 Ok(Placement {
                     interface: r.parsed(0)?,
-                    instance: r.parsed(1)?,
+                    instance: r.opt_text(1)?.map(|i| i.parse()).transpose()?,
                     owner: AccountId::new(r.int(2)? as u64),
                     host: r.opt_text(3)?.map(|h| h.parse()).transpose()?,
                 })

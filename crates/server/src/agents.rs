@@ -150,13 +150,15 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
         };
         Ok((revision, placed, snapshot))
     })?;
-    let instances: BTreeSet<&model::InstanceId> = placed.iter().map(|p| &p.instance).collect();
+    // Only attached interfaces carry traffic; a device labelled with another fails closed.
+    let instances: BTreeSet<&model::InstanceId> =
+        placed.iter().filter_map(|p| p.instance.as_ref()).collect();
     let by_id: std::collections::HashMap<&model::InstanceId, &model::Instance> =
         snapshot.instances.iter().map(|i| (&i.id, i)).collect();
     let interfaces: Vec<Value> = placed
         .iter()
         .filter_map(|p| {
-            let i = by_id.get(&p.instance)?;
+            let i = by_id.get(p.instance.as_ref()?)?;
             Some(json!({
                 "NetworkInterfaceId": p.interface.as_str(),
                 "InstanceId": i.id.as_str(),

@@ -57,6 +57,14 @@ async fn place(app: &axum::Router, eni: &str, host: Option<&str>) -> Value {
     body
 }
 
+/// A VPC-product request that must succeed.
+async fn vpc_call(app: &axum::Router, params: &[(&str, &str)]) -> Value {
+    let mut all = params.to_vec();
+    all.push(("Version", "2016-04-28"));
+    all.push(("RegionId", "cn-hangzhou"));
+    common::ok(app, signed, &all).await
+}
+
 async fn api(app: &axum::Router, params: &[(&str, &str)]) -> Value {
     let mut all = params.to_vec();
     all.push(("Version", "2014-05-26"));
@@ -376,6 +384,68 @@ async fn placement_is_the_operators_and_no_tag_can_place() {
     assert_eq!(
         (status, body["Code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("InvalidHostId.Malformed"))
+    );
+
+    // An interface of its own (attached to nothing) can be bound too; it carries no traffic,
+    // so the feed leaves it out, and the placements list it without an instance.
+    let vpc = vpc_call(
+        &app,
+        &[("Action", "CreateVpc"), ("CidrBlock", "10.5.0.0/16")],
+    )
+    .await["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vsw = vpc_call(
+        &app,
+        &[
+            ("Action", "CreateVSwitch"),
+            ("VpcId", &vpc),
+            ("ZoneId", "cn-hangzhou-h"),
+            ("CidrBlock", "10.5.1.0/24"),
+        ],
+    )
+    .await["VSwitchId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vsg = api(&app, &[("Action", "CreateSecurityGroup"), ("VpcId", &vpc)]).await
+        ["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let loose = api(
+        &app,
+        &[
+            ("Action", "CreateNetworkInterface"),
+            ("VSwitchId", &vsw),
+            ("SecurityGroupId", &vsg),
+        ],
+    )
+    .await["NetworkInterfaceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    place(&app, &loose, Some("h2")).await;
+    let (status, feed) = get(&app, "/agent/v1/policy?host=h2", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{feed}");
+    assert_eq!(feed["NetworkInterfaces"], serde_json::json!([]));
+    let (_, listed) = get(
+        &app,
+        &signed_operator(&with(&[
+            ("Action", "DescribeNetworkInterfacePlacements"),
+            ("HostId", "h2"),
+        ])),
+        None,
+    )
+    .await;
+    let rows = listed["Placements"]["Placement"].as_array().unwrap();
+    assert_eq!(
+        (
+            rows[0]["NetworkInterfaceId"].as_str(),
+            rows[0]["InstanceId"].as_str()
+        ),
+        (Some(loose.as_str()), Some(""))
     );
 
     // Deleting the instance removes its interface and so its placement.

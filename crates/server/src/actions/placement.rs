@@ -40,7 +40,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             .map(|p| {
                 json!({
                     "NetworkInterfaceId": p.interface.to_string(),
-                    "InstanceId": p.instance.to_string(),
+                    "InstanceId": p.instance.as_ref().map(ToString::to_string).unwrap_or_default(),
                     "OwnerId": p.owner.to_string(),
                     "HostId": p.host.as_ref().map(ToString::to_string).unwrap_or_default(),
                 })
