@@ -255,8 +255,9 @@ impl<B: Backend> Enforcer<B> {
         &self.unattributed
     }
 
-    /// Local interface addresses, in their zones → (instance, interface type), for judging
-    /// tracked flows: the addresses of the interfaces whose devices are attached here.
+    /// Local interface addresses (IPv4 and IPv6), in their zones → (instance, interface
+    /// type), for judging tracked flows: the addresses of the interfaces whose devices are
+    /// attached here.
     pub fn local_addresses(
         &self,
     ) -> HashMap<crate::conntrack::LocalAddress, (InstanceId, NicType)> {
@@ -268,19 +269,23 @@ impl<B: Backend> Enforcer<B> {
             let Some(i) = p.instances.iter().find(|i| i.id == a.instance) else {
                 continue;
             };
-            let (address, zone) = match a.nic_type {
+            let modelled = state.instance(&a.instance).ok();
+            let (addresses, zone): (Vec<IpAddr>, u16) = match a.nic_type {
                 NicType::Intranet => {
-                    let vpc = state
-                        .instance(&a.instance)
-                        .ok()
-                        .and_then(|i| i.vpc_id.clone());
+                    let vpc = modelled.and_then(|i| i.vpc_id.clone());
                     let zone = vpc.and_then(|v| self.zones.get(&v).copied()).unwrap_or(0);
-                    (Some(i.private_ip), zone)
+                    let v6 = modelled.and_then(|i| i.ipv6).map(IpAddr::V6);
+                    (
+                        std::iter::once(IpAddr::V4(i.private_ip))
+                            .chain(v6)
+                            .collect(),
+                        zone,
+                    )
                 }
-                NicType::Internet => (i.public_ip, 0),
+                NicType::Internet => (i.public_ip.map(IpAddr::V4).into_iter().collect(), 0),
             };
-            if let Some(address) = address {
-                out.insert((zone, IpAddr::V4(address)), (i.id.clone(), a.nic_type));
+            for address in addresses {
+                out.insert((zone, address), (i.id.clone(), a.nic_type));
             }
         }
         out

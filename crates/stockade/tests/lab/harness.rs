@@ -460,8 +460,8 @@ pub(crate) struct Connection {
     lines: BufReader<std::process::ChildStdout>,
 }
 
-const ECHO_SERVER: &str = "import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',int(sys.argv[1])));s.listen(1);print('ready',flush=True)\nc,_=s.accept()\nwhile True:\n d=c.recv(100)\n if not d: break\n c.sendall(d)\n";
-const ECHO_CLIENT: &str = "import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2,source_address=('0.0.0.0',int(sys.argv[3])))\nfor line in sys.stdin:\n try:\n  c.sendall(b'x');ok=c.recv(10)==b'x'\n except Exception:\n  ok=False\n print('ok' if ok else 'dead',flush=True)\n";
+const ECHO_SERVER: &str = "import socket,sys\ns=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('::',int(sys.argv[1])));s.listen(1);print('ready',flush=True)\nc,_=s.accept()\nwhile True:\n d=c.recv(100)\n if not d: break\n c.sendall(d)\n";
+const ECHO_CLIENT: &str = "import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2,source_address=('::' if ':' in sys.argv[1] else '0.0.0.0',int(sys.argv[3])))\nfor line in sys.stdin:\n try:\n  c.sendall(b'x');ok=c.recv(10)==b'x'\n except Exception:\n  ok=False\n print('ok' if ok else 'dead',flush=True)\n";
 
 impl Connection {
     pub(crate) fn open(server_ns: &str, client_ns: &str, addr: &str, port: u16) -> Connection {

@@ -559,6 +559,18 @@ fn ipv6_rules_and_group_references_hold_on_real_packets() {
     ]);
     lab.wait_applied();
     assert!(ping(), "ICMPv6 allowed\n{}", lab.tables());
+    // A tracked IPv6 connection is cut when the rule that allowed it goes.
+    let mut conn = Connection::open(&a1.netns, &a0.netns, &a1.ipv6, 80);
+    assert!(conn.echo(), "an IPv6 connection on the allowed port");
+    lab.call(&[
+        ("Action", "RevokeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "tcp"),
+        ("PortRange", "80/80"),
+        ("Ipv6SourceCidrIp", &format!("{}/128", a0.ipv6)),
+    ]);
+    lab.wait_applied();
+    assert!(!conn.echo(), "cut once its rule is revoked\n{}", lab.tables());
     // The engine says the same.
     let v = lab.call(&[
         ("Action", "DescribeFlowVerdict"),
