@@ -570,7 +570,11 @@ fn ipv6_rules_and_group_references_hold_on_real_packets() {
         ("Ipv6SourceCidrIp", &format!("{}/128", a0.ipv6)),
     ]);
     lab.wait_applied();
-    assert!(!conn.echo(), "cut once its rule is revoked\n{}", lab.tables());
+    assert!(
+        !conn.echo(),
+        "cut once its rule is revoked\n{}",
+        lab.tables()
+    );
     // The engine says the same.
     let v = lab.call(&[
         ("Action", "DescribeFlowVerdict"),
