@@ -402,8 +402,21 @@ mod tests {
                 Product::Ecs => Product::Vpc,
                 Product::Vpc => Product::Ecs,
             };
-            assert!(Action::parse(other.version(), a.name()).is_err());
+            // Under the other product's `Version` the name is that product's own action
+            // (both have `TagResources`), or none.
+            if let Ok(b) = Action::parse(other.version(), a.name()) {
+                assert!(b != a && b.product() == other, "{a:?} / {b:?}");
+            }
         }
+        assert_eq!(
+            Action::parse(crate::VPC_VERSION, "TagResources").unwrap(),
+            Action::VpcTagResources
+        );
+        assert_eq!(
+            Action::parse(crate::ECS_VERSION, "TagResources").unwrap(),
+            Action::TagResources
+        );
+        assert!(Action::parse(crate::VPC_VERSION, "DescribeSecurityGroups").is_err());
         assert!(Action::parse(crate::ECS_VERSION, "describeRegions").is_err());
         assert!(Action::parse("2099-01-01", "DescribeRegions").is_err());
     }
