@@ -304,12 +304,19 @@ impl Tx<'_> {
 
     /// The caller's interfaces in the region that pass `f`, oldest first.
     pub fn interfaces(&self, f: &InterfaceFilter) -> Result<Vec<NetworkInterfaceRecord>> {
+        // One interface asked for (every command on an interface, every tag check) is read
+        // by its id, not by reading the account's every interface.
+        let only = match f.ids.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
         let rows = self.db.query(
             &format!(
                 "SELECT {INTERFACE_COLUMNS} FROM network_interfaces n
-                 WHERE n.account_id = ?1 AND n.region = ?2 ORDER BY n.seq"
+                 WHERE n.account_id = ?1 AND n.region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR n.id = ?3)
+                 ORDER BY n.seq"
             ),
-            args![self.ctx.account.get() as i64, &self.ctx.region],
+            args![self.ctx.account.get() as i64, &self.ctx.region, only],
         )?;
         let mut out: Vec<NetworkInterfaceRecord> =
             rows.iter().map(read_interface).collect::<Result<_>>()?;
@@ -329,8 +336,9 @@ impl Tx<'_> {
         for r in self.db.query(
             "SELECT m.interface_id, m.group_id FROM interface_memberships m
              JOIN network_interfaces n ON n.id = m.interface_id
-             WHERE n.account_id = ?1 AND n.region = ?2 ORDER BY m.position",
-            args![self.ctx.account.get() as i64, &self.ctx.region],
+             WHERE n.account_id = ?1 AND n.region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR n.id = ?3)
+             ORDER BY m.position",
+            args![self.ctx.account.get() as i64, &self.ctx.region, only],
         )? {
             by_interface
                 .entry(r.text(0)?)
