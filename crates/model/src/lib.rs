@@ -20,9 +20,9 @@ pub use ids::{
     SecurityGroupRuleId, VSwitchId, VpcId,
 };
 pub use rule::{
-    ip_proto, packet_protocol, validate_description, Direction, FlowPorts, GroupRef, IpProtocol,
-    NetworkType, NicType, Peer, Permission, PermissionFields, Policy, PortRange, PortSpan, Ports,
-    Priority, ProbeProtocol, Protocol, RuleSpec, MAX_RULE_DESCRIPTION,
+    ip_proto, packet_protocol, precedence, validate_description, Direction, FlowPorts, GroupRef,
+    IpProtocol, NetworkType, NicType, Peer, Permission, PermissionFields, Policy, PortRange,
+    PortSpan, Ports, Priority, ProbeProtocol, Protocol, RuleSpec, MAX_RULE_DESCRIPTION,
 };
 
 #[cfg(test)]

@@ -52,6 +52,14 @@ impl Policy {
     }
 }
 
+/// Where a rule stands in the order the engine applies one group's rules: priority (1
+/// first), then drop before accept; creation order (and, across groups, the group's position
+/// in the instance's list) breaks what remains. One definition for the engine and every view
+/// that lists rules "in the order they apply".
+pub fn precedence(priority: Priority, policy: Policy) -> (Priority, bool) {
+    (priority, policy == Policy::Accept)
+}
+
 impl FromStr for Policy {
     type Err = ModelError;
 

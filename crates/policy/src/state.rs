@@ -287,12 +287,7 @@ impl State {
             }
         }
         rules.sort_by_key(|(position, seq, _, p)| {
-            (
-                p.priority,
-                p.policy == model::Policy::Accept,
-                *position,
-                *seq,
-            )
+            (model::precedence(p.priority, p.policy), *position, *seq)
         });
         Ok(rules.into_iter().map(|(_, _, g, p)| (g, p)).collect())
     }

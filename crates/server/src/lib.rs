@@ -10,6 +10,7 @@ pub mod actions;
 mod agents;
 pub mod auth;
 mod cache;
+mod console;
 pub mod error;
 pub mod http;
 mod paging;
@@ -57,6 +58,7 @@ pub struct AppState {
     closing: std::sync::atomic::AtomicBool,
     reads: cache::ReadCache,
     request_limits: wire::RequestLimits,
+    sessions: console::Sessions,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             closing: Default::default(),
             reads: Default::default(),
             request_limits: Default::default(),
+            sessions: Default::default(),
         }
     }
 
@@ -108,9 +111,10 @@ impl AppState {
     }
 }
 
-/// The HTTP application: the RPC endpoint and `/healthz`.
+/// The HTTP application: the RPC endpoint, `/healthz`, the agent feed and the console.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
+        .merge(console::routes())
         .route("/", get(rpc).post(rpc))
         .route("/healthz", get(|| async { "ok" }))
         .route("/agent/v1/policy", get(agents::policy))

@@ -1,0 +1,1000 @@
+//! The console's HTML: one function per page, over the JSON answers of the API's actions.
+//! `maud` escapes every interpolated value, so tenant strings (names, descriptions, tags)
+//! are text, never markup; nothing here writes a script or a style attribute.
+
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+use super::{items, text, Frame, Notice};
+
+/// The plain-words name of a change, for its outcome notice.
+pub(crate) fn describe_action(action: &str) -> &'static str {
+    match action {
+        "AuthorizeSecurityGroup" => "The inbound rule",
+        "AuthorizeSecurityGroupEgress" => "The outbound rule",
+        "RevokeSecurityGroup" | "RevokeSecurityGroupEgress" => "The rule deletion",
+        "ModifySecurityGroupRule" | "ModifySecurityGroupEgressRule" => "The rule change",
+        "ModifySecurityGroupAttribute" => "The name and description",
+        "ModifySecurityGroupPolicy" => "The intra-group policy",
+        "DeleteSecurityGroup" => "The group deletion",
+        "JoinSecurityGroup" => "The join",
+        "LeaveSecurityGroup" => "The leave",
+        "TagResources" => "The tag",
+        "UntagResources" => "The tag removal",
+        _ => "The change",
+    }
+}
+
+const NAV: [(&str, &str); 5] = [
+    ("/console/groups", "Security groups"),
+    ("/console/instances", "Instances"),
+    ("/console/flow", "Check a flow"),
+    ("/console/exposure", "Exposure"),
+    ("/console/audit", "Audit"),
+];
+
+fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " · Stockade console" }
+        link rel="stylesheet" href="/console/assets/console.css";
+        script src="/console/assets/console.js" defer {}
+    }
+}
+
+fn notice(n: &Option<Notice>) -> Markup {
+    html! {
+        @match n {
+            Some(Notice::Done(m)) => div.notice.ok role="status" { (m) },
+            Some(Notice::Failed { code, message }) => div.notice.error role="alert" {
+                strong { (code) } ": " (message)
+            },
+            None => {},
+        }
+    }
+}
+
+/// A signed-in page.
+fn layout(frame: &Frame, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(title)) }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    a.brand href="/console/groups" { "Stockade" }
+                    nav aria-label="Main" {
+                        ul {
+                            @for (href, label) in NAV {
+                                li {
+                                    @if frame.here.starts_with(href) {
+                                        a href=(href) aria-current="page" { (label) }
+                                    } @else {
+                                        a href=(href) { (label) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    span.who { "Region " (frame.region) " · key " (frame.account_key) }
+                    form.signout method="post" action="/console/signout" {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        button type="submit" { "Sign out" }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    (notice(&frame.flash))
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// The sign-in form.
+pub(crate) fn signin(error: Option<&str>) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head("Sign in")) }
+            body.signin {
+                main #main {
+                    h1 { "Sign in to the Stockade console" }
+                    @if let Some(e) = error { div.notice.error role="alert" { (e) } }
+                    form method="post" action="/console/signin" {
+                        label for="ak" { "AccessKey ID" }
+                        input #ak name="AccessKeyId" autocomplete="username" required;
+                        label for="secret" { "AccessKey secret" }
+                        input #secret name="AccessKeySecret" type="password" autocomplete="current-password" required;
+                        button type="submit" { "Sign in" }
+                    }
+                    p.hint { "The secret is checked once and kept by no page: the browser holds only a session cookie." }
+                }
+            }
+        }
+    }
+}
+
+/// A refusal of a forged or stale form.
+pub(crate) fn refused(why: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head("Refused")) }
+            body { main #main { h1 { "Request refused" } div.notice.error role="alert" { (why) } p { a href="/console/groups" { "Back to the console" } } } }
+        }
+    }
+}
+
+/// A group that does not exist for this account (another account's ids show nothing more).
+pub(crate) fn missing(frame: &Frame, id: &str) -> Markup {
+    layout(
+        frame,
+        "Security group not found",
+        html! { p { "No security group " code { (id) } " in this region of your account." } },
+    )
+}
+
+fn csrf(frame: &Frame) -> Markup {
+    html! { input type="hidden" name="csrf" value=(frame.csrf); }
+}
+
+/// A one-button form running an action through `/console/do`.
+fn action_button(
+    frame: &Frame,
+    action: &str,
+    fields: &[(&str, &str)],
+    label: &str,
+    disabled: Option<&str>,
+) -> Markup {
+    html! {
+        form.inline method="post" action="/console/do" {
+            (csrf(frame))
+            input type="hidden" name="Action" value=(action);
+            input type="hidden" name="return" value=(frame.here);
+            @for (k, v) in fields { input type="hidden" name=(k) value=(v); }
+            @if let Some(why) = disabled {
+                button type="submit" disabled title=(why) aria-label=(format!("{label} (unavailable: {why})")) { (label) }
+            } @else {
+                button type="submit" { (label) }
+            }
+        }
+    }
+}
+
+fn tags(v: &Value) -> Vec<(String, String)> {
+    items(v, "Tags", "Tag")
+        .iter()
+        .map(|t| (text(t, "TagKey"), text(t, "TagValue")))
+        .collect()
+}
+
+fn select(id: &str, name: &str, label: &str, options: &[(String, String)], chosen: &str) -> Markup {
+    html! {
+        label for=(id) { (label) }
+        select #(id) name=(name) {
+            @for (value, shown) in options {
+                @if value == chosen {
+                    option value=(value) selected { (shown) }
+                } @else {
+                    option value=(value) { (shown) }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/groups`.
+pub(crate) fn groups(frame: &Frame, q: &[(String, String)], list: &Value, vpcs: &Value) -> Markup {
+    let get = |n: &str| super::field(q, n).to_string();
+    let mut vpc_options = vec![(String::new(), "Any".to_string())];
+    for v in items(vpcs, "Vpcs", "Vpc") {
+        let id = text(v, "VpcId");
+        vpc_options.push((id.clone(), format!("{id} {}", text(v, "VpcName"))));
+    }
+    let types = [
+        (String::new(), "Any".to_string()),
+        ("normal".to_string(), "Basic (normal)".to_string()),
+        (
+            "enterprise".to_string(),
+            "Advanced (enterprise)".to_string(),
+        ),
+    ];
+    let groups = items(list, "SecurityGroups", "SecurityGroup");
+    let mut create_vpcs = vpc_options.clone();
+    create_vpcs[0] = (String::new(), "None (classic network)".to_string());
+    layout(
+        frame,
+        "Security groups",
+        html! {
+            form.filters method="get" action="/console/groups" aria-label="Filter security groups" {
+                (select("f-vpc", "VpcId", "VPC", &vpc_options, &get("VpcId")))
+                label for="f-name" { "Name" }
+                input #f-name name="SecurityGroupName" value=(get("SecurityGroupName"));
+                label for="f-tagkey" { "Tag key" }
+                input #f-tagkey name="TagKey" value=(get("TagKey"));
+                label for="f-tagvalue" { "Tag value" }
+                input #f-tagvalue name="TagValue" value=(get("TagValue"));
+                (select("f-type", "SecurityGroupType", "Type", &types, &get("SecurityGroupType")))
+                button type="submit" { "Filter" }
+            }
+            table {
+                caption { (groups.len()) " security groups" }
+                thead { tr { th scope="col" { "ID" } th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "VPC" } th scope="col" { "Rules" } th scope="col" { "Members" } th scope="col" { "Tags" } th scope="col" { "Description" } } }
+                tbody {
+                    @for g in groups {
+                        tr {
+                            td { a href=(format!("/console/groups/{}", text(g, "SecurityGroupId"))) { (text(g, "SecurityGroupId")) } }
+                            td.name { (text(g, "SecurityGroupName")) }
+                            td { (text(g, "SecurityGroupType")) }
+                            td { (text(g, "VpcId")) }
+                            td.num { (text(g, "RuleCount")) }
+                            td.num { (text(g, "EcsCount")) }
+                            td { @for (k, v) in tags(g) { span.tag { (k) "=" (v) } " " } }
+                            td.description { (text(g, "Description")) }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="create-h" {
+                h2 #create-h { "Create a security group" }
+                form.stacked method="post" action="/console/groups" {
+                    (csrf(frame))
+                    label for="c-name" { "Name" }
+                    input #c-name name="SecurityGroupName" maxlength="128" placeholder="sg-web";
+                    label for="c-description" { "Description" }
+                    input #c-description name="Description" maxlength="256";
+                    (select("c-vpc", "VpcId", "VPC", &create_vpcs, ""))
+                    (select("c-type", "SecurityGroupType", "Type", &types[1..], "normal"))
+                    label for="c-tagkey" { "Tag key (optional)" }
+                    input #c-tagkey name="TagKey" maxlength="128";
+                    label for="c-tagvalue" { "Tag value" }
+                    input #c-tagvalue name="TagValue" maxlength="128";
+                    button type="submit" { "Create" }
+                }
+            }
+        },
+    )
+}
+
+/// What the group page shows.
+pub(crate) struct GroupView<'a> {
+    pub(crate) attribute: &'a Value,
+    pub(crate) summary: &'a Value,
+    pub(crate) members: &'a [Value],
+    pub(crate) instances: &'a [Value],
+    pub(crate) references: &'a [Value],
+    /// The rule being edited, if any.
+    pub(crate) editing: &'a str,
+}
+
+/// The permissions of one direction, in the order the engine applies them within the group.
+fn in_engine_order<'a>(permissions: &'a [Value], direction: &str) -> Vec<&'a Value> {
+    let mut rules: Vec<&Value> = permissions
+        .iter()
+        .filter(|p| text(p, "Direction") == direction)
+        .collect();
+    // The answer lists rules in creation order; a stable sort by precedence leaves that
+    // order among equals, exactly as the engine breaks ties inside one group.
+    rules.sort_by_key(|p| {
+        let priority = text(p, "Priority")
+            .parse::<model::Priority>()
+            .unwrap_or(model::Priority::LOWEST);
+        let policy = text(p, "Policy")
+            .parse::<model::Policy>()
+            .unwrap_or(model::Policy::Accept);
+        model::precedence(priority, policy)
+    });
+    rules
+}
+
+/// The peer of a rule as shown: a CIDR, a group (linked) or a prefix list.
+fn peer(p: &Value, direction: &str) -> Markup {
+    let side = if direction == "ingress" {
+        "Source"
+    } else {
+        "Dest"
+    };
+    let v6 = if direction == "ingress" {
+        "Ipv6SourceCidrIp"
+    } else {
+        "Ipv6DestCidrIp"
+    };
+    let group = text(p, &format!("{side}GroupId"));
+    let list = text(p, &format!("{side}PrefixListId"));
+    html! {
+        @if !group.is_empty() {
+            "group " a href=(format!("/console/groups/{group}")) { (group) }
+            " " span.name { (text(p, &format!("{side}GroupName"))) }
+        } @else if !list.is_empty() {
+            "prefix list " code { (list) }
+        } @else if !text(p, v6).is_empty() {
+            code { (text(p, v6)) }
+        } @else {
+            code { (text(p, &format!("{side}CidrIp"))) }
+        }
+    }
+}
+
+fn peer_kind_and_value(p: &Value, direction: &str) -> (&'static str, String) {
+    let side = if direction == "ingress" {
+        "Source"
+    } else {
+        "Dest"
+    };
+    let v6 = if direction == "ingress" {
+        "Ipv6SourceCidrIp"
+    } else {
+        "Ipv6DestCidrIp"
+    };
+    for (kind, name) in [
+        ("group", format!("{side}GroupId")),
+        ("prefixlist", format!("{side}PrefixListId")),
+        ("ipv6", v6.to_string()),
+        ("cidr", format!("{side}CidrIp")),
+    ] {
+        let v = text(p, &name);
+        if !v.is_empty() {
+            return (kind, v);
+        }
+    }
+    ("cidr", String::new())
+}
+
+fn rules_table(frame: &Frame, group: &str, rules: &[&Value], direction: &str) -> Markup {
+    let (title, peer_label, revoke) = if direction == "ingress" {
+        ("Inbound rules", "Source", "RevokeSecurityGroup")
+    } else {
+        ("Outbound rules", "Destination", "RevokeSecurityGroupEgress")
+    };
+    html! {
+        table.rules data-direction=(direction) {
+            caption { (title) ", in the order they apply (priority 1 first, drop before accept, then oldest first)" }
+            thead { tr {
+                th scope="col" { "#" } th scope="col" { "Priority" } th scope="col" { "Policy" } th scope="col" { "Protocol" }
+                th scope="col" { "Port range" } th scope="col" { (peer_label) } th scope="col" { "Source ports" } th scope="col" { "NIC" }
+                th scope="col" { "Description" } th scope="col" { "Rule" } th scope="col" { "Actions" }
+            } }
+            tbody {
+                @if rules.is_empty() { tr { td colspan="11" { "No rules: " @if direction == "ingress" { "all inbound traffic is dropped, except as the intra-group policy allows." } @else { "all outbound traffic is accepted." } } } }
+                @for (n, p) in rules.iter().enumerate() {
+                    @let id = text(p, "SecurityGroupRuleId");
+                    tr id=(id) class=(text(p, "Policy").to_ascii_lowercase()) {
+                        td.num { (n + 1) }
+                        td.num { (text(p, "Priority")) }
+                        td { (text(p, "Policy")) }
+                        td { (text(p, "IpProtocol")) }
+                        td { (text(p, "PortRange")) }
+                        td { (peer(p, direction)) }
+                        td { (text(p, "SourcePortRange")) }
+                        td { (text(p, "NicType")) }
+                        td.description { (text(p, "Description")) }
+                        td { code { (id) } }
+                        td {
+                            a href=(format!("/console/groups/{group}?edit={id}#rule-form")) aria-label=(format!("Edit rule {id}")) { "Edit" }
+                            " "
+                            (action_button(frame, revoke, &[("SecurityGroupId", group), ("SecurityGroupRuleId.1", &id)], "Delete", None))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rule_form(frame: &Frame, group: &str, editing: Option<&Value>) -> Markup {
+    let get = |n: &str| editing.map(|p| text(p, n)).unwrap_or_default();
+    let direction = editing.map_or("ingress".to_string(), |p| text(p, "Direction"));
+    let (kind, value) = editing.map_or(("cidr", String::new()), |p| {
+        peer_kind_and_value(p, &direction)
+    });
+    let opt = |v: &str, l: &str| (v.to_string(), l.to_string());
+    let protocols = [
+        opt("TCP", "TCP"),
+        opt("UDP", "UDP"),
+        opt("ICMP", "ICMP"),
+        opt("ICMPv6", "ICMPv6"),
+        opt("GRE", "GRE"),
+        opt("ALL", "All protocols"),
+    ];
+    let protocol = if editing.is_some() {
+        get("IpProtocol")
+            .to_ascii_uppercase()
+            .replace("ICMPV6", "ICMPv6")
+    } else {
+        "TCP".to_string()
+    };
+    let policy = if editing.is_some() {
+        get("Policy").to_ascii_lowercase()
+    } else {
+        "accept".to_string()
+    };
+    let priority = if editing.is_some() {
+        get("Priority")
+    } else {
+        "1".to_string()
+    };
+    let nic = if editing.is_some() {
+        get("NicType")
+    } else {
+        "intranet".to_string()
+    };
+    html! {
+        section #rule-form aria-labelledby="rule-h" {
+            @if let Some(p) = editing {
+                h2 #rule-h { "Edit rule " (text(p, "SecurityGroupRuleId")) }
+            } @else {
+                h2 #rule-h { "Add a rule" }
+            }
+            form.stacked method="post" action=(format!("/console/groups/{group}/rules")) {
+                (csrf(frame))
+                @if let Some(p) = editing {
+                    input type="hidden" name="SecurityGroupRuleId" value=(text(p, "SecurityGroupRuleId"));
+                    input type="hidden" name="Direction" value=(direction);
+                    p { "Direction: " (if direction == "ingress" { "inbound" } else { "outbound" }) }
+                } @else {
+                    (select("r-direction", "Direction", "Direction", &[opt("ingress", "Inbound"), opt("egress", "Outbound")], &direction))
+                }
+                (select("r-policy", "Policy", "Policy", &[opt("accept", "Accept"), opt("drop", "Drop")], &policy))
+                label for="r-priority" { "Priority (1 is applied first, up to 100)" }
+                input #r-priority name="Priority" type="number" min="1" max="100" step="1" required value=(priority);
+                (select("r-protocol", "IpProtocol", "Protocol", &protocols, &protocol))
+                label for="r-ports" { "Port range (start/end; -1/-1 for ICMP, GRE and all)" }
+                input #r-ports name="PortRange" pattern="-1/-1|[0-9]{1,5}/[0-9]{1,5}" placeholder="80/80" value=(get("PortRange"));
+                (select("r-peerkind", "PeerKind", "Peer type", &[opt("cidr", "IPv4 CIDR block"), opt("ipv6", "IPv6 CIDR block"), opt("group", "Security group"), opt("prefixlist", "Prefix list")], kind))
+                label for="r-peer" { "Peer (address block, group id or prefix list id)" }
+                input #r-peer name="Peer" required placeholder="0.0.0.0/0" value=(value);
+                label for="r-sports" { "Source port range (optional)" }
+                input #r-sports name="SourcePortRange" pattern="-1/-1|[0-9]{1,5}/[0-9]{1,5}" value=(get("SourcePortRange"));
+                (select("r-nic", "NicType", "NIC type", &[opt("intranet", "Intranet"), opt("internet", "Internet (classic network)")], &nic))
+                label for="r-description" { "Description" }
+                input #r-description name="Description" maxlength="512" value=(get("Description"));
+                button type="submit" { @if editing.is_some() { "Preview the change" } @else { "Preview the new rule" } }
+                @if editing.is_some() { " " a href=(format!("/console/groups/{group}")) { "Cancel" } }
+            }
+        }
+    }
+}
+
+fn group_list(v: &Value) -> Vec<String> {
+    v["SecurityGroupIds"]["SecurityGroupId"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn private_ip(i: &Value) -> String {
+    let vpc = &i["VpcAttributes"]["PrivateIpAddress"]["IpAddress"];
+    let inner = &i["InnerIpAddress"]["IpAddress"];
+    [vpc, inner]
+        .iter()
+        .filter_map(|a| a.as_array())
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Why the last group cannot be left, said before the button is pressed.
+const LAST_GROUP: &str = "an instance must stay in at least one security group: join another first";
+
+/// `GET /console/groups/{id}`.
+pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
+    let a = view.attribute;
+    let id = text(a, "SecurityGroupId");
+    let permissions = items(a, "Permissions", "Permission");
+    let inbound = in_engine_order(permissions, "ingress");
+    let outbound = in_engine_order(permissions, "egress");
+    let editing = permissions
+        .iter()
+        .find(|p| !view.editing.is_empty() && text(p, "SecurityGroupRuleId") == view.editing);
+    let vpc = text(a, "VpcId");
+    let member_ids: Vec<String> = view.members.iter().map(|i| text(i, "InstanceId")).collect();
+    let joinable: Vec<(String, String)> = view
+        .instances
+        .iter()
+        .filter(|i| {
+            !member_ids.contains(&text(i, "InstanceId"))
+                && text(&i["VpcAttributes"], "VpcId") == vpc
+        })
+        .map(|i| {
+            (
+                text(i, "InstanceId"),
+                format!("{} {}", text(i, "InstanceId"), text(i, "InstanceName")),
+            )
+        })
+        .collect();
+    let title = format!("Security group {id}");
+    let tag_list = tags(view.summary);
+    let policy = text(a, "InnerAccessPolicy");
+    layout(
+        frame,
+        &title,
+        html! {
+            dl.attributes {
+                dt { "Name" } dd.name { (text(a, "SecurityGroupName")) }
+                dt { "Description" } dd.description { (text(a, "Description")) }
+                dt { "VPC" } dd { @if vpc.is_empty() { "classic network" } @else { (vpc) } }
+                dt { "Type" } dd { (text(view.summary, "SecurityGroupType")) }
+                dt { "Intra-group policy" } dd { (policy) " (members " @if policy == "Accept" { "reach" } @else { "do not reach" } " each other when no rule decides)" }
+                dt { "Tags" } dd { @for (k, v) in &tag_list { span.tag { (k) "=" (v) } " " } }
+            }
+            (rules_table(frame, &id, &inbound, "ingress"))
+            (rules_table(frame, &id, &outbound, "egress"))
+            (rule_form(frame, &id, editing))
+            section aria-labelledby="members-h" {
+                h2 #members-h { "Members" }
+                table {
+                    caption { (view.members.len()) " instances in this group" }
+                    thead { tr { th scope="col" { "Instance" } th scope="col" { "Name" } th scope="col" { "Private address" } th scope="col" { "Its groups, in order" } th scope="col" { "Actions" } } }
+                    tbody {
+                        @for i in view.members {
+                            @let iid = text(i, "InstanceId");
+                            @let groups = group_list(i);
+                            tr {
+                                td { (iid) }
+                                td.name { (text(i, "InstanceName")) }
+                                td { (private_ip(i)) }
+                                td { (groups.join(", ")) }
+                                td { (action_button(frame, "LeaveSecurityGroup", &[("InstanceId", &iid), ("SecurityGroupId", &id)], "Leave", (groups.len() <= 1).then_some(LAST_GROUP))) }
+                            }
+                        }
+                    }
+                }
+                @if joinable.is_empty() {
+                    p { "No other instance of this network can join." }
+                } @else {
+                    form.inline method="post" action="/console/do" {
+                        (csrf(frame))
+                        input type="hidden" name="Action" value="JoinSecurityGroup";
+                        input type="hidden" name="return" value=(frame.here);
+                        input type="hidden" name="SecurityGroupId" value=(id);
+                        (select("j-instance", "InstanceId", "Add an instance", &joinable, ""))
+                        button type="submit" { "Preview the join" }
+                    }
+                }
+            }
+            section aria-labelledby="refs-h" {
+                h2 #refs-h { "Referenced by" }
+                @let referencing: Vec<&Value> = view.references.iter().flat_map(|r| items(r, "ReferencingSecurityGroups", "ReferencingSecurityGroup")).collect();
+                @if referencing.is_empty() { p { "No other group's rules name this group." } }
+                ul { @for r in referencing { li { a href=(format!("/console/groups/{}", text(r, "SecurityGroupId"))) { (text(r, "SecurityGroupId")) } " (account " (text(r, "AliUid")) ")" } } }
+            }
+            section aria-labelledby="settings-h" {
+                h2 #settings-h { "Settings" }
+                form.stacked method="post" action="/console/do" {
+                    (csrf(frame))
+                    input type="hidden" name="Action" value="ModifySecurityGroupAttribute";
+                    input type="hidden" name="return" value=(frame.here);
+                    input type="hidden" name="SecurityGroupId" value=(id);
+                    label for="m-name" { "Name" }
+                    input #m-name name="SecurityGroupName" maxlength="128" value=(text(a, "SecurityGroupName"));
+                    label for="m-description" { "Description" }
+                    input #m-description name="Description" maxlength="256" value=(text(a, "Description"));
+                    button type="submit" { "Save name and description" }
+                }
+                form.inline method="post" action="/console/do" {
+                    (csrf(frame))
+                    input type="hidden" name="Action" value="ModifySecurityGroupPolicy";
+                    input type="hidden" name="return" value=(frame.here);
+                    input type="hidden" name="SecurityGroupId" value=(id);
+                    (select("m-policy", "InnerAccessPolicy", "Intra-group policy", &[("Accept".into(), "Accept: members reach each other".into()), ("Drop".into(), "Drop: members are isolated".into())], &policy))
+                    button type="submit" { "Preview the policy change" }
+                }
+                form.inline method="post" action="/console/do" {
+                    (csrf(frame))
+                    input type="hidden" name="Action" value="TagResources";
+                    input type="hidden" name="return" value=(frame.here);
+                    input type="hidden" name="ResourceType" value="securitygroup";
+                    input type="hidden" name="ResourceId.1" value=(id);
+                    label for="t-key" { "Tag key" }
+                    input #t-key name="Tag.1.Key" required maxlength="128";
+                    label for="t-value" { "Tag value" }
+                    input #t-value name="Tag.1.Value" maxlength="128";
+                    button type="submit" { "Add tag" }
+                }
+                @for (k, _) in &tag_list {
+                    (action_button(frame, "UntagResources", &[("ResourceType", "securitygroup"), ("ResourceId.1", &id), ("TagKey.1", k)], &format!("Remove tag {k}"), None))
+                }
+            }
+            section aria-labelledby="delete-h" {
+                h2 #delete-h { "Delete" }
+                @if !view.members.is_empty() {
+                    p { "This group still has " (view.members.len()) " member(s): ECS refuses to delete it (" code { "DependencyViolation" } ") until every instance has left." }
+                }
+                @if !view.references.iter().all(|r| items(r, "ReferencingSecurityGroups", "ReferencingSecurityGroup").is_empty()) {
+                    p { "Other groups' rules name this group: ECS refuses the deletion until those rules are gone." }
+                }
+                (action_button(frame, "DeleteSecurityGroup", &[("SecurityGroupId", &id)], "Delete this group", None))
+            }
+        },
+    )
+}
+
+/// A change's preview: the flows it would flip, and the button that applies it.
+pub(crate) fn preview(
+    frame: &Frame,
+    action: &str,
+    fields: &[(String, String)],
+    flips: &Value,
+) -> Markup {
+    let changes = items(flips, "Changes", "Change");
+    layout(
+        frame,
+        "Preview the change",
+        html! {
+            p { (describe_action(action)) " (" code { (action) } ") would change " strong { (changes.len()) } " flow verdict(s) of your instances." }
+            table.flips {
+                caption { "Flows whose verdict would flip" }
+                thead { tr { th scope="col" { "Instance" } th scope="col" { "Direction" } th scope="col" { "Becomes" } th scope="col" { "Protocol" } th scope="col" { "Ports" } th scope="col" { "Peers" } th scope="col" { "Peer instances" } } }
+                tbody {
+                    @if changes.is_empty() { tr { td colspan="7" { "No flow changes verdict." } } }
+                    @for c in changes {
+                        tr class=(text(c, "Effect").to_ascii_lowercase()) {
+                            td { (text(c, "InstanceId")) }
+                            td { (text(c, "Direction")) " (" (text(c, "NicType")) ")" }
+                            td { strong { (text(c, "Effect")) } }
+                            td { (text(c, "IpProtocol")) }
+                            td { (text(c, "PortRange")) }
+                            td { @for p in c["PeerCidrIps"]["PeerCidrIp"].as_array().into_iter().flatten() { code { (p.as_str().unwrap_or_default()) } " " } }
+                            td { @for p in c["PeerInstances"]["InstanceId"].as_array().into_iter().flatten() { (p.as_str().unwrap_or_default()) " " } }
+                        }
+                    }
+                }
+            }
+            form.inline method="post" action="/console/do" {
+                (csrf(frame))
+                input type="hidden" name="Action" value=(action);
+                input type="hidden" name="return" value=(frame.here);
+                input type="hidden" name="confirm" value="1";
+                @for (k, v) in fields { @if !v.is_empty() { input type="hidden" name=(k) value=(v); } }
+                button type="submit" #apply { "Apply the change" }
+            }
+            " " a href=(frame.here) { "Cancel" }
+        },
+    )
+}
+
+/// `GET /console/instances`.
+pub(crate) fn instances(frame: &Frame, list: &[Value], groups: &[Value]) -> Markup {
+    layout(
+        frame,
+        "Instances",
+        html! {
+            table {
+                caption { (list.len()) " instances" }
+                thead { tr { th scope="col" { "Instance" } th scope="col" { "Name" } th scope="col" { "Network" } th scope="col" { "Private address" } th scope="col" { "Status" } th scope="col" { "Security groups, in order" } th scope="col" { "Join" } } }
+                tbody {
+                    @for i in list {
+                        @let iid = text(i, "InstanceId");
+                        @let mine = group_list(i);
+                        @let vpc = text(&i["VpcAttributes"], "VpcId");
+                        @let joinable: Vec<(String, String)> = groups.iter()
+                            .filter(|g| text(g, "VpcId") == vpc && !mine.contains(&text(g, "SecurityGroupId")))
+                            .map(|g| (text(g, "SecurityGroupId"), format!("{} {}", text(g, "SecurityGroupId"), text(g, "SecurityGroupName"))))
+                            .collect();
+                        tr id=(iid) {
+                            td { (iid) }
+                            td.name { (text(i, "InstanceName")) }
+                            td { @if vpc.is_empty() { "classic" } @else { (vpc) } }
+                            td { (private_ip(i)) }
+                            td { (text(i, "Status")) }
+                            td {
+                                ol {
+                                    @for g in &mine {
+                                        li {
+                                            a href=(format!("/console/groups/{g}")) { (g) } " "
+                                            (action_button(frame, "LeaveSecurityGroup", &[("InstanceId", &iid), ("SecurityGroupId", g)], &format!("Leave {g}"), (mine.len() <= 1).then_some(LAST_GROUP)))
+                                        }
+                                    }
+                                }
+                                @if mine.len() <= 1 { p.hint { "Its only group cannot be left: " (LAST_GROUP) "." } }
+                            }
+                            td {
+                                @if joinable.is_empty() { "—" } @else {
+                                    form.inline method="post" action="/console/do" {
+                                        (csrf(frame))
+                                        input type="hidden" name="Action" value="JoinSecurityGroup";
+                                        input type="hidden" name="return" value=(frame.here);
+                                        input type="hidden" name="InstanceId" value=(iid);
+                                        (select(&format!("join-{iid}"), "SecurityGroupId", &format!("Group for {iid}"), &joinable, ""))
+                                        button type="submit" { "Preview the join" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /console/flow`.
+pub(crate) fn flow(
+    frame: &Frame,
+    q: &[(String, String)],
+    list: &[Value],
+    verdict: Option<&Value>,
+) -> Markup {
+    let get = |n: &str| super::field(q, n).to_string();
+    let opt = |v: &str, l: &str| (v.to_string(), l.to_string());
+    let protocol = if get("IpProtocol").is_empty() {
+        "tcp".to_string()
+    } else {
+        get("IpProtocol")
+    };
+    html_flow(
+        frame,
+        list,
+        &get("Source"),
+        &get("Destination"),
+        &protocol,
+        &get("DestinationPort"),
+        &get("SourcePort"),
+        &get("NicType"),
+        verdict,
+        &[
+            opt("tcp", "TCP"),
+            opt("udp", "UDP"),
+            opt("icmp", "ICMP"),
+            opt("icmpv6", "ICMPv6"),
+            opt("gre", "GRE"),
+        ],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn html_flow(
+    frame: &Frame,
+    list: &[Value],
+    source: &str,
+    destination: &str,
+    protocol: &str,
+    port: &str,
+    source_port: &str,
+    nic: &str,
+    verdict: Option<&Value>,
+    protocols: &[(String, String)],
+) -> Markup {
+    layout(
+        frame,
+        "Check a flow",
+        html! {
+            datalist #ends {
+                @for i in list { option value=(text(i, "InstanceId")) { (text(i, "InstanceName")) " " (private_ip(i)) } }
+            }
+            form.stacked method="get" action="/console/flow" {
+                label for="fl-source" { "Source (instance id or address)" }
+                input #fl-source name="Source" list="ends" required value=(source);
+                label for="fl-destination" { "Destination (instance id or address)" }
+                input #fl-destination name="Destination" list="ends" required value=(destination);
+                (select("fl-protocol", "IpProtocol", "Protocol", protocols, protocol))
+                label for="fl-port" { "Destination port (TCP and UDP)" }
+                input #fl-port name="DestinationPort" type="number" min="0" max="65535" value=(port);
+                label for="fl-sport" { "Source port (optional)" }
+                input #fl-sport name="SourcePort" type="number" min="0" max="65535" value=(source_port);
+                (select("fl-nic", "NicType", "NIC type", &[("intranet".into(), "Intranet".into()), ("internet".into(), "Internet (classic network)".into())], if nic.is_empty() { "intranet" } else { nic }))
+                button type="submit" { "Check" }
+            }
+            @if let Some(v) = verdict {
+                section.verdict aria-labelledby="verdict-h" {
+                    h2 #verdict-h class=(text(v, "Verdict").to_ascii_lowercase()) { "Verdict: " (text(v, "Verdict")) }
+                    table {
+                        caption { "Each stage the first packet crosses" }
+                        thead { tr { th scope="col" { "Stage" } th scope="col" { "At" } th scope="col" { "Verdict" } th scope="col" { "Decided by" } th scope="col" { "Rule" } th scope="col" { "Priority" } } }
+                        tbody {
+                            @for s in items(v, "Stages", "Stage") {
+                                @let group = text(s, "SecurityGroupId");
+                                @let rule = text(s, "SecurityGroupRuleId");
+                                tr {
+                                    td { (text(s, "Stage")) }
+                                    td { (text(s, "InstanceId")) " " span.hint { (text(s, "NetworkInterfaceId")) } }
+                                    td { strong { (text(s, "Verdict")) } }
+                                    td { (decided_by(&text(s, "DecidedBy"))) }
+                                    td {
+                                        @if !rule.is_empty() {
+                                            a.rule-link href=(format!("/console/groups/{group}#{rule}")) { (rule) } " in " (group)
+                                        } @else if !group.is_empty() {
+                                            a href=(format!("/console/groups/{group}")) { (group) }
+                                        }
+                                    }
+                                    td { (text(s, "Priority")) " " (text(s, "Policy")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn decided_by(wire: &str) -> &'static str {
+    match wire {
+        "Rule" => "a rule",
+        "InnerAccessPolicy" => "the intra-group policy",
+        "DefaultIngress" => "no rule: inbound default (drop)",
+        "DefaultEgress" => "no rule: outbound default (accept)",
+        _ => "—",
+    }
+}
+
+/// Whether a source block reaches beyond private address space (the internet's reach).
+fn from_internet(cidr: &str) -> bool {
+    let Ok(net) = cidr.parse::<ipnet::IpNet>() else {
+        return false;
+    };
+    let private: [ipnet::IpNet; 6] = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .map(|p| p.parse().expect("constant"));
+    !private.iter().any(|p| p.contains(&net))
+}
+
+/// `GET /console/exposure`.
+pub(crate) fn exposure(
+    frame: &Frame,
+    list: &[Value],
+    exposed: &[(String, Value)],
+    chosen: &str,
+) -> Markup {
+    let internet: Vec<(&String, &Value)> = exposed
+        .iter()
+        .flat_map(|(id, e)| {
+            items(e, "Exposures", "Exposure")
+                .iter()
+                .map(move |x| (id, x))
+        })
+        .filter(|(_, x)| {
+            x["SourceCidrIps"]["SourceCidrIp"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| from_internet(c.as_str().unwrap_or_default()))
+        })
+        .collect();
+    let options: Vec<(String, String)> = list
+        .iter()
+        .map(|i| {
+            (
+                text(i, "InstanceId"),
+                format!("{} {}", text(i, "InstanceId"), text(i, "InstanceName")),
+            )
+        })
+        .collect();
+    let detail = exposed.iter().find(|(id, _)| id == chosen);
+    layout(
+        frame,
+        "Exposure",
+        html! {
+            section aria-labelledby="internet-h" {
+                h2 #internet-h { "Open to the internet" }
+                table {
+                    caption { (internet.len()) " inbound openings from addresses outside private ranges" }
+                    thead { tr { th scope="col" { "Instance" } th scope="col" { "Protocol" } th scope="col" { "Ports" } th scope="col" { "From" } th scope="col" { "Rule" } } }
+                    tbody { @for (id, x) in &internet { (exposure_row(id, x)) } }
+                }
+            }
+            form.inline method="get" action="/console/exposure" {
+                (select("ex-instance", "InstanceId", "Instance", &options, chosen))
+                button type="submit" { "Show its exposure" }
+            }
+            @if let Some((id, e)) = detail {
+                table {
+                    caption { "Every inbound flow " (id) " accepts" }
+                    thead { tr { th scope="col" { "Instance" } th scope="col" { "Protocol" } th scope="col" { "Ports" } th scope="col" { "From" } th scope="col" { "Rule" } } }
+                    tbody { @for x in items(e, "Exposures", "Exposure") { (exposure_row(id, x)) } }
+                }
+            }
+        },
+    )
+}
+
+fn exposure_row(id: &str, x: &Value) -> Markup {
+    let group = text(x, "SecurityGroupId");
+    let rule = text(x, "SecurityGroupRuleId");
+    html! {
+        tr {
+            td { (id) }
+            td { (text(x, "IpProtocol")) }
+            td { (text(x, "PortRange")) }
+            td { @for c in x["SourceCidrIps"]["SourceCidrIp"].as_array().into_iter().flatten() { code { (c.as_str().unwrap_or_default()) } " " } }
+            td {
+                @if rule.is_empty() { (decided_by(&text(x, "DecidedBy"))) " " (group) }
+                @else { a href=(format!("/console/groups/{group}#{rule}")) { (rule) } }
+            }
+        }
+    }
+}
+
+/// `GET /console/audit`.
+pub(crate) fn audit(frame: &Frame, findings: &[Value]) -> Markup {
+    let rank = |s: &str| match s {
+        "high" | "High" => 0,
+        "medium" | "Medium" => 1,
+        _ => 2,
+    };
+    let mut sorted: Vec<&Value> = findings.iter().collect();
+    sorted.sort_by_key(|f| rank(&text(f, "Severity")));
+    layout(
+        frame,
+        "Audit",
+        html! {
+            p { "The seed's best practices, checked over your groups in this region." }
+            table.findings {
+                caption { (findings.len()) " findings, most severe first" }
+                thead { tr { th scope="col" { "Severity" } th scope="col" { "Check" } th scope="col" { "Where" } th scope="col" { "Finding" } th scope="col" { "Fix" } } }
+                tbody {
+                    @for f in sorted {
+                        @let group = text(f, "SecurityGroupId");
+                        @let rule = text(f, "SecurityGroupRuleId");
+                        tr class=(text(f, "Severity").to_ascii_lowercase()) {
+                            td { (text(f, "Severity")) }
+                            td { code { (text(f, "Check")) } }
+                            td {
+                                @if rule.is_empty() { a href=(format!("/console/groups/{group}")) { (group) } }
+                                @else { a href=(format!("/console/groups/{group}#{rule}")) { (rule) } " in " (group) }
+                            }
+                            td { (text(f, "Message")) }
+                            td { (text(f, "Recommendation")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_strings_are_text_not_markup() {
+        let hostile = "<img src=x onerror=alert(1)>";
+        let page = signin(Some(hostile)).into_string();
+        assert!(
+            page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains(hostile));
+    }
+
+    #[test]
+    fn rules_are_listed_in_engine_order() {
+        let rule = |id: &str, priority: &str, policy: &str| serde_json::json!({"SecurityGroupRuleId": id, "Direction": "ingress", "Priority": priority, "Policy": policy});
+        let created = [
+            rule("a", "1", "Accept"),
+            rule("b", "1", "Drop"),
+            rule("c", "100", "Drop"),
+            rule("d", "1", "Accept"),
+        ];
+        let order: Vec<String> = in_engine_order(&created, "ingress")
+            .iter()
+            .map(|p| text(p, "SecurityGroupRuleId"))
+            .collect();
+        assert_eq!(order, ["b", "a", "d", "c"]);
+    }
+
+    #[test]
+    fn internet_means_beyond_private_ranges() {
+        assert!(from_internet("0.0.0.0/0"));
+        assert!(from_internet("198.18.0.0/15"));
+        assert!(!from_internet("10.1.0.0/16"));
+        assert!(!from_internet("192.168.0.0/24"));
+    }
+}
