@@ -193,7 +193,9 @@ fn harden(mut response: Response) -> Response {
         ),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        // `same-origin`, not `no-referrer`: with the latter, browsers send `Origin: null` on
+        // form posts, and the origin check needs the real one.
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
@@ -268,16 +270,15 @@ async fn authorized_post(
 async fn run(
     state: &Arc<AppState>,
     session: &Session,
-    action: &str,
+    action: Action,
     fields: Vec<(String, String)>,
 ) -> Result<Value, ServerError> {
     let state = state.clone();
     let session = session.clone();
-    let action = action.to_string();
     let commits = state.control.commits();
     let outcome = tokio::task::spawn_blocking({
         let state = state.clone();
-        move || run_blocking(&state, &session, &action, &fields)
+        move || run_blocking(&state, &session, action, &fields)
     })
     .await
     .unwrap_or_else(|e| Err(ServerError::internal(format!("console task: {e}"))));
@@ -290,11 +291,9 @@ async fn run(
 fn run_blocking(
     state: &AppState,
     session: &Session,
-    name: &str,
+    action: Action,
     fields: &[(String, String)],
 ) -> Result<Value, ServerError> {
-    let action = Action::parse(crate::ECS_VERSION, name)
-        .or_else(|_| Action::parse(crate::VPC_VERSION, name))?;
     let mut params = Params::default();
     for (k, v) in fields {
         if !v.is_empty() {
@@ -487,7 +486,7 @@ struct Reads<'a> {
 }
 
 impl Reads<'_> {
-    async fn get(&mut self, action: &str, fields: &[(&str, &str)]) -> Value {
+    async fn get(&mut self, action: Action, fields: &[(&str, &str)]) -> Value {
         let fields = fields
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -536,8 +535,8 @@ async fn groups(
         filter.push(("Tag.1.Value", field(&q, "TagValue")));
     }
     let mut r = reads(&state, &s);
-    let list = r.get("DescribeSecurityGroups", &filter).await;
-    let vpcs = r.get("DescribeVpcs", &[("PageSize", "50")]).await;
+    let list = r.get(Action::DescribeSecurityGroups, &filter).await;
+    let vpcs = r.get(Action::DescribeVpcs, &[("PageSize", "50")]).await;
     let frame = with_failure(frame, &r);
     html(StatusCode::OK, pages::groups(&frame, &q, &list, &vpcs))
 }
@@ -565,7 +564,7 @@ async fn create_group(
         fields.push(("Tag.1.Key".into(), field(&form, "TagKey").into()));
         fields.push(("Tag.1.Value".into(), field(&form, "TagValue").into()));
     }
-    match run(&state, &s, "CreateSecurityGroup", fields).await {
+    match run(&state, &s, Action::CreateSecurityGroup, fields).await {
         Ok(v) => {
             let id = text(&v, "SecurityGroupId");
             set_flash(&state, &key, Notice::Done(format!("Created {id}.")));
@@ -597,7 +596,7 @@ async fn group(
     let mut r = reads(&state, &s);
     let attribute = r
         .get(
-            "DescribeSecurityGroupAttribute",
+            Action::DescribeSecurityGroupAttribute,
             &[("SecurityGroupId", &id), ("MaxResults", "1000")],
         )
         .await;
@@ -607,20 +606,22 @@ async fn group(
     }
     let summary = r
         .get(
-            "DescribeSecurityGroups",
+            Action::DescribeSecurityGroups,
             &[("SecurityGroupId", &id), ("PageSize", "1")],
         )
         .await;
     let members = r
         .get(
-            "DescribeInstances",
+            Action::DescribeInstances,
             &[("SecurityGroupId", &id), ("PageSize", "100")],
         )
         .await;
-    let all = r.get("DescribeInstances", &[("PageSize", "100")]).await;
+    let all = r
+        .get(Action::DescribeInstances, &[("PageSize", "100")])
+        .await;
     let references = r
         .get(
-            "DescribeSecurityGroupReferences",
+            Action::DescribeSecurityGroupReferences,
             &[("SecurityGroupId.1", &id)],
         )
         .await;
@@ -660,10 +661,10 @@ async fn rule_change(
     let egress = field(&form, "Direction") == "egress";
     let rule = field(&form, "SecurityGroupRuleId");
     let action = match (egress, rule.is_empty()) {
-        (false, true) => "AuthorizeSecurityGroup",
-        (true, true) => "AuthorizeSecurityGroupEgress",
-        (false, false) => "ModifySecurityGroupRule",
-        (true, false) => "ModifySecurityGroupEgressRule",
+        (false, true) => Action::AuthorizeSecurityGroup,
+        (true, true) => Action::AuthorizeSecurityGroupEgress,
+        (false, false) => Action::ModifySecurityGroupRule,
+        (true, false) => Action::ModifySecurityGroupEgressRule,
     };
     let (side, v6) = if egress {
         ("Dest", "Ipv6DestCidrIp")
@@ -704,38 +705,41 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Ok(s) => s,
         Err(r) => return *r,
     };
-    const OFFERED: [&str; 13] = [
-        "AuthorizeSecurityGroup",
-        "AuthorizeSecurityGroupEgress",
-        "RevokeSecurityGroup",
-        "RevokeSecurityGroupEgress",
-        "ModifySecurityGroupRule",
-        "ModifySecurityGroupEgressRule",
-        "ModifySecurityGroupAttribute",
-        "ModifySecurityGroupPolicy",
-        "DeleteSecurityGroup",
-        "JoinSecurityGroup",
-        "LeaveSecurityGroup",
-        "TagResources",
-        "UntagResources",
+    const OFFERED: [Action; 13] = [
+        Action::AuthorizeSecurityGroup,
+        Action::AuthorizeSecurityGroupEgress,
+        Action::RevokeSecurityGroup,
+        Action::RevokeSecurityGroupEgress,
+        Action::ModifySecurityGroupRule,
+        Action::ModifySecurityGroupEgressRule,
+        Action::ModifySecurityGroupAttribute,
+        Action::ModifySecurityGroupPolicy,
+        Action::DeleteSecurityGroup,
+        Action::JoinSecurityGroup,
+        Action::LeaveSecurityGroup,
+        Action::TagResources,
+        Action::UntagResources,
     ];
-    let action = field(&form, "Action");
     let back = safe_return(field(&form, "return"));
-    if !OFFERED.contains(&action) {
-        set_flash(
-            &state,
-            &key,
-            Notice::failed(&ServerError::invalid("Action", action)),
-        );
-        return harden(Redirect::to(&back).into_response());
-    }
+    let name = field(&form, "Action");
+    let action = match Action::parse(crate::ECS_VERSION, name) {
+        Ok(a) if OFFERED.contains(&a) => a,
+        _ => {
+            set_flash(
+                &state,
+                &key,
+                Notice::failed(&ServerError::invalid("Action", name)),
+            );
+            return harden(Redirect::to(&back).into_response());
+        }
+    };
     let confirmed = field(&form, "confirm") == "1";
     let fields: Vec<(String, String)> = form
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "csrf" | "Action" | "return" | "confirm"))
         .cloned()
         .collect();
-    let back = if action == "DeleteSecurityGroup" && confirmed {
+    let back = if action == Action::DeleteSecurityGroup && confirmed {
         "/console/groups".to_string()
     } else {
         back
@@ -758,16 +762,15 @@ async fn propose(
     state: &Arc<AppState>,
     key: [u8; 32],
     session: &Session,
-    action: &str,
+    action: Action,
     fields: Vec<(String, String)>,
     back: &str,
     confirmed: bool,
 ) -> Response {
-    let parsed = Action::parse(crate::ECS_VERSION, action);
-    if !confirmed && parsed.is_ok_and(Action::is_previewable) {
+    if !confirmed && action.is_previewable() {
         let mut preview = fields.clone();
-        preview.push(("ChangeAction".into(), action.into()));
-        match run(state, session, "PreviewSecurityGroupChange", preview).await {
+        preview.push(("ChangeAction".into(), action.name().into()));
+        match run(state, session, Action::PreviewSecurityGroupChange, preview).await {
             Ok(flips) => {
                 let frame = Frame {
                     csrf: session.csrf.clone(),
@@ -805,9 +808,11 @@ async fn instances(
         Err(r) => return *r,
     };
     let mut r = reads(&state, &s);
-    let list = r.get("DescribeInstances", &[("PageSize", "100")]).await;
+    let list = r
+        .get(Action::DescribeInstances, &[("PageSize", "100")])
+        .await;
     let groups = r
-        .get("DescribeSecurityGroups", &[("PageSize", "100")])
+        .get(Action::DescribeSecurityGroups, &[("PageSize", "100")])
         .await;
     let frame = with_failure(frame, &r);
     html(
@@ -831,7 +836,9 @@ async fn flow(
     };
     let q = query(&raw);
     let mut r = reads(&state, &s);
-    let list = r.get("DescribeInstances", &[("PageSize", "100")]).await;
+    let list = r
+        .get(Action::DescribeInstances, &[("PageSize", "100")])
+        .await;
     let asked = !field(&q, "IpProtocol").is_empty();
     let verdict = if asked {
         let end = |side: &str| {
@@ -857,7 +864,7 @@ async fn flow(
         ]
         .into_iter()
         .collect();
-        match run(&state, &s, "DescribeFlowVerdict", fields).await {
+        match run(&state, &s, Action::DescribeFlowVerdict, fields).await {
             Ok(v) => Some(v),
             Err(e) => {
                 r.failure.get_or_insert(Notice::failed(&e));
@@ -890,7 +897,9 @@ async fn exposure(
     };
     let q = query(&raw);
     let mut r = reads(&state, &s);
-    let list = r.get("DescribeInstances", &[("PageSize", "100")]).await;
+    let list = r
+        .get(Action::DescribeInstances, &[("PageSize", "100")])
+        .await;
     let instances = items(&list, "Instances", "Instance").to_vec();
     // The internet-exposed list: every instance's inbound flows open to addresses outside
     // the private ranges.
@@ -898,7 +907,7 @@ async fn exposure(
     for i in &instances {
         let id = text(i, "InstanceId");
         let e = r
-            .get("DescribeInstanceExposure", &[("InstanceId", &id)])
+            .get(Action::DescribeInstanceExposure, &[("InstanceId", &id)])
             .await;
         exposed.push((id, e));
     }
@@ -916,7 +925,7 @@ async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         Err(r) => return *r,
     };
     let mut r = reads(&state, &s);
-    let findings = r.get("DescribeSecurityGroupAudit", &[]).await;
+    let findings = r.get(Action::DescribeSecurityGroupAudit, &[]).await;
     let frame = with_failure(frame, &r);
     html(
         StatusCode::OK,

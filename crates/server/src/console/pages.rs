@@ -6,21 +6,24 @@ use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
 use super::{items, text, Frame, Notice};
+use crate::actions::Action;
 
 /// The plain-words name of a change, for its outcome notice.
-pub(crate) fn describe_action(action: &str) -> &'static str {
+pub(crate) fn describe_action(action: Action) -> &'static str {
     match action {
-        "AuthorizeSecurityGroup" => "The inbound rule",
-        "AuthorizeSecurityGroupEgress" => "The outbound rule",
-        "RevokeSecurityGroup" | "RevokeSecurityGroupEgress" => "The rule deletion",
-        "ModifySecurityGroupRule" | "ModifySecurityGroupEgressRule" => "The rule change",
-        "ModifySecurityGroupAttribute" => "The name and description",
-        "ModifySecurityGroupPolicy" => "The intra-group policy",
-        "DeleteSecurityGroup" => "The group deletion",
-        "JoinSecurityGroup" => "The join",
-        "LeaveSecurityGroup" => "The leave",
-        "TagResources" => "The tag",
-        "UntagResources" => "The tag removal",
+        Action::AuthorizeSecurityGroup => "The inbound rule",
+        Action::AuthorizeSecurityGroupEgress => "The outbound rule",
+        Action::RevokeSecurityGroup | Action::RevokeSecurityGroupEgress => "The rule deletion",
+        Action::ModifySecurityGroupRule | Action::ModifySecurityGroupEgressRule => {
+            "The rule change"
+        }
+        Action::ModifySecurityGroupAttribute => "The name and description",
+        Action::ModifySecurityGroupPolicy => "The intra-group policy",
+        Action::DeleteSecurityGroup => "The group deletion",
+        Action::JoinSecurityGroup => "The join",
+        Action::LeaveSecurityGroup => "The leave",
+        Action::TagResources => "The tag",
+        Action::UntagResources => "The tag removal",
         _ => "The change",
     }
 }
@@ -38,6 +41,7 @@ fn head(title: &str) -> Markup {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
         title { (title) " · Stockade console" }
+        link rel="icon" href="data:,";
         link rel="stylesheet" href="/console/assets/console.css";
         script src="/console/assets/console.js" defer {}
     }
@@ -145,7 +149,7 @@ fn csrf(frame: &Frame) -> Markup {
 /// A one-button form running an action through `/console/do`.
 fn action_button(
     frame: &Frame,
-    action: &str,
+    action: Action,
     fields: &[(&str, &str)],
     label: &str,
     disabled: Option<&str>,
@@ -153,7 +157,7 @@ fn action_button(
     html! {
         form.inline method="post" action="/console/do" {
             (csrf(frame))
-            input type="hidden" name="Action" value=(action);
+            input type="hidden" name="Action" value=(action.name());
             input type="hidden" name="return" value=(frame.here);
             @for (k, v) in fields { input type="hidden" name=(k) value=(v); }
             @if let Some(why) = disabled {
@@ -346,9 +350,13 @@ fn peer_kind_and_value(p: &Value, direction: &str) -> (&'static str, String) {
 
 fn rules_table(frame: &Frame, group: &str, rules: &[&Value], direction: &str) -> Markup {
     let (title, peer_label, revoke) = if direction == "ingress" {
-        ("Inbound rules", "Source", "RevokeSecurityGroup")
+        ("Inbound rules", "Source", Action::RevokeSecurityGroup)
     } else {
-        ("Outbound rules", "Destination", "RevokeSecurityGroupEgress")
+        (
+            "Outbound rules",
+            "Destination",
+            Action::RevokeSecurityGroupEgress,
+        )
     };
     html! {
         table.rules data-direction=(direction) {
@@ -544,7 +552,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                                 td.name { (text(i, "InstanceName")) }
                                 td { (private_ip(i)) }
                                 td { (groups.join(", ")) }
-                                td { (action_button(frame, "LeaveSecurityGroup", &[("InstanceId", &iid), ("SecurityGroupId", &id)], "Leave", (groups.len() <= 1).then_some(LAST_GROUP))) }
+                                td { (action_button(frame, Action::LeaveSecurityGroup, &[("InstanceId", &iid), ("SecurityGroupId", &id)], "Leave", (groups.len() <= 1).then_some(LAST_GROUP))) }
                             }
                         }
                     }
@@ -554,7 +562,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 } @else {
                     form.inline method="post" action="/console/do" {
                         (csrf(frame))
-                        input type="hidden" name="Action" value="JoinSecurityGroup";
+                        input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
                         input type="hidden" name="return" value=(frame.here);
                         input type="hidden" name="SecurityGroupId" value=(id);
                         (select("j-instance", "InstanceId", "Add an instance", &joinable, ""))
@@ -572,7 +580,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 h2 #settings-h { "Settings" }
                 form.stacked method="post" action="/console/do" {
                     (csrf(frame))
-                    input type="hidden" name="Action" value="ModifySecurityGroupAttribute";
+                    input type="hidden" name="Action" value=(Action::ModifySecurityGroupAttribute.name());
                     input type="hidden" name="return" value=(frame.here);
                     input type="hidden" name="SecurityGroupId" value=(id);
                     label for="m-name" { "Name" }
@@ -583,7 +591,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 }
                 form.inline method="post" action="/console/do" {
                     (csrf(frame))
-                    input type="hidden" name="Action" value="ModifySecurityGroupPolicy";
+                    input type="hidden" name="Action" value=(Action::ModifySecurityGroupPolicy.name());
                     input type="hidden" name="return" value=(frame.here);
                     input type="hidden" name="SecurityGroupId" value=(id);
                     (select("m-policy", "InnerAccessPolicy", "Intra-group policy", &[("Accept".into(), "Accept: members reach each other".into()), ("Drop".into(), "Drop: members are isolated".into())], &policy))
@@ -591,7 +599,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 }
                 form.inline method="post" action="/console/do" {
                     (csrf(frame))
-                    input type="hidden" name="Action" value="TagResources";
+                    input type="hidden" name="Action" value=(Action::TagResources.name());
                     input type="hidden" name="return" value=(frame.here);
                     input type="hidden" name="ResourceType" value="securitygroup";
                     input type="hidden" name="ResourceId.1" value=(id);
@@ -602,7 +610,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                     button type="submit" { "Add tag" }
                 }
                 @for (k, _) in &tag_list {
-                    (action_button(frame, "UntagResources", &[("ResourceType", "securitygroup"), ("ResourceId.1", &id), ("TagKey.1", k)], &format!("Remove tag {k}"), None))
+                    (action_button(frame, Action::UntagResources, &[("ResourceType", "securitygroup"), ("ResourceId.1", &id), ("TagKey.1", k)], &format!("Remove tag {k}"), None))
                 }
             }
             section aria-labelledby="delete-h" {
@@ -613,7 +621,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 @if !view.references.iter().all(|r| items(r, "ReferencingSecurityGroups", "ReferencingSecurityGroup").is_empty()) {
                     p { "Other groups' rules name this group: ECS refuses the deletion until those rules are gone." }
                 }
-                (action_button(frame, "DeleteSecurityGroup", &[("SecurityGroupId", &id)], "Delete this group", None))
+                div.danger { (action_button(frame, Action::DeleteSecurityGroup, &[("SecurityGroupId", &id)], "Delete this group", None)) }
             }
         },
     )
@@ -622,7 +630,7 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
 /// A change's preview: the flows it would flip, and the button that applies it.
 pub(crate) fn preview(
     frame: &Frame,
-    action: &str,
+    action: Action,
     fields: &[(String, String)],
     flips: &Value,
 ) -> Markup {
@@ -631,7 +639,7 @@ pub(crate) fn preview(
         frame,
         "Preview the change",
         html! {
-            p { (describe_action(action)) " (" code { (action) } ") would change " strong { (changes.len()) } " flow verdict(s) of your instances." }
+            p { (describe_action(action)) " (" code { (action.name()) } ") would change " strong { (changes.len()) } " flow verdict(s) of your instances." }
             table.flips {
                 caption { "Flows whose verdict would flip" }
                 thead { tr { th scope="col" { "Instance" } th scope="col" { "Direction" } th scope="col" { "Becomes" } th scope="col" { "Protocol" } th scope="col" { "Ports" } th scope="col" { "Peers" } th scope="col" { "Peer instances" } } }
@@ -644,7 +652,7 @@ pub(crate) fn preview(
                             td { strong { (text(c, "Effect")) } }
                             td { (text(c, "IpProtocol")) }
                             td { (text(c, "PortRange")) }
-                            td { @for p in c["PeerCidrIps"]["PeerCidrIp"].as_array().into_iter().flatten() { code { (p.as_str().unwrap_or_default()) } " " } }
+                            td { (cidrs(c["PeerCidrIps"]["PeerCidrIp"].as_array().map_or(&[], Vec::as_slice))) }
                             td { @for p in c["PeerInstances"]["InstanceId"].as_array().into_iter().flatten() { (p.as_str().unwrap_or_default()) " " } }
                         }
                     }
@@ -652,7 +660,7 @@ pub(crate) fn preview(
             }
             form.inline method="post" action="/console/do" {
                 (csrf(frame))
-                input type="hidden" name="Action" value=(action);
+                input type="hidden" name="Action" value=(action.name());
                 input type="hidden" name="return" value=(frame.here);
                 input type="hidden" name="confirm" value="1";
                 @for (k, v) in fields { @if !v.is_empty() { input type="hidden" name=(k) value=(v); } }
@@ -661,6 +669,22 @@ pub(crate) fn preview(
             " " a href=(frame.here) { "Cancel" }
         },
     )
+}
+
+/// Address blocks; a long list (the engine's exact cut of the address space) is folded
+/// behind its first few.
+fn cidrs(list: &[Value]) -> Markup {
+    const SHOWN: usize = 4;
+    let all: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+    html! {
+        @for c in all.iter().take(SHOWN) { code { (c) } " " }
+        @if all.len() > SHOWN {
+            details {
+                summary { "and " (all.len() - SHOWN) " more blocks" }
+                @for c in &all[SHOWN..] { code { (c) } " " }
+            }
+        }
+    }
 }
 
 /// `GET /console/instances`.
@@ -692,7 +716,7 @@ pub(crate) fn instances(frame: &Frame, list: &[Value], groups: &[Value]) -> Mark
                                     @for g in &mine {
                                         li {
                                             a href=(format!("/console/groups/{g}")) { (g) } " "
-                                            (action_button(frame, "LeaveSecurityGroup", &[("InstanceId", &iid), ("SecurityGroupId", g)], &format!("Leave {g}"), (mine.len() <= 1).then_some(LAST_GROUP)))
+                                            (action_button(frame, Action::LeaveSecurityGroup, &[("InstanceId", &iid), ("SecurityGroupId", g)], &format!("Leave {g}"), (mine.len() <= 1).then_some(LAST_GROUP)))
                                         }
                                     }
                                 }
@@ -702,7 +726,7 @@ pub(crate) fn instances(frame: &Frame, list: &[Value], groups: &[Value]) -> Mark
                                 @if joinable.is_empty() { "—" } @else {
                                     form.inline method="post" action="/console/do" {
                                         (csrf(frame))
-                                        input type="hidden" name="Action" value="JoinSecurityGroup";
+                                        input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
                                         input type="hidden" name="return" value=(frame.here);
                                         input type="hidden" name="InstanceId" value=(iid);
                                         (select(&format!("join-{iid}"), "SecurityGroupId", &format!("Group for {iid}"), &joinable, ""))
@@ -912,7 +936,7 @@ fn exposure_row(id: &str, x: &Value) -> Markup {
             td { (id) }
             td { (text(x, "IpProtocol")) }
             td { (text(x, "PortRange")) }
-            td { @for c in x["SourceCidrIps"]["SourceCidrIp"].as_array().into_iter().flatten() { code { (c.as_str().unwrap_or_default()) } " " } }
+            td { (cidrs(x["SourceCidrIps"]["SourceCidrIp"].as_array().map_or(&[], Vec::as_slice))) }
             td {
                 @if rule.is_empty() { (decided_by(&text(x, "DecidedBy"))) " " (group) }
                 @else { a href=(format!("/console/groups/{group}#{rule}")) { (rule) } }
