@@ -223,6 +223,25 @@ test("the seed's walkthrough in the browser", async () => {
   await accessible(page, 'exposure');
   await shot(page, '06-exposure');
 
+  // The map: web-1's class reaches redis-1's on 6379 (through the sg-web rule), and the
+  // picture zooms.
+  await page.goto(`${endpoint}/console/map`);
+  const classOf = async (instance) => (await page.locator('table.reach-classes tr', { hasText: instance }).getAttribute('id')).replace('class-', '');
+  const [from, to] = [await classOf(fleet['web-1']), await classOf(fleet['redis-1'])];
+  const pair = page.locator('table.reach-edges tbody tr').filter({ hasText: new RegExp(`^${from}${to}`) });
+  assert.match(await pair.textContent(), /tcp:6379/);
+  assert.equal(await page.locator(`svg#map line.edge[data-from="${from}"][data-to="${to}"]`).count(), 1);
+  const viewBox = () => page.locator('svg#map').getAttribute('viewBox');
+  const whole = await viewBox();
+  await page.getByRole('button', { name: 'Zoom in' }).click();
+  assert.notEqual(await viewBox(), whole, 'zoom moves the view');
+  await page.getByRole('button', { name: 'Reset view' }).click();
+  assert.equal(await viewBox(), whole);
+  await page.locator(`svg#map a.node[data-class="${from}"]`).focus();
+  assert.ok(await page.locator('svg#map .edge.lit').count() > 0, 'focusing a class lights its arrows');
+  await accessible(page, 'map');
+  await shot(page, '09-map');
+
   // Leaving the last group is explained before it is tried.
   await page.goto(`${endpoint}/console/groups/${fleet.base}`);
   const leave = page.locator(`tr:has-text("${fleet['web-1']}") button`, { hasText: 'Leave' });

@@ -322,6 +322,7 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             ("PrimaryIpAddress", "10.0.1.2"),
         ]),
         p(&[("Action", "DescribeSecurityGroupAudit")]),
+        p(&[("Action", "DescribeReachability")]),
     ];
     for g in b.groups.iter().chain(&b.classic_groups) {
         out.push(p(&[

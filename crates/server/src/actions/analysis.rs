@@ -363,3 +363,72 @@ pub(super) fn preview(
         json!({"TotalCount": items.len(), "Changes": {"Change": items}}),
     ))
 }
+
+/// `DescribeReachability` (Stockade's): which classes of the caller's instances can open
+/// which services (`Service.N`, `tcp:22` style; SSH, RDP, web, databases and ping by
+/// default) on which others. Computed over the caller's share of the region (its instances,
+/// the groups they are in and those their rules reference, with their members): verdicts at
+/// the caller's instances are the same over it as over the region, and a tenant's question
+/// costs what its own fleet costs, not what the region's does. Only the caller's instances
+/// are named.
+pub(super) fn reachability(call: &Call) -> Result<Reply> {
+    let asked = call.params.list("Service");
+    let services = if asked.is_empty() {
+        policy::reach::Service::defaults()
+    } else {
+        if asked.len() > policy::reach::MAX_SERVICES {
+            return Err(ServerError::invalid("Service", asked.len().to_string()));
+        }
+        asked
+            .iter()
+            .map(|s| {
+                policy::reach::Service::parse(s).ok_or_else(|| ServerError::invalid("Service", s))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let snapshot = call.query(|tx| tx.region_snapshot())?;
+    let mine: std::collections::BTreeSet<InstanceId> = snapshot
+        .instances
+        .iter()
+        .filter(|i| i.owner == call.ctx.account)
+        .map(|i| i.id.clone())
+        .collect();
+    let engine = engine_of(&snapshot.closure(&mine))?;
+    let matrix = policy::reach::reach(&engine, &services)?;
+    // Classes share one group list, and groups are one account's: a class is all the
+    // caller's or none of it.
+    let visible: Vec<bool> = matrix
+        .classes
+        .iter()
+        .map(|c| c.instances.iter().all(|i| mine.contains(i)))
+        .collect();
+    let shown: Vec<usize> = (0..matrix.classes.len()).filter(|&k| visible[k]).collect();
+    let name = |k: usize| format!("c{k}");
+    let classes: Vec<Value> = shown
+        .iter()
+        .map(|&k| {
+            let c = &matrix.classes[k];
+            json!({
+                "ClassId": name(k),
+                "SecurityGroupIds": {"SecurityGroupId": c.groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
+                "InstanceIds": {"InstanceId": c.instances.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            })
+        })
+        .collect();
+    let edges: Vec<Value> = matrix
+        .edges()
+        .filter(|&(from, to)| visible[from] && visible[to])
+        .map(|(from, to)| {
+            json!({
+                "From": name(from),
+                "To": name(to),
+                "Services": {"Service": matrix.allowed(from, to).map(|k| matrix.services[k].name()).collect::<Vec<_>>()},
+            })
+        })
+        .collect();
+    Ok(Reply::Body(json!({
+        "Services": {"Service": services.iter().map(|s| s.name()).collect::<Vec<_>>()},
+        "Classes": {"Class": classes},
+        "Edges": {"Edge": edges},
+    })))
+}

@@ -161,6 +161,7 @@ actions! {
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,
+        DescribeReachability => analysis::reachability,
         PreviewSecurityGroupChange => preview,
         PlaceNetworkInterface => |call| placement::place(call, true),
         UnplaceNetworkInterface => |call| placement::place(call, false),
@@ -232,6 +233,7 @@ impl Action {
         matches!(
             self,
             DescribeSecurityGroupAttribute
+                | DescribeReachability
                 | DescribeSecurityGroups
                 | DescribeSecurityGroupReferences
                 | DescribeInstances

@@ -68,6 +68,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/console/flow", get(flow))
         .route("/console/exposure", get(exposure))
         .route("/console/audit", get(audit))
+        .route("/console/map", get(map))
         .route("/console/do", post(change))
 }
 
@@ -931,6 +932,35 @@ async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         StatusCode::OK,
         pages::audit(&frame, items(&findings, "Findings", "Finding")),
     )
+}
+
+async fn map(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let (s, frame) = match page_session(&state, &headers, here("/console/map", &raw)).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let chosen: Vec<String> = query(&raw)
+        .into_iter()
+        .filter(|(k, _)| k == "Service")
+        .map(|(_, v)| v)
+        .collect();
+    let services: Vec<(String, String)> = chosen
+        .iter()
+        .enumerate()
+        .map(|(n, v)| (format!("Service.{}", n + 1), v.clone()))
+        .collect();
+    let mut r = reads(&state, &s);
+    let fields: Vec<(&str, &str)> = services
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reach = r.get(Action::DescribeReachability, &fields).await;
+    let frame = with_failure(frame, &r);
+    html(StatusCode::OK, pages::map(&frame, &reach, &chosen))
 }
 
 #[cfg(test)]

@@ -28,12 +28,13 @@ pub(crate) fn describe_action(action: Action) -> &'static str {
     }
 }
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/console/groups", "Security groups"),
     ("/console/instances", "Instances"),
     ("/console/flow", "Check a flow"),
     ("/console/exposure", "Exposure"),
     ("/console/audit", "Audit"),
+    ("/console/map", "Reachability map"),
 ];
 
 fn head(title: &str) -> Markup {
@@ -852,21 +853,10 @@ fn decided_by(wire: &str) -> &'static str {
     }
 }
 
-/// Whether a source block reaches beyond private address space (the internet's reach).
+/// Whether a source block reaches the internet, as `stockade exposure --internet` reads it.
 fn from_internet(cidr: &str) -> bool {
-    let Ok(net) = cidr.parse::<ipnet::IpNet>() else {
-        return false;
-    };
-    let private: [ipnet::IpNet; 6] = [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "fc00::/7",
-        "fe80::/10",
-    ]
-    .map(|p| p.parse().expect("constant"));
-    !private.iter().any(|p| p.contains(&net))
+    cidr.parse::<ipnet::IpNet>()
+        .is_ok_and(|net| !policy::exposure::internet_part(&[net]).is_empty())
 }
 
 /// `GET /console/exposure`.
@@ -908,7 +898,7 @@ pub(crate) fn exposure(
             section aria-labelledby="internet-h" {
                 h2 #internet-h { "Open to the internet" }
                 table {
-                    caption { (internet.len()) " inbound openings from addresses outside private ranges" }
+                    caption { (internet.len()) " inbound openings from the internet (addresses outside private, shared, loopback, link-local, benchmarking, multicast and reserved space)" }
                     thead { tr { th scope="col" { "Instance" } th scope="col" { "Protocol" } th scope="col" { "Ports" } th scope="col" { "From" } th scope="col" { "Rule" } } }
                     tbody { @for (id, x) in &internet { (exposure_row(id, x)) } }
                 }
@@ -983,6 +973,141 @@ pub(crate) fn audit(frame: &Frame, findings: &[Value]) -> Markup {
     )
 }
 
+/// Most edges drawn in the map's picture (the table below it lists them all): past this a
+/// picture is no longer readable, and the page would weigh megabytes.
+const MAX_DRAWN_EDGES: usize = 4000;
+
+/// `GET /console/map`: the reachability matrix as a picture (classes on a circle, one arrow
+/// per reaching pair, zoomable by `console.js`) and as tables.
+pub(crate) fn map(frame: &Frame, reach: &Value, chosen: &[String]) -> Markup {
+    let classes = items(reach, "Classes", "Class");
+    let edges = items(reach, "Edges", "Edge");
+    let services: Vec<String> = reach["Services"]["Service"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let n = classes.len().max(1);
+    let (w, h) = (180.0_f64, 54.0_f64);
+    // Nodes on a circle whose circumference gives each one room.
+    let radius = ((n as f64) * (w + 40.0) / std::f64::consts::TAU).max(180.0);
+    let centre = radius + w;
+    let size = 2.0 * centre;
+    let at: std::collections::HashMap<String, (f64, f64)> = classes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let a = std::f64::consts::TAU * (k as f64) / (n as f64) - std::f64::consts::FRAC_PI_2;
+            (
+                text(c, "ClassId"),
+                (centre + radius * a.cos(), centre + radius * a.sin()),
+            )
+        })
+        .collect();
+    let drawn = &edges[..edges.len().min(MAX_DRAWN_EDGES)];
+    let label = |v: &Value, outer: &str, inner: &str| -> Vec<String> {
+        v[outer][inner]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let defaults = [
+        "tcp:22", "tcp:3389", "tcp:80", "tcp:443", "tcp:3306", "tcp:5432", "tcp:6379", "icmp",
+    ];
+    layout(
+        frame,
+        "Reachability map",
+        html! {
+            p { "Instances that no verdict tells apart form one class; an arrow means members of one class can open the listed services on members of the other (IPv4, intranet)." }
+            form.inline method="get" action="/console/map" aria-label="Services probed" {
+                fieldset {
+                    legend { "Services" }
+                    @for s in defaults {
+                        @let id = format!("svc-{}", s.replace(':', "-"));
+                        @if chosen.is_empty() || chosen.iter().any(|c| c == s) {
+                            input type="checkbox" id=(id) name="Service" value=(s) checked;
+                        } @else {
+                            input type="checkbox" id=(id) name="Service" value=(s);
+                        }
+                        label for=(id) { (s) }
+                    }
+                }
+                button type="submit" { "Draw" }
+            }
+            div.map-tools {
+                button type="button" #zoom-in { "Zoom in" }
+                button type="button" #zoom-out { "Zoom out" }
+                button type="button" #zoom-reset { "Reset view" }
+                span.hint { "Drag to pan, wheel to zoom; focus a class to see its arrows." }
+            }
+            @if edges.len() > drawn.len() {
+                p.hint { "The picture draws the first " (drawn.len()) " of " (edges.len()) " arrows; the table lists them all." }
+            }
+            svg #map role="group" aria-labelledby="map-title" viewBox=(format!("0 0 {size:.0} {size:.0}")) xmlns="http://www.w3.org/2000/svg" {
+                title #map-title { (classes.len()) " classes, " (edges.len()) " reaching pairs over " (services.join(", ")) }
+                defs {
+                    marker #arrow viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse" {
+                        path d="M 0 0 L 10 5 L 0 10 z" {}
+                    }
+                }
+                g.edges {
+                    @for e in drawn {
+                        @let (from, to) = (text(e, "From"), text(e, "To"));
+                        @let tip = format!("{from} → {to}: {}", label(e, "Services", "Service").join(", "));
+                        @if let (Some(&(x1, y1)), Some(&(x2, y2))) = (at.get(&from), at.get(&to)) {
+                            @if from == to {
+                                path.edge data-from=(from) data-to=(to) d=(format!("M {:.1} {:.1} c -60 -70 60 -70 20 0", x1 - 10.0, y1 - h / 2.0)) marker-end="url(#arrow)" { title { (tip) } }
+                            } @else {
+                                @let (dx, dy) = (x2 - x1, y2 - y1);
+                                @let len = (dx * dx + dy * dy).sqrt().max(1.0);
+                                // Stop at the box's edge, not its centre.
+                                @let cut = ((w / 2.0) / (dx.abs() / len).max(1e-6)).min((h / 2.0) / (dy.abs() / len).max(1e-6)) + 3.0;
+                                line.edge data-from=(from) data-to=(to) x1=(format!("{x1:.1}")) y1=(format!("{y1:.1}")) x2=(format!("{:.1}", x2 - dx / len * cut)) y2=(format!("{:.1}", y2 - dy / len * cut)) marker-end="url(#arrow)" { title { (tip) } }
+                            }
+                        }
+                    }
+                }
+                g.nodes {
+                    @for c in classes {
+                        @let id = text(c, "ClassId");
+                        @let (x, y) = at[&id];
+                        @let members = label(c, "InstanceIds", "InstanceId");
+                        @let groups = label(c, "SecurityGroupIds", "SecurityGroupId");
+                        a.node href=(format!("#class-{id}")) data-class=(id) {
+                            title { (id) ": " (members.len()) " instances in " (groups.join(", ")) }
+                            rect x=(format!("{:.1}", x - w / 2.0)) y=(format!("{:.1}", y - h / 2.0)) width=(w) height=(h) rx="6" {}
+                            text x=(format!("{x:.1}")) y=(format!("{:.1}", y - 6.0)) { (id) " · " (members.len()) " instance" @if members.len() != 1 { "s" } }
+                            text.groups x=(format!("{x:.1}")) y=(format!("{:.1}", y + 14.0)) { @if groups.len() > 1 { "+" (groups.len() - 1) " · " } (groups.last().cloned().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            table.reach-edges {
+                caption { (edges.len()) " reaching pairs" }
+                thead { tr { th scope="col" { "From class" } th scope="col" { "To class" } th scope="col" { "Services" } } }
+                tbody { @for e in edges { tr { td { a href=(format!("#class-{}", text(e, "From"))) { (text(e, "From")) } } td { a href=(format!("#class-{}", text(e, "To"))) { (text(e, "To")) } } td { (label(e, "Services", "Service").join(", ")) } } } }
+            }
+            table.reach-classes {
+                caption { (classes.len()) " classes" }
+                thead { tr { th scope="col" { "Class" } th scope="col" { "Security groups, in order" } th scope="col" { "Instances" } } }
+                tbody {
+                    @for c in classes {
+                        @let id = text(c, "ClassId");
+                        tr id=(format!("class-{id}")) {
+                            td { (id) }
+                            td { @for g in label(c, "SecurityGroupIds", "SecurityGroupId") { a href=(format!("/console/groups/{g}")) { (g) } " " } }
+                            td { (label(c, "InstanceIds", "InstanceId").join(", ")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1017,7 +1142,10 @@ mod tests {
     #[test]
     fn internet_means_beyond_private_ranges() {
         assert!(from_internet("0.0.0.0/0"));
-        assert!(from_internet("198.18.0.0/15"));
+        assert!(
+            !from_internet("198.18.0.0/15"),
+            "benchmarking space: the labs"
+        );
         assert!(!from_internet("10.1.0.0/16"));
         assert!(!from_internet("192.168.0.0/24"));
     }
