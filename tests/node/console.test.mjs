@@ -246,8 +246,45 @@ test("the seed's walkthrough in the browser", async () => {
   await page.goto(`${endpoint}/console/groups/${fleet.base}`);
   const leave = page.locator(`tr:has-text("${fleet['web-1']}") button`, { hasText: 'Leave' });
   assert.equal(await leave.isDisabled(), false, 'web-1 has two groups');
+
+  // Deleting a group that still has members: refused, with the ECS reason shown.
+  await page.goto(`${endpoint}/console/groups/${web}`);
+  assert.match(await page.locator('section', { hasText: 'still has' }).first().textContent(), /DependencyViolation/);
+  await page.getByRole('button', { name: 'Delete this group' }).click();
+  await page.getByRole('heading', { name: /^Security group sg-/ }).waitFor();
+  assert.match(await notice(page), /DependencyViolation/);
+
   assert.deepEqual(page.dialogs, []);
   assert.deepEqual(page.cspErrors, []);
+  await context.close();
+});
+
+test('prefix lists and network interfaces', async () => {
+  const { context, page } = await fresh();
+  await signIn(page);
+  await page.goto(`${endpoint}/console/prefix-lists`);
+  const create = page.locator('section', { hasText: 'Create a prefix list' });
+  await create.getByLabel('Name').fill('office');
+  await create.getByLabel('First block (optional)').fill('203.0.113.0/24');
+  await create.getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL('**/console/prefix-lists');
+  assert.match(await notice(page), /prefix list applied/);
+  const list = page.locator('section.prefix-list', { hasText: 'office' });
+  await list.getByLabel('Add block').fill('198.51.100.0/24');
+  await list.getByRole('button', { name: 'Preview the entry' }).click();
+  await page.getByRole('heading', { name: 'Preview the change' }).waitFor();
+  await page.getByRole('button', { name: 'Apply the change' }).click();
+  await page.waitForURL('**/console/prefix-lists');
+  assert.match(await list.textContent(), /198\.51\.100\.0\/24/);
+  await accessible(page, 'prefix lists');
+  await shot(page, '10-prefix-lists');
+
+  // Interfaces: web-1's primary interface lists its groups in the instance's order.
+  await page.goto(`${endpoint}/console/instances`);
+  const eni = page.locator('table.interfaces tbody tr', { hasText: fleet['web-1'] });
+  const groups = await eni.locator('ol li').allTextContents();
+  assert.equal(groups.length, 2);
+  assert.match(groups[0], new RegExp(fleet.base));
   await context.close();
 });
 

@@ -50,6 +50,9 @@ use crate::AppState;
 const IDLE: Duration = Duration::from_secs(30 * 60);
 /// How long a session may live at most.
 const LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
+/// Most live sessions of one AccessKey: signing in again past it ends the oldest, so no key
+/// can fill the server's memory with sessions.
+const SESSIONS_PER_KEY: usize = 16;
 /// The session cookie's name.
 const COOKIE: &str = "stockade_console";
 
@@ -69,6 +72,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/console/exposure", get(exposure))
         .route("/console/audit", get(audit))
         .route("/console/map", get(map))
+        .route("/console/prefix-lists", get(prefix_lists))
         .route("/console/do", post(change))
 }
 
@@ -109,7 +113,34 @@ impl Notice {
 #[derive(Default)]
 pub(crate) struct Sessions(Mutex<HashMap<[u8; 32], Session>>);
 
+impl Session {
+    /// Whether the session is within its idle and absolute lifetimes at `now`.
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) < LIFETIME
+            && now.saturating_duration_since(self.last_seen) < IDLE
+    }
+}
+
 impl Sessions {
+    /// Keeps `session` under `token_digest`, forgetting expired sessions and, past
+    /// [`SESSIONS_PER_KEY`], the key's oldest.
+    fn open(&self, token_digest: [u8; 32], session: Session) {
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.fresh(now));
+        let mut same: Vec<([u8; 32], Instant)> = sessions
+            .iter()
+            .filter(|(_, s)| s.access_key_id == session.access_key_id)
+            .map(|(k, s)| (*k, s.created))
+            .collect();
+        same.sort_by_key(|(_, created)| *created);
+        let excess = (same.len() + 1).saturating_sub(SESSIONS_PER_KEY);
+        for (k, _) in same.into_iter().take(excess) {
+            sessions.remove(&k);
+        }
+        sessions.insert(token_digest, session);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -145,9 +176,7 @@ async fn session(state: &Arc<AppState>, headers: &HeaderMap) -> Option<([u8; 32]
     let key = digest(&cookie_token(headers)?);
     let found = state.sessions.lock().get(&key).cloned()?;
     let now = Instant::now();
-    let fresh =
-        now.duration_since(found.created) < LIFETIME && now.duration_since(found.last_seen) < IDLE;
-    let current = fresh && {
+    let current = found.fresh(now) && {
         let (state, id) = (state.clone(), found.access_key_id.clone());
         tokio::task::spawn_blocking(move || state.control.access_key(&id).ok())
             .await
@@ -389,13 +418,7 @@ async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         last_seen: now,
         flash: None,
     };
-    {
-        let mut sessions = state.sessions.lock();
-        sessions.retain(|_, s| {
-            now.duration_since(s.created) < LIFETIME && now.duration_since(s.last_seen) < IDLE
-        });
-        sessions.insert(digest(&token), session);
-    }
+    state.sessions.open(digest(&token), session);
     let mut response = harden(Redirect::to("/console/groups").into_response());
     let cookie = format!(
         "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -682,6 +705,18 @@ async fn rule_change(
         ("SecurityGroupId".to_string(), id.clone()),
         (peer_field, field(&form, "Peer").trim().to_string()),
     ];
+    // The instance's own side of a quintuple rule: the destination of inbound traffic, the
+    // source of outbound.
+    let local = field(&form, "Local").trim();
+    if !local.is_empty() {
+        let name = match (egress, local.contains(':')) {
+            (false, false) => "DestCidrIp",
+            (false, true) => "Ipv6DestCidrIp",
+            (true, false) => "SourceCidrIp",
+            (true, true) => "Ipv6SourceCidrIp",
+        };
+        fields.push((name.to_string(), local.to_string()));
+    }
     for name in [
         "SecurityGroupRuleId",
         "IpProtocol",
@@ -706,7 +741,7 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Ok(s) => s,
         Err(r) => return *r,
     };
-    const OFFERED: [Action; 13] = [
+    const OFFERED: [Action; 16] = [
         Action::AuthorizeSecurityGroup,
         Action::AuthorizeSecurityGroupEgress,
         Action::RevokeSecurityGroup,
@@ -720,6 +755,9 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Action::LeaveSecurityGroup,
         Action::TagResources,
         Action::UntagResources,
+        Action::CreatePrefixList,
+        Action::ModifyPrefixList,
+        Action::DeletePrefixList,
     ];
     let back = safe_return(field(&form, "return"));
     let name = field(&form, "Action");
@@ -740,11 +778,6 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         .filter(|(k, _)| !matches!(k.as_str(), "csrf" | "Action" | "return" | "confirm"))
         .cloned()
         .collect();
-    let back = if action == Action::DeleteSecurityGroup && confirmed {
-        "/console/groups".to_string()
-    } else {
-        back
-    };
     propose(&state, key, &s, action, fields, &back, confirmed).await
 }
 
@@ -791,12 +824,21 @@ async fn propose(
             }
         }
     }
-    let notice = match run(state, session, action, fields).await {
-        Ok(_) => Notice::Done(format!("{} applied.", pages::describe_action(action))),
-        Err(e) => Notice::failed(&e),
+    let (notice, to) = match run(state, session, action, fields).await {
+        // A deleted group's page is gone: back to the list. A refused deletion stays where
+        // the reason makes sense.
+        Ok(_) if action == Action::DeleteSecurityGroup => (
+            Notice::Done(format!("{} applied.", pages::describe_action(action))),
+            "/console/groups",
+        ),
+        Ok(_) => (
+            Notice::Done(format!("{} applied.", pages::describe_action(action))),
+            back,
+        ),
+        Err(e) => (Notice::failed(&e), back),
     };
     set_flash(state, &key, notice);
-    harden(Redirect::to(back).into_response())
+    harden(Redirect::to(to).into_response())
 }
 
 async fn instances(
@@ -812,6 +854,9 @@ async fn instances(
     let list = r
         .get(Action::DescribeInstances, &[("PageSize", "100")])
         .await;
+    let interfaces = r
+        .get(Action::DescribeNetworkInterfaces, &[("PageSize", "100")])
+        .await;
     let groups = r
         .get(Action::DescribeSecurityGroups, &[("PageSize", "100")])
         .await;
@@ -821,6 +866,7 @@ async fn instances(
         pages::instances(
             &frame,
             items(&list, "Instances", "Instance"),
+            items(&interfaces, "NetworkInterfaceSets", "NetworkInterfaceSet"),
             items(&groups, "SecurityGroups", "SecurityGroup"),
         ),
     )
@@ -934,6 +980,35 @@ async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     )
 }
 
+async fn prefix_lists(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let here = here("/console/prefix-lists", &raw);
+    let (s, frame) = match page_session(&state, &headers, here).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let mut r = reads(&state, &s);
+    let listed = r
+        .get(Action::DescribePrefixLists, &[("MaxResults", "100")])
+        .await;
+    let mut lists = Vec::new();
+    for l in items(&listed, "PrefixLists", "PrefixList") {
+        let id = text(l, "PrefixListId");
+        lists.push(
+            r.get(
+                Action::DescribePrefixListAttributes,
+                &[("PrefixListId", &id)],
+            )
+            .await,
+        );
+    }
+    let frame = with_failure(frame, &r);
+    html(StatusCode::OK, pages::prefix_lists(&frame, &lists))
+}
+
 async fn map(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -979,6 +1054,52 @@ mod tests {
         ] {
             assert_eq!(safe_return(hostile), "/console/groups", "{hostile}");
         }
+    }
+
+    fn session(key: &str, created: Instant) -> Session {
+        Session {
+            account: AccountId::new(1),
+            access_key_id: key.into(),
+            secret_digest: [0; 32],
+            csrf: String::new(),
+            region: "cn-hangzhou".into(),
+            created,
+            last_seen: created,
+            flash: None,
+        }
+    }
+
+    #[test]
+    fn a_session_expires_idle_or_old() {
+        let start = Instant::now();
+        let mut s = session("k", start);
+        assert!(s.fresh(start + IDLE - Duration::from_secs(1)));
+        assert!(!s.fresh(start + IDLE), "30 idle minutes");
+        s.last_seen = start + LIFETIME - Duration::from_secs(60);
+        assert!(s.fresh(start + LIFETIME - Duration::from_secs(1)));
+        assert!(!s.fresh(start + LIFETIME), "8 hours in all, however busy");
+    }
+
+    #[test]
+    fn one_key_holds_a_bounded_number_of_sessions() {
+        let sessions = Sessions::default();
+        let now = Instant::now();
+        for n in 0..(SESSIONS_PER_KEY + 5) {
+            let mut token = [0u8; 32];
+            token[0] = n as u8;
+            sessions.open(token, session("k", now + Duration::from_millis(n as u64)));
+        }
+        sessions.open([255; 32], session("other", now));
+        let held = sessions.lock();
+        assert_eq!(
+            held.values().filter(|s| s.access_key_id == "k").count(),
+            SESSIONS_PER_KEY
+        );
+        assert!(!held.contains_key(&[0u8; 32]), "the oldest went first");
+        assert!(
+            held.contains_key(&[255; 32]),
+            "another key's session is untouched"
+        );
     }
 
     #[test]

@@ -24,15 +24,19 @@ pub(crate) fn describe_action(action: Action) -> &'static str {
         Action::LeaveSecurityGroup => "The leave",
         Action::TagResources => "The tag",
         Action::UntagResources => "The tag removal",
+        Action::CreatePrefixList => "The prefix list",
+        Action::ModifyPrefixList => "The entry change",
+        Action::DeletePrefixList => "The prefix list deletion",
         _ => "The change",
     }
 }
 
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/console/groups", "Security groups"),
     ("/console/instances", "Instances"),
     ("/console/flow", "Check a flow"),
     ("/console/exposure", "Exposure"),
+    ("/console/prefix-lists", "Prefix lists"),
     ("/console/audit", "Audit"),
     ("/console/map", "Reachability map"),
 ];
@@ -296,8 +300,31 @@ fn in_engine_order<'a>(permissions: &'a [Value], direction: &str) -> Vec<&'a Val
     rules
 }
 
-/// The peer of a rule as shown: a CIDR, a group (linked) or a prefix list.
+/// The instance's own side of a quintuple rule (the destination of inbound traffic, the
+/// source of outbound), if the rule names one.
+fn local_side(p: &Value, direction: &str) -> String {
+    let (v4, v6) = if direction == "ingress" {
+        ("DestCidrIp", "Ipv6DestCidrIp")
+    } else {
+        ("SourceCidrIp", "Ipv6SourceCidrIp")
+    };
+    [text(p, v4), text(p, v6)]
+        .into_iter()
+        .find(|v| !v.is_empty())
+        .unwrap_or_default()
+}
+
+/// The peer of a rule as shown: a CIDR, a group (linked) or a prefix list, and the local
+/// block when the rule has one.
 fn peer(p: &Value, direction: &str) -> Markup {
+    let local = local_side(p, direction);
+    html! {
+        (peer_only(p, direction))
+        @if !local.is_empty() { br; span.hint { "local " code { (local) } } }
+    }
+}
+
+fn peer_only(p: &Value, direction: &str) -> Markup {
     let side = if direction == "ingress" {
         "Source"
     } else {
@@ -456,6 +483,8 @@ fn rule_form(frame: &Frame, group: &str, editing: Option<&Value>) -> Markup {
                 (select("r-peerkind", "PeerKind", "Peer type", &[opt("cidr", "IPv4 CIDR block"), opt("ipv6", "IPv6 CIDR block"), opt("group", "Security group"), opt("prefixlist", "Prefix list")], kind))
                 label for="r-peer" { "Peer (address block, group id or prefix list id)" }
                 input #r-peer name="Peer" required placeholder="0.0.0.0/0" value=(value);
+                label for="r-local" { "Local address block (optional: this side's addresses the rule covers)" }
+                input #r-local name="Local" value=(editing.map(|p| local_side(p, &direction)).unwrap_or_default());
                 label for="r-sports" { "Source port range (optional)" }
                 input #r-sports name="SourcePortRange" pattern="-1/-1|[0-9]{1,5}/[0-9]{1,5}" value=(get("SourcePortRange"));
                 (select("r-nic", "NicType", "NIC type", &[opt("intranet", "Intranet"), opt("internet", "Internet (classic network)")], &nic))
@@ -688,8 +717,65 @@ fn cidrs(list: &[Value]) -> Markup {
     }
 }
 
+/// The network interfaces table: each interface's groups in order, joined and left by
+/// `NetworkInterfaceId` (a primary interface's groups are its instance's).
+fn interfaces_table(frame: &Frame, interfaces: &[Value], groups: &[Value]) -> Markup {
+    html! {
+        table.interfaces {
+            caption { (interfaces.len()) " network interfaces" }
+            thead { tr { th scope="col" { "Interface" } th scope="col" { "Type" } th scope="col" { "Instance" } th scope="col" { "Status" } th scope="col" { "Private address" } th scope="col" { "IPv6" } th scope="col" { "Security groups, in order" } th scope="col" { "Join" } } }
+            tbody {
+                @for n in interfaces {
+                    @let nid = text(n, "NetworkInterfaceId");
+                    @let mine = group_list(n);
+                    @let vpc = text(n, "VpcId");
+                    @let joinable: Vec<(String, String)> = groups.iter()
+                        .filter(|g| text(g, "VpcId") == vpc && !mine.contains(&text(g, "SecurityGroupId")))
+                        .map(|g| (text(g, "SecurityGroupId"), format!("{} {}", text(g, "SecurityGroupId"), text(g, "SecurityGroupName"))))
+                        .collect();
+                    tr id=(nid) {
+                        td { (nid) " " span.name.hint { (text(n, "NetworkInterfaceName")) } }
+                        td { (text(n, "Type")) }
+                        td { (text(n, "InstanceId")) }
+                        td { (text(n, "Status")) }
+                        td { (text(n, "PrivateIpAddress")) }
+                        td { @for a in n["Ipv6Sets"]["Ipv6Set"].as_array().into_iter().flatten() { code { (text(a, "Ipv6Address")) } " " } }
+                        td {
+                            ol {
+                                @for g in &mine {
+                                    li {
+                                        a href=(format!("/console/groups/{g}")) { (g) } " "
+                                        (action_button(frame, Action::LeaveSecurityGroup, &[("NetworkInterfaceId", &nid), ("SecurityGroupId", g)], &format!("Leave {g}"), (mine.len() <= 1).then_some(LAST_GROUP)))
+                                    }
+                                }
+                            }
+                        }
+                        td {
+                            @if joinable.is_empty() { "—" } @else {
+                                form.inline method="post" action="/console/do" {
+                                    (csrf(frame))
+                                    input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
+                                    input type="hidden" name="return" value=(frame.here);
+                                    input type="hidden" name="NetworkInterfaceId" value=(nid);
+                                    (select(&format!("join-{nid}"), "SecurityGroupId", &format!("Group for {nid}"), &joinable, ""))
+                                    button type="submit" { "Preview the join" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /console/instances`.
-pub(crate) fn instances(frame: &Frame, list: &[Value], groups: &[Value]) -> Markup {
+pub(crate) fn instances(
+    frame: &Frame,
+    list: &[Value],
+    interfaces: &[Value],
+    groups: &[Value],
+) -> Markup {
     layout(
         frame,
         "Instances",
@@ -739,6 +825,9 @@ pub(crate) fn instances(frame: &Frame, list: &[Value], groups: &[Value]) -> Mark
                     }
                 }
             }
+            h2 { "Network interfaces" }
+            p.hint { "Security groups are enforced per interface; a primary interface's groups are its instance's." }
+            (interfaces_table(frame, interfaces, groups))
         },
     )
 }
@@ -967,6 +1056,70 @@ pub(crate) fn audit(frame: &Frame, findings: &[Value]) -> Markup {
                             td { (text(f, "Recommendation")) }
                         }
                     }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /console/prefix-lists`: each list with its entries (added and removed with a
+/// preview: an entry change changes every rule naming the list), and the creation form.
+pub(crate) fn prefix_lists(frame: &Frame, lists: &[Value]) -> Markup {
+    layout(
+        frame,
+        "Prefix lists",
+        html! {
+            @if lists.is_empty() { p { "No prefix list in this region yet." } }
+            @for l in lists {
+                @let id = text(l, "PrefixListId");
+                section.prefix-list aria-labelledby=(format!("h-{id}")) {
+                    h2 #(format!("h-{id}")) { (id) " " span.name { (text(l, "PrefixListName")) } }
+                    p.description { (text(l, "Description")) }
+                    p.hint { (text(l, "AddressFamily")) ", at most " (text(l, "MaxEntries")) " entries" }
+                    table {
+                        caption { "Entries of " (id) }
+                        thead { tr { th scope="col" { "Block" } th scope="col" { "Description" } th scope="col" { "Actions" } } }
+                        tbody {
+                            @for e in items(l, "Entries", "Entry") {
+                                @let cidr = text(e, "Cidr");
+                                tr {
+                                    td { code { (cidr) } }
+                                    td.description { (text(e, "Description")) }
+                                    td { (action_button(frame, Action::ModifyPrefixList, &[("PrefixListId", &id), ("RemoveEntry.1.Cidr", &cidr)], &format!("Remove {cidr}"), None)) }
+                                }
+                            }
+                        }
+                    }
+                    form.inline method="post" action="/console/do" {
+                        (csrf(frame))
+                        input type="hidden" name="Action" value=(Action::ModifyPrefixList.name());
+                        input type="hidden" name="return" value=(frame.here);
+                        input type="hidden" name="PrefixListId" value=(id);
+                        label for=(format!("add-{id}")) { "Add block" }
+                        input id=(format!("add-{id}")) name="AddEntry.1.Cidr" required placeholder="203.0.113.0/24";
+                        label for=(format!("add-d-{id}")) { "Description" }
+                        input id=(format!("add-d-{id}")) name="AddEntry.1.Description" maxlength="32";
+                        button type="submit" { "Preview the entry" }
+                    }
+                    div.danger { (action_button(frame, Action::DeletePrefixList, &[("PrefixListId", &id)], &format!("Delete {id}"), None)) }
+                }
+            }
+            section aria-labelledby="create-pl" {
+                h2 #create-pl { "Create a prefix list" }
+                form.stacked method="post" action="/console/do" {
+                    (csrf(frame))
+                    input type="hidden" name="Action" value=(Action::CreatePrefixList.name());
+                    input type="hidden" name="return" value=(frame.here);
+                    label for="pl-name" { "Name" }
+                    input #pl-name name="PrefixListName" required maxlength="128";
+                    label for="pl-description" { "Description" }
+                    input #pl-description name="Description" maxlength="256";
+                    (select("pl-family", "AddressFamily", "Address family", &[("IPv4".into(), "IPv4".into()), ("IPv6".into(), "IPv6".into())], "IPv4"))
+                    label for="pl-max" { "Most entries" }
+                    input #pl-max name="MaxEntries" type="number" min="1" max="200" required value="10";
+                    label for="pl-entry" { "First block (optional)" }
+                    input #pl-entry name="Entry.1.Cidr";
+                    button type="submit" { "Create" }
                 }
             }
         },
