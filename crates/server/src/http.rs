@@ -110,12 +110,54 @@ struct Admitted {
     _peer: PeerSlot,
 }
 
+/// The TLS side of a listener: a certificate chain and its key, read from PEM files.
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsAcceptor);
+
+impl Tls {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS #8, PKCS #1 or
+    /// SEC 1). TLS 1.2 and 1.3 with rustls's default suites; HTTP/1.1 is offered by ALPN.
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{}: no certificate", cert.display()));
+        }
+        let key =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("certificate and key: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+}
+
 /// Serves `app` on `listener` under `limits` until `shutdown` resolves, then lets the open
 /// connections finish their requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given. The handshake must finish within the
+/// header-read timeout, and counts against the connection caps like a request head.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let total = Arc::new(Semaphore::new(limits.max_connections));
@@ -158,19 +200,43 @@ pub async fn serve(
                 } else {
                     ServerError::ThrottlingUser
                 };
-                if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, why, permit));
+                // Over TLS the refusal would need a handshake first, the very work the cap
+                // saves: such a connection is closed unanswered.
+                if tls.is_none() {
+                    if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                        tokio::spawn(refuse(stream, why, permit));
+                    }
                 }
                 continue;
             }
         };
         let service = TowerToHyperService::new(app.clone());
-        let io = TokioIo::new(EcsParseErrors::new(stream));
-        let connection = graceful.watch(builder.serve_connection(io, service));
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(admitted);
-        });
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        match &tls {
+            None => {
+                let io = TokioIo::new(EcsParseErrors::new(stream));
+                let connection = watcher.watch(builder.serve_connection(io, service));
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    drop(admitted);
+                });
+            }
+            Some(Tls(acceptor)) => {
+                let (acceptor, timeout) = (acceptor.clone(), limits.header_read_timeout);
+                tokio::spawn(async move {
+                    // A client that never finishes its handshake is closed like one that
+                    // never finishes its request head.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let io = TokioIo::new(EcsParseErrors::new(stream));
+                    let _ = watcher.watch(builder.serve_connection(io, service)).await;
+                    drop(admitted);
+                });
+            }
+        }
     }
     graceful.shutdown().await;
     Ok(())

@@ -59,6 +59,8 @@ pub struct AppState {
     reads: cache::ReadCache,
     request_limits: wire::RequestLimits,
     sessions: console::Sessions,
+    /// Served over TLS: the console's cookie is `Secure` and only `https` origins pass.
+    https: bool,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             reads: Default::default(),
             request_limits: Default::default(),
             sessions: Default::default(),
+            https: false,
         }
     }
 
@@ -101,6 +104,12 @@ impl AppState {
     /// Refuses requests over `limits` instead of the defaults.
     pub fn with_request_limits(mut self, limits: wire::RequestLimits) -> AppState {
         self.request_limits = limits;
+        self
+    }
+
+    /// Marks the state as served over TLS (`stockade serve --tls-cert`).
+    pub fn with_https(mut self) -> AppState {
+        self.https = true;
         self
     }
 

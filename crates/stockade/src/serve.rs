@@ -95,6 +95,12 @@ pub(crate) struct ServeArgs {
     /// Longest parameter value, in bytes.
     #[arg(long, default_value_t = control::limits::PARAMETER_LENGTH, env = "STOCKADE_MAX_PARAMETER_LENGTH")]
     max_parameter_length: usize,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(long, env = "STOCKADE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "STOCKADE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// `stockade account ...`.
@@ -260,6 +266,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     }
     operator_key(&args.store, &control)?;
     let token = agent_token(&args.store)?;
+    // Read before listening: a bad certificate is a start-up error, not a failed handshake.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(server::http::Tls::from_pem_files(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -278,6 +291,9 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         if let Some(token) = token {
             state = state.with_agent_token(token);
         }
+        if tls.is_some() {
+            state = state.with_https();
+        }
         let state = Arc::new(state);
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
@@ -289,7 +305,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         .within_descriptors(server::http::descriptor_limit());
         tracing::info!(?limits, "HTTP limits");
         let closing = state.clone();
-        server::http::serve(listener, server::app(state), limits, async move {
+        server::http::serve_with(listener, server::app(state), limits, tls, async move {
             shutdown().await;
             // Agents' long polls answer now instead of holding the drain open.
             closing.close();

@@ -251,12 +251,11 @@ fn to_signin() -> Response {
 /// Whether a `POST` comes from a page of this server: the browser's `Origin` (or, without
 /// one, `Sec-Fetch-Site`) must say so. Requests without either (curl, old browsers) still
 /// need the CSRF token.
-fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(headers: &HeaderMap, https: bool) -> bool {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let scheme = if https { "https" } else { "http" };
     match (get("origin"), get("host")) {
-        (Some(origin), Some(host)) => {
-            origin == format!("http://{host}") || origin == format!("https://{host}")
-        }
+        (Some(origin), Some(host)) => origin == format!("{scheme}://{host}"),
         (Some(_), None) => false,
         (None, _) => get("sec-fetch-site").is_none_or(|s| s == "same-origin" || s == "none"),
     }
@@ -279,7 +278,7 @@ async fn authorized_post(
     form: &[(String, String)],
 ) -> Result<([u8; 32], Session), Box<Response>> {
     let refused = |why: &str| html(StatusCode::FORBIDDEN, pages::refused(why));
-    if !same_origin(headers) {
+    if !same_origin(headers, state.https) {
         return Err(Box::new(refused(
             "The request came from a page of another site.",
         )));
@@ -382,7 +381,7 @@ async fn signin_page() -> Response {
 }
 
 async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers, state.https) {
         return html(
             StatusCode::FORBIDDEN,
             pages::refused("The request came from a page of another site."),
@@ -421,8 +420,9 @@ async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     state.sessions.open(digest(&token), session);
     let mut response = harden(Redirect::to("/console/groups").into_response());
     let cookie = format!(
-        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
-        LIFETIME.as_secs()
+        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        if state.https { "; Secure" } else { "" }
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -1106,13 +1106,17 @@ mod tests {
     fn only_this_servers_pages_pass_the_origin_check() {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(same_origin(&h), "no Origin: the token decides");
+        assert!(same_origin(&h, false), "no Origin: the token decides");
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, false));
+        assert!(
+            !same_origin(&h, true),
+            "an https server takes only https origins"
+        );
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
-        assert!(!same_origin(&h), "same site, other origin");
+        assert!(!same_origin(&h, false), "same site, other origin");
         h.remove("origin");
         h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, false));
     }
 }
