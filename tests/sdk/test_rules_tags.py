@@ -201,3 +201,50 @@ def test_modify_rule_by_its_fields_as_terraform_does(old):
     assert after[1] == before[1]
     r.set_PortRange("23/23")
     assert old.error(r) == ("InvalidSecurityGroupRule.RuleNotExist", 404)
+
+
+def test_older_tag_actions(old, new_v3):
+    """AddTags, RemoveTags and DescribeTags (the actions before TagResources), with both
+    SDK generations reading DescribeTags' counts."""
+    from aliyunsdkecs.request.v20140526 import AddTagsRequest, DescribeTagsRequest, RemoveTagsRequest
+
+    sg = create_group(old, name="old-tags")
+    add = AddTagsRequest.AddTagsRequest()
+    add.set_ResourceType("securitygroup")
+    add.set_ResourceId(sg)
+    add.set_Tags([{"Key": "tier", "Value": "web-oldtags"}, {"Key": "owner", "Value": "ops"}])
+    old.call(add)
+
+    d = DescribeTagsRequest.DescribeTagsRequest()
+    d.set_ResourceType("securitygroup")
+    d.set_ResourceId(sg)
+    tags = {(t["TagKey"], t["TagValue"]): t["ResourceTypeCount"] for t in old.call(d)["Tags"]["Tag"]}
+    assert set(tags) == {("tier", "web-oldtags"), ("owner", "ops")}
+    assert tags[("tier", "web-oldtags")]["Securitygroup"] == 1
+
+    got = new_v3.describe_tags(models.DescribeTagsRequest(
+        region_id=REGION, tag=[models.DescribeTagsRequestTag(key="tier", value="web-oldtags")]))
+    listed = got.body.tags.tag
+    assert [(t.tag_key, t.tag_value, t.resource_type_count.securitygroup) for t in listed] == [("tier", "web-oldtags", 1)]
+
+    # A key given with another value removes nothing; with its value, it goes.
+    rm = RemoveTagsRequest.RemoveTagsRequest()
+    rm.set_ResourceType("securitygroup")
+    rm.set_ResourceId(sg)
+    rm.set_Tags([{"Key": "tier", "Value": "db"}])
+    old.call(rm)
+    assert len(old.call(d)["Tags"]["Tag"]) == 2
+    rm.set_Tags([{"Key": "tier", "Value": "web-oldtags"}])
+    old.call(rm)
+    assert [t["TagKey"] for t in old.call(d)["Tags"]["Tag"]] == ["owner"]
+
+    bad = AddTagsRequest.AddTagsRequest()
+    bad.set_ResourceType("disk")
+    bad.set_ResourceId(sg)
+    bad.set_Tags([{"Key": "k", "Value": "v"}])
+    assert old.error(bad) == ("InvalidResourceType.NotSupported", 400)
+    missing = AddTagsRequest.AddTagsRequest()
+    missing.set_ResourceType("securitygroup")
+    missing.set_ResourceId("sg-nosuchgroup")
+    missing.set_Tags([{"Key": "k", "Value": "v"}])
+    assert old.error(missing)[0] == "InvalidResourceId.NotFound"

@@ -158,6 +158,9 @@ actions! {
         TagResources => tags::tag,
         UntagResources => tags::untag,
         ListTagResources => tags::list,
+        AddTags => tags::add,
+        RemoveTags => tags::remove,
+        DescribeTags => tags::describe,
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,
@@ -234,6 +237,7 @@ impl Action {
             self,
             DescribeSecurityGroupAttribute
                 | DescribeReachability
+                | DescribeTags
                 | DescribeSecurityGroups
                 | DescribeSecurityGroupReferences
                 | DescribeInstances

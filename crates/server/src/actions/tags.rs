@@ -117,3 +117,113 @@ pub(super) fn list(call: &Call) -> Result<Reply> {
         Ok(json!({"NextToken": window.next_token, "TagResources": {"TagResource": page}}))
     })
 }
+
+/// The `ResourceType` and single `ResourceId` of the older tag actions (`AddTags`,
+/// `RemoveTags`, `DescribeTags`), which name one resource of the ECS product.
+fn old_resource(call: &Call, required: bool) -> Result<Option<(TaggedType, String)>> {
+    let p = call.params;
+    let id = p.opt("ResourceId");
+    let Some(name) = p.opt("ResourceType") else {
+        return match (required, id) {
+            (false, None) => Ok(None),
+            _ => Err(ModelError::Missing("ResourceType").into()),
+        };
+    };
+    let kind = TaggedType::parse(&name)
+        .filter(|k| OLD_TYPES.contains(k))
+        .ok_or(ServerError::ResourceTypeNotSupported(name))?;
+    match id {
+        Some(id) => Ok(Some((kind, id))),
+        None if required => Err(ModelError::Missing("ResourceId").into()),
+        // A type without an id: every resource of the type.
+        None => Ok(Some((kind, String::new()))),
+    }
+}
+
+/// What the older tag actions reach: the types `DescribeTags` counts in `ResourceTypeCount`
+/// that exist here (prefix lists came after those actions and have no count field).
+const OLD_TYPES: [TaggedType; 3] = [
+    TaggedType::Instance,
+    TaggedType::SecurityGroup,
+    TaggedType::Eni,
+];
+
+/// `AddTags`: `TagResources` for one resource.
+pub(super) fn add(call: &Call) -> Result<Reply> {
+    let (kind, id) = old_resource(call, true)?.expect("required");
+    let given = parse_to_set(call.params, "Tag")?;
+    if given.is_empty() {
+        return Err(ModelError::Missing("Tag.N.Key").into());
+    }
+    call.command(|tx| tx.tag(kind, std::slice::from_ref(&id), &given))
+}
+
+/// `RemoveTags`: removes the given keys of one resource (a key given with a value only when
+/// the resource's value is that one).
+pub(super) fn remove(call: &Call) -> Result<Reply> {
+    let (kind, id) = old_resource(call, true)?.expect("required");
+    let wanted = parse(call.params, "Tag")?;
+    if wanted.is_empty() {
+        return Err(ModelError::Missing("Tag.N.Key").into());
+    }
+    call.command(|tx| {
+        let keys: Vec<String> = tx
+            .resource_tags(kind, &id)?
+            .into_iter()
+            .filter(|(k, v)| {
+                wanted
+                    .iter()
+                    .any(|(wk, wv)| wk == k && wv.as_ref().is_none_or(|wv| wv == v))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        tx.untag(kind, std::slice::from_ref(&id), &keys, false)
+    })
+}
+
+/// `DescribeTags`: the distinct tags (key and value) of the caller's resources, with how
+/// many resources of each type carry them; narrowed by `ResourceType`, `ResourceId` and
+/// `Tag.N` (a pair is listed when it matches one of them), `PageNumber`/`PageSize` paged.
+pub(super) fn describe(call: &Call) -> Result<Reply> {
+    let only = old_resource(call, false)?;
+    let wanted = parse(call.params, "Tag")?;
+    let paging = Paging::parse(call.params)?;
+    call.read(|tx| {
+        let mut counts: std::collections::BTreeMap<(String, String), [usize; 3]> =
+            Default::default();
+        for (slot, kind) in OLD_TYPES.iter().enumerate() {
+            let ids: Vec<String> = match &only {
+                Some((k, _)) if k != kind => continue,
+                Some((_, id)) if !id.is_empty() => vec![id.clone()],
+                _ => Vec::new(),
+            };
+            for (_, k, v) in tx.list_tags(*kind, &ids, &[])? {
+                let listed = wanted.is_empty()
+                    || wanted
+                        .iter()
+                        .any(|(wk, wv)| *wk == k && wv.as_ref().is_none_or(|wv| *wv == v));
+                if listed {
+                    counts.entry((k, v)).or_default()[slot] += 1;
+                }
+            }
+        }
+        let all: Vec<Value> = counts
+            .into_iter()
+            .map(|((k, v), [instances, groups, enis])| {
+                json!({
+                    "TagKey": k,
+                    "TagValue": v,
+                    "ResourceTypeCount": {
+                        "Instance": instances, "Securitygroup": groups, "Eni": enis,
+                        "Disk": 0, "Image": 0, "Snapshot": 0, "Ddh": 0, "KeyPair": 0,
+                        "LaunchTemplate": 0, "ReservedInstance": 0, "SnapshotPolicy": 0, "Volume": 0,
+                    },
+                })
+            })
+            .collect();
+        let window = paging.window(all.len());
+        let mut body = paging.fields(&window, all.len());
+        body["Tags"] = json!({"Tag": all[window.range.clone()]});
+        Ok(body)
+    })
+}
