@@ -582,3 +582,46 @@ def test_batch_instance_actions_are_all_or_none(old):
     delete.set_Force(True)
     old.call(delete)
     assert describe(old, [a, b]) == []
+
+
+def test_host_names_sizes_and_the_fields_tools_read(old, new_v3):
+    """`HostName` with `UniqueSuffix` over `Amount`, `HostNames.N`, `MinAmount`; the
+    `DescribeInstances` fields Terraform's alicloud_instance reads (Cpu, Memory from the type
+    name, HostName, InstanceChargeType, MetadataOptions), through both generations."""
+    from alibabacloud_ecs20140526 import models
+
+    vpc, vsw = vpc_with_vswitch(old, "10.61.0.0/16", "10.61.1.0/24")
+    g = group(old, vpc, "hosts")
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("ubuntu_22_04_x64")
+    r.set_InstanceType("ecs.c6.2xlarge")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupId(g)
+    r.set_Amount(3)
+    r.set_MinAmount(2)
+    r.set_HostName("web")
+    r.set_UniqueSuffix(True)
+    ids = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    got = describe(old, ids)
+    assert sorted(i["HostName"] for i in got) == ["web001", "web002", "web003"]
+    assert {(i["Cpu"], i["Memory"], i["InstanceChargeType"]) for i in got} == {(8, 16384, "PostPaid")}
+
+    default = run(old, vsw, [g])[0]
+    assert describe(old, [default])[0]["HostName"] == "iZ" + default[2:] + "Z"
+
+    typed = new_v3.describe_instances(models.DescribeInstancesRequest(
+        region_id=REGION, instance_ids=json.dumps(ids[:1]))).body.instances.instance[0]
+    assert (typed.host_name, typed.cpu, typed.memory) == ("web001", 8, 16384)
+    assert typed.metadata_options.http_tokens == "optional"
+
+    bad = RunInstancesRequest.RunInstancesRequest()
+    bad.set_ImageId("ubuntu_22_04_x64")
+    bad.set_InstanceType("ecs.g7.large")
+    bad.set_VSwitchId(vsw)
+    bad.set_SecurityGroupId(g)
+    bad.set_HostName("-web")
+    assert old.error(bad) == ("InvalidHostName.Malformed", 400)
+    bad.set_HostName("web")
+    bad.set_Amount(2)
+    bad.set_MinAmount(3)
+    assert old.error(bad)[0] == "InvalidParameter"

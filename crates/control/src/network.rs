@@ -119,6 +119,8 @@ pub struct InstanceRecord {
     pub status: InstanceStatus,
     /// `CreationTime`.
     pub created_at: String,
+    /// `HostName`.
+    pub host_name: String,
     /// Groups in join order (those of its primary interface).
     pub security_groups: Vec<SecurityGroupId>,
     /// Its network interfaces, primary first.
@@ -163,6 +165,9 @@ pub struct CreateInstances {
     pub instance_type: String,
     /// `UserData` (opaque, as given).
     pub user_data: String,
+    /// `HostName` of each instance created (in creation order); an empty one is ECS's
+    /// default, derived from the instance id.
+    pub host_names: Vec<String>,
     /// Start running (`RunInstances`) or stopped (`CreateInstance`).
     pub running: bool,
 }
@@ -577,7 +582,7 @@ impl Tx<'_> {
             .as_ref()
             .map_or_else(|| CLASSIC_INTRANET.parse().expect("literal"), |s| s.cidr);
         let mut ids = Vec::with_capacity(req.amount);
-        for _ in 0..req.amount {
+        for n in 0..req.amount {
             let private_ip = match req.private_ip {
                 Some(ip) => {
                     if !usable(&pool).any(|a| a == ip) {
@@ -616,8 +621,8 @@ impl Tx<'_> {
             let id = InstanceId::from_body(&new_id_body())?;
             self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
-                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data, host_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
@@ -634,6 +639,7 @@ impl Tx<'_> {
                     if req.running { "Running" } else { "Stopped" },
                     now(),
                     &req.user_data,
+                    req.host_names.get(n).map_or("", String::as_str),
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
@@ -746,7 +752,7 @@ impl Tx<'_> {
     ) -> Result<Vec<InstanceRecord>> {
         let rows = self.db.query(
             "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
-                    private_ip, public_ip, status, created_at
+                    private_ip, public_ip, status, created_at, host_name
              FROM instances WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR account_id = ?3)
              ORDER BY seq",
             args![
@@ -788,6 +794,14 @@ impl Tx<'_> {
                         InstanceStatus::Stopped
                     },
                     created_at: r.text(12)?,
+                    host_name: match r.text(13)? {
+                        // ECS's default: the id between `iZ` and `Z`.
+                        given if given.is_empty() => {
+                            let id: InstanceId = r.parsed(0)?;
+                            format!("iZ{}Z", id.as_str().trim_start_matches("i-"))
+                        }
+                        given => given,
+                    },
                     security_groups: Vec::new(),
                     network_interfaces: Vec::new(),
                 })

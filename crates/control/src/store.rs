@@ -208,6 +208,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (list_id, cidr)
     );
     "#,
+    // 7: instances keep their `HostName`.
+    r#"
+    ALTER TABLE instances ADD COLUMN host_name TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

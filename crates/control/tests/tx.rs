@@ -132,6 +132,7 @@ fn instance(
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
             user_data: String::new(),
+            host_names: Vec::new(),
             running: true,
         })
     })
@@ -393,6 +394,7 @@ fn ipv6_and_interfaces(control: &Control) {
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
             user_data: String::new(),
+            host_names: Vec::new(),
             running: true,
         })
     });

@@ -118,6 +118,9 @@ pub enum ServerError {
     /// `InstanceName` too long.
     #[error("The specified InstanceName is not valid.")]
     InstanceNameMalformed,
+    /// `HostName` (or one of `HostNames.N`) is not a host name ECS accepts.
+    #[error("The specified HostName \"{0}\" is not valid: 2 to 64 letters, digits, dots and hyphens, not starting or ending with a dot or hyphen, no two dots in a row.")]
+    HostNameMalformed(String),
     /// `CidrBlock` is not an IPv4 network.
     #[error("The specified CidrBlock \"{0}\" is not valid.")]
     CidrBlockMalformed(String),
@@ -192,6 +195,7 @@ impl EcsError for ServerError {
             ServerError::PrivateIpMalformed(_) => "InvalidPrivateIpAddress.Malformed",
             ServerError::PrivateIpWithoutVSwitch => "InvalidParameter",
             ServerError::InstanceNameMalformed => "InvalidInstanceName.Malformed",
+            ServerError::HostNameMalformed(_) => "InvalidHostName.Malformed",
             ServerError::CidrBlockMalformed(_) => "InvalidCidrBlock.Malformed",
             ServerError::RuleIdRepeated => "InvalidParam.SecurityGroupRuleIdRepeated",
             ServerError::Internal(_) => "InternalError",
@@ -234,6 +238,7 @@ impl EcsError for ServerError {
             | ServerError::PrivateIpMalformed(_)
             | ServerError::PrivateIpWithoutVSwitch
             | ServerError::InstanceNameMalformed
+            | ServerError::HostNameMalformed(_)
             | ServerError::CidrBlockMalformed(_)
             | ServerError::RuleIdRepeated => 400,
         }

@@ -43,6 +43,78 @@ fn description(p: &Params) -> Result<Option<String>> {
         .transpose()?)
 }
 
+/// A Linux `HostName` as ECS checks it.
+fn host_name(name: String) -> Result<String> {
+    let ok = (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with(['.', '-'])
+        && !name.contains("..");
+    if ok {
+        Ok(name)
+    } else {
+        Err(ServerError::HostNameMalformed(name))
+    }
+}
+
+/// The `HostName` of each of `amount` instances: `HostNames.N` one each, or `HostName` for
+/// all (with `UniqueSuffix=true`, followed by `001`, `002`, ...), or ECS's default (empty
+/// here: derived from the id when read).
+fn host_names(p: &Params, amount: usize) -> Result<Vec<String>> {
+    let listed = p.list("HostNames");
+    let one = p.opt("HostName");
+    if !listed.is_empty() {
+        if one.is_some() {
+            return Err(ModelError::Conflict("HostName", "HostNames.N").into());
+        }
+        if listed.len() != amount {
+            return Err(ServerError::invalid(
+                "HostNames.N",
+                listed.len().to_string(),
+            ));
+        }
+        return listed.into_iter().map(host_name).collect();
+    }
+    let Some(one) = one else {
+        return Ok(Vec::new());
+    };
+    let one = host_name(one)?;
+    Ok(if p.flag("UniqueSuffix")? && amount > 1 {
+        (1..=amount).map(|n| format!("{one}{n:03}")).collect()
+    } else {
+        vec![one; amount]
+    })
+}
+
+/// What ECS's instance type names say of size: `large` 2 vCPUs, `xlarge` 4, `Nxlarge` 4N,
+/// `medium` 1, `small` 1; memory per vCPU by family letter (`c` 2 GiB, `g` 4, `r` 8).
+/// `(vCPUs, MiB)`, 0 for what the name does not say (Stockade runs no guests: these only
+/// answer the reads tools make).
+fn sizing(instance_type: &str) -> (u32, u32) {
+    let mut parts = instance_type.split('.');
+    let (Some("ecs"), Some(family), Some(size)) = (parts.next(), parts.next(), parts.next()) else {
+        return (0, 0);
+    };
+    let cpus = match size {
+        "small" | "medium" => 1,
+        "large" => 2,
+        "xlarge" => 4,
+        s => s
+            .strip_suffix("xlarge")
+            .and_then(|n| n.parse::<u32>().ok())
+            .map_or(0, |n| n * 4),
+    };
+    let per_cpu = match family.trim_start_matches("hf").chars().next() {
+        Some('c') => 2048,
+        Some('g') => 4096,
+        Some('r') => 8192,
+        _ => 0,
+    };
+    (cpus, cpus * per_cpu)
+}
+
 /// `RunInstances` (`running`, `Amount` instances) or `CreateInstance` (one, stopped).
 pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     let p = call.params;
@@ -51,6 +123,13 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     } else {
         1
     };
+    // ECS creates between `MinAmount` and `Amount` as stock allows; here there is always
+    // stock, so `Amount`, once `MinAmount` is checked.
+    if let Some(min) = p.number("MinAmount", 1, INSTANCES_PER_RUN)? {
+        if running && (min as usize) > amount {
+            return Err(ServerError::invalid("MinAmount", min.to_string()));
+        }
+    }
     let private_ip = p
         .opt("PrivateIpAddress")
         .map(|s| {
@@ -101,6 +180,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             .ok_or(ModelError::Missing("InstanceType"))?,
         // ECS takes up to 32 KiB of Base64; it is kept as given and handed back.
         user_data: p.bounded("UserData", 32 * 1024)?.unwrap_or_default(),
+        host_names: host_names(p, amount)?,
         running,
     };
     let tags = tags::parse_to_set(p, "Tag")?;
@@ -127,7 +207,8 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
         Some(_) => (vec![i.private_ip.to_string()], vec![]),
         None => (vec![], vec![i.private_ip.to_string()]),
     };
-    json!({
+    let (cpus, memory) = sizing(&i.instance_type);
+    let mut out = json!({
         "InstanceId": i.id.to_string(),
         "InstanceName": i.name,
         "Description": i.description,
@@ -137,6 +218,13 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
         "ImageId": i.image_id,
         "InstanceType": i.instance_type,
         "CreationTime": i.created_at,
+        "StartTime": i.created_at,
+        "HostName": i.host_name,
+        "Cpu": cpus,
+        "Memory": memory,
+        "InstanceTypeFamily": i.instance_type.rsplit_once('.').map_or("", |(family, _)| family),
+        "OSType": "linux",
+        "OSName": "",
         "InstanceNetworkType": if i.vpc_id.is_some() { "vpc" } else { "classic" },
         "SecurityGroupIds": {"SecurityGroupId": i.security_groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
         "VpcAttributes": {
@@ -157,6 +245,37 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
         })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+    });
+    if let (Some(out), Value::Object(more)) = (out.as_object_mut(), unmodelled(i)) {
+        out.extend(more);
+    }
+    out
+}
+
+/// The fields of what Stockade does not model, as an ECS instance without it has them.
+fn unmodelled(i: &InstanceRecord) -> Value {
+    json!({
+        // No billing, spot market, metadata service or deletion lock here: the values an
+        // ECS instance has without them.
+        "InstanceChargeType": "PostPaid",
+        "InternetChargeType": "PayByTraffic",
+        "SpotStrategy": "NoSpot",
+        "StoppedMode": "Not-applicable",
+        "DeletionProtection": false,
+        "IoOptimized": true,
+        "DeviceAvailable": true,
+        "Recyclable": false,
+        "GPUAmount": 0,
+        "GPUSpec": "",
+        "KeyPairName": "",
+        "DeploymentSetId": "",
+        "CreditSpecification": "",
+        "AutoReleaseTime": "",
+        "ExpiredTime": "2099-12-31T15:59Z",
+        "ResourceGroupId": "",
+        "SerialNumber": i.id.as_str().trim_start_matches("i-"),
+        "OperationLocks": {"LockReason": []},
+        "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1},
     })
 }
 
@@ -475,4 +594,16 @@ pub(super) fn describe_unmodelled(
     body[list] = json!({ item: [] });
     body["RegionId"] = json!(call.ctx.region);
     Ok(Reply::Body(body))
+}
+
+#[cfg(test)]
+mod sizing_tests {
+    #[test]
+    fn sizes_follow_ecs_type_names() {
+        assert_eq!(super::sizing("ecs.g7.large"), (2, 8192));
+        assert_eq!(super::sizing("ecs.c6.2xlarge"), (8, 16384));
+        assert_eq!(super::sizing("ecs.hfr7.xlarge"), (4, 32768));
+        assert_eq!(super::sizing("ecs.t6-c1m1.large"), (2, 0));
+        assert_eq!(super::sizing("custom"), (0, 0));
+    }
 }
