@@ -248,3 +248,37 @@ def test_older_tag_actions(old, new_v3):
     missing.set_ResourceId("sg-nosuchgroup")
     missing.set_Tags([{"Key": "k", "Value": "v"}])
     assert old.error(missing)[0] == "InvalidResourceId.NotFound"
+
+
+def test_read_filters_fuzzy_names_tag_filters_and_dry_run(old, new_v3):
+    """DescribeSecurityGroups `FuzzyQuery` and `ServiceManaged`, ListTagResources
+    `TagFilter.N` (any of several values), and `DryRun` on a read."""
+    from aliyunsdkecs.request.v20140526 import DescribeSecurityGroupsRequest, ListTagResourcesRequest
+
+    a = create_group(old, name="fuzzy-alpha-web", tags={"env": "prod"})
+    b = create_group(old, name="fuzzy-beta-web", tags={"env": "staging"})
+    create_group(old, name="fuzzy-gamma-db", tags={"env": "dev"})
+    d = DescribeSecurityGroupsRequest.DescribeSecurityGroupsRequest()
+    d.set_SecurityGroupName("-web")
+    d.set_PageSize(50)
+    assert old.call(d)["SecurityGroups"]["SecurityGroup"] == [], "exact by default"
+    d.set_FuzzyQuery(True)
+    found = {g["SecurityGroupId"] for g in old.call(d)["SecurityGroups"]["SecurityGroup"]}
+    assert found == {a, b}
+    typed = new_v3.describe_security_groups(models.DescribeSecurityGroupsRequest(
+        region_id=REGION, security_group_name="fuzzy-", fuzzy_query=True, service_managed=True))
+    assert typed.body.security_groups.security_group == [], "no group is service-managed here"
+
+    t = ListTagResourcesRequest.ListTagResourcesRequest()
+    t.set_ResourceType("securitygroup")
+    t.set_TagFilters([{"TagKey": "env", "TagValues": ["prod", "staging"]}])
+    ids = {r["ResourceId"] for r in old.call(t)["TagResources"]["TagResource"]}
+    assert ids == {a, b}
+
+    dry = DescribeSecurityGroupsRequest.DescribeSecurityGroupsRequest()
+    dry.set_DryRun(True)
+    assert old.error(dry) == ("DryRunOperation", 400)
+    bad = DescribeSecurityGroupsRequest.DescribeSecurityGroupsRequest()
+    bad.set_DryRun(True)
+    bad.set_VpcId("not-a-vpc")
+    assert old.error(bad)[0] != "DryRunOperation", "a dry run still checks the request"

@@ -78,8 +78,10 @@ pub struct GroupFilter {
     pub ids: Option<Vec<SecurityGroupId>>,
     /// `VpcId`.
     pub vpc_id: Option<VpcId>,
-    /// `SecurityGroupName` (exact).
+    /// `SecurityGroupName` (exact, or a part of the name with `fuzzy`).
     pub name: Option<String>,
+    /// `FuzzyQuery=true`: `name` matches any group whose name contains it.
+    pub fuzzy: bool,
     /// `SecurityGroupType`.
     pub group_type: Option<GroupType>,
     /// `NetworkType`.
@@ -347,7 +349,13 @@ impl Tx<'_> {
                     .vpc_id
                     .as_ref()
                     .is_none_or(|v| g.vpc_id.as_ref() == Some(v))
-                && filter.name.as_ref().is_none_or(|n| &g.name == n)
+                && filter.name.as_ref().is_none_or(|n| {
+                    if filter.fuzzy {
+                        g.name.contains(n.as_str())
+                    } else {
+                        &g.name == n
+                    }
+                })
                 && filter.group_type.is_none_or(|t| g.group_type == t)
                 && filter.network.is_none_or(|n| g.network() == n);
             if !keep {

@@ -228,6 +228,11 @@ impl Object<'_> {
     pub fn opt(&self, field: &str) -> Option<String> {
         self.params.opt(&format!("{}{field}", self.prefix))
     }
+
+    /// A list field of the object (`prefix.N.Field.M`).
+    pub fn list(&self, field: &str) -> Vec<String> {
+        self.params.list(&format!("{}{field}", self.prefix))
+    }
 }
 
 /// JSON or XML.

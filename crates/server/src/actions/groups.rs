@@ -108,6 +108,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         ids,
         vpc_id: p.parsed("VpcId")?,
         name: p.opt("SecurityGroupName"),
+        fuzzy: p.flag("FuzzyQuery")?,
         group_type: p.parsed("SecurityGroupType")?,
         network: match p.opt("NetworkType").as_deref() {
             None => None,
@@ -117,9 +118,15 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         },
         tags: tags::parse(p, "Tag")?,
     };
+    // No group here is managed by a cloud service: asking only for managed ones finds none.
+    let managed_only = p.flag("ServiceManaged")?;
     let paging = Paging::parse(p)?;
     call.read(|tx| {
-        let groups = tx.find_groups(&filter)?;
+        let groups = if managed_only {
+            Vec::new()
+        } else {
+            tx.find_groups(&filter)?
+        };
         let window = paging.window(groups.len());
         let mut items = Vec::with_capacity(window.range.len());
         for g in &groups[window.range.clone()] {

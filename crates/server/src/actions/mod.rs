@@ -324,9 +324,15 @@ impl Call<'_> {
         Ok(self.state.control.read(self.ctx, f)?)
     }
 
-    /// A read action's answer: the body `f` builds in one snapshot.
+    /// A read action's answer: the body `f` builds in one snapshot. With `DryRun=true` the
+    /// read runs (so its errors are the real ones) and answers `DryRunOperation`, as ECS's
+    /// reads do.
     pub(crate) fn read(&self, f: impl FnOnce(&Tx) -> control::Result<Value>) -> Result<Reply> {
-        self.query(f).map(Reply::Body)
+        let body = self.query(f)?;
+        if self.mode == Mode::DryRun {
+            return Err(ServerError::DryRunOperation);
+        }
+        Ok(Reply::Body(body))
     }
 
     /// A command with an empty answer.

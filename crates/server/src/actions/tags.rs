@@ -100,13 +100,48 @@ pub(super) fn untag(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.untag(kind, &ids, &keys, all))
 }
 
-/// `ListTagResources`: the tags of the named (or all) resources, 50 a page.
+/// `TagFilter.N.TagKey` with its `TagValues.M`: a resource passes when, for every filter,
+/// it has the key with one of the values (any value when none is given).
+fn tag_filters(p: &Params) -> Result<Vec<(String, Vec<String>)>> {
+    p.objects("TagFilter")
+        .iter()
+        .map(|f| {
+            let key = f
+                .opt("TagKey")
+                .ok_or(ModelError::Missing("TagFilter.N.TagKey"))?;
+            Ok((key, f.list("TagValues")))
+        })
+        .collect()
+}
+
+/// `ListTagResources`: the tags of the named (or all) resources, 50 a page, narrowed by
+/// `Tag.N` and `TagFilter.N`.
 pub(super) fn list(call: &Call) -> Result<Reply> {
     let (kind, ids) = resources(call, false)?;
     let filter = parse(call.params, "Tag")?;
+    let filters = tag_filters(call.params)?;
     let paging = Paging::after_token(call.params, Some(TAG_PAGE))?;
     call.read(|tx| {
-        let all = tx.list_tags(kind, &ids, &filter)?;
+        let mut all = tx.list_tags(kind, &ids, &filter)?;
+        if !filters.is_empty() {
+            let mut by_resource: std::collections::BTreeMap<&str, Vec<(&str, &str)>> =
+                Default::default();
+            for (id, k, v) in &all {
+                by_resource.entry(id).or_default().push((k, v));
+            }
+            let kept: std::collections::BTreeSet<String> = by_resource
+                .iter()
+                .filter(|(_, tags)| {
+                    filters.iter().all(|(key, values)| {
+                        tags.iter().any(|(k, v)| {
+                            k == key && (values.is_empty() || values.iter().any(|x| x == v))
+                        })
+                    })
+                })
+                .map(|(id, _)| id.to_string())
+                .collect();
+            all.retain(|(id, _, _)| kept.contains(id));
+        }
         let window = paging.window(all.len());
         let page: Vec<Value> = all[window.range.clone()]
             .iter()
