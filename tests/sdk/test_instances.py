@@ -625,3 +625,43 @@ def test_host_names_sizes_and_the_fields_tools_read(old, new_v3):
     bad.set_Amount(2)
     bad.set_MinAmount(3)
     assert old.error(bad)[0] == "InvalidParameter"
+
+
+def test_resource_groups_are_stored_returned_and_filtered(old, new_v3):
+    """`ResourceGroupId` at creation (groups and instances), in answers, as a filter, and
+    `JoinResourceGroup` moving one."""
+    from alibabacloud_ecs20140526 import models
+    from aliyunsdkecs.request.v20140526 import DescribeSecurityGroupsRequest, JoinResourceGroupRequest
+
+    vpc, vsw = vpc_with_vswitch(old, "10.62.0.0/16", "10.62.1.0/24")
+    c = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
+    c.set_VpcId(vpc)
+    c.set_ResourceGroupId("rg-acfmteamblue")
+    sg = old.call(c)["SecurityGroupId"]
+    d = DescribeSecurityGroupsRequest.DescribeSecurityGroupsRequest()
+    d.set_ResourceGroupId("rg-acfmteamblue")
+    listed = old.call(d)["SecurityGroups"]["SecurityGroup"]
+    assert [(g["SecurityGroupId"], g["ResourceGroupId"]) for g in listed] == [(sg, "rg-acfmteamblue")]
+
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("ubuntu_22_04_x64")
+    r.set_InstanceType("ecs.g7.large")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupId(sg)
+    r.set_ResourceGroupId("rg-acfmteamblue")
+    [i] = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    j = JoinResourceGroupRequest.JoinResourceGroupRequest()
+    j.set_ResourceType("instance")
+    j.set_ResourceId(i)
+    j.set_ResourceGroupId("rg-acfmteamred")
+    old.call(j)
+    red = new_v3.describe_instances(models.DescribeInstancesRequest(region_id=REGION, resource_group_id="rg-acfmteamred"))
+    assert [x.instance_id for x in red.body.instances.instance] == [i]
+    blue = new_v3.describe_instances(models.DescribeInstancesRequest(region_id=REGION, resource_group_id="rg-acfmteamblue"))
+    assert blue.body.instances.instance == []
+
+    j.set_ResourceGroupId("not-a-group")
+    assert old.error(j) == ("InvalidResourceGroupId.Malformed", 400)
+    j.set_ResourceGroupId("rg-acfmteamred")
+    j.set_ResourceId("i-nosuchinstance")
+    assert old.error(j)[0] == "InvalidInstanceId.NotFound"

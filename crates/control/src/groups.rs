@@ -34,6 +34,8 @@ pub struct GroupRecord {
     pub created_at: String,
     /// Tags, by key.
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`, if it is in one.
+    pub resource_group_id: Option<model::ResourceGroupId>,
 }
 
 impl GroupRecord {
@@ -69,6 +71,8 @@ pub struct CreateGroup {
     pub vpc_id: Option<VpcId>,
     /// `Tag.N.Key` / `Tag.N.Value`.
     pub tags: Vec<(String, String)>,
+    /// `ResourceGroupId`.
+    pub resource_group_id: Option<model::ResourceGroupId>,
 }
 
 /// `DescribeSecurityGroups` filters.
@@ -88,6 +92,8 @@ pub struct GroupFilter {
     pub network: Option<NetworkType>,
     /// `Tag.N.Key` / `Tag.N.Value` (a key without value matches any value).
     pub tags: Vec<(String, Option<String>)>,
+    /// `ResourceGroupId`.
+    pub resource_group_id: Option<model::ResourceGroupId>,
 }
 
 /// Which rules a revoke removes.
@@ -101,6 +107,17 @@ pub enum Revoke {
 
 fn group_type_wire(t: GroupType) -> &'static str {
     t.as_wire()
+}
+
+/// A stored `resource_group_id` ('' for none).
+pub(crate) fn resource_group(stored: &str) -> Result<Option<model::ResourceGroupId>> {
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    stored
+        .parse()
+        .map(Some)
+        .map_err(|_| ControlError::Storage("bad resource_group_id".into()))
 }
 
 pub(crate) fn read_group(r: &Row) -> Result<(GroupRecord, i64)> {
@@ -120,6 +137,7 @@ pub(crate) fn read_group(r: &Row) -> Result<(GroupRecord, i64)> {
             inner_access_policy: r.parsed("inner_access")?,
             created_at: r.text("created_at")?,
             tags: Vec::new(),
+            resource_group_id: resource_group(&r.text("resource_group_id")?)?,
         },
         r.int("seq")?,
     ))
@@ -270,8 +288,8 @@ impl Tx<'_> {
         }
         let id = SecurityGroupId::from_body(&new_id_body())?;
         self.db.execute(
-            "INSERT INTO security_groups (id, account_id, region, name, description, group_type, vpc_id, inner_access, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO security_groups (id, account_id, region, name, description, group_type, vpc_id, inner_access, created_at, resource_group_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             args![
                 id.as_str(),
                 self.ctx.account.get() as i64,
@@ -286,6 +304,7 @@ impl Tx<'_> {
                 }
                 .as_wire(),
                 now(),
+                req.resource_group_id.as_ref().map_or("", |r| r.as_str()),
             ],
         )?;
         for (k, v) in &req.tags {
@@ -357,6 +376,10 @@ impl Tx<'_> {
                     }
                 })
                 && filter.group_type.is_none_or(|t| g.group_type == t)
+                && filter
+                    .resource_group_id
+                    .as_ref()
+                    .is_none_or(|rg| g.resource_group_id.as_ref() == Some(rg))
                 && filter.network.is_none_or(|n| g.network() == n);
             if !keep {
                 continue;

@@ -35,7 +35,7 @@ pub use interfaces::{
 };
 pub use limits::Limits;
 pub use network::{
-    CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
+    CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
 };
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
 pub use secrets::MasterKey;

@@ -121,6 +121,8 @@ pub struct InstanceRecord {
     pub created_at: String,
     /// `HostName`.
     pub host_name: String,
+    /// `ResourceGroupId`, if it is in one.
+    pub resource_group_id: Option<model::ResourceGroupId>,
     /// Groups in join order (those of its primary interface).
     pub security_groups: Vec<SecurityGroupId>,
     /// Its network interfaces, primary first.
@@ -136,6 +138,15 @@ impl InstanceRecord {
             NetworkType::Classic
         }
     }
+}
+
+/// What `JoinResourceGroup` can move.
+#[derive(Debug, Clone)]
+pub enum Grouped {
+    /// `ResourceType=securitygroup`.
+    SecurityGroup(model::SecurityGroupId),
+    /// `ResourceType=instance`.
+    Instance(InstanceId),
 }
 
 /// `RunInstances` / `CreateInstance` after parameter parsing.
@@ -168,6 +179,8 @@ pub struct CreateInstances {
     /// `HostName` of each instance created (in creation order); an empty one is ECS's
     /// default, derived from the instance id.
     pub host_names: Vec<String>,
+    /// `ResourceGroupId` of every instance created.
+    pub resource_group_id: Option<model::ResourceGroupId>,
     /// Start running (`RunInstances`) or stopped (`CreateInstance`).
     pub running: bool,
 }
@@ -621,8 +634,9 @@ impl Tx<'_> {
             let id = InstanceId::from_body(&new_id_body())?;
             self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
-                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data, host_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                        vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data, host_name,
+                                        resource_group_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
@@ -640,6 +654,7 @@ impl Tx<'_> {
                     now(),
                     &req.user_data,
                     req.host_names.get(n).map_or("", String::as_str),
+                    req.resource_group_id.as_ref().map_or("", |r| r.as_str()),
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
@@ -739,6 +754,34 @@ impl Tx<'_> {
         self.instances_where(None, Some(self.ctx.account))
     }
 
+    /// `JoinResourceGroup`: moves one of the caller's groups or instances into a resource
+    /// group.
+    pub fn join_resource_group(
+        &self,
+        resource: &Grouped,
+        group: &model::ResourceGroupId,
+    ) -> Result<()> {
+        let (table, id) = match resource {
+            Grouped::SecurityGroup(g) => {
+                self.group(g)?;
+                ("security_groups", g.as_str())
+            }
+            Grouped::Instance(i) => {
+                self.instance(i)?;
+                ("instances", i.as_str())
+            }
+        };
+        self.db.execute(
+            &format!("UPDATE {table} SET resource_group_id = ?2 WHERE id = ?1"),
+            args![id, group.as_str()],
+        )?;
+        self.log(
+            "JoinResourceGroup",
+            id,
+            json!({"ResourceGroupId": group.as_str()}),
+        )
+    }
+
     /// Every instance of the region, of every account (for flow verdicts: group references
     /// cross accounts).
     pub fn region_instances(&self) -> Result<Vec<InstanceRecord>> {
@@ -752,7 +795,7 @@ impl Tx<'_> {
     ) -> Result<Vec<InstanceRecord>> {
         let rows = self.db.query(
             "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
-                    private_ip, public_ip, status, created_at, host_name
+                    private_ip, public_ip, status, created_at, host_name, resource_group_id
              FROM instances WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR account_id = ?3)
              ORDER BY seq",
             args![
@@ -802,6 +845,7 @@ impl Tx<'_> {
                         }
                         given => given,
                     },
+                    resource_group_id: crate::groups::resource_group(&r.text(14)?)?,
                     security_groups: Vec::new(),
                     network_interfaces: Vec::new(),
                 })

@@ -212,6 +212,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE instances ADD COLUMN host_name TEXT NOT NULL DEFAULT '';
     "#,
+    // 8: groups and instances belong to a resource group (`ResourceGroupId`, '' for none).
+    r#"
+    ALTER TABLE security_groups ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE instances ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

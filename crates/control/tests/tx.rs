@@ -133,6 +133,7 @@ fn instance(
             instance_type: "ecs.t".into(),
             user_data: String::new(),
             host_names: Vec::new(),
+            resource_group_id: None,
             running: true,
         })
     })
@@ -395,6 +396,7 @@ fn ipv6_and_interfaces(control: &Control) {
             instance_type: "ecs.t".into(),
             user_data: String::new(),
             host_names: Vec::new(),
+            resource_group_id: None,
             running: true,
         })
     });

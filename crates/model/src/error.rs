@@ -127,6 +127,8 @@ pub enum IdKind {
     PrefixList,
     /// `eni-...`
     NetworkInterface,
+    /// `rg-...`
+    ResourceGroup,
     /// A 16-digit account (owner) id.
     Account,
 }
@@ -142,6 +144,7 @@ impl IdKind {
             IdKind::VSwitch => "VSwitchId",
             IdKind::PrefixList => "PrefixListId",
             IdKind::NetworkInterface => "NetworkInterfaceId",
+            IdKind::ResourceGroup => "ResourceGroupId",
             IdKind::Account => "OwnerId",
         }
     }
@@ -197,6 +200,7 @@ impl EcsError for ModelError {
                 IdKind::VSwitch => "InvalidVSwitchId.Malformed",
                 IdKind::PrefixList => "InvalidPrefixListId.Malformed",
                 IdKind::NetworkInterface => "InvalidNetworkInterfaceId.Malformed",
+                IdKind::ResourceGroup => "InvalidResourceGroupId.Malformed",
                 IdKind::Account => "InvalidOwnerId.Malformed",
             },
             ModelError::InvalidParameter(..) => "InvalidParameter",

@@ -88,6 +88,11 @@ prefixed_id!(
     /// A prefix list id, `pl-...`.
     PrefixListId, "pl-", IdKind::PrefixList
 );
+prefixed_id!(
+    /// A resource group id, `rg-...` (Resource Manager's grouping of resources for access
+    /// and billing; Stockade stores, returns and filters by it).
+    ResourceGroupId, "rg-", IdKind::ResourceGroup
+);
 
 /// A host of the data plane, as its agent names itself (`stockade agent --host-id`): 1 to 64
 /// letters, digits, `.`, `_` or `-`. Placement of interfaces on hosts is the operator's.

@@ -16,8 +16,8 @@ pub use group::{
     SecurityGroup,
 };
 pub use ids::{
-    AccountId, HostId, InstanceId, NetworkInterfaceId, PrefixListId, SecurityGroupId,
-    SecurityGroupRuleId, VSwitchId, VpcId,
+    AccountId, HostId, InstanceId, NetworkInterfaceId, PrefixListId, ResourceGroupId,
+    SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
 };
 pub use rule::{
     ip_proto, packet_protocol, precedence, validate_description, Direction, FlowPorts, GroupRef,

@@ -28,6 +28,7 @@ pub(super) fn create(call: &Call) -> Result<Reply> {
             .unwrap_or_default(),
         vpc_id: p.parsed("VpcId")?,
         tags: tags::parse_to_set(p, "Tag")?,
+        resource_group_id: p.parsed("ResourceGroupId")?,
     };
     call.command_with(|tx| {
         let id = tx.create_group(req)?;
@@ -80,7 +81,7 @@ fn group_json(g: &GroupRecord, rules: &[RuleRecord], members: usize) -> Value {
         "SecurityGroupType": g.group_type.as_wire(),
         "VpcId": g.vpc_id.as_ref().map(|v| v.to_string()).unwrap_or_default(),
         "CreationTime": g.created_at,
-        "ResourceGroupId": "",
+        "ResourceGroupId": g.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         "ServiceManaged": false,
         "RuleCount": rules.len(),
         "GroupToGroupRuleCount": group_rules,
@@ -117,6 +118,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             Some(other) => return Err(ServerError::invalid("NetworkType", other)),
         },
         tags: tags::parse(p, "Tag")?,
+        resource_group_id: p.parsed("ResourceGroupId")?,
     };
     // No group here is managed by a cloud service: asking only for managed ones finds none.
     let managed_only = p.flag("ServiceManaged")?;

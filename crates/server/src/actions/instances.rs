@@ -181,6 +181,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         // ECS takes up to 32 KiB of Base64; it is kept as given and handed back.
         user_data: p.bounded("UserData", 32 * 1024)?.unwrap_or_default(),
         host_names: host_names(p, amount)?,
+        resource_group_id: p.parsed("ResourceGroupId")?,
         running,
     };
     let tags = tags::parse_to_set(p, "Tag")?;
@@ -272,7 +273,7 @@ fn unmodelled(i: &InstanceRecord) -> Value {
         "CreditSpecification": "",
         "AutoReleaseTime": "",
         "ExpiredTime": "2099-12-31T15:59Z",
-        "ResourceGroupId": "",
+        "ResourceGroupId": i.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         "SerialNumber": i.id.as_str().trim_start_matches("i-"),
         "OperationLocks": {"LockReason": []},
         "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1},
@@ -327,6 +328,7 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         })
         .collect::<Result<_>>()?;
     let wanted_tags = tags::parse(p, "Tag")?;
+    let resource_group: Option<model::ResourceGroupId> = p.parsed("ResourceGroupId")?;
     let holds = |list: &Option<Vec<String>>, a: Option<String>| {
         list.as_ref()
             .is_none_or(|l| a.is_some_and(|a| l.contains(&a)))
@@ -337,6 +339,11 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             .instances()?
             .into_iter()
             .filter(|i| zone.as_ref().is_none_or(|z| &i.zone_id == z))
+            .filter(|i| {
+                resource_group
+                    .as_ref()
+                    .is_none_or(|rg| i.resource_group_id.as_ref() == Some(rg))
+            })
             .filter(|i| image.as_ref().is_none_or(|x| &i.image_id == x))
             .filter(|i| instance_type.as_ref().is_none_or(|x| &i.instance_type == x))
             .filter(|i| {

@@ -161,6 +161,7 @@ actions! {
         AddTags => tags::add,
         RemoveTags => tags::remove,
         DescribeTags => tags::describe,
+        JoinResourceGroup => tags::join_resource_group,
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,

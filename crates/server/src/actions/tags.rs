@@ -262,3 +262,17 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         Ok(body)
     })
 }
+
+/// `JoinResourceGroup`: one security group or instance (`ResourceType` `securitygroup` or
+/// `instance`) into the resource group `ResourceGroupId`.
+pub(super) fn join_resource_group(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let group: model::ResourceGroupId = p.typed("ResourceGroupId")?;
+    let kind = p.required("ResourceType")?;
+    let resource = match TaggedType::parse(&kind) {
+        Some(TaggedType::SecurityGroup) => control::Grouped::SecurityGroup(p.typed("ResourceId")?),
+        Some(TaggedType::Instance) => control::Grouped::Instance(p.typed("ResourceId")?),
+        _ => return Err(ServerError::ResourceTypeNotSupported(kind)),
+    };
+    call.command(|tx| tx.join_resource_group(&resource, &group))
+}
