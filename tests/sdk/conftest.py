@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -294,3 +295,36 @@ def raw(url, method="GET", body=None, headers=None):
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+TLS_AK, TLS_SK = "LTAItlstestkey", "tlstestsecrettlstestsecret"
+
+
+@pytest.fixture(scope="session")
+def tls():
+    """A `stockade serve --tls-cert/--tls-key` of its own (embedded store), with a
+    certificate made for it: `(endpoint, certificate file)`."""
+    d = tempfile.mkdtemp(prefix="stockade-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-days", "2"],
+        check=True, capture_output=True)
+    port = free_port()
+    env = dict(os.environ, STOCKADE_BOOTSTRAP_ACCESS_KEY_ID=TLS_AK, STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET=TLS_SK)
+    proc = subprocess.Popen(
+        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(d, "data"),
+         "--tls-cert", cert, "--tls-key", key],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("listening on"):
+                break
+        else:
+            raise RuntimeError("stockade serve exited: %s" % proc.wait())
+        yield f"127.0.0.1:{port}", cert
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(d, ignore_errors=True)

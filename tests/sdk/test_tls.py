@@ -3,11 +3,8 @@ provider calls force HTTPS), trusting a certificate made for the test; a client 
 not trust it, and plain HTTP to the TLS port, get no answer."""
 
 import json
-import os
-import shutil
 import ssl
-import subprocess
-import tempfile
+import urllib.error
 import urllib.request
 
 import pytest
@@ -19,37 +16,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 
-from conftest import BIN, REGION, free_port
-
-AK, SK = "LTAItlstestkey", "tlstestsecrettlstestsecret"
-
-
-@pytest.fixture(scope="module")
-def tls():
-    d = tempfile.mkdtemp(prefix="stockade-tls-")
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-days", "2"],
-        check=True, capture_output=True)
-    port = free_port()
-    env = dict(os.environ, STOCKADE_BOOTSTRAP_ACCESS_KEY_ID=AK, STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET=SK)
-    proc = subprocess.Popen(
-        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(d, "data"),
-         "--tls-cert", cert, "--tls-key", key],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("listening on"):
-                break
-        else:
-            raise RuntimeError("stockade serve exited: %s" % proc.wait())
-        yield f"127.0.0.1:{port}", cert
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(d, ignore_errors=True)
+from conftest import REGION, TLS_AK as AK, TLS_SK as SK
 
 
 def test_old_sdk_over_https(tls):
@@ -64,7 +31,7 @@ def test_old_sdk_over_https(tls):
     d.set_endpoint(endpoint)
     d.set_protocol_type("https")
     groups = json.loads(client.do_action_with_exception(d))["SecurityGroups"]["SecurityGroup"]
-    assert [g["SecurityGroupId"] for g in groups] == [sg]
+    assert sg in [g["SecurityGroupId"] for g in groups]
 
 
 def test_new_sdk_over_https(tls):

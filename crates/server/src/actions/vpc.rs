@@ -27,6 +27,11 @@ fn vpc_json(v: &VpcRecord, region: &str) -> Value {
         "EnabledIpv6": v.ipv6_cidr.is_some(),
         "CreationTime": v.created_at,
         "IsDefault": false,
+        // No ClassicLink, private DNS or resource groups for VPCs here: ECS's values
+        // without them.
+        "ClassicLinkEnabled": false,
+        "DnsHostnameStatus": "DISABLED",
+        "ResourceGroupId": "",
         "VRouterId": format!("vrt-{}", &v.id.as_str()[4..]),
         "VSwitchIds": {"VSwitchId": v.vswitches.iter().map(ToString::to_string).collect::<Vec<_>>()},
     })

@@ -1,0 +1,270 @@
+"""Terraform-shaped replays: for each resource, the alicloud provider's own sequence of
+calls (create, the reads it waits on, read, update, read, delete, read until NotFound),
+with the parameters and value formats the provider sends and the response fields it reads.
+
+Each call names the provider function it replays (aliyun/terraform-provider-alicloud,
+`alicloud/*.go`, as of August 2026). The provider sends RPC requests signed with the V1
+signature, as POST forms (`client.RpcPost`, tea-rpc) or through the old SDK's common
+request (`ProcessCommonRequest`), over HTTPS by default and for the rule updates always:
+the replays do the same through aliyunsdkcore against `stockade serve --tls-cert`."""
+
+import json
+
+import pytest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
+
+from conftest import REGION, TLS_AK, TLS_SK
+
+
+class Provider:
+    """What the provider's connectivity client does for one call."""
+
+    def __init__(self, endpoint, cert):
+        self.client = AcsClient(TLS_AK, TLS_SK, REGION, verify=cert)
+        self.endpoint = endpoint
+
+    def post(self, action, request, product="Ecs", cites=""):
+        """`client.RpcPost(product, version, action, nil, request, true)`: parameters in a
+        POST form, lists flattened as the tea client flattens them (`Permissions.1.X`)."""
+        version = "2016-04-28" if product == "Vpc" else "2014-05-26"
+        r = CommonRequest(domain=self.endpoint, version=version, action_name=action)
+        r.set_protocol_type("https")
+        r.set_method("POST")
+        for k, v in flatten(request):
+            r.add_body_params(k, v)
+        assert cites, "each replayed call names the provider function it comes from"
+        return json.loads(self.client.do_action_with_exception(r))
+
+    def common(self, action, query, cites=""):
+        """`ProcessCommonRequest` of `client.NewCommonRequest(..., "HTTPS", ...)`: the
+        parameters in the query string, over HTTPS."""
+        r = CommonRequest(domain=self.endpoint, version="2014-05-26", action_name=action)
+        r.set_protocol_type("https")
+        r.add_query_param("RegionId", REGION)
+        for k, v in query.items():
+            r.add_query_param(k, v)
+        assert cites
+        return json.loads(self.client.do_action_with_exception(r))
+
+    def code(self, action, request, product="Ecs"):
+        return self.failure(action, request, product)[0]
+
+    def failure(self, action, request, product="Ecs"):
+        """`(Code, HTTP status)` of a call expected to fail: the provider's
+        `NotFoundError` takes a 404 (tea) or a `...NotFound` code as the resource gone."""
+        try:
+            self.post(action, request, product, cites="error probe")
+        except ServerException as e:
+            return e.get_error_code(), e.get_http_status()
+        return None, 200
+
+
+def flatten(request, prefix=""):
+    for k, v in request.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, list):
+            for n, item in enumerate(v, 1):
+                if isinstance(item, dict):
+                    yield from flatten(item, f"{name}.{n}.")
+                else:
+                    yield f"{name}.{n}", str(item)
+        else:
+            yield name, str(v)
+
+
+@pytest.fixture(scope="module")
+def tf(tls):
+    return Provider(*tls)
+
+
+def token():
+    import uuid
+
+    return "tf-" + uuid.uuid4().hex
+
+
+def vpc_and_vswitch(tf):
+    """alicloud_vpc and alicloud_vswitch, as `resourceAliCloudVpcVpcCreate` and
+    `resourceAliCloudVpcVswitchCreate` make them, with the reads they wait on."""
+    vpc = tf.post("CreateVpc", {"RegionId": REGION, "CidrBlock": "172.16.0.0/12", "VpcName": "tf-vpc",
+                                 "ClientToken": token()}, "Vpc", cites="resourceAliCloudVpcVpcCreate")["VpcId"]
+    # VpcServiceV2.VpcVpcStateRefreshFunc waits for Status Available.
+    attr = tf.post("DescribeVpcAttribute", {"RegionId": REGION, "VpcId": vpc}, "Vpc",
+                   cites="VpcServiceV2.DescribeVpcVpc")
+    assert attr["Status"] == "Available" and attr["CidrBlock"] == "172.16.0.0/12"
+    vsw = tf.post("CreateVSwitch", {"RegionId": REGION, "VpcId": vpc, "CidrBlock": "172.16.1.0/24",
+                                    "ZoneId": REGION + "-h", "VSwitchName": "tf-vsw", "ClientToken": token()},
+                  "Vpc", cites="resourceAliCloudVpcVswitchCreate")["VSwitchId"]
+    sw = tf.post("DescribeVSwitchAttributes", {"RegionId": REGION, "VSwitchId": vsw}, "Vpc",
+                 cites="VpcServiceV2.DescribeVpcVswitch")
+    assert sw["Status"] == "Available" and sw["VpcId"] == vpc
+    return vpc, vsw
+
+
+def test_alicloud_security_group(tf):
+    vpc, _ = vpc_and_vswitch(tf)
+    made = tf.post("CreateSecurityGroup", {
+        "RegionId": REGION, "ClientToken": token(), "SecurityGroupType": "normal",
+        "Tag": [{"Key": "Created", "Value": "TF"}], "Description": "tf group",
+        "VpcId": vpc, "SecurityGroupName": "tf-sg", "ResourceGroupId": "rg-acfmtfdefault",
+    }, cites="resourceAliCloudEcsSecurityGroupCreate")
+    sg = made["SecurityGroupId"]
+
+    def read():
+        listed = tf.post("DescribeSecurityGroups", {"SecurityGroupId": sg, "RegionId": REGION},
+                         cites="EcsServiceV2.DescribeEcsSecurityGroup")["SecurityGroups"]["SecurityGroup"]
+        if not listed:
+            return None
+        attr = tf.post("DescribeSecurityGroupAttribute", {"SecurityGroupId": sg, "RegionId": REGION},
+                       cites="EcsServiceV2.DescribeSecurityGroupDescribeSecurityGroupAttribute")
+        g = listed[0]
+        return {k: g[k] for k in ("CreationTime", "Description", "ResourceGroupId", "SecurityGroupName",
+                                  "SecurityGroupType", "VpcId")} | {
+            "Tags": {t["TagKey"]: t["TagValue"] for t in g["Tags"]["Tag"]},
+            "InnerAccessPolicy": attr["InnerAccessPolicy"]}
+
+    # resourceAliCloudEcsSecurityGroupUpdate, new resource: it reads the policy to decide.
+    tf.post("DescribeSecurityGroupAttribute", {"SecurityGroupId": sg, "RegionId": REGION},
+            cites="resourceAliCloudEcsSecurityGroupUpdate")
+    state = read()
+    assert state["SecurityGroupName"] == "tf-sg" and state["ResourceGroupId"] == "rg-acfmtfdefault"
+    assert state["Tags"] == {"Created": "TF"} and state["InnerAccessPolicy"] == "Accept"
+    assert state["CreationTime"] and state["SecurityGroupType"] == "normal"
+
+    # Update: name and description, intra-group policy, resource group, tags.
+    tf.post("ModifySecurityGroupAttribute", {"SecurityGroupId": sg, "RegionId": REGION,
+                                             "SecurityGroupName": "tf-sg-renamed", "Description": "renamed"},
+            cites="resourceAliCloudEcsSecurityGroupUpdate")
+    tf.post("DescribeSecurityGroupAttribute", {"SecurityGroupId": sg, "RegionId": REGION},
+            cites="resourceAliCloudEcsSecurityGroupUpdate")
+    tf.post("ModifySecurityGroupPolicy", {"SecurityGroupId": sg, "RegionId": REGION, "ClientToken": token(),
+                                          "InnerAccessPolicy": "Drop"}, cites="resourceAliCloudEcsSecurityGroupUpdate")
+    tf.post("JoinResourceGroup", {"ResourceId": sg, "RegionId": REGION, "ResourceType": "securitygroup",
+                                  "ResourceGroupId": "rg-acfmtfother"}, cites="resourceAliCloudEcsSecurityGroupUpdate")
+    tf.post("UntagResources", {"ResourceId.1": sg, "RegionId": REGION, "TagKey.1": "Created",
+                               "ResourceType": "securitygroup"}, cites="EcsServiceV2.SetResourceTags")
+    tf.post("TagResources", {"ResourceId.1": sg, "RegionId": REGION, "Tag.1.Key": "Owner",
+                             "Tag.1.Value": "platform", "ResourceType": "securitygroup"},
+            cites="EcsServiceV2.SetResourceTags")
+    state = read()
+    assert (state["SecurityGroupName"], state["Description"], state["InnerAccessPolicy"]) == (
+        "tf-sg-renamed", "renamed", "Drop")
+    assert state["ResourceGroupId"] == "rg-acfmtfother" and state["Tags"] == {"Owner": "platform"}
+
+    tf.post("DeleteSecurityGroup", {"SecurityGroupId": sg, "RegionId": REGION},
+            cites="resourceAliCloudEcsSecurityGroupDelete")
+    assert read() is None, "an empty DescribeSecurityGroups is how the provider sees it gone"
+    assert tf.code("DescribeSecurityGroupAttribute", {"SecurityGroupId": sg, "RegionId": REGION}) == \
+        "InvalidSecurityGroupId.NotFound"
+
+
+def test_alicloud_security_group_rule(tf):
+    vpc, _ = vpc_and_vswitch(tf)
+    sg = tf.post("CreateSecurityGroup", {"RegionId": REGION, "ClientToken": token(), "VpcId": vpc,
+                                         "SecurityGroupType": "normal"},
+                 cites="resourceAliCloudEcsSecurityGroupCreate")["SecurityGroupId"]
+    fields = {"IpProtocol": "tcp", "Policy": "accept", "Priority": "1", "SourceCidrIp": "10.144.0.0/12",
+              "PortRange": "22/22", "NicType": "intranet", "Description": "ssh from the office"}
+    # resourceAliyunSecurityGroupRuleCreate reads the group (EcsService.DescribeSecurityGroup) first.
+    group = tf.post("DescribeSecurityGroupAttribute", {"RegionId": REGION, "SecurityGroupId": sg},
+                    cites="EcsService.DescribeSecurityGroup")
+    assert group["VpcId"] == vpc
+    tf.post("AuthorizeSecurityGroup", {"RegionId": REGION, "SecurityGroupId": sg, "Permissions": [fields]},
+            cites="resourceAliyunSecurityGroupRuleCreate")
+
+    def read():
+        """EcsService.DescribeSecurityGroupRule: the group's rules of the direction and NIC
+        type, matched on lower(IpProtocol), PortRange, the CIDR, Policy and Priority."""
+        attr = tf.common("DescribeSecurityGroupAttribute", {"SecurityGroupId": sg, "Direction": "ingress",
+                                                            "NicType": "intranet"},
+                         cites="EcsService.DescribeSecurityGroupRule")
+        for ru in attr["Permissions"]["Permission"]:
+            if (ru["IpProtocol"].lower(), ru["PortRange"], ru["SourceCidrIp"], ru["Policy"].lower(),
+                    str(ru["Priority"])) == ("tcp", "22/22", "10.144.0.0/12", "accept", "1"):
+                return ru
+        return None
+
+    rule = read()
+    assert rule is not None, "the provider finds the rule by its fields"
+    assert rule["Description"] == "ssh from the office"
+
+    # resourceAliyunSecurityGroupRuleUpdate: ModifySecurityGroupRule by fields, over HTTPS,
+    # from buildAliyunSGRuleRequest.
+    changed = dict(fields, Description="ssh from the new office", SecurityGroupId=sg)
+    tf.common("ModifySecurityGroupRule", changed, cites="resourceAliyunSecurityGroupRuleUpdate")
+    assert read()["Description"] == "ssh from the new office"
+    assert read()["SecurityGroupRuleId"] == rule["SecurityGroupRuleId"], "same rule, changed in place"
+
+    tf.common("RevokeSecurityGroup", changed, cites="deleteSecurityGroupRule")
+    assert read() is None, "the read until NotFound finds no such rule"
+
+
+def test_alicloud_vpc_and_vswitch(tf):
+    vpc, vsw = vpc_and_vswitch(tf)
+
+    # resourceAliCloudVpcVpcRead: DescribeVpcAttribute, then the system route table.
+    attr = tf.post("DescribeVpcAttribute", {"VpcId": vpc, "RegionId": REGION}, "Vpc",
+                   cites="VpcServiceV2.DescribeVpcVpc")
+    for field in ("CidrBlock", "CreationTime", "Description", "RegionId", "IsDefault", "ResourceGroupId",
+                  "VRouterId", "Status", "VpcName", "ClassicLinkEnabled"):
+        assert field in attr, field
+    tables = tf.post("DescribeRouteTableList", {"VpcId": vpc, "RegionId": REGION}, "Vpc",
+                     cites="VpcServiceV2.DescribeVpcDescribeRouteTableList")["RouterTableList"]["RouterTableListType"]
+    assert len(tables) == 1 and tables[0]["RouteTableId"] and tables[0]["RouterId"] == attr["VRouterId"]
+
+    # resourceAliCloudVpcVswitchRead.
+    sw = tf.post("DescribeVSwitchAttributes", {"VSwitchId": vsw, "RegionId": REGION}, "Vpc",
+                 cites="VpcServiceV2.DescribeVpcVswitch")
+    assert (sw["CidrBlock"], sw["VSwitchName"], sw["ZoneId"]) == ("172.16.1.0/24", "tf-vsw", REGION + "-h")
+
+    # Updates: resourceAliCloudVpcVpcUpdate and resourceAliCloudVpcVswitchUpdate.
+    tf.post("ModifyVpcAttribute", {"VpcId": vpc, "RegionId": REGION, "Description": "tf vpc", "VpcName": "tf-vpc-2"},
+            "Vpc", cites="resourceAliCloudVpcVpcUpdate")
+    tf.post("ModifyVSwitchAttribute", {"VSwitchId": vsw, "RegionId": REGION, "VSwitchName": "tf-vsw-2",
+                                       "Description": "tf vswitch"}, "Vpc", cites="resourceAliCloudVpcVswitchUpdate")
+    assert tf.post("DescribeVpcAttribute", {"VpcId": vpc, "RegionId": REGION}, "Vpc",
+                   cites="VpcServiceV2.DescribeVpcVpc")["VpcName"] == "tf-vpc-2"
+    assert tf.post("DescribeVSwitchAttributes", {"VSwitchId": vsw, "RegionId": REGION}, "Vpc",
+                   cites="VpcServiceV2.DescribeVpcVswitch")["Description"] == "tf vswitch"
+
+    # Deletes, each followed by the state refresh that waits for the resource to be gone.
+    tf.post("DeleteVSwitch", {"VSwitchId": vsw, "RegionId": REGION}, "Vpc", cites="resourceAliCloudVpcVswitchDelete")
+    assert tf.failure("DescribeVSwitchAttributes", {"VSwitchId": vsw, "RegionId": REGION}, "Vpc") == (
+        "InvalidVSwitchId.NotFound", 404)
+    tf.post("DeleteVpc", {"VpcId": vpc, "RegionId": REGION, "ClientToken": token()}, "Vpc",
+            cites="resourceAliCloudVpcVpcDelete")
+    assert tf.failure("DescribeVpcAttribute", {"VpcId": vpc, "RegionId": REGION}, "Vpc") == (
+        "InvalidVpcId.NotFound", 404)
+
+
+def test_alicloud_ecs_prefix_list(tf):
+    made = tf.post("CreatePrefixList", {
+        "Entry.1.Cidr": "192.168.0.0/24", "Entry.1.Description": "office",
+        "AddressFamily": "IPv4", "MaxEntries": "2", "PrefixListName": "tf-pl", "RegionId": REGION,
+        "ClientToken": token(), "Description": "tf prefix list",
+    }, cites="resourceAlicloudEcsPrefixListCreate")
+    pl = made["PrefixListId"]
+
+    def read():
+        """EcsService.DescribeEcsPrefixList: DescribePrefixListAttributes."""
+        return tf.post("DescribePrefixListAttributes", {"PrefixListId": pl, "RegionId": REGION},
+                       cites="EcsService.DescribeEcsPrefixList")
+
+    got = read()
+    assert (got["AddressFamily"], got["MaxEntries"], got["PrefixListName"], got["Description"]) == (
+        "IPv4", 2, "tf-pl", "tf prefix list")
+    assert [(e["Cidr"], e["Description"]) for e in got["Entries"]["Entry"]] == [("192.168.0.0/24", "office")]
+
+    tf.post("ModifyPrefixList", {"PrefixListId": pl, "RegionId": REGION, "PrefixListName": "tf-pl-2",
+                                 "RemoveEntry.1.Cidr": "192.168.0.0/24",
+                                 "AddEntry.1.Cidr": "10.0.0.0/8", "AddEntry.1.Description": "datacentre"},
+            cites="resourceAlicloudEcsPrefixListUpdate")
+    got = read()
+    assert got["PrefixListName"] == "tf-pl-2"
+    assert [e["Cidr"] for e in got["Entries"]["Entry"]] == ["10.0.0.0/8"]
+
+    tf.post("DeletePrefixList", {"PrefixListId": pl, "RegionId": REGION}, cites="resourceAlicloudEcsPrefixListDelete")
+    assert tf.code("DescribePrefixListAttributes", {"PrefixListId": pl, "RegionId": REGION}) == \
+        "InvalidPrefixListId.NotFound"
