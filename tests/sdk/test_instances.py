@@ -665,3 +665,61 @@ def test_resource_groups_are_stored_returned_and_filtered(old, new_v3):
     j.set_ResourceGroupId("rg-acfmteamred")
     j.set_ResourceId("i-nosuchinstance")
     assert old.error(j)[0] == "InvalidInstanceId.NotFound"
+
+
+def test_modify_instance_vpc_attribute(old):
+    """A stopped instance moves to another vSwitch of its zone (new address, same groups) or
+    into another VPC with that VPC's groups; the errors ECS gives for the rest."""
+    from aliyunsdkecs.request.v20140526 import ModifyInstanceVpcAttributeRequest
+
+    vpc, vsw1 = vpc_with_vswitch(old, "10.63.0.0/16", "10.63.1.0/24")
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock("10.63.2.0/24")
+    vsw2 = old.call(s)["VSwitchId"]
+    s.set_ZoneId(REGION + "-i")
+    s.set_CidrBlock("10.63.3.0/24")
+    other_zone = old.call(s)["VSwitchId"]
+    g = group(old, vpc, "moving")
+    [i] = run(old, vsw1, [g], ip="10.63.1.5")
+    [peer] = run(old, vsw2, [g], ip="10.63.2.9")
+
+    m = ModifyInstanceVpcAttributeRequest.ModifyInstanceVpcAttributeRequest()
+    m.set_InstanceId(i)
+    m.set_VSwitchId(vsw2)
+    assert old.error(m) == ("IncorrectInstanceStatus", 403), "only a stopped instance moves"
+    stop = StopInstanceRequest.StopInstanceRequest()
+    stop.set_InstanceId(i)
+    old.call(stop)
+    m.set_PrivateIpAddress("10.63.2.9")
+    assert old.error(m)[0] == "InvalidPrivateIpAddress.Duplicated"
+    m.set_PrivateIpAddress("10.63.1.7")
+    assert old.error(m)[0] == "InvalidPrivateIpAddress.Mismatch"
+    m.set_VSwitchId(other_zone)
+    m.set_PrivateIpAddress("10.63.3.7")
+    assert old.error(m) == ("InvalidVSwitchId.Mismatch", 400)
+    m.set_VSwitchId(vsw2)
+    m.set_PrivateIpAddress("10.63.2.20")
+    old.call(m)
+    [moved] = describe(old, [i])
+    assert moved["VpcAttributes"]["VSwitchId"] == vsw2
+    assert moved["VpcAttributes"]["PrivateIpAddress"]["IpAddress"] == ["10.63.2.20"]
+    assert moved["SecurityGroupIds"]["SecurityGroupId"] == [g]
+    assert moved["NetworkInterfaces"]["NetworkInterface"][0]["PrimaryIpAddress"] == "10.63.2.20"
+
+    # Into another VPC: its groups must be given.
+    vpc2, vsw3 = vpc_with_vswitch(old, "10.64.0.0/16", "10.64.1.0/24")
+    g2 = group(old, vpc2, "landing")
+    to_vpc = ModifyInstanceVpcAttributeRequest.ModifyInstanceVpcAttributeRequest()
+    to_vpc.set_InstanceId(i)
+    to_vpc.set_VSwitchId(vsw3)
+    assert old.error(to_vpc)[0] == "InvalidVSwitchId.NotFound", "a vSwitch of another VPC needs VpcId"
+    to_vpc.set_VpcId(vpc2)
+    assert old.error(to_vpc)[0] == "MissingParameter"
+    to_vpc.set_SecurityGroupIds([g2])
+    old.call(to_vpc)
+    [landed] = describe(old, [i])
+    assert landed["VpcAttributes"]["VpcId"] == vpc2
+    assert landed["SecurityGroupIds"]["SecurityGroupId"] == [g2]
+    assert landed["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0].startswith("10.64.1.")

@@ -160,6 +160,15 @@ pub enum ControlError {
     /// The instance's status does not allow the operation.
     #[error("The current status of the resource does not support this operation.")]
     IncorrectInstanceStatus,
+    /// A new vSwitch for an instance is in another zone than its current one.
+    #[error("The specified instance and vSwitch are not in the same zone.")]
+    VSwitchZoneMismatch,
+    /// `ModifyInstanceVpcAttribute` on a classic-network instance.
+    #[error("The specified operation is denied as the instance is not in a VPC.")]
+    InstanceNotInVpc,
+    /// `ModifyInstanceVpcAttribute` on an instance holding an IPv6 address.
+    #[error("The instance has an IPv6 address: unassign it before changing its vSwitch or VPC.")]
+    InstanceHasIpv6,
     /// `PrivateIpAddress` outside the vSwitch's usable addresses.
     #[error("The specified PrivateIpAddress \"{0}\" is not in the vSwitch's usable addresses.")]
     PrivateIpNotInVSwitch(Ipv4Addr),
@@ -293,6 +302,8 @@ impl EcsError for ControlError {
             ControlError::GroupTypeMix => "InvalidSecurityGroupType.Mismatch",
             ControlError::GroupMemberLimit => "SecurityGroupInstanceLimitExceeded",
             ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
+            ControlError::VSwitchZoneMismatch => "InvalidVSwitchId.Mismatch",
+            ControlError::InstanceNotInVpc | ControlError::InstanceHasIpv6 => "OperationDenied",
             ControlError::PrivateIpNotInVSwitch(_) => "InvalidPrivateIpAddress.Mismatch",
             ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
             ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
@@ -337,6 +348,9 @@ impl EcsError for ControlError {
             | ControlError::InstanceNotFound(_)
             | ControlError::ResourceNotFound(_)
             | ControlError::NetworkInterfaceNotFound(_) => 404,
+            ControlError::VSwitchZoneMismatch
+            | ControlError::InstanceNotInVpc
+            | ControlError::InstanceHasIpv6 => 400,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit

@@ -1045,6 +1045,89 @@ impl Tx<'_> {
         self.log("ModifyInstanceAttribute", instance.as_str(), json!({}))
     }
 
+    /// `ModifyInstanceVpcAttribute`: a stopped VPC instance moves to another vSwitch of its
+    /// zone (of its VPC, or of `vpc` with the new VPC's `groups`), at `private_ip` or a free
+    /// address of the new vSwitch. As in ECS, an instance holding an IPv6 address cannot
+    /// move (its address belongs to the old vSwitch's block).
+    pub fn modify_instance_vpc(
+        &self,
+        instance: &InstanceId,
+        vswitch: &VSwitchId,
+        private_ip: Option<Ipv4Addr>,
+        vpc: Option<&VpcId>,
+        groups: &[SecurityGroupId],
+    ) -> Result<()> {
+        let i = self.instance(instance)?;
+        let Some(current_vpc) = i.vpc_id.clone() else {
+            return Err(ControlError::InstanceNotInVpc);
+        };
+        if i.status != InstanceStatus::Stopped {
+            return Err(ControlError::IncorrectInstanceStatus);
+        }
+        if i.ipv6.is_some() {
+            return Err(ControlError::InstanceHasIpv6);
+        }
+        let target_vpc = vpc.cloned().unwrap_or(current_vpc.clone());
+        let sw = self.vswitch(vswitch)?;
+        // A vSwitch outside the target VPC is, to the request, one that does not exist.
+        if sw.vpc_id != target_vpc {
+            return Err(ControlError::VSwitchNotFound(vswitch.clone()));
+        }
+        if sw.zone_id != i.zone_id {
+            return Err(ControlError::VSwitchZoneMismatch);
+        }
+        let moving = target_vpc != current_vpc;
+        if moving && groups.is_empty() {
+            return Err(model::ModelError::Missing("SecurityGroupId.N").into());
+        }
+        let address = match private_ip {
+            Some(ip) if ip == i.private_ip && !moving => ip,
+            Some(ip) => {
+                if !usable(&sw.cidr).any(|a| a == ip) {
+                    return Err(ControlError::PrivateIpNotInVSwitch(ip));
+                }
+                if self.address_taken(ip, Some(&target_vpc))? {
+                    return Err(ControlError::PrivateIpInUse(ip));
+                }
+                ip
+            }
+            None if sw.cidr.contains(&i.private_ip) && !moving => i.private_ip,
+            None => self.free_address(&sw.cidr, Some(&target_vpc))?,
+        };
+        if moving {
+            // The group checks (same VPC, limits, types) run against the new VPC.
+            let mut moved = i.clone();
+            moved.vpc_id = Some(target_vpc.clone());
+            self.set_groups(&moved, groups, "ModifyInstanceVpcAttribute")?;
+        } else if !groups.is_empty() {
+            self.set_groups(&i, groups, "ModifyInstanceVpcAttribute")?;
+        }
+        self.db.execute(
+            "UPDATE instances SET vpc_id = ?2, vswitch_id = ?3, private_ip = ?4 WHERE id = ?1",
+            args![
+                instance.as_str(),
+                target_vpc.as_str(),
+                vswitch.as_str(),
+                address.to_string()
+            ],
+        )?;
+        self.db.execute(
+            "UPDATE network_interfaces SET vpc_id = ?2, vswitch_id = ?3, private_ip = ?4
+             WHERE instance_id = ?1 AND kind = 'Primary'",
+            args![
+                instance.as_str(),
+                target_vpc.as_str(),
+                vswitch.as_str(),
+                address.to_string()
+            ],
+        )?;
+        self.log(
+            "ModifyInstanceVpcAttribute",
+            instance.as_str(),
+            json!({"VSwitchId": vswitch.as_str(), "PrivateIpAddress": address.to_string()}),
+        )
+    }
+
     /// Whether a group has members (it cannot be deleted then).
     pub fn has_members(&self, g: &SecurityGroupId) -> Result<bool> {
         Ok(self

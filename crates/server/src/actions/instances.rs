@@ -614,3 +614,24 @@ mod sizing_tests {
         assert_eq!(super::sizing("custom"), (0, 0));
     }
 }
+
+/// `ModifyInstanceVpcAttribute`: a stopped instance to another vSwitch (`VSwitchId`), at
+/// `PrivateIpAddress` or a free address, or into another VPC (`VpcId` with that VPC's
+/// `SecurityGroupId.N`).
+pub(super) fn modify_vpc(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let instance: InstanceId = p.typed("InstanceId")?;
+    let vswitch: VSwitchId = p.typed("VSwitchId")?;
+    let private_ip = p
+        .opt("PrivateIpAddress")
+        .map(|s| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| ServerError::PrivateIpMalformed(s))
+        })
+        .transpose()?;
+    let vpc: Option<VpcId> = p.parsed("VpcId")?;
+    let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupId")?;
+    call.command(|tx| {
+        tx.modify_instance_vpc(&instance, &vswitch, private_ip, vpc.as_ref(), &groups)
+    })
+}

@@ -162,6 +162,7 @@ actions! {
         RemoveTags => tags::remove,
         DescribeTags => tags::describe,
         JoinResourceGroup => tags::join_resource_group,
+        ModifyInstanceVpcAttribute => instances::modify_vpc,
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,
@@ -225,7 +226,8 @@ impl Action {
             | DescribeInstanceAttribute
             | DescribeUserData
             | JoinSecurityGroup
-            | LeaveSecurityGroup => RegionSource::OrInstance,
+            | LeaveSecurityGroup
+            | ModifyInstanceVpcAttribute => RegionSource::OrInstance,
             _ => RegionSource::Required,
         }
     }
@@ -268,6 +270,7 @@ impl Action {
                 | LeaveSecurityGroup
                 | ModifySecurityGroupPolicy
                 | ModifyInstanceAttribute
+                | ModifyInstanceVpcAttribute
                 | ModifyNetworkInterfaceAttribute
                 | ModifyPrefixList
                 | AssignIpv6Addresses
