@@ -17,10 +17,15 @@
 //! PartitionSort figures were measured on; it is generated once into `target/classbench/`.
 //! Without Python, an equivalent trace is generated here from the same recipe (seed 1).
 //!
-//! `cargo bench -p policy` prints a summary table (median of runs) and then runs criterion
-//! groups. `STOCKADE_BENCH_SETS=acl1_1k,fw1_10k` picks the sets; `STOCKADE_BENCH_QUICK=1`
-//! shortens everything; `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set,
-//! for a profiler.
+//! `cargo bench -p policy --bench classbench` prints a summary table of the 24 sets (median
+//! of runs) and then runs criterion groups. `STOCKADE_PEER_SIM=/path/to/main` measures the
+//! best of TupleMerge and PartitionSort (online and offline) in the same run, with the
+//! simulator of drjdaly/tuplemerge built outside this repository, on the same rule and
+//! trace files; without it the table says the ratio was not measured.
+//! `STOCKADE_BENCH_SETS=acl1_1k,fw1_10k` picks the sets, `STOCKADE_BENCH_SEEDS=1,2` the
+//! trace seeds; `STOCKADE_BENCH_TABLE_ONLY=1` skips criterion; `STOCKADE_BENCH_QUICK=1`
+//! shortens everything (no fair ratio then: ours runs on a part of the trace);
+//! `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set, for a profiler.
 
 // A benchmark measures time and reads the ClassBench rule sets and traces.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -40,15 +45,15 @@ use policy::{
 };
 use rand::{RngExt, SeedableRng};
 
-/// ns per lookup of the published simulators on this kind of machine (issue #2).
-const FIELD: [(&str, u32, u32); 6] = [
-    ("acl1_1k", 75, 81),
-    ("fw1_1k", 118, 143),
-    ("ipc1_1k", 121, 111),
-    ("acl1_10k", 157, 271),
-    ("fw1_10k", 99, 213),
-    ("ipc1_10k", 255, 418),
+/// The 24 ClassBench sets of `../shared/classbench/`.
+const SETS: [&str; 24] = [
+    "acl1_1k", "acl2_1k", "acl3_1k", "acl4_1k", "acl5_1k", "fw1_1k", "fw2_1k", "fw3_1k", "fw4_1k",
+    "fw5_1k", "ipc1_1k", "ipc2_1k", "acl1_10k", "acl2_10k", "acl3_10k", "acl4_10k", "acl5_10k",
+    "fw1_10k", "fw2_10k", "fw3_10k", "fw4_10k", "fw5_10k", "ipc1_10k", "ipc2_10k",
 ];
+
+/// The peer classifiers of the TupleMerge simulator, by its names for them.
+const PEERS: &str = "PartitionSort,PartitionSortOffline,TMOnline,TMOffline";
 
 struct Rule {
     src: (u32, u8),
@@ -195,9 +200,23 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
 
 type Header = [u32; 5];
 
-fn trace(set: &str, rules: &[Rule], n: usize) -> Vec<Header> {
+/// Where the trace of `set` with `n` packets and `seed` is kept (seed 1 keeps the name
+/// earlier runs wrote).
+fn trace_path(set: &str, n: usize, seed: u64) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/classbench");
-    let path = dir.join(format!("{set}.trace.{n}"));
+    match seed {
+        1 => dir.join(format!("{set}.trace.{n}")),
+        s => dir.join(format!("{set}.trace.{n}.seed{s}")),
+    }
+}
+
+fn trace(set: &str, rules: &[Rule], n: usize) -> Vec<Header> {
+    trace_seeded(set, rules, n, 1)
+}
+
+fn trace_seeded(set: &str, rules: &[Rule], n: usize, seed: u64) -> Vec<Header> {
+    let path = trace_path(set, n, seed);
+    let dir = path.parent().expect("trace dir").to_path_buf();
     if !path.exists() {
         std::fs::create_dir_all(&dir).expect("trace dir");
         let status = std::process::Command::new("python3")
@@ -205,11 +224,11 @@ fn trace(set: &str, rules: &[Rule], n: usize) -> Vec<Header> {
             .arg(classbench_dir().join(set))
             .arg(&path)
             .arg(n.to_string())
-            .arg("1")
+            .arg(seed.to_string())
             .status();
         if !matches!(status, Ok(s) if s.success()) {
             let _ = std::fs::remove_file(&path);
-            return synthetic_trace(rules, n);
+            return synthetic_trace(rules, n, seed);
         }
     }
     std::fs::read_to_string(&path)
@@ -226,8 +245,8 @@ fn trace(set: &str, rules: &[Rule], n: usize) -> Vec<Header> {
 }
 
 /// The recipe of make-trace.py, for machines without Python.
-fn synthetic_trace(rules: &[Rule], n: usize) -> Vec<Header> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+fn synthetic_trace(rules: &[Rule], n: usize, seed: u64) -> Vec<Header> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let span = |(ip, len): (u32, u8)| {
         let size = if len == 0 {
             u64::from(u32::MAX) + 1
@@ -360,13 +379,13 @@ struct Row {
     shape: (usize, usize, usize, u32),
 }
 
-fn measure(set: &str, quick: bool) -> Row {
+fn measure(set: &str, quick: bool, seed: u64) -> Row {
     let rules = load_rules(set);
     let groups = if rules.len() <= 1000 { 5 } else { 1 };
     let snap = snapshot(&rules, groups);
     let instance: InstanceId = "i-bench".parse().unwrap();
     let runs = if quick { 1 } else { 3 };
-    let trace = trace(set, &rules, 1_000_000);
+    let trace = trace_seeded(set, &rules, 1_000_000, seed);
     let trace = if quick { &trace[..50_000] } else { &trace[..] };
 
     let build_ms = median(
@@ -473,49 +492,163 @@ fn sets(smoke: bool) -> Vec<String> {
     match std::env::var("STOCKADE_BENCH_SETS") {
         Ok(s) => s.split(',').map(str::to_string).collect(),
         Err(_) if smoke => vec!["acl1_1k".to_string()],
-        Err(_) => FIELD.iter().map(|(s, _, _)| s.to_string()).collect(),
+        Err(_) => SETS.iter().map(|s| s.to_string()).collect(),
     }
 }
 
+/// `STOCKADE_BENCH_SEEDS=1,2`: the trace seeds (1 by default, the seed the published
+/// figures used).
+fn seeds() -> Vec<u64> {
+    std::env::var("STOCKADE_BENCH_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![1])
+}
+
+/// One peer classifier's figures from the simulator's CSV.
+struct PeerFigure {
+    name: String,
+    ns: f64,
+    build_ms: f64,
+    bytes: f64,
+}
+
+/// The TupleMerge/PartitionSort simulator (`STOCKADE_PEER_SIM`, the `main` binary of
+/// drjdaly/tuplemerge built outside this repository) on the same rule file and trace file:
+/// each classifier's ns per lookup over the whole trace, build time and size. `None`
+/// without the variable: the ratio is then not measured.
+fn peer(sim: &Path, set: &str, trace: &Path, packets: usize) -> Vec<PeerFigure> {
+    let out = std::env::temp_dir().join(format!("stockade-peer-{set}-{}.csv", std::process::id()));
+    let status = std::process::Command::new(sim)
+        .arg(format!("f={}", classbench_dir().join(set).display()))
+        .arg(format!("c={PEERS}"))
+        .arg(format!("o={}", out.display()))
+        .arg(format!("p={}", trace.display()))
+        .arg("TM.Limit.Collide=10")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("STOCKADE_PEER_SIM runs");
+    assert!(status.success(), "the peer simulator failed on {set}");
+    let csv = std::fs::read_to_string(&out).expect("the simulator's CSV");
+    let _ = std::fs::remove_file(&out);
+    csv.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Some(PeerFigure {
+                name: f.first()?.to_string(),
+                build_ms: f.get(1)?.parse().ok()?,
+                ns: f.get(2)?.parse::<f64>().ok()? * 1e9 / packets as f64,
+                bytes: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The best of each peer over two runs (one before ours, one after: the machine's noise
+/// counts in the peer's favour), then the best peer.
+fn best_peer(runs: [Vec<PeerFigure>; 2]) -> Option<PeerFigure> {
+    let [first, second] = runs;
+    first
+        .into_iter()
+        .map(|a| match second.iter().find(|b| b.name == a.name) {
+            Some(b) if b.ns < a.ns => PeerFigure {
+                name: a.name,
+                ns: b.ns,
+                build_ms: b.build_ms,
+                bytes: b.bytes,
+            },
+            _ => a,
+        })
+        .min_by(|a, b| a.ns.total_cmp(&b.ns))
+}
+
 fn report(quick: bool, smoke: bool) {
-    println!("\nStockade policy engine on ClassBench (one core; compiled vs reference in the same run)\n");
+    let sim = std::env::var_os("STOCKADE_PEER_SIM").map(PathBuf::from);
+    println!("\nStockade policy engine on ClassBench (one core; compiled vs reference and vs the best peer, all in the same run)\n");
     println!(
-        "{:<9} {:>5} | {:>8} {:>10} {:>8} {:>11} {:>7} | {:>6} {:>6} | {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>17}",
-        "set", "rules", "ns/look", "Mlook/s", "query", "reference", "speedup", "p50", "p99", "TupleMrg", "PartSort",
-        "build ms", "add us", "del us", "join us", "mem KiB", "nodes/leaves/max/d"
+        "{:<9} {:>4} {:>5} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>20} {:>8} {:>7} {:>11} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>17}",
+        "set", "seed", "rules", "ns/look", "query", "vs ref", "p50", "p99", "best peer", "peer ns", "ratio",
+        "peer KiB/ms", "build ms", "add us", "del us", "join us", "mem KiB", "nodes/leaves/max/d"
     );
+    let mut ratios = Vec::new();
     for set in sets(smoke) {
-        let r = measure(&set, quick);
-        let field = FIELD.iter().find(|(s, _, _)| *s == set);
-        let vs = |ns: u32| format!("{:.2}x", f64::from(ns) / r.compiled_ns);
-        println!(
-            "{:<9} {:>5} | {:>8.1} {:>10.2} {:>6.0}ns {:>9.0}ns {:>6.0}x | {:>6.0} {:>6.0} | {:>9} {:>9} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>8.0} {:>17}",
-            r.set,
-            r.rules,
-            r.compiled_ns,
-            1e3 / r.compiled_ns,
-            r.query_ns,
-            r.reference_ns,
-            r.reference_ns / r.query_ns,
-            r.p50,
-            r.p99,
-            field.map_or("-".into(), |f| vs(f.1)),
-            field.map_or("-".into(), |f| vs(f.2)),
-            r.build_ms,
-            r.add_us,
-            r.remove_us,
-            r.join_us,
-            r.memory_kib,
-            format!("{}/{}/{}/{}", r.shape.0, r.shape.1, r.shape.2, r.shape.3),
-        );
+        for seed in seeds() {
+            if sim.is_some() {
+                // The simulator reads the trace file: make it before the first peer run.
+                trace_seeded(&set, &load_rules(&set), 1_000_000, seed);
+            }
+            let before = sim
+                .as_ref()
+                .map(|s| peer(s, &set, &trace_path(&set, 1_000_000, seed), 1_000_000));
+            let r = measure(&set, quick, seed);
+            let after = sim
+                .as_ref()
+                .map(|s| peer(s, &set, &trace_path(&set, 1_000_000, seed), 1_000_000));
+            let best = before.zip(after).and_then(|(a, b)| best_peer([a, b]));
+            let (name, ns, ratio, kib) = match &best {
+                Some(p) => {
+                    ratios.push((set.clone(), seed, p.ns / r.compiled_ns));
+                    (
+                        p.name.clone(),
+                        format!("{:.1}", p.ns),
+                        format!("{:.2}x", p.ns / r.compiled_ns),
+                        format!("{:.0}/{:.1}", p.bytes / 1024.0, p.build_ms),
+                    )
+                }
+                None => ("not measured".into(), "-".into(), "-".into(), "-".into()),
+            };
+            println!(
+                "{:<9} {:>4} {:>5} | {:>8.1} {:>6.0}ns {:>6.0}x | {:>6.0} {:>6.0} | {:>20} {:>8} {:>7} {:>11} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>8.0} {:>17}",
+                r.set,
+                seed,
+                r.rules,
+                r.compiled_ns,
+                r.query_ns,
+                r.reference_ns / r.query_ns,
+                r.p50,
+                r.p99,
+                name,
+                ns,
+                ratio,
+                kib,
+                r.build_ms,
+                r.add_us,
+                r.remove_us,
+                r.join_us,
+                r.memory_kib,
+                format!("{}/{}/{}/{}", r.shape.0, r.shape.1, r.shape.2, r.shape.3),
+            );
+        }
     }
     println!(
         "\nns/look: mean ns per packet over the trace judged by the instance's resolved stage (median of 3 \
          passes), as the simulators judge packets against one rule set; query: the same through \
-         Evaluator::decide, which also finds the instance; speedup: reference / query, both per query; \
-         TupleMrg/PartSort: their published ns per lookup divided by ns/look (>1 = we are faster); \
-         add/del/join: median µs of 200 incremental changes.\n"
+         Evaluator::decide, which also finds the instance; vs ref: reference / query, both per query; \
+         best peer: the fastest of TupleMerge and PartitionSort (online and offline) run by the simulator \
+         at STOCKADE_PEER_SIM on the same rule and trace files, before and after ours, its better run kept; \
+         ratio: peer ns / ours (>1 = we are faster); add/del/join: median µs of 200 incremental changes.\n"
     );
+    match (&sim, ratios.is_empty()) {
+        (None, _) => println!(
+            "peer: not measured (set STOCKADE_PEER_SIM to the simulator's binary to measure it in this run)\n"
+        ),
+        (Some(_), false) => {
+            let short: Vec<String> = ratios
+                .iter()
+                .filter(|(_, _, r)| *r < 2.0)
+                .map(|(s, seed, r)| format!("{s}/{seed} {r:.2}x"))
+                .collect();
+            println!(
+                "{} of {} rows at >= 2x the best peer{}\n",
+                ratios.len() - short.len(),
+                ratios.len(),
+                if short.is_empty() { String::new() } else { format!("; under: {}", short.join(", ")) }
+            );
+        }
+        (Some(_), true) => {}
+    }
 }
 
 fn criterion_groups(c: &mut Criterion) {
@@ -574,7 +707,8 @@ fn main() {
     // (one small set, short trace; the evaluators' agreement is still asserted).
     let benching = std::env::args().any(|a| a == "--bench");
     report(quick || !benching, !benching);
-    if benching && !quick {
+    // `STOCKADE_BENCH_TABLE_ONLY=1`: the table (with the peer, full traces), no criterion.
+    if benching && !quick && std::env::var("STOCKADE_BENCH_TABLE_ONLY").is_err() {
         let mut c = Criterion::default().configure_from_args();
         criterion_groups(&mut c);
         c.final_summary();
