@@ -1102,25 +1102,22 @@ impl Tx<'_> {
         } else if !groups.is_empty() {
             self.set_groups(&i, groups, "ModifyInstanceVpcAttribute")?;
         }
-        self.db.execute(
+        // The instance and its primary interface move together.
+        for sql in [
             "UPDATE instances SET vpc_id = ?2, vswitch_id = ?3, private_ip = ?4 WHERE id = ?1",
-            args![
-                instance.as_str(),
-                target_vpc.as_str(),
-                vswitch.as_str(),
-                address.to_string()
-            ],
-        )?;
-        self.db.execute(
             "UPDATE network_interfaces SET vpc_id = ?2, vswitch_id = ?3, private_ip = ?4
              WHERE instance_id = ?1 AND kind = 'Primary'",
-            args![
-                instance.as_str(),
-                target_vpc.as_str(),
-                vswitch.as_str(),
-                address.to_string()
-            ],
-        )?;
+        ] {
+            self.db.execute(
+                sql,
+                args![
+                    instance.as_str(),
+                    target_vpc.as_str(),
+                    vswitch.as_str(),
+                    address.to_string()
+                ],
+            )?;
+        }
         self.log(
             "ModifyInstanceVpcAttribute",
             instance.as_str(),

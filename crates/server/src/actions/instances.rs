@@ -26,6 +26,16 @@ fn group_list(p: &Params) -> Result<Vec<SecurityGroupId>> {
     Ok(groups)
 }
 
+/// `PrivateIpAddress`, if given.
+fn private_ip(p: &Params) -> Result<Option<Ipv4Addr>> {
+    p.opt("PrivateIpAddress")
+        .map(|s| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| ServerError::PrivateIpMalformed(s))
+        })
+        .transpose()
+}
+
 /// `InstanceName`, at most 128 characters.
 fn instance_name(p: &Params) -> Result<Option<String>> {
     match p.opt("InstanceName") {
@@ -130,13 +140,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             return Err(ServerError::invalid("MinAmount", min.to_string()));
         }
     }
-    let private_ip = p
-        .opt("PrivateIpAddress")
-        .map(|s| {
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| ServerError::PrivateIpMalformed(s))
-        })
-        .transpose()?;
+    let private_ip = private_ip(p)?;
     if private_ip.is_some() && amount > 1 {
         return Err(ModelError::Conflict("PrivateIpAddress", "Amount").into());
     }
@@ -603,6 +607,21 @@ pub(super) fn describe_unmodelled(
     Ok(Reply::Body(body))
 }
 
+/// `ModifyInstanceVpcAttribute`: a stopped instance to another vSwitch (`VSwitchId`), at
+/// `PrivateIpAddress` or a free address, or into another VPC (`VpcId` with that VPC's
+/// `SecurityGroupId.N`).
+pub(super) fn modify_vpc(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let instance: InstanceId = p.typed("InstanceId")?;
+    let vswitch: VSwitchId = p.typed("VSwitchId")?;
+    let private_ip = private_ip(p)?;
+    let vpc: Option<VpcId> = p.parsed("VpcId")?;
+    let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupId")?;
+    call.command(|tx| {
+        tx.modify_instance_vpc(&instance, &vswitch, private_ip, vpc.as_ref(), &groups)
+    })
+}
+
 #[cfg(test)]
 mod sizing_tests {
     #[test]
@@ -613,25 +632,4 @@ mod sizing_tests {
         assert_eq!(super::sizing("ecs.t6-c1m1.large"), (2, 0));
         assert_eq!(super::sizing("custom"), (0, 0));
     }
-}
-
-/// `ModifyInstanceVpcAttribute`: a stopped instance to another vSwitch (`VSwitchId`), at
-/// `PrivateIpAddress` or a free address, or into another VPC (`VpcId` with that VPC's
-/// `SecurityGroupId.N`).
-pub(super) fn modify_vpc(call: &Call) -> Result<Reply> {
-    let p = call.params;
-    let instance: InstanceId = p.typed("InstanceId")?;
-    let vswitch: VSwitchId = p.typed("VSwitchId")?;
-    let private_ip = p
-        .opt("PrivateIpAddress")
-        .map(|s| {
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| ServerError::PrivateIpMalformed(s))
-        })
-        .transpose()?;
-    let vpc: Option<VpcId> = p.parsed("VpcId")?;
-    let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupId")?;
-    call.command(|tx| {
-        tx.modify_instance_vpc(&instance, &vswitch, private_ip, vpc.as_ref(), &groups)
-    })
 }

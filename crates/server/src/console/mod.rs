@@ -56,6 +56,17 @@ const SESSIONS_PER_KEY: usize = 16;
 /// The session cookie's name.
 const COOKIE: &str = "stockade_console";
 
+/// The value of a session lookup, or (from the handler) the answer it gave instead: a
+/// redirect to sign in, or a refusal.
+macro_rules! signed_in {
+    ($lookup:expr) => {
+        match $lookup {
+            Ok(x) => x,
+            Err(answer) => return *answer,
+        }
+    };
+}
+
 /// The console's routes (merged into the application by [`crate::app`]).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -432,10 +443,7 @@ async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
 
 async fn signout(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form(&body);
-    let (key, _) = match authorized_post(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let (key, _) = signed_in!(authorized_post(&state, &headers, &form).await);
     state.sessions.lock().remove(&key);
     let mut response = to_signin();
     response.headers_mut().insert(
@@ -545,10 +553,8 @@ async fn groups(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(&state, &headers, here("/console/groups", &raw)).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) =
+        signed_in!(page_session(&state, &headers, here("/console/groups", &raw)).await);
     let q = query(&raw);
     let mut filter: Vec<(&str, &str)> = vec![("PageSize", "100")];
     for name in ["VpcId", "SecurityGroupName", "SecurityGroupType"] {
@@ -571,10 +577,7 @@ async fn create_group(
     body: Bytes,
 ) -> Response {
     let form = form(&body);
-    let (key, s) = match authorized_post(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let (key, s) = signed_in!(authorized_post(&state, &headers, &form).await);
     let mut fields: Vec<(String, String)> = [
         "SecurityGroupName",
         "Description",
@@ -607,16 +610,14 @@ async fn group(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(
-        &state,
-        &headers,
-        here(&format!("/console/groups/{id}"), &raw),
-    )
-    .await
-    {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) = signed_in!(
+        page_session(
+            &state,
+            &headers,
+            here(&format!("/console/groups/{id}"), &raw),
+        )
+        .await
+    );
     let mut r = reads(&state, &s);
     let attribute = r
         .get(
@@ -678,10 +679,7 @@ async fn rule_change(
     body: Bytes,
 ) -> Response {
     let form = form(&body);
-    let (key, s) = match authorized_post(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let (key, s) = signed_in!(authorized_post(&state, &headers, &form).await);
     let egress = field(&form, "Direction") == "egress";
     let rule = field(&form, "SecurityGroupRuleId");
     let action = match (egress, rule.is_empty()) {
@@ -737,10 +735,7 @@ async fn rule_change(
 /// the confirmation of a preview). Only the actions the pages offer are accepted.
 async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form(&body);
-    let (key, s) = match authorized_post(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let (key, s) = signed_in!(authorized_post(&state, &headers, &form).await);
     const OFFERED: [Action; 16] = [
         Action::AuthorizeSecurityGroup,
         Action::AuthorizeSecurityGroupEgress,
@@ -846,10 +841,8 @@ async fn instances(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(&state, &headers, here("/console/instances", &raw)).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) =
+        signed_in!(page_session(&state, &headers, here("/console/instances", &raw)).await);
     let mut r = reads(&state, &s);
     let list = r
         .get(Action::DescribeInstances, &[("PageSize", "100")])
@@ -877,10 +870,7 @@ async fn flow(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(&state, &headers, here("/console/flow", &raw)).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) = signed_in!(page_session(&state, &headers, here("/console/flow", &raw)).await);
     let q = query(&raw);
     let mut r = reads(&state, &s);
     let list = r
@@ -938,10 +928,8 @@ async fn exposure(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(&state, &headers, here("/console/exposure", &raw)).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) =
+        signed_in!(page_session(&state, &headers, here("/console/exposure", &raw)).await);
     let q = query(&raw);
     let mut r = reads(&state, &s);
     let list = r
@@ -967,10 +955,7 @@ async fn exposure(
 }
 
 async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let (s, frame) = match page_session(&state, &headers, "/console/audit".into()).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) = signed_in!(page_session(&state, &headers, "/console/audit".into()).await);
     let mut r = reads(&state, &s);
     let findings = r.get(Action::DescribeSecurityGroupAudit, &[]).await;
     let frame = with_failure(frame, &r);
@@ -986,10 +971,7 @@ async fn prefix_lists(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let here = here("/console/prefix-lists", &raw);
-    let (s, frame) = match page_session(&state, &headers, here).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) = signed_in!(page_session(&state, &headers, here).await);
     let mut r = reads(&state, &s);
     let listed = r
         .get(Action::DescribePrefixLists, &[("MaxResults", "100")])
@@ -1014,10 +996,7 @@ async fn map(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (s, frame) = match page_session(&state, &headers, here("/console/map", &raw)).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+    let (s, frame) = signed_in!(page_session(&state, &headers, here("/console/map", &raw)).await);
     let chosen: Vec<String> = query(&raw)
         .into_iter()
         .filter(|(k, _)| k == "Service")

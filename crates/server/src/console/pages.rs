@@ -300,15 +300,40 @@ fn in_engine_order<'a>(permissions: &'a [Value], direction: &str) -> Vec<&'a Val
     rules
 }
 
+/// The wire field names of a rule's two sides in one direction: the peer's (`Source…` for
+/// inbound, `Dest…` for outbound) and the instance's own.
+struct Sides {
+    peer: &'static str,
+    peer_v6: &'static str,
+    local: &'static str,
+    local_v6: &'static str,
+}
+
+impl Sides {
+    fn of(direction: &str) -> Sides {
+        if direction == "ingress" {
+            Sides {
+                peer: "Source",
+                peer_v6: "Ipv6SourceCidrIp",
+                local: "DestCidrIp",
+                local_v6: "Ipv6DestCidrIp",
+            }
+        } else {
+            Sides {
+                peer: "Dest",
+                peer_v6: "Ipv6DestCidrIp",
+                local: "SourceCidrIp",
+                local_v6: "Ipv6SourceCidrIp",
+            }
+        }
+    }
+}
+
 /// The instance's own side of a quintuple rule (the destination of inbound traffic, the
 /// source of outbound), if the rule names one.
 fn local_side(p: &Value, direction: &str) -> String {
-    let (v4, v6) = if direction == "ingress" {
-        ("DestCidrIp", "Ipv6DestCidrIp")
-    } else {
-        ("SourceCidrIp", "Ipv6SourceCidrIp")
-    };
-    [text(p, v4), text(p, v6)]
+    let f = Sides::of(direction);
+    [text(p, f.local), text(p, f.local_v6)]
         .into_iter()
         .find(|v| !v.is_empty())
         .unwrap_or_default()
@@ -325,16 +350,11 @@ fn peer(p: &Value, direction: &str) -> Markup {
 }
 
 fn peer_only(p: &Value, direction: &str) -> Markup {
-    let side = if direction == "ingress" {
-        "Source"
-    } else {
-        "Dest"
-    };
-    let v6 = if direction == "ingress" {
-        "Ipv6SourceCidrIp"
-    } else {
-        "Ipv6DestCidrIp"
-    };
+    let Sides {
+        peer: side,
+        peer_v6: v6,
+        ..
+    } = Sides::of(direction);
     let group = text(p, &format!("{side}GroupId"));
     let list = text(p, &format!("{side}PrefixListId"));
     html! {
@@ -352,16 +372,11 @@ fn peer_only(p: &Value, direction: &str) -> Markup {
 }
 
 fn peer_kind_and_value(p: &Value, direction: &str) -> (&'static str, String) {
-    let side = if direction == "ingress" {
-        "Source"
-    } else {
-        "Dest"
-    };
-    let v6 = if direction == "ingress" {
-        "Ipv6SourceCidrIp"
-    } else {
-        "Ipv6DestCidrIp"
-    };
+    let Sides {
+        peer: side,
+        peer_v6: v6,
+        ..
+    } = Sides::of(direction);
     for (kind, name) in [
         ("group", format!("{side}GroupId")),
         ("prefixlist", format!("{side}PrefixListId")),
