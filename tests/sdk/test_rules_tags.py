@@ -282,3 +282,19 @@ def test_read_filters_fuzzy_names_tag_filters_and_dry_run(old, new_v3):
     bad.set_DryRun(True)
     bad.set_VpcId("not-a-vpc")
     assert old.error(bad)[0] != "DryRunOperation", "a dry run still checks the request"
+
+
+def test_group_attribute_snapshot_policies(new_v3):
+    """`DescribeSecurityGroupAttribute Attribute=snapshotPolicyIds`: no disks here, so no
+    snapshot policies; any other attribute is refused."""
+    sg = new_v3.create_security_group(models.CreateSecurityGroupRequest(region_id=REGION)).body.security_group_id
+    got = new_v3.describe_security_group_attribute(models.DescribeSecurityGroupAttributeRequest(
+        region_id=REGION, security_group_id=sg, attribute="snapshotPolicyIds")).body
+    assert got.snapshot_policy_ids.snapshot_policy_id == []
+    try:
+        new_v3.describe_security_group_attribute(models.DescribeSecurityGroupAttributeRequest(
+            region_id=REGION, security_group_id=sg, attribute="colour"))
+    except Exception as e:
+        assert getattr(e, "code", "") == "InvalidParameter", e
+    else:
+        raise AssertionError("an unknown Attribute was accepted")

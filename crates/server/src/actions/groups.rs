@@ -156,6 +156,13 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
         Some(other) => return Err(ServerError::invalid("Direction", other)),
     };
     let nic: Option<NicType> = p.parsed("NicType")?;
+    // `Attribute=snapshotPolicyIds` also asks for the snapshot policies associated with the
+    // group: there are no disks here, so none.
+    let snapshot_policies = match p.opt("Attribute").as_deref() {
+        None => false,
+        Some("snapshotPolicyIds") => true,
+        Some(other) => return Err(ServerError::invalid("Attribute", other)),
+    };
     let (min, max) = control::limits::RULE_PAGE;
     let paging = Paging::after_token(p, p.number("MaxResults", min, max)?)?;
     call.read(|tx| {
@@ -171,7 +178,7 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
             .iter()
             .map(|r| rules::permission_json(tx, r))
             .collect();
-        Ok(json!({
+        let mut body = json!({
             "RegionId": call.ctx.region,
             "SecurityGroupId": g.id.to_string(),
             "SecurityGroupName": g.name,
@@ -180,7 +187,11 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
             "InnerAccessPolicy": g.inner_access_policy.as_wire(),
             "NextToken": window.next_token,
             "Permissions": {"Permission": permissions},
-        }))
+        });
+        if snapshot_policies {
+            body["SnapshotPolicyIds"] = json!({"SnapshotPolicyId": []});
+        }
+        Ok(body)
     })
 }
 
