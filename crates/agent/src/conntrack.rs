@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use model::{Direction, InstanceId, NicType, Policy};
+use model::{Direction, MemberId, NicType, Policy};
 use policy::{Evaluator, Packet, StageQuery};
 
 use crate::{host_command, AgentError};
@@ -63,7 +63,7 @@ pub fn parse(text: &str) -> Vec<Tracked> {
 /// interface address (in its zone) to the instance and the interface it uses.
 pub fn disallowed(
     evaluator: &impl Evaluator,
-    local: &HashMap<LocalAddress, (InstanceId, NicType)>,
+    local: &HashMap<LocalAddress, (MemberId, NicType)>,
     tracked: &[Tracked],
 ) -> Vec<Tracked> {
     tracked

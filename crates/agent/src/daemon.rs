@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use model::InstanceId;
+use model::MemberId;
 use nft::{Backend, NftCli};
 use serde_json::{json, Value};
 
@@ -148,8 +148,8 @@ fn pass<B: Backend>(
     // Interfaces are looked up on every tick and when the placed instances differ from those
     // with known interfaces, not on every policy change: a rule change then costs one
     // transaction and nothing else.
-    let placed: BTreeSet<&InstanceId> = policy.instances.iter().map(|i| &i.id).collect();
-    let attached: BTreeSet<&InstanceId> =
+    let placed: BTreeSet<&MemberId> = policy.instances.iter().map(|i| &i.id).collect();
+    let attached: BTreeSet<&MemberId> =
         enforcer.attachments().iter().map(|a| &a.instance).collect();
     if tick || placed != attached {
         let found = interfaces::discover(netns, &policy.instances)?;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use model::{InstanceId, NicType, SecurityGroupId, VpcId};
+use model::{MemberId, NicType, SecurityGroupId, VpcId};
 use nft::{render, render_reusing, Attachment, Backend, Ruleset, Zones};
 use policy::{Engine, GroupPolicy, State};
 
@@ -13,8 +13,8 @@ use crate::AgentError;
 /// The changes that turn instances `old` into `new`: every instance that differs is removed
 /// and added again (its group list in its new order), removals first.
 fn instance_changes(old: &[model::Instance], new: &[model::Instance]) -> Vec<policy::Change> {
-    let before: HashMap<&InstanceId, &model::Instance> = old.iter().map(|i| (&i.id, i)).collect();
-    let after: HashMap<&InstanceId, &model::Instance> = new.iter().map(|i| (&i.id, i)).collect();
+    let before: HashMap<&MemberId, &model::Instance> = old.iter().map(|i| (&i.id, i)).collect();
+    let after: HashMap<&MemberId, &model::Instance> = new.iter().map(|i| (&i.id, i)).collect();
     let removed = old
         .iter()
         .filter(|i| after.get(&i.id) != Some(i))
@@ -106,7 +106,7 @@ pub struct Outcome {
     /// It replaced the whole table (rather than a diff).
     pub full: bool,
     /// Instances failed closed, with the reason.
-    pub failed: BTreeMap<InstanceId, String>,
+    pub failed: BTreeMap<MemberId, String>,
     /// From the start of the sync to the transaction being in force (rendering, diffing,
     /// applying; not the drift fingerprint taken afterwards).
     pub enforced_in: std::time::Duration,
@@ -258,9 +258,7 @@ impl<B: Backend> Enforcer<B> {
     /// Local interface addresses (IPv4 and IPv6), in their zones → (instance, interface
     /// type), for judging tracked flows: the addresses of the interfaces whose devices are
     /// attached here.
-    pub fn local_addresses(
-        &self,
-    ) -> HashMap<crate::conntrack::LocalAddress, (InstanceId, NicType)> {
+    pub fn local_addresses(&self) -> HashMap<crate::conntrack::LocalAddress, (MemberId, NicType)> {
         let mut out = HashMap::new();
         let Some((p, state)) = &self.policy else {
             return out;

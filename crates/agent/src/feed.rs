@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use model::{InstanceId, NetworkInterfaceId};
+use model::{InstanceId, MemberId, NetworkInterfaceId};
 use policy::Snapshot;
 use serde_json::Value;
 
@@ -15,8 +15,8 @@ use crate::AgentError;
 pub struct Placed {
     /// The interface: the label of its device.
     pub interface: NetworkInterfaceId,
-    /// Its instance.
-    pub id: InstanceId,
+    /// The member whose groups judge it: its instance (a primary interface).
+    pub id: MemberId,
     /// Its intranet address.
     pub private_ip: Ipv4Addr,
     /// Its internet address (classic network), if any.
@@ -50,7 +50,8 @@ impl HostPolicy {
                         .parse()
                         .map_err(|_| bad("a valid NetworkInterfaceId"))?,
                     id: text("InstanceId")
-                        .parse()
+                        .parse::<InstanceId>()
+                        .map(MemberId::from)
                         .map_err(|_| bad("a valid InstanceId"))?,
                     private_ip: text("PrivateIpAddress")
                         .parse()

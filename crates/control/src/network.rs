@@ -1170,7 +1170,8 @@ impl Tx<'_> {
             .region_instances()?
             .into_iter()
             .map(|i| model::Instance {
-                id: i.id,
+                id: i.id.into(),
+                attached_to: None,
                 owner: i.owner,
                 vpc_id: i.vpc_id,
                 private_ip: i.private_ip,

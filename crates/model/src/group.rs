@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::error::ModelError;
-use crate::ids::{AccountId, InstanceId, SecurityGroupId, VpcId};
+use crate::ids::{AccountId, InstanceId, NetworkInterfaceId, SecurityGroupId, VpcId};
 use crate::rule::{validate_description, NetworkType};
 
 /// Basic (`normal`) or advanced (`enterprise`) security group.
@@ -137,11 +137,75 @@ pub fn validate_group_description(s: &str) -> Result<String, ModelError> {
     validate_description(s, 256)
 }
 
-/// An instance as the policy sees it: its addresses and its ordered list of groups.
+/// What an engine record stands for, and its name in answers: an instance (its primary
+/// network interface, which ECS users name by the instance), or a secondary network
+/// interface attached to one. Security groups are enforced per network interface; the
+/// primary one's groups are its instance's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberId {
+    /// `i-...`: an instance, through its primary interface.
+    Instance(InstanceId),
+    /// `eni-...`: a secondary interface.
+    Interface(NetworkInterfaceId),
+}
+
+impl MemberId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MemberId::Instance(i) => i.as_str(),
+            MemberId::Interface(n) => n.as_str(),
+        }
+    }
+
+    /// The instance, when the member is one.
+    pub fn instance(&self) -> Option<&InstanceId> {
+        match self {
+            MemberId::Instance(i) => Some(i),
+            MemberId::Interface(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<InstanceId> for MemberId {
+    fn from(i: InstanceId) -> MemberId {
+        MemberId::Instance(i)
+    }
+}
+
+impl From<NetworkInterfaceId> for MemberId {
+    fn from(n: NetworkInterfaceId) -> MemberId {
+        MemberId::Interface(n)
+    }
+}
+
+impl FromStr for MemberId {
+    type Err = ModelError;
+
+    /// `i-...` or `eni-...`.
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        if s.starts_with("eni-") {
+            s.parse().map(MemberId::Interface)
+        } else {
+            s.parse().map(MemberId::Instance)
+        }
+    }
+}
+
+/// A member as the policy sees it (an instance, or a secondary interface attached to one):
+/// its addresses and its ordered list of groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    /// `i-...`
-    pub id: InstanceId,
+    /// The instance, or the secondary interface.
+    pub id: MemberId,
+    /// For a secondary interface, the instance it is attached to.
+    pub attached_to: Option<InstanceId>,
     /// The owning account.
     pub owner: AccountId,
     /// The VPC, or `None` for a classic-network instance.

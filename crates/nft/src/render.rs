@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use model::{
-    Direction, GroupType, InnerAccessPolicy, InstanceId, NicType, Peer, Permission, Policy,
-    Protocol, SecurityGroupId,
+    Direction, GroupType, InnerAccessPolicy, NicType, Peer, Permission, Policy, Protocol,
+    SecurityGroupId,
 };
 use policy::State;
 
@@ -17,8 +17,9 @@ pub const TABLE: &str = "stockade";
 /// An instance interface on this host: which instance, which of its NICs, which device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Attachment {
-    /// The instance.
-    pub instance: InstanceId,
+    /// The member whose groups judge the device's packets: an instance (its primary
+    /// interface) or a secondary interface.
+    pub instance: model::MemberId,
     /// Intranet, or the internet NIC of a classic instance.
     pub nic_type: NicType,
     /// The host-side network device its packets cross (e.g. the host end of a veth pair).
@@ -209,7 +210,7 @@ pub struct Ruleset {
     /// Output interface → verdict: the receiving instance's ingress.
     pub ingress: BTreeMap<String, Verdict>,
     /// Instances rendered fail-closed, with the reason.
-    pub failed: BTreeMap<InstanceId, String>,
+    pub failed: BTreeMap<model::MemberId, String>,
     /// Devices that claim to carry an interface but cannot be attributed to exactly one
     /// bound here, failed closed: device → why.
     pub isolated: BTreeMap<String, String>,

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use model::{InstanceId, NicType};
+use model::NicType;
 use nft::{render, Attachment, Backend, NftCli, Verdict};
 use policy::{Change, State};
 
@@ -72,7 +72,7 @@ fn unknown_instance_fails_closed() {
     let state = example_state();
     let mut atts = attachments(&state);
     atts.push(Attachment {
-        instance: "i-ghost".parse::<InstanceId>().unwrap(),
+        instance: "i-ghost".parse::<model::MemberId>().unwrap(),
         nic_type: NicType::Intranet,
         interface: "vghost".into(),
     });

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use model::{
-    Direction, GroupType, InnerAccessPolicy, Instance, InstanceId, NetworkType, NicType,
+    Direction, GroupType, InnerAccessPolicy, Instance, MemberId, NetworkType, NicType,
     PermissionFields, SecurityGroup,
 };
 use policy::{
@@ -182,6 +182,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
     });
     let instance = Instance {
         id: "i-bench".parse().unwrap(),
+        attached_to: None,
         owner: model::AccountId::new(1),
         vpc_id: Some("vpc-bench".parse().unwrap()),
         private_ip: Ipv4Addr::new(198, 18, 0, 1),
@@ -292,7 +293,7 @@ fn packet(h: &Header) -> Packet {
     }
 }
 
-fn query<'a>(instance: &'a InstanceId, h: &Header) -> StageQuery<'a> {
+fn query<'a>(instance: &'a MemberId, h: &Header) -> StageQuery<'a> {
     StageQuery {
         instance,
         direction: Direction::Ingress,
@@ -303,7 +304,7 @@ fn query<'a>(instance: &'a InstanceId, h: &Header) -> StageQuery<'a> {
 
 /// The instance's ingress intranet rules, resolved once as a firewall holds them per
 /// interface: what the published simulators measure (one rule set, packets against it).
-fn stage<'a>(engine: &'a Engine, instance: &InstanceId) -> Stage<'a> {
+fn stage<'a>(engine: &'a Engine, instance: &MemberId) -> Stage<'a> {
     engine
         .stage(instance, Direction::Ingress, NicType::Intranet)
         .expect("bench instance")
@@ -328,7 +329,7 @@ fn stage_throughput(stage: &Stage<'_>, trace: &[Header]) -> f64 {
 }
 
 /// ns per query over the whole trace, each naming its instance.
-fn throughput(e: &impl Evaluator, instance: &InstanceId, trace: &[Header]) -> f64 {
+fn throughput(e: &impl Evaluator, instance: &MemberId, trace: &[Header]) -> f64 {
     let start = Instant::now();
     for h in trace {
         black_box(e.decide(&query(instance, black_box(h))).expect("decide"));
@@ -383,7 +384,7 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
     let rules = load_rules(set);
     let groups = if rules.len() <= 1000 { 5 } else { 1 };
     let snap = snapshot(&rules, groups);
-    let instance: InstanceId = "i-bench".parse().unwrap();
+    let instance: MemberId = "i-bench".parse().unwrap();
     let runs = if quick { 1 } else { 3 };
     let trace = trace_seeded(set, &rules, 1_000_000, seed);
     let trace = if quick { &trace[..50_000] } else { &trace[..] };
@@ -455,9 +456,10 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
     }
     let mut joins = vec![];
     for k in 0..if quick { 20 } else { 200u32 } {
-        let id: InstanceId = format!("i-member{k}").parse().unwrap();
+        let id: MemberId = format!("i-member{k}").parse().unwrap();
         let member = Instance {
             id: id.clone(),
+            attached_to: None,
             owner: model::AccountId::new(1),
             vpc_id: Some("vpc-bench".parse().unwrap()),
             private_ip: Ipv4Addr::from(0xC612_1000 + k),
@@ -658,7 +660,7 @@ fn criterion_groups(c: &mut Criterion) {
         let trace = trace(&set, &rules, 1_000_000);
         let engine = Engine::new(&snap).unwrap();
         let reference = Reference::new(&snap).unwrap();
-        let instance: InstanceId = "i-bench".parse().unwrap();
+        let instance: MemberId = "i-bench".parse().unwrap();
         let mut g = c.benchmark_group(format!("lookup/{set}"));
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(500))
@@ -696,7 +698,7 @@ fn main() {
         let engine =
             Engine::new(&snapshot(&rules, if rules.len() <= 1000 { 5 } else { 1 })).unwrap();
         let trace = trace(&set, &rules, 1_000_000);
-        let instance: InstanceId = "i-bench".parse().unwrap();
+        let instance: MemberId = "i-bench".parse().unwrap();
         let compiled = stage(&engine, &instance);
         for _ in 0..10 {
             println!("{:.1} ns", stage_throughput(&compiled, &trace));

@@ -108,6 +108,7 @@ fn fleet(scale: usize) -> Snapshot {
     let instances = (0..instances)
         .map(|i| Instance {
             id: format!("i-n{i}").parse().unwrap(),
+            attached_to: None,
             owner: AccountId::new(1),
             vpc_id: Some("vpc-fleet".parse().unwrap()),
             private_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i as u32),

@@ -94,7 +94,7 @@ pub struct AuditConfig {
     pub labels: BTreeMap<SecurityGroupId, GroupLabel>,
     /// Leaves being planned, `(instance, group)`: an instance that would be left in no
     /// group is reported.
-    pub planned_leaves: Vec<(model::InstanceId, SecurityGroupId)>,
+    pub planned_leaves: Vec<(model::MemberId, SecurityGroupId)>,
 }
 
 /// A group's human-facing labels.
@@ -456,7 +456,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
     }
     // Planned leaves that would leave an instance in no group (ECS refuses the last one with
     // InstanceLastSecurityGroup; the plan as a whole is what matters).
-    let mut planned: BTreeMap<&model::InstanceId, BTreeSet<&SecurityGroupId>> = BTreeMap::new();
+    let mut planned: BTreeMap<&model::MemberId, BTreeSet<&SecurityGroupId>> = BTreeMap::new();
     for (i, g) in &cfg.planned_leaves {
         planned.entry(i).or_default().insert(g);
     }

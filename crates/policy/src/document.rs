@@ -104,6 +104,10 @@ type PermissionFile = BTreeMap<String, Option<Text>>;
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct InstanceFile {
     instance_id: String,
+    /// Set for a secondary network interface attached to `instance_id`; absent for the
+    /// instance itself (its primary interface is implied).
+    #[serde(default)]
+    network_interface_id: Option<String>,
     #[serde(default)]
     vpc_id: Option<String>,
     private_ip_address: String,
@@ -265,8 +269,17 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
         s.parse()
             .map_err(|_| DocumentError(format!("bad address {s}")))
     }
+    let instance: model::InstanceId = i.instance_id.parse().map_err(ecs)?;
+    let (id, attached_to) = match set(&i.network_interface_id) {
+        None => (model::MemberId::Instance(instance), None),
+        Some(n) => (
+            model::MemberId::Interface(n.parse().map_err(ecs)?),
+            Some(instance),
+        ),
+    };
     Ok(Instance {
-        id: i.instance_id.parse().map_err(ecs)?,
+        id,
+        attached_to,
         owner: owner(i.owner_id)?,
         vpc_id: set(&i.vpc_id).map(str::parse).transpose().map_err(ecs)?,
         private_ip: ip(&i.private_ip_address)?,
@@ -314,8 +327,13 @@ pub fn to_value(snapshot: &Snapshot) -> Value {
         .instances
         .iter()
         .map(|i| {
+            let (instance, interface) = match (&i.id, &i.attached_to) {
+                (model::MemberId::Interface(n), Some(at)) => (at.as_str(), n.as_str()),
+                (id, _) => (id.as_str(), ""),
+            };
             json!({
-                "InstanceId": i.id.as_str(),
+                "InstanceId": instance,
+                "NetworkInterfaceId": interface,
                 "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
                 "PrivateIpAddress": i.private_ip.to_string(),
                 "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Subnets};
-use model::{Direction, InstanceId, NetworkType, NicType, Peer, Policy, PortSpan, ProbeProtocol};
+use model::{Direction, MemberId, NetworkType, NicType, Peer, Policy, PortSpan, ProbeProtocol};
 
 use crate::flow::{DecidedBy, Evaluator, Packet, StageQuery};
 use crate::state::{PolicyError, State};
@@ -64,7 +64,7 @@ struct Cuts {
     addresses: Vec<u64>,
 }
 
-fn cuts(states: &[&State], instance: &InstanceId, direction: Direction) -> Cuts {
+fn cuts(states: &[&State], instance: &MemberId, direction: Direction) -> Cuts {
     let mut addresses = BTreeSet::from([0u64]);
     let mut ports = BTreeSet::from([0u16, 1]);
     let range = |set: &mut BTreeSet<u64>, lo: u64, hi: u64| {
@@ -177,7 +177,7 @@ fn blocks(lo: u64, hi: u64) -> Vec<IpNet> {
 
 /// The stage query of a probe packet, seen from the instance.
 fn probe<'a>(
-    instance: &'a InstanceId,
+    instance: &'a MemberId,
     direction: Direction,
     nic: NicType,
     local: Ipv4Addr,
@@ -206,7 +206,7 @@ fn probe<'a>(
 /// The interface and local address of an instance for `nic`.
 fn local_address(
     state: &State,
-    instance: &InstanceId,
+    instance: &MemberId,
     nic: NicType,
 ) -> Result<(NicType, Ipv4Addr), PolicyError> {
     let i = state.instance(instance)?;
@@ -223,7 +223,7 @@ fn local_address(
 /// interface of a classic instance with a public address).
 pub fn exposure(
     evaluator: &impl Evaluator,
-    instance: &InstanceId,
+    instance: &MemberId,
     nic: NicType,
 ) -> Result<Vec<Exposed>, PolicyError> {
     exposure_in(evaluator, instance, nic, Direction::Ingress)
@@ -232,7 +232,7 @@ pub fn exposure(
 /// Every IPv4 flow `instance` accepts in `direction`.
 pub fn exposure_in(
     evaluator: &impl Evaluator,
-    instance: &InstanceId,
+    instance: &MemberId,
     nic: NicType,
     direction: Direction,
 ) -> Result<Vec<Exposed>, PolicyError> {
@@ -263,7 +263,7 @@ pub fn exposure_in(
 pub fn changes(
     before: &impl Evaluator,
     after: &impl Evaluator,
-    instance: &InstanceId,
+    instance: &MemberId,
     nic: NicType,
     direction: Direction,
 ) -> Result<Vec<FlowChange>, PolicyError> {
@@ -289,7 +289,7 @@ pub fn changes(
 }
 
 /// Instances that share one exposure, and that exposure.
-pub type SharedExposure = (Vec<InstanceId>, Vec<Exposed>);
+pub type SharedExposure = (Vec<MemberId>, Vec<Exposed>);
 
 /// The exposure of every instance of the state, computed once per set of instances that
 /// must share it: the same group list and the same local-address filters containing their
@@ -302,7 +302,7 @@ pub fn fleet_exposure(
     let state = evaluator.state();
     let mut sets: std::collections::BTreeMap<
         (Vec<model::SecurityGroupId>, Vec<IpNet>),
-        Vec<InstanceId>,
+        Vec<MemberId>,
     > = std::collections::BTreeMap::new();
     for i in state.instances() {
         let (_, local) = local_address(state, &i.id, nic)?;
@@ -378,9 +378,9 @@ pub fn internet_part(sources: &[IpNet]) -> Vec<IpNet> {
 /// `target`'s private address.
 pub fn reaching_instances(
     evaluator: &impl Evaluator,
-    target: &InstanceId,
+    target: &MemberId,
     e: &Exposed,
-) -> Result<Vec<InstanceId>, PolicyError> {
+) -> Result<Vec<MemberId>, PolicyError> {
     let state = evaluator.state();
     let target_ip = state.instance(target)?.private_ip;
     let mut out = Vec::new();

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use model::{
-    ip_proto, Direction, Instance, InstanceId, NetworkType, NicType, Policy, Priority,
+    ip_proto, Direction, Instance, MemberId, NetworkType, NicType, Policy, Priority,
     SecurityGroupId, SecurityGroupRuleId,
 };
 
@@ -20,7 +20,7 @@ use crate::state::{PolicyError, State};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// An instance: its rules are evaluated and its address is taken from the state.
-    Instance(InstanceId),
+    Instance(MemberId),
     /// Any address (the internet, a host outside the policy).
     Address(IpAddr),
 }
@@ -118,7 +118,7 @@ pub struct Packet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StageQuery<'a> {
     /// The instance whose groups judge the packet.
-    pub instance: &'a InstanceId,
+    pub instance: &'a MemberId,
     /// Egress at the source, ingress at the destination.
     pub direction: Direction,
     /// The interface the packet crosses.
@@ -220,7 +220,7 @@ pub struct StageVerdict {
     /// `Egress` at the source or `Ingress` at the destination.
     pub direction: Direction,
     /// The instance judging.
-    pub instance: InstanceId,
+    pub instance: MemberId,
     /// Its verdict.
     pub verdict: Policy,
     /// Why.

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use model::{ip_proto, Direction, InstanceId, NicType, Peer, Policy, SecurityGroupId};
+use model::{ip_proto, Direction, MemberId, NicType, Peer, Policy, SecurityGroupId};
 
 use crate::flow::{Evaluator, Packet, StageQuery};
 use crate::state::{PolicyError, State};
@@ -70,7 +70,7 @@ pub struct Class {
     /// Their groups, in order.
     pub groups: Vec<SecurityGroupId>,
     /// Their instances, sorted.
-    pub instances: Vec<InstanceId>,
+    pub instances: Vec<MemberId>,
 }
 
 /// The reachability matrix.
@@ -141,7 +141,7 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
     // Group references and the intra-group default match addresses: when several instances
     // share an address (overlapping VPCs), the groups of all of them count.
     type Key = (Vec<SecurityGroupId>, usize, BTreeSet<SecurityGroupId>);
-    let mut by_key: BTreeMap<Key, Vec<InstanceId>> = BTreeMap::new();
+    let mut by_key: BTreeMap<Key, Vec<MemberId>> = BTreeMap::new();
     for i in state.instances() {
         let cell = cuts.partition_point(|&c| c <= u32::from(i.private_ip));
         let holders: BTreeSet<SecurityGroupId> = state
@@ -168,13 +168,13 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
     // judged per (rule set, class) — sets × classes verdicts each — and combined per class
     // pair with one AND.
     let n = classes.len();
-    let address = |id: &InstanceId| {
+    let address = |id: &MemberId| {
         state
             .instance(id)
             .map(|i| std::net::IpAddr::V4(i.private_ip))
     };
     let mut set_index: BTreeMap<(Vec<SecurityGroupId>, Vec<IpNet>), usize> = BTreeMap::new();
-    let mut set_rep: Vec<&InstanceId> = Vec::new();
+    let mut set_rep: Vec<&MemberId> = Vec::new();
     let mut set_of_class = Vec::with_capacity(n);
     for c in &classes {
         let rep = &c.instances[0];
@@ -196,7 +196,7 @@ pub fn reach(evaluator: &impl Evaluator, services: &[Service]) -> Result<Reach, 
         set_of_class.push(k);
     }
     let judge =
-        |instance: &InstanceId, direction: Direction, peer, local| -> Result<u32, PolicyError> {
+        |instance: &MemberId, direction: Direction, peer, local| -> Result<u32, PolicyError> {
             let mut bits = 0u32;
             for (k, service) in services.iter().enumerate() {
                 let packet = Packet {

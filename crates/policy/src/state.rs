@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use model::{
-    InnerAccessPolicy, Instance, InstanceId, Peer, Permission, PrefixListId, SecurityGroup,
+    InnerAccessPolicy, Instance, MemberId, Peer, Permission, PrefixListId, SecurityGroup,
     SecurityGroupId, SecurityGroupRuleId,
 };
 use rustc_hash::FxHashMap;
@@ -33,7 +33,7 @@ impl Snapshot {
     /// reference, without rules; every member of either, with its group list cut to them;
     /// and the prefix lists the rules use. Verdicts at a local instance are the same over
     /// the closure as over the whole snapshot (property-tested).
-    pub fn closure(&self, local: &BTreeSet<InstanceId>) -> Snapshot {
+    pub fn closure(&self, local: &BTreeSet<MemberId>) -> Snapshot {
         let own: BTreeSet<&SecurityGroupId> = self
             .instances
             .iter()
@@ -132,11 +132,11 @@ pub enum Change {
     /// A new instance, with the groups it starts in (all must exist).
     AddInstance(Instance),
     /// An instance is deleted and leaves all its groups.
-    RemoveInstance(InstanceId),
+    RemoveInstance(MemberId),
     /// `JoinSecurityGroup`: the group is appended to the instance's list.
-    Join(InstanceId, SecurityGroupId),
+    Join(MemberId, SecurityGroupId),
     /// `LeaveSecurityGroup`.
-    Leave(InstanceId, SecurityGroupId),
+    Leave(MemberId, SecurityGroupId),
     /// A prefix list is created or its entries replaced.
     SetPrefixList(PrefixList),
 }
@@ -149,7 +149,7 @@ pub enum PolicyError {
     UnknownGroup(SecurityGroupId),
     /// The instance does not exist.
     #[error("The specified InstanceId \"{0}\" does not exist.")]
-    UnknownInstance(InstanceId),
+    UnknownInstance(MemberId),
     /// The rule does not exist in that group.
     #[error("The specified SecurityGroupRuleId \"{0}\" does not exist.")]
     UnknownRule(SecurityGroupRuleId),
@@ -158,7 +158,7 @@ pub enum PolicyError {
     DuplicateGroup(SecurityGroupId),
     /// An instance id is used twice.
     #[error("The instance \"{0}\" already exists.")]
-    DuplicateInstance(InstanceId),
+    DuplicateInstance(MemberId),
     /// A rule id is used twice in one group.
     #[error("The security group rule \"{0}\" already exists.")]
     DuplicateRule(SecurityGroupRuleId),
@@ -176,7 +176,7 @@ pub enum PolicyError {
     NoInstanceInFlow,
     /// A flow's endpoint has no address of the flow's family or interface.
     #[error("The instance \"{0}\" has no {1} address.")]
-    NoAddress(InstanceId, &'static str),
+    NoAddress(MemberId, &'static str),
     /// A flow mixes IPv4 and IPv6 addresses.
     #[error("The source and destination addresses are of different IP versions.")]
     FamilyMismatch,
@@ -229,7 +229,7 @@ pub struct GroupEntry {
     /// Rule id → its sequence number.
     seq_of: FxHashMap<SecurityGroupRuleId, u64>,
     /// Current members.
-    pub members: BTreeSet<InstanceId>,
+    pub members: BTreeSet<MemberId>,
 }
 
 impl GroupEntry {
@@ -260,9 +260,9 @@ impl GroupEntry {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     groups: FxHashMap<SecurityGroupId, GroupEntry>,
-    instances: FxHashMap<InstanceId, Instance>,
+    instances: FxHashMap<MemberId, Instance>,
     prefix_lists: FxHashMap<PrefixListId, Vec<IpNet>>,
-    by_address: FxHashMap<IpAddr, Vec<InstanceId>>,
+    by_address: FxHashMap<IpAddr, Vec<MemberId>>,
     next_seq: u64,
 }
 
@@ -448,7 +448,7 @@ impl State {
     }
 
     /// An instance by id.
-    pub fn instance(&self, id: &InstanceId) -> Result<&Instance, PolicyError> {
+    pub fn instance(&self, id: &MemberId) -> Result<&Instance, PolicyError> {
         self.instances
             .get(id)
             .ok_or_else(|| PolicyError::UnknownInstance(id.clone()))
@@ -475,7 +475,7 @@ impl State {
     }
 
     /// The instances whose intranet addresses include `addr`.
-    pub fn instances_at(&self, addr: IpAddr) -> &[InstanceId] {
+    pub fn instances_at(&self, addr: IpAddr) -> &[MemberId] {
         self.by_address.get(&addr).map_or(&[], Vec::as_slice)
     }
 

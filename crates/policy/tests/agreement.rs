@@ -284,6 +284,7 @@ impl World {
                 }
                 Instance {
                     id: format!("i-n{n}").parse().unwrap(),
+                    attached_to: None,
                     owner: model::AccountId::new(1),
                     vpc_id: vpc.clone(),
                     private_ip: V4[*ip].parse().unwrap(),
@@ -573,7 +574,7 @@ proptest! {
         let engine = Engine::new(&snapshot).unwrap();
         let services = policy::reach::Service::defaults();
         let reach = policy::reach::reach(&engine, &services).unwrap();
-        let class_of = |id: &model::InstanceId| reach.classes.iter().position(|c| c.instances.contains(id)).unwrap();
+        let class_of = |id: &model::MemberId| reach.classes.iter().position(|c| c.instances.contains(id)).unwrap();
         for a in &snapshot.instances {
             for b in &snapshot.instances {
                 if a.id == b.id {
@@ -682,7 +683,7 @@ proptest! {
     #[test]
     fn closure_keeps_local_verdicts(w in world(), pick in any::<u8>(), addr in any::<u32>(), proto in 0usize..7) {
         let snapshot = w.snapshot();
-        let local: std::collections::BTreeSet<model::InstanceId> = snapshot
+        let local: std::collections::BTreeSet<model::MemberId> = snapshot
             .instances
             .iter()
             .enumerate()

@@ -151,14 +151,17 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
         Ok((revision, placed, snapshot))
     })?;
     // Only attached interfaces carry traffic; a device labelled with another fails closed.
-    let instances: BTreeSet<&model::InstanceId> =
-        placed.iter().filter_map(|p| p.instance.as_ref()).collect();
-    let by_id: std::collections::HashMap<&model::InstanceId, &model::Instance> =
+    let instances: BTreeSet<model::MemberId> = placed
+        .iter()
+        .filter_map(|p| p.instance.clone())
+        .map(model::MemberId::from)
+        .collect();
+    let by_id: std::collections::HashMap<&model::MemberId, &model::Instance> =
         snapshot.instances.iter().map(|i| (&i.id, i)).collect();
     let interfaces: Vec<Value> = placed
         .iter()
         .filter_map(|p| {
-            let i = by_id.get(p.instance.as_ref()?)?;
+            let i = by_id.get(&model::MemberId::from(p.instance.clone()?))?;
             Some(json!({
                 "NetworkInterfaceId": p.interface.as_str(),
                 "InstanceId": i.id.as_str(),
@@ -167,7 +170,7 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
             }))
         })
         .collect();
-    let closure = snapshot.closure(&instances.into_iter().cloned().collect());
+    let closure = snapshot.closure(&instances);
     Ok(json!({
         "Revision": revision,
         "HostId": host.as_str(),

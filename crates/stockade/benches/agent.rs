@@ -241,6 +241,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
         let id = format!("i-local{k}");
         all.push(Instance {
             id: id.parse().unwrap(),
+            attached_to: None,
             owner,
             vpc_id: Some(vpc.clone()),
             private_ip: ip(10_000 + k),
@@ -259,6 +260,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
     for m in 0..big {
         all.push(Instance {
             id: format!("i-member{m}").parse().unwrap(),
+            attached_to: None,
             owner,
             vpc_id: Some(vpc.clone()),
             private_ip: ip(20_000 + m),

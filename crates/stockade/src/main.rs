@@ -324,7 +324,7 @@ fn exposure(args: &ExposureArgs) -> Result<()> {
         return internet_exposure(&engine, args.format);
     }
     let instance = args.instance.as_deref().unwrap_or_default();
-    let id: model::InstanceId = instance
+    let id: model::MemberId = instance
         .parse()
         .map_err(|e: model::ModelError| anyhow::anyhow!("{}: {e}", e.code()))?;
     let nic: NicType = args

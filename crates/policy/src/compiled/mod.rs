@@ -31,7 +31,7 @@ pub struct Engine {
     sets: Vec<Option<PolicySet>>,
     free_sets: Vec<u32>,
     set_by_groups: FxHashMap<Vec<SecurityGroupId>, u32>,
-    instance_set: FxHashMap<model::InstanceId, u32>,
+    instance_set: FxHashMap<model::MemberId, u32>,
 }
 
 /// What the compiled rules of a policy set remember about each rule, to name it in answers.
@@ -390,10 +390,7 @@ impl Engine {
 
     /// Tree shape of the IPv4 ingress intranet classifier of an instance's set (nodes,
     /// leaves, longest leaf, depth), for benchmark reports.
-    pub fn ingress_shape(
-        &self,
-        instance: &model::InstanceId,
-    ) -> Option<(usize, usize, usize, u32)> {
+    pub fn ingress_shape(&self, instance: &model::MemberId) -> Option<(usize, usize, usize, u32)> {
         let set = self.sets[*self.instance_set.get(instance)? as usize].as_ref()?;
         Some(
             set.tables[table_index(Direction::Ingress, NicType::Intranet)]
@@ -511,7 +508,7 @@ impl Engine {
     /// interface type.
     pub fn stage(
         &self,
-        instance: &model::InstanceId,
+        instance: &model::MemberId,
         direction: Direction,
         nic_type: NicType,
     ) -> Result<Stage<'_>, PolicyError> {

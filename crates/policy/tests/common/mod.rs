@@ -151,6 +151,7 @@ impl World {
     ) -> &mut Self {
         self.snapshot.instances.push(Instance {
             id: id.parse().unwrap(),
+            attached_to: None,
             owner: model::AccountId::new(OWNER),
             vpc_id: vpc.map(|v| v.parse().unwrap()),
             private_ip: ip.parse().unwrap(),

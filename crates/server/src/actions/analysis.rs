@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use control::{Ctx, GroupFilter};
-use model::{Direction, FlowPorts, InstanceId, ModelError, NicType, SecurityGroupId};
+use model::{Direction, FlowPorts, InstanceId, MemberId, ModelError, NicType, SecurityGroupId};
 use policy::{DecidedBy, Endpoint, Engine, Evaluator, Flow};
 use serde_json::{json, Value};
 
@@ -79,7 +79,7 @@ fn endpoint(p: &Params, [instance, interface, ip]: [&'static str; 3]) -> Result<
 
 /// Whether an instance of the region is the caller's: answers name no other account's
 /// instances (tenancy), even where their flows are what an answer is about.
-fn owned_by(state: &policy::State, account: model::AccountId) -> impl Fn(&InstanceId) -> bool + '_ {
+fn owned_by(state: &policy::State, account: model::AccountId) -> impl Fn(&MemberId) -> bool + '_ {
     move |id| state.instance(id).is_ok_and(|i| i.owner == account)
 }
 
@@ -124,7 +124,7 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
             if let Some(primary) = i.network_interfaces.first() {
                 interfaces.insert(id.clone(), primary.id.clone());
             }
-            Ok(Endpoint::Instance(id))
+            Ok(Endpoint::Instance(id.into()))
         };
         let (s, d) = (resolve(source)?, resolve(destination)?);
         Ok((s, d, interfaces))
@@ -256,10 +256,10 @@ pub(super) fn audit(call: &Call) -> Result<Reply> {
 /// --format json`): per accepted (protocol, ports, sources) part, what accepts it and which
 /// of the instances `visible` admits can open such flows.
 pub fn exposure_json(
-    instance: &InstanceId,
+    instance: &MemberId,
     exposed: &[policy::exposure::Exposed],
     evaluator: &impl Evaluator,
-    visible: impl Fn(&InstanceId) -> bool,
+    visible: impl Fn(&MemberId) -> bool,
 ) -> Result<Value, policy::PolicyError> {
     let mut items = Vec::with_capacity(exposed.len());
     for e in exposed {
@@ -294,10 +294,11 @@ pub(super) fn exposure(call: &Call) -> Result<Reply> {
     call.query(|tx| tx.instance(&id).map(|_| ()))?;
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
     let engine = compiled(call.state, call.ctx)?;
-    let exposed = policy::exposure::exposure(engine.as_ref(), &id, nic)?;
+    let member = MemberId::from(id);
+    let exposed = policy::exposure::exposure(engine.as_ref(), &member, nic)?;
     let mine = owned_by(engine.state(), call.ctx.account);
     Ok(Reply::Body(exposure_json(
-        &id,
+        &member,
         &exposed,
         engine.as_ref(),
         mine,
@@ -314,8 +315,8 @@ pub(super) fn preview(
 ) -> Result<Reply> {
     let (was, will) = (engine_of(before)?, engine_of(after)?);
     let visible = owned_by(will.state(), call.ctx.account);
-    let mine: Vec<InstanceId> =
-        call.query(|tx| Ok(tx.instances()?.into_iter().map(|i| i.id).collect()))?;
+    let mine: Vec<MemberId> =
+        call.query(|tx| Ok(tx.instances()?.into_iter().map(|i| i.id.into()).collect()))?;
     let mut items = Vec::new();
     for id in &mine {
         // A classic instance with a public address has an internet interface too, with
@@ -387,7 +388,7 @@ pub(super) fn reachability(call: &Call) -> Result<Reply> {
             .collect::<Result<Vec<_>>>()?
     };
     let snapshot = call.query(|tx| tx.region_snapshot())?;
-    let mine: std::collections::BTreeSet<InstanceId> = snapshot
+    let mine: std::collections::BTreeSet<MemberId> = snapshot
         .instances
         .iter()
         .filter(|i| i.owner == call.ctx.account)
