@@ -327,3 +327,84 @@ def test_assign_and_unassign_ipv6_addresses(old, new_v3):
     body = new_v3.assign_ipv_6addresses(models.AssignIpv6AddressesRequest(
         region_id=REGION, network_interface_id=eni, ipv_6address=[v6])).body
     assert body.ipv_6sets.ipv_6address == [v6]
+
+
+def test_secondary_interfaces_are_judged_by_their_own_groups(old, new_v3):
+    """AttachNetworkInterface / DetachNetworkInterface: an attached interface is judged by
+    its own groups at its own address (not its instance's), a group reference matches its
+    address, and detaching stops its flows; ECS's errors for wrong states and limits."""
+    from aliyunsdkecs.request.v20140526 import (
+        AttachNetworkInterfaceRequest,
+        DeleteInstanceRequest,
+        DetachNetworkInterfaceRequest,
+    )
+
+    vpc, vsw = vpc_with_vswitch(old, "10.45.0.0/16", "10.45.1.0/24")
+    ssh, web, peers = group(old, vpc, "ssh-only"), group(old, vpc, "web"), group(old, vpc, "from-web")
+    from test_security_groups import authorize
+
+    for g, port, cidr in [(ssh, "22/22", "10.0.0.0/8"), (web, "80/80", "0.0.0.0/0")]:
+        old.call(authorize(g, [{"IpProtocol": "tcp", "PortRange": port, "SourceCidrIp": cidr}]))
+    [host] = run(old, vsw, [ssh], ip="10.45.1.10")
+    [other] = run(old, vsw, [peers], ip="10.45.1.30")
+    # `from-web` admits tcp/5432 from members of `web`: after the attach, that is the
+    # secondary interface's address.
+    from aliyunsdkecs.request.v20140526 import AuthorizeSecurityGroupRequest
+    r = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    r.set_SecurityGroupId(peers)
+    r.set_IpProtocol("tcp")
+    r.set_PortRange("5432/5432")
+    r.set_SourceGroupId(web)
+    old.call(r)
+    eni = create(old, vsw, [web], ip="10.45.1.20")["NetworkInterfaceId"]
+
+    attach = AttachNetworkInterfaceRequest.AttachNetworkInterfaceRequest()
+    attach.set_NetworkInterfaceId(eni)
+    attach.set_InstanceId(host)
+    old.call(attach)
+    [n] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert (n["Status"], n["InstanceId"], n["Type"]) == ("InUse", host, "Secondary")
+    nics = describe(old, [host])[0]["NetworkInterfaces"]["NetworkInterface"]
+    assert [(x["Type"], x["PrimaryIpAddress"]) for x in nics] == [("Primary", "10.45.1.10"), ("Secondary", "10.45.1.20")]
+    assert old.error(attach) == ("InvalidOperation.InvalidEniState", 403), "already attached"
+
+    def verdict(**ends):
+        return stockade_action(old, "DescribeFlowVerdict", IpProtocol="tcp", **ends)
+
+    # Port 80 is open on the interface (its group), not on the instance's primary address.
+    to_eni = verdict(SourceIp="198.51.100.7", DestinationNetworkInterfaceId=eni, DestinationPort=80)
+    assert to_eni["Verdict"] == "Accept"
+    [stage] = to_eni["Stages"]["Stage"]
+    assert (stage["InstanceId"], stage["NetworkInterfaceId"], stage["SecurityGroupId"]) == (host, eni, web)
+    assert verdict(SourceIp="198.51.100.7", DestinationInstanceId=host, DestinationPort=80)["Verdict"] == "Drop"
+    # The group reference matches the secondary address.
+    assert verdict(SourceNetworkInterfaceId=eni, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Accept"
+    assert verdict(SourceInstanceId=host, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Drop"
+
+    # Limits and states.
+    extra = [create(old, vsw, [web])["NetworkInterfaceId"] for _ in range(2)]
+    attach.set_NetworkInterfaceId(extra[0])
+    old.call(attach)
+    attach.set_NetworkInterfaceId(extra[1])
+    assert old.error(attach) == ("InvalidOperation.EniCountExceeded", 403), "3 interfaces per instance"
+    detach = DetachNetworkInterfaceRequest.DetachNetworkInterfaceRequest()
+    detach.set_InstanceId(host)
+    detach.set_NetworkInterfaceId(nics[0]["NetworkInterfaceId"])
+    assert old.error(detach) == ("InvalidOperation.DetachPrimaryEniNotAllowed", 403)
+    detach.set_NetworkInterfaceId(eni)
+    old.call(detach)
+    assert listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"][0]["Status"] == "Available"
+    with pytest.raises(ServerException) as e:
+        verdict(SourceIp="198.51.100.7", DestinationNetworkInterfaceId=eni, DestinationPort=80)
+    assert e.value.get_error_code() == "InvalidOperation.InvalidEniState", "a detached interface carries no flow"
+    assert old.error(detach) == ("InvalidOperation.InvalidEniState", 403)
+
+    # Deleting an instance detaches its secondary interfaces; they remain.
+    new_v3.attach_network_interface(models.AttachNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni, instance_id=host))
+    delete = DeleteInstanceRequest.DeleteInstanceRequest()
+    delete.set_InstanceId(host)
+    delete.set_Force(True)
+    old.call(delete)
+    [left] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert (left["Status"], left["InstanceId"]) == ("Available", "")

@@ -15,7 +15,8 @@ use crate::AgentError;
 pub struct Placed {
     /// The interface: the label of its device.
     pub interface: NetworkInterfaceId,
-    /// The member whose groups judge it: its instance (a primary interface).
+    /// The member whose groups judge it: its instance (a primary interface) or itself (a
+    /// secondary one).
     pub id: MemberId,
     /// Its intranet address.
     pub private_ip: Ipv4Addr,
@@ -49,10 +50,13 @@ impl HostPolicy {
                     interface: text("NetworkInterfaceId")
                         .parse()
                         .map_err(|_| bad("a valid NetworkInterfaceId"))?,
-                    id: text("InstanceId")
-                        .parse::<InstanceId>()
-                        .map(MemberId::from)
-                        .map_err(|_| bad("a valid InstanceId"))?,
+                    // `MemberId` (a secondary interface judged by its own groups), else
+                    // `InstanceId` (servers before secondary interfaces).
+                    id: match text("MemberId") {
+                        "" => text("InstanceId").parse::<InstanceId>().map(MemberId::from),
+                        member => member.parse::<MemberId>(),
+                    }
+                    .map_err(|_| bad("a valid MemberId or InstanceId"))?,
                     private_ip: text("PrivateIpAddress")
                         .parse()
                         .map_err(|_| bad("a valid PrivateIpAddress"))?,

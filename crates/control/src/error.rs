@@ -169,6 +169,9 @@ pub enum ControlError {
     /// `ModifyInstanceVpcAttribute` on an instance holding an IPv6 address.
     #[error("The instance has an IPv6 address: unassign it before changing its vSwitch or VPC.")]
     InstanceHasIpv6,
+    /// `ModifyInstanceVpcAttribute` on an instance with secondary network interfaces.
+    #[error("The instance has secondary network interfaces: detach them before changing its vSwitch or VPC.")]
+    InstanceHasSecondaryInterfaces,
     /// `PrivateIpAddress` outside the vSwitch's usable addresses.
     #[error("The specified PrivateIpAddress \"{0}\" is not in the vSwitch's usable addresses.")]
     PrivateIpNotInVSwitch(Ipv4Addr),
@@ -229,6 +232,18 @@ pub enum ControlError {
         "The operation is not allowed in the current ENI state: the network interface is in use."
     )]
     InterfaceInUse,
+    /// `AttachNetworkInterface` of an interface in another zone than the instance.
+    #[error("The network interface and the instance are not in the same zone.")]
+    InterfaceZoneMismatch,
+    /// `AttachNetworkInterface` of an interface in another VPC than the instance.
+    #[error("The network interface and the instance are not in the same VPC.")]
+    InterfaceVpcMismatch,
+    /// The instance already has as many interfaces as allowed.
+    #[error("The instance has the most network interfaces it may have ({0}).")]
+    InterfacesPerInstance(usize),
+    /// `DetachNetworkInterface` of a primary interface.
+    #[error("The primary network interface of an instance cannot be detached.")]
+    DetachPrimary,
     /// A flow question names an interface attached to no instance: no flow crosses it.
     #[error("The specified NetworkInterfaceId \"{0}\" is not attached to an instance: no flow crosses it.")]
     InterfaceNotAttached(NetworkInterfaceId),
@@ -303,7 +318,9 @@ impl EcsError for ControlError {
             ControlError::GroupMemberLimit => "SecurityGroupInstanceLimitExceeded",
             ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
             ControlError::VSwitchZoneMismatch => "InvalidVSwitchId.Mismatch",
-            ControlError::InstanceNotInVpc | ControlError::InstanceHasIpv6 => "OperationDenied",
+            ControlError::InstanceNotInVpc
+            | ControlError::InstanceHasIpv6
+            | ControlError::InstanceHasSecondaryInterfaces => "OperationDenied",
             ControlError::PrivateIpNotInVSwitch(_) => "InvalidPrivateIpAddress.Mismatch",
             ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
             ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
@@ -326,6 +343,10 @@ impl EcsError for ControlError {
             ControlError::InterfaceInUse | ControlError::InterfaceNotAttached(_) => {
                 "InvalidOperation.InvalidEniState"
             }
+            ControlError::InterfaceZoneMismatch => "InvalidOperation.AvailabilityZoneMismatch",
+            ControlError::InterfaceVpcMismatch => "InvalidOperation.VpcMismatch",
+            ControlError::InterfacesPerInstance(_) => "InvalidOperation.EniCountExceeded",
+            ControlError::DetachPrimary => "InvalidOperation.DetachPrimaryEniNotAllowed",
             ControlError::Storage(_) => "InternalError",
         };
         code.into()
@@ -350,7 +371,8 @@ impl EcsError for ControlError {
             | ControlError::NetworkInterfaceNotFound(_) => 404,
             ControlError::VSwitchZoneMismatch
             | ControlError::InstanceNotInVpc
-            | ControlError::InstanceHasIpv6 => 400,
+            | ControlError::InstanceHasIpv6
+            | ControlError::InstanceHasSecondaryInterfaces => 400,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit
@@ -370,7 +392,11 @@ impl EcsError for ControlError {
             | ControlError::VpcQuota
             | ControlError::InterfaceQuota
             | ControlError::InterfaceInUse
-            | ControlError::InterfaceNotAttached(_) => 403,
+            | ControlError::InterfaceNotAttached(_)
+            | ControlError::InterfaceZoneMismatch
+            | ControlError::InterfaceVpcMismatch
+            | ControlError::InterfacesPerInstance(_)
+            | ControlError::DetachPrimary => 403,
             ControlError::Storage(_) => 500,
             ControlError::SourceGroupMismatch
             | ControlError::DestGroupMismatch

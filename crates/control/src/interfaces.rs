@@ -4,10 +4,10 @@
 //! instance's (DESIGN.md §3), kept in `memberships`. Other interfaces are created on their
 //! own (`CreateNetworkInterface`) in a vSwitch, with groups of their own
 //! (`interface_memberships`); every interface holds its private address, so address
-//! uniqueness in a VPC is checked over interfaces. Attaching an interface to an instance as
-//! a secondary one is not offered yet: the engine judges flows at instances, and an
-//! interface whose groups the data plane does not enforce must carry no traffic, so no
-//! action can give it an instance. **Placement** (which host an interface is bound to) is the
+//! uniqueness in a VPC is checked over interfaces. `AttachNetworkInterface` makes one a
+//! secondary interface of an instance: the engine then holds it as a member of its own
+//! (`model::MemberId::Interface`), judged by its own groups at its own address, and the
+//! agent feed names that member for its device. **Placement** (which host an interface is bound to) is the
 //! operator's alone: only an account created as an operator (`stockade account create
 //! --operator`) may set or read it, through Stockade's operator actions, because whoever
 //! chooses placement chooses which host programs an interface's rules, and a tenant able to
@@ -137,6 +137,23 @@ pub struct Placement {
     pub owner: AccountId,
     /// The host it is bound to, if any.
     pub host: Option<HostId>,
+    /// Primary or secondary.
+    pub kind: InterfaceKind,
+}
+
+impl Placement {
+    /// The engine member whose groups judge the interface's packets: its instance for a
+    /// primary interface, the interface itself for an attached secondary one, none for a
+    /// detached one (it carries no traffic).
+    pub fn member(&self) -> Option<model::MemberId> {
+        match (self.kind, &self.instance) {
+            (_, None) => None,
+            (InterfaceKind::Primary, Some(i)) => Some(model::MemberId::Instance(i.clone())),
+            (InterfaceKind::Secondary, Some(_)) => {
+                Some(model::MemberId::Interface(self.interface.clone()))
+            }
+        }
+    }
 }
 
 /// A MAC address in Alibaba Cloud's block (`00:16:3e`), as ECS hands out.
@@ -567,8 +584,13 @@ impl Tx<'_> {
         }
     }
 
-    /// Removes the interfaces of an instance being deleted, and their tags.
+    /// Removes the primary interface of an instance being deleted, and its tags; its
+    /// secondary interfaces are detached (they outlive it, as in ECS).
     pub(crate) fn delete_interfaces_of(&self, instance: &InstanceId) -> Result<()> {
+        self.db.execute(
+            "UPDATE network_interfaces SET instance_id = NULL WHERE instance_id = ?1 AND kind = ?2",
+            args![instance.as_str(), InterfaceKind::Secondary.as_wire()],
+        )?;
         self.db.execute(
             "DELETE FROM tags WHERE resource_type = 'eni' AND resource_id IN
                  (SELECT id FROM network_interfaces WHERE instance_id = ?1)",
@@ -579,6 +601,105 @@ impl Tx<'_> {
             args![instance.as_str()],
         )?;
         Ok(())
+    }
+
+    /// `AttachNetworkInterface`: one of the caller's `Available` interfaces becomes a
+    /// secondary interface of one of its instances, in the same VPC and zone, within
+    /// [`crate::Limits::interfaces_per_instance`]. From then on the engine judges flows at
+    /// the interface's address by the interface's own groups.
+    pub fn attach_interface(&self, id: &NetworkInterfaceId, instance: &InstanceId) -> Result<()> {
+        let n = self.interface(id)?;
+        let i = self.instance(instance)?;
+        if n.instance.is_some() || n.kind != InterfaceKind::Secondary {
+            return Err(ControlError::InterfaceInUse);
+        }
+        if n.vpc_id.is_none() || n.vpc_id != i.vpc_id {
+            return Err(ControlError::InterfaceVpcMismatch);
+        }
+        if n.zone_id != i.zone_id {
+            return Err(ControlError::InterfaceZoneMismatch);
+        }
+        let attached = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM network_interfaces WHERE instance_id = ?1",
+                args![instance.as_str()],
+            )?
+            .int(0)? as usize;
+        if attached >= self.limits.interfaces_per_instance {
+            return Err(ControlError::InterfacesPerInstance(
+                self.limits.interfaces_per_instance,
+            ));
+        }
+        self.db.execute(
+            "UPDATE network_interfaces SET instance_id = ?2 WHERE id = ?1",
+            args![id.as_str(), instance.as_str()],
+        )?;
+        self.log(
+            "AttachNetworkInterface",
+            id.as_str(),
+            json!({"InstanceId": instance.as_str()}),
+        )
+    }
+
+    /// `DetachNetworkInterface`: a secondary interface leaves its instance (`Available`
+    /// again); its traffic stops with it.
+    pub fn detach_interface(&self, id: &NetworkInterfaceId, instance: &InstanceId) -> Result<()> {
+        let n = self.interface(id)?;
+        self.instance(instance)?;
+        if n.kind == InterfaceKind::Primary {
+            return Err(ControlError::DetachPrimary);
+        }
+        if n.instance.as_ref() != Some(instance) {
+            return Err(ControlError::InterfaceNotAttached(id.clone()));
+        }
+        self.db.execute(
+            "UPDATE network_interfaces SET instance_id = NULL WHERE id = ?1",
+            args![id.as_str()],
+        )?;
+        self.log(
+            "DetachNetworkInterface",
+            id.as_str(),
+            json!({"InstanceId": instance.as_str()}),
+        )
+    }
+
+    /// The region's attached secondary interfaces, of every account, as engine members
+    /// (each with its own groups, in order).
+    pub(crate) fn region_secondary_members(&self) -> Result<Vec<model::Instance>> {
+        let rows = self.db.query(
+            "SELECT id, instance_id, account_id, vpc_id, private_ip, ipv6 FROM network_interfaces
+             WHERE region = ?1 AND kind = ?2 AND instance_id IS NOT NULL ORDER BY seq",
+            args![&self.ctx.region, InterfaceKind::Secondary.as_wire()],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: NetworkInterfaceId = r.parsed(0)?;
+            let groups = self
+                .db
+                .query(
+                    "SELECT group_id FROM interface_memberships WHERE interface_id = ?1 ORDER BY position",
+                    args![id.as_str()],
+                )?
+                .iter()
+                .map(|g| g.parsed(0))
+                .collect::<Result<Vec<SecurityGroupId>>>()?;
+            out.push(model::Instance {
+                id: model::MemberId::Interface(id),
+                attached_to: Some(r.parsed(1)?),
+                owner: AccountId::new(r.int(2)? as u64),
+                vpc_id: r.opt_text(3)?.map(|v| v.parse()).transpose()?,
+                private_ip: r.parsed(4)?,
+                ipv6: r
+                    .opt_text(5)?
+                    .map(|a| a.parse())
+                    .transpose()
+                    .map_err(|_| ControlError::Storage("bad ipv6".into()))?,
+                public_ip: None,
+                security_groups: groups,
+            });
+        }
+        Ok(out)
     }
 
     /// Binds an interface of any account in the region to `host`, or unbinds it (`None`).
@@ -623,7 +744,7 @@ impl Tx<'_> {
     ) -> Result<Vec<Placement>> {
         self.db
             .query(
-                "SELECT id, instance_id, account_id, host FROM network_interfaces
+                "SELECT id, instance_id, account_id, host, kind FROM network_interfaces
                  WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR host = ?2)
                    AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)
                  ORDER BY seq",
@@ -640,6 +761,11 @@ impl Tx<'_> {
                     instance: r.opt_text(1)?.map(|i| i.parse()).transpose()?,
                     owner: AccountId::new(r.int(2)? as u64),
                     host: r.opt_text(3)?.map(|h| h.parse()).transpose()?,
+                    kind: if r.text(4)? == InterfaceKind::Primary.as_wire() {
+                        InterfaceKind::Primary
+                    } else {
+                        InterfaceKind::Secondary
+                    },
                 })
             })
             .collect()

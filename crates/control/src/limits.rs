@@ -18,6 +18,9 @@ pub struct Limits {
     /// The classic network's addresses are one pool for every tenant; this quota is what
     /// keeps one tenant from taking them all.
     pub interfaces_per_region: usize,
+    /// Network interfaces per instance, the primary one included (ECS's count depends on
+    /// the instance type; 3 is that of its small general-purpose types).
+    pub interfaces_per_instance: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             groups_per_region: 1000,
             vpcs_per_region: 100,
             interfaces_per_region: 1000,
+            interfaces_per_instance: 3,
         }
     }
 }

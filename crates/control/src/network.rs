@@ -1067,6 +1067,9 @@ impl Tx<'_> {
         if i.ipv6.is_some() {
             return Err(ControlError::InstanceHasIpv6);
         }
+        if i.network_interfaces.len() > 1 {
+            return Err(ControlError::InstanceHasSecondaryInterfaces);
+        }
         let target_vpc = vpc.cloned().unwrap_or(current_vpc.clone());
         let sw = self.vswitch(vswitch)?;
         // A vSwitch outside the target VPC is, to the request, one that does not exist.
@@ -1166,7 +1169,7 @@ impl Tx<'_> {
                 permissions,
             });
         }
-        let instances = self
+        let mut instances: Vec<model::Instance> = self
             .region_instances()?
             .into_iter()
             .map(|i| model::Instance {
@@ -1180,6 +1183,7 @@ impl Tx<'_> {
                 security_groups: i.security_groups,
             })
             .collect();
+        instances.extend(self.region_secondary_members()?);
         let prefix_lists = self
             .region_prefix_lists()?
             .into_iter()

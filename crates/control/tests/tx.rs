@@ -24,6 +24,7 @@ fn limits() -> Limits {
         groups_per_region: 6,
         vpcs_per_region: 3,
         interfaces_per_region: 6,
+        interfaces_per_instance: 2,
     }
 }
 

@@ -219,8 +219,10 @@ impl From<Decider<'_>> for DecidedBy {
 pub struct StageVerdict {
     /// `Egress` at the source or `Ingress` at the destination.
     pub direction: Direction,
-    /// The instance judging.
+    /// The member judging: an instance (its primary interface) or a secondary interface.
     pub instance: MemberId,
+    /// For a secondary interface, the instance it is attached to.
+    pub attached_to: Option<model::InstanceId>,
     /// Its verdict.
     pub verdict: Policy,
     /// Why.
@@ -283,6 +285,7 @@ pub trait Evaluator {
             stages.push(StageVerdict {
                 direction,
                 instance: instance.id.clone(),
+                attached_to: instance.attached_to.clone(),
                 verdict: d.verdict,
                 decided_by: d.decided_by.into(),
             });

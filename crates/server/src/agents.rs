@@ -151,20 +151,19 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
         Ok((revision, placed, snapshot))
     })?;
     // Only attached interfaces carry traffic; a device labelled with another fails closed.
-    let instances: BTreeSet<model::MemberId> = placed
-        .iter()
-        .filter_map(|p| p.instance.clone())
-        .map(model::MemberId::from)
-        .collect();
+    let instances: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
     let by_id: std::collections::HashMap<&model::MemberId, &model::Instance> =
         snapshot.instances.iter().map(|i| (&i.id, i)).collect();
     let interfaces: Vec<Value> = placed
         .iter()
         .filter_map(|p| {
-            let i = by_id.get(&model::MemberId::from(p.instance.clone()?))?;
+            let i = by_id.get(&p.member()?)?;
             Some(json!({
                 "NetworkInterfaceId": p.interface.as_str(),
-                "InstanceId": i.id.as_str(),
+                // The member whose groups judge it: its instance, or (a secondary
+                // interface) itself.
+                "MemberId": i.id.as_str(),
+                "InstanceId": i.attached_to.as_ref().map_or(i.id.as_str(), |a| a.as_str()),
                 "PrivateIpAddress": i.private_ip.to_string(),
                 "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
             }))

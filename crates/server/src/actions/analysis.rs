@@ -115,10 +115,17 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
             let id = match end {
                 End::Address(a) => return Ok(Endpoint::Address(a)),
                 End::Instance(id) => id,
-                End::Interface(n) => tx
-                    .interface(&n)?
-                    .instance
-                    .ok_or(control::ControlError::InterfaceNotAttached(n))?,
+                End::Interface(n) => {
+                    let record = tx.interface(&n)?;
+                    let instance = record
+                        .instance
+                        .ok_or(control::ControlError::InterfaceNotAttached(n.clone()))?;
+                    // A secondary interface is judged by its own groups.
+                    if record.kind == control::InterfaceKind::Secondary {
+                        return Ok(Endpoint::Instance(MemberId::Interface(n)));
+                    }
+                    instance
+                }
             };
             let i = tx.instance(&id)?;
             if let Some(primary) = i.network_interfaces.first() {
@@ -141,6 +148,12 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
     }
     let mut body = flow_verdict_json(&engine.verdict(&flow)?);
     for stage in body["Stages"]["Stage"].as_array_mut().into_iter().flatten() {
+        if stage["NetworkInterfaceId"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        {
+            continue;
+        }
         let interface = stage["InstanceId"]
             .as_str()
             .and_then(|i| i.parse::<InstanceId>().ok())
@@ -166,9 +179,15 @@ pub fn flow_verdict_json(verdict: &policy::FlowVerdict) -> Value {
                 DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new(), String::new(), String::new()),
                 _ => Default::default(),
             };
+            // A secondary interface's stage names its instance and itself.
+            let (instance, interface) = match (&s.instance, &s.attached_to) {
+                (MemberId::Interface(n), Some(at)) => (at.to_string(), n.to_string()),
+                (id, _) => (id.to_string(), String::new()),
+            };
             json!({
                 "Stage": match s.direction { Direction::Egress => "Egress", Direction::Ingress => "Ingress" },
-                "InstanceId": s.instance.to_string(),
+                "InstanceId": instance,
+                "NetworkInterfaceId": interface,
                 "Verdict": s.verdict.as_wire(),
                 "DecidedBy": s.decided_by.as_wire(),
                 "SecurityGroupId": group,

@@ -87,6 +87,21 @@ pub(super) fn delete(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.delete_interface(&id))
 }
 
+/// `AttachNetworkInterface`: an `Available` interface becomes a secondary interface of
+/// `InstanceId` (same VPC and zone), judged by its own groups.
+pub(super) fn attach(call: &Call) -> Result<Reply> {
+    let id: NetworkInterfaceId = call.params.typed("NetworkInterfaceId")?;
+    let instance: model::InstanceId = call.params.typed("InstanceId")?;
+    call.command(|tx| tx.attach_interface(&id, &instance))
+}
+
+/// `DetachNetworkInterface`: a secondary interface leaves `InstanceId`.
+pub(super) fn detach(call: &Call) -> Result<Reply> {
+    let id: NetworkInterfaceId = call.params.typed("NetworkInterfaceId")?;
+    let instance: model::InstanceId = call.params.typed("InstanceId")?;
+    call.command(|tx| tx.detach_interface(&id, &instance))
+}
+
 /// `ModifyNetworkInterfaceAttribute`: name, description, `SecurityGroupId.N`.
 pub(super) fn modify(call: &Call) -> Result<Reply> {
     let p = call.params;

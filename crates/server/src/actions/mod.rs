@@ -143,6 +143,8 @@ actions! {
         JoinSecurityGroup => instances::join,
         CreateNetworkInterface => interfaces::create,
         DeleteNetworkInterface => interfaces::delete,
+        AttachNetworkInterface => interfaces::attach,
+        DetachNetworkInterface => interfaces::detach,
         DescribeNetworkInterfaces => interfaces::describe,
         DescribeNetworkInterfaceAttribute => interfaces::describe_attribute,
         ModifyNetworkInterfaceAttribute => interfaces::modify,
@@ -272,6 +274,8 @@ impl Action {
                 | ModifyInstanceAttribute
                 | ModifyInstanceVpcAttribute
                 | ModifyNetworkInterfaceAttribute
+                | AttachNetworkInterface
+                | DetachNetworkInterface
                 | ModifyPrefixList
                 | AssignIpv6Addresses
                 | UnassignIpv6Addresses
