@@ -381,6 +381,12 @@ def test_secondary_interfaces_are_judged_by_their_own_groups(old, new_v3):
     assert verdict(SourceNetworkInterfaceId=eni, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Accept"
     assert verdict(SourceInstanceId=host, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Drop"
 
+    # A previewed rule change in the interface's group shows its flips at the interface.
+    flips = stockade_action(old, "PreviewSecurityGroupChange", ChangeAction="AuthorizeSecurityGroup",
+                            SecurityGroupId=web, IpProtocol="tcp", PortRange="443/443",
+                            SourceCidrIp="0.0.0.0/0")["Changes"]["Change"]
+    assert {(c["InstanceId"], c["NetworkInterfaceId"], c["PortRange"]) for c in flips} == {(host, eni, "443/443")}
+
     # Limits and states.
     extra = [create(old, vsw, [web])["NetworkInterfaceId"] for _ in range(2)]
     attach.set_NetworkInterfaceId(extra[0])

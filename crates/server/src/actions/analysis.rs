@@ -334,8 +334,20 @@ pub(super) fn preview(
 ) -> Result<Reply> {
     let (was, will) = (engine_of(before)?, engine_of(after)?);
     let visible = owned_by(will.state(), call.ctx.account);
-    let mine: Vec<MemberId> =
+    // The caller's members in both policies: its instances and the secondary interfaces
+    // attached in both. (An interface the change attaches or detaches starts or stops
+    // carrying traffic as a whole; its own flows are its exposure, not a flip.)
+    let mut mine: Vec<MemberId> =
         call.query(|tx| Ok(tx.instances()?.into_iter().map(|i| i.id.into()).collect()))?;
+    let mut interfaces: Vec<MemberId> = will
+        .state()
+        .instances()
+        .filter(|i| i.owner == call.ctx.account && i.attached_to.is_some())
+        .filter(|i| was.state().instance(&i.id).is_ok())
+        .map(|i| i.id.clone())
+        .collect();
+    interfaces.sort();
+    mine.extend(interfaces);
     let mut items = Vec::new();
     for id in &mine {
         // A classic instance with a public address has an internet interface too, with
@@ -366,8 +378,14 @@ pub(super) fn preview(
                     })
                     .map(|i| i.id.to_string())
                     .collect();
+                let (instance, interface) = match will.state().instance(id).map(|i| &i.attached_to)
+                {
+                    Ok(Some(at)) => (at.to_string(), id.to_string()),
+                    _ => (id.to_string(), String::new()),
+                };
                 items.push(json!({
-                    "InstanceId": id.to_string(),
+                    "InstanceId": instance,
+                    "NetworkInterfaceId": interface,
                     "NicType": nic.as_wire(),
                     "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
                     "Effect": if c.allowed { "Allowed" } else { "Denied" },
