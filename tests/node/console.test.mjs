@@ -50,7 +50,7 @@ before(async () => {
     });
     fleet[name] = made.InstanceIdSets.InstanceIdSet[0];
   }
-  Object.assign(fleet, { vpc: VpcId, base });
+  Object.assign(fleet, { vpc: VpcId, vswitch: VSwitchId, base });
   const { SecurityGroupId } = await theirs.request('CreateSecurityGroup', {
     RegionId: region, SecurityGroupName: 'their-secret-project',
   });
@@ -285,6 +285,27 @@ test('prefix lists and network interfaces', async () => {
   const groups = await eni.locator('ol li').allTextContents();
   assert.equal(groups.length, 2);
   assert.match(groups[0], new RegExp(fleet.base));
+
+  // A secondary interface attached through the console, previewed, then detached.
+  const { NetworkInterfaceId: secondary } = await ecs.request('CreateNetworkInterface', {
+    RegionId: region, VSwitchId: fleet.vswitch, 'SecurityGroupIds.1': fleet.base,
+  });
+  await page.goto(`${endpoint}/console/instances`);
+  const row = () => page.locator(`table.interfaces tr[id="${secondary}"]`);
+  await row().getByLabel(`Instance for ${secondary}`).selectOption(fleet['redis-1']);
+  await row().getByRole('button', { name: 'Attach' }).click();
+  await page.getByRole('heading', { name: 'Preview the change' }).waitFor();
+  await page.getByRole('button', { name: 'Apply the change' }).click();
+  await page.waitForURL('**/console/instances');
+  assert.match(await notice(page), /attachment applied/);
+  assert.match(await row().textContent(), /InUse/);
+  await accessible(page, 'instances with a secondary interface');
+  await shot(page, '11-secondary-interface');
+  await row().getByRole('button', { name: `Detach from ${fleet['redis-1']}` }).click();
+  await page.getByRole('heading', { name: 'Preview the change' }).waitFor();
+  await page.getByRole('button', { name: 'Apply the change' }).click();
+  await page.waitForURL('**/console/instances');
+  assert.match(await row().textContent(), /Available/);
   await context.close();
 });
 

@@ -736,7 +736,7 @@ async fn rule_change(
 async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form(&body);
     let (key, s) = signed_in!(authorized_post(&state, &headers, &form).await);
-    const OFFERED: [Action; 16] = [
+    const OFFERED: [Action; 18] = [
         Action::AuthorizeSecurityGroup,
         Action::AuthorizeSecurityGroupEgress,
         Action::RevokeSecurityGroup,
@@ -753,6 +753,8 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Action::CreatePrefixList,
         Action::ModifyPrefixList,
         Action::DeletePrefixList,
+        Action::AttachNetworkInterface,
+        Action::DetachNetworkInterface,
     ];
     let back = safe_return(field(&form, "return"));
     let name = field(&form, "Action");

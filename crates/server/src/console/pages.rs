@@ -27,6 +27,8 @@ pub(crate) fn describe_action(action: Action) -> &'static str {
         Action::CreatePrefixList => "The prefix list",
         Action::ModifyPrefixList => "The entry change",
         Action::DeletePrefixList => "The prefix list deletion",
+        Action::AttachNetworkInterface => "The attachment",
+        Action::DetachNetworkInterface => "The detachment",
         _ => "The change",
     }
 }
@@ -734,11 +736,16 @@ fn cidrs(list: &[Value]) -> Markup {
 
 /// The network interfaces table: each interface's groups in order, joined and left by
 /// `NetworkInterfaceId` (a primary interface's groups are its instance's).
-fn interfaces_table(frame: &Frame, interfaces: &[Value], groups: &[Value]) -> Markup {
+fn interfaces_table(
+    frame: &Frame,
+    interfaces: &[Value],
+    instances: &[Value],
+    groups: &[Value],
+) -> Markup {
     html! {
         table.interfaces {
             caption { (interfaces.len()) " network interfaces" }
-            thead { tr { th scope="col" { "Interface" } th scope="col" { "Type" } th scope="col" { "Instance" } th scope="col" { "Status" } th scope="col" { "Private address" } th scope="col" { "IPv6" } th scope="col" { "Security groups, in order" } th scope="col" { "Join" } } }
+            thead { tr { th scope="col" { "Interface" } th scope="col" { "Type" } th scope="col" { "Instance" } th scope="col" { "Status" } th scope="col" { "Private address" } th scope="col" { "IPv6" } th scope="col" { "Security groups, in order" } th scope="col" { "Join" } th scope="col" { "Attachment" } } }
             tbody {
                 @for n in interfaces {
                     @let nid = text(n, "NetworkInterfaceId");
@@ -777,8 +784,47 @@ fn interfaces_table(frame: &Frame, interfaces: &[Value], groups: &[Value]) -> Ma
                                 }
                             }
                         }
+                        td { (attachment(frame, n, instances)) }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Attach an `Available` secondary interface to an instance of its VPC, or detach an
+/// attached one; a primary interface stays with its instance.
+fn attachment(frame: &Frame, n: &Value, instances: &[Value]) -> Markup {
+    let nid = text(n, "NetworkInterfaceId");
+    let attached = text(n, "InstanceId");
+    let vpc = text(n, "VpcId");
+    let candidates: Vec<(String, String)> = instances
+        .iter()
+        .filter(|i| {
+            text(&i["VpcAttributes"], "VpcId") == vpc && text(i, "ZoneId") == text(n, "ZoneId")
+        })
+        .map(|i| {
+            (
+                text(i, "InstanceId"),
+                format!("{} {}", text(i, "InstanceId"), text(i, "InstanceName")),
+            )
+        })
+        .collect();
+    html! {
+        @if text(n, "Type") == "Primary" {
+            "primary: stays with its instance"
+        } @else if !attached.is_empty() {
+            (action_button(frame, Action::DetachNetworkInterface, &[("NetworkInterfaceId", &nid), ("InstanceId", &attached)], &format!("Detach from {attached}"), None))
+        } @else if candidates.is_empty() {
+            "no instance of its VPC and zone"
+        } @else {
+            form.inline method="post" action="/console/do" {
+                (csrf(frame))
+                input type="hidden" name="Action" value=(Action::AttachNetworkInterface.name());
+                input type="hidden" name="return" value=(frame.here);
+                input type="hidden" name="NetworkInterfaceId" value=(nid);
+                (select(&format!("attach-{nid}"), "InstanceId", &format!("Instance for {nid}"), &candidates, ""))
+                button type="submit" { "Attach" }
             }
         }
     }
@@ -842,7 +888,7 @@ pub(crate) fn instances(
             }
             h2 { "Network interfaces" }
             p.hint { "Security groups are enforced per interface; a primary interface's groups are its instance's." }
-            (interfaces_table(frame, interfaces, groups))
+            (interfaces_table(frame, interfaces, list, groups))
         },
     )
 }
