@@ -329,7 +329,7 @@ def test_assign_and_unassign_ipv6_addresses(old, new_v3):
     assert body.ipv_6sets.ipv_6address == [v6]
 
 
-def test_secondary_interfaces_are_judged_by_their_own_groups(old, new_v3):
+def test_secondary_interfaces_are_judged_by_their_own_groups(server, old, new_v3):
     """AttachNetworkInterface / DetachNetworkInterface: an attached interface is judged by
     its own groups at its own address (not its instance's), a group reference matches its
     address, and detaching stops its flows; ECS's errors for wrong states and limits."""
@@ -357,6 +357,15 @@ def test_secondary_interfaces_are_judged_by_their_own_groups(old, new_v3):
     r.set_SourceGroupId(web)
     old.call(r)
     eni = create(old, vsw, [web], ip="10.45.1.20")["NetworkInterfaceId"]
+
+    # A hostile tenant can neither attach to this account's instance nor move its interface.
+    from conftest import OldSdk as _Old
+    stranger = server.create_account("attach-" + uuid.uuid4().hex[:8])
+    them = _Old(server, stranger["AccessKeyId"], stranger["AccessKeySecret"])
+    steal = AttachNetworkInterfaceRequest.AttachNetworkInterfaceRequest()
+    steal.set_NetworkInterfaceId(eni)
+    steal.set_InstanceId(host)
+    assert them.error(steal)[0] in ("InvalidNetworkInterfaceId.NotFound", "InvalidInstanceId.NotFound")
 
     attach = AttachNetworkInterfaceRequest.AttachNetworkInterfaceRequest()
     attach.set_NetworkInterfaceId(eni)

@@ -773,20 +773,28 @@ fn interfaces_table(
                             }
                         }
                         td {
-                            @if joinable.is_empty() { "—" } @else {
-                                form.inline method="post" action="/console/do" {
-                                    (csrf(frame))
-                                    input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
-                                    input type="hidden" name="return" value=(frame.here);
-                                    input type="hidden" name="NetworkInterfaceId" value=(nid);
-                                    (select(&format!("join-{nid}"), "SecurityGroupId", &format!("Group for {nid}"), &joinable, ""))
-                                    button type="submit" { "Preview the join" }
-                                }
-                            }
+                            (join_form(frame, "NetworkInterfaceId", &nid, &joinable))
                         }
                         td { (attachment(frame, n, instances)) }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `JoinSecurityGroup` of one instance or interface (`target` names which parameter), into
+/// one of the `joinable` groups.
+fn join_form(frame: &Frame, target: &str, id: &str, joinable: &[(String, String)]) -> Markup {
+    html! {
+        @if joinable.is_empty() { "—" } @else {
+            form.inline method="post" action="/console/do" {
+                (csrf(frame))
+                input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
+                input type="hidden" name="return" value=(frame.here);
+                input type="hidden" name=(target) value=(id);
+                (select(&format!("join-{id}"), "SecurityGroupId", &format!("Group for {id}"), joinable, ""))
+                button type="submit" { "Preview the join" }
             }
         }
     }
@@ -871,16 +879,7 @@ pub(crate) fn instances(
                                 @if mine.len() <= 1 { p.hint { "Its only group cannot be left: " (LAST_GROUP) "." } }
                             }
                             td {
-                                @if joinable.is_empty() { "—" } @else {
-                                    form.inline method="post" action="/console/do" {
-                                        (csrf(frame))
-                                        input type="hidden" name="Action" value=(Action::JoinSecurityGroup.name());
-                                        input type="hidden" name="return" value=(frame.here);
-                                        input type="hidden" name="InstanceId" value=(iid);
-                                        (select(&format!("join-{iid}"), "SecurityGroupId", &format!("Group for {iid}"), &joinable, ""))
-                                        button type="submit" { "Preview the join" }
-                                    }
-                                }
+                                (join_form(frame, "InstanceId", &iid, &joinable))
                             }
                         }
                     }
