@@ -174,7 +174,8 @@ impl<B: Backend> Enforcer<B> {
         let state = match self.policy.take() {
             Some((old, mut state))
                 if old.snapshot.groups == policy.snapshot.groups
-                    && old.snapshot.prefix_lists == policy.snapshot.prefix_lists =>
+                    && old.snapshot.prefix_lists == policy.snapshot.prefix_lists
+                    && old.snapshot.port_range_lists == policy.snapshot.port_range_lists =>
             {
                 let changes = instance_changes(&old.snapshot.instances, &policy.snapshot.instances);
                 if let Some(dirty) = &mut self.dirty_members {

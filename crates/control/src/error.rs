@@ -41,26 +41,34 @@ pub enum ControlError {
     /// The prefix list does not exist for this account and region.
     #[error("The specified PrefixListId \"{0}\" does not exist.")]
     PrefixListNotFound(String),
-    /// `MaxEntries` outside 1 to 200.
-    #[error("The specified MaxEntries \"{0}\" is not valid: 1 to 200.")]
-    PrefixListMaxEntries(usize),
-    /// An entry that is not a CIDR block of the list's address family.
-    #[error(
-        "The specified entry \"{0}\" is not a CIDR block of the prefix list's address family."
-    )]
-    PrefixListEntryMalformed(String),
+    /// `MaxEntries` of a prefix or port range list outside 1 to the given most.
+    #[error("The specified MaxEntries \"{0}\" is not valid: 1 to {1}.")]
+    ListMaxEntries(usize, usize),
+    /// An entry that is not one of the list's kind (a CIDR block of its address family, a
+    /// port range).
+    #[error("The specified entry \"{0}\" is not valid for the list.")]
+    ListEntryMalformed(String),
     /// An entry the list (or the request) already has.
-    #[error("The specified entry \"{0}\" already exists in the prefix list.")]
-    PrefixListEntryDuplicate(String),
+    #[error("The specified entry \"{0}\" already exists in the list.")]
+    ListEntryDuplicate(String),
     /// `RemoveEntry.N` naming an entry the list does not have.
-    #[error("The specified entry \"{0}\" does not exist in the prefix list.")]
-    PrefixListEntryNotFound(String),
-    /// More entries than `MaxEntries`.
+    #[error("The specified entry \"{0}\" does not exist in the list.")]
+    ListEntryNotFound(String),
+    /// More entries than a prefix list's `MaxEntries`.
     #[error("The prefix list can hold at most {0} entries.")]
     PrefixListFull(usize),
     /// The list is used by a rule.
     #[error("The specified prefix list is used by security group rules.")]
     PrefixListInUse,
+    /// The port range list does not exist for this account and region.
+    #[error("The specified PortRangeListId \"{0}\" does not exist.")]
+    PortRangeListNotFound(String),
+    /// More entries than a port range list's `MaxEntries`.
+    #[error("The port range list can hold at most {0} entries.")]
+    PortRangeListFull(usize),
+    /// The list is used by a rule.
+    #[error("The specified port range list is used by security group rules.")]
+    PortRangeListInUse,
     /// Too many rules in the group.
     #[error("The limit of authorization records in the security group reaches.")]
     AuthorizationLimit,
@@ -278,12 +286,15 @@ impl EcsError for ControlError {
             ControlError::NetworkTypeConflict => "InvalidNetworkType.Conflict",
             ControlError::EnterpriseGroupReference => "InvalidGroupAuthParameter.OperationDenied",
             ControlError::PrefixListNotFound(_) => "InvalidPrefixListId.NotFound",
-            ControlError::PrefixListMaxEntries(_) => "InvalidMaxEntries.ValueNotSupported",
-            ControlError::PrefixListEntryMalformed(_) => "InvalidEntry.Malformed",
-            ControlError::PrefixListEntryDuplicate(_) => "InvalidEntry.Duplicated",
-            ControlError::PrefixListEntryNotFound(_) => "InvalidEntry.NotFound",
+            ControlError::ListMaxEntries(..) => "InvalidMaxEntries.ValueNotSupported",
+            ControlError::ListEntryMalformed(_) => "InvalidEntry.Malformed",
+            ControlError::ListEntryDuplicate(_) => "InvalidEntry.Duplicated",
+            ControlError::ListEntryNotFound(_) => "InvalidEntry.NotFound",
             ControlError::PrefixListFull(_) => "QuotaExceed.PrefixListEntry",
             ControlError::PrefixListInUse => "DependencyViolation.PrefixList",
+            ControlError::PortRangeListNotFound(_) => "InvalidPortRangeListId.NotFound",
+            ControlError::PortRangeListFull(_) => "QuotaExceed.PortRangeListEntry",
+            ControlError::PortRangeListInUse => "DependencyViolation.PortRangeList",
             ControlError::AuthorizationLimit => "AuthorizationLimitExceed",
             ControlError::GroupRuleLimit => "AuthorizedGroupRule.LimitExceed",
             ControlError::DuplicatePermissions => "InvalidParam.DuplicatePermissions",
@@ -359,6 +370,7 @@ impl EcsError for ControlError {
             | ControlError::SourceGroupNotFound(_)
             | ControlError::DestGroupNotFound(_)
             | ControlError::PrefixListNotFound(_)
+            | ControlError::PortRangeListNotFound(_)
             | ControlError::RuleNotFound(_)
             | ControlError::RuleNotFoundByFields
             | ControlError::AccessKeyNotFound
@@ -387,6 +399,7 @@ impl EcsError for ControlError {
             | ControlError::IncorrectInstanceStatus
             | ControlError::OperatorOnly
             | ControlError::PrefixListInUse
+            | ControlError::PortRangeListInUse
             | ControlError::Ipv6BlockQuota
             | ControlError::Ipv6PerInterface
             | ControlError::VpcQuota
@@ -422,11 +435,12 @@ impl EcsError for ControlError {
             | ControlError::ModifyNicType
             | ControlError::RuleDuplicate
             | ControlError::TagLimit
-            | ControlError::PrefixListMaxEntries(_)
-            | ControlError::PrefixListEntryMalformed(_)
-            | ControlError::PrefixListEntryDuplicate(_)
-            | ControlError::PrefixListEntryNotFound(_)
+            | ControlError::ListMaxEntries(..)
+            | ControlError::ListEntryMalformed(_)
+            | ControlError::ListEntryDuplicate(_)
+            | ControlError::ListEntryNotFound(_)
             | ControlError::PrefixListFull(_)
+            | ControlError::PortRangeListFull(_)
             | ControlError::VpcIpv6NotEnabled
             | ControlError::VSwitchIpv6NotEnabled
             | ControlError::Ipv6NotInVSwitch(_)

@@ -435,6 +435,10 @@ impl Tx<'_> {
     /// Checks a group-reference peer: it exists (in the owner's account if one is named),
     /// neither side is enterprise, and the networks agree.
     fn check_reference(&self, group: &GroupRecord, p: &Permission) -> Result<()> {
+        // The caller's own port list only, like prefix lists.
+        if let Some(list) = &p.port_list {
+            self.port_range_list(list)?;
+        }
         let r = match &p.peer {
             Peer::Group(r) => r,
             // The caller's own list only (another account's answers as a missing one).
@@ -499,12 +503,19 @@ impl Tx<'_> {
         }
         let existing = self.rules(&group)?;
         new.retain(|p| !existing.iter().any(|r| r.permission.same_rule(p)));
-        // As ECS counts them: a rule naming a prefix list counts as its `MaxEntries` rules.
+        // As ECS counts them: a rule naming a prefix list counts as its `MaxEntries` rules,
+        // and one naming a port list as that list's; naming both, as the product (every
+        // pair of entries is a rule's worth of matching).
         let weight = |p: &Permission| -> Result<usize> {
-            match &p.peer {
-                Peer::PrefixList(l) => Ok(self.prefix_list(l)?.max_entries),
-                _ => Ok(1),
-            }
+            let addresses = match &p.peer {
+                Peer::PrefixList(l) => self.prefix_list(l)?.max_entries,
+                _ => 1,
+            };
+            let ports = match &p.port_list {
+                Some(l) => self.port_range_list(l)?.max_entries,
+                None => 1,
+            };
+            Ok(addresses * ports)
         };
         let mut total = 0;
         for p in existing.iter().map(|r| &r.permission).chain(&new) {
@@ -664,8 +675,17 @@ impl Tx<'_> {
         {
             return Err(ControlError::ModifyEntityType);
         }
-        // The NicType stays (a change of it was refused above).
-        let stored = current.permission.to_fields();
+        // The NicType stays (a change of it was refused above). A new `PortRange` replaces a
+        // port list and a new `PortRangeListId` a range: the two are one field's two forms.
+        let mut stored = current.permission.to_fields();
+        let given =
+            |f: &Option<String>| f.as_deref().is_some_and(|v| !v.is_empty() && v != "-1/-1");
+        if given(&changes.port_range) {
+            stored.port_range_list_id = None;
+        }
+        if given(&changes.port_range_list_id) {
+            stored.port_range = None;
+        }
         let fields = PermissionFields {
             nic_type: stored.nic_type.clone(),
             ..stored.overlay(changes)

@@ -11,8 +11,10 @@ mod error;
 mod groups;
 mod interfaces;
 pub mod limits;
+mod lists;
 mod network;
 pub mod pg;
+mod port_range_lists;
 mod prefix_lists;
 pub mod secrets;
 pub mod sql;
@@ -37,6 +39,7 @@ pub use limits::Limits;
 pub use network::{
     CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
 };
+pub use port_range_lists::{CreatePortRangeList, PortRangeListRecord};
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
 pub use secrets::MasterKey;
 pub use tags::{tags_match, TaggedType};

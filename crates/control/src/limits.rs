@@ -47,6 +47,8 @@ pub const BASIC_GROUP_MEMBERS: usize = 2000;
 pub const ENTERPRISE_GROUP_MEMBERS: usize = 65_536;
 /// Most entries a prefix list may be created for (`MaxEntries`, 1 to 200).
 pub const PREFIX_LIST_ENTRIES: usize = 200;
+/// Most entries a port range list may be created for (`MaxEntries`, 1 to 2,000, as ECS).
+pub const PORT_RANGE_LIST_ENTRIES: usize = 2000;
 /// Most tags on one resource.
 pub const TAGS_PER_RESOURCE: usize = 20;
 /// Longest tag key and tag value, in bytes.

@@ -1192,10 +1192,19 @@ impl Tx<'_> {
                 cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
             })
             .collect();
+        let port_range_lists = self
+            .region_port_range_lists()?
+            .into_iter()
+            .map(|l| policy::PortRangeList {
+                id: l.id,
+                ranges: l.entries.into_iter().map(|(r, _)| r).collect(),
+            })
+            .collect();
         Ok(policy::Snapshot {
             groups: policies,
             instances,
             prefix_lists,
+            port_range_lists,
         })
     }
 }

@@ -11,6 +11,7 @@ use model::{PrefixListId, SecurityGroupId};
 use serde_json::json;
 
 use crate::limits::PREFIX_LIST_ENTRIES;
+use crate::lists::check_entries;
 use crate::sql::args;
 use crate::{new_id_body, now, ControlError, Result, Tx};
 
@@ -89,7 +90,10 @@ impl Tx<'_> {
     /// `CreatePrefixList`.
     pub fn create_prefix_list(&self, req: &CreatePrefixList) -> Result<PrefixListId> {
         if !(1..=PREFIX_LIST_ENTRIES).contains(&req.max_entries) {
-            return Err(ControlError::PrefixListMaxEntries(req.max_entries));
+            return Err(ControlError::ListMaxEntries(
+                req.max_entries,
+                PREFIX_LIST_ENTRIES,
+            ));
         }
         let id = PrefixListId::from_body(&new_id_body())?;
         self.db.execute(
@@ -122,26 +126,14 @@ impl Tx<'_> {
         add: &[(IpNet, String)],
         remove: &[IpNet],
     ) -> Result<()> {
-        for net in remove {
-            if !existing.iter().any(|(e, _)| e == net) {
-                return Err(ControlError::PrefixListEntryNotFound(net.to_string()));
-            }
-        }
-        for (i, (net, _)) in add.iter().enumerate() {
-            if !family.holds(net) || net.trunc() != *net {
-                return Err(ControlError::PrefixListEntryMalformed(net.to_string()));
-            }
-            let again = add[..i].iter().any(|(n, _)| n == net)
-                || existing
-                    .iter()
-                    .any(|(e, _)| e == net && !remove.contains(e));
-            if again {
-                return Err(ControlError::PrefixListEntryDuplicate(net.to_string()));
-            }
-        }
-        if existing.len() - remove.len() + add.len() > max {
-            return Err(ControlError::PrefixListFull(max));
-        }
+        check_entries(
+            existing,
+            add,
+            remove,
+            max,
+            |net| family.holds(net) && net.trunc() == *net,
+            ControlError::PrefixListFull,
+        )?;
         for net in remove {
             self.db.execute(
                 "DELETE FROM prefix_list_entries WHERE list_id = ?1 AND cidr = ?2",

@@ -217,6 +217,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE security_groups ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE instances ADD COLUMN resource_group_id TEXT NOT NULL DEFAULT '';
     "#,
+    // 9: port range lists and their entries; rules may name one (`PortRangeListId`).
+    r#"
+    CREATE TABLE port_range_lists (
+        seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                 TEXT NOT NULL UNIQUE,
+        account_id         INTEGER NOT NULL REFERENCES accounts(id),
+        region             TEXT NOT NULL,
+        name               TEXT NOT NULL,
+        description        TEXT NOT NULL,
+        max_entries        INTEGER NOT NULL,
+        resource_group_id  TEXT NOT NULL,
+        created_at         TEXT NOT NULL
+    );
+    CREATE INDEX port_range_lists_by_owner ON port_range_lists(account_id, region);
+    CREATE TABLE port_range_list_entries (
+        list_id      TEXT NOT NULL REFERENCES port_range_lists(id),
+        port_range   TEXT NOT NULL,
+        start_port   INTEGER NOT NULL,
+        end_port     INTEGER NOT NULL,
+        description  TEXT NOT NULL,
+        PRIMARY KEY (list_id, port_range)
+    );
+    ALTER TABLE permissions ADD COLUMN port_range_list_id TEXT;
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

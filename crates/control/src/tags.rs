@@ -17,6 +17,8 @@ pub enum TaggedType {
     Eni,
     /// `prefixlist`.
     PrefixList,
+    /// `portrangelist`.
+    PortRangeList,
     /// `VPC` (the VPC product's tags).
     Vpc,
     /// `VSWITCH` (the VPC product's tags).
@@ -31,6 +33,7 @@ impl TaggedType {
             "instance" => Some(TaggedType::Instance),
             "eni" => Some(TaggedType::Eni),
             "prefixlist" => Some(TaggedType::PrefixList),
+            "portrangelist" => Some(TaggedType::PortRangeList),
             "vpc" => Some(TaggedType::Vpc),
             "vswitch" => Some(TaggedType::VSwitch),
             _ => None,
@@ -44,6 +47,7 @@ impl TaggedType {
             TaggedType::Instance => "instance",
             TaggedType::Eni => "eni",
             TaggedType::PrefixList => "prefixlist",
+            TaggedType::PortRangeList => "portrangelist",
             TaggedType::Vpc => "VPC",
             TaggedType::VSwitch => "VSWITCH",
         }
@@ -81,6 +85,10 @@ impl Tx<'_> {
                 Ok(l) => self.prefix_list(&l).map(|_| ()),
                 Err(_) => return Err(missing()),
             },
+            TaggedType::PortRangeList => match id.parse() {
+                Ok(l) => self.port_range_list(&l).map(|_| ()),
+                Err(_) => return Err(missing()),
+            },
             TaggedType::Vpc => match id.parse() {
                 Ok(v) => self.vpc(&v).map(|_| ()),
                 Err(_) => return Err(missing()),
@@ -96,6 +104,7 @@ impl Tx<'_> {
                 | ControlError::InstanceNotFound(_)
                 | ControlError::NetworkInterfaceNotFound(_)
                 | ControlError::PrefixListNotFound(_)
+                | ControlError::PortRangeListNotFound(_)
                 | ControlError::VpcNotFound(_)
                 | ControlError::VSwitchNotFound(_),
             ) => Err(missing()),
@@ -192,6 +201,11 @@ impl Tx<'_> {
                     .collect(),
                 TaggedType::PrefixList => self
                     .prefix_lists()?
+                    .into_iter()
+                    .map(|l| l.id.to_string())
+                    .collect(),
+                TaggedType::PortRangeList => self
+                    .port_range_lists()?
                     .into_iter()
                     .map(|l| l.id.to_string())
                     .collect(),

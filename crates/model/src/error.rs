@@ -127,6 +127,8 @@ pub enum IdKind {
     PrefixList,
     /// `eni-...`
     NetworkInterface,
+    /// `prl-...`
+    PortRangeList,
     /// `rg-...`
     ResourceGroup,
     /// A 16-digit account (owner) id.
@@ -143,6 +145,7 @@ impl IdKind {
             IdKind::Vpc => "VpcId",
             IdKind::VSwitch => "VSwitchId",
             IdKind::PrefixList => "PrefixListId",
+            IdKind::PortRangeList => "PortRangeListId",
             IdKind::NetworkInterface => "NetworkInterfaceId",
             IdKind::ResourceGroup => "ResourceGroupId",
             IdKind::Account => "OwnerId",
@@ -199,6 +202,7 @@ impl EcsError for ModelError {
                 IdKind::Vpc => "InvalidVpcId.Malformed",
                 IdKind::VSwitch => "InvalidVSwitchId.Malformed",
                 IdKind::PrefixList => "InvalidPrefixListId.Malformed",
+                IdKind::PortRangeList => "InvalidPortRangeListId.Malformed",
                 IdKind::NetworkInterface => "InvalidNetworkInterfaceId.Malformed",
                 IdKind::ResourceGroup => "InvalidResourceGroupId.Malformed",
                 IdKind::Account => "InvalidOwnerId.Malformed",

@@ -89,6 +89,11 @@ prefixed_id!(
     PrefixListId, "pl-", IdKind::PrefixList
 );
 prefixed_id!(
+    /// A port range list id, `prl-...`: a named set of destination port ranges a rule may
+    /// name instead of one `PortRange`.
+    PortRangeListId, "prl-", IdKind::PortRangeList
+);
+prefixed_id!(
     /// A resource group id, `rg-...` (Resource Manager's grouping of resources for access
     /// and billing; Stockade stores, returns and filters by it).
     ResourceGroupId, "rg-", IdKind::ResourceGroup

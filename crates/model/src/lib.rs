@@ -16,8 +16,8 @@ pub use group::{
     MemberId, SecurityGroup,
 };
 pub use ids::{
-    AccountId, HostId, InstanceId, NetworkInterfaceId, PrefixListId, ResourceGroupId,
-    SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
+    AccountId, HostId, InstanceId, NetworkInterfaceId, PortRangeListId, PrefixListId,
+    ResourceGroupId, SecurityGroupId, SecurityGroupRuleId, VSwitchId, VpcId,
 };
 pub use rule::{
     ip_proto, packet_protocol, precedence, validate_description, Direction, FlowPorts, GroupRef,

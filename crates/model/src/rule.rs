@@ -12,7 +12,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::error::ModelError;
-use crate::ids::{AccountId, PrefixListId, SecurityGroupId, SecurityGroupRuleId};
+use crate::ids::{AccountId, PortRangeListId, PrefixListId, SecurityGroupId, SecurityGroupRuleId};
 
 /// Which way a rule filters, seen from the instance: inbound or outbound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -627,8 +627,13 @@ pub struct Permission {
     pub policy: Policy,
     /// 1 (first) to 100.
     pub priority: Priority,
-    /// Protocol and ports.
+    /// Protocol and ports. For a rule naming a port list the destination range here is
+    /// [`PortRange::ALL`], a placeholder: the list's entries are the ports (see
+    /// [`Permission::port_list`]).
     pub protocol: Protocol,
+    /// `PortRangeListId`: the destination ports are this list's entries (TCP and UDP only).
+    /// Whatever judges ports reads them through the policy state, never from `protocol`.
+    pub port_list: Option<PortRangeListId>,
     /// Source (ingress) or destination (egress).
     pub peer: Peer,
     /// The instance-side address filter of quintuple rules: `DestCidrIp` on ingress,
@@ -649,6 +654,7 @@ impl Permission {
             && self.policy == other.policy
             && self.priority == other.priority
             && self.protocol == other.protocol
+            && self.port_list == other.port_list
             && self.peer == other.peer
             && self.local == other.local
             && self.nic_type == other.nic_type
@@ -694,7 +700,12 @@ impl Permission {
             policy: Some(self.policy.as_wire().to_string()),
             priority: Some(self.priority.to_string()),
             ip_protocol: Some(self.protocol.ip_protocol().as_wire().to_string()),
-            port_range: Some(self.protocol.port_range_wire()),
+            // A list rule answers `-1/-1` (no range of its own), which `spec` reads back.
+            port_range: Some(if self.port_list.is_some() {
+                "-1/-1".to_string()
+            } else {
+                self.protocol.port_range_wire()
+            }),
             source_port_range: self
                 .protocol
                 .ports()
@@ -711,6 +722,7 @@ impl Permission {
                 Peer::PrefixList(l) => Some(l.to_string()),
                 _ => None,
             },
+            port_range_list_id: self.port_list.as_ref().map(ToString::to_string),
             nic_type: Some(self.nic_type.as_wire().to_string()),
             description: Some(self.description.clone()),
         }
@@ -828,6 +840,8 @@ permission_fields! {
     group_owner_id: "SourceGroupOwnerId" / "DestGroupOwnerId" => "peer_owner_id",
     /// `SourcePrefixListId` / `DestPrefixListId`.
     prefix_list_id: "SourcePrefixListId" / "DestPrefixListId" => "peer_prefix_list_id",
+    /// `PortRangeListId`.
+    port_range_list_id: "PortRangeListId" / "PortRangeListId" => "port_range_list_id",
     /// `NicType`.
     nic_type: "NicType" / "NicType" => "nic_type",
     /// `Description`.
@@ -889,8 +903,10 @@ pub struct RuleSpec {
     pub policy: Policy,
     /// 1 (first) to 100.
     pub priority: Priority,
-    /// Protocol and ports.
+    /// Protocol and ports (the destination range [`PortRange::ALL`] for a port-list rule).
     pub protocol: Protocol,
+    /// `PortRangeListId`, for TCP and UDP rules whose ports are a list's entries.
+    pub port_list: Option<PortRangeListId>,
     /// Source (ingress) or destination (egress).
     pub peer: Peer,
     /// The instance-side address filter.
@@ -928,6 +944,7 @@ impl RuleSpec {
             policy: self.policy,
             priority: self.priority,
             protocol: self.protocol,
+            port_list: self.port_list.clone(),
             peer: self.peer.clone(),
             local: self.local,
             nic_type,
@@ -960,7 +977,13 @@ impl PermissionFields {
         let ip_protocol: IpProtocol = present(&self.ip_protocol)
             .ok_or(ModelError::Missing("IpProtocol"))?
             .parse()?;
-        let protocol = self.parse_protocol(ip_protocol)?;
+        let port_list: Option<PortRangeListId> = present(&self.port_range_list_id)
+            .map(str::parse)
+            .transpose()?;
+        let protocol = match &port_list {
+            None => self.parse_protocol(ip_protocol)?,
+            Some(_) => self.list_protocol(ip_protocol)?,
+        };
 
         let (peer_v4, peer_v6, local_v4, local_v6) = match direction {
             Direction::Ingress => (
@@ -1057,11 +1080,30 @@ impl PermissionFields {
             policy,
             priority,
             protocol,
+            port_list,
             peer,
             local,
             nic_type,
             description,
         })
+    }
+
+    /// The protocol of a rule naming a port list: TCP or UDP (other protocols have no ports),
+    /// with no `PortRange` of its own. ECS documents that a `PortRange` beside the list wins
+    /// and the list is ignored; storing a rule other than the one asked for would hide the
+    /// mistake, so a real range beside a list is refused (`-1/-1` and empty mean "none").
+    fn list_protocol(&self, ip_protocol: IpProtocol) -> Result<Protocol, ModelError> {
+        if !ip_protocol.has_ports() {
+            return Err(ModelError::ProtocolAndPortRangeMismatch);
+        }
+        if present(&self.port_range).is_some_and(|r| r != "-1/-1") {
+            return Err(ModelError::Conflict("PortRange", "PortRangeListId"));
+        }
+        PermissionFields {
+            port_range: Some(PortRange::ALL.to_string()),
+            ..self.clone()
+        }
+        .parse_protocol(ip_protocol)
     }
 
     fn parse_protocol(&self, ip_protocol: IpProtocol) -> Result<Protocol, ModelError> {

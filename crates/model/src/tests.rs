@@ -417,3 +417,29 @@ fn probe_classes_render_their_ports() {
         .all(|p| IpProtocol::from_number(p.number()) == p.ip_protocol()));
     assert_eq!(IpProtocol::from_number(ProbeProtocol::Other.number()), None);
 }
+
+#[test]
+fn a_port_list_stands_for_the_port_range() {
+    let mut f = fields("tcp", "", "10.0.0.0/8");
+    f.port_range_list_id = Some("prl-web".into());
+    let p = parse(&f).unwrap();
+    assert_eq!(p.port_list, Some("prl-web".parse().unwrap()));
+    // What responses show reads back as the same rule.
+    let again = p.to_fields();
+    assert_eq!(again.port_range.as_deref(), Some("-1/-1"));
+    assert!(parse(&again).unwrap().same_rule(&p));
+    // A list is not the same rule as the range its placeholder spans.
+    let mut all = fields("tcp", "1/65535", "10.0.0.0/8");
+    assert!(!parse(&all).unwrap().same_rule(&p));
+    all.port_range_list_id = Some("prl-web".into());
+    assert_eq!(
+        parse(&all).unwrap_err(),
+        ModelError::Conflict("PortRange", "PortRangeListId"),
+        "a range beside a list: neither is dropped silently"
+    );
+    let mut icmp = fields("icmp", "-1/-1", "10.0.0.0/8");
+    icmp.port_range_list_id = Some("prl-web".into());
+    assert_eq!(code(&icmp), "InvalidParam.ProtocolAndPortRangeMismatch");
+    f.port_range_list_id = Some("pl-web".into());
+    assert_eq!(code(&f), "InvalidPortRangeListId.Malformed");
+}

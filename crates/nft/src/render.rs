@@ -26,13 +26,17 @@ pub struct Attachment {
     pub interface: String,
 }
 
-/// What a named set holds: a group's member addresses, or a prefix list's CIDRs.
+/// What a named set holds: a group's member addresses, a prefix list's CIDRs, or a port
+/// range list's ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SetKind {
     /// The intranet addresses of a group's members (`g…`).
     Members,
     /// The CIDRs of a prefix list (`p…`).
     PrefixList,
+    /// The destination port ranges of a port range list (`r…`; ports have no address
+    /// family, so these sets are always named with family 4, `r4_prl_…`).
+    PortList,
 }
 
 /// The address family of a set (nft matches `ip` and `ip6` addresses separately).
@@ -90,9 +94,18 @@ impl SetName {
         }
     }
 
+    fn port_list(list: &model::PortRangeListId) -> SetName {
+        SetName {
+            kind: SetKind::PortList,
+            family: Family::V4,
+            id: ident(list.as_str()),
+        }
+    }
+
     /// The element type the set is declared with.
     pub fn set_type(&self) -> SetType {
         match (self.kind, self.family) {
+            (SetKind::PortList, _) => SetType::Ports,
             (SetKind::Members, Family::V4) => SetType::Ipv4Addr,
             (SetKind::Members, Family::V6) => SetType::Ipv6Addr,
             (SetKind::PrefixList, Family::V4) => SetType::Ipv4Net,
@@ -106,6 +119,7 @@ impl fmt::Display for SetName {
         let kind = match self.kind {
             SetKind::Members => 'g',
             SetKind::PrefixList => 'p',
+            SetKind::PortList => 'r',
         };
         let family = match self.family {
             Family::V4 => '4',
@@ -169,6 +183,8 @@ pub enum SetType {
     Ipv4Net,
     /// IPv6 prefixes.
     Ipv6Net,
+    /// Port ranges (port range lists; an interval set).
+    Ports,
 }
 
 impl SetType {
@@ -178,13 +194,14 @@ impl SetType {
             SetType::Ipv6Addr => "type ipv6_addr;",
             SetType::Ipv4Net => "type ipv4_addr; flags interval; auto-merge;",
             SetType::Ipv6Net => "type ipv6_addr; flags interval; auto-merge;",
+            SetType::Ports => "type inet_service; flags interval; auto-merge;",
         }
     }
 
     /// Interval sets merge adjacent prefixes, so their elements are replaced as a whole
     /// rather than added and deleted one by one.
     fn interval(self) -> bool {
-        matches!(self, SetType::Ipv4Net | SetType::Ipv6Net)
+        matches!(self, SetType::Ipv4Net | SetType::Ipv6Net | SetType::Ports)
     }
 }
 
@@ -509,6 +526,7 @@ fn permission_rules(p: &Permission) -> Vec<Rule> {
         (Policy::Accept, Direction::Egress) => "return",
     };
     let mut protocol = String::new();
+    let port_set = p.port_list.as_ref().map(SetName::port_list);
     match &p.protocol {
         Protocol::Tcp(ports) | Protocol::Udp(ports) => {
             let name = if matches!(p.protocol, Protocol::Tcp(_)) {
@@ -519,7 +537,14 @@ fn permission_rules(p: &Permission) -> Vec<Rule> {
             if let Some(source) = ports.source {
                 let _ = write!(protocol, " {name} sport {}", range(source));
             }
-            let _ = write!(protocol, " {name} dport {}", range(ports.destination));
+            match &port_set {
+                Some(set) => {
+                    let _ = write!(protocol, " {name} dport @{set}");
+                }
+                None => {
+                    let _ = write!(protocol, " {name} dport {}", range(ports.destination));
+                }
+            }
         }
         Protocol::Icmp => protocol.push_str(" meta l4proto icmp"),
         Protocol::Icmpv6 => protocol.push_str(" meta l4proto ipv6-icmp"),
@@ -538,10 +563,28 @@ fn permission_rules(p: &Permission) -> Vec<Rule> {
             let _ = write!(text, "{protocol} {verdict}");
             Rule {
                 text,
-                sets: set.into_iter().collect(),
+                sets: set.into_iter().chain(port_set.clone()).collect(),
             }
         })
         .collect()
+}
+
+/// Port ranges merged where they overlap or touch: ECS lets a list hold `20/30` beside
+/// `22/22`, and nft refuses overlapping intervals in one set.
+fn coalesce(ranges: &[model::PortRange]) -> Vec<model::PortRange> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort();
+    let mut out: Vec<model::PortRange> = Vec::new();
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if u32::from(r.start()) <= u32::from(last.end()) + 1 => {
+                let end = last.end().max(r.end());
+                *last = model::PortRange::new(last.start(), end).expect("start <= end");
+            }
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 fn range(r: model::PortRange) -> String {
@@ -582,6 +625,16 @@ fn member_set(
                     .iter()
                     .filter(|n| wanted(&n.addr()))
                     .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        SetKind::PortList => state
+            .port_list_ids()
+            .find(|id| ident(id.as_str()) == name.id)
+            .map(|id| {
+                coalesce(state.port_list(id))
+                    .into_iter()
+                    .map(range)
                     .collect()
             })
             .unwrap_or_default(),
@@ -882,7 +935,7 @@ mod tests {
     #[test]
     fn set_names_sort_as_they_print() {
         let mut names = Vec::new();
-        for kind in [SetKind::PrefixList, SetKind::Members] {
+        for kind in [SetKind::PortList, SetKind::PrefixList, SetKind::Members] {
             for family in [Family::V6, Family::V4] {
                 for id in ["sg_b", "sg_a", "pl_x"] {
                     names.push(SetName {

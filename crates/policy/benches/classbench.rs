@@ -196,6 +196,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
         groups: policies,
         instances: vec![instance],
         prefix_lists: vec![],
+        port_range_lists: vec![],
     }
 }
 

@@ -124,6 +124,7 @@ fn fleet(scale: usize) -> Snapshot {
         groups: policies,
         instances,
         prefix_lists: vec![],
+        port_range_lists: vec![],
     }
 }
 

@@ -126,8 +126,13 @@ fn is_anywhere(p: &Permission) -> bool {
     matches!(&p.peer, Peer::Cidr(n) if n.prefix_len() == 0)
 }
 
+/// Whether the rule matches every local address and source port of its protocol and
+/// destination range: what a rule must be for the probes to show it can cover another. A
+/// port-list rule is never counted, so it is never taken to shadow anything (conservative:
+/// the audit then misses a shadowing rather than reporting a false one).
 fn is_unrestricted(p: &Permission) -> bool {
     p.local.is_none()
+        && p.port_list.is_none()
         && p.protocol
             .ports()
             .is_none_or(|ports| ports.source.is_none())
@@ -180,7 +185,8 @@ fn address_probes(rules: &[(u64, &Permission)], within: &IpNet) -> Vec<IpAddr> {
 fn port_probes(rules: &[(u64, &Permission)], lo: u16, hi: u16) -> Vec<u16> {
     let mut cuts = BTreeSet::from([lo]);
     for (_, p) in rules {
-        if let Some(ports) = p.protocol.ports() {
+        // A port-list rule never covers another (see `is_unrestricted`): no cuts of its own.
+        if let Some(ports) = p.protocol.ports().filter(|_| p.port_list.is_none()) {
             let (a, b) = (ports.destination.start(), ports.destination.end());
             if a > lo && a <= hi {
                 cuts.insert(a);
@@ -224,22 +230,25 @@ fn reachable(
     false
 }
 
-/// The protocols and ports a rule covers, for probing: TCP/UDP with their range, or every
-/// protocol with ports 0 for the rest.
-fn space(p: &Permission) -> (Vec<u8>, (u16, u16)) {
+/// The probe ports of every range, each cut at the port boundaries of `rules`.
+fn range_probes(rules: &[(u64, &Permission)], ranges: &[(u16, u16)]) -> Vec<u16> {
+    ranges
+        .iter()
+        .flat_map(|&(lo, hi)| port_probes(rules, lo, hi))
+        .collect()
+}
+
+/// The protocols and destination port ranges a rule covers, for probing: TCP/UDP with their
+/// range (or their port list's entries), or every protocol with ports 0 for the rest.
+fn space(state: &State, p: &Permission) -> (Vec<u8>, Vec<(u16, u16)>) {
+    let ranges = || -> Vec<(u16, u16)> {
+        state.destination_ports(p).map_or(vec![(1, 65535)], |rs| {
+            rs.iter().map(|r| (r.start(), r.end())).collect()
+        })
+    };
     match p.protocol.ip_protocol() {
-        IpProtocol::Tcp => (
-            vec![model::ip_proto::TCP],
-            p.protocol
-                .ports()
-                .map_or((1, 65535), |r| (r.destination.start(), r.destination.end())),
-        ),
-        IpProtocol::Udp => (
-            vec![model::ip_proto::UDP],
-            p.protocol
-                .ports()
-                .map_or((1, 65535), |r| (r.destination.start(), r.destination.end())),
-        ),
+        IpProtocol::Tcp => (vec![model::ip_proto::TCP], ranges()),
+        IpProtocol::Udp => (vec![model::ip_proto::UDP], ranges()),
         IpProtocol::All => (
             vec![
                 model::ip_proto::TCP,
@@ -247,9 +256,9 @@ fn space(p: &Permission) -> (Vec<u8>, (u16, u16)) {
                 model::ip_proto::ICMP,
                 model::ip_proto::GRE,
             ],
-            (0, 65535),
+            vec![(0, 65535)],
         ),
-        other => (vec![other.number().unwrap_or(0)], (0, 0)),
+        other => (vec![other.number().unwrap_or(0)], vec![(0, 0)]),
     }
 }
 
@@ -285,14 +294,15 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
             };
         for (_, p) in &ingress {
             let p = *p;
-            let (protocols, (lo, hi)) = space(p);
+            let (protocols, ranges) = space(state, p);
             if p.policy == Policy::Accept && is_anywhere(p) {
                 let risky: Vec<u16> = cfg
                     .risky_ports
                     .iter()
                     .copied()
                     .filter(|port| {
-                        (lo..=hi).contains(port) && protocols.contains(&model::ip_proto::TCP)
+                        ranges.iter().any(|(lo, hi)| (lo..=hi).contains(&port))
+                            && protocols.contains(&model::ip_proto::TCP)
                     })
                     .filter(|port| reachable(&ingress, p, &[model::ip_proto::TCP], &[*port]))
                     .collect();
@@ -306,7 +316,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     );
                 }
                 if p.protocol.ip_protocol() == IpProtocol::All
-                    && reachable(&ingress, p, &protocols, &port_probes(&ingress, lo, hi))
+                    && reachable(&ingress, p, &protocols, &range_probes(&ingress, &ranges))
                 {
                     finding(
                         "all-protocols-open",
@@ -315,8 +325,8 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                         format!("{} accepts every protocol from {}", p.id, p.peer_display()),
                         "authorize only the protocols and ports the service needs",
                     );
-                } else if (lo, hi) == (1, 65535)
-                    && reachable(&ingress, p, &protocols, &port_probes(&ingress, lo, hi))
+                } else if ranges == [(1, 65535)]
+                    && reachable(&ingress, p, &protocols, &range_probes(&ingress, &ranges))
                 {
                     finding(
                         "all-ports-open",
@@ -380,10 +390,10 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     );
                     continue;
                 }
-                let (protocols, (lo, hi)) = space(p);
+                let (protocols, ranges) = space(state, p);
                 if matches!(p.peer, Peer::Cidr(_))
                     && is_unrestricted(p)
-                    && !reachable(&rules, p, &protocols, &port_probes(&rules, lo, hi))
+                    && !reachable(&rules, p, &protocols, &range_probes(&rules, &ranges))
                 {
                     finding(
                         "shadowed-rule",

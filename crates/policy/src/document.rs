@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::audit::GroupLabel;
-use crate::{GroupPolicy, PrefixList, Snapshot};
+use crate::{GroupPolicy, PortRangeList, PrefixList, Snapshot};
 
 /// Why a document was refused: where (the group, rule or instance) and what, with the ECS
 /// error code when a wire value was invalid.
@@ -74,6 +74,8 @@ struct PolicyFile {
     instances: Vec<InstanceFile>,
     #[serde(default)]
     prefix_lists: Vec<PrefixListFile>,
+    #[serde(default)]
+    port_range_lists: Vec<PortRangeListFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,14 @@ struct InstanceFile {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct PrefixListFile {
     prefix_list_id: String,
+    entries: Vec<String>,
+}
+
+/// A port range list: entries as `PortRange` writes them (`80/80`, `8000/8999`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PortRangeListFile {
+    port_range_list_id: String,
     entries: Vec<String>,
 }
 
@@ -196,11 +206,28 @@ pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroup
             })
         })
         .collect::<Result<_>>()?;
+    let port_range_lists = file
+        .port_range_lists
+        .into_iter()
+        .map(|l| {
+            let within =
+                |e| DocumentError(format!("port range list {}: {e}", l.port_range_list_id));
+            Ok(PortRangeList {
+                ranges: l
+                    .entries
+                    .iter()
+                    .map(|r| r.parse().map_err(|e| within(ecs(e))))
+                    .collect::<Result<_>>()?,
+                id: l.port_range_list_id.parse().map_err(ecs)?,
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok((
         Snapshot {
             groups,
             instances,
             prefix_lists,
+            port_range_lists,
         },
         labels,
     ))
@@ -353,5 +380,20 @@ pub fn to_value(snapshot: &Snapshot) -> Value {
             })
         })
         .collect();
-    json!({"SecurityGroups": groups, "Instances": instances, "PrefixLists": prefix_lists})
+    let port_range_lists: Vec<Value> = snapshot
+        .port_range_lists
+        .iter()
+        .map(|l| {
+            json!({
+                "PortRangeListId": l.id.as_str(),
+                "Entries": l.ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "SecurityGroups": groups,
+        "Instances": instances,
+        "PrefixLists": prefix_lists,
+        "PortRangeLists": port_range_lists,
+    })
 }

@@ -81,10 +81,10 @@ fn cuts(states: &[&State], instance: &MemberId, direction: Direction) -> Cuts {
         for g in &i.security_groups {
             let Ok(group) = state.group(g) else { continue };
             for (_, p) in group.rules().filter(|(_, p)| p.direction == direction) {
-                if let Some(r) = p.protocol.ports() {
-                    ports.insert(r.destination.start());
-                    if r.destination.end() < u16::MAX {
-                        ports.insert(r.destination.end() + 1);
+                for r in state.destination_ports(p).unwrap_or_default() {
+                    ports.insert(r.start());
+                    if r.end() < u16::MAX {
+                        ports.insert(r.end() + 1);
                     }
                 }
                 let nets: Vec<IpNet> = match &p.peer {

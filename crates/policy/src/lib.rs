@@ -22,4 +22,6 @@ pub use flow::{
     StageQuery, StageVerdict,
 };
 pub use reference::Reference;
-pub use state::{Change, GroupEntry, GroupPolicy, PolicyError, PrefixList, Snapshot, State};
+pub use state::{
+    Change, GroupEntry, GroupPolicy, PolicyError, PortRangeList, PrefixList, Snapshot, State,
+};

@@ -44,9 +44,12 @@ impl Evaluator for Reference {
         // Step 4: the first rule that matches every field decides.
         let packet = &q.packet;
         for (group, p) in rules {
-            if p.protocol
-                .matches(packet.protocol, packet.source_port, packet.destination_port)
-                && p.local_contains(packet.local)
+            if state.protocol_matches(
+                p,
+                packet.protocol,
+                packet.source_port,
+                packet.destination_port,
+            ) && p.local_contains(packet.local)
                 && state.peer_contains(p, packet.peer)
             {
                 return Ok(Decision {

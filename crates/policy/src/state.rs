@@ -1,5 +1,5 @@
 //! The policy state both evaluators read: groups with their ordered rules, instances with
-//! their ordered groups, prefix lists, and the index from intranet addresses to instances.
+//! their ordered groups, prefix and port range lists, and the index from intranet addresses to instances.
 //!
 //! The state only checks structural consistency (ids exist, nothing twice). The ECS limits
 //! and network constraints are the control plane's to enforce before a change reaches here,
@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use model::{
-    InnerAccessPolicy, Instance, MemberId, Peer, Permission, PrefixListId, SecurityGroup,
-    SecurityGroupId, SecurityGroupRuleId,
+    InnerAccessPolicy, Instance, MemberId, Peer, Permission, PortRange, PortRangeListId,
+    PrefixListId, SecurityGroup, SecurityGroupId, SecurityGroupRuleId,
 };
 use rustc_hash::FxHashMap;
 use thiserror::Error;
@@ -25,13 +25,15 @@ pub struct Snapshot {
     pub instances: Vec<Instance>,
     /// Prefix lists that rules may reference.
     pub prefix_lists: Vec<PrefixList>,
+    /// Port range lists that rules may reference.
+    pub port_range_lists: Vec<PortRangeList>,
 }
 
 impl Snapshot {
     /// The part of the policy that judges the stages at `local` instances (a host's share,
     /// which the agent feed carries): their groups with rules; the groups those rules
     /// reference, without rules; every member of either, with its group list cut to them;
-    /// and the prefix lists the rules use. Verdicts at a local instance are the same over
+    /// and the prefix and port lists the rules use. Verdicts at a local instance are the same over
     /// the closure as over the whole snapshot (property-tested).
     pub fn closure(&self, local: &BTreeSet<MemberId>) -> Snapshot {
         let own: BTreeSet<&SecurityGroupId> = self
@@ -42,8 +44,10 @@ impl Snapshot {
             .collect();
         let mut keep = own.clone();
         let mut lists = BTreeSet::new();
+        let mut port_lists = BTreeSet::new();
         for g in self.groups.iter().filter(|g| own.contains(&g.group.id)) {
             for p in &g.permissions {
+                port_lists.extend(&p.port_list);
                 match &p.peer {
                     Peer::Group(r) => {
                         keep.insert(&r.id);
@@ -88,10 +92,17 @@ impl Snapshot {
             .filter(|l| lists.contains(&l.id))
             .cloned()
             .collect();
+        let port_range_lists = self
+            .port_range_lists
+            .iter()
+            .filter(|l| port_lists.contains(&l.id))
+            .cloned()
+            .collect();
         Snapshot {
             groups,
             instances,
             prefix_lists,
+            port_range_lists,
         }
     }
 }
@@ -112,6 +123,15 @@ pub struct PrefixList {
     pub id: PrefixListId,
     /// The entries.
     pub cidrs: Vec<IpNet>,
+}
+
+/// A named set of destination port ranges that TCP and UDP rules can use as their ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRangeList {
+    /// `prl-...`
+    pub id: PortRangeListId,
+    /// The entries.
+    pub ranges: Vec<PortRange>,
 }
 
 /// One incremental change to the policy, as the control plane's change log records them.
@@ -139,6 +159,8 @@ pub enum Change {
     Leave(MemberId, SecurityGroupId),
     /// A prefix list is created or its entries replaced.
     SetPrefixList(PrefixList),
+    /// A port range list is created or its entries replaced.
+    SetPortRangeList(PortRangeList),
 }
 
 /// The policy layer's error: a change or a question that does not fit the state.
@@ -262,6 +284,7 @@ pub struct State {
     groups: FxHashMap<SecurityGroupId, GroupEntry>,
     instances: FxHashMap<MemberId, Instance>,
     prefix_lists: FxHashMap<PrefixListId, Vec<IpNet>>,
+    port_lists: FxHashMap<PortRangeListId, Vec<PortRange>>,
     by_address: FxHashMap<IpAddr, Vec<MemberId>>,
     next_seq: u64,
 }
@@ -297,6 +320,9 @@ impl State {
         let mut state = State::default();
         for list in &snapshot.prefix_lists {
             state.apply(&Change::SetPrefixList(list.clone()))?;
+        }
+        for list in &snapshot.port_range_lists {
+            state.apply(&Change::SetPortRangeList(list.clone()))?;
         }
         for g in &snapshot.groups {
             state.apply(&Change::AddGroup(g.group.clone()))?;
@@ -430,6 +456,9 @@ impl State {
                 self.prefix_lists
                     .insert(list.id.clone(), list.cidrs.clone());
             }
+            Change::SetPortRangeList(list) => {
+                self.port_lists.insert(list.id.clone(), list.ranges.clone());
+            }
         }
         Ok(())
     }
@@ -472,6 +501,37 @@ impl State {
     /// The entries of a prefix list (empty when it does not exist: it then matches nothing).
     pub fn prefix_list(&self, id: &PrefixListId) -> &[IpNet] {
         self.prefix_lists.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The ids of every port range list.
+    pub fn port_list_ids(&self) -> impl Iterator<Item = &PortRangeListId> {
+        self.port_lists.keys()
+    }
+
+    /// The entries of a port range list (empty when it does not exist: it then matches
+    /// nothing).
+    pub fn port_list(&self, id: &PortRangeListId) -> &[PortRange] {
+        self.port_lists.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The destination port ranges a rule admits: its `PortRange`, or its port list's
+    /// entries; `None` for protocols without ports. Every reader of a rule's ports goes
+    /// through here, so none can take a list rule's placeholder range for its ports.
+    pub fn destination_ports(&self, p: &Permission) -> Option<Vec<PortRange>> {
+        let ports = p.protocol.ports()?;
+        Some(match &p.port_list {
+            Some(list) => self.port_list(list).to_vec(),
+            None => vec![ports.destination],
+        })
+    }
+
+    /// Whether a rule's protocol and ports admit a packet (ports are read for TCP and UDP
+    /// rules only; callers pass 0 for other packets).
+    pub fn protocol_matches(&self, p: &Permission, protocol: u8, sport: u16, dport: u16) -> bool {
+        p.protocol.matches(protocol, sport, dport)
+            && p.port_list
+                .as_ref()
+                .is_none_or(|l| self.port_list(l).iter().any(|r| r.contains(dport)))
     }
 
     /// The instances whose intranet addresses include `addr`.
@@ -520,10 +580,20 @@ impl State {
             })
             .collect();
         prefix_lists.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut port_range_lists: Vec<PortRangeList> = self
+            .port_lists
+            .iter()
+            .map(|(id, ranges)| PortRangeList {
+                id: id.clone(),
+                ranges: ranges.clone(),
+            })
+            .collect();
+        port_range_lists.sort_by(|a, b| a.id.cmp(&b.id));
         Snapshot {
             groups,
             instances,
             prefix_lists,
+            port_range_lists,
         }
     }
 }

@@ -14,8 +14,8 @@ use model::{
     ProbeProtocol, SecurityGroup,
 };
 use policy::{
-    Change, Endpoint, Engine, Evaluator, Flow, GroupPolicy, IpFamily, PrefixList, Reference,
-    Snapshot,
+    Change, Endpoint, Engine, Evaluator, Flow, GroupPolicy, IpFamily, PortRangeList, PrefixList,
+    Reference, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -38,6 +38,9 @@ const CIDR4: [&str; 6] = [
 ];
 const CIDR6: [&str; 3] = ["::/0", "fd00::/126", "fd00::1/128"];
 const PORTS: [&str; 5] = ["22/22", "20/30", "1/65535", "80/80", "1/1024"];
+/// Port range lists a rule's ports may be instead of a range (`PORTS.len() + i` picks one):
+/// overlapping entries, and an empty list that matches nothing.
+const PORT_LISTS: [&[&str]; 2] = [&["22/22", "1000/2000", "20/30"], &[]];
 const FLOW_PORTS: [u16; 6] = [22, 25, 80, 1000, 2000, 0];
 const PROTOS: [&str; 6] = ["tcp", "udp", "icmp", "icmpv6", "all", "gre"];
 const FLOW_PROTOS: [u8; 9] = [6, 6, 6, 17, 17, 1, 58, 47, 50];
@@ -74,7 +77,7 @@ fn rule_seed() -> impl Strategy<Value = RuleSeed> {
             0..PROTOS.len(),
         ),
         (
-            0..PORTS.len(),
+            0..PORTS.len() + PORT_LISTS.len(),
             proptest::option::weighted(0.2, 0..PORTS.len()),
         ),
         (0u8..4, 0usize..8),
@@ -143,7 +146,7 @@ fn world() -> impl Strategy<Value = World> {
             ),
             24,
         ),
-        proptest::collection::vec((0u8..6, 0usize..8, 0usize..GROUPS, rule_seed()), 0..8),
+        proptest::collection::vec((0u8..7, 0usize..8, 0usize..GROUPS, rule_seed()), 0..8),
     )
         .prop_map(
             |(classic, enterprise, inner_drop, rules, instances, flows, changes)| World {
@@ -173,13 +176,15 @@ impl World {
             priority: Some(PRIORITIES[seed.priority].into()),
             ip_protocol: Some(PROTOS[seed.proto].into()),
             port_range: Some(
-                if ["tcp", "udp"].contains(&PROTOS[seed.proto]) {
-                    PORTS[seed.ports]
-                } else {
+                if !["tcp", "udp"].contains(&PROTOS[seed.proto]) {
                     "-1/-1"
+                } else {
+                    PORTS.get(seed.ports).copied().unwrap_or("")
                 }
                 .into(),
             ),
+            port_range_list_id: (seed.ports >= PORTS.len())
+                .then(|| format!("prl-l{}", seed.ports - PORTS.len())),
             source_port_range: seed.source_ports.map(|p| PORTS[p].into()),
             nic_type: Some(
                 if seed.internet {
@@ -308,10 +313,19 @@ impl World {
                 cidrs: vec![],
             },
         ];
+        let port_range_lists = PORT_LISTS
+            .iter()
+            .enumerate()
+            .map(|(i, ranges)| PortRangeList {
+                id: format!("prl-l{i}").parse().unwrap(),
+                ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+            })
+            .collect();
         Snapshot {
             groups,
             instances,
             prefix_lists,
+            port_range_lists,
         }
     }
 
@@ -391,6 +405,13 @@ impl World {
                     Change::ReplacePermission(g.group.id.clone(), replaced)
                 }
             }
+            5 => Change::SetPortRangeList(PortRangeList {
+                id: format!("prl-l{}", a % PORT_LISTS.len()).parse().unwrap(),
+                ranges: PORTS[..a % PORTS.len()]
+                    .iter()
+                    .map(|r| r.parse().unwrap())
+                    .collect(),
+            }),
             _ => Change::SetInnerAccessPolicy(
                 group,
                 if a % 2 == 0 {

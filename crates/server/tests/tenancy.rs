@@ -26,6 +26,7 @@ struct Fleet {
     interfaces: Vec<String>,
     macs: Vec<String>,
     prefix_lists: Vec<String>,
+    port_range_lists: Vec<String>,
 }
 
 impl Fleet {
@@ -39,6 +40,7 @@ impl Fleet {
             &self.rules,
             &self.interfaces,
             &self.prefix_lists,
+            &self.port_range_lists,
         ]
         .into_iter()
         .flatten()
@@ -183,6 +185,33 @@ async fn build(app: &axum::Router, sign: Signer, rng: &mut StdRng, fleet: &mut F
     )
     .await;
     fleet.prefix_lists.push(list);
+    let ports = ok(
+        app,
+        sign,
+        &[
+            ("Action", "CreatePortRangeList"),
+            ("PortRangeListName", "web"),
+            ("MaxEntries", "3"),
+            ("Entry.1.PortRange", "8080/8080"),
+        ],
+    )
+    .await["PortRangeListId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        app,
+        sign,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &fleet.groups[0]),
+            ("Permissions.1.IpProtocol", "tcp"),
+            ("Permissions.1.PortRangeListId", &ports),
+            ("Permissions.1.SourceCidrIp", "192.0.2.0/24"),
+        ],
+    )
+    .await;
+    fleet.port_range_lists.push(ports);
     let classic = ok(app, sign, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
         .as_str()
         .unwrap()
@@ -316,6 +345,11 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             ("ResourceType", "prefixlist"),
         ]),
         p(&[("Action", "DescribePrefixLists"), ("MaxResults", "100")]),
+        p(&[
+            ("Action", "ListTagResources"),
+            ("ResourceType", "portrangelist"),
+        ]),
+        p(&[("Action", "DescribePortRangeLists"), ("MaxResults", "100")]),
         p(&[("Action", "DescribeNetworkInterfaces"), ("PageSize", "100")]),
         p(&[
             ("Action", "DescribeNetworkInterfaces"),
@@ -453,6 +487,34 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             vec![
                 ("Action", "DeletePrefixList".into()),
                 ("PrefixListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePortRangeListEntries".into()),
+                ("PortRangeListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePortRangeListAssociations".into()),
+                ("PortRangeListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribePortRangeLists".into()),
+                ("PortRangeListId.1", theirs.clone()),
+            ],
+            vec![
+                ("Action", "ModifyPortRangeList".into()),
+                ("PortRangeListId", theirs.clone()),
+                ("AddEntry.1.PortRange", "1/65535".into()),
+            ],
+            vec![
+                ("Action", "DeletePortRangeList".into()),
+                ("PortRangeListId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "AuthorizeSecurityGroup".into()),
+                ("SecurityGroupId", mine_group.clone()),
+                ("Permissions.1.IpProtocol", "tcp".into()),
+                ("Permissions.1.PortRangeListId", theirs.clone()),
+                ("Permissions.1.SourceCidrIp", "0.0.0.0/0".into()),
             ],
             vec![
                 ("Action", "AuthorizeSecurityGroup".into()),

@@ -274,6 +274,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             groups,
             instances: all,
             prefix_lists: Vec::new(),
+            port_range_lists: Vec::new(),
         },
         attachments,
     )

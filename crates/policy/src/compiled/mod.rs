@@ -142,7 +142,7 @@ impl Engine {
                 let after = self.state.instance(id)?.clone();
                 self.index_instance(&after, true);
             }
-            Change::SetPrefixList(_) => {
+            Change::SetPrefixList(_) | Change::SetPortRangeList(_) => {
                 // Rare: recompile every set rather than track which rules use the list.
                 for set in 0..self.sets.len() {
                     if self.sets[set].is_some() {
@@ -415,12 +415,14 @@ fn entries<K: AddressKey>(
     };
     let full_ports = (K::from_u16(0), K::from_u16(u16::MAX));
     let ports = p.protocol.ports();
-    let dport = ports.map_or(full_ports, |p| {
-        (
-            K::from_u16(p.destination.start()),
-            K::from_u16(p.destination.end()),
-        )
-    });
+    // One box per destination range (a port list's entries; an empty list matches nothing).
+    let dports: Vec<(K, K)> = match state.destination_ports(p) {
+        None => vec![full_ports],
+        Some(ranges) => ranges
+            .iter()
+            .map(|r| (K::from_u16(r.start()), K::from_u16(r.end())))
+            .collect(),
+    };
     let sport = ports.and_then(|p| p.source).map_or(full_ports, |s| {
         (K::from_u16(s.start()), K::from_u16(s.end()))
     });
@@ -431,29 +433,31 @@ fn entries<K: AddressKey>(
             None => return Vec::new(),
         },
     };
-    let make = |peer: (K, K), group: u32| Entry {
-        lo: [proto_lo, dport.0, sport.0, peer.0, local.0],
-        hi: [proto_hi, dport.1, sport.1, peer.1, local.1],
-        prec,
-        id,
-        group,
-    };
-    match &p.peer {
-        Peer::Cidr(net) => K::bounds(net)
-            .map(|b| make(b, NO_GROUP))
-            .into_iter()
-            .collect(),
+    let peers: Vec<((K, K), u32)> = match &p.peer {
+        Peer::Cidr(net) => K::bounds(net).map(|b| (b, NO_GROUP)).into_iter().collect(),
         Peer::Group(g) => match group_index(&g.id) {
-            Some(gi) => vec![make((K::default(), K::MAX), gi)],
+            Some(gi) => vec![((K::default(), K::MAX), gi)],
             None => Vec::new(),
         },
         Peer::PrefixList(list) => state
             .prefix_list(list)
             .iter()
             .filter_map(K::bounds)
-            .map(|b| make(b, NO_GROUP))
+            .map(|b| (b, NO_GROUP))
             .collect(),
-    }
+    };
+    peers
+        .iter()
+        .flat_map(|&(peer, group)| {
+            dports.iter().map(move |&dport| Entry {
+                lo: [proto_lo, dport.0, sport.0, peer.0, local.0],
+                hi: [proto_hi, dport.1, sport.1, peer.1, local.1],
+                prec,
+                id,
+                group,
+            })
+        })
+        .collect()
 }
 
 /// A key type that can also hold the addresses of one family.

@@ -12,6 +12,7 @@ mod groups;
 mod instances;
 mod interfaces;
 mod placement;
+mod port_range_lists;
 mod prefix_lists;
 mod region;
 mod rules;
@@ -156,6 +157,12 @@ actions! {
         DescribePrefixLists => prefix_lists::describe,
         DescribePrefixListAttributes => prefix_lists::describe_attributes,
         DescribePrefixListAssociations => prefix_lists::describe_associations,
+        CreatePortRangeList => port_range_lists::create,
+        ModifyPortRangeList => port_range_lists::modify,
+        DeletePortRangeList => port_range_lists::delete,
+        DescribePortRangeLists => port_range_lists::describe,
+        DescribePortRangeListEntries => port_range_lists::describe_entries,
+        DescribePortRangeListAssociations => port_range_lists::describe_associations,
         LeaveSecurityGroup => instances::leave,
         TagResources => tags::tag,
         UntagResources => tags::untag,
@@ -253,6 +260,9 @@ impl Action {
                 | DescribePrefixLists
                 | DescribePrefixListAttributes
                 | DescribePrefixListAssociations
+                | DescribePortRangeLists
+                | DescribePortRangeListEntries
+                | DescribePortRangeListAssociations
         )
     }
 
@@ -277,6 +287,7 @@ impl Action {
                 | AttachNetworkInterface
                 | DetachNetworkInterface
                 | ModifyPrefixList
+                | ModifyPortRangeList
                 | AssignIpv6Addresses
                 | UnassignIpv6Addresses
                 | DeleteSecurityGroup

@@ -24,10 +24,23 @@ pub(super) fn permission_json(tx: &Tx, r: &RuleRecord) -> Value {
     p.to_fields().write(p.direction, |name, v| {
         out.insert(name.to_string(), json!(v.unwrap_or_default()));
     });
-    let group_name = match &p.peer {
-        Peer::Group(g) => tx.group(&g.id).map(|g| g.name).unwrap_or_default(),
-        _ => String::new(),
+    let (group_name, list_name) = match &p.peer {
+        Peer::Group(g) => (
+            tx.group(&g.id).map(|g| g.name).unwrap_or_default(),
+            String::new(),
+        ),
+        Peer::PrefixList(l) => (
+            String::new(),
+            tx.prefix_list(l).map(|l| l.name).unwrap_or_default(),
+        ),
+        Peer::Cidr(_) => (String::new(), String::new()),
     };
+    let port_list_name = p
+        .port_list
+        .as_ref()
+        .and_then(|l| tx.port_range_list(l).ok())
+        .map(|l| l.name)
+        .unwrap_or_default();
     let (group_name_field, list_name_field, other_group, other_list) = match p.direction {
         Direction::Ingress => (
             "SourceGroupName",
@@ -45,11 +58,10 @@ pub(super) fn permission_json(tx: &Tx, r: &RuleRecord) -> Value {
     for (k, v) in [
         ("SecurityGroupRuleId", json!(p.id.to_string())),
         ("Direction", json!(p.direction.as_wire())),
-        ("PortRangeListId", json!("")),
-        ("PortRangeListName", json!("")),
+        ("PortRangeListName", json!(port_list_name)),
         ("CreateTime", json!(r.created_at)),
         (group_name_field, json!(group_name)),
-        (list_name_field, json!("")),
+        (list_name_field, json!(list_name)),
         (other_group, json!("")),
         (other_list, json!("")),
     ] {

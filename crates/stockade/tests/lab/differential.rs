@@ -43,11 +43,14 @@ struct Flow {
     v6: bool,
 }
 
+/// One rule's parameters; TCP and UDP rules name the tenant's port range list (`port_list`)
+/// instead of a range one time in five.
 fn random_rule(
     rng: &mut StdRng,
     lab: &Lab,
     groups: &[String],
     classic: bool,
+    port_list: &str,
 ) -> Vec<(String, String)> {
     let mut p: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| p.push((k.to_string(), v));
@@ -70,7 +73,11 @@ fn random_rule(
     };
     put("IpProtocol", protocol.into());
     if matches!(protocol, "tcp" | "udp") {
-        put("PortRange", PORTS.choose(rng).unwrap().to_string());
+        if rng.random_bool(0.2) {
+            put("PortRangeListId", port_list.to_string());
+        } else {
+            put("PortRange", PORTS.choose(rng).unwrap().to_string());
+        }
         if rng.random_bool(0.2) {
             put(
                 "SourcePortRange",
@@ -218,9 +225,25 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64, t: usize) {
     }
     let mut all = basic.clone();
     all.extend(enterprise.clone());
+    // Overlapping entries that cut the probe ports differently from the ranges above.
+    let port_list = call_as(
+        lab,
+        t,
+        &[
+            ("Action", "CreatePortRangeList"),
+            ("PortRangeListName", &format!("diff-{seed}")),
+            ("MaxEntries", "4"),
+            ("Entry.1.PortRange", "22/22"),
+            ("Entry.2.PortRange", "3300/3400"),
+            ("Entry.3.PortRange", "3306/8080"),
+        ],
+    )["PortRangeListId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for g in &all {
         for _ in 0..rng.random_range(6..14) {
-            let mut rule = random_rule(rng, lab, &basic, false);
+            let mut rule = random_rule(rng, lab, &basic, false, &port_list);
             rule.push(("SecurityGroupId".into(), g.clone()));
             // Enterprise groups may not reference groups: such draws are refused, skip them.
             let _ = call_owned(lab, t, &rule);
@@ -229,7 +252,7 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64, t: usize) {
     if t == 0 {
         let classic_group = lab.default_group("classic");
         for _ in 0..8 {
-            let mut rule = random_rule(rng, lab, &basic, true);
+            let mut rule = random_rule(rng, lab, &basic, true, &port_list);
             rule.push(("SecurityGroupId".into(), classic_group.clone()));
             call_owned(lab, t, &rule).unwrap_or_else(|e| panic!("{rule:?}: {e}"));
         }

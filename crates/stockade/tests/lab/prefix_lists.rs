@@ -1,5 +1,5 @@
-//! Prefix lists on real packets: a rule naming a list admits exactly its entries, and an
-//! entry change is a set update (the chains stay as they are).
+//! Prefix and port range lists on real packets: a rule naming a list admits exactly its
+//! entries, and an entry change is a set update (the chains stay as they are).
 
 use std::process::Command;
 
@@ -21,7 +21,7 @@ fn chains(lab: &Lab, host: &str) -> String {
 }
 
 #[test]
-fn prefix_list_rules_hold_and_entries_change_as_set_updates() {
+fn list_rules_hold_and_entries_change_as_set_updates() {
     if skipped() {
         return;
     }
@@ -56,6 +56,50 @@ fn prefix_list_rules_hold_and_entries_change_as_set_updates() {
     assert_eq!(
         (probe(0), probe(2)),
         (false, true),
+        "the list's new entries decide\n{}",
+        lab.tables()
+    );
+    assert_eq!(before, chains(&lab, &a1.host), "no chain was rewritten");
+
+    // A port range list: overlapping entries (merged into one interval set), then entries
+    // swapped, again without touching a chain.
+    let created = lab.call(&[
+        ("Action", "CreatePortRangeList"),
+        ("PortRangeListName", "web"),
+        ("MaxEntries", "5"),
+        ("Entry.1.PortRange", "8080/8090"),
+        ("Entry.2.PortRange", "8085/8085"),
+    ]);
+    let prl = created["PortRangeListId"].as_str().unwrap().to_string();
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &lab.default_group("vpc")),
+        ("Permissions.1.IpProtocol", "tcp"),
+        ("Permissions.1.PortRangeListId", &prl),
+        (
+            "Permissions.1.SourceCidrIp",
+            &format!("{}/32", a0.private_ip),
+        ),
+    ]);
+    lab.wait_applied();
+    let port = |p: u16| lab.probe(Some(0), &a1.private_ip, "tcp", p);
+    assert_eq!(
+        (port(8080), port(8090), port(8091), port(9000)),
+        (true, true, false, false),
+        "{}",
+        lab.tables()
+    );
+    let before = chains(&lab, &a1.host);
+    lab.call(&[
+        ("Action", "ModifyPortRangeList"),
+        ("PortRangeListId", &prl),
+        ("AddEntry.1.PortRange", "9000/9000"),
+        ("RemoveEntry.1.PortRange", "8080/8090"),
+    ]);
+    lab.wait_applied();
+    assert_eq!(
+        (port(8080), port(8085), port(9000)),
+        (false, true, true),
         "the list's new entries decide\n{}",
         lab.tables()
     );
