@@ -423,3 +423,90 @@ def test_secondary_interfaces_are_judged_by_their_own_groups(server, old, new_v3
     old.call(delete)
     [left] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
     assert (left["Status"], left["InstanceId"]) == ("Available", "")
+
+
+def test_run_instances_creates_secondary_interfaces(old, new_v3):
+    """RunInstances NetworkInterface.N: the primary interface's fields given nested, a new
+    secondary interface per instance (in another vSwitch of the zone, with its own groups,
+    deleted with its instance), an existing one attached by id (kept when its instance goes),
+    all or none when one of them cannot be attached."""
+    from aliyunsdkecs.request.v20140526 import DeleteInstanceRequest, RunInstancesRequest
+    from aliyunsdkvpc.request.v20160428 import CreateVSwitchRequest
+    from test_security_groups import authorize
+
+    vpc, vsw = vpc_with_vswitch(old, "10.46.0.0/16", "10.46.1.0/24")
+    s = CreateVSwitchRequest.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock("10.46.2.0/24")
+    backend = old.call(s)["VSwitchId"]
+    front, back = group(old, vpc, "front"), group(old, vpc, "back")
+    old.call(authorize(back, [{"IpProtocol": "tcp", "PortRange": "5432/5432", "SourceCidrIp": "10.0.0.0/8"}]))
+
+    def run_with(interfaces, amount=1, **flat):
+        r = RunInstancesRequest.RunInstancesRequest()
+        r.set_ImageId("ubuntu_22_04_x64")
+        r.set_InstanceType("ecs.g7.large")
+        r.set_Amount(amount)
+        r.set_NetworkInterfaces(interfaces)
+        for k, v in flat.items():
+            getattr(r, "set_" + k)(v)
+        return r
+
+    primary = {"InstanceType": "Primary", "VSwitchId": vsw, "SecurityGroupIds": [front],
+               "NetworkInterfaceName": "eth0", "Description": "front door"}
+    made = old.call(run_with([primary, {"VSwitchId": backend, "SecurityGroupIds": [back],
+                                        "NetworkInterfaceName": "db"}], amount=2))
+    ids = made["InstanceIdSets"]["InstanceIdSet"]
+    assert len(ids) == 2
+    for i in describe(old, ids):
+        nics = i["NetworkInterfaces"]["NetworkInterface"]
+        assert [n["Type"] for n in nics] == ["Primary", "Secondary"]
+        assert i["VpcAttributes"]["VSwitchId"] == vsw and i["SecurityGroupIds"]["SecurityGroupId"] == [front]
+    [first] = describe(old, ids[:1])
+    eth0, db = first["NetworkInterfaces"]["NetworkInterface"]
+    [p] = listed(old, NetworkInterfaceIds=[eth0["NetworkInterfaceId"]])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert (p["NetworkInterfaceName"], p["Description"]) == ("eth0", "front door")
+    [d] = listed(old, NetworkInterfaceIds=[db["NetworkInterfaceId"]])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert (d["VSwitchId"], d["SecurityGroupIds"]["SecurityGroupId"], d["DeleteOnRelease"]) == (backend, [back], True)
+    assert d["PrivateIpAddress"].startswith("10.46.2.")
+    verdict = lambda **ends: stockade_action(old, "DescribeFlowVerdict", IpProtocol="tcp", SourceIp="10.9.9.9",
+                                             DestinationPort=5432, **ends)["Verdict"]
+    assert verdict(DestinationNetworkInterfaceId=db["NetworkInterfaceId"]) == "Accept"
+    assert verdict(DestinationInstanceId=ids[0]) == "Drop", "the primary is judged by its own groups"
+
+    # The same fields flat and nested: refused, nothing created.
+    before = len(listed(old, VpcId=vpc)["NetworkInterfaceSets"]["NetworkInterfaceSet"])
+    assert old.error(run_with([primary], VSwitchId=vsw)) == ("InvalidParameter.Conflict", 400)
+    # Three secondaries exceed the three interfaces an instance may have: all or none.
+    extra = [{"VSwitchId": backend} for _ in range(3)]
+    assert old.error(run_with([primary] + extra))[0] == "InvalidOperation.EniCountExceeded"
+    assert old.error(run_with([primary, {"VSwitchId": backend, "PrimaryIpAddress": "10.46.2.77"}], amount=2)) \
+        == ("InvalidParameter.Conflict", 400)
+    assert len(listed(old, VpcId=vpc)["NetworkInterfaceSets"]["NetworkInterfaceSet"]) == before
+
+    # An existing interface attached by id, with the new SDK: it stays when its instance goes;
+    # the one created with the instance goes with it.
+    kept = create(old, backend, [back])["NetworkInterfaceId"]
+    body = new_v3.run_instances(models.RunInstancesRequest(
+        region_id=REGION, image_id="ubuntu_22_04_x64", instance_type="ecs.g7.large", amount=1,
+        network_interface=[
+            models.RunInstancesRequestNetworkInterface(instance_type="Primary", v_switch_id=vsw,
+                                                       security_group_ids=[front]),
+            models.RunInstancesRequestNetworkInterface(network_interface_id=kept),
+            models.RunInstancesRequestNetworkInterface(v_switch_id=backend, delete_on_release=True),
+        ])).body
+    [i] = body.instance_id_sets.instance_id_set
+    nics = describe(old, [i])[0]["NetworkInterfaces"]["NetworkInterface"]
+    secondary = [n["NetworkInterfaceId"] for n in nics if n["Type"] == "Secondary"]
+    assert kept in secondary and len(secondary) == 2
+    [inherited] = [n for n in secondary if n != kept]
+    [n] = listed(old, NetworkInterfaceIds=[inherited])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert n["SecurityGroupIds"]["SecurityGroupId"] == [front], "no groups given: the instance's"
+    rm = DeleteInstanceRequest.DeleteInstanceRequest()
+    rm.set_InstanceId(i)
+    rm.set_Force(True)
+    old.call(rm)
+    [k] = listed(old, NetworkInterfaceIds=[kept])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert k["Status"] == "Available"
+    assert listed(old, NetworkInterfaceIds=[inherited])["NetworkInterfaceSets"]["NetworkInterfaceSet"] == []

@@ -74,6 +74,9 @@ pub struct NetworkInterfaceRecord {
     pub created_at: String,
     /// Its groups in order (a primary interface's are its instance's).
     pub security_groups: Vec<SecurityGroupId>,
+    /// `DeleteOnRelease`: it goes when its instance is deleted (a primary interface always
+    /// does; a secondary one created by `RunInstances` does unless asked otherwise).
+    pub delete_on_release: bool,
 }
 
 impl NetworkInterfaceRecord {
@@ -202,7 +205,7 @@ pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfac
 /// The columns [`read_interface`] reads, in its order.
 pub(crate) const INTERFACE_COLUMNS: &str =
     "n.id, n.account_id, n.kind, n.mac, n.instance_id, n.vpc_id, n.vswitch_id, \
-     n.zone_id, n.private_ip, n.name, n.description, n.created_at, n.ipv6";
+     n.zone_id, n.private_ip, n.name, n.description, n.created_at, n.ipv6, n.delete_on_release";
 
 pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
     let parsed = |c: usize| -> Result<Option<String>> { r.opt_text(c) };
@@ -238,6 +241,7 @@ pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
             .transpose()
             .map_err(|_| bad("ipv6"))?,
         security_groups: Vec::new(),
+        delete_on_release: r.int(13)? != 0 || r.text(2)? == InterfaceKind::Primary.as_wire(),
     })
 }
 
@@ -587,6 +591,18 @@ impl Tx<'_> {
     /// Removes the primary interface of an instance being deleted, and its tags; its
     /// secondary interfaces are detached (they outlive it, as in ECS).
     pub(crate) fn delete_interfaces_of(&self, instance: &InstanceId) -> Result<()> {
+        let released = self.db.query(
+            "SELECT id FROM network_interfaces WHERE instance_id = ?1 AND kind = ?2 AND delete_on_release != 0",
+            args![instance.as_str(), InterfaceKind::Secondary.as_wire()],
+        )?;
+        for r in released {
+            let id: NetworkInterfaceId = r.parsed(0)?;
+            self.db.execute(
+                "UPDATE network_interfaces SET instance_id = NULL WHERE id = ?1",
+                args![id.as_str()],
+            )?;
+            self.delete_interface(&id)?;
+        }
         self.db.execute(
             "UPDATE network_interfaces SET instance_id = NULL WHERE instance_id = ?1 AND kind = ?2",
             args![instance.as_str(), InterfaceKind::Secondary.as_wire()],
@@ -608,6 +624,17 @@ impl Tx<'_> {
     /// [`crate::Limits::interfaces_per_instance`]. From then on the engine judges flows at
     /// the interface's address by the interface's own groups.
     pub fn attach_interface(&self, id: &NetworkInterfaceId, instance: &InstanceId) -> Result<()> {
+        self.attach_interface_releasing(id, instance, false)
+    }
+
+    /// [`Tx::attach_interface`], the interface then deleted with the instance when
+    /// `delete_on_release` (`RunInstances`' `NetworkInterface.N.DeleteOnRelease`).
+    pub fn attach_interface_releasing(
+        &self,
+        id: &NetworkInterfaceId,
+        instance: &InstanceId,
+        delete_on_release: bool,
+    ) -> Result<()> {
         let n = self.interface(id)?;
         let i = self.instance(instance)?;
         if n.instance.is_some() || n.kind != InterfaceKind::Secondary {
@@ -632,8 +659,8 @@ impl Tx<'_> {
             ));
         }
         self.db.execute(
-            "UPDATE network_interfaces SET instance_id = ?2 WHERE id = ?1",
-            args![id.as_str(), instance.as_str()],
+            "UPDATE network_interfaces SET instance_id = ?2, delete_on_release = ?3 WHERE id = ?1",
+            args![id.as_str(), instance.as_str(), i64::from(delete_on_release)],
         )?;
         self.log(
             "AttachNetworkInterface",
@@ -653,8 +680,9 @@ impl Tx<'_> {
         if n.instance.as_ref() != Some(instance) {
             return Err(ControlError::InterfaceNotAttached(id.clone()));
         }
+        // Detached, it is the caller's to delete: it no longer goes with the instance.
         self.db.execute(
-            "UPDATE network_interfaces SET instance_id = NULL WHERE id = ?1",
+            "UPDATE network_interfaces SET instance_id = NULL, delete_on_release = 0 WHERE id = ?1",
             args![id.as_str()],
         )?;
         self.log(

@@ -241,6 +241,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE permissions ADD COLUMN port_range_list_id TEXT;
     "#,
+    // 10: a secondary interface attached at creation may go with its instance.
+    r#"
+    ALTER TABLE network_interfaces ADD COLUMN delete_on_release INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

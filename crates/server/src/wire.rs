@@ -233,6 +233,20 @@ impl Object<'_> {
     pub fn list(&self, field: &str) -> Vec<String> {
         self.params.list(&format!("{}{field}", self.prefix))
     }
+
+    /// The object's fields as parameters of their own (`prefix.N.Field` read as `Field`), so
+    /// that what parses a flat request parses the same fields nested (`NetworkInterface.N.*`
+    /// of `RunInstances` are `CreateNetworkInterface`'s).
+    pub fn params(&self) -> Params {
+        let map = self
+            .params
+            .map
+            .range(self.prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&self.prefix))
+            .map(|(k, v)| (k[self.prefix.len()..].to_string(), v.clone()))
+            .collect();
+        Params { map }
+    }
 }
 
 /// JSON or XML.

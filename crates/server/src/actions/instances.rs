@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 
 use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH, NAME_LENGTH};
-use control::{CreateInstances, InstanceRecord, InstanceStatus, Ipv6Request, TaggedType};
+use control::{
+    CreateInstances, CreateInterface, InstanceRecord, InstanceStatus, Ipv6Request, TaggedType,
+};
 use model::{InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
 
@@ -24,6 +26,122 @@ fn group_list(p: &Params) -> Result<Vec<SecurityGroupId>> {
         }
     }
     Ok(groups)
+}
+
+/// A secondary interface `RunInstances` attaches to each instance it creates
+/// (`NetworkInterface.N` with `InstanceType` `Secondary`, the default).
+enum Secondary {
+    /// `NetworkInterfaceId`: one of the caller's `Available` interfaces, as it is.
+    Existing(NetworkInterfaceId, bool),
+    /// A new interface of these fields (`CreateNetworkInterface`'s).
+    New(CreateInterface, bool),
+}
+
+/// The primary interface's own fields (`NetworkInterface.1` with `InstanceType` `Primary`):
+/// the instance's vSwitch, groups and address, and the interface's name and description.
+#[derive(Default)]
+struct Primary {
+    vswitch_id: Option<VSwitchId>,
+    security_groups: Vec<SecurityGroupId>,
+    private_ip: Option<Ipv4Addr>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// `NetworkInterface.N.*`: the primary interface's fields (only as the first entry) and the
+/// secondary interfaces each instance gets. A secondary interface without groups takes the
+/// instance's (`groups`); one given by id can only go to one instance. The hardware knobs
+/// (`NetworkCardIndex`, queue sizes and counts, `NetworkInterfaceTrafficMode`,
+/// `SourceDestCheck`) mean nothing to a security group and are not read.
+fn network_interfaces(
+    p: &Params,
+    amount: usize,
+    groups: &[SecurityGroupId],
+) -> Result<(Option<Primary>, Vec<Secondary>)> {
+    let mut primary: Option<Primary> = None;
+    let mut secondaries = Vec::new();
+    for (n, object) in p.objects("NetworkInterface").iter().enumerate() {
+        let mut f = object.params();
+        // ECS's default: an interface created with the instance goes with it.
+        let release = |default: bool| -> Result<bool> {
+            match f.opt("DeleteOnRelease") {
+                None => Ok(default),
+                Some(_) => f.flag("DeleteOnRelease"),
+            }
+        };
+        match f.opt("InstanceType").as_deref() {
+            Some("Primary") if n == 0 => {
+                primary = Some(Primary {
+                    vswitch_id: f.parsed("VSwitchId")?,
+                    security_groups: super::interfaces::groups(&f, "SecurityGroupIds")?,
+                    private_ip: f
+                        .opt("PrimaryIpAddress")
+                        .map(super::interfaces::address)
+                        .transpose()?,
+                    name: super::interfaces::name(&f)?,
+                    description: f
+                        .opt("Description")
+                        .map(|d| model::validate_group_description(&d))
+                        .transpose()?,
+                });
+            }
+            None | Some("Secondary") => {
+                if let Some(id) = f.parsed::<NetworkInterfaceId>("NetworkInterfaceId")? {
+                    if amount > 1 {
+                        return Err(ModelError::Conflict(
+                            "NetworkInterface.N.NetworkInterfaceId",
+                            "Amount",
+                        )
+                        .into());
+                    }
+                    if f.opt("VSwitchId").is_some() {
+                        return Err(ModelError::Conflict(
+                            "NetworkInterface.N.NetworkInterfaceId",
+                            "NetworkInterface.N.VSwitchId",
+                        )
+                        .into());
+                    }
+                    secondaries.push(Secondary::Existing(id, release(false)?));
+                    continue;
+                }
+                if f.opt("PrimaryIpAddress").is_some() && amount > 1 {
+                    return Err(ModelError::Conflict(
+                        "NetworkInterface.N.PrimaryIpAddress",
+                        "Amount",
+                    )
+                    .into());
+                }
+                // IPv6 comes by `AssignIpv6Addresses` once attached; refused, not dropped.
+                if f.number("Ipv6AddressCount", 0, 10)?.unwrap_or(0) > 0
+                    || !f.list("Ipv6Address").is_empty()
+                {
+                    return Err(ServerError::invalid(
+                        "NetworkInterface.N.Ipv6AddressCount",
+                        "secondary interfaces take IPv6 by AssignIpv6Addresses",
+                    ));
+                }
+                let dor = release(true)?;
+                let inherited = primary
+                    .as_ref()
+                    .map(|p| p.security_groups.as_slice())
+                    .filter(|g| !g.is_empty())
+                    .unwrap_or(groups);
+                if f.opt("SecurityGroupId").is_none() && f.list("SecurityGroupIds").is_empty() {
+                    for (m, g) in inherited.iter().enumerate() {
+                        f.insert(&format!("SecurityGroupIds.{}", m + 1), g.as_str());
+                    }
+                }
+                secondaries.push(Secondary::New(super::interfaces::create_request(&f)?, dor));
+            }
+            Some(other) => {
+                return Err(ServerError::invalid(
+                    "NetworkInterface.N.InstanceType",
+                    other.to_string(),
+                ))
+            }
+        }
+    }
+    Ok((primary, secondaries))
 }
 
 /// `PrivateIpAddress`, if given.
@@ -140,11 +258,39 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             return Err(ServerError::invalid("MinAmount", min.to_string()));
         }
     }
-    let private_ip = private_ip(p)?;
+    let mut private_ip = private_ip(p)?;
+    let mut vswitch_id = p.parsed("VSwitchId")?;
+    let mut security_groups = group_list(p)?;
+    let (primary, secondaries) = network_interfaces(p, amount, &security_groups)?;
+    // The primary interface's fields are the instance's, given in one place or the other.
+    let mut primary_label = (None, None);
+    if let Some(primary) = primary {
+        let conflict = |flat: &'static str, nested: &'static str| {
+            Err(ModelError::Conflict(flat, nested).into())
+        };
+        if primary.vswitch_id.is_some() {
+            if vswitch_id.is_some() {
+                return conflict("VSwitchId", "NetworkInterface.1.VSwitchId");
+            }
+            vswitch_id = primary.vswitch_id;
+        }
+        if !primary.security_groups.is_empty() {
+            if !security_groups.is_empty() {
+                return conflict("SecurityGroupId", "NetworkInterface.1.SecurityGroupId");
+            }
+            security_groups = primary.security_groups;
+        }
+        if primary.private_ip.is_some() {
+            if private_ip.is_some() {
+                return conflict("PrivateIpAddress", "NetworkInterface.1.PrimaryIpAddress");
+            }
+            private_ip = primary.private_ip;
+        }
+        primary_label = (primary.name, primary.description);
+    }
     if private_ip.is_some() && amount > 1 {
         return Err(ModelError::Conflict("PrivateIpAddress", "Amount").into());
     }
-    let vswitch_id = p.parsed("VSwitchId")?;
     if private_ip.is_some() && vswitch_id.is_none() {
         return Err(ServerError::PrivateIpWithoutVSwitch);
     }
@@ -170,7 +316,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         amount,
         vswitch_id,
         zone_id: p.bounded("ZoneId", NAME_LENGTH)?,
-        security_groups: group_list(p)?,
+        security_groups,
         private_ip,
         public_ip: p.number("InternetMaxBandwidthOut", 0, 1024)?.unwrap_or(0) > 0,
         ipv6,
@@ -190,11 +336,24 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     };
     let tags = tags::parse_to_set(p, "Tag")?;
     call.command_with(|tx| {
-        let ids: Vec<String> = tx
-            .create_instances(&req)?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let created = tx.create_instances(&req)?;
+        for instance in &created {
+            if primary_label != (None, None) {
+                let i = tx.instance(instance)?;
+                if let Some(eni) = i.network_interfaces.first() {
+                    let (name, description) = primary_label.clone();
+                    tx.modify_interface(&eni.id, name, description, None)?;
+                }
+            }
+            for s in &secondaries {
+                let (eni, release) = match s {
+                    Secondary::Existing(id, release) => (id.clone(), *release),
+                    Secondary::New(spec, release) => (tx.create_interface(spec)?, *release),
+                };
+                tx.attach_interface_releasing(&eni, instance, release)?;
+            }
+        }
+        let ids: Vec<String> = created.iter().map(ToString::to_string).collect();
         if !tags.is_empty() {
             tx.tag(TaggedType::Instance, &ids, &tags)?;
         }

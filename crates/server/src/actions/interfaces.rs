@@ -18,7 +18,7 @@ use crate::wire::Params;
 
 /// `SecurityGroupId` and `SecurityGroupIds.N` (creation) or `SecurityGroupId.N`
 /// (modification), in order, without repeats.
-fn groups(p: &Params, list: &str) -> Result<Vec<SecurityGroupId>> {
+pub(super) fn groups(p: &Params, list: &str) -> Result<Vec<SecurityGroupId>> {
     let mut out: Vec<SecurityGroupId> = Vec::new();
     if list != "SecurityGroupId" {
         out.extend(p.parsed::<SecurityGroupId>("SecurityGroupId")?);
@@ -32,7 +32,7 @@ fn groups(p: &Params, list: &str) -> Result<Vec<SecurityGroupId>> {
 }
 
 /// `NetworkInterfaceName`, at most 128 characters.
-fn name(p: &Params) -> Result<Option<String>> {
+pub(super) fn name(p: &Params) -> Result<Option<String>> {
     match p.opt("NetworkInterfaceName") {
         Some(n) if n.chars().count() > INSTANCE_NAME_LENGTH => {
             Err(ServerError::invalid("NetworkInterfaceName", n))
@@ -41,7 +41,7 @@ fn name(p: &Params) -> Result<Option<String>> {
     }
 }
 
-fn address(s: String) -> Result<Ipv4Addr> {
+pub(super) fn address(s: String) -> Result<Ipv4Addr> {
     s.parse().map_err(|_| ServerError::PrivateIpMalformed(s))
 }
 
@@ -49,6 +49,21 @@ fn address(s: String) -> Result<Ipv4Addr> {
 /// tags, answered with its attributes.
 pub(super) fn create(call: &Call) -> Result<Reply> {
     let p = call.params;
+    let req = create_request(p)?;
+    let tags = tags::parse_to_set(p, "Tag")?;
+    call.command_with(|tx| {
+        let id = tx.create_interface(&req)?;
+        if !tags.is_empty() {
+            tx.tag(TaggedType::Eni, &[id.to_string()], &tags)?;
+        }
+        let n = tx.interface(&id)?;
+        Ok(interface_json(&n, &tags))
+    })
+}
+
+/// The interface `CreateNetworkInterface` (or one `NetworkInterface.N` of `RunInstances`)
+/// asks for.
+pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
     let req = CreateInterface {
         vswitch_id: p.typed("VSwitchId")?,
         security_groups: groups(p, "SecurityGroupIds")?,
@@ -70,15 +85,7 @@ pub(super) fn create(call: &Call) -> Result<Reply> {
     if let Some(n) = p.opt("SecondaryPrivateIpAddressCount").filter(|n| n != "0") {
         return Err(ServerError::invalid("SecondaryPrivateIpAddressCount", n));
     }
-    let tags = tags::parse_to_set(p, "Tag")?;
-    call.command_with(|tx| {
-        let id = tx.create_interface(&req)?;
-        if !tags.is_empty() {
-            tx.tag(TaggedType::Eni, &[id.to_string()], &tags)?;
-        }
-        let n = tx.interface(&id)?;
-        Ok(interface_json(&n, &tags))
-    })
+    Ok(req)
 }
 
 /// `DeleteNetworkInterface`.
@@ -204,7 +211,7 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "ResourceGroupId": "",
         "ServiceManaged": false,
         "SourceDestCheck": true,
-        "DeleteOnRelease": n.kind == InterfaceKind::Primary,
+        "DeleteOnRelease": n.delete_on_release,
     })
 }
 
