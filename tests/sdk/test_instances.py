@@ -490,12 +490,22 @@ def test_instance_reads_terraform_makes_answer_truthfully(old, new_v3):
     assert (body["TotalCount"], body["InstanceRamRoleSets"]["InstanceRamRoleSet"]) == (0, [])
     m = DescribeInstanceMaintenanceAttributesRequest.DescribeInstanceMaintenanceAttributesRequest()
     m.set_InstanceIds([i])
-    assert old.call(m)["MaintenanceAttributes"]["MaintenanceAttribute"] == []
+    [attr] = old.call(m)["MaintenanceAttributes"]["MaintenanceAttribute"]
+    assert (attr["InstanceId"], attr["ActionOnMaintenance"]["Value"], attr["NotifyOnMaintenance"]) == (
+        i, "AutoRecover", False), "ECS's defaults: Terraform reads an empty answer as a gone instance"
     d = DescribeDisksRequest.DescribeDisksRequest()
     d.set_InstanceId(i)
-    assert old.call(d)["Disks"]["Disk"] == []
-    disks = new_v3.describe_disks(models.DescribeDisksRequest(region_id=REGION, instance_id=i)).body
-    assert disks.total_count == 0
+    [disk] = old.call(d)["Disks"]["Disk"]
+    assert (disk["InstanceId"], disk["Type"], disk["Category"], disk["Size"]) == (i, "system", "cloud_essd", 40)
+    d.set_DiskType("data")
+    assert old.call(d)["Disks"]["Disk"] == [], "no data disks"
+    r.set_SystemDiskCategory("cloud_auto")
+    r.set_SystemDiskSize(100)
+    [j] = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    disks = new_v3.describe_disks(models.DescribeDisksRequest(region_id=REGION, instance_id=j,
+                                                               disk_type="system")).body
+    assert disks.total_count == 1
+    assert (disks.disks.disk[0].category, disks.disks.disk[0].size) == ("cloud_auto", 100), "as it was asked for"
     d.set_InstanceId("i-nosuch")
     assert old.error(d) == ("InvalidInstanceId.NotFound", 404)
 

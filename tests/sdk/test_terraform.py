@@ -268,3 +268,194 @@ def test_alicloud_ecs_prefix_list(tf):
     tf.post("DeletePrefixList", {"PrefixListId": pl, "RegionId": REGION}, cites="resourceAlicloudEcsPrefixListDelete")
     assert tf.code("DescribePrefixListAttributes", {"PrefixListId": pl, "RegionId": REGION}) == \
         "InvalidPrefixListId.NotFound"
+
+
+def second_vswitch(tf, vpc, cidr="172.16.2.0/24"):
+    return tf.post("CreateVSwitch", {"RegionId": REGION, "VpcId": vpc, "CidrBlock": cidr, "ZoneId": REGION + "-h",
+                                     "VSwitchName": "tf-vsw-2", "ClientToken": token()},
+                   "Vpc", cites="resourceAliCloudVpcVswitchCreate")["VSwitchId"]
+
+
+def security_group(tf, vpc, name):
+    return tf.post("CreateSecurityGroup", {"RegionId": REGION, "ClientToken": token(), "VpcId": vpc,
+                                           "SecurityGroupType": "normal", "SecurityGroupName": name},
+                   cites="resourceAliCloudEcsSecurityGroupCreate")["SecurityGroupId"]
+
+
+def network_interface(tf, eni):
+    """EcsService.DescribeEcsNetworkInterface: DescribeNetworkInterfaces by id; an empty set
+    (or another id) is the interface gone."""
+    listed = tf.post("DescribeNetworkInterfaces", {"RegionId": REGION, "NetworkInterfaceId": [eni]},
+                     cites="EcsService.DescribeEcsNetworkInterface")["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    if not listed or listed[0]["NetworkInterfaceId"] != eni:
+        return None
+    return listed[0]
+
+
+def test_alicloud_ecs_network_interface_and_attachment(tf):
+    vpc, vsw = vpc_and_vswitch(tf)
+    sg, sg2 = security_group(tf, vpc, "tf-eni-a"), security_group(tf, vpc, "tf-eni-b")
+    eni = tf.post("CreateNetworkInterface", {
+        "RegionId": REGION, "VSwitchId": vsw, "SecurityGroupIds": [sg], "NetworkInterfaceName": "tf-eni",
+        "Description": "tf interface", "PrimaryIpAddress": "172.16.1.50",
+    }, cites="resourceAliCloudEcsNetworkInterfaceCreate")["NetworkInterfaceId"]
+    # The create waits for Status Available (EcsNetworkInterfaceStateRefreshFunc).
+    assert network_interface(tf, eni)["Status"] == "Available"
+
+    def read():
+        """resourceAliCloudEcsNetworkInterfaceRead: the fields it sets, and the eni tags."""
+        o = network_interface(tf, eni)
+        if o is None:
+            return None
+        secondary = [p["PrivateIpAddress"] for p in o["PrivateIpSets"]["PrivateIpSet"] if not p["Primary"]]
+        tags = tf.post("ListTagResources", {"RegionId": REGION, "ResourceType": "eni", "ResourceId.1": eni},
+                       cites="EcsService.ListTagResources")["TagResources"]["TagResource"]
+        return {
+            "name": o["NetworkInterfaceName"], "description": o["Description"], "mac": o["MacAddress"],
+            "primary_ip_address": o["PrivateIpAddress"], "private_ips": secondary,
+            "ipv6_addresses": [a["Ipv6Address"] for a in o["Ipv6Sets"]["Ipv6Set"]],
+            "ipv4_prefixes": o["Ipv4PrefixSets"]["Ipv4PrefixSet"],
+            "security_group_ids": o["SecurityGroupIds"]["SecurityGroupId"], "status": o["Status"],
+            "vswitch_id": o["VSwitchId"], "instance_type": o["Type"], "resource_group_id": o["ResourceGroupId"],
+            "delete_on_release": o["DeleteOnRelease"], "tags": {t["TagKey"]: t["TagValue"] for t in tags},
+        }
+
+    state = read()
+    assert (state["name"], state["description"], state["primary_ip_address"]) == (
+        "tf-eni", "tf interface", "172.16.1.50")
+    assert (state["security_group_ids"], state["vswitch_id"], state["instance_type"]) == ([sg], vsw, "Secondary")
+    assert state["mac"] and state["private_ips"] == [] and state["ipv4_prefixes"] == []
+
+    # Update: tags (SetResourceTags), then ModifyNetworkInterfaceAttribute with the groups as
+    # a list under `SecurityGroupId`.
+    tf.post("TagResources", {"RegionId": REGION, "ResourceType": "eni", "ResourceId.1": eni,
+                             "Tag.1.Key": "Owner", "Tag.1.Value": "tf"}, cites="EcsService.SetResourceTags")
+    tf.post("ModifyNetworkInterfaceAttribute", {
+        "RegionId": REGION, "NetworkInterfaceId": eni, "Description": "renamed", "NetworkInterfaceName": "tf-eni-2",
+        "SecurityGroupId": [sg, sg2],
+    }, cites="resourceAliCloudEcsNetworkInterfaceUpdate")
+    state = read()
+    assert (state["name"], state["description"], state["security_group_ids"]) == ("tf-eni-2", "renamed", [sg, sg2])
+    assert state["tags"] == {"Owner": "tf"}
+
+    # alicloud_ecs_network_interface_attachment, to an instance of the same vSwitch's zone.
+    instance = tf.post("RunInstances", {"RegionId": REGION, "ImageId": "ubuntu_22_04_x64",
+                                        "InstanceType": "ecs.g7.large", "VSwitchId": vsw,
+                                        "SecurityGroupIds": [sg], "ClientToken": token()},
+                       cites="resourceAliCloudInstanceCreate")["InstanceIdSets"]["InstanceIdSet"][0]
+    tf.post("AttachNetworkInterface", {"RegionId": REGION, "NetworkInterfaceId": eni, "InstanceId": instance},
+            cites="resourceAliCloudEcsNetworkInterfaceAttachmentCreate")
+    assert network_interface(tf, eni)["Status"] == "InUse", "the attach waits for InUse"
+
+    def attachment():
+        """EcsService.DescribeEcsNetworkInterfaceAttachment: the interface listed with the
+        instance's id (`NetworkInterfaceId:InstanceId`)."""
+        listed = tf.post("DescribeNetworkInterfaces", {"RegionId": REGION, "NetworkInterfaceId": [eni],
+                                                       "MaxResults": 100},
+                         cites="EcsService.DescribeEcsNetworkInterfaceAttachment")
+        found = [v for v in listed["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+                 if v["NetworkInterfaceId"] == eni and v["InstanceId"] == instance]
+        assert not listed.get("NextToken"), "one page"
+        return found[0] if found else None
+
+    assert attachment()["Status"] == "InUse"
+    tf.post("DetachNetworkInterface", {"RegionId": REGION, "NetworkInterfaceId": eni, "InstanceId": instance},
+            cites="resourceAliCloudEcsNetworkInterfaceAttachmentDelete")
+    assert network_interface(tf, eni)["Status"] == "Available", "the detach waits for Available"
+    assert attachment() is None
+
+    tf.post("DeleteInstance", {"RegionId": REGION, "InstanceId": instance, "Force": "true"},
+            cites="resourceAliCloudInstanceDelete")
+    tf.post("DeleteNetworkInterface", {"RegionId": REGION, "NetworkInterfaceId": eni},
+            cites="resourceAliCloudEcsNetworkInterfaceDelete")
+    assert read() is None, "the delete waits until DescribeNetworkInterfaces lists nothing"
+
+
+def test_alicloud_instance_security_groups(tf):
+    vpc, vsw = vpc_and_vswitch(tf)
+    backend = second_vswitch(tf, vpc)
+    web, ssh, db = (security_group(tf, vpc, n) for n in ("tf-web", "tf-ssh", "tf-db"))
+    # A `network_interfaces` block makes the create ask whether the type has network cards.
+    types = tf.post("DescribeInstanceTypes", {"InstanceTypes": ["ecs.g7.large"]},
+                    cites="EcsService.isSupportedNetworkCardIndex")["InstanceTypes"]["InstanceType"]
+    assert [t["InstanceTypeId"] for t in types] == ["ecs.g7.large"] and "NetworkCards" not in types[0]
+    made = tf.post("RunInstances", {
+        "RegionId": REGION, "InstanceType": "ecs.g7.large", "ImageId": "ubuntu_22_04_x64",
+        "SecurityGroupIds": [web], "VSwitchId": vsw, "InstanceName": "tf-instance",
+        "SystemDisk.Category": "cloud_efficiency", "SystemDisk.Size": "40",
+        "InternetMaxBandwidthOut": "0", "InstanceChargeType": "PostPaid", "ClientToken": token(),
+        "Tag": [{"Key": "Created", "Value": "TF"}], "NetworkOptions.EnableJumboFrame": "false",
+        "NetworkInterface": [{"InstanceType": "Secondary", "VSwitchId": backend, "SecurityGroupIds": [db],
+                              "NetworkInterfaceTrafficMode": "Standard"}],
+    }, cites="resourceAliCloudInstanceCreate")
+    [i] = made["InstanceIdSets"]["InstanceIdSet"]
+
+    def describe():
+        """EcsService.DescribeInstance: DescribeInstances by InstanceIds with the additional
+        attributes; an empty list is the instance gone."""
+        got = tf.post("DescribeInstances", {"RegionId": REGION, "InstanceIds": json.dumps([i]),
+                                            "AdditionalAttributes": ["META_OPTIONS", "NETWORK_PRIMARY_ENI_IP"]},
+                      cites="EcsService.DescribeInstance")["Instances"]["Instance"]
+        return got[0] if got else None
+
+    assert describe()["Status"] == "Running", "the create waits for Running"
+
+    def read():
+        """resourceAliCloudInstanceRead, in its order: the instance, its system disk, user
+        data, each interface, maintenance, attribute, attachment attributes."""
+        inst = describe()
+        if inst is None:
+            return None
+        [disk] = tf.post("DescribeDisks", {"RegionId": REGION, "InstanceId": i, "DiskType": "system"},
+                         cites="EcsService.DescribeEcsSystemDisk")["Disks"]["Disk"]
+        assert disk["InstanceId"] == i
+        tf.post("DescribeUserData", {"RegionId": REGION, "InstanceId": i}, cites="resourceAliCloudInstanceRead")
+        secondary = []
+        for n in inst["NetworkInterfaces"]["NetworkInterface"]:
+            o = network_interface(tf, n["NetworkInterfaceId"])
+            if n["Type"] != "Primary":
+                secondary.append({"vswitch_id": o["VSwitchId"],
+                                  "security_group_ids": o["SecurityGroupIds"]["SecurityGroupId"]})
+        [m] = tf.post("DescribeInstanceMaintenanceAttributes", {"RegionId": REGION, "InstanceId": [i]},
+                      cites="EcsService.DescribeInstanceMaintenanceAttribute")["MaintenanceAttributes"][
+                          "MaintenanceAttribute"]
+        assert m["InstanceId"] == i
+        tf.post("DescribeInstanceAttribute", {"RegionId": REGION, "InstanceId": i},
+                cites="EcsService.DescribeInstanceAttribute")
+        [a] = tf.post("DescribeInstanceAttachmentAttributes", {"RegionId": REGION, "InstanceIds": json.dumps([i])},
+                      cites="EcsService.DescribeInstanceAttachmentAttribute")["Instances"]["Instance"]
+        assert a["InstanceId"] == i
+        return {
+            "security_groups": set(inst["SecurityGroupIds"]["SecurityGroupId"]),
+            "vswitch_id": inst["VpcAttributes"]["VSwitchId"], "status": inst["Status"],
+            "private_ip": inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0],
+            "instance_name": inst["InstanceName"], "tags": {t["TagKey"]: t["TagValue"] for t in inst["Tags"]["Tag"]},
+            "system_disk": (disk["Category"], disk["Size"]), "network_interfaces": secondary,
+            "maintenance_action": m["ActionOnMaintenance"]["Value"],
+        }
+
+    state = read()
+    assert state["security_groups"] == {web} and state["vswitch_id"] == vsw and state["status"] == "Running"
+    assert state["system_disk"] == ("cloud_efficiency", 40) and state["tags"] == {"Created": "TF"}
+    assert state["network_interfaces"] == [{"vswitch_id": backend, "security_group_ids": [db]}]
+    assert state["private_ip"].startswith("172.16.1.")
+
+    # security_groups [web] -> [ssh, web]... then [ssh]: LeaveSecurityGroups, JoinSecurityGroups.
+    tf.post("JoinSecurityGroup", {"RegionId": REGION, "InstanceId": i, "SecurityGroupId": ssh},
+            cites="EcsService.JoinSecurityGroups")
+    assert read()["security_groups"] == {web, ssh}
+    tf.post("LeaveSecurityGroup", {"RegionId": REGION, "InstanceId": i, "SecurityGroupId": web},
+            cites="EcsService.LeaveSecurityGroups")
+    state = read()
+    assert state["security_groups"] == {ssh}
+    assert state["network_interfaces"] == [{"vswitch_id": backend, "security_group_ids": [db]}], \
+        "the secondary interface keeps its own groups"
+
+    tf.post("DeleteInstance", {"RegionId": REGION, "InstanceId": i, "Force": "true"},
+            cites="resourceAliCloudInstanceDelete")
+    assert read() is None, "the delete waits until DescribeInstances lists nothing"
+    # The interface made with the instance went with it (DeleteOnRelease).
+    assert not tf.post("DescribeNetworkInterfaces", {"RegionId": REGION, "VSwitchId": backend},
+                       cites="error probe")["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert tf.code("DeleteSecurityGroup", {"RegionId": REGION, "SecurityGroupId": db}) is None, \
+        "its group has no member left"

@@ -37,7 +37,8 @@ pub use interfaces::{
 };
 pub use limits::Limits;
 pub use network::{
-    CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, VSwitchRecord, VpcRecord,
+    CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, SystemDisk,
+    VSwitchRecord, VpcRecord,
 };
 pub use port_range_lists::{CreatePortRangeList, PortRangeListRecord};
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};

@@ -176,6 +176,8 @@ pub struct CreateInstances {
     pub instance_type: String,
     /// `UserData` (opaque, as given).
     pub user_data: String,
+    /// `SystemDisk.*` as given.
+    pub system_disk: SystemDisk,
     /// `HostName` of each instance created (in creation order); an empty one is ECS's
     /// default, derived from the instance id.
     pub host_names: Vec<String>,
@@ -183,6 +185,32 @@ pub struct CreateInstances {
     pub resource_group_id: Option<model::ResourceGroupId>,
     /// Start running (`RunInstances`) or stopped (`CreateInstance`).
     pub running: bool,
+}
+
+/// The system disk an instance was asked for (`SystemDisk.*`). Stockade models no storage;
+/// it keeps these so that `DescribeDisks` answers what was asked, which is what Terraform's
+/// `alicloud_instance` reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemDisk {
+    /// `SystemDisk.Category` (`cloud_essd` when not given).
+    pub category: String,
+    /// `SystemDisk.Size` in GiB (40 when not given).
+    pub size_gib: u32,
+    /// `SystemDisk.DiskName`.
+    pub name: String,
+    /// `SystemDisk.Description`.
+    pub description: String,
+}
+
+impl Default for SystemDisk {
+    fn default() -> Self {
+        SystemDisk {
+            category: "cloud_essd".into(),
+            size_gib: 40,
+            name: String::new(),
+            description: String::new(),
+        }
+    }
 }
 
 /// How an interface gets its IPv6 address.
@@ -635,8 +663,9 @@ impl Tx<'_> {
             self.db.execute(
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
                                         vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data, host_name,
-                                        resource_group_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                        resource_group_id, system_disk_category, system_disk_size, system_disk_name,
+                                        system_disk_description)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                 args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
@@ -655,6 +684,10 @@ impl Tx<'_> {
                     &req.user_data,
                     req.host_names.get(n).map_or("", String::as_str),
                     req.resource_group_id.as_ref().map_or("", |r| r.as_str()),
+                    &req.system_disk.category,
+                    i64::from(req.system_disk.size_gib),
+                    &req.system_disk.name,
+                    &req.system_disk.description,
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
@@ -911,6 +944,22 @@ impl Tx<'_> {
                 args![id.as_str()],
             )?
             .text(0)
+    }
+
+    /// The system disk the instance was created with (`DescribeDisks`).
+    pub fn system_disk(&self, id: &InstanceId) -> Result<SystemDisk> {
+        self.instance(id)?;
+        let r = self.db.query_one(
+            "SELECT system_disk_category, system_disk_size, system_disk_name, system_disk_description
+             FROM instances WHERE id = ?1",
+            args![id.as_str()],
+        )?;
+        Ok(SystemDisk {
+            category: r.text(0)?,
+            size_gib: r.int(1)? as u32,
+            name: r.text(2)?,
+            description: r.text(3)?,
+        })
     }
 
     /// `StartInstance` / `StopInstance`.

@@ -241,9 +241,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE permissions ADD COLUMN port_range_list_id TEXT;
     "#,
-    // 10: a secondary interface attached at creation may go with its instance.
+    // 10: a secondary interface attached at creation may go with its instance; instances
+    // keep the system disk they were asked for (`SystemDisk.*`, answered by `DescribeDisks`).
     r#"
     ALTER TABLE network_interfaces ADD COLUMN delete_on_release INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN system_disk_category TEXT NOT NULL DEFAULT 'cloud_essd';
+    ALTER TABLE instances ADD COLUMN system_disk_size INTEGER NOT NULL DEFAULT 40;
+    ALTER TABLE instances ADD COLUMN system_disk_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE instances ADD COLUMN system_disk_description TEXT NOT NULL DEFAULT '';
     "#,
 ];
 

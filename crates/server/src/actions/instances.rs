@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use control::limits::{INSTANCES_PER_RUN, INSTANCE_NAME_LENGTH, NAME_LENGTH};
 use control::{
-    CreateInstances, CreateInterface, InstanceRecord, InstanceStatus, Ipv6Request, TaggedType,
+    CreateInstances, CreateInterface, InstanceRecord, InstanceStatus, Ipv6Request, TaggedType, Tx,
 };
 use model::{InstanceId, ModelError, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
 use serde_json::{json, Value};
@@ -44,6 +44,7 @@ struct Primary {
     vswitch_id: Option<VSwitchId>,
     security_groups: Vec<SecurityGroupId>,
     private_ip: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Request>,
     name: Option<String>,
     description: Option<String>,
 }
@@ -71,7 +72,15 @@ fn network_interfaces(
         };
         match f.opt("InstanceType").as_deref() {
             Some("Primary") if n == 0 => {
+                // The primary interface is made with the instance; an existing one cannot be.
+                if let Some(id) = f.opt("NetworkInterfaceId") {
+                    return Err(ServerError::invalid(
+                        "NetworkInterface.1.NetworkInterfaceId",
+                        id,
+                    ));
+                }
                 primary = Some(Primary {
+                    ipv6: ipv6_request(&f)?,
                     vswitch_id: f.parsed("VSwitchId")?,
                     security_groups: super::interfaces::groups(&f, "SecurityGroupIds")?,
                     private_ip: f
@@ -142,6 +151,49 @@ fn network_interfaces(
         }
     }
     Ok((primary, secondaries))
+}
+
+/// `Ipv6AddressCount` / `Ipv6Address.N`: one IPv6 address per interface in this version
+/// (the engine knows one per member).
+fn ipv6_request(p: &Params) -> Result<Option<Ipv6Request>> {
+    Ok(
+        match (
+            p.number("Ipv6AddressCount", 0, 1)?,
+            p.list("Ipv6Address").as_slice(),
+        ) {
+            (_, [a]) => {
+                Some(Ipv6Request::Address(a.parse().map_err(|_| {
+                    ServerError::invalid("Ipv6Address.1", a.clone())
+                })?))
+            }
+            (_, [_, extra, ..]) => {
+                return Err(ServerError::invalid("Ipv6Address.2", extra.clone()))
+            }
+            (Some(1), []) => Some(Ipv6Request::Any),
+            _ => None,
+        },
+    )
+}
+
+/// `SystemDisk.*`, kept for `DescribeDisks` (Stockade models no storage).
+fn system_disk(p: &Params) -> Result<control::SystemDisk> {
+    let default = control::SystemDisk::default();
+    Ok(control::SystemDisk {
+        category: p
+            .bounded("SystemDisk.Category", NAME_LENGTH)?
+            .unwrap_or(default.category),
+        size_gib: p
+            .number("SystemDisk.Size", 20, 2048)?
+            .map_or(default.size_gib, |s| s as u32),
+        name: p
+            .bounded("SystemDisk.DiskName", NAME_LENGTH)?
+            .unwrap_or_default(),
+        description: p
+            .opt("SystemDisk.Description")
+            .map(|d| model::validate_group_description(&d))
+            .transpose()?
+            .unwrap_or_default(),
+    })
 }
 
 /// `PrivateIpAddress`, if given.
@@ -243,6 +295,38 @@ fn sizing(instance_type: &str) -> (u32, u32) {
     (cpus, cpus * per_cpu)
 }
 
+/// `DescribeInstanceTypes`: the named types (`InstanceTypes.N`) as this server reads ECS's
+/// type names (vCPUs and memory as `DescribeInstances` answers them; interfaces and IPv6
+/// addresses per interface as the server's limits allow). Instance types are otherwise opaque
+/// here, so without names it lists none, and a name it cannot read answers nothing.
+pub(super) fn describe_instance_types(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let named = p.list("InstanceTypes");
+    let family = p.opt("InstanceTypeFamily");
+    call.read(|tx| {
+        let enis = tx.limits().interfaces_per_instance;
+        let types: Vec<Value> = named
+            .iter()
+            .filter_map(|t| {
+                let (cpus, memory) = sizing(t);
+                let type_family = t.rsplit_once('.').map_or("", |(f, _)| f);
+                (cpus > 0 && family.as_ref().is_none_or(|f| f == type_family)).then(|| {
+                    json!({
+                        "InstanceTypeId": t,
+                        "InstanceTypeFamily": type_family,
+                        "CpuCoreCount": cpus,
+                        "MemorySize": f64::from(memory) / 1024.0,
+                        "EniQuantity": enis,
+                        "EniPrivateIpAddressQuantity": 1,
+                        "EniIpv6AddressQuantity": 1,
+                    })
+                })
+            })
+            .collect();
+        Ok(json!({"InstanceTypes": {"InstanceType": types}, "NextToken": ""}))
+    })
+}
+
 /// `RunInstances` (`running`, `Amount` instances) or `CreateInstance` (one, stopped).
 pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     let p = call.params;
@@ -259,6 +343,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         }
     }
     let mut private_ip = private_ip(p)?;
+    let mut ipv6 = ipv6_request(p)?;
     let mut vswitch_id = p.parsed("VSwitchId")?;
     let mut security_groups = group_list(p)?;
     let (primary, secondaries) = network_interfaces(p, amount, &security_groups)?;
@@ -286,6 +371,12 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             }
             private_ip = primary.private_ip;
         }
+        if primary.ipv6.is_some() {
+            if ipv6.is_some() {
+                return conflict("Ipv6AddressCount", "NetworkInterface.1.Ipv6AddressCount");
+            }
+            ipv6 = primary.ipv6;
+        }
         primary_label = (primary.name, primary.description);
     }
     if private_ip.is_some() && amount > 1 {
@@ -295,20 +386,6 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         return Err(ServerError::PrivateIpWithoutVSwitch);
     }
     let name = instance_name(p)?.unwrap_or_default();
-    // One IPv6 address per interface in this version (the engine knows one per instance).
-    let ipv6 = match (
-        p.number("Ipv6AddressCount", 0, 1)?,
-        p.list("Ipv6Address").as_slice(),
-    ) {
-        (_, [a]) => {
-            Some(Ipv6Request::Address(a.parse().map_err(|_| {
-                ServerError::invalid("Ipv6Address.1", a.clone())
-            })?))
-        }
-        (_, [_, extra, ..]) => return Err(ServerError::invalid("Ipv6Address.2", extra.clone())),
-        (Some(1), []) => Some(Ipv6Request::Any),
-        _ => None,
-    };
     if matches!(ipv6, Some(Ipv6Request::Address(_))) && amount > 1 {
         return Err(ModelError::Conflict("Ipv6Address.N", "Amount").into());
     }
@@ -330,6 +407,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             .ok_or(ModelError::Missing("InstanceType"))?,
         // ECS takes up to 32 KiB of Base64; it is kept as given and handed back.
         user_data: p.bounded("UserData", 32 * 1024)?.unwrap_or_default(),
+        system_disk: system_disk(p)?,
         host_names: host_names(p, amount)?,
         resource_group_id: p.parsed("ResourceGroupId")?,
         running,
@@ -748,22 +826,106 @@ fn named_instances(call: &Call) -> Result<Vec<InstanceId>> {
     Ok(ids)
 }
 
-/// Reads of instance features Stockade does not model, answered truthfully: no RAM role
-/// (`DescribeInstanceRamRole`), no maintenance policy (`DescribeInstanceMaintenanceAttributes`),
-/// no attachment attributes (`DescribeInstanceAttachmentAttributes`), no disks
-/// (`DescribeDisks`). Named instances must exist, so a deleted one answers `NotFound`.
-pub(super) fn describe_unmodelled(
+/// One instance's entry in a read of a feature Stockade does not model, or none.
+type PerInstance<'a> = &'a dyn Fn(&Tx, &InstanceRecord) -> control::Result<Option<Value>>;
+
+/// Reads of instance features Stockade does not model, answered truthfully, one entry per
+/// named instance (every instance of the caller when none is named), paged as ECS pages
+/// them: what an ECS instance without the feature answers. Terraform's `alicloud_instance`
+/// treats an empty maintenance, attachment or system-disk answer as the instance being gone,
+/// so those answer an entry for every instance. Named instances must exist, so a deleted one
+/// answers `NotFound`.
+pub(super) fn describe_per_instance(
     call: &Call,
     list: &'static str,
     item: &'static str,
+    entry: PerInstance<'_>,
 ) -> Result<Reply> {
-    named_instances(call)?;
+    let named = named_instances(call)?;
     let paging = Paging::parse(call.params)?;
-    let window = paging.window(0);
-    let mut body = paging.fields(&window, 0);
-    body[list] = json!({ item: [] });
-    body["RegionId"] = json!(call.ctx.region);
-    Ok(Reply::Body(body))
+    call.read(|tx| {
+        let mut all = Vec::new();
+        for i in tx.instances()? {
+            if named.is_empty() || named.contains(&i.id) {
+                all.extend(entry(tx, &i)?);
+            }
+        }
+        let window = paging.window(all.len());
+        let mut body = paging.fields(&window, all.len());
+        body[list] = json!({ item: all[window.range.clone()] });
+        body["RegionId"] = json!(call.ctx.region);
+        Ok(body)
+    })
+}
+
+/// `DescribeInstanceRamRole`: no instance has a RAM role here.
+pub(super) const NO_RAM_ROLE: PerInstance<'static> = &|_, _| Ok(None);
+
+/// `DescribeInstanceMaintenanceAttributes`: ECS's defaults (recover automatically, no
+/// notification, no window); nothing is ever maintained here.
+pub(super) const MAINTENANCE: PerInstance<'static> = &|_, i| {
+    Ok(Some(json!({
+        "InstanceId": i.id.to_string(),
+        "ActionOnMaintenance": {
+            "Value": "AutoRecover",
+            "DefaultValue": "AutoRecover",
+            "SupportedValues": {"SupportedValue": ["Stop", "AutoRecover", "AutoRedeploy"]},
+        },
+        "NotifyOnMaintenance": false,
+        "MaintenanceWindows": {"MaintenanceWindow": []},
+    })))
+};
+
+/// `DescribeInstanceAttachmentAttributes`: no instance is in a private pool.
+pub(super) const ATTACHMENT: PerInstance<'static> = &|_, i| {
+    Ok(Some(json!({
+        "InstanceId": i.id.to_string(),
+        "PrivatePoolOptionsMatchCriteria": "None",
+        "PrivatePoolOptionsId": "",
+    })))
+};
+
+/// `DescribeDisks`: each instance's system disk as it was asked for (`SystemDisk.*`, id
+/// `d-` and the instance id's body); Stockade has no data disks (`DiskType=data` answers
+/// none). `DiskIds` (a JSON array) and `DiskType` filter.
+pub(super) fn describe_disks(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let ids: Option<Vec<String>> = p
+        .opt("DiskIds")
+        .map(|l| serde_json::from_str(&l).map_err(|_| ServerError::invalid("DiskIds", l)))
+        .transpose()?;
+    if p.opt("DiskType").is_some_and(|t| t == "data") {
+        return describe_per_instance(call, "Disks", "Disk", NO_RAM_ROLE);
+    }
+    let disk = |tx: &Tx, i: &InstanceRecord| -> control::Result<Option<Value>> {
+        let id = format!("d-{}", i.id.as_str().trim_start_matches("i-"));
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+            return Ok(None);
+        }
+        let d = tx.system_disk(&i.id)?;
+        Ok(Some(json!({
+            "DiskId": id,
+            "InstanceId": i.id.to_string(),
+            "Type": "system",
+            "Category": d.category,
+            "Size": d.size_gib,
+            "DiskName": d.name,
+            "Description": d.description,
+            "Status": "In_use",
+            "Device": "/dev/xvda",
+            "ZoneId": i.zone_id,
+            "ImageId": i.image_id,
+            "Portable": false,
+            "DeleteWithInstance": true,
+            "Encrypted": false,
+            "KMSKeyId": "",
+            "AutoSnapshotPolicyId": "",
+            "StorageClusterId": "",
+            "CreationTime": i.created_at,
+            "ResourceGroupId": i.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        })))
+    };
+    describe_per_instance(call, "Disks", "Disk", &disk)
 }
 
 /// `ModifyInstanceVpcAttribute`: a stopped instance to another vSwitch (`VSwitchId`), at

@@ -125,13 +125,14 @@ actions! {
         DescribeInstanceAttribute => instances::describe_attribute,
         DescribeInstanceStatus => instances::describe_status,
         DescribeUserData => instances::describe_user_data,
-        DescribeInstanceRamRole =>
-            |call| instances::describe_unmodelled(call, "InstanceRamRoleSets", "InstanceRamRoleSet"),
-        DescribeInstanceMaintenanceAttributes =>
-            |call| instances::describe_unmodelled(call, "MaintenanceAttributes", "MaintenanceAttribute"),
-        DescribeInstanceAttachmentAttributes =>
-            |call| instances::describe_unmodelled(call, "Instances", "Instance"),
-        DescribeDisks => |call| instances::describe_unmodelled(call, "Disks", "Disk"),
+        DescribeInstanceRamRole => |call| instances::describe_per_instance(
+            call, "InstanceRamRoleSets", "InstanceRamRoleSet", instances::NO_RAM_ROLE),
+        DescribeInstanceMaintenanceAttributes => |call| instances::describe_per_instance(
+            call, "MaintenanceAttributes", "MaintenanceAttribute", instances::MAINTENANCE),
+        DescribeInstanceAttachmentAttributes => |call| instances::describe_per_instance(
+            call, "Instances", "Instance", instances::ATTACHMENT),
+        DescribeDisks => instances::describe_disks,
+        DescribeInstanceTypes => instances::describe_instance_types,
         StartInstance => |call| instances::set_status(call, Running),
         StopInstance => |call| instances::set_status(call, Stopped),
         DeleteInstance => instances::delete,
@@ -226,7 +227,7 @@ impl Action {
     pub fn region_source(self) -> RegionSource {
         use Action::*;
         match self {
-            DescribeRegions => RegionSource::Optional,
+            DescribeRegions | DescribeInstanceTypes => RegionSource::Optional,
             ModifyInstanceAttribute
             | StartInstance
             | StopInstance
