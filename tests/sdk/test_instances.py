@@ -636,6 +636,22 @@ def test_host_names_sizes_and_the_fields_tools_read(old, new_v3):
     bad.set_MinAmount(3)
     assert old.error(bad)[0] == "InvalidParameter"
 
+    # ImageFamily stands for ImageId (images are opaque here); a launch template, which ECS
+    # lets stand for both, does not exist here; neither image nor template is missing one.
+    family = RunInstancesRequest.RunInstancesRequest()
+    family.set_ImageFamily("acs:ubuntu_22_04_x64")
+    family.set_InstanceType("ecs.g7.large")
+    family.set_VSwitchId(vsw)
+    family.set_SecurityGroupId(g)
+    [f] = old.call(family)["InstanceIdSets"]["InstanceIdSet"]
+    assert describe(old, [f])[0]["ImageId"] == "acs:ubuntu_22_04_x64"
+    family.set_LaunchTemplateId("lt-nosuchtemplate")
+    assert old.error(family) == ("InvalidLaunchTemplate.NotFound", 404)
+    none = RunInstancesRequest.RunInstancesRequest()
+    none.set_InstanceType("ecs.g7.large")
+    none.set_VSwitchId(vsw)
+    assert old.error(none) == ("MissingParameter", 400)
+
 
 def test_resource_groups_are_stored_returned_and_filtered(old, new_v3):
     """`ResourceGroupId` at creation (groups and instances), in answers, as a filter, and

@@ -115,6 +115,10 @@ pub enum ServerError {
     /// which addresses other accounts hold).
     #[error("PrivateIpAddress can only be given with a VSwitchId.")]
     PrivateIpWithoutVSwitch,
+    /// `LaunchTemplateId` / `LaunchTemplateName`: Stockade keeps no launch templates, so
+    /// every one named is missing.
+    #[error("The specified launch template \"{0}\" does not exist.")]
+    LaunchTemplateNotFound(String),
     /// `InstanceName` too long.
     #[error("The specified InstanceName is not valid.")]
     InstanceNameMalformed,
@@ -194,6 +198,7 @@ impl EcsError for ServerError {
             ServerError::ResourceTypeNotSupported(_) => "InvalidResourceType.NotSupported",
             ServerError::PrivateIpMalformed(_) => "InvalidPrivateIpAddress.Malformed",
             ServerError::PrivateIpWithoutVSwitch => "InvalidParameter",
+            ServerError::LaunchTemplateNotFound(_) => "InvalidLaunchTemplate.NotFound",
             ServerError::InstanceNameMalformed => "InvalidInstanceName.Malformed",
             ServerError::HostNameMalformed(_) => "InvalidHostName.Malformed",
             ServerError::CidrBlockMalformed(_) => "InvalidCidrBlock.Malformed",
@@ -208,7 +213,9 @@ impl EcsError for ServerError {
             ServerError::Model(e) => e.http_status(),
             ServerError::Control(e) => e.http_status(),
             ServerError::Policy(e) => e.http_status(),
-            ServerError::ActionNotFound | ServerError::RegionNotFound(_) => 404,
+            ServerError::ActionNotFound
+            | ServerError::RegionNotFound(_)
+            | ServerError::LaunchTemplateNotFound(_) => 404,
             ServerError::AgentTokenInvalid => 401,
             ServerError::Throttling => 503,
             ServerError::UriTooLong => 414,

@@ -286,3 +286,45 @@ async fn another_accounts_group_shows_nothing() {
         shown.body
     );
 }
+
+#[tokio::test]
+async fn a_port_list_rule_shows_its_list_not_a_range() {
+    let c = Console::new();
+    let (cookie, _) = c.session().await;
+    let call = |params: &[(&str, &str)]| {
+        let mut all = vec![("RegionId", "cn-hangzhou")];
+        all.extend_from_slice(params);
+        let request = signed(&all);
+        let app = c.app.clone();
+        async move { common::call(&app, &request).await }
+    };
+    let (_, made) = call(&[("Action", "CreateSecurityGroup")]).await;
+    let sg = made["SecurityGroupId"].as_str().unwrap().to_string();
+    let (_, list) = call(&[
+        ("Action", "CreatePortRangeList"),
+        ("PortRangeListName", "web"),
+        ("MaxEntries", "2"),
+        ("Entry.1.PortRange", "8080/8080"),
+    ])
+    .await;
+    let prl = list["PortRangeListId"].as_str().unwrap().to_string();
+    let (status, _) = call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &sg),
+        ("Permissions.1.IpProtocol", "tcp"),
+        ("Permissions.1.PortRangeListId", &prl),
+        ("Permissions.1.SourceCidrIp", "192.0.2.0/24"),
+    ])
+    .await;
+    assert_eq!(status, 200);
+    let page = c.get(&format!("/console/groups/{sg}"), &cookie).await;
+    assert!(
+        page.body.contains(&format!("list <code>{prl}</code> web")),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("1/65535"),
+        "no placeholder range is shown"
+    );
+}

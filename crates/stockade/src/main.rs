@@ -651,7 +651,10 @@ fn describe_rule(p: &Permission) -> String {
             model::Direction::Ingress => "from",
             model::Direction::Egress => "to",
         },
-        p.protocol.port_range_wire(),
+        match &p.port_list {
+            Some(list) => format!("ports of {list}"),
+            None => p.protocol.port_range_wire(),
+        },
     );
     let mut s = format!(
         "{} {} {} {}",

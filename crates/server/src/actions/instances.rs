@@ -342,6 +342,10 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             return Err(ServerError::invalid("MinAmount", min.to_string()));
         }
     }
+    // A launch template could stand for the image, type and network; none exists here.
+    if let Some(t) = p.opt("LaunchTemplateId").or(p.opt("LaunchTemplateName")) {
+        return Err(ServerError::LaunchTemplateNotFound(t));
+    }
     let mut private_ip = private_ip(p)?;
     let mut ipv6 = ipv6_request(p)?;
     let mut vswitch_id = p.parsed("VSwitchId")?;
@@ -399,8 +403,11 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         ipv6,
         name,
         description: description(p)?.unwrap_or_default(),
+        // ECS takes `ImageFamily` for the family's newest image; images are opaque here, so
+        // the family's name stands for it.
         image_id: p
             .bounded("ImageId", NAME_LENGTH)?
+            .or(p.bounded("ImageFamily", NAME_LENGTH)?)
             .ok_or(ModelError::Missing("ImageId"))?,
         instance_type: p
             .bounded("InstanceType", NAME_LENGTH)?

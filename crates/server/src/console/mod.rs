@@ -719,6 +719,7 @@ async fn rule_change(
         "SecurityGroupRuleId",
         "IpProtocol",
         "PortRange",
+        "PortRangeListId",
         "SourcePortRange",
         "Policy",
         "Priority",
