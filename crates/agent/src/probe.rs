@@ -24,8 +24,10 @@ pub enum ProbeProtocol {
     Icmp,
 }
 
-/// One probe: `tcp 198.18.1.3 80 0` (protocol, destination, port, source port; 0 = any);
-/// the destination may be an IPv6 address (`icmp` is then ICMPv6 echo).
+/// One probe: `tcp 198.18.1.3 80 0` (protocol, destination, port, source port; 0 = any),
+/// optionally followed by the source address to send from (a multi-homed instance's
+/// secondary interface); the destination may be an IPv6 address (`icmp` is then ICMPv6
+/// echo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// Protocol.
@@ -36,6 +38,8 @@ pub struct Probe {
     pub port: u16,
     /// Source port (TCP/UDP; 0 lets the kernel choose).
     pub source_port: u16,
+    /// Source address (`None` lets routing choose: the primary interface's).
+    pub source: Option<IpAddr>,
 }
 
 impl FromStr for Probe {
@@ -43,7 +47,11 @@ impl FromStr for Probe {
 
     fn from_str(s: &str) -> Result<Probe, String> {
         let w: Vec<&str> = s.split_whitespace().collect();
-        let bad = || format!("bad probe {s:?}: expected PROTOCOL ADDRESS [PORT [SOURCE_PORT]]");
+        let bad = || {
+            format!(
+                "bad probe {s:?}: expected PROTOCOL ADDRESS [PORT [SOURCE_PORT [SOURCE_ADDRESS]]]"
+            )
+        };
         let protocol = match w.first().copied() {
             Some("tcp") => ProbeProtocol::Tcp,
             Some("udp") => ProbeProtocol::Udp,
@@ -56,6 +64,7 @@ impl FromStr for Probe {
             destination: w.get(1).ok_or_else(bad)?.parse().map_err(|_| bad())?,
             port: num(2)?,
             source_port: num(3)?,
+            source: w.get(4).map(|a| a.parse().map_err(|_| bad())).transpose()?,
         })
     }
 }
@@ -71,7 +80,11 @@ impl std::fmt::Display for Probe {
             f,
             "{p} {} {} {}",
             self.destination, self.port, self.source_port
-        )
+        )?;
+        match self.source {
+            Some(a) => write!(f, " {a}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -81,7 +94,7 @@ pub fn send(probe: &Probe, timeout: Duration) -> bool {
         IpAddr::V4(_) => (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         IpAddr::V6(_) => (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     };
-    let source = SocketAddr::new(any, probe.source_port);
+    let source = SocketAddr::new(probe.source.unwrap_or(any), probe.source_port);
     let target = SocketAddr::new(probe.destination, probe.port);
     let answered = |e: std::io::Error| e.kind() == ErrorKind::ConnectionRefused;
     // Several probes may share a source port towards different destinations (each socket
@@ -116,6 +129,7 @@ pub fn send(probe: &Probe, timeout: Duration) -> bool {
         ProbeProtocol::Icmp => Command::new("ping")
             .args(["-c", "1", "-n", "-q", "-W"])
             .arg(format!("{:.1}", timeout.as_secs_f64()))
+            .args(probe.source.map(|a| format!("-I{a}")))
             .arg(probe.destination.to_string())
             .output()
             .is_ok_and(|o| o.status.success()),

@@ -92,6 +92,13 @@ pub(crate) struct UpArgs {
     /// `--instances` instances of its own, on the same hosts at the same addresses.
     #[arg(long = "tenant", value_name = "FILE")]
     tenants: Vec<PathBuf>,
+    /// Number of the lab's own VPC instances that also get a secondary network interface: a
+    /// second device (`eth1`) in the instance's namespace, in a second vSwitch
+    /// (198.18.2.0/24) and in a security group of its own (`lab-NAME-eni`, isolated until
+    /// rules open it), attached with `AttachNetworkInterface` and placed on the instance's
+    /// host.
+    #[arg(long, default_value_t = 0)]
+    secondary: usize,
 }
 
 /// `lab probe` flags.
@@ -157,6 +164,12 @@ struct Lab {
     internet_netns: String,
     /// The other tenants (`--tenant`); a member's `Tenant` indexes them from 1.
     tenants: Vec<Tenant>,
+    /// The vSwitch of the secondary interfaces (`--secondary`), if any.
+    #[serde(default)]
+    secondary_v_switch_id: String,
+    /// Their security group.
+    #[serde(default)]
+    secondary_security_group_id: String,
 }
 
 /// Another tenant's account and network (the file is the owner's only: it holds their key).
@@ -194,6 +207,18 @@ struct Member {
     /// 0: the lab's own account; n: `Tenants[n - 1]`.
     #[serde(default)]
     tenant: usize,
+    /// Its secondary network interface (`--secondary`), if it has one.
+    #[serde(default)]
+    secondary: Option<SecondaryInterface>,
+}
+
+/// A secondary network interface of a lab instance: its id and address (its device is
+/// `eth1` in the instance's namespace).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecondaryInterface {
+    network_interface_id: String,
+    private_ip_address: String,
 }
 
 impl Lab {
@@ -220,12 +245,27 @@ impl Lab {
         Ok(())
     }
 
-    /// A member by its instance id or the id of its network interface.
+    /// A member by its instance id or the id of one of its network interfaces.
     fn member(&self, id: &str) -> Result<&Member> {
         self.instances
             .iter()
-            .find(|m| m.instance_id == id || m.network_interface_id == id)
+            .find(|m| {
+                m.instance_id == id
+                    || m.network_interface_id == id
+                    || m.secondary
+                        .as_ref()
+                        .is_some_and(|s| s.network_interface_id == id)
+            })
             .with_context(|| format!("{id} is not an instance or interface of this lab"))
+    }
+
+    /// The private address `id` names: a secondary interface's own, else the member's.
+    fn private_address(&self, id: &str) -> Result<String> {
+        let m = self.member(id)?;
+        Ok(match &m.secondary {
+            Some(s) if s.network_interface_id == id => s.private_ip_address.clone(),
+            _ => m.private_ip_address.clone(),
+        })
     }
 
     /// The namespace of an instance or of `internet`.
@@ -256,12 +296,19 @@ pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
                         }
                         m.public_ip_address.clone()
                     } else {
-                        m.private_ip_address.clone()
+                        lab.private_address(t)?
                     }
                 }
                 address => address.to_string(),
             };
-            let line = format!("{} {to} {} {}", args.protocol, args.port, args.source_port);
+            let mut line = format!("{} {to} {} {}", args.protocol, args.port, args.source_port);
+            // From a secondary interface: sent from its address, so it leaves by its device.
+            if args.from.starts_with("eni-") {
+                let source = lab.private_address(&args.from)?;
+                if source != lab.member(&args.from)?.private_ip_address {
+                    line = format!("{line} {source}");
+                }
+            }
             let probe: Probe = line.parse().map_err(anyhow::Error::msg)?;
             let through = probe_from(&lab.netns_of(&args.from)?, &[probe], 700)?[0];
             println!("{}", if through { "pass" } else { "blocked" });
@@ -560,6 +607,10 @@ fn up(args: &UpArgs) -> Result<()> {
             ("HostId", &m.host_id),
         ])?;
     }
+    if args.secondary > 0 {
+        add_secondary_interfaces(&api, &operator, &mut lab, args.secondary)?;
+        lab.save(dir)?;
+    }
     step(3, steps, "building host and instance namespaces");
     build_namespaces(&mut lab, args.hosts)?;
     lab.save(dir)?;
@@ -589,6 +640,62 @@ fn up(args: &UpArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// `--secondary`: a second vSwitch and group in the lab's VPC, and for each of the first `n`
+/// of the lab's own VPC instances an interface there, attached and placed on its host.
+fn add_secondary_interfaces(api: &Api, operator: &Api, lab: &mut Lab, n: usize) -> Result<()> {
+    let region = lab.region_id.clone();
+    let vsw = api.call(&[
+        ("Action", "CreateVSwitch"),
+        ("Version", server::VPC_VERSION),
+        ("RegionId", &region),
+        ("VpcId", &lab.vpc_id),
+        ("ZoneId", &format!("{region}-b")),
+        ("CidrBlock", SECONDARY_VSWITCH),
+    ])?;
+    lab.secondary_v_switch_id = text(&vsw["VSwitchId"]);
+    lab.secondary_security_group_id = create_group(
+        api,
+        &region,
+        &format!("lab-{}-eni", lab.name),
+        Some(&lab.vpc_id),
+    )?;
+    let members = lab
+        .instances
+        .iter_mut()
+        .filter(|m| m.tenant == 0 && m.network == "vpc")
+        .take(n);
+    for m in members {
+        let made = api.call(&[
+            ("Action", "CreateNetworkInterface"),
+            ("RegionId", &region),
+            ("VSwitchId", &lab.secondary_v_switch_id),
+            ("SecurityGroupId", &lab.secondary_security_group_id),
+            ("NetworkInterfaceName", &format!("{}-eth1", m.instance_id)),
+        ])?;
+        let eni = text(&made["NetworkInterfaceId"]);
+        api.call(&[
+            ("Action", "AttachNetworkInterface"),
+            ("RegionId", &region),
+            ("NetworkInterfaceId", &eni),
+            ("InstanceId", &m.instance_id),
+        ])?;
+        operator.call(&[
+            ("Action", "PlaceNetworkInterface"),
+            ("RegionId", &region),
+            ("NetworkInterfaceId", &eni),
+            ("HostId", &m.host_id),
+        ])?;
+        m.secondary = Some(SecondaryInterface {
+            network_interface_id: eni,
+            private_ip_address: text(&made["PrivateIpAddress"]),
+        });
+    }
+    Ok(())
+}
+
+/// The vSwitch of the lab's secondary interfaces.
+const SECONDARY_VSWITCH: &str = "198.18.2.0/24";
 
 /// A VPC (198.18.0.0/16, and an IPv6 /56) and its vSwitch (198.18.1.0/24 and the VPC's /64
 /// number 1, zone `-b`): the same CIDRs for every tenant of the lab, as overlapping VPCs are
@@ -750,6 +857,26 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                 None,
             )?;
         }
+        let secondary: Option<std::net::Ipv4Addr> = match &m.secondary {
+            Some(s) => {
+                let addr = s.private_ip_address.parse()?;
+                let eni: model::NetworkInterfaceId = s.network_interface_id.parse()?;
+                // `eth1`, on-link to its vSwitch; what it sends from its own address leaves by
+                // it (the endpoint's source routing).
+                netns::plug(
+                    &host.netns,
+                    &m.netns,
+                    (&format!("sk{name}{k}s"), "eth1"),
+                    &agent::interfaces::label(&eni, model::NicType::Intranet),
+                    addr,
+                    None,
+                    SECONDARY_VSWITCH,
+                    table_of(m.tenant),
+                )?;
+                Some(addr)
+            }
+            None => None,
+        };
         let h: usize = m.host_id[1..].parse()?;
         let v6: Option<std::net::IpAddr> = m.ipv6_address.parse().ok();
         match (h, overlay_hop.get(&(m.tenant, h))) {
@@ -763,6 +890,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                 let link = format!("sk{name}L{h}");
                 let addresses = std::iter::once(private.into())
                     .chain(public.map(Into::into))
+                    .chain(secondary.map(Into::into))
                     .chain(v6);
                 for addr in addresses {
                     netns::route_via(&hub, addr, (&next_hop[h], &link), None)?;
@@ -942,6 +1070,20 @@ fn print_status(lab: &Lab) -> Result<()> {
         if !m.ipv6_address.is_empty() {
             println!("{:<24} IPv6 {}", "", m.ipv6_address);
         }
+        if let Some(sec) = &m.secondary {
+            println!(
+                "{:<24} {:<26} {:<5} {:<8} {:<15} {:<15} eth1  groups: {}",
+                "  (secondary)",
+                sec.network_interface_id,
+                m.host_id,
+                "vpc",
+                sec.private_ip_address,
+                "",
+                groups
+                    .get(&sec.network_interface_id)
+                    .map_or("?", String::as_str)
+            );
+        }
     }
     for h in &lab.hosts {
         let unattributed = host_report(&hosts, &h.host_id)
@@ -1017,6 +1159,25 @@ fn delete_resources(api: &Api, lab: &Lab, tenant: usize) {
             ]),
         );
     }
+    // Deleting an instance only detaches an interface attached after its creation.
+    for s in lab
+        .instances
+        .iter()
+        .filter(|m| m.tenant == tenant)
+        .filter_map(|m| m.secondary.as_ref())
+    {
+        report(
+            &s.network_interface_id,
+            api.call(&[
+                ("Action", "DeleteNetworkInterface"),
+                ("RegionId", region),
+                ("NetworkInterfaceId", &s.network_interface_id),
+            ]),
+        );
+    }
+    let secondary_group = (tenant == 0 && !lab.secondary_security_group_id.is_empty())
+        .then_some(&lab.secondary_security_group_id);
+    let secondary_vswitch = (tenant == 0).then_some(&lab.secondary_v_switch_id);
     let (groups, vswitch, vpc) = match tenant {
         0 => (&lab.security_group_ids, &lab.v_switch_id, &lab.vpc_id),
         t => {
@@ -1024,7 +1185,7 @@ fn delete_resources(api: &Api, lab: &Lab, tenant: usize) {
             (&t.security_group_ids, &t.v_switch_id, &t.vpc_id)
         }
     };
-    for sg in groups {
+    for sg in groups.iter().chain(secondary_group) {
         report(
             sg,
             api.call(&[
@@ -1034,7 +1195,13 @@ fn delete_resources(api: &Api, lab: &Lab, tenant: usize) {
             ]),
         );
     }
+    let empty = String::new();
     for (action, key, id) in [
+        (
+            "DeleteVSwitch",
+            "VSwitchId",
+            secondary_vswitch.unwrap_or(&empty),
+        ),
         ("DeleteVSwitch", "VSwitchId", vswitch),
         ("DeleteVpc", "VpcId", vpc),
     ] {

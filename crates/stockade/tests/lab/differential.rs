@@ -5,7 +5,9 @@
 //! Two accounts: the lab's, and a tenant whose VPC has the same CIDRs with its instances at
 //! the same addresses on the same hosts; each makes its own random policy, and flows run
 //! within each VPC (the other tenant's VPC is not routed to) and between the lab's VPC, its
-//! classic instance and the internet, all at once.
+//! classic instance and the internet, all at once. Two of the lab's instances also have a
+//! secondary interface (a second device) whose groups are drawn like the instances'; flows
+//! start and end at those interfaces too.
 
 use std::collections::BTreeSet;
 
@@ -41,6 +43,10 @@ struct Flow {
     source_port: u16,
     /// Over IPv6 (between two VPC members).
     v6: bool,
+    /// From the sender's secondary network interface (its address, its device).
+    from_eni: bool,
+    /// To the receiver's secondary network interface.
+    to_eni: bool,
 }
 
 /// One rule's parameters; TCP and UDP rules name the tenant's port range list (`port_list`)
@@ -288,6 +294,34 @@ fn random_policy(lab: &Lab, rng: &mut StdRng, seed: u64, t: usize) {
         );
         call_as(lab, t, &params);
     }
+    // The lab's secondary interfaces take groups of their own, drawn like the instances'.
+    let eni_group = lab.lab["SecondarySecurityGroupId"]
+        .as_str()
+        .unwrap_or_default();
+    for (eni, _) in lab
+        .members
+        .iter()
+        .filter(|m| m.tenant == t)
+        .filter_map(|m| m.secondary.as_ref())
+    {
+        let mut list = basic.clone();
+        list.push(eni_group.to_string());
+        list.shuffle(rng);
+        list.truncate(rng.random_range(1..=2));
+        let keys: Vec<String> = (1..=list.len())
+            .map(|n| format!("SecurityGroupId.{n}"))
+            .collect();
+        let mut params = vec![
+            ("Action", "ModifyNetworkInterfaceAttribute"),
+            ("NetworkInterfaceId", eni.as_str()),
+        ];
+        params.extend(
+            keys.iter()
+                .map(String::as_str)
+                .zip(list.iter().map(String::as_str)),
+        );
+        call_as(lab, t, &params);
+    }
 }
 
 fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
@@ -321,9 +355,14 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
                 *PROBE_SOURCE_PORTS.choose(rng).unwrap(),
             )
         };
+        // A member with a secondary interface sends or receives by it two times in five.
+        let has_eni = |m: Option<usize>| m.is_some_and(|n| lab.member(n).secondary.is_some());
+        let from_eni = has_eni(from) && !v6 && rng.random_bool(0.4);
+        let to_eni = has_eni(to) && !v6 && !internet && rng.random_bool(0.4);
         // Each 5-tuple once per seed: connection tracking must not carry one probe's state
         // into another's.
-        if !seen.insert((from, to, internet, protocol, port, source_port, v6)) {
+        let key = (from, to, internet, protocol, port, source_port, v6);
+        if !seen.insert((key, from_eni, to_eni)) {
             continue;
         }
         flows.push(Flow {
@@ -334,14 +373,17 @@ fn random_flows(lab: &Lab, rng: &mut StdRng, n: usize) -> Vec<Flow> {
             port,
             source_port,
             v6,
+            from_eni,
+            to_eni,
         });
     }
     flows
 }
 
-fn address(lab: &Lab, who: Option<usize>, internet: bool, v6: bool) -> String {
+fn address(lab: &Lab, who: Option<usize>, internet: bool, v6: bool, eni: bool) -> String {
     match who {
         None => "198.19.255.1".into(),
+        Some(n) if eni => lab.member(n).secondary.clone().unwrap().1,
         Some(n) if v6 => lab.member(n).ipv6.clone(),
         Some(n) if internet => lab.member(n).public_ip.clone(),
         Some(n) => lab.member(n).private_ip.clone(),
@@ -361,11 +403,14 @@ fn engine_verdict(lab: &Lab, f: &Flow) -> bool {
         ("IpProtocol".into(), protocol.into()),
         ("IpVersion".into(), if f.v6 { "6" } else { "4" }.into()),
     ];
+    let eni = |n: usize| lab.member(n).secondary.clone().unwrap().0;
     match f.from {
+        Some(n) if f.from_eni => p.push(("SourceNetworkInterfaceId".into(), eni(n))),
         Some(n) => p.push(("SourceInstanceId".into(), lab.member(n).id.clone())),
         None => p.push(("SourceIp".into(), "198.19.255.1".into())),
     }
     match f.to {
+        Some(n) if f.to_eni => p.push(("DestinationNetworkInterfaceId".into(), eni(n))),
         Some(n) => p.push(("DestinationInstanceId".into(), lab.member(n).id.clone())),
         None => p.push(("DestinationIp".into(), "198.19.255.1".into())),
     }
@@ -399,7 +444,8 @@ fn engine_and_kernel_agree_on_random_policies() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let lab = Lab::up_with_tenants('d', 2, 5, 1, 1);
+    // Two of the lab's instances also have a secondary interface, with groups of its own.
+    let lab = Lab::up_with('d', 2, 5, 1, 1, 2);
     let mut total = 0;
     for seed in 0..seeds {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -431,13 +477,18 @@ fn engine_and_kernel_agree_on_random_policies() {
                         .iter()
                         .map(|&i| {
                             let f = &flows[i];
-                            format!(
+                            let mut line = format!(
                                 "{} {} {} {}",
                                 f.protocol,
-                                address(&lab, f.to, f.internet, f.v6),
+                                address(&lab, f.to, f.internet, f.v6, f.to_eni),
                                 f.port,
                                 f.source_port
-                            )
+                            );
+                            if f.from_eni {
+                                line += " ";
+                                line += &address(&lab, f.from, false, false, true);
+                            }
+                            line
                         })
                         .collect();
                     let ns = lab.netns(*sender);
@@ -460,9 +511,9 @@ fn engine_and_kernel_agree_on_random_policies() {
                     "{} {:?}({}) -> {:?}({}) port {} sport {}: engine {}, kernel {}",
                     f.protocol,
                     f.from,
-                    address(&lab, f.from, false, f.v6),
+                    address(&lab, f.from, false, f.v6, f.from_eni),
                     f.to,
-                    address(&lab, f.to, f.internet, f.v6),
+                    address(&lab, f.to, f.internet, f.v6, f.to_eni),
                     f.port,
                     f.source_port,
                     if *e { "accept" } else { "drop" },
@@ -491,8 +542,10 @@ fn engine_and_kernel_agree_on_random_policies() {
         );
         let v6 = flows.iter().filter(|f| f.v6).count();
         assert!(v6 > 50, "IPv6 is exercised: {v6} flows");
+        let eni = flows.iter().filter(|f| f.from_eni || f.to_eni).count();
+        assert!(eni > 50, "secondary interfaces are exercised: {eni} flows");
         eprintln!(
-            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC; {v6} over IPv6)",
+            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC; {v6} over IPv6; {eni} at secondary interfaces)",
             flows.len()
         );
         total += flows.len();

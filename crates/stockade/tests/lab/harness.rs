@@ -89,6 +89,8 @@ pub(crate) struct Member {
     pub ipv6: String,
     /// Whose: 0 for the lab's account, `n` for `tenants[n - 1]`.
     pub tenant: usize,
+    /// Its secondary network interface (`lab up --secondary`): id and address.
+    pub secondary: Option<(String, String)>,
 }
 
 /// A running server with a lab over it; dropping it tears both down.
@@ -123,6 +125,19 @@ impl Lab {
         vpc: usize,
         classic: usize,
         tenants: usize,
+    ) -> Lab {
+        Lab::up_with(tag, hosts, vpc, classic, tenants, 0)
+    }
+
+    /// [`Lab::up_with_tenants`] where the first `secondary` VPC members also have a
+    /// secondary network interface (`lab up --secondary`).
+    pub(crate) fn up_with(
+        tag: char,
+        hosts: usize,
+        vpc: usize,
+        classic: usize,
+        tenants: usize,
+        secondary: usize,
     ) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
@@ -193,6 +208,8 @@ impl Lab {
                 &vpc.to_string(),
                 "--classic",
                 &classic.to_string(),
+                "--secondary",
+                &secondary.to_string(),
             ])
             .args(&tenant_args)
             .output()
@@ -222,6 +239,9 @@ impl Lab {
                 eni: s(&m["NetworkInterfaceId"]),
                 ipv6: s(&m["Ipv6Address"]),
                 tenant: m["Tenant"].as_u64().unwrap_or(0) as usize,
+                secondary: m["Secondary"]
+                    .as_object()
+                    .map(|sec| (s(&sec["NetworkInterfaceId"]), s(&sec["PrivateIpAddress"]))),
             })
             .collect();
         lab.hosts = lab.lab["Hosts"]

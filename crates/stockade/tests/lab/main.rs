@@ -10,6 +10,7 @@
 
 mod differential;
 mod harness;
+mod interfaces;
 mod prefix_lists;
 mod scenario;
 mod tenancy;
