@@ -510,3 +510,82 @@ def test_run_instances_creates_secondary_interfaces(old, new_v3):
     [k] = listed(old, NetworkInterfaceIds=[kept])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
     assert k["Status"] == "Available"
     assert listed(old, NetworkInterfaceIds=[inherited])["NetworkInterfaceSets"]["NetworkInterfaceSet"] == []
+
+
+def test_secondary_private_addresses(server, old, new_v3):
+    """AssignPrivateIpAddresses / UnassignPrivateIpAddresses and their creation-time forms:
+    secondary addresses of an interface (an instance's primary one too), unique in the VPC,
+    listed after the primary address, matched by group references, within the per-interface
+    limit; other accounts kept out."""
+    from aliyunsdkecs.request.v20140526 import (
+        AssignPrivateIpAddressesRequest,
+        AuthorizeSecurityGroupRequest,
+        CreateNetworkInterfaceRequest,
+        UnassignPrivateIpAddressesRequest,
+    )
+
+    vpc, vsw = vpc_with_vswitch(old, "10.47.0.0/16", "10.47.1.0/24")
+    app, db = group(old, vpc, "app"), group(old, vpc, "db")
+    r = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    r.set_SecurityGroupId(db)
+    r.set_IpProtocol("tcp")
+    r.set_PortRange("5432/5432")
+    r.set_SourceGroupId(app)
+    old.call(r)
+    [web] = run(old, vsw, [app], ip="10.47.1.10")
+    [store] = run(old, vsw, [db], ip="10.47.1.20")
+    primary = describe(old, [web])[0]["NetworkInterfaces"]["NetworkInterface"][0]["NetworkInterfaceId"]
+
+    def assign(eni, ips=(), count=None, who=old):
+        a = AssignPrivateIpAddressesRequest.AssignPrivateIpAddressesRequest()
+        a.set_NetworkInterfaceId(eni)
+        if ips:
+            a.set_PrivateIpAddresss(list(ips))
+        if count is not None:
+            a.set_SecondaryPrivateIpAddressCount(count)
+        return a
+
+    got = old.call(assign(primary, ["10.47.1.11"], 1))["AssignedPrivateIpAddressesSet"]
+    added = got["PrivateIpSet"]["PrivateIpAddress"]
+    assert got["NetworkInterfaceId"] == primary and added[0] == "10.47.1.11" and len(added) == 2
+    [n] = listed(old, NetworkInterfaceIds=[primary])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert [(s["PrivateIpAddress"], s["Primary"]) for s in n["PrivateIpSets"]["PrivateIpSet"]] == \
+        [("10.47.1.10", True), ("10.47.1.11", False), (added[1], False)]
+    verdict = lambda ip: stockade_action(old, "DescribeFlowVerdict", SourceIp=ip, DestinationInstanceId=store,
+                                         IpProtocol="tcp", DestinationPort=5432)["Verdict"]
+    assert (verdict("10.47.1.11"), verdict(added[1]), verdict("10.47.1.99")) == ("Accept", "Accept", "Drop"), \
+        "a group reference matches the member's secondary addresses"
+    # Each address once in the VPC; in the vSwitch; within the limit; all or none.
+    for ips, count, code in [
+        (["10.47.1.20"], None, "InvalidPrivateIpAddress.Duplicated"),
+        (["10.47.1.11"], None, "InvalidPrivateIpAddress.Duplicated"),
+        (["10.47.9.9"], None, "InvalidPrivateIpAddress.Mismatch"),
+        ([], 9, "QuotaExceed.PrivateIpAddress"),
+    ]:
+        assert old.error(assign(primary, ips, count))[0] == code, (ips, count)
+    # The instance's own address is refused as a secondary one of another interface.
+    c = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    c.set_VSwitchId(vsw)
+    c.set_SecurityGroupIdss([app])
+    c.set_PrivateIpAddresss(["10.47.1.11"])
+    assert old.error(c) == ("InvalidPrivateIpAddress.Duplicated", 400)
+    c.set_PrivateIpAddresss(["10.47.1.30"])
+    c.set_SecondaryPrivateIpAddressCount(1)
+    eni = old.call(c)["NetworkInterfaceId"]
+    [e] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert len(e["PrivateIpSets"]["PrivateIpSet"]) == 3 and "10.47.1.30" in str(e["PrivateIpSets"])
+    # Unassign: only what the interface has; then the address no longer matches.
+    un = UnassignPrivateIpAddressesRequest.UnassignPrivateIpAddressesRequest()
+    un.set_NetworkInterfaceId(primary)
+    un.set_PrivateIpAddresss(["10.47.1.30"])
+    assert old.error(un) == ("InvalidPrivateIpAddress.NotFound", 400)
+    un.set_PrivateIpAddresss(["10.47.1.11"])
+    old.call(un)
+    assert verdict("10.47.1.11") == "Drop"
+    # The new SDK, and another account kept out.
+    body = new_v3.assign_private_ip_addresses(models.AssignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=primary, private_ip_address=["10.47.1.11"])).body
+    assert body.assigned_private_ip_addresses_set.private_ip_set.private_ip_address == ["10.47.1.11"]
+    stranger = server.create_account("addr-" + uuid.uuid4().hex[:8])
+    them = OldSdk(server, stranger["AccessKeyId"], stranger["AccessKeySecret"])
+    assert them.error(assign(primary, count=1)) == ("InvalidNetworkInterfaceId.NotFound", 404)

@@ -178,7 +178,7 @@ pub enum ControlError {
     #[error("The instance has an IPv6 address: unassign it before changing its vSwitch or VPC.")]
     InstanceHasIpv6,
     /// `ModifyInstanceVpcAttribute` on an instance with secondary network interfaces.
-    #[error("The instance has secondary network interfaces: detach them before changing its vSwitch or VPC.")]
+    #[error("The instance has secondary network interfaces or addresses: detach or unassign them before changing its vSwitch or VPC.")]
     InstanceHasSecondaryInterfaces,
     /// `PrivateIpAddress` outside the vSwitch's usable addresses.
     #[error("The specified PrivateIpAddress \"{0}\" is not in the vSwitch's usable addresses.")]
@@ -186,6 +186,14 @@ pub enum ControlError {
     /// `PrivateIpAddress` already used in the VPC.
     #[error("The specified PrivateIpAddress \"{0}\" is already in use.")]
     PrivateIpInUse(Ipv4Addr),
+    /// More secondary addresses than an interface may hold.
+    #[error("The interface can hold at most {0} secondary private IP addresses.")]
+    SecondaryAddressLimit(usize),
+    /// `UnassignPrivateIpAddresses` naming an address the interface does not have.
+    #[error(
+        "The specified private IP address \"{0}\" is not a secondary address of the interface."
+    )]
+    PrivateIpNotOnInterface(Ipv4Addr),
     /// The vSwitch (or pool) has no free address.
     #[error("The specified vSwitch does not have enough IP addresses.")]
     NoFreeAddress,
@@ -334,6 +342,8 @@ impl EcsError for ControlError {
             | ControlError::InstanceHasSecondaryInterfaces => "OperationDenied",
             ControlError::PrivateIpNotInVSwitch(_) => "InvalidPrivateIpAddress.Mismatch",
             ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
+            ControlError::SecondaryAddressLimit(_) => "QuotaExceed.PrivateIpAddress",
+            ControlError::PrivateIpNotOnInterface(_) => "InvalidPrivateIpAddress.NotFound",
             ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
             ControlError::ModifyEntityType => "InvalidOperation.ModifySgRuleEntityType",
             ControlError::ModifyNicType => "InvalidOperation.ModifyNicType",
@@ -430,6 +440,8 @@ impl EcsError for ControlError {
             | ControlError::InstanceGroupMismatch
             | ControlError::PrivateIpNotInVSwitch(_)
             | ControlError::PrivateIpInUse(_)
+            | ControlError::SecondaryAddressLimit(_)
+            | ControlError::PrivateIpNotOnInterface(_)
             | ControlError::NoFreeAddress
             | ControlError::ModifyEntityType
             | ControlError::ModifyNicType

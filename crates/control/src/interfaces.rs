@@ -74,6 +74,8 @@ pub struct NetworkInterfaceRecord {
     pub created_at: String,
     /// Its groups in order (a primary interface's are its instance's).
     pub security_groups: Vec<SecurityGroupId>,
+    /// Secondary private addresses (`AssignPrivateIpAddresses`), in the order assigned.
+    pub secondary_ips: Vec<Ipv4Addr>,
     /// `DeleteOnRelease`: it goes when its instance is deleted (a primary interface always
     /// does; a secondary one created by `RunInstances` does unless asked otherwise).
     pub delete_on_release: bool,
@@ -103,6 +105,10 @@ pub struct CreateInterface {
     pub name: String,
     /// `Description`.
     pub description: String,
+    /// `PrivateIpAddress.N`: secondary addresses to assign at creation.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// `SecondaryPrivateIpAddressCount`: free secondary addresses to assign at creation.
+    pub secondary_count: usize,
 }
 
 /// Which interfaces `DescribeNetworkInterfaces` lists (every given filter must hold).
@@ -241,6 +247,7 @@ pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
             .transpose()
             .map_err(|_| bad("ipv6"))?,
         security_groups: Vec::new(),
+        secondary_ips: Vec::new(),
         delete_on_release: r.int(13)? != 0 || r.text(2)? == InterfaceKind::Primary.as_wire(),
     })
 }
@@ -291,6 +298,9 @@ impl Tx<'_> {
             id.as_str(),
             json!({"PrivateIpAddress": private_ip.to_string()}),
         )?;
+        if !req.secondary_ips.is_empty() || req.secondary_count > 0 {
+            self.assign_private_ips(&id, &req.secondary_ips, req.secondary_count)?;
+        }
         Ok(id)
     }
 
@@ -366,7 +376,9 @@ impl Tx<'_> {
                 .or_default()
                 .push(r.parsed(1)?);
         }
+        let mut addresses = self.secondary_addresses()?;
         for n in &mut out {
+            n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
             n.security_groups = match (n.kind, &n.instance) {
                 (InterfaceKind::Primary, Some(i)) => {
                     by_instance.get(i.as_str()).cloned().unwrap_or_default()
@@ -540,6 +552,10 @@ impl Tx<'_> {
             return Err(ControlError::InterfaceInUse);
         }
         self.db.execute(
+            "DELETE FROM interface_addresses WHERE interface_id = ?1",
+            args![id.as_str()],
+        )?;
+        self.db.execute(
             "DELETE FROM interface_memberships WHERE interface_id = ?1",
             args![id.as_str()],
         )?;
@@ -552,6 +568,93 @@ impl Tx<'_> {
             args![id.as_str()],
         )?;
         self.log("DeleteNetworkInterface", id.as_str(), json!({}))
+    }
+
+    /// Every secondary address of the region, by interface (one query for a whole listing).
+    pub(crate) fn secondary_addresses(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<Ipv4Addr>>> {
+        let mut out: std::collections::HashMap<String, Vec<Ipv4Addr>> =
+            std::collections::HashMap::new();
+        for r in self.db.query(
+            "SELECT interface_id, address FROM interface_addresses WHERE region = ?1 ORDER BY rowid",
+            args![&self.ctx.region],
+        )? {
+            out.entry(r.text(0)?).or_default().push(r.parsed(1)?);
+        }
+        Ok(out)
+    }
+
+    /// `AssignPrivateIpAddresses`: the given addresses of the interface's vSwitch, or `count`
+    /// free ones, become secondary addresses of a VPC interface, all or none; each unique in
+    /// the VPC, at most [`crate::Limits::secondary_addresses_per_interface`]. Group references
+    /// to the interface's groups match them from then on.
+    pub fn assign_private_ips(
+        &self,
+        id: &NetworkInterfaceId,
+        given: &[Ipv4Addr],
+        count: usize,
+    ) -> Result<Vec<Ipv4Addr>> {
+        let n = self.interface(id)?;
+        let (Some(vpc), Some(vsw)) = (&n.vpc_id, &n.vswitch_id) else {
+            return Err(ControlError::InstanceNotInVpc);
+        };
+        let vswitch = self.vswitch(vsw)?;
+        let max = self.limits.secondary_addresses_per_interface;
+        if n.secondary_ips.len() + given.len() + count > max {
+            return Err(ControlError::SecondaryAddressLimit(max));
+        }
+        let mut added = Vec::with_capacity(given.len() + count);
+        for (k, ip) in given.iter().enumerate() {
+            if !crate::network::usable(&vswitch.cidr).any(|a| a == *ip) {
+                return Err(ControlError::PrivateIpNotInVSwitch(*ip));
+            }
+            if given[..k].contains(ip) || self.address_taken(*ip, Some(vpc))? {
+                return Err(ControlError::PrivateIpInUse(*ip));
+            }
+            self.insert_secondary(id, vpc, *ip)?;
+            added.push(*ip);
+        }
+        for _ in 0..count {
+            let ip = self.free_address(&vswitch.cidr, Some(vpc))?;
+            self.insert_secondary(id, vpc, ip)?;
+            added.push(ip);
+        }
+        self.log(
+            "AssignPrivateIpAddresses",
+            id.as_str(),
+            json!({"PrivateIpAddress": added.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        )?;
+        Ok(added)
+    }
+
+    fn insert_secondary(&self, id: &NetworkInterfaceId, vpc: &VpcId, ip: Ipv4Addr) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO interface_addresses (interface_id, region, vpc_id, address) VALUES (?1, ?2, ?3, ?4)",
+            args![id.as_str(), &self.ctx.region, vpc.as_str(), ip.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// `UnassignPrivateIpAddresses`: secondary addresses the interface has, all or none.
+    pub fn unassign_private_ips(&self, id: &NetworkInterfaceId, remove: &[Ipv4Addr]) -> Result<()> {
+        let n = self.interface(id)?;
+        for ip in remove {
+            if !n.secondary_ips.contains(ip) {
+                return Err(ControlError::PrivateIpNotOnInterface(*ip));
+            }
+        }
+        for ip in remove {
+            self.db.execute(
+                "DELETE FROM interface_addresses WHERE interface_id = ?1 AND address = ?2",
+                args![id.as_str(), ip.to_string()],
+            )?;
+        }
+        self.log(
+            "UnassignPrivateIpAddresses",
+            id.as_str(),
+            json!({"PrivateIpAddress": remove.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        )
     }
 
     /// Refuses `more` interfaces (or instances, each with its primary one) beyond the
@@ -609,6 +712,11 @@ impl Tx<'_> {
         )?;
         self.db.execute(
             "DELETE FROM tags WHERE resource_type = 'eni' AND resource_id IN
+                 (SELECT id FROM network_interfaces WHERE instance_id = ?1)",
+            args![instance.as_str()],
+        )?;
+        self.db.execute(
+            "DELETE FROM interface_addresses WHERE interface_id IN
                  (SELECT id FROM network_interfaces WHERE instance_id = ?1)",
             args![instance.as_str()],
         )?;
@@ -701,8 +809,10 @@ impl Tx<'_> {
             args![&self.ctx.region, InterfaceKind::Secondary.as_wire()],
         )?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut addresses = self.secondary_addresses()?;
         for r in &rows {
             let id: NetworkInterfaceId = r.parsed(0)?;
+            let secondary_ips = addresses.remove(id.as_str()).unwrap_or_default();
             let groups = self
                 .db
                 .query(
@@ -718,6 +828,7 @@ impl Tx<'_> {
                 owner: AccountId::new(r.int(2)? as u64),
                 vpc_id: r.opt_text(3)?.map(|v| v.parse()).transpose()?,
                 private_ip: r.parsed(4)?,
+                secondary_ips,
                 ipv6: r
                     .opt_text(5)?
                     .map(|a| a.parse())

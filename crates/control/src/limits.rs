@@ -21,6 +21,9 @@ pub struct Limits {
     /// Network interfaces per instance, the primary one included (ECS's count depends on
     /// the instance type; 3 is that of its small general-purpose types).
     pub interfaces_per_instance: usize,
+    /// Secondary private IPv4 addresses per interface (`AssignPrivateIpAddresses`; ECS
+    /// allows 10 on an interface of its own, the instance type deciding once attached).
+    pub secondary_addresses_per_interface: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             vpcs_per_region: 100,
             interfaces_per_region: 1000,
             interfaces_per_instance: 3,
+            secondary_addresses_per_interface: 10,
         }
     }
 }

@@ -530,7 +530,9 @@ impl Tx<'_> {
         self.db
             .query_one(
                 "SELECT EXISTS(SELECT 1 FROM network_interfaces WHERE private_ip = ?1 AND region = ?2
-                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND CAST(?3 AS TEXT) IS NULL)))",
+                 AND (vpc_id = ?3 OR (vpc_id IS NULL AND CAST(?3 AS TEXT) IS NULL)))
+                 OR EXISTS(SELECT 1 FROM interface_addresses WHERE address = ?1 AND region = ?2
+                 AND vpc_id = ?3)",
                 args![ip.to_string(), &self.ctx.region, vpc.map(|v| v.as_str())],
             )?
             .flag(0)
@@ -764,7 +766,8 @@ impl Tx<'_> {
             .db
             .query(
                 "SELECT private_ip FROM network_interfaces WHERE region = ?1
-                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND CAST(?2 AS TEXT) IS NULL))",
+                 AND (vpc_id = ?2 OR (vpc_id IS NULL AND CAST(?2 AS TEXT) IS NULL))
+                 UNION SELECT address FROM interface_addresses WHERE region = ?1 AND vpc_id = ?2",
                 args![&self.ctx.region, vpc.map(|v| v.as_str())],
             )?
             .iter()
@@ -925,6 +928,12 @@ impl Tx<'_> {
             let n = crate::interfaces::read_interface(r)?;
             if let Some(i) = n.instance.clone() {
                 interfaces.entry(i).or_default().push(n);
+            }
+        }
+        let mut addresses = self.secondary_addresses()?;
+        for list in interfaces.values_mut() {
+            for n in list {
+                n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
             }
         }
         for i in &mut out {
@@ -1116,7 +1125,11 @@ impl Tx<'_> {
         if i.ipv6.is_some() {
             return Err(ControlError::InstanceHasIpv6);
         }
-        if i.network_interfaces.len() > 1 {
+        if i.network_interfaces.len() > 1
+            || i.network_interfaces
+                .iter()
+                .any(|n| !n.secondary_ips.is_empty())
+        {
             return Err(ControlError::InstanceHasSecondaryInterfaces);
         }
         let target_vpc = vpc.cloned().unwrap_or(current_vpc.clone());
@@ -1227,6 +1240,11 @@ impl Tx<'_> {
                 owner: i.owner,
                 vpc_id: i.vpc_id,
                 private_ip: i.private_ip,
+                secondary_ips: i
+                    .network_interfaces
+                    .first()
+                    .map(|n| n.secondary_ips.clone())
+                    .unwrap_or_default(),
                 ipv6: i.ipv6,
                 public_ip: i.public_ip,
                 security_groups: i.security_groups,

@@ -250,6 +250,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN system_disk_name TEXT NOT NULL DEFAULT '';
     ALTER TABLE instances ADD COLUMN system_disk_description TEXT NOT NULL DEFAULT '';
     "#,
+    // 11: secondary private addresses of interfaces (`AssignPrivateIpAddresses`), unique in
+    // a VPC with the primary ones.
+    r#"
+    CREATE TABLE interface_addresses (
+        interface_id  TEXT NOT NULL REFERENCES network_interfaces(id),
+        region        TEXT NOT NULL,
+        vpc_id        TEXT NOT NULL,
+        address       TEXT NOT NULL,
+        PRIMARY KEY (interface_id, address)
+    );
+    CREATE INDEX interface_addresses_by_vpc ON interface_addresses(region, vpc_id, address);
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

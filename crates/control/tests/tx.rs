@@ -25,6 +25,7 @@ fn limits() -> Limits {
         vpcs_per_region: 3,
         interfaces_per_region: 6,
         interfaces_per_instance: 2,
+        secondary_addresses_per_interface: 2,
     }
 }
 
@@ -412,6 +413,8 @@ fn ipv6_and_interfaces(control: &Control) {
             private_ip: Some(record.private_ip),
             name: String::new(),
             description: String::new(),
+            secondary_ips: Vec::new(),
+            secondary_count: 0,
         })
     });
     assert_eq!(code(eni), "InvalidPrivateIpAddress.Duplicated");
@@ -422,6 +425,8 @@ fn ipv6_and_interfaces(control: &Control) {
             private_ip: None,
             name: String::new(),
             description: String::new(),
+            secondary_ips: Vec::new(),
+            secondary_count: 0,
         })
     })
     .unwrap();
@@ -459,6 +464,8 @@ fn quotas(control: &Control) {
             private_ip: None,
             name: String::new(),
             description: String::new(),
+            secondary_ips: Vec::new(),
+            secondary_count: 0,
         })
     });
     assert_eq!(code(seventh), "QuotaExceed.NetworkInterface");

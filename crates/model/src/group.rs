@@ -212,6 +212,9 @@ pub struct Instance {
     pub vpc_id: Option<VpcId>,
     /// Primary private (intranet) IPv4 address.
     pub private_ip: Ipv4Addr,
+    /// Secondary private IPv4 addresses of its interface (`AssignPrivateIpAddresses`):
+    /// group references match them as they match the primary one.
+    pub secondary_ips: Vec<Ipv4Addr>,
     /// Private IPv6 address (VPC only).
     pub ipv6: Option<Ipv6Addr>,
     /// Internet address of a classic instance with outbound bandwidth.
@@ -232,6 +235,8 @@ impl Instance {
 
     /// The intranet addresses that group references to this instance's groups match.
     pub fn intranet_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        std::iter::once(IpAddr::V4(self.private_ip)).chain(self.ipv6.map(IpAddr::V6))
+        std::iter::once(IpAddr::V4(self.private_ip))
+            .chain(self.secondary_ips.iter().map(|a| IpAddr::V4(*a)))
+            .chain(self.ipv6.map(IpAddr::V6))
     }
 }

@@ -357,9 +357,7 @@ pub fn render_reusing(
             Ok((egress, ingress)) => {
                 if let Ok(i) = state.instance(&a.instance) {
                     let own: Vec<std::net::IpAddr> = match a.nic_type {
-                        NicType::Intranet => std::iter::once(i.private_ip.into())
-                            .chain(i.ipv6.map(Into::into))
-                            .collect(),
+                        NicType::Intranet => i.intranet_addresses().collect(),
                         NicType::Internet => i.public_ip.into_iter().map(Into::into).collect(),
                     };
                     out.sources.allow(&a.interface, own);

@@ -186,6 +186,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
         owner: model::AccountId::new(1),
         vpc_id: Some("vpc-bench".parse().unwrap()),
         private_ip: Ipv4Addr::new(198, 18, 0, 1),
+        secondary_ips: Vec::new(),
         ipv6: None,
         public_ip: None,
         security_groups: (0..groups)
@@ -464,6 +465,7 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
             owner: model::AccountId::new(1),
             vpc_id: Some("vpc-bench".parse().unwrap()),
             private_ip: Ipv4Addr::from(0xC612_1000 + k),
+            secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
             security_groups: vec!["sg-set0".parse().unwrap()],

@@ -112,6 +112,7 @@ fn fleet(scale: usize) -> Snapshot {
             owner: AccountId::new(1),
             vpc_id: Some("vpc-fleet".parse().unwrap()),
             private_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i as u32),
+            secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
             security_groups: role_groups[i % roles]

@@ -113,6 +113,9 @@ struct InstanceFile {
     #[serde(default)]
     vpc_id: Option<String>,
     private_ip_address: String,
+    /// The interface's secondary private addresses.
+    #[serde(default)]
+    secondary_private_ip_addresses: Vec<String>,
     #[serde(default)]
     ipv6_address: Option<String>,
     #[serde(default)]
@@ -310,6 +313,11 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
         owner: owner(i.owner_id)?,
         vpc_id: set(&i.vpc_id).map(str::parse).transpose().map_err(ecs)?,
         private_ip: ip(&i.private_ip_address)?,
+        secondary_ips: i
+            .secondary_private_ip_addresses
+            .iter()
+            .map(|a| ip(a))
+            .collect::<Result<_>>()?,
         ipv6: set(&i.ipv6_address).map(ip).transpose()?,
         public_ip: set(&i.public_ip_address).map(ip).transpose()?,
         security_groups: i
@@ -363,6 +371,7 @@ pub fn to_value(snapshot: &Snapshot) -> Value {
                 "NetworkInterfaceId": interface,
                 "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
                 "PrivateIpAddress": i.private_ip.to_string(),
+                "SecondaryPrivateIpAddresses": i.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),
                 "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
                 "OwnerId": i.owner.get().to_string(),

@@ -106,8 +106,12 @@ fn cuts(states: &[&State], instance: &MemberId, direction: Direction) -> Cuts {
             let Ok(group) = state.group(g) else { continue };
             for m in &group.members {
                 if let Ok(member) = state.instance(m) {
-                    let a = key(member.private_ip);
-                    range(&mut addresses, a, a);
+                    for ip in std::iter::once(member.private_ip)
+                        .chain(member.secondary_ips.iter().copied())
+                    {
+                        let a = key(ip);
+                        range(&mut addresses, a, a);
+                    }
                 }
             }
         }

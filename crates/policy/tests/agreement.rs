@@ -293,6 +293,12 @@ impl World {
                     owner: model::AccountId::new(1),
                     vpc_id: vpc.clone(),
                     private_ip: V4[*ip].parse().unwrap(),
+                    // Every other VPC instance also has a secondary address, sometimes one
+                    // another instance holds as its primary (overlapping VPCs do that).
+                    secondary_ips: (!self.classic && n % 2 == 1)
+                        .then(|| V4[(*ip + 1 + n % 5) % V4.len()].parse().unwrap())
+                        .into_iter()
+                        .collect(),
                     ipv6: (*v6 && !self.classic).then(|| V6[n % V6.len()].parse().unwrap()),
                     public_ip: (*public && self.classic)
                         .then(|| format!("198.51.100.{n}").parse().unwrap()),

@@ -245,6 +245,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             owner,
             vpc_id: Some(vpc.clone()),
             private_ip: ip(10_000 + k),
+            secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
             security_groups: (0..5)
@@ -264,6 +265,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             owner,
             vpc_id: Some(vpc.clone()),
             private_ip: ip(20_000 + m),
+            secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
             security_groups: vec!["sg-big".parse().unwrap()],

@@ -155,6 +155,7 @@ impl World {
             owner: model::AccountId::new(OWNER),
             vpc_id: vpc.map(|v| v.parse().unwrap()),
             private_ip: ip.parse().unwrap(),
+            secondary_ips: Vec::new(),
             ipv6: ipv6.map(|a| a.parse().unwrap()),
             public_ip: public.map(|a| a.parse().unwrap()),
             security_groups: groups.iter().map(|g| g.parse().unwrap()).collect(),

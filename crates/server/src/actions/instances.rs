@@ -490,7 +490,7 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "Type": n.kind.as_wire(),
             "MacAddress": n.mac,
             "PrimaryIpAddress": n.private_ip.to_string(),
-            "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": n.private_ip.to_string(), "Primary": true}]},
+            "PrivateIpSets": {"PrivateIpSet": super::interfaces::private_ip_sets(n)},
             "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
         })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},

@@ -45,6 +45,51 @@ pub(super) fn address(s: String) -> Result<Ipv4Addr> {
     s.parse().map_err(|_| ServerError::PrivateIpMalformed(s))
 }
 
+/// `PrivateIpAddress.N`: secondary addresses.
+fn secondary_addresses(p: &Params) -> Result<Vec<Ipv4Addr>> {
+    p.list("PrivateIpAddress")
+        .into_iter()
+        .map(address)
+        .collect()
+}
+
+/// `SecondaryPrivateIpAddressCount`.
+fn secondary_count(p: &Params) -> Result<usize> {
+    Ok(p.number("SecondaryPrivateIpAddressCount", 0, 50)?
+        .unwrap_or(0) as usize)
+}
+
+/// `AssignPrivateIpAddresses`: `PrivateIpAddress.N` or `SecondaryPrivateIpAddressCount`
+/// secondary addresses; answers those assigned.
+pub(super) fn assign_private_ips(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
+    let (given, count) = (secondary_addresses(p)?, secondary_count(p)?);
+    if given.is_empty() && count == 0 {
+        return Err(ModelError::Missing("PrivateIpAddress.N").into());
+    }
+    call.command_with(|tx| {
+        let added = tx.assign_private_ips(&id, &given, count)?;
+        Ok(json!({"AssignedPrivateIpAddressesSet": {
+            "NetworkInterfaceId": id.to_string(),
+            "PrivateIpSet": {"PrivateIpAddress": added.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            "Ipv4PrefixSet": {"Ipv4Prefixes": []},
+        }}))
+    })
+}
+
+/// `UnassignPrivateIpAddresses`: `PrivateIpAddress.N`, each a secondary address of the
+/// interface.
+pub(super) fn unassign_private_ips(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
+    let remove = secondary_addresses(p)?;
+    if remove.is_empty() {
+        return Err(ModelError::Missing("PrivateIpAddress.N").into());
+    }
+    call.command(|tx| tx.unassign_private_ips(&id, &remove))
+}
+
 /// `CreateNetworkInterface`: an `Available` interface in a vSwitch, with its groups and
 /// tags, answered with its attributes.
 pub(super) fn create(call: &Call) -> Result<Reply> {
@@ -74,16 +119,11 @@ pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
             .map(|d| model::validate_group_description(&d))
             .transpose()?
             .unwrap_or_default(),
+        secondary_ips: secondary_addresses(p)?,
+        secondary_count: secondary_count(p)?,
     };
     if req.security_groups.is_empty() {
         return Err(ModelError::Missing("SecurityGroupId").into());
-    }
-    // Secondary addresses are not offered yet: refused rather than dropped unseen.
-    if let Some(first) = p.list("PrivateIpAddress").into_iter().next() {
-        return Err(ServerError::invalid("PrivateIpAddress.N", first));
-    }
-    if let Some(n) = p.opt("SecondaryPrivateIpAddressCount").filter(|n| n != "0") {
-        return Err(ServerError::invalid("SecondaryPrivateIpAddressCount", n));
     }
     Ok(req)
 }
@@ -182,6 +222,17 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
     })
 }
 
+/// An interface's addresses as ECS lists them: the primary one first, then the secondary.
+pub(super) fn private_ip_sets(n: &NetworkInterfaceRecord) -> Vec<Value> {
+    std::iter::once(json!({"PrivateIpAddress": n.private_ip.to_string(), "Primary": true}))
+        .chain(
+            n.secondary_ips
+                .iter()
+                .map(|a| json!({"PrivateIpAddress": a.to_string(), "Primary": false})),
+        )
+        .collect()
+}
+
 /// An interface as `DescribeNetworkInterfaces` and `DescribeNetworkInterfaceAttribute`
 /// answer it (field names of the SDKs' models).
 fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Value {
@@ -200,7 +251,7 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "InstanceId": text(n.instance.as_ref()),
         "MacAddress": n.mac,
         "PrivateIpAddress": n.private_ip.to_string(),
-        "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": n.private_ip.to_string(), "Primary": true}]},
+        "PrivateIpSets": {"PrivateIpSet": private_ip_sets(n)},
         "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
         "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
         "Ipv6PrefixSets": {"Ipv6PrefixSet": []},

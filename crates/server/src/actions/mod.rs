@@ -151,6 +151,8 @@ actions! {
         DescribeNetworkInterfaceAttribute => interfaces::describe_attribute,
         ModifyNetworkInterfaceAttribute => interfaces::modify,
         AssignIpv6Addresses => interfaces::assign_ipv6,
+        AssignPrivateIpAddresses => interfaces::assign_private_ips,
+        UnassignPrivateIpAddresses => interfaces::unassign_private_ips,
         UnassignIpv6Addresses => interfaces::unassign_ipv6,
         CreatePrefixList => prefix_lists::create,
         ModifyPrefixList => prefix_lists::modify,
@@ -291,6 +293,8 @@ impl Action {
                 | ModifyPortRangeList
                 | AssignIpv6Addresses
                 | UnassignIpv6Addresses
+                | AssignPrivateIpAddresses
+                | UnassignPrivateIpAddresses
                 | DeleteSecurityGroup
         )
     }

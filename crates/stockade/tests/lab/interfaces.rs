@@ -76,6 +76,71 @@ fn a_secondary_interface_holds_its_own_groups_and_detaching_cuts_it() {
     };
     assert!(probe(&b.id, &eni, "80") && !probe(&b.id, &a.id, "80"));
     assert!(probe(&eni, &b.id, "5432"));
+
+    // A secondary address of the instance's primary interface, configured on its device as
+    // provisioning would: dropped as spoofed until AssignPrivateIpAddresses makes it the
+    // interface's, then matched by a group reference to the instance's group.
+    let c = lab.member(2);
+    assert_eq!((a.host.as_str(), c.host.as_str()), ("h1", "h1"));
+    let extra = "198.18.1.200";
+    let name = lab.lab["Name"].as_str().unwrap();
+    let host_ns = &lab.hosts.iter().find(|(h, _)| h == "h1").unwrap().1;
+    for args in [
+        vec![
+            "-n",
+            a.netns.as_str(),
+            "addr",
+            "add",
+            "198.18.1.200/32",
+            "dev",
+            "eth0",
+        ],
+        vec![
+            "-n",
+            host_ns.as_str(),
+            "route",
+            "add",
+            extra,
+            "dev",
+            &format!("sk{name}0i"),
+        ],
+    ] {
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    authorize(&lab, &vpc_group, "6000/6000", ("SourceGroupId", &vpc_group));
+    lab.wait_applied();
+    let to_c = |source: &str| {
+        lab.probe_lines(&a.netns, &[format!("tcp {} 6000 0 {source}", c.private_ip)])[0]
+    };
+    assert_eq!(
+        (to_c(&a.private_ip), to_c(extra)),
+        (true, false),
+        "an address the interface does not have is spoofed"
+    );
+    let assign = |action: &str| {
+        lab.call(&[
+            ("Action", action),
+            ("NetworkInterfaceId", &a.eni),
+            ("PrivateIpAddress.1", extra),
+        ]);
+        lab.wait_applied();
+    };
+    assign("AssignPrivateIpAddresses");
+    assert!(
+        to_c(extra),
+        "assigned, it is the member's and the group reference matches it\n{}",
+        lab.tables()
+    );
+    assign("UnassignPrivateIpAddresses");
+    assert!(!to_c(extra), "unassigned, it is refused again");
     let status = lab.stockade(&["lab", "status"]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
