@@ -390,6 +390,18 @@ def test_secondary_interfaces_are_judged_by_their_own_groups(server, old, new_v3
     assert verdict(SourceNetworkInterfaceId=eni, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Accept"
     assert verdict(SourceInstanceId=host, DestinationInstanceId=other, DestinationPort=5432)["Verdict"] == "Drop"
 
+    # Exposure by interface: the interface's own groups at its address, named with its instance.
+    # (Beyond its rules, a member of a group with intra-group access open accepts its groups'
+    # members, itself among them: those entries come from its own address.)
+    def opened(body, own):
+        return {(e["IpProtocol"], e["PortRange"], tuple(e["SourceCidrIps"]["SourceCidrIp"]))
+                for e in body["Exposures"]["Exposure"] if e["SourceCidrIps"]["SourceCidrIp"] != [own + "/32"]}
+    exposed = stockade_action(old, "DescribeInstanceExposure", NetworkInterfaceId=eni)
+    assert (exposed["InstanceId"], exposed["NetworkInterfaceId"]) == (host, eni)
+    assert opened(exposed, "10.45.1.20") == {("TCP", "80/80", ("0.0.0.0/0",))}
+    primary_exposed = stockade_action(old, "DescribeInstanceExposure", InstanceId=host)
+    assert opened(primary_exposed, "10.45.1.10") == {("TCP", "22/22", ("10.0.0.0/8",))}
+
     # A previewed rule change in the interface's group shows its flips at the interface.
     flips = stockade_action(old, "PreviewSecurityGroupChange", ChangeAction="AuthorizeSecurityGroup",
                             SecurityGroupId=web, IpProtocol="tcp", PortRange="443/443",

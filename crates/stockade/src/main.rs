@@ -93,11 +93,12 @@ struct ExplainArgs {
     /// Policy snapshot file (JSON; see README "Policy files").
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
-    /// Source: an instance id (`i-...`) or an IP address.
-    #[arg(long, value_name = "INSTANCE|IP")]
+    /// Source: an instance id (`i-...`), a secondary interface id (`eni-...`, an entry of
+    /// the policy's Instances with NetworkInterfaceId) or an IP address.
+    #[arg(long, value_name = "INSTANCE|ENI|IP")]
     from: String,
-    /// Destination: an instance id (`i-...`) or an IP address.
-    #[arg(long, value_name = "INSTANCE|IP")]
+    /// Destination: an instance id, a secondary interface id or an IP address.
+    #[arg(long, value_name = "INSTANCE|ENI|IP")]
     to: String,
     /// Protocol: tcp, udp, icmp, icmpv6, gre, or an IANA number.
     #[arg(long, default_value = "tcp")]
@@ -265,13 +266,14 @@ fn main() -> ExitCode {
 }
 
 fn endpoint(s: &str) -> Result<Endpoint> {
-    if s.starts_with("i-") {
+    // An instance, or a secondary interface (judged by its own groups at its address).
+    if s.starts_with("i-") || s.starts_with("eni-") {
         return Ok(Endpoint::Instance(s.parse().map_err(
             |e: model::ModelError| anyhow::anyhow!("{}: {e}", e.code()),
         )?));
     }
     Ok(Endpoint::Address(s.parse::<IpAddr>().with_context(
-        || format!("{s} is neither an instance id nor an IP address"),
+        || format!("{s} is neither an instance or interface id nor an IP address"),
     )?))
 }
 

@@ -367,3 +367,48 @@ fn exposure_to_the_internet_lists_every_reachable_instance() {
         .iter()
         .all(|r| r["InstanceIds"] == serde_json::json!(["i-web1", "i-web2"])));
 }
+
+#[test]
+fn explains_a_flow_to_a_secondary_interface_through_a_port_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{
+  "SecurityGroups": [
+    {"SecurityGroupId": "sg-host", "VpcId": "vpc-lab", "Permissions": []},
+    {"SecurityGroupId": "sg-web", "VpcId": "vpc-lab", "InnerAccessPolicy": "Drop", "Permissions": [
+      {"SecurityGroupRuleId": "sgr-web", "IpProtocol": "tcp", "PortRangeListId": "prl-web",
+       "SourceCidrIp": "0.0.0.0/0"}]}
+  ],
+  "Instances": [
+    {"InstanceId": "i-app1", "VpcId": "vpc-lab", "PrivateIpAddress": "198.18.1.10",
+     "SecurityGroupIds": ["sg-host"]},
+    {"InstanceId": "i-app1", "NetworkInterfaceId": "eni-app1b", "VpcId": "vpc-lab",
+     "PrivateIpAddress": "198.18.2.10", "SecondaryPrivateIpAddresses": ["198.18.2.11"],
+     "SecurityGroupIds": ["sg-web"]}
+  ],
+  "PortRangeLists": [{"PortRangeListId": "prl-web", "Entries": ["8080/8090"]}]
+}"#,
+    )
+    .unwrap();
+    let ask = |to: &str, port: &str| {
+        stdout(&explain(
+            &policy,
+            &["--from", "192.0.2.5", "--to", to, "--port", port],
+        ))
+    };
+    let out = ask("eni-app1b", "8085");
+    assert!(out.starts_with("Verdict: Accept\n"), "{out}");
+    assert!(
+        out.contains(
+            "rule sgr-web of sg-web, priority 1 Accept: TCP ports of prl-web from 0.0.0.0/0"
+        ),
+        "{out}"
+    );
+    assert!(ask("eni-app1b", "8091").starts_with("Verdict: Drop\n"));
+    assert!(
+        ask("i-app1", "8085").starts_with("Verdict: Drop\n"),
+        "the instance's primary address is judged by its own groups"
+    );
+}

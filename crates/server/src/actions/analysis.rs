@@ -302,18 +302,47 @@ pub fn exposure_json(
             "SourceInstances": {"InstanceId": reaching},
         }));
     }
-    Ok(json!({"InstanceId": instance.to_string(), "Exposures": {"Exposure": items}}))
+    // A secondary interface answers as its instance's, naming the interface too.
+    let (instance_id, interface_id) = match (
+        instance,
+        evaluator.state().instance(instance)?.attached_to.as_ref(),
+    ) {
+        (MemberId::Interface(n), Some(at)) => (at.to_string(), n.to_string()),
+        (id, _) => (id.to_string(), String::new()),
+    };
+    Ok(json!({
+        "InstanceId": instance_id,
+        "NetworkInterfaceId": interface_id,
+        "Exposures": {"Exposure": items},
+    }))
 }
 
 /// `DescribeInstanceExposure`: every inbound IPv4 flow one of the caller's instances
-/// accepts (`NicType` internet for a classic instance's public interface).
+/// accepts (`NicType` internet for a classic instance's public interface), or, with
+/// `NetworkInterfaceId` instead of `InstanceId`, one of its attached interfaces (a secondary
+/// one by its own groups at its own addresses; a primary one is its instance).
 pub(super) fn exposure(call: &Call) -> Result<Reply> {
-    let id: InstanceId = call.params.typed("InstanceId")?;
-    let nic: NicType = call.params.parsed("NicType")?.unwrap_or(NicType::Intranet);
-    call.query(|tx| tx.instance(&id).map(|_| ()))?;
+    let p = call.params;
+    let nic: NicType = p.parsed("NicType")?.unwrap_or(NicType::Intranet);
+    let member = match p.parsed::<model::NetworkInterfaceId>("NetworkInterfaceId")? {
+        Some(n) => call.query(|tx| {
+            let record = tx.interface(&n)?;
+            let instance = record
+                .instance
+                .ok_or(control::ControlError::InterfaceNotAttached(n.clone()))?;
+            Ok(match record.kind {
+                control::InterfaceKind::Secondary => MemberId::Interface(n),
+                control::InterfaceKind::Primary => MemberId::Instance(instance),
+            })
+        })?,
+        None => {
+            let id: InstanceId = p.typed("InstanceId")?;
+            call.query(|tx| tx.instance(&id).map(|_| ()))?;
+            MemberId::from(id)
+        }
+    };
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
     let engine = compiled(call.state, call.ctx)?;
-    let member = MemberId::from(id);
     let exposed = policy::exposure::exposure(engine.as_ref(), &member, nic)?;
     let mine = owned_by(engine.state(), call.ctx.account);
     Ok(Reply::Body(exposure_json(
