@@ -40,6 +40,43 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The names `stockade serve --limit NAME=N` takes: the fields, `-` for `_`.
+    pub const NAMES: &'static [&'static str] = &[
+        "rules-per-group",
+        "group-rules-per-group",
+        "groups-per-region",
+        "vpcs-per-region",
+        "interfaces-per-region",
+        "interfaces-per-instance",
+        "secondary-addresses-per-interface",
+    ];
+
+    /// Sets one limit by name (at least 1: a zero limit would refuse everything).
+    pub fn set(&mut self, name: &str, value: usize) -> Result<(), String> {
+        let field = match name {
+            "rules-per-group" => &mut self.rules_per_group,
+            "group-rules-per-group" => &mut self.group_rules_per_group,
+            "groups-per-region" => &mut self.groups_per_region,
+            "vpcs-per-region" => &mut self.vpcs_per_region,
+            "interfaces-per-region" => &mut self.interfaces_per_region,
+            "interfaces-per-instance" => &mut self.interfaces_per_instance,
+            "secondary-addresses-per-interface" => &mut self.secondary_addresses_per_interface,
+            _ => {
+                return Err(format!(
+                    "unknown limit {name:?} (known: {})",
+                    Limits::NAMES.join(", ")
+                ))
+            }
+        };
+        if value == 0 {
+            return Err(format!("limit {name} must be at least 1"));
+        }
+        *field = value;
+        Ok(())
+    }
+}
+
 /// Most AccessKey pairs of one account (as Alibaba Cloud allows: two, so one can be
 /// rotated in while the other is still in use).
 pub const ACCESS_KEYS_PER_ACCOUNT: usize = 2;

@@ -24,10 +24,31 @@ pub(crate) struct StoreArgs {
     /// `--database-url` (every replica, and `stockade account`, must be given the same one).
     #[arg(long, value_name = "FILE", env = "STOCKADE_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// A configurable limit other than its default (repeatable): rules-per-group,
+    /// group-rules-per-group, groups-per-region, vpcs-per-region, interfaces-per-region,
+    /// interfaces-per-instance, secondary-addresses-per-interface.
+    #[arg(long = "limit", value_name = "NAME=N")]
+    limits: Vec<String>,
 }
 
 impl StoreArgs {
+    /// The defaults with every `--limit` applied.
+    fn limits(&self) -> Result<Limits> {
+        let mut limits = Limits::default();
+        for l in &self.limits {
+            let (name, value) = l
+                .split_once('=')
+                .with_context(|| format!("--limit {l}: expected NAME=N"))?;
+            let value: usize = value
+                .parse()
+                .with_context(|| format!("--limit {l}: {value} is not a number"))?;
+            limits.set(name, value).map_err(anyhow::Error::msg)?;
+        }
+        Ok(limits)
+    }
+
     fn open(&self) -> Result<Control> {
+        let limits = self.limits()?;
         let key = |default: PathBuf| {
             let path = self.key_file.clone().unwrap_or(default);
             MasterKey::load_or_create(&path).map_err(store_error)
@@ -37,16 +58,14 @@ impl StoreArgs {
                 bail!("--database-url must be a postgres:// URL");
             }
             let key = key(PathBuf::from("stockade-master.key"))?;
-            return Control::open_postgres(url, Limits::default(), key)
+            return Control::open_postgres(url, limits, key)
                 .map_err(store_error)
                 .context("cannot open the PostgreSQL store");
         }
         match &self.key_file {
-            Some(_) => {
-                Control::open_with_key(&self.data_dir, Limits::default(), key(PathBuf::new())?)
-                    .map_err(store_error)
-            }
-            None => Control::open(&self.data_dir, Limits::default()).map_err(store_error),
+            Some(_) => Control::open_with_key(&self.data_dir, limits, key(PathBuf::new())?)
+                .map_err(store_error),
+            None => Control::open(&self.data_dir, limits).map_err(store_error),
         }
         .with_context(|| format!("cannot open the store in {}", self.data_dir.display()))
     }

@@ -104,3 +104,67 @@ fn access_keys_rotate_new_pair_old_disabled_then_deleted() {
     let (ok, _, err) = stockade(&data, &["key", "list", "--name", "nobody"]);
     assert!(!ok && err.contains("InvalidAccountName.NotFound"), "{err}");
 }
+
+/// `stockade serve --limit NAME=N`: the server enforces (and `DescribeAccountAttributes`
+/// answers) the operator's limit; an unknown name or a zero is refused at start.
+#[test]
+fn serve_takes_limits_from_the_operator() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |limit: &str| {
+        Command::new(env!("CARGO_BIN_EXE_stockade"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--limit", limit])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID", "LTAIlimitstest0001")
+            .env(
+                "STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET",
+                "limitsTestSecret000000000000001",
+            )
+            .env_remove("STOCKADE_KEY_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for bad in ["nosuch-limit=3", "groups-per-region=0", "groups-per-region"] {
+        let out = serve(bad).wait_with_output().unwrap();
+        assert!(!out.status.success(), "{bad} is refused");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("limit"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut server = serve("groups-per-region=7");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_string();
+        }
+    };
+    let query = server::auth::signed_v1_query(
+        "GET",
+        "LTAIlimitstest0001",
+        "limitsTestSecret000000000000001",
+        vec![
+            ("Action".into(), "DescribeAccountAttributes".into()),
+            ("Version".into(), "2014-05-26".into()),
+            ("RegionId".into(), "cn-hangzhou".into()),
+            ("AttributeName.1".into(), "max-security-groups".into()),
+        ],
+    );
+    let body = reqwest::blocking::get(format!("http://{addr}/?{query}"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["AccountAttributeItems"]["AccountAttributeItem"][0]["AttributeValues"]["ValueItem"][0]
+            ["Value"],
+        "7",
+        "{body}"
+    );
+}
