@@ -1,6 +1,57 @@
 //! What prefix lists and port range lists share: their entries change all or none.
 
-use crate::{ControlError, Result};
+use model::SecurityGroupId;
+
+use crate::sql::args;
+use crate::{ControlError, Result, Tx};
+
+/// Where a kind of list lives: its table, its entries' table, its tag resource type and the
+/// rule column that names it. Constants of the code, never input.
+pub(crate) struct ListTables {
+    pub(crate) table: &'static str,
+    pub(crate) entries: &'static str,
+    pub(crate) tag_type: &'static str,
+    pub(crate) rule_column: &'static str,
+}
+
+impl Tx<'_> {
+    /// The groups whose rules name the list, oldest first.
+    pub(crate) fn list_associations(
+        &self,
+        t: &ListTables,
+        id: &str,
+    ) -> Result<Vec<SecurityGroupId>> {
+        // `g.seq` is selected so that the ordering column is in the DISTINCT list (which
+        // PostgreSQL requires).
+        self.db
+            .query(
+                &format!(
+                    "SELECT DISTINCT g.id, g.seq FROM permissions p JOIN security_groups g ON g.id = p.group_id
+                     WHERE p.{} = ?1 ORDER BY g.seq",
+                    t.rule_column
+                ),
+                args![id],
+            )?
+            .iter()
+            .map(|g| g.parsed(0))
+            .collect()
+    }
+
+    /// Deletes a list with its entries and tags (its dependencies checked by the caller).
+    pub(crate) fn delete_list_rows(&self, t: &ListTables, id: &str) -> Result<()> {
+        for sql in [
+            format!("DELETE FROM {} WHERE list_id = ?1", t.entries),
+            format!(
+                "DELETE FROM tags WHERE resource_type = '{}' AND resource_id = ?1",
+                t.tag_type
+            ),
+            format!("DELETE FROM {} WHERE id = ?1", t.table),
+        ] {
+            self.db.execute(&sql, args![id])?;
+        }
+        Ok(())
+    }
+}
 
 /// Checks a change of a list's entries before any is written: every removed entry exists,
 /// every added one is `valid`, new (neither in the list, unless removed by the same request,

@@ -12,7 +12,14 @@ use serde_json::json;
 
 use crate::groups::resource_group;
 use crate::limits::PORT_RANGE_LIST_ENTRIES;
-use crate::lists::check_entries;
+use crate::lists::{check_entries, ListTables};
+
+const TABLES: ListTables = ListTables {
+    table: "port_range_lists",
+    entries: "port_range_list_entries",
+    tag_type: "portrangelist",
+    rule_column: "port_range_list_id",
+};
 use crate::sql::args;
 use crate::{new_id_body, now, ControlError, Result, Tx};
 
@@ -167,13 +174,7 @@ impl Tx<'_> {
         if !list.associations.is_empty() {
             return Err(ControlError::PortRangeListInUse);
         }
-        for sql in [
-            "DELETE FROM port_range_list_entries WHERE list_id = ?1",
-            "DELETE FROM tags WHERE resource_type = 'portrangelist' AND resource_id = ?1",
-            "DELETE FROM port_range_lists WHERE id = ?1",
-        ] {
-            self.db.execute(sql, args![id.as_str()])?;
-        }
+        self.delete_list_rows(&TABLES, id.as_str())?;
         self.log("DeletePortRangeList", id.as_str(), json!({}))
     }
 
@@ -223,16 +224,7 @@ impl Tx<'_> {
                 .iter()
                 .map(|e| Ok((e.parsed(0)?, e.text(1)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let associations = self
-                .db
-                .query(
-                    "SELECT DISTINCT g.id, g.seq FROM permissions p JOIN security_groups g ON g.id = p.group_id
-                     WHERE p.port_range_list_id = ?1 ORDER BY g.seq",
-                    args![id.as_str()],
-                )?
-                .iter()
-                .map(|g| g.parsed(0))
-                .collect::<Result<Vec<_>>>()?;
+            let associations = self.list_associations(&TABLES, id.as_str())?;
             out.push(PortRangeListRecord {
                 id,
                 name: r.text(1)?,

@@ -11,7 +11,14 @@ use model::{PrefixListId, SecurityGroupId};
 use serde_json::json;
 
 use crate::limits::PREFIX_LIST_ENTRIES;
-use crate::lists::check_entries;
+use crate::lists::{check_entries, ListTables};
+
+const TABLES: ListTables = ListTables {
+    table: "prefix_lists",
+    entries: "prefix_list_entries",
+    tag_type: "prefixlist",
+    rule_column: "peer_prefix_list_id",
+};
 use crate::sql::args;
 use crate::{new_id_body, now, ControlError, Result, Tx};
 
@@ -184,13 +191,7 @@ impl Tx<'_> {
         if !list.associations.is_empty() {
             return Err(ControlError::PrefixListInUse);
         }
-        for sql in [
-            "DELETE FROM prefix_list_entries WHERE list_id = ?1",
-            "DELETE FROM tags WHERE resource_type = 'prefixlist' AND resource_id = ?1",
-            "DELETE FROM prefix_lists WHERE id = ?1",
-        ] {
-            self.db.execute(sql, args![id.as_str()])?;
-        }
+        self.delete_list_rows(&TABLES, id.as_str())?;
         self.log("DeletePrefixList", id.as_str(), json!({}))
     }
 
@@ -239,16 +240,7 @@ impl Tx<'_> {
                 .iter()
                 .map(|e| Ok((e.parsed(0)?, e.text(1)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let associations = self
-                .db
-                .query(
-                    "SELECT DISTINCT g.id, g.seq FROM permissions p JOIN security_groups g ON g.id = p.group_id
-                     WHERE p.peer_prefix_list_id = ?1 ORDER BY g.seq",
-                    args![id.as_str()],
-                )?
-                .iter()
-                .map(|g| g.parsed(0))
-                .collect::<Result<Vec<_>>>()?;
+            let associations = self.list_associations(&TABLES, id.as_str())?;
             out.push(PrefixListRecord {
                 family: AddressFamily::parse(&r.text(3)?)
                     .ok_or_else(|| ControlError::Storage("bad address_family".into()))?,
