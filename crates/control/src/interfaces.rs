@@ -577,7 +577,7 @@ impl Tx<'_> {
         let mut out: std::collections::HashMap<String, Vec<Ipv4Addr>> =
             std::collections::HashMap::new();
         for r in self.db.query(
-            "SELECT interface_id, address FROM interface_addresses WHERE region = ?1 ORDER BY rowid",
+            "SELECT interface_id, address FROM interface_addresses WHERE region = ?1 ORDER BY seq",
             args![&self.ctx.region],
         )? {
             out.entry(r.text(0)?).or_default().push(r.parsed(1)?);

@@ -254,11 +254,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // a VPC with the primary ones.
     r#"
     CREATE TABLE interface_addresses (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
         interface_id  TEXT NOT NULL REFERENCES network_interfaces(id),
         region        TEXT NOT NULL,
         vpc_id        TEXT NOT NULL,
         address       TEXT NOT NULL,
-        PRIMARY KEY (interface_id, address)
+        UNIQUE (interface_id, address)
     );
     CREATE INDEX interface_addresses_by_vpc ON interface_addresses(region, vpc_id, address);
     "#,
