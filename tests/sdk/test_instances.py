@@ -506,6 +506,10 @@ def test_instance_reads_terraform_makes_answer_truthfully(old, new_v3):
                                                                disk_type="system")).body
     assert disks.total_count == 1
     assert (disks.disks.disk[0].category, disks.disks.disk[0].size) == ("cloud_auto", 100), "as it was asked for"
+    types = new_v3.describe_instance_types(models.DescribeInstanceTypesRequest(
+        instance_types=["ecs.g7.large", "t"])).body.instance_types.instance_type
+    assert [(t.instance_type_id, t.cpu_core_count, t.memory_size, t.eni_quantity) for t in types] == [
+        ("ecs.g7.large", 2, 8.0, 3)], "a name the server cannot read answers nothing"
     d.set_InstanceId("i-nosuch")
     assert old.error(d) == ("InvalidInstanceId.NotFound", 404)
 

@@ -598,6 +598,13 @@ def test_secondary_private_addresses(server, old, new_v3):
     body = new_v3.assign_private_ip_addresses(models.AssignPrivateIpAddressesRequest(
         region_id=REGION, network_interface_id=primary, private_ip_address=["10.47.1.11"])).body
     assert body.assigned_private_ip_addresses_set.private_ip_set.private_ip_address == ["10.47.1.11"]
+    new_v3.unassign_private_ip_addresses(models.UnassignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=primary, private_ip_address=["10.47.1.11"]))
+    assert verdict("10.47.1.11") == "Drop"
+    with pytest.raises(TeaException) as e:
+        new_v3.unassign_private_ip_addresses(models.UnassignPrivateIpAddressesRequest(
+            region_id=REGION, network_interface_id=primary, private_ip_address=["10.47.1.11"]))
+    assert e.value.code == "InvalidPrivateIpAddress.NotFound"
     stranger = server.create_account("addr-" + uuid.uuid4().hex[:8])
     them = OldSdk(server, stranger["AccessKeyId"], stranger["AccessKeySecret"])
     assert them.error(assign(primary, count=1)) == ("InvalidNetworkInterfaceId.NotFound", 404)

@@ -169,6 +169,9 @@ def test_port_range_lists_with_the_new_sdk_and_other_accounts(server, old, new_v
     got = new_v3.describe_port_range_list_entries(models.DescribePortRangeListEntriesRequest(
         region_id=REGION, port_range_list_id=prl)).body
     assert [e.port_range for e in got.entries] == ["3306/3306", "5432/5432"]
+    assoc = new_v3.describe_port_range_list_associations(models.DescribePortRangeListAssociationsRequest(
+        region_id=REGION, port_range_list_id=prl, max_results=10)).body
+    assert assoc.port_range_list_associations == [] and not assoc.next_token
     other = server.create_account("prl-" + uuid.uuid4().hex[:8])
     them = OldSdk(server, other["AccessKeyId"], other["AccessKeySecret"])
     assert them.call(DescribePortRangeListsRequest.DescribePortRangeListsRequest())["PortRangeLists"] == []
