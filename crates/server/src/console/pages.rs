@@ -499,7 +499,7 @@ fn rule_form(frame: &Frame, group: &str, editing: Option<&Value>) -> Markup {
                 (select("r-protocol", "IpProtocol", "Protocol", &protocols, &protocol))
                 label for="r-ports" { "Port range (start/end; -1/-1 for ICMP, GRE and all)" }
                 input #r-ports name="PortRange" pattern="-1/-1|[0-9]{1,5}/[0-9]{1,5}" placeholder="80/80" value=(get("PortRange"));
-                label for="r-portlist" { "Port range list (optional, TCP and UDP: a prl- id whose ranges are the ports, instead of the port range)" }
+                label for="r-portlist" { "Port list (optional, TCP and UDP: a prl- id whose ranges are the ports, instead of the port range)" }
                 input #r-portlist name="PortRangeListId" pattern="prl-[A-Za-z0-9]+" value=(get("PortRangeListId"));
                 (select("r-peerkind", "PeerKind", "Peer type", &[opt("cidr", "IPv4 CIDR block"), opt("ipv6", "IPv6 CIDR block"), opt("group", "Security group"), opt("prefixlist", "Prefix list")], kind))
                 label for="r-peer" { "Peer (address block, group id or prefix list id)" }
