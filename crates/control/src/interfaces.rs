@@ -376,7 +376,7 @@ impl Tx<'_> {
                 .or_default()
                 .push(r.parsed(1)?);
         }
-        let mut addresses = self.secondary_addresses()?;
+        let mut addresses = self.secondary_addresses(only)?;
         for n in &mut out {
             n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
             n.security_groups = match (n.kind, &n.instance) {
@@ -570,15 +570,18 @@ impl Tx<'_> {
         self.log("DeleteNetworkInterface", id.as_str(), json!({}))
     }
 
-    /// Every secondary address of the region, by interface (one query for a whole listing).
+    /// The secondary addresses of the region by interface, in one query for a whole
+    /// listing; `only` one interface's when a single one is read (every command on one).
     pub(crate) fn secondary_addresses(
         &self,
+        only: Option<&str>,
     ) -> Result<std::collections::HashMap<String, Vec<Ipv4Addr>>> {
         let mut out: std::collections::HashMap<String, Vec<Ipv4Addr>> =
             std::collections::HashMap::new();
         for r in self.db.query(
-            "SELECT interface_id, address FROM interface_addresses WHERE region = ?1 ORDER BY seq",
-            args![&self.ctx.region],
+            "SELECT interface_id, address FROM interface_addresses
+             WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR interface_id = ?2) ORDER BY seq",
+            args![&self.ctx.region, only],
         )? {
             out.entry(r.text(0)?).or_default().push(r.parsed(1)?);
         }
@@ -809,7 +812,7 @@ impl Tx<'_> {
             args![&self.ctx.region, InterfaceKind::Secondary.as_wire()],
         )?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut addresses = self.secondary_addresses()?;
+        let mut addresses = self.secondary_addresses(None)?;
         for r in &rows {
             let id: NetworkInterfaceId = r.parsed(0)?;
             let secondary_ips = addresses.remove(id.as_str()).unwrap_or_default();

@@ -930,7 +930,7 @@ impl Tx<'_> {
                 interfaces.entry(i).or_default().push(n);
             }
         }
-        let mut addresses = self.secondary_addresses()?;
+        let mut addresses = self.secondary_addresses(None)?;
         for list in interfaces.values_mut() {
             for n in list {
                 n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
@@ -956,13 +956,16 @@ impl Tx<'_> {
     }
 
     /// The system disk the instance was created with (`DescribeDisks`).
+    /// (One of the caller's instances; read by id and owner, without loading the instance.)
     pub fn system_disk(&self, id: &InstanceId) -> Result<SystemDisk> {
-        self.instance(id)?;
-        let r = self.db.query_one(
-            "SELECT system_disk_category, system_disk_size, system_disk_name, system_disk_description
-             FROM instances WHERE id = ?1",
-            args![id.as_str()],
-        )?;
+        let r = self
+            .db
+            .query_opt(
+                "SELECT system_disk_category, system_disk_size, system_disk_name, system_disk_description
+                 FROM instances WHERE id = ?1 AND account_id = ?2 AND region = ?3",
+                args![id.as_str(), self.ctx.account.get() as i64, &self.ctx.region],
+            )?
+            .ok_or_else(|| ControlError::InstanceNotFound(id.clone()))?;
         Ok(SystemDisk {
             category: r.text(0)?,
             size_gib: r.int(1)? as u32,
