@@ -489,6 +489,24 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
                 ("PrefixListId", theirs.clone()),
             ],
             vec![
+                ("Action", "AssignPrivateIpAddresses".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+                ("SecondaryPrivateIpAddressCount", "1".into()),
+            ],
+            vec![
+                ("Action", "UnassignPrivateIpAddresses".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+                ("PrivateIpAddress.1", "10.0.1.2".into()),
+            ],
+            vec![
+                ("Action", "DescribeInstanceExposure".into()),
+                ("NetworkInterfaceId", theirs.clone()),
+            ],
+            vec![
+                ("Action", "DescribeDisks".into()),
+                ("InstanceId", theirs.clone()),
+            ],
+            vec![
                 ("Action", "DescribePortRangeListEntries".into()),
                 ("PortRangeListId", theirs.clone()),
             ],
