@@ -9,7 +9,7 @@ use model::MemberId;
 use nft::{Backend, NftCli};
 use serde_json::{json, Value};
 
-use crate::feed::{FeedClient, HostPolicy};
+use crate::feed::{FeedClient, Follower, HostPolicy};
 use crate::{conntrack, interfaces, AgentError, Enforcer, Outcome};
 
 /// How the agent runs (the flags of `stockade agent`).
@@ -107,11 +107,12 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
 /// Long-polls the feed forever, handing every new policy to the loop. Errors back off
 /// (0.2 s doubling to 5 s) and the last policy stays in force meanwhile.
 fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
+    let mut follower = Follower::new(client.clone());
     let mut last = None;
     let mut backoff = Duration::from_millis(200);
     let mut reconnected = false;
     loop {
-        match client.poll(last, Duration::from_secs(25)) {
+        match follower.next(Duration::from_secs(25)) {
             Ok(p) => {
                 backoff = Duration::from_millis(200);
                 // After an outage the policy is handed on even if unchanged, so the loop

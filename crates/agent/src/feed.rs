@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use model::{InstanceId, MemberId, NetworkInterfaceId};
+use policy::delta::Items;
 use policy::Snapshot;
 use serde_json::Value;
 
@@ -102,6 +103,17 @@ impl FeedClient {
     /// The policy at the first revision after `after` (at once when `after` is `None`),
     /// waiting at most `wait` for one; on timeout the current policy comes back.
     pub fn poll(&self, after: Option<u64>, wait: Duration) -> Result<HostPolicy, AgentError> {
+        HostPolicy::from_json(&self.answer(after, wait, false)?.0)
+    }
+
+    /// The raw answer to a poll (a delta when `delta` and the server can) and its size in
+    /// bytes.
+    fn answer(
+        &self,
+        after: Option<u64>,
+        wait: Duration,
+        delta: bool,
+    ) -> Result<(Value, usize), AgentError> {
         let mut query = vec![
             ("host", self.host.clone()),
             ("wait", wait.as_secs().to_string()),
@@ -112,12 +124,14 @@ impl FeedClient {
         if let Some(r) = &self.region {
             query.push(("region", r.clone()));
         }
-        let v = self.send(
+        if delta {
+            query.push(("delta", "1".into()));
+        }
+        self.send_sized(
             self.http
                 .get(format!("{}/agent/v1/policy", self.server))
                 .query(&query),
-        )?;
-        HostPolicy::from_json(&v)
+        )
     }
 
     /// Reports what the agent enforces.
@@ -136,12 +150,21 @@ impl FeedClient {
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, AgentError> {
+        self.send_sized(request).map(|(v, _)| v)
+    }
+
+    fn send_sized(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<(Value, usize), AgentError> {
         let r = request
             .bearer_auth(&self.token)
             .send()
             .map_err(|e| AgentError::Feed(e.to_string()))?;
         let status = r.status();
-        let v: Value = r.json().map_err(|e| AgentError::Feed(e.to_string()))?;
+        let body = r.bytes().map_err(|e| AgentError::Feed(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| AgentError::Feed(e.to_string()))?;
         if !status.is_success() {
             return Err(AgentError::Feed(format!(
                 "{status}: {} {}",
@@ -149,6 +172,67 @@ impl FeedClient {
                 v["Message"].as_str().unwrap_or_default()
             )));
         }
-        Ok(v)
+        Ok((v, body.len()))
+    }
+}
+
+/// Follows the feed by deltas: holds the items of the last share received, asks for what
+/// changed since, and rebuilds the share from them (`policy::delta`). Whenever a delta does
+/// not fit what is held, it drops what it holds and asks for the whole share.
+#[derive(Debug)]
+pub struct Follower {
+    client: FeedClient,
+    held: Option<(u64, Items)>,
+    received: usize,
+}
+
+impl Follower {
+    /// A follower holding nothing yet: its first poll brings the whole share.
+    pub fn new(client: FeedClient) -> Follower {
+        Follower {
+            client,
+            held: None,
+            received: 0,
+        }
+    }
+
+    /// The revision of the share held.
+    pub fn revision(&self) -> Option<u64> {
+        self.held.as_ref().map(|(r, _)| *r)
+    }
+
+    /// Bytes of feed answers received so far.
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// The share at the first revision after the one held (at once when nothing is held),
+    /// waiting at most `wait`; on timeout the share held comes back.
+    pub fn next(&mut self, wait: Duration) -> Result<HostPolicy, AgentError> {
+        let (answer, bytes) = self.client.answer(self.revision(), wait, true)?;
+        self.received += bytes;
+        let revision = answer["Revision"]
+            .as_u64()
+            .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
+        let items = match (answer.get("Delta"), self.held.take()) {
+            (None, _) => Items::of(&answer).map_err(|e| AgentError::Feed(e.to_string()))?,
+            (Some(delta), Some((held, mut items))) => match items.apply(delta, held) {
+                Ok(()) => items,
+                Err(e) => {
+                    tracing::warn!(error = %e, "feed delta does not fit; asking for the whole share");
+                    return self.next(wait);
+                }
+            },
+            (Some(_), None) => {
+                return Err(AgentError::Feed(
+                    "a delta came without a share to apply it to".into(),
+                ))
+            }
+        };
+        let mut whole = items.to_answer();
+        whole["Revision"] = revision.into();
+        let policy = HostPolicy::from_json(&whole)?;
+        self.held = Some((revision, items));
+        Ok(policy)
     }
 }

@@ -25,7 +25,8 @@
 //! `STOCKADE_BENCH_SETS=acl1_1k,fw1_10k` picks the sets, `STOCKADE_BENCH_SEEDS=1,2` the
 //! trace seeds; `STOCKADE_BENCH_TABLE_ONLY=1` skips criterion; `STOCKADE_BENCH_QUICK=1`
 //! shortens everything (no fair ratio then: ours runs on a part of the trace);
-//! `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set, for a profiler.
+//! `STOCKADE_BENCH_PROFILE=SET` only runs compiled lookups on one set, for a profiler
+//! (`STOCKADE_BENCH_PROFILE_BATCH=1`: the batch form).
 
 // A benchmark measures time and reads the ClassBench rule sets and traces.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
@@ -330,6 +331,26 @@ fn stage_throughput(stage: &Stage<'_>, trace: &[Header]) -> f64 {
     start.elapsed().as_nanos() as f64 / trace.len() as f64
 }
 
+/// ns per packet over the whole trace, judged by the stage's batch form
+/// ([`Stage::decide_all`]) a block of packets at a time, as a bulk caller holds them.
+fn batch_throughput(stage: &Stage<'_>, trace: &[Header]) -> f64 {
+    let (mut packets, mut out) = (Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK));
+    let start = Instant::now();
+    for part in trace.chunks(BLOCK) {
+        packets.clear();
+        packets.extend(part.iter().map(packet));
+        out.clear();
+        stage
+            .decide_all(black_box(&packets), &mut out)
+            .expect("decide");
+        black_box(&out);
+    }
+    start.elapsed().as_nanos() as f64 / trace.len() as f64
+}
+
+/// Packets handed to [`Stage::decide_all`] at once by the batch measurement.
+const BLOCK: usize = 256;
+
 /// ns per query over the whole trace, each naming its instance.
 fn throughput(e: &impl Evaluator, instance: &MemberId, trace: &[Header]) -> f64 {
     let start = Instant::now();
@@ -370,6 +391,7 @@ struct Row {
     set: String,
     rules: usize,
     compiled_ns: f64,
+    batch_ns: f64,
     query_ns: f64,
     reference_ns: f64,
     p50: f64,
@@ -414,6 +436,26 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
         );
     }
     let compiled = stage(&engine, &instance);
+    // The batch form must judge every packet as the one-by-one form does.
+    let sample_packets: Vec<Packet> = trace[..trace.len().min(100_000)]
+        .iter()
+        .map(packet)
+        .collect();
+    let mut batch = Vec::new();
+    compiled.decide_all(&sample_packets, &mut batch).unwrap();
+    for (p, d) in sample_packets.iter().zip(&batch) {
+        assert_eq!(
+            &compiled.decide(p).unwrap(),
+            d,
+            "{set}: batch disagrees on {p:?}"
+        );
+    }
+    drop(batch);
+    let batch_ns = median(
+        (0..runs)
+            .map(|_| batch_throughput(&compiled, trace))
+            .collect(),
+    );
     let compiled_ns = median(
         (0..runs)
             .map(|_| stage_throughput(&compiled, trace))
@@ -480,6 +522,7 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
         set: set.to_string(),
         rules: rules.len(),
         compiled_ns,
+        batch_ns,
         query_ns,
         reference_ns,
         p50: percentile(&lat, 0.5),
@@ -573,8 +616,8 @@ fn report(quick: bool, smoke: bool) {
     let sim = std::env::var_os("STOCKADE_PEER_SIM").map(PathBuf::from);
     println!("\nStockade policy engine on ClassBench (one core; compiled vs reference and vs the best peer, all in the same run)\n");
     println!(
-        "{:<9} {:>4} {:>5} | {:>8} {:>8} {:>7} | {:>6} {:>6} | {:>20} {:>8} {:>7} {:>11} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>17}",
-        "set", "seed", "rules", "ns/look", "query", "vs ref", "p50", "p99", "best peer", "peer ns", "ratio",
+        "{:<9} {:>4} {:>5} | {:>8} {:>7} {:>8} {:>7} | {:>6} {:>6} | {:>20} {:>8} {:>7} {:>7} {:>11} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>17}",
+        "set", "seed", "rules", "ns/look", "batch", "query", "vs ref", "p50", "p99", "best peer", "peer ns", "ratio", "batch",
         "peer KiB/ms", "build ms", "add us", "del us", "join us", "mem KiB", "nodes/leaves/max/d"
     );
     let mut ratios = Vec::new();
@@ -592,24 +635,29 @@ fn report(quick: bool, smoke: bool) {
                 .as_ref()
                 .map(|s| peer(s, &set, &trace_path(&set, 1_000_000, seed), 1_000_000));
             let best = before.zip(after).and_then(|(a, b)| best_peer([a, b]));
-            let (name, ns, ratio, kib) = match &best {
+            let (name, ns, ratio, batch, kib) = match &best {
                 Some(p) => {
-                    ratios.push((set.clone(), seed, p.ns / r.compiled_ns));
+                    ratios.push((set.clone(), seed, p.ns / r.compiled_ns, p.ns / r.batch_ns));
                     (
                         p.name.clone(),
                         format!("{:.1}", p.ns),
                         format!("{:.2}x", p.ns / r.compiled_ns),
+                        format!("{:.2}x", p.ns / r.batch_ns),
                         format!("{:.0}/{:.1}", p.bytes / 1024.0, p.build_ms),
                     )
                 }
-                None => ("not measured".into(), "-".into(), "-".into(), "-".into()),
+                None => {
+                    let none = || "-".to_string();
+                    ("not measured".into(), none(), none(), none(), none())
+                }
             };
             println!(
-                "{:<9} {:>4} {:>5} | {:>8.1} {:>6.0}ns {:>6.0}x | {:>6.0} {:>6.0} | {:>20} {:>8} {:>7} {:>11} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>8.0} {:>17}",
+                "{:<9} {:>4} {:>5} | {:>8.1} {:>7.1} {:>6.0}ns {:>6.0}x | {:>6.0} {:>6.0} | {:>20} {:>8} {:>7} {:>7} {:>11} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>8.0} {:>17}",
                 r.set,
                 seed,
                 r.rules,
                 r.compiled_ns,
+                r.batch_ns,
                 r.query_ns,
                 r.reference_ns / r.query_ns,
                 r.p50,
@@ -617,6 +665,7 @@ fn report(quick: bool, smoke: bool) {
                 name,
                 ns,
                 ratio,
+                batch,
                 kib,
                 r.build_ms,
                 r.add_us,
@@ -629,28 +678,33 @@ fn report(quick: bool, smoke: bool) {
     }
     println!(
         "\nns/look: mean ns per packet over the trace judged by the instance's resolved stage (median of 3 \
-         passes), as the simulators judge packets against one rule set; query: the same through \
+         passes), as the simulators judge packets against one rule set; batch: the same stage's \
+         Stage::decide_all, blocks of 256 packets judged eight at a time with their tree walks overlapped; query: the same through \
          Evaluator::decide, which also finds the instance; vs ref: reference / query, both per query; \
          best peer: the fastest of TupleMerge and PartitionSort (online and offline) run by the simulator \
          at STOCKADE_PEER_SIM on the same rule and trace files, before and after ours, its better run kept; \
-         ratio: peer ns / ours (>1 = we are faster); add/del/join: median µs of 200 incremental changes.\n"
+         ratio: peer ns / ours one by one, batch: peer ns / ours in batches (>1 = we are faster); add/del/join: median µs of 200 incremental changes.\n"
     );
     match (&sim, ratios.is_empty()) {
         (None, _) => println!(
             "peer: not measured (set STOCKADE_PEER_SIM to the simulator's binary to measure it in this run)\n"
         ),
         (Some(_), false) => {
-            let short: Vec<String> = ratios
-                .iter()
-                .filter(|(_, _, r)| *r < 2.0)
-                .map(|(s, seed, r)| format!("{s}/{seed} {r:.2}x"))
-                .collect();
-            println!(
-                "{} of {} rows at >= 2x the best peer{}\n",
-                ratios.len() - short.len(),
-                ratios.len(),
-                if short.is_empty() { String::new() } else { format!("; under: {}", short.join(", ")) }
-            );
+            for (label, pick) in [("one by one", 2), ("in batches", 3)] {
+                let ratio = |r: &(String, u64, f64, f64)| if pick == 2 { r.2 } else { r.3 };
+                let short: Vec<String> = ratios
+                    .iter()
+                    .filter(|r| ratio(r) < 2.0)
+                    .map(|r| format!("{}/{} {:.2}x", r.0, r.1, ratio(r)))
+                    .collect();
+                println!(
+                    "{label}: {} of {} rows at >= 2x the best peer{}",
+                    ratios.len() - short.len(),
+                    ratios.len(),
+                    if short.is_empty() { String::new() } else { format!("; under: {}", short.join(", ")) }
+                );
+            }
+            println!();
         }
         (Some(_), true) => {}
     }

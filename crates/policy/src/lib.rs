@@ -9,6 +9,7 @@
 
 pub mod audit;
 mod compiled;
+pub mod delta;
 pub mod document;
 pub mod exposure;
 mod flow;

@@ -14,8 +14,8 @@ use model::{
     ProbeProtocol, SecurityGroup,
 };
 use policy::{
-    Change, Endpoint, Engine, Evaluator, Flow, GroupPolicy, IpFamily, PortRangeList, PrefixList,
-    Reference, Snapshot,
+    Change, Endpoint, Engine, Evaluator, Flow, GroupPolicy, IpFamily, Packet, PortRangeList,
+    PrefixList, Reference, Snapshot,
 };
 use proptest::prelude::*;
 
@@ -497,6 +497,46 @@ fn assert_agree(
     for f in flows {
         let r = reference.verdict(f);
         prop_assert_eq!(r, engine.verdict(f), "flow {:?}", f);
+    }
+    assert_batches_agree(engine, flows)
+}
+
+/// Every stage's batch form judges packets as its one-by-one form does: the flows' ports
+/// and protocols between the lab's addresses, some IPv6 among the IPv4 so that batches
+/// both run whole and fall back.
+fn assert_batches_agree(engine: &Engine, flows: &[Flow]) -> Result<(), TestCaseError> {
+    let packets: Vec<Packet> = flows
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            let (peer, local) = match f.family {
+                IpFamily::V4 => (V4[k % V4.len()], V4[(k / 2) % V4.len()]),
+                IpFamily::V6 => (V6[k % V6.len()], V6[(k / 2) % V6.len()]),
+            };
+            Packet {
+                peer: peer.parse().unwrap(),
+                local: local.parse().unwrap(),
+                protocol: f.protocol,
+                source_port: f.source_port,
+                destination_port: f.destination_port,
+            }
+        })
+        .collect();
+    for i in 0..16 {
+        let id: model::MemberId = format!("i-n{i}").parse().unwrap();
+        for direction in [Direction::Ingress, Direction::Egress] {
+            for nic in [NicType::Intranet, NicType::Internet] {
+                let Ok(stage) = engine.stage(&id, direction, nic) else {
+                    continue;
+                };
+                let mut all = Vec::new();
+                stage.decide_all(&packets, &mut all).unwrap();
+                prop_assert_eq!(all.len(), packets.len());
+                for (p, d) in packets.iter().zip(&all) {
+                    prop_assert_eq!(&stage.decide(p).unwrap(), d, "{} {:?}", id, p);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -5,7 +5,10 @@
 //!   otherwise when a change commits or `wait` (default 25 s, at most 60) runs out. The answer
 //!   is the whole share of the policy the host needs at that revision, so an agent that lost
 //!   its connection resumes by asking again with the revision it last applied: nothing to
-//!   replay, nothing to miss.
+//!   replay, nothing to miss. With `delta=1` the answer after `after` is instead a `Delta`
+//!   (`policy::delta`): the items of the share that changed since `after`, when this server
+//!   still remembers the host's answer at `after`; otherwise (a restart, another replica,
+//!   an agent that fell behind) the whole share, so a delta is only ever an optimisation.
 //! - `POST /agent/v1/status` is the agent's report (revision applied, instances programmed,
 //!   errors); `GET /agent/v1/hosts` lists the reports, for `stockade lab status`.
 //!
@@ -45,6 +48,9 @@ pub(crate) struct FeedQuery {
     region: Option<String>,
     after: Option<u64>,
     wait: Option<u64>,
+    /// `1`: answer with a delta from `after` when possible.
+    #[serde(default)]
+    delta: u8,
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ServerError> {
@@ -108,13 +114,53 @@ pub(crate) async fn policy(
         if q.after.is_none_or(|after| revision > after) || now >= deadline || closing {
             let s = state.clone();
             let host = host.clone();
-            return match blocking(move || host_policy(&s, &region, &host)).await {
+            let (after, delta) = (q.after, q.delta == 1);
+            return match blocking(move || host_answer(&s, &region, &host, after, delta)).await {
                 Ok(v) => Json(v).into_response(),
                 Err(e) => failure(&e),
             };
         }
         let _ = tokio::time::timeout(RECHECK.min(deadline - now), changed).await;
     }
+}
+
+/// The answer to a poll: the host's share, or (`delta`, when this server remembers the
+/// host's answer at `after`) what changed in it since. A poll asking for deltas leaves its
+/// answer's digest as the base of the next.
+fn host_answer(
+    state: &AppState,
+    region: &str,
+    host: &model::HostId,
+    after: Option<u64>,
+    delta: bool,
+) -> Result<Value, ServerError> {
+    let full = host_policy(state, region, host)?;
+    if !delta {
+        return Ok(full);
+    }
+    let revision = full["Revision"].as_u64().unwrap_or_default();
+    let bad = |e: policy::delta::DeltaError| ServerError::internal(e.to_string());
+    let digest = Arc::new(policy::delta::Digest::of(&full, &state.digests.keys).map_err(bad)?);
+    let key = (region.to_string(), host.as_str().to_string());
+    let base = {
+        let mut digests = state.digests.map.lock().unwrap_or_else(|e| e.into_inner());
+        let base = digests
+            .get(&key)
+            .filter(|(at, _)| Some(*at) == after)
+            .map(|(_, d)| d.clone());
+        digests.insert(key, (revision, digest));
+        base
+    };
+    let (Some(base), Some(after)) = (base, after) else {
+        return Ok(full);
+    };
+    let delta = base.delta(&full, after, &state.digests.keys).map_err(bad)?;
+    Ok(json!({
+        "Revision": revision,
+        "HostId": full["HostId"],
+        "RegionId": full["RegionId"],
+        "Delta": delta,
+    }))
 }
 
 /// The host's share of the region's policy at the current revision.
@@ -217,6 +263,18 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
 /// Region → (revision, its whole policy): the feed's shared snapshot.
 pub(crate) type SnapshotCache =
     std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<policy::Snapshot>)>>;
+
+/// (Region, host) → the revision and digest of the last answer made for the host, the base of
+/// its next delta. One per host that asked for deltas: a few bytes per item of its share.
+/// (Region, host).
+type HostKey = (String, String);
+
+/// Items are hashed with keys drawn at random when the server starts.
+#[derive(Default)]
+pub(crate) struct DigestCache {
+    keys: std::hash::RandomState,
+    map: std::sync::Mutex<std::collections::HashMap<HostKey, (u64, Arc<policy::delta::Digest>)>>,
+}
 
 /// Hosts by name: when last heard from (Unix seconds) and their last report.
 pub(crate) type HostRegistry = std::sync::Mutex<BTreeMap<String, (u64, Value)>>;

@@ -462,3 +462,139 @@ async fn placement_is_the_operators_and_no_tag_can_place() {
     let (_, feed) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
     assert_eq!(feed["NetworkInterfaces"], serde_json::json!([]));
 }
+
+/// The share as the agent holds it: items by key, whether it came whole or as deltas.
+fn items(answer: &Value) -> policy::delta::Items {
+    policy::delta::Items::of(answer).unwrap()
+}
+
+#[tokio::test]
+async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
+    let (_dir, app) = setup();
+    let mut groups = Vec::new();
+    for _ in 0..3 {
+        let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        groups.push(sg);
+    }
+    let mut ids = Vec::new();
+    for sg in &groups {
+        let run = api(
+            &app,
+            &[
+                ("Action", "RunInstances"),
+                ("ImageId", "img"),
+                ("InstanceType", "t"),
+                ("SecurityGroupId", sg),
+            ],
+        )
+        .await;
+        ids.push(
+            run["InstanceIdSets"]["InstanceIdSet"][0]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let enis = primary_interfaces(&app, &ids).await;
+    for eni in &enis[..2] {
+        place(&app, eni, Some("h1")).await;
+    }
+    let poll = |after: Option<u64>, delta: bool| {
+        let app = app.clone();
+        async move {
+            let mut uri = "/agent/v1/policy?host=h1&wait=1".to_string();
+            if let Some(a) = after {
+                uri += &format!("&after={a}");
+            }
+            if delta {
+                uri += "&delta=1";
+            }
+            let (status, body) = get(&app, &uri, Some(TOKEN)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    // The first poll (nothing held) is the whole share, delta or not.
+    let first = poll(None, true).await;
+    assert!(first.get("Delta").is_none(), "{first}");
+    let mut held = items(&first);
+    let r0 = first["Revision"].as_u64().unwrap();
+
+    // A rule in one group of the share: the delta is that group alone.
+    api(
+        &app,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &groups[0]),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "443/443"),
+            ("SourceCidrIp", "198.18.0.0/16"),
+        ],
+    )
+    .await;
+    let delta = poll(Some(r0), true).await;
+    let r1 = delta["Revision"].as_u64().unwrap();
+    assert!(r1 > r0);
+    let d = &delta["Delta"];
+    assert_eq!(d["Base"].as_u64(), Some(r0), "{delta}");
+    let changed = d["Changed"]["SecurityGroups"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{delta}");
+    assert_eq!(changed[0]["SecurityGroupId"], groups[0].as_str());
+    assert!(d["Changed"]["Instances"].is_null() && d["Removed"].as_object().unwrap().is_empty());
+    assert!(delta.get("Policy").is_none());
+    held.apply(d, r0).unwrap();
+    let whole = poll(None, false).await;
+    assert_eq!(held, items(&whole), "the delta rebuilds the share at {r1}");
+    assert!(delta.to_string().len() * 2 < whole.to_string().len());
+
+    // An interface leaves the host, another comes: removals and additions, and the group
+    // of the instance that left goes with it.
+    place(&app, &enis[1], None).await;
+    place(&app, &enis[2], Some("h1")).await;
+    let delta = poll(Some(r1), true).await;
+    let d = &delta["Delta"];
+    let r2 = delta["Revision"].as_u64().unwrap();
+    assert_eq!(
+        d["Removed"]["NetworkInterfaces"],
+        serde_json::json!([enis[1]])
+    );
+    assert_eq!(
+        d["Removed"]["SecurityGroups"],
+        serde_json::json!([groups[1]])
+    );
+    assert_eq!(
+        d["Changed"]["NetworkInterfaces"][0]["NetworkInterfaceId"],
+        enis[2].as_str()
+    );
+    held.apply(d, r1).unwrap();
+    assert_eq!(held, items(&poll(None, false).await));
+
+    // Nothing new: the poll times out with an empty delta.
+    let same = poll(Some(r2), true).await;
+    assert_eq!(same["Revision"].as_u64(), Some(r2));
+    assert!(
+        same["Delta"]["Changed"].as_object().unwrap().is_empty(),
+        "{same}"
+    );
+
+    // A base the server does not remember (older than its last answer to the host, or a
+    // revision it never answered at) gets the whole share.
+    for stale in [r0, r2 + 1000] {
+        let whole = poll(Some(stale), true).await;
+        assert!(
+            whole.get("Delta").is_none() && whole["Policy"].is_object(),
+            "{whole}"
+        );
+    }
+    // Another host's remembered answer is never a base for this one.
+    let (_, other) = get(
+        &app,
+        &format!("/agent/v1/policy?host=h2&after={r2}&delta=1&wait=1"),
+        Some(TOKEN),
+    )
+    .await;
+    assert!(other.get("Delta").is_none(), "{other}");
+}

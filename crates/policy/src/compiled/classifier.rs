@@ -261,6 +261,10 @@ struct Leaf<K> {
     capacity: u32,
 }
 
+/// Keys judged together by the batch lookups: enough independent walks to keep the
+/// memory system busy, few enough that their state stays in registers and L1.
+pub(crate) const BATCH: usize = 8;
+
 /// Entries matched together in one step of a leaf scan (a vector's worth of `u32`).
 const LANES: usize = 8;
 
@@ -828,12 +832,24 @@ impl<K: Key> Classifier<K> {
                 *i = tree.nodes[*i as usize].next(key);
             }
         }
-        // Scan the leaves tree by tree: once a match is found, a leaf whose first entry
-        // cannot beat it is skipped whole. (Sorting the four leaves by their first entry
-        // first skips more, but costs more than it saves: acl1_1k 74 → 60 ns without it;
-        // ordering the trees by their best precedence instead was 2 ns slower than this.)
+        self.scan_leaves(&at, mask_of, in_group)
+    }
+
+    /// The best hit among the leaves a key reached (`at`, one node per tree).
+    ///
+    /// Scans the leaves tree by tree: once a match is found, a leaf whose first entry
+    /// cannot beat it is skipped whole. (Sorting the four leaves by their first entry
+    /// first skips more, but costs more than it saves: acl1_1k 74 → 60 ns without it;
+    /// ordering the trees by their best precedence instead was 2 ns slower than this.)
+    #[inline(always)]
+    fn scan_leaves(
+        &self,
+        at: &[u32; TREES],
+        mask_of: &impl Fn(&Chunk<K>) -> u32,
+        in_group: &impl Fn(u32) -> bool,
+    ) -> Option<Hit> {
         let mut best: Option<Hit> = None;
-        for (tree, &at) in self.trees.iter().zip(&at) {
+        for (tree, &at) in self.trees.iter().zip(at) {
             let node = &tree.nodes[at as usize];
             let bound = best.map_or(u64::MAX, |b| b.prec);
             if node.first_prec >= bound {
@@ -844,6 +860,62 @@ impl<K: Key> Classifier<K> {
             }
         }
         best
+    }
+
+    /// [`Classifier::lookup`] of [`BATCH`] keys at once, level by level: the walks of
+    /// different keys do not depend on each other, so their node loads are in flight
+    /// together instead of one after another (the sets whose trees outgrow the core's
+    /// caches gain most). `in_group(k, g)` is the group check for key `k`.
+    #[inline(always)]
+    fn lookup_batch_with(
+        &self,
+        keys: &[[K; DIMS]; BATCH],
+        mask_of: &impl Fn(&Chunk<K>, &[K; DIMS]) -> u32,
+        in_group: &impl Fn(usize, u32) -> bool,
+        out: &mut [Option<Hit>; BATCH],
+    ) {
+        let mut at = [[0u32; TREES]; BATCH];
+        for (t, tree) in self.trees.iter().enumerate() {
+            for _ in 0..tree.depth {
+                for (at, key) in at.iter_mut().zip(keys) {
+                    at[t] = tree.nodes[at[t] as usize].next(key);
+                }
+            }
+        }
+        // Ask for every leaf's first chunk before scanning any, so that the scans find them
+        // near instead of waiting for each in turn.
+        #[cfg(target_arch = "x86_64")]
+        for at in &at {
+            for (tree, &n) in self.trees.iter().zip(at) {
+                let node = &tree.nodes[n as usize];
+                if let Some(chunk) = tree.chunks.get(node.chunk as usize) {
+                    let p = (chunk as *const Chunk<K>).cast::<i8>();
+                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                    for line in 0..3 {
+                        // SAFETY: a prefetch is a hint that never faults, and SSE is part
+                        // of every x86-64 processor.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * line))
+                        };
+                    }
+                }
+            }
+        }
+        for (k, (hit, key)) in out.iter_mut().zip(keys).enumerate() {
+            *hit = self.scan_leaves(&at[k], &|c| mask_of(c, key), &|g| in_group(k, g));
+        }
+    }
+
+    /// [`Classifier::lookup`] of [`BATCH`] keys (any family, scanned lane by lane).
+    #[inline]
+    pub(super) fn lookup_batch(
+        &self,
+        keys: &[[K; DIMS]; BATCH],
+        in_group: impl Fn(usize, u32) -> bool,
+        out: &mut [Option<Hit>; BATCH],
+    ) {
+        self.lookup_batch_with(keys, &|c, k| chunk_mask(c, k), &in_group, out);
     }
 
     /// Adds entries (all of one new rule id).
@@ -902,6 +974,36 @@ impl Classifier<u32> {
     #[target_feature(enable = "avx2,popcnt")]
     fn lookup_avx2(&self, key: &[u32; DIMS], in_group: &impl Fn(u32) -> bool) -> Option<Hit> {
         self.lookup_with(key, &|chunk| chunk_mask_avx2(chunk, key), in_group)
+    }
+
+    /// [`Classifier::lookup_v4`] of [`BATCH`] keys at once (see `lookup_batch_with`).
+    #[inline]
+    pub(super) fn lookup_batch_v4(
+        &self,
+        keys: &[[u32; DIMS]; BATCH],
+        in_group: impl Fn(usize, u32) -> bool,
+        out: &mut [Option<Hit>; BATCH],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: the processor has just been seen to have these features.
+            #[allow(unsafe_code)]
+            return unsafe { self.lookup_batch_avx2(keys, &in_group, out) };
+        }
+        self.lookup_batch(keys, in_group, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,popcnt")]
+    fn lookup_batch_avx2(
+        &self,
+        keys: &[[u32; DIMS]; BATCH],
+        in_group: &impl Fn(usize, u32) -> bool,
+        out: &mut [Option<Hit>; BATCH],
+    ) {
+        self.lookup_batch_with(keys, &|c, k| chunk_mask_avx2(c, k), in_group, out);
     }
 }
 
