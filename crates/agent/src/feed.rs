@@ -106,6 +106,25 @@ impl FeedClient {
         HostPolicy::from_json(&self.answer(after, wait, false)?.0)
     }
 
+    /// A poll's revision and size in bytes, its share read as items but not compiled.
+    pub fn poll_raw(&self, after: Option<u64>, wait: Duration) -> Result<(u64, usize), AgentError> {
+        let (v, bytes) = self.answer(after, wait, false)?;
+        Items::of(&v).map_err(|e| AgentError::Feed(e.to_string()))?;
+        let revision = v["Revision"]
+            .as_u64()
+            .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
+        Ok((revision, bytes))
+    }
+
+    /// A client for another host sharing this one's connections (one process standing in
+    /// for many hosts, as the feed benchmark does).
+    pub fn for_host(&self, host: &str) -> FeedClient {
+        FeedClient {
+            host: host.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// The raw answer to a poll (a delta when `delta` and the server can) and its size in
     /// bytes.
     fn answer(
@@ -209,6 +228,20 @@ impl Follower {
     /// The share at the first revision after the one held (at once when nothing is held),
     /// waiting at most `wait`; on timeout the share held comes back.
     pub fn next(&mut self, wait: Duration) -> Result<HostPolicy, AgentError> {
+        let (revision, items) = self.next_items(wait)?;
+        let mut whole = items.to_answer();
+        whole["Revision"] = revision.into();
+        let policy = HostPolicy::from_json(&whole);
+        if policy.is_err() {
+            // Hold nothing: the next poll brings the whole share again, as it would have
+            // without deltas.
+            self.held = None;
+        }
+        policy
+    }
+
+    /// [`Follower::next`] without parsing the share: its revision and items as held.
+    pub fn next_items(&mut self, wait: Duration) -> Result<(u64, &Items), AgentError> {
         let (answer, bytes) = self.client.answer(self.revision(), wait, true)?;
         self.received += bytes;
         let revision = answer["Revision"]
@@ -220,7 +253,7 @@ impl Follower {
                 Ok(()) => items,
                 Err(e) => {
                     tracing::warn!(error = %e, "feed delta does not fit; asking for the whole share");
-                    return self.next(wait);
+                    return self.next_items(wait);
                 }
             },
             (Some(_), None) => {
@@ -229,10 +262,7 @@ impl Follower {
                 ))
             }
         };
-        let mut whole = items.to_answer();
-        whole["Revision"] = revision.into();
-        let policy = HostPolicy::from_json(&whole)?;
-        self.held = Some((revision, items));
-        Ok(policy)
+        let (revision, items) = self.held.insert((revision, items));
+        Ok((*revision, items))
     }
 }

@@ -24,5 +24,5 @@ pub use flow::{
 };
 pub use reference::Reference;
 pub use state::{
-    Change, GroupEntry, GroupPolicy, PolicyError, PortRangeList, PrefixList, Snapshot, State,
+    Change, GroupEntry, GroupPolicy, PolicyError, PortRangeList, PrefixList, Share, Snapshot, State,
 };

@@ -36,6 +36,12 @@ impl Snapshot {
     /// and the prefix and port lists the rules use. Verdicts at a local instance are the same over
     /// the closure as over the whole snapshot (property-tested).
     pub fn closure(&self, local: &BTreeSet<MemberId>) -> Snapshot {
+        self.share(local).to_snapshot()
+    }
+
+    /// The closure at `local`, borrowed: what [`Snapshot::closure`] copies, for a caller that
+    /// needs only some of it (the feed's deltas hash every item but write out few).
+    pub fn share<'a>(&'a self, local: &'a BTreeSet<MemberId>) -> Share<'a> {
         let own: BTreeSet<&SecurityGroupId> = self
             .instances
             .iter()
@@ -59,50 +65,99 @@ impl Snapshot {
                 }
             }
         }
-        let groups = self
-            .groups
+        Share {
+            groups: self
+                .groups
+                .iter()
+                .filter(|g| keep.contains(&g.group.id))
+                .map(|g| (g, own.contains(&g.group.id)))
+                .collect(),
+            instances: self
+                .instances
+                .iter()
+                .filter(|i| {
+                    local.contains(&i.id) || i.security_groups.iter().any(|g| keep.contains(g))
+                })
+                .collect(),
+            prefix_lists: self
+                .prefix_lists
+                .iter()
+                .filter(|l| lists.contains(&l.id))
+                .collect(),
+            port_range_lists: self
+                .port_range_lists
+                .iter()
+                .filter(|l| port_lists.contains(&l.id))
+                .collect(),
+            local,
+            keep,
+        }
+    }
+}
+
+/// A host's share of a snapshot, borrowed from it (see [`Snapshot::closure`]).
+#[derive(Debug, Clone)]
+pub struct Share<'a> {
+    /// The groups kept, in the snapshot's order, each with whether its rules come too (a
+    /// group of a local instance) or only its attributes (a group those rules reference).
+    pub groups: Vec<(&'a GroupPolicy, bool)>,
+    /// The members of the groups kept, and the local instances.
+    pub instances: Vec<&'a Instance>,
+    /// The prefix lists the rules name.
+    pub prefix_lists: Vec<&'a PrefixList>,
+    /// The port range lists the rules name.
+    pub port_range_lists: Vec<&'a PortRangeList>,
+    local: &'a BTreeSet<MemberId>,
+    keep: BTreeSet<&'a SecurityGroupId>,
+}
+
+impl<'a> Share<'a> {
+    /// The groups `i` is listed with in the share: all of a local instance's, the kept ones
+    /// of any other member.
+    pub fn groups_of<'i>(&'i self, i: &'i Instance) -> impl Iterator<Item = &'i SecurityGroupId> {
+        let local = self.local.contains(&i.id);
+        i.security_groups
             .iter()
-            .filter(|g| keep.contains(&g.group.id))
-            .map(|g| GroupPolicy {
-                group: g.group.clone(),
-                permissions: if own.contains(&g.group.id) {
-                    g.permissions.clone()
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
-        let instances = self
-            .instances
-            .iter()
-            .filter(|i| local.contains(&i.id) || i.security_groups.iter().any(|g| keep.contains(g)))
-            .map(|i| Instance {
-                security_groups: i
-                    .security_groups
-                    .iter()
-                    .filter(|g| local.contains(&i.id) || keep.contains(g))
-                    .cloned()
-                    .collect(),
-                ..i.clone()
-            })
-            .collect();
-        let prefix_lists = self
-            .prefix_lists
-            .iter()
-            .filter(|l| lists.contains(&l.id))
-            .cloned()
-            .collect();
-        let port_range_lists = self
-            .port_range_lists
-            .iter()
-            .filter(|l| port_lists.contains(&l.id))
-            .cloned()
-            .collect();
+            .filter(move |g| local || self.keep.contains(g))
+    }
+
+    /// The share as a snapshot of its own.
+    pub fn to_snapshot(&self) -> Snapshot {
+        self.pick(|_| true, |_| true)
+    }
+
+    /// The part of the share whose groups pass `group` and whose instances pass `member`,
+    /// with every list of the share.
+    pub fn pick(
+        &self,
+        group: impl Fn(&SecurityGroupId) -> bool,
+        member: impl Fn(&MemberId) -> bool,
+    ) -> Snapshot {
         Snapshot {
-            groups,
-            instances,
-            prefix_lists,
-            port_range_lists,
+            groups: self
+                .groups
+                .iter()
+                .filter(|(g, _)| group(&g.group.id))
+                .map(|&(g, own)| GroupPolicy {
+                    group: g.group.clone(),
+                    permissions: if own {
+                        g.permissions.clone()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+            instances: self
+                .instances
+                .iter()
+                .filter(|i| member(&i.id))
+                .map(|i| Instance {
+                    security_groups: self.groups_of(i).cloned().collect(),
+                    ..(*i).clone()
+                })
+                .collect(),
+            prefix_lists: self.prefix_lists.iter().map(|&l| l.clone()).collect(),
+            port_range_lists: self.port_range_lists.iter().map(|&l| l.clone()).collect(),
         }
     }
 }

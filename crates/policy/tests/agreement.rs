@@ -773,3 +773,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(10))]
+
+    /// The feed's deltas: a host holding its share at one state and applying the delta the
+    /// server's digest makes holds, after every change of the world, the share a whole
+    /// answer would give (the share itself moving as instances come, go and change groups).
+    #[test]
+    fn deltas_rebuild_every_share(w in world(), pick in any::<u8>()) {
+        use policy::delta::{self, Digest, Items, RegionHashes};
+        let hasher = std::hash::RandomState::new();
+        let mut reference = Reference::new(&w.snapshot()).unwrap();
+        let local = |s: &Snapshot| -> std::collections::BTreeSet<model::MemberId> {
+            s.instances
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| pick & (1 << (n % 8)) != 0)
+                .map(|(_, i)| i.id.clone())
+                .collect()
+        };
+        let interfaces = |l: &std::collections::BTreeSet<model::MemberId>| -> Vec<serde_json::Value> {
+            l.iter().map(|m| serde_json::json!({"NetworkInterfaceId": format!("eni-{}", m.as_str())})).collect()
+        };
+        let first = reference.state().to_snapshot();
+        let at = local(&first);
+        let mut digest = Digest::default();
+        digest.update(&first.share(&at), &interfaces(&at), &RegionHashes::new(&first, &hasher), &hasher);
+        let mut held = Items::of(&delta::whole(&first.share(&at), &interfaces(&at))).unwrap();
+        let mut revision = 0;
+        for (n, c) in w.changes.iter().enumerate() {
+            let current = reference.state().to_snapshot();
+            let Some(change) = w.change(c, n, &current) else { continue };
+            if reference.apply(&change).is_err() {
+                continue;
+            }
+            let now = reference.state().to_snapshot();
+            let at = local(&now);
+            let share = now.share(&at);
+            let changes = digest.update(&share, &interfaces(&at), &RegionHashes::new(&now, &hasher), &hasher);
+            let d = changes.to_value(revision, &share, &interfaces(&at));
+            held.apply(&d, revision).unwrap();
+            revision += 1;
+            let want = Items::of(&delta::whole(&share, &interfaces(&at))).unwrap();
+            prop_assert_eq!(&held, &want, "after {:?}: delta {}", change, d);
+            prop_assert_eq!(held.to_answer(), want.to_answer());
+        }
+    }
+}

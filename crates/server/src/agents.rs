@@ -19,7 +19,7 @@
 //! AccessKey, because an agent sees every account's interfaces on its host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -134,42 +134,11 @@ fn host_answer(
     after: Option<u64>,
     delta: bool,
 ) -> Result<Value, ServerError> {
-    let full = host_policy(state, region, host)?;
-    if !delta {
-        return Ok(full);
-    }
-    let revision = full["Revision"].as_u64().unwrap_or_default();
-    let bad = |e: policy::delta::DeltaError| ServerError::internal(e.to_string());
-    let digest = Arc::new(policy::delta::Digest::of(&full, &state.digests.keys).map_err(bad)?);
-    let key = (region.to_string(), host.as_str().to_string());
-    let base = {
-        let mut digests = state.digests.map.lock().unwrap_or_else(|e| e.into_inner());
-        let base = digests
-            .get(&key)
-            .filter(|(at, _)| Some(*at) == after)
-            .map(|(_, d)| d.clone());
-        digests.insert(key, (revision, digest));
-        base
-    };
-    let (Some(base), Some(after)) = (base, after) else {
-        return Ok(full);
-    };
-    let delta = base.delta(&full, after, &state.digests.keys).map_err(bad)?;
-    Ok(json!({
-        "Revision": revision,
-        "HostId": full["HostId"],
-        "RegionId": full["RegionId"],
-        "Delta": delta,
-    }))
-}
-
-/// The host's share of the region's policy at the current revision.
-fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<Value, ServerError> {
     let ctx = Ctx {
         account: model::AccountId::new(0),
         region: region.to_string(),
     };
-    let (revision, placed, snapshot) = state.control.read(&ctx, |tx| {
+    let (placed, at) = state.control.read(&ctx, |tx| {
         // Revision and policy from one read transaction: they describe the same state. The
         // region's snapshot is built once per revision and shared by every host's answer
         // (a change wakes every agent at once).
@@ -180,26 +149,35 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(region)
-            .filter(|(at, _)| *at == revision)
-            .map(|(_, s)| s.clone());
-        let snapshot = match cached {
-            Some(s) => s,
+            .filter(|at| at.revision == revision)
+            .cloned();
+        let at = match cached {
+            Some(at) => at,
             None => {
-                let s = Arc::new(tx.region_snapshot()?);
+                let at = Arc::new(RegionAt {
+                    revision,
+                    snapshot: tx.region_snapshot()?,
+                    hashes: OnceLock::new(),
+                });
                 state
                     .snapshots
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(region.to_string(), (revision, s.clone()));
-                s
+                    .insert(region.to_string(), at.clone());
+                at
             }
         };
-        Ok((revision, placed, snapshot))
+        Ok((placed, at))
     })?;
     // Only attached interfaces carry traffic; a device labelled with another fails closed.
-    let instances: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
-    let by_id: std::collections::HashMap<&model::MemberId, &model::Instance> =
-        snapshot.instances.iter().map(|i| (&i.id, i)).collect();
+    let local: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
+    let share = at.snapshot.share(&local);
+    let by_id: std::collections::HashMap<&model::MemberId, &model::Instance> = share
+        .instances
+        .iter()
+        .filter(|i| local.contains(&i.id))
+        .map(|i| (&i.id, *i))
+        .collect();
     let interfaces: Vec<Value> = placed
         .iter()
         .filter_map(|p| {
@@ -215,14 +193,42 @@ fn host_policy(state: &AppState, region: &str, host: &model::HostId) -> Result<V
             }))
         })
         .collect();
-    let closure = snapshot.closure(&instances);
-    Ok(json!({
-        "Revision": revision,
-        "HostId": host.as_str(),
-        "RegionId": region,
-        "NetworkInterfaces": interfaces,
-        "Policy": policy::document::to_value(&closure),
-    }))
+    let answer = |body: Value| {
+        let mut v = json!({"Revision": at.revision, "HostId": host.as_str(), "RegionId": region});
+        if let (Value::Object(v), Value::Object(body)) = (&mut v, body) {
+            v.extend(body);
+        }
+        v
+    };
+    if !delta {
+        return Ok(answer(policy::delta::whole(&share, &interfaces)));
+    }
+    let hashes = at
+        .hashes
+        .get_or_init(|| policy::delta::RegionHashes::new(&at.snapshot, &state.digests.keys));
+    let key = (region.to_string(), host.as_str().to_string());
+    let held = state
+        .digests
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key);
+    // A digest made at another revision than `after` is no base: start afresh.
+    let (base, mut digest) = match held {
+        Some((revision, digest)) if Some(revision) == after => (after, digest),
+        _ => (None, policy::delta::Digest::default()),
+    };
+    let changes = digest.update(&share, &interfaces, hashes, &state.digests.keys);
+    state
+        .digests
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (at.revision, digest));
+    Ok(match base {
+        Some(base) => answer(json!({"Delta": changes.to_value(base, &share, &interfaces)})),
+        None => answer(policy::delta::whole(&share, &interfaces)),
+    })
 }
 
 /// `POST /agent/v1/status`: the agent's report, kept in memory (agents report again after
@@ -260,9 +266,15 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
     Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
 }
 
-/// Region → (revision, its whole policy): the feed's shared snapshot.
-pub(crate) type SnapshotCache =
-    std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<policy::Snapshot>)>>;
+/// Region → its whole policy at the newest revision read: the feed's shared snapshot.
+pub(crate) type SnapshotCache = std::sync::Mutex<std::collections::HashMap<String, Arc<RegionAt>>>;
+
+/// A region's policy at one revision, and (once a poll asks for deltas) its items' hashes.
+pub(crate) struct RegionAt {
+    revision: u64,
+    snapshot: policy::Snapshot,
+    hashes: OnceLock<policy::delta::RegionHashes>,
+}
 
 /// (Region, host) → the revision and digest of the last answer made for the host, the base of
 /// its next delta. One per host that asked for deltas: a few bytes per item of its share.
@@ -273,7 +285,7 @@ type HostKey = (String, String);
 #[derive(Default)]
 pub(crate) struct DigestCache {
     keys: std::hash::RandomState,
-    map: std::sync::Mutex<std::collections::HashMap<HostKey, (u64, Arc<policy::delta::Digest>)>>,
+    map: std::sync::Mutex<std::collections::HashMap<HostKey, (u64, policy::delta::Digest)>>,
 }
 
 /// Hosts by name: when last heard from (Unix seconds) and their last report.
