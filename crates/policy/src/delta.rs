@@ -21,14 +21,16 @@
 //! Both sides order items by key, so the document an agent rebuilds from deltas is the one
 //! it would rebuild from a full answer at the same revision, byte for byte.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
 
-use model::{MemberId, PortRangeListId, PrefixListId, SecurityGroupId};
+use rustc_hash::FxHashMap;
+
+use model::{Instance, MemberId};
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::{document, Share, Snapshot};
+use crate::{document, Cut, Share, Snapshot};
 
 /// The keyed lists: where each sits in an answer (at the top, or in `Policy`) and the fields
 /// whose first non-empty value names an item. A list of fields lives here and nowhere else.
@@ -113,51 +115,117 @@ const MEMBERS: usize = 2;
 const PREFIX_LISTS: usize = 3;
 const PORT_LISTS: usize = 4;
 
-/// Each item of a region's policy hashed once at one revision, for every host's delta.
+/// One item of a region hashed: where it sits in the snapshot's list, the hash of its text,
+/// and (groups) the hash of its text without rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hashed {
+    at: usize,
+    full: u64,
+    bare: u64,
+}
+
+/// Keys of items, per list.
+pub type ItemKeys = [HashSet<String>; 5];
+
+/// Each item of a region's policy hashed once at one revision, for every host's delta, and
+/// which items differ from the revision hashed before it. (Maps keyed by resource ids use the
+/// fast unkeyed hasher: ids are made by the server, not chosen by tenants; what tenants write
+/// is hashed with the keyed one.)
 #[derive(Debug, Clone, Default)]
 pub struct RegionHashes {
-    /// Per group: with its rules, and its attributes alone.
-    groups: HashMap<SecurityGroupId, (u64, u64)>,
-    members: HashMap<MemberId, u64>,
-    prefix_lists: HashMap<PrefixListId, u64>,
-    port_range_lists: HashMap<PortRangeListId, u64>,
+    items: [FxHashMap<String, Hashed>; 5],
+    since: Option<(u64, ItemKeys)>,
 }
 
 impl RegionHashes {
     /// Hashes every item of `snapshot` (a region's policy) as the document writes it.
     pub fn new(snapshot: &Snapshot, hasher: &impl BuildHasher) -> RegionHashes {
-        let doc = document::to_value(snapshot);
-        let list = |name: &str| doc[name].as_array().cloned().unwrap_or_default();
+        let doc = json!({"Policy": document::to_value(snapshot)});
         let mut hashes = RegionHashes::default();
-        for (g, mut item) in snapshot.groups.iter().zip(list("SecurityGroups")) {
-            let full = hash(&item, hasher);
-            item["Permissions"] = json!([]);
-            hashes
-                .groups
-                .insert(g.group.id.clone(), (full, hash(&item, hasher)));
-        }
-        for (i, item) in snapshot.instances.iter().zip(list("Instances")) {
-            hashes.members.insert(i.id.clone(), hash(&item, hasher));
-        }
-        for (l, item) in snapshot.prefix_lists.iter().zip(list("PrefixLists")) {
-            hashes
-                .prefix_lists
-                .insert(l.id.clone(), hash(&item, hasher));
-        }
-        for (l, item) in snapshot.port_range_lists.iter().zip(list("PortRangeLists")) {
-            hashes
-                .port_range_lists
-                .insert(l.id.clone(), hash(&item, hasher));
+        for (n, (place, name, fields)) in LISTS.iter().enumerate().skip(1) {
+            for (at, item) in list_of(&doc, *place, name)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let full = hash(item, hasher);
+                let bare = if n == GROUPS {
+                    let mut bare = item.clone();
+                    bare["Permissions"] = json!([]);
+                    hash(&bare, hasher)
+                } else {
+                    full
+                };
+                if let Ok(key) = key_of(item, fields) {
+                    hashes.items[n].insert(key, Hashed { at, full, bare });
+                }
+            }
         }
         hashes
     }
+
+    /// Notes which items differ from `previous`, the hashes of revision `revision`.
+    pub fn after(mut self, revision: u64, previous: &RegionHashes) -> RegionHashes {
+        let mut changed = ItemKeys::default();
+        for (n, (now, before)) in self.items.iter().zip(&previous.items).enumerate() {
+            let differs = |a: &Hashed, b: Option<&Hashed>| {
+                b.is_none_or(|b| (a.full, a.bare) != (b.full, b.bare))
+            };
+            changed[n].extend(
+                now.iter()
+                    .filter(|(k, h)| differs(h, before.get(*k)))
+                    .map(|(k, _)| k.clone()),
+            );
+            changed[n].extend(before.keys().filter(|k| !now.contains_key(*k)).cloned());
+        }
+        self.since = Some((revision, changed));
+        self
+    }
+
+    /// The revision hashed before this one and the items that differ from it, if known.
+    pub fn since(&self) -> Option<(u64, &ItemKeys)> {
+        self.since.as_ref().map(|(r, keys)| (*r, keys))
+    }
+
+    /// The cut of a host whose local members are `local`, found through this index.
+    pub fn cut(&self, snapshot: &Snapshot, local: &BTreeSet<MemberId>) -> Cut {
+        let at = |n: usize, key: &str| self.items[n].get(key).map(|h| h.at);
+        Cut::new(
+            local.clone(),
+            local
+                .iter()
+                .filter_map(|m| at(MEMBERS, m.as_str()))
+                .filter_map(|i| snapshot.instances.get(i)),
+            |g| at(GROUPS, g.as_str()).and_then(|i| snapshot.groups.get(i)),
+        )
+    }
+
+    /// Member `id` of `snapshot` (the snapshot these hashes were made of).
+    pub fn member<'s>(&self, snapshot: &'s Snapshot, id: &MemberId) -> Option<&'s Instance> {
+        let at = self.items[MEMBERS].get(id.as_str())?.at;
+        snapshot.instances.get(at)
+    }
+
+    fn hashed(&self, n: usize, key: &str) -> Option<Hashed> {
+        self.items[n].get(key).copied()
+    }
+}
+
+/// A member's hash in a share: its region hash and the groups the share lists it with.
+fn member_hash(of_region: u64, cut: &Cut, i: &Instance, hasher: &impl BuildHasher) -> u64 {
+    let mut h = hasher.build_hasher();
+    of_region.hash(&mut h);
+    for g in cut.groups_of(i) {
+        g.as_str().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// What a host's digest moved by: per list, the keys of items added or changed and of those
 /// removed, and how many the list holds now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    changed: [HashSet<String>; 5],
+    changed: ItemKeys,
     removed: [Vec<String>; 5],
     counts: [usize; 5],
 }
@@ -174,28 +242,56 @@ impl Changes {
         self.len() == 0
     }
 
-    /// The `Delta` object of these changes against revision `base`: the changed items of
-    /// `share` (and of `interfaces`, the host's interface items) written out, the removed
-    /// keys, and the counts (a check for the agent).
-    pub fn to_value(&self, base: u64, share: &Share<'_>, interfaces: &[Value]) -> Value {
-        let picked = share.pick(
-            |g| self.changed[GROUPS].contains(g.as_str()),
-            |m| self.changed[MEMBERS].contains(m.as_str()),
-        );
-        let doc = json!({
-            "NetworkInterfaces": interfaces,
-            "Policy": document::to_value(&picked),
-        });
-        let (mut changed, mut removed, mut counts) = (Map::new(), Map::new(), Map::new());
-        for (n, (place, name, fields)) in LISTS.iter().enumerate() {
-            let items: Vec<Value> = list_of(&doc, *place, name)
-                .unwrap_or_default()
+    /// The `Delta` object of these changes against revision `base`: the changed items of the
+    /// share `cut` makes of `snapshot` (found through `region`, its hashes) and of
+    /// `interfaces` (the host's interface items) written out, the removed keys, and the
+    /// counts (a check for the agent).
+    pub fn to_value(
+        &self,
+        base: u64,
+        snapshot: &Snapshot,
+        region: &RegionHashes,
+        cut: &Cut,
+        interfaces: &[Value],
+    ) -> Value {
+        let at = |n: usize| -> Vec<usize> {
+            let mut at: Vec<usize> = self.changed[n]
                 .iter()
-                .filter(|item| key_of(item, fields).is_ok_and(|k| self.changed[n].contains(&k)))
-                .cloned()
+                .filter_map(|k| region.hashed(n, k).map(|h| h.at))
                 .collect();
+            at.sort_unstable();
+            at
+        };
+        let picked = Snapshot {
+            groups: at(GROUPS)
+                .into_iter()
+                .map(|i| cut.group(&snapshot.groups[i]))
+                .collect(),
+            instances: at(MEMBERS)
+                .into_iter()
+                .map(|i| cut.member(&snapshot.instances[i]))
+                .collect(),
+            prefix_lists: at(PREFIX_LISTS)
+                .into_iter()
+                .map(|i| snapshot.prefix_lists[i].clone())
+                .collect(),
+            port_range_lists: at(PORT_LISTS)
+                .into_iter()
+                .map(|i| snapshot.port_range_lists[i].clone())
+                .collect(),
+        };
+        let interfaces: Vec<&Value> = interfaces
+            .iter()
+            .filter(|i| {
+                key_of(i, LISTS[INTERFACES].2).is_ok_and(|k| self.changed[INTERFACES].contains(&k))
+            })
+            .collect();
+        let doc = json!({"NetworkInterfaces": interfaces, "Policy": document::to_value(&picked)});
+        let (mut changed, mut removed, mut counts) = (Map::new(), Map::new(), Map::new());
+        for (n, (place, name, _)) in LISTS.iter().enumerate() {
+            let items = list_of(&doc, *place, name).unwrap_or_default();
             if !items.is_empty() {
-                changed.insert((*name).into(), Value::Array(items));
+                changed.insert((*name).into(), Value::Array(items.to_vec()));
             }
             if !self.removed[n].is_empty() {
                 removed.insert((*name).into(), json!(self.removed[n]));
@@ -212,16 +308,17 @@ impl Changes {
 }
 
 /// What the server remembers of the last answer to a host: per list, each item's key and
-/// hash.
+/// hash, and the cut that made the share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digest {
-    lists: [HashMap<String, u64>; 5],
+    lists: [FxHashMap<String, u64>; 5],
+    cut: Option<Cut>,
 }
 
 impl Digest {
     /// Items held, over all lists (what a digest costs in memory is about this many keys).
     pub fn len(&self) -> usize {
-        self.lists.iter().map(HashMap::len).sum()
+        self.lists.iter().map(FxHashMap::len).sum()
     }
 
     /// Whether no list holds anything.
@@ -231,7 +328,7 @@ impl Digest {
 
     /// Brings the digest to a host's `share` of the region hashed in `region`, and to its
     /// `interfaces` (the answer's interface items); returns what moved. A pass of lookups
-    /// over the share: texts are written only for the host's interfaces, which are few.
+    /// over the whole share.
     pub fn update(
         &mut self,
         share: &Share<'_>,
@@ -240,76 +337,137 @@ impl Digest {
         hasher: &impl BuildHasher,
     ) -> Changes {
         let mut changes = Changes::default();
-        let mut interface_keys = Vec::with_capacity(interfaces.len());
-        for item in interfaces {
-            let key = key_of(item, LISTS[INTERFACES].2).unwrap_or_default();
-            let h = hash(item, hasher);
-            interface_keys.push(key);
+        self.interfaces(interfaces, hasher, &mut changes);
+        let cut = &share.cut;
+        let hashed = |n: usize, key: &str| {
+            region.hashed(n, key).unwrap_or(Hashed {
+                at: 0,
+                full: 0,
+                bare: 0,
+            })
+        };
+        let mut keys: [Vec<&str>; 5] = Default::default();
+        for (g, own) in &share.groups {
+            let h = hashed(GROUPS, g.group.id.as_str());
+            keys[GROUPS].push(g.group.id.as_str());
             self.note(
-                INTERFACES,
-                interface_keys.last().expect("just pushed"),
-                h,
+                GROUPS,
+                g.group.id.as_str(),
+                if *own { h.full } else { h.bare },
                 &mut changes,
             );
         }
-        let groups = share.groups.iter().map(|(g, own)| {
-            let (full, bare) = region.groups.get(&g.group.id).copied().unwrap_or_default();
-            (g.group.id.as_str(), if *own { full } else { bare })
-        });
-        let members = share.instances.iter().map(|i| {
-            let mut kept = Vec::with_capacity(i.security_groups.len());
-            kept.extend(share.groups_of(i).map(|g| g.as_str()));
-            let of_region = region.members.get(&i.id).copied().unwrap_or_default();
-            (i.id.as_str(), hasher.hash_one((of_region, kept)))
-        });
-        let prefix_lists = share.prefix_lists.iter().map(|l| {
-            (
-                l.id.as_str(),
-                region.prefix_lists.get(&l.id).copied().unwrap_or_default(),
-            )
-        });
-        let port_lists = share.port_range_lists.iter().map(|l| {
-            (
-                l.id.as_str(),
-                region
-                    .port_range_lists
-                    .get(&l.id)
-                    .copied()
-                    .unwrap_or_default(),
-            )
-        });
-        let mut keys: [Vec<&str>; 5] = Default::default();
-        keys[INTERFACES] = interface_keys.iter().map(String::as_str).collect();
-        for (n, items) in [
-            (GROUPS, groups.collect::<Vec<_>>()),
-            (MEMBERS, members.collect()),
-            (PREFIX_LISTS, prefix_lists.collect()),
-            (PORT_LISTS, port_lists.collect()),
-        ] {
-            for (key, h) in items {
-                self.note(n, key, h, &mut changes);
-                keys[n].push(key);
-            }
+        for i in &share.instances {
+            let h = member_hash(hashed(MEMBERS, i.id.as_str()).full, cut, i, hasher);
+            keys[MEMBERS].push(i.id.as_str());
+            self.note(MEMBERS, i.id.as_str(), h, &mut changes);
         }
-        for (n, keys) in keys.iter().enumerate() {
-            changes.counts[n] = keys.len();
+        for l in &share.prefix_lists {
+            keys[PREFIX_LISTS].push(l.id.as_str());
+            self.note(
+                PREFIX_LISTS,
+                l.id.as_str(),
+                hashed(PREFIX_LISTS, l.id.as_str()).full,
+                &mut changes,
+            );
+        }
+        for l in &share.port_range_lists {
+            keys[PORT_LISTS].push(l.id.as_str());
+            self.note(
+                PORT_LISTS,
+                l.id.as_str(),
+                hashed(PORT_LISTS, l.id.as_str()).full,
+                &mut changes,
+            );
+        }
+        for (n, keys) in keys.iter().enumerate().skip(1) {
             // Keys the share no longer has: only looked for when the list holds more than
             // the share (the common change removes nothing).
             if self.lists[n].len() > keys.len() {
                 let now: HashSet<&str> = keys.iter().copied().collect();
-                let mut gone: Vec<String> = self.lists[n]
+                let gone: Vec<String> = self.lists[n]
                     .keys()
                     .filter(|k| !now.contains(k.as_str()))
                     .cloned()
                     .collect();
-                gone.sort();
-                for k in &gone {
-                    self.lists[n].remove(k);
-                }
-                changes.removed[n] = gone;
+                self.forget(n, gone, &mut changes);
             }
         }
+        self.count(&mut changes);
+        self.cut = Some(cut.clone());
         changes
+    }
+
+    /// [`Digest::update`] for a host whose cut is still `cut` and whose items can only have
+    /// moved where the region's did (`changed`, the items that differ between the digest's
+    /// revision and now): a pass over those alone. `None` when the cut differs from the
+    /// digest's (then only the whole pass can tell what moved).
+    pub fn update_changed(
+        &mut self,
+        cut: &Cut,
+        snapshot: &Snapshot,
+        region: &RegionHashes,
+        changed: &ItemKeys,
+        interfaces: &[Value],
+        hasher: &impl BuildHasher,
+    ) -> Option<Changes> {
+        if self.cut.as_ref() != Some(cut) {
+            return None;
+        }
+        let mut changes = Changes::default();
+        self.interfaces(interfaces, hasher, &mut changes);
+        for (n, keys) in changed.iter().enumerate().skip(GROUPS) {
+            let mut gone = Vec::new();
+            for key in keys {
+                let now = region.hashed(n, key).and_then(|h| match n {
+                    GROUPS => {
+                        let g = &snapshot.groups[h.at].group.id;
+                        cut.keeps_group(g)
+                            .then(|| if cut.owns(g) { h.full } else { h.bare })
+                    }
+                    MEMBERS => {
+                        let i = &snapshot.instances[h.at];
+                        cut.keeps_member(i)
+                            .then(|| member_hash(h.full, cut, i, hasher))
+                    }
+                    PREFIX_LISTS => cut
+                        .keeps_prefix_list(&snapshot.prefix_lists[h.at].id)
+                        .then_some(h.full),
+                    _ => cut
+                        .keeps_port_range_list(&snapshot.port_range_lists[h.at].id)
+                        .then_some(h.full),
+                });
+                match now {
+                    Some(h) => self.note(n, key, h, &mut changes),
+                    None if self.lists[n].contains_key(key.as_str()) => gone.push(key.clone()),
+                    None => {}
+                }
+            }
+            self.forget(n, gone, &mut changes);
+        }
+        self.count(&mut changes);
+        Some(changes)
+    }
+
+    /// The host's interface items: few, so always compared whole.
+    fn interfaces(
+        &mut self,
+        interfaces: &[Value],
+        hasher: &impl BuildHasher,
+        changes: &mut Changes,
+    ) {
+        let mut keys = HashSet::with_capacity(interfaces.len());
+        for item in interfaces {
+            let key = key_of(item, LISTS[INTERFACES].2).unwrap_or_default();
+            self.note(INTERFACES, &key, hash(item, hasher), changes);
+            keys.insert(key);
+        }
+        let gone: Vec<String> = self.lists[INTERFACES]
+            .keys()
+            .filter(|k| !keys.contains(*k))
+            .cloned()
+            .collect();
+        self.forget(INTERFACES, gone, changes);
     }
 
     /// Records item `key` of list `n` at hash `h`, noting it changed if it did.
@@ -324,6 +482,21 @@ impl Digest {
                 self.lists[n].insert(key.to_string(), h);
                 changes.changed[n].insert(key.to_string());
             }
+        }
+    }
+
+    /// Drops items of list `n` the share no longer holds, noting them removed.
+    fn forget(&mut self, n: usize, mut gone: Vec<String>, changes: &mut Changes) {
+        gone.sort();
+        for k in &gone {
+            self.lists[n].remove(k);
+        }
+        changes.removed[n].extend(gone);
+    }
+
+    fn count(&self, changes: &mut Changes) {
+        for (count, list) in changes.counts.iter_mut().zip(&self.lists) {
+            *count = list.len();
         }
     }
 }

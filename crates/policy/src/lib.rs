@@ -24,5 +24,6 @@ pub use flow::{
 };
 pub use reference::Reference;
 pub use state::{
-    Change, GroupEntry, GroupPolicy, PolicyError, PortRangeList, PrefixList, Share, Snapshot, State,
+    Change, Cut, GroupEntry, GroupPolicy, PolicyError, PortRangeList, PrefixList, Share, Snapshot,
+    State,
 };

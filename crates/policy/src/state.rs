@@ -41,56 +41,136 @@ impl Snapshot {
 
     /// The closure at `local`, borrowed: what [`Snapshot::closure`] copies, for a caller that
     /// needs only some of it (the feed's deltas hash every item but write out few).
-    pub fn share<'a>(&'a self, local: &'a BTreeSet<MemberId>) -> Share<'a> {
-        let own: BTreeSet<&SecurityGroupId> = self
-            .instances
-            .iter()
-            .filter(|i| local.contains(&i.id))
-            .flat_map(|i| &i.security_groups)
+    pub fn share(&self, local: &BTreeSet<MemberId>) -> Share<'_> {
+        let cut = Cut::new(
+            local.clone(),
+            self.instances.iter().filter(|i| local.contains(&i.id)),
+            |id| self.groups.iter().find(|g| g.group.id == *id),
+        );
+        Share {
+            groups: self
+                .groups
+                .iter()
+                .filter(|g| cut.keeps_group(&g.group.id))
+                .map(|g| (g, cut.owns(&g.group.id)))
+                .collect(),
+            instances: self
+                .instances
+                .iter()
+                .filter(|i| cut.keeps_member(i))
+                .collect(),
+            prefix_lists: self
+                .prefix_lists
+                .iter()
+                .filter(|l| cut.prefix_lists.contains(&l.id))
+                .collect(),
+            port_range_lists: self
+                .port_range_lists
+                .iter()
+                .filter(|l| cut.port_range_lists.contains(&l.id))
+                .collect(),
+            cut,
+        }
+    }
+}
+
+/// What decides which items a host's share holds: its local members, their groups (kept
+/// with their rules), the groups those rules reference (kept without), and the lists the
+/// rules name. Two shares with equal cuts hold an item alike whenever the item is alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cut {
+    local: BTreeSet<MemberId>,
+    own: BTreeSet<SecurityGroupId>,
+    keep: BTreeSet<SecurityGroupId>,
+    prefix_lists: BTreeSet<PrefixListId>,
+    port_range_lists: BTreeSet<PortRangeListId>,
+}
+
+impl Cut {
+    /// The cut at `local`, given its members as found (`local_instances`) and a way to find a
+    /// group by id.
+    pub fn new<'a>(
+        local: BTreeSet<MemberId>,
+        local_instances: impl Iterator<Item = &'a Instance>,
+        group: impl Fn(&SecurityGroupId) -> Option<&'a GroupPolicy>,
+    ) -> Cut {
+        let own: BTreeSet<SecurityGroupId> = local_instances
+            .flat_map(|i| i.security_groups.iter().cloned())
             .collect();
-        let mut keep = own.clone();
-        let mut lists = BTreeSet::new();
-        let mut port_lists = BTreeSet::new();
-        for g in self.groups.iter().filter(|g| own.contains(&g.group.id)) {
+        let mut cut = Cut {
+            keep: own.clone(),
+            local,
+            ..Cut::default()
+        };
+        for g in own.iter().filter_map(&group) {
             for p in &g.permissions {
-                port_lists.extend(&p.port_list);
+                cut.port_range_lists.extend(p.port_list.iter().cloned());
                 match &p.peer {
                     Peer::Group(r) => {
-                        keep.insert(&r.id);
+                        cut.keep.insert(r.id.clone());
                     }
                     Peer::PrefixList(l) => {
-                        lists.insert(l);
+                        cut.prefix_lists.insert(l.clone());
                     }
                     Peer::Cidr(_) => {}
                 }
             }
         }
-        Share {
-            groups: self
-                .groups
-                .iter()
-                .filter(|g| keep.contains(&g.group.id))
-                .map(|g| (g, own.contains(&g.group.id)))
-                .collect(),
-            instances: self
-                .instances
-                .iter()
-                .filter(|i| {
-                    local.contains(&i.id) || i.security_groups.iter().any(|g| keep.contains(g))
-                })
-                .collect(),
-            prefix_lists: self
-                .prefix_lists
-                .iter()
-                .filter(|l| lists.contains(&l.id))
-                .collect(),
-            port_range_lists: self
-                .port_range_lists
-                .iter()
-                .filter(|l| port_lists.contains(&l.id))
-                .collect(),
-            local,
-            keep,
+        cut.own = own;
+        cut
+    }
+
+    /// Whether the share holds group `g` (with or without its rules).
+    pub fn keeps_group(&self, g: &SecurityGroupId) -> bool {
+        self.keep.contains(g)
+    }
+
+    /// Whether the share holds group `g` with its rules (a local member's group).
+    pub fn owns(&self, g: &SecurityGroupId) -> bool {
+        self.own.contains(g)
+    }
+
+    /// Whether the share holds member `i`: a local one, or a member of a kept group.
+    pub fn keeps_member(&self, i: &Instance) -> bool {
+        self.local.contains(&i.id) || i.security_groups.iter().any(|g| self.keep.contains(g))
+    }
+
+    /// Whether the share holds prefix list `l`.
+    pub fn keeps_prefix_list(&self, l: &PrefixListId) -> bool {
+        self.prefix_lists.contains(l)
+    }
+
+    /// Whether the share holds port range list `l`.
+    pub fn keeps_port_range_list(&self, l: &PortRangeListId) -> bool {
+        self.port_range_lists.contains(l)
+    }
+
+    /// The groups `i` is listed with in the share: all of a local member's, the kept ones of
+    /// any other.
+    pub fn groups_of<'i>(&'i self, i: &'i Instance) -> impl Iterator<Item = &'i SecurityGroupId> {
+        let local = self.local.contains(&i.id);
+        i.security_groups
+            .iter()
+            .filter(move |g| local || self.keep.contains(*g))
+    }
+
+    /// Member `i` as the share lists it.
+    pub fn member(&self, i: &Instance) -> Instance {
+        Instance {
+            security_groups: self.groups_of(i).cloned().collect(),
+            ..i.clone()
+        }
+    }
+
+    /// Group `g` as the share holds it: with its rules when owned.
+    pub fn group(&self, g: &GroupPolicy) -> GroupPolicy {
+        GroupPolicy {
+            group: g.group.clone(),
+            permissions: if self.owns(&g.group.id) {
+                g.permissions.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -107,55 +187,16 @@ pub struct Share<'a> {
     pub prefix_lists: Vec<&'a PrefixList>,
     /// The port range lists the rules name.
     pub port_range_lists: Vec<&'a PortRangeList>,
-    local: &'a BTreeSet<MemberId>,
-    keep: BTreeSet<&'a SecurityGroupId>,
+    /// What decided it.
+    pub cut: Cut,
 }
 
-impl<'a> Share<'a> {
-    /// The groups `i` is listed with in the share: all of a local instance's, the kept ones
-    /// of any other member.
-    pub fn groups_of<'i>(&'i self, i: &'i Instance) -> impl Iterator<Item = &'i SecurityGroupId> {
-        let local = self.local.contains(&i.id);
-        i.security_groups
-            .iter()
-            .filter(move |g| local || self.keep.contains(g))
-    }
-
+impl Share<'_> {
     /// The share as a snapshot of its own.
     pub fn to_snapshot(&self) -> Snapshot {
-        self.pick(|_| true, |_| true)
-    }
-
-    /// The part of the share whose groups pass `group` and whose instances pass `member`,
-    /// with every list of the share.
-    pub fn pick(
-        &self,
-        group: impl Fn(&SecurityGroupId) -> bool,
-        member: impl Fn(&MemberId) -> bool,
-    ) -> Snapshot {
         Snapshot {
-            groups: self
-                .groups
-                .iter()
-                .filter(|(g, _)| group(&g.group.id))
-                .map(|&(g, own)| GroupPolicy {
-                    group: g.group.clone(),
-                    permissions: if own {
-                        g.permissions.clone()
-                    } else {
-                        Vec::new()
-                    },
-                })
-                .collect(),
-            instances: self
-                .instances
-                .iter()
-                .filter(|i| member(&i.id))
-                .map(|i| Instance {
-                    security_groups: self.groups_of(i).cloned().collect(),
-                    ..(*i).clone()
-                })
-                .collect(),
+            groups: self.groups.iter().map(|(g, _)| self.cut.group(g)).collect(),
+            instances: self.instances.iter().map(|i| self.cut.member(i)).collect(),
             prefix_lists: self.prefix_lists.iter().map(|&l| l.clone()).collect(),
             port_range_lists: self.port_range_lists.iter().map(|&l| l.clone()).collect(),
         }

@@ -780,9 +780,12 @@ proptest! {
     /// The feed's deltas: a host holding its share at one state and applying the delta the
     /// server's digest makes holds, after every change of the world, the share a whole
     /// answer would give (the share itself moving as instances come, go and change groups).
+    /// Two hosts of the same cut: one polls after every change, the other after every second
+    /// (its delta spans two revisions); both through the region's changed items when the cut
+    /// stayed, else through the whole pass.
     #[test]
     fn deltas_rebuild_every_share(w in world(), pick in any::<u8>()) {
-        use policy::delta::{self, Digest, Items, RegionHashes};
+        use policy::delta::{self, Digest, ItemKeys, Items, RegionHashes};
         let hasher = std::hash::RandomState::new();
         let mut reference = Reference::new(&w.snapshot()).unwrap();
         let local = |s: &Snapshot| -> std::collections::BTreeSet<model::MemberId> {
@@ -798,10 +801,16 @@ proptest! {
         };
         let first = reference.state().to_snapshot();
         let at = local(&first);
-        let mut digest = Digest::default();
-        digest.update(&first.share(&at), &interfaces(&at), &RegionHashes::new(&first, &hasher), &hasher);
-        let mut held = Items::of(&delta::whole(&first.share(&at), &interfaces(&at))).unwrap();
-        let mut revision = 0;
+        let mut hashes = RegionHashes::new(&first, &hasher);
+        let start = Items::of(&delta::whole(&first.share(&at), &interfaces(&at))).unwrap();
+        let mut hosts = Vec::new();
+        for every in [1usize, 2] {
+            let mut digest = Digest::default();
+            digest.update(&first.share(&at), &interfaces(&at), &hashes, &hasher);
+            // (digest, items held, revision held, the region's changes since)
+            hosts.push((every, digest, start.clone(), 0u64, ItemKeys::default()));
+        }
+        let (mut revision, mut incremental) = (0u64, 0usize);
         for (n, c) in w.changes.iter().enumerate() {
             let current = reference.state().to_snapshot();
             let Some(change) = w.change(c, n, &current) else { continue };
@@ -809,15 +818,36 @@ proptest! {
                 continue;
             }
             let now = reference.state().to_snapshot();
+            hashes = RegionHashes::new(&now, &hasher).after(revision, &hashes);
+            revision += 1;
             let at = local(&now);
             let share = now.share(&at);
-            let changes = digest.update(&share, &interfaces(&at), &RegionHashes::new(&now, &hasher), &hasher);
-            let d = changes.to_value(revision, &share, &interfaces(&at));
-            held.apply(&d, revision).unwrap();
-            revision += 1;
+            let cut = hashes.cut(&now, &at);
+            prop_assert_eq!(&cut, &share.cut);
             let want = Items::of(&delta::whole(&share, &interfaces(&at))).unwrap();
-            prop_assert_eq!(&held, &want, "after {:?}: delta {}", change, d);
-            prop_assert_eq!(held.to_answer(), want.to_answer());
+            for (every, digest, held, held_at, since) in &mut hosts {
+                let (_, step) = hashes.since().unwrap();
+                for (all, new) in since.iter_mut().zip(step) {
+                    all.extend(new.iter().cloned());
+                }
+                if revision % *every as u64 != 0 {
+                    continue;
+                }
+                let changes = match digest.update_changed(&cut, &now, &hashes, since, &interfaces(&at), &hasher) {
+                    Some(changes) => {
+                        incremental += 1;
+                        changes
+                    }
+                    None => digest.update(&share, &interfaces(&at), &hashes, &hasher),
+                };
+                let d = changes.to_value(*held_at, &now, &hashes, &cut, &interfaces(&at));
+                held.apply(&d, *held_at).unwrap();
+                *held_at = revision;
+                *since = ItemKeys::default();
+                prop_assert_eq!(&*held, &want, "after {:?}: delta {}", change, d);
+                prop_assert_eq!(held.to_answer(), want.to_answer());
+            }
         }
+        let _ = incremental;
     }
 }

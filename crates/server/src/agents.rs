@@ -149,7 +149,7 @@ fn host_answer(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(region)
-            .filter(|at| at.revision == revision)
+            .and_then(|h| h.get(&revision))
             .cloned();
         let at = match cached {
             Some(at) => at,
@@ -159,11 +159,12 @@ fn host_answer(
                     snapshot: tx.region_snapshot()?,
                     hashes: OnceLock::new(),
                 });
-                state
-                    .snapshots
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(region.to_string(), at.clone());
+                let mut snapshots = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+                let history = snapshots.entry(region.to_string()).or_default();
+                history.insert(revision, at.clone());
+                while history.len() > HISTORY {
+                    history.pop_first();
+                }
                 at
             }
         };
@@ -171,28 +172,6 @@ fn host_answer(
     })?;
     // Only attached interfaces carry traffic; a device labelled with another fails closed.
     let local: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
-    let share = at.snapshot.share(&local);
-    let by_id: std::collections::HashMap<&model::MemberId, &model::Instance> = share
-        .instances
-        .iter()
-        .filter(|i| local.contains(&i.id))
-        .map(|i| (&i.id, *i))
-        .collect();
-    let interfaces: Vec<Value> = placed
-        .iter()
-        .filter_map(|p| {
-            let i = by_id.get(&p.member()?)?;
-            Some(json!({
-                "NetworkInterfaceId": p.interface.as_str(),
-                // The member whose groups judge it: its instance, or (a secondary
-                // interface) itself.
-                "MemberId": i.id.as_str(),
-                "InstanceId": i.attached_to.as_ref().map_or(i.id.as_str(), |a| a.as_str()),
-                "PrivateIpAddress": i.private_ip.to_string(),
-                "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
-            }))
-        })
-        .collect();
     let answer = |body: Value| {
         let mut v = json!({"Revision": at.revision, "HostId": host.as_str(), "RegionId": region});
         if let (Value::Object(v), Value::Object(body)) = (&mut v, body) {
@@ -200,12 +179,18 @@ fn host_answer(
         }
         v
     };
+    let at = &*at;
+    let snapshot = &at.snapshot;
     if !delta {
+        let share = snapshot.share(&local);
+        let interfaces = interface_items(&placed, |m| {
+            share.instances.iter().find(|i| i.id == *m).copied()
+        });
         return Ok(answer(policy::delta::whole(&share, &interfaces)));
     }
-    let hashes = at
-        .hashes
-        .get_or_init(|| policy::delta::RegionHashes::new(&at.snapshot, &state.digests.keys));
+    let hashes = region_hashes(state, region, at);
+    let interfaces = interface_items(&placed, |m| hashes.member(snapshot, m));
+    let cut = hashes.cut(snapshot, &local);
     let key = (region.to_string(), host.as_str().to_string());
     let held = state
         .digests
@@ -218,17 +203,108 @@ fn host_answer(
         Some((revision, digest)) if Some(revision) == after => (after, digest),
         _ => (None, policy::delta::Digest::default()),
     };
-    let changes = digest.update(&share, &interfaces, hashes, &state.digests.keys);
+    // The common case, a host one or a few revisions behind whose cut stayed: only the items
+    // the region changed since are looked at. Otherwise the whole share is compared.
+    let keys = &state.digests.keys;
+    let moved = base
+        .and_then(|base| changed_since(state, region, at, base))
+        .and_then(|changed| {
+            digest.update_changed(&cut, snapshot, hashes, &changed, &interfaces, keys)
+        });
+    let whole = |digest: &mut policy::delta::Digest| {
+        let share = snapshot.share(&local);
+        let changes = digest.update(&share, &interfaces, hashes, keys);
+        (changes, policy::delta::whole(&share, &interfaces))
+    };
+    let body = match (base, moved) {
+        (Some(base), Some(changes)) => json!({
+            "Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)
+        }),
+        (Some(base), None) => {
+            let (changes, _) = whole(&mut digest);
+            json!({"Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)})
+        }
+        (None, _) => whole(&mut digest).1,
+    };
     state
         .digests
         .map
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, (at.revision, digest));
-    Ok(match base {
-        Some(base) => answer(json!({"Delta": changes.to_value(base, &share, &interfaces)})),
-        None => answer(policy::delta::whole(&share, &interfaces)),
+    Ok(answer(body))
+}
+
+/// The answer's items of the interfaces bound to the host, each with the member `member`
+/// finds for it; one whose member is not found (not attached) is left out.
+fn interface_items<'s>(
+    placed: &[control::Placement],
+    member: impl Fn(&model::MemberId) -> Option<&'s model::Instance>,
+) -> Vec<Value> {
+    placed
+        .iter()
+        .filter_map(|p| {
+            let i = member(&p.member()?)?;
+            Some(json!({
+                "NetworkInterfaceId": p.interface.as_str(),
+                // The member whose groups judge it: its instance, or (a secondary interface)
+                // itself.
+                "MemberId": i.id.as_str(),
+                "InstanceId": i.attached_to.as_ref().map_or(i.id.as_str(), |a| a.as_str()),
+                "PrivateIpAddress": i.private_ip.to_string(),
+                "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
+            }))
+        })
+        .collect()
+}
+
+/// The hashes of a region at `at`'s revision, made on first use against the newest earlier
+/// revision hashed, so that they also say which items changed since.
+fn region_hashes<'a>(
+    state: &AppState,
+    region: &str,
+    at: &'a RegionAt,
+) -> &'a policy::delta::RegionHashes {
+    at.hashes.get_or_init(|| {
+        let hashes = policy::delta::RegionHashes::new(&at.snapshot, &state.digests.keys);
+        let history = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = history.get(region).and_then(|h| {
+            h.range(..at.revision)
+                .rev()
+                .find_map(|(r, earlier)| earlier.hashes.get().map(|e| (*r, e.clone())))
+        });
+        drop(history);
+        match previous {
+            Some((revision, earlier)) => hashes.after(revision, &earlier),
+            None => hashes,
+        }
     })
+}
+
+/// The keys of the items that changed in the region between revision `base` and `at`, by
+/// the chain of hashed revisions kept; `None` when the chain does not reach `base`.
+fn changed_since(
+    state: &AppState,
+    region: &str,
+    at: &RegionAt,
+    base: u64,
+) -> Option<policy::delta::ItemKeys> {
+    let history = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+    let history = history.get(region)?;
+    let mut changed = policy::delta::ItemKeys::default();
+    let mut hashes = at.hashes.get()?;
+    let mut revision = at.revision;
+    while revision > base {
+        let (earlier, keys) = hashes.since()?;
+        for (all, new) in changed.iter_mut().zip(keys) {
+            all.extend(new.iter().cloned());
+        }
+        revision = earlier;
+        if revision > base {
+            hashes = history.get(&revision)?.hashes.get()?;
+        }
+    }
+    (revision == base).then_some(changed)
 }
 
 /// `POST /agent/v1/status`: the agent's report, kept in memory (agents report again after
@@ -266,8 +342,14 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
     Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
 }
 
-/// Region → its whole policy at the newest revision read: the feed's shared snapshot.
-pub(crate) type SnapshotCache = std::sync::Mutex<std::collections::HashMap<String, Arc<RegionAt>>>;
+/// Region → its whole policy at the last revisions read, newest last: the feed's shared
+/// snapshots (and, through their hashes, the chain that says what changed between them).
+pub(crate) type SnapshotCache =
+    std::sync::Mutex<std::collections::HashMap<String, BTreeMap<u64, Arc<RegionAt>>>>;
+
+/// Revisions of a region kept: how far behind an agent may fall and still get a delta made
+/// from the region's changed items (beyond it, its whole share is compared).
+const HISTORY: usize = 32;
 
 /// A region's policy at one revision, and (once a poll asks for deltas) its items' hashes.
 pub(crate) struct RegionAt {
