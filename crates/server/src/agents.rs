@@ -144,6 +144,12 @@ fn host_answer(
         // (a change wakes every agent at once).
         let revision = tx.revision()?;
         let placed = tx.host_interfaces(host)?;
+        // One poll builds a revision's snapshot while the others woken with it wait for it,
+        // rather than each building its own.
+        let _building = state
+            .snapshot_builder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let cached = state
             .snapshots
             .lock()
@@ -226,12 +232,13 @@ fn host_answer(
         }
         (None, _) => whole(&mut digest).1,
     };
-    state
-        .digests
-        .map
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, (at.revision, digest));
+    let mut digests = state.digests.map.lock().unwrap_or_else(|e| e.into_inner());
+    // Host names are the agents' to choose: past this many, everything is forgotten (each
+    // host then gets one whole answer) rather than memory growing with made-up names.
+    if digests.len() >= MAX_DIGESTS {
+        digests.clear();
+    }
+    digests.insert(key, (at.revision, digest));
     Ok(answer(body))
 }
 
@@ -358,11 +365,14 @@ pub(crate) struct RegionAt {
     hashes: OnceLock<policy::delta::RegionHashes>,
 }
 
-/// (Region, host) → the revision and digest of the last answer made for the host, the base of
-/// its next delta. One per host that asked for deltas: a few bytes per item of its share.
 /// (Region, host).
 type HostKey = (String, String);
 
+/// Most hosts whose digests are kept.
+const MAX_DIGESTS: usize = 65_536;
+
+/// (Region, host) → the revision and digest of the last answer made for the host, the base of
+/// its next delta: one per host that asked for deltas, a few bytes per item of its share.
 /// Items are hashed with keys drawn at random when the server starts.
 #[derive(Default)]
 pub(crate) struct DigestCache {

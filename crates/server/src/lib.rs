@@ -55,6 +55,8 @@ pub struct AppState {
     changed: tokio::sync::Notify,
     hosts: agents::HostRegistry,
     snapshots: agents::SnapshotCache,
+    /// Held while a region snapshot for the feed is looked up or built.
+    snapshot_builder: std::sync::Mutex<()>,
     digests: agents::DigestCache,
     closing: std::sync::atomic::AtomicBool,
     reads: cache::ReadCache,
@@ -75,6 +77,7 @@ impl AppState {
             changed: tokio::sync::Notify::new(),
             hosts: Default::default(),
             snapshots: Default::default(),
+            snapshot_builder: Default::default(),
             digests: Default::default(),
             closing: Default::default(),
             reads: Default::default(),
