@@ -286,12 +286,17 @@ impl Changes {
                 key_of(i, LISTS[INTERFACES].2).is_ok_and(|k| self.changed[INTERFACES].contains(&k))
             })
             .collect();
-        let doc = json!({"NetworkInterfaces": interfaces, "Policy": document::to_value(&picked)});
+        let mut doc =
+            json!({"NetworkInterfaces": interfaces, "Policy": document::to_value(&picked)});
         let (mut changed, mut removed, mut counts) = (Map::new(), Map::new(), Map::new());
         for (n, (place, name, _)) in LISTS.iter().enumerate() {
-            let items = list_of(&doc, *place, name).unwrap_or_default();
-            if !items.is_empty() {
-                changed.insert((*name).into(), Value::Array(items.to_vec()));
+            // Moved out of the document just written, not copied.
+            let items = match place {
+                Place::Top => doc[*name].take(),
+                Place::Policy => doc["Policy"][*name].take(),
+            };
+            if items.as_array().is_some_and(|a| !a.is_empty()) {
+                changed.insert((*name).into(), items);
             }
             if !self.removed[n].is_empty() {
                 removed.insert((*name).into(), json!(self.removed[n]));
@@ -346,39 +351,30 @@ impl Digest {
                 bare: 0,
             })
         };
+        let groups = share.groups.iter().map(|(g, own)| {
+            let (key, h) = (g.group.id.as_str(), hashed(GROUPS, g.group.id.as_str()));
+            (GROUPS, key, if *own { h.full } else { h.bare })
+        });
+        let members = share.instances.iter().map(|i| {
+            let of_region = hashed(MEMBERS, i.id.as_str()).full;
+            (
+                MEMBERS,
+                i.id.as_str(),
+                member_hash(of_region, cut, i, hasher),
+            )
+        });
+        let prefix_lists = share.prefix_lists.iter().map(|l| {
+            let key = l.id.as_str();
+            (PREFIX_LISTS, key, hashed(PREFIX_LISTS, key).full)
+        });
+        let port_lists = share.port_range_lists.iter().map(|l| {
+            let key = l.id.as_str();
+            (PORT_LISTS, key, hashed(PORT_LISTS, key).full)
+        });
         let mut keys: [Vec<&str>; 5] = Default::default();
-        for (g, own) in &share.groups {
-            let h = hashed(GROUPS, g.group.id.as_str());
-            keys[GROUPS].push(g.group.id.as_str());
-            self.note(
-                GROUPS,
-                g.group.id.as_str(),
-                if *own { h.full } else { h.bare },
-                &mut changes,
-            );
-        }
-        for i in &share.instances {
-            let h = member_hash(hashed(MEMBERS, i.id.as_str()).full, cut, i, hasher);
-            keys[MEMBERS].push(i.id.as_str());
-            self.note(MEMBERS, i.id.as_str(), h, &mut changes);
-        }
-        for l in &share.prefix_lists {
-            keys[PREFIX_LISTS].push(l.id.as_str());
-            self.note(
-                PREFIX_LISTS,
-                l.id.as_str(),
-                hashed(PREFIX_LISTS, l.id.as_str()).full,
-                &mut changes,
-            );
-        }
-        for l in &share.port_range_lists {
-            keys[PORT_LISTS].push(l.id.as_str());
-            self.note(
-                PORT_LISTS,
-                l.id.as_str(),
-                hashed(PORT_LISTS, l.id.as_str()).full,
-                &mut changes,
-            );
+        for (n, key, h) in groups.chain(members).chain(prefix_lists).chain(port_lists) {
+            keys[n].push(key);
+            self.note(n, key, h, &mut changes);
         }
         for (n, keys) in keys.iter().enumerate().skip(1) {
             // Keys the share no longer has: only looked for when the list holds more than

@@ -217,20 +217,21 @@ fn host_answer(
         .and_then(|changed| {
             digest.update_changed(&cut, snapshot, hashes, &changed, &interfaces, keys)
         });
-    let whole = |digest: &mut policy::delta::Digest| {
-        let share = snapshot.share(&local);
-        let changes = digest.update(&share, &interfaces, hashes, keys);
-        (changes, policy::delta::whole(&share, &interfaces))
-    };
     let body = match (base, moved) {
         (Some(base), Some(changes)) => json!({
             "Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)
         }),
-        (Some(base), None) => {
-            let (changes, _) = whole(&mut digest);
-            json!({"Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)})
+        (base, _) => {
+            let share = snapshot.share(&local);
+            let changes = digest.update(&share, &interfaces, hashes, keys);
+            match base {
+                // The whole document is written only when it is what is sent.
+                Some(base) => json!({
+                    "Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)
+                }),
+                None => policy::delta::whole(&share, &interfaces),
+            }
         }
-        (None, _) => whole(&mut digest).1,
     };
     let mut digests = state.digests.map.lock().unwrap_or_else(|e| e.into_inner());
     // Host names are the agents' to choose: past this many, everything is forgotten (each
@@ -278,13 +279,13 @@ fn region_hashes<'a>(
         let previous = history.get(region).and_then(|h| {
             h.range(..at.revision)
                 .rev()
-                .find_map(|(r, earlier)| earlier.hashes.get().map(|e| (*r, e.clone())))
+                .find_map(|(r, earlier)| earlier.hashes.get().map(|e| (*r, Arc::clone(e))))
         });
         drop(history);
-        match previous {
+        Arc::new(match previous {
             Some((revision, earlier)) => hashes.after(revision, &earlier),
             None => hashes,
-        }
+        })
     })
 }
 
@@ -362,7 +363,7 @@ const HISTORY: usize = 32;
 pub(crate) struct RegionAt {
     revision: u64,
     snapshot: policy::Snapshot,
-    hashes: OnceLock<policy::delta::RegionHashes>,
+    hashes: OnceLock<Arc<policy::delta::RegionHashes>>,
 }
 
 /// (Region, host).

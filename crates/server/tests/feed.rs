@@ -589,6 +589,21 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
             "{whole}"
         );
     }
+    // Deltas are the agents' alone: without the agent token (none, a wrong one, or an
+    // account's AccessKey secret in its place) a poll is refused before anything is read,
+    // and a refused poll leaves the host's digest as it was.
+    for token in [None, Some("wrong"), Some(common::SK)] {
+        let uri = format!("/agent/v1/policy?host=h1&after={r2}&delta=1&wait=0");
+        let (status, body) = get(&app, &uri, token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["Code"], "InvalidAgentToken");
+        assert!(body.get("Delta").is_none() && body.get("Policy").is_none());
+    }
+    let still = poll(Some(r2), true).await;
+    assert!(
+        still["Delta"].is_object(),
+        "the digest at {r2} is still the base: {still}"
+    );
     // Another host's remembered answer is never a base for this one.
     let (_, other) = get(
         &app,
