@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub cut_connections: bool,
     /// The host's network namespace when it is not the agent's own (lab mode).
     pub netns: Option<String>,
+    /// How policy chains are written.
+    pub rendering: nft::Rendering,
 }
 
 /// Runs the agent until the process ends. Returns only on an error that leaves it nothing
@@ -46,6 +48,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     thread::spawn(move || follow(&feed, &tx));
     let netns = config.netns.as_deref();
     let mut enforcer = Enforcer::new(netns.map_or_else(NftCli::default, NftCli::in_netns));
+    enforcer.set_rendering(config.rendering);
     let mut last_error: Option<String> = None;
     loop {
         let mut new_policy = false;

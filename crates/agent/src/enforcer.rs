@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use model::{MemberId, NicType, SecurityGroupId, VpcId};
-use nft::{render, render_reusing, Attachment, Backend, Ruleset, Zones};
+use nft::{render_as, render_reusing, Attachment, Backend, Rendering, Ruleset, Zones};
 use policy::{Engine, GroupPolicy, State};
 
 use crate::feed::HostPolicy;
@@ -96,6 +96,8 @@ pub struct Enforcer<B: Backend> {
     dirty_members: Option<BTreeSet<SecurityGroupId>>,
     /// The kernel's listing of the table right after our last transaction.
     fingerprint: Option<String>,
+    /// How chains are written.
+    rendering: Rendering,
 }
 
 /// What one [`Enforcer::sync`] did.
@@ -128,6 +130,16 @@ impl<B: Backend> Enforcer<B> {
             applied_groups: Vec::new(),
             dirty_members: None,
             fingerprint: None,
+            rendering: Rendering::default(),
+        }
+    }
+
+    /// Writes chains in `rendering` from the next transaction on (the next one replaces the
+    /// whole table, so no chain of the other rendering stays behind).
+    pub fn set_rendering(&mut self, rendering: Rendering) {
+        if rendering != self.rendering {
+            self.rendering = rendering;
+            self.applied = None;
         }
     }
 
@@ -340,11 +352,12 @@ impl<B: Backend> Enforcer<B> {
             Some(previous) => render_reusing(
                 state,
                 &self.attachments,
+                self.rendering,
                 previous,
                 |g| !changed.contains(g),
                 |g| dirty.as_ref().is_some_and(|d| !d.contains(g)),
             ),
-            None => render(state, &self.attachments),
+            None => render_as(state, &self.attachments, self.rendering),
         };
         for (device, why) in &self.unattributed {
             desired.isolate(device, why);
@@ -379,7 +392,7 @@ impl<B: Backend> Enforcer<B> {
             Err(refused) => {
                 tracing::warn!(%refused, "transaction refused; isolating the instances at fault");
                 for a in &self.attachments {
-                    let alone = render(state, std::slice::from_ref(a));
+                    let alone = render_as(state, std::slice::from_ref(a), self.rendering);
                     if let Err(e) = self.backend.check(&alone.full_script()) {
                         desired.quarantine(a, &e.to_string());
                     }

@@ -21,6 +21,8 @@ pub mod probe;
 
 pub use daemon::{run, AgentConfig};
 pub use enforcer::{Enforcer, Outcome};
+/// How the agent writes policy chains (`stockade agent --rendering`).
+pub use nft::Rendering;
 
 use thiserror::Error;
 

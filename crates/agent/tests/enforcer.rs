@@ -59,31 +59,44 @@ fn nothing_is_applied_before_a_policy_arrives() {
 
 #[test]
 fn first_sync_replaces_the_table_then_changes_are_diffs() {
-    let mut e = enforcer(policy(1, |_| {}));
-    let first = e.sync().unwrap();
-    assert!(first.applied && first.full);
-    assert!(e.backend().applied[0].starts_with("table inet stockade {}\ndelete table"));
-    // Same policy again: no transaction at all.
-    assert!(!e.sync().unwrap().applied);
-    assert_eq!(e.backend().applied.len(), 1);
-    // i-app2 joins sg-db: a diff, not a replacement.
-    e.set_policy(policy(2, |s| {
-        let app2 = s
-            .instances
-            .iter_mut()
-            .find(|i| i.id.as_str() == "i-app2")
-            .unwrap();
-        app2.security_groups.push("sg-db".parse().unwrap());
-    }))
-    .unwrap();
-    let second = e.sync().unwrap();
-    assert!(second.applied && !second.full);
-    let diff = e.backend().applied[1].clone();
-    assert!(
-        diff.contains("add element inet stockade g4_sg_db { 198.18.2.22 }"),
-        "{diff}"
-    );
-    assert!(!diff.contains("delete table"), "{diff}");
+    // The join below is an element update in either rendering: a member-set element when
+    // chains are linear, a class-map element (address → its class's chain) when flat.
+    let joined = [
+        (
+            nft::Rendering::Linear,
+            "add element inet stockade g4_sg_db { 198.18.2.22 }",
+        ),
+        (
+            nft::Rendering::Flat,
+            "add element inet stockade in_i_sg_db__k4 { 198.18.2.22 : goto in_i_sg_db__",
+        ),
+    ];
+    for (rendering, element) in joined {
+        let mut e = enforcer(policy(1, |_| {}));
+        e.set_rendering(rendering);
+        let first = e.sync().unwrap();
+        assert!(first.applied && first.full);
+        assert!(e.backend().applied[0].starts_with("table inet stockade {}\ndelete table"));
+        // Same policy again: no transaction at all.
+        assert!(!e.sync().unwrap().applied);
+        assert_eq!(e.backend().applied.len(), 1);
+        // i-app2 joins sg-db: a diff, not a replacement.
+        e.set_policy(policy(2, |s| {
+            let app2 = s
+                .instances
+                .iter_mut()
+                .find(|i| i.id.as_str() == "i-app2")
+                .unwrap();
+            app2.security_groups.push("sg-db".parse().unwrap());
+        }))
+        .unwrap();
+        let second = e.sync().unwrap();
+        assert!(second.applied && !second.full);
+        let diff = e.backend().applied[1].clone();
+        assert!(diff.contains(element), "{rendering:?}: {diff}");
+        assert!(!diff.contains("delete table"), "{diff}");
+        assert!(!diff.contains("flush"), "{diff}");
+    }
 }
 
 #[test]

@@ -19,10 +19,12 @@
 //! - An instance whose policy cannot be rendered maps to `drop`: fail closed.
 
 mod backend;
+mod flat;
 mod render;
 
 pub use backend::{Backend, FakeBackend, NftCli, NftError};
+pub use flat::{MapKind, VerdictMap, MAX_CELLS};
 pub use render::{
-    render, render_reusing, Attachment, Family, Rule, Ruleset, Set, SetKind, SetName, SetType,
-    Verdict, Zones, TABLE,
+    render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set, SetKind,
+    SetName, SetType, Verdict, Zones, TABLE,
 };

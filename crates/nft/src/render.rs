@@ -11,6 +11,8 @@ use model::{
 };
 use policy::State;
 
+use crate::flat::{self, ChainPolicy, VerdictMap};
+
 /// The one table Stockade owns in the host's network namespace (family `inet`).
 pub const TABLE: &str = "stockade";
 
@@ -49,7 +51,7 @@ pub enum Family {
 }
 
 impl Family {
-    fn of(net: &IpNet) -> Family {
+    pub(crate) fn of(net: &IpNet) -> Family {
         match net {
             IpNet::V4(_) => Family::V4,
             IpNet::V6(_) => Family::V6,
@@ -57,7 +59,7 @@ impl Family {
     }
 
     /// The nft address expression family (`ip` / `ip6`).
-    fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         match self {
             Family::V4 => "ip",
             Family::V6 => "ip6",
@@ -222,6 +224,14 @@ pub struct Ruleset {
     /// Policy chains, by name, each a list of rule statements (shared: a re-render reuses
     /// the chains of unchanged groups without copying them).
     pub chains: BTreeMap<String, Arc<[Rule]>>,
+    /// The verdict maps of chains rendered flat (see [`Rendering::Flat`]), by name: a
+    /// chain's are named after it (`in_i_sg_a__t4`), as are its class chains
+    /// (`in_i_sg_a__0123456789abcdef`).
+    pub maps: BTreeMap<String, VerdictMap>,
+    /// The content of every prefix list and port range list, when chains are rendered flat
+    /// (their entries are cut into the maps rather than held in sets): a flat chain is
+    /// reused only while these stay the same. Not installed.
+    pub lists: BTreeMap<SetName, Set>,
     /// Input interface (quoted, as nft writes it) → verdict: the sending instance's egress.
     pub egress: BTreeMap<String, Verdict>,
     /// Output interface → verdict: the receiving instance's ingress.
@@ -324,36 +334,65 @@ const ZONE_MAPS: [(&str, &str); 2] = [
     ("zone_out", "typeof fib daddr oifname"),
 ];
 
-/// Renders the policy of the instances attached on this host.
+/// How policy chains are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rendering {
+    /// One statement per rule in the engine's order: the kernel tests a new flow against
+    /// each in turn, so its cost grows with the rules. Group and list peers are named sets.
+    Linear,
+    /// A fixed number of verdict-map lookups per chain, whatever its rules (see the `flat`
+    /// module); group members stay named by address in class maps, so a join is still an
+    /// element update. A chain too big to cut falls back to [`Rendering::Linear`].
+    #[default]
+    Flat,
+}
+
+/// Renders the policy of the instances attached on this host, in the default rendering.
 ///
 /// Every attachment gets a dispatch entry in both maps: a jump to the chain of its group list
 /// or, when its policy cannot be rendered (unknown instance or group), `drop`.
 pub fn render(state: &State, attachments: &[Attachment]) -> Ruleset {
+    render_as(state, attachments, Rendering::default())
+}
+
+/// [`render`] in the given rendering.
+pub fn render_as(state: &State, attachments: &[Attachment], rendering: Rendering) -> Ruleset {
     render_reusing(
         state,
         attachments,
+        rendering,
         &Ruleset::default(),
         |_| false,
         |_| false,
     )
 }
 
-/// [`render`], taking from `previous` the chains whose groups all have `unchanged_rules`
+/// [`render_as`], taking from `previous` the chains whose groups all have `unchanged_rules`
 /// (same attributes and rules) and the member sets of groups with `unchanged_members`,
 /// instead of rendering them again: a membership change then costs the changed sets and the
 /// joiner's chains, not every chain and set of the host.
 pub fn render_reusing(
     state: &State,
     attachments: &[Attachment],
+    rendering: Rendering,
     previous: &Ruleset,
     unchanged_rules: impl Fn(&SecurityGroupId) -> bool,
     unchanged_members: impl Fn(&SecurityGroupId) -> bool,
 ) -> Ruleset {
     let unchanged = unchanged_rules;
     let mut out = Ruleset::default();
+    if rendering == Rendering::Flat {
+        out.lists = all_lists(state);
+    }
+    let lists_same = out.lists == previous.lists;
     for a in attachments {
         let interface = quote(&a.interface);
-        match render_instance(state, a, &mut out, previous, &unchanged) {
+        let reuse = Reuse {
+            previous,
+            rendering,
+            lists_same,
+        };
+        match render_instance(state, a, &mut out, &reuse, &unchanged) {
             Ok((egress, ingress)) => {
                 if let Ok(i) = state.instance(&a.instance) {
                     let own: Vec<std::net::IpAddr> = match a.nic_type {
@@ -390,6 +429,33 @@ pub fn render_reusing(
     out
 }
 
+/// The content of every prefix list (both families) and port range list.
+fn all_lists(state: &State) -> BTreeMap<SetName, Set> {
+    let no_groups = BTreeMap::new();
+    let mut names = Vec::new();
+    for id in state.prefix_list_ids() {
+        for family in [Family::V4, Family::V6] {
+            names.push(SetName::prefix_list(id, family));
+        }
+    }
+    names.extend(state.port_list_ids().map(SetName::port_list));
+    names
+        .into_iter()
+        .map(|n| {
+            let set = member_set(state, &no_groups, &n);
+            (n, set)
+        })
+        .collect()
+}
+
+/// What a render may take from the ruleset before it.
+struct Reuse<'a> {
+    previous: &'a Ruleset,
+    rendering: Rendering,
+    /// Every list holds what it held then.
+    lists_same: bool,
+}
+
 /// The sets the chains' rules use.
 fn referenced_sets(chains: &BTreeMap<String, Arc<[Rule]>>) -> BTreeSet<SetName> {
     chains
@@ -404,20 +470,44 @@ fn render_instance(
     state: &State,
     a: &Attachment,
     out: &mut Ruleset,
-    previous: &Ruleset,
+    reuse: &Reuse<'_>,
     unchanged: &impl Fn(&SecurityGroupId) -> bool,
 ) -> Result<(String, String), String> {
     let instance = state.instance(&a.instance).map_err(|e| e.to_string())?;
     let groups = &instance.security_groups;
+    let same_rules = groups.iter().all(unchanged);
+    let previous = reuse.previous;
     let mut names = Vec::new();
     for direction in [Direction::Egress, Direction::Ingress] {
         let name = chain_name(groups, direction, a.nic_type);
         if !out.chains.contains_key(&name) {
-            let rules = match previous.chains.get(&name) {
-                Some(rules) if groups.iter().all(unchanged) => rules.clone(),
-                _ => chain_rules(state, groups, direction, a.nic_type)?.into(),
+            let policy = chain_policy(state, groups, direction, a.nic_type)?;
+            let flat = match reuse.rendering {
+                Rendering::Flat => {
+                    let same = same_rules && reuse.lists_same;
+                    flat::flat_chain(state, &name, &policy, |chain| {
+                        same.then(|| previous.chain_maps(chain))?
+                    })
+                }
+                Rendering::Linear => None,
             };
-            out.chains.insert(name.clone(), rules);
+            match flat {
+                Some(f) => {
+                    let plain = |v: Vec<String>| v.into_iter().map(Rule::plain).collect();
+                    out.chains.insert(name.clone(), plain(f.main));
+                    for (class, statements) in f.classes {
+                        out.chains.insert(class, plain(statements));
+                    }
+                    out.maps.extend(f.maps);
+                }
+                None => {
+                    let rules = match previous.chains.get(&name) {
+                        Some(rules) if same_rules && !previous.is_flat(&name) => rules.clone(),
+                        _ => chain_rules(&policy)?.into(),
+                    };
+                    out.chains.insert(name.clone(), rules);
+                }
+            }
         }
         names.push(name);
     }
@@ -453,45 +543,59 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', ""))
 }
 
-/// The statements of one policy chain: the rules in evaluation order, then the defaults.
-fn chain_rules(
-    state: &State,
-    groups: &[SecurityGroupId],
+/// What judges one policy chain: its rules in evaluation order, the groups whose members
+/// it accepts after them, and its default.
+fn chain_policy<'a>(
+    state: &'a State,
+    groups: &'a [SecurityGroupId],
     direction: Direction,
     nic: NicType,
-) -> Result<Vec<Rule>, String> {
+) -> Result<ChainPolicy<'a>, String> {
     let ordered = state
         .ordered_permissions(groups, direction, nic)
         .map_err(|e| e.to_string())?;
-    let mut rules = Vec::new();
-    for (_, p) in ordered {
-        rules.extend(permission_rules(p));
-    }
     let enterprise = groups
         .first()
         .and_then(|g| state.group(g).ok())
         .is_some_and(|g| g.group.group_type == GroupType::Enterprise);
-    match direction {
-        Direction::Egress if enterprise => rules.push(Rule::plain("drop")),
-        Direction::Egress => rules.push(Rule::plain("return")),
-        Direction::Ingress => {
-            if !enterprise && nic == NicType::Intranet {
-                for g in groups {
-                    let entry = state.group(g).map_err(|e| e.to_string())?;
-                    if entry.group.inner_access() == InnerAccessPolicy::Accept {
-                        for family in [Family::V4, Family::V6] {
-                            let set = SetName::members(g, family);
-                            rules.push(Rule {
-                                text: format!("{} saddr @{set} accept", family.keyword()),
-                                sets: vec![set],
-                            });
-                        }
-                    }
-                }
+    let mut inner = Vec::new();
+    if direction == Direction::Ingress && !enterprise && nic == NicType::Intranet {
+        for g in groups {
+            let entry = state.group(g).map_err(|e| e.to_string())?;
+            if entry.group.inner_access() == InnerAccessPolicy::Accept {
+                inner.push(g.clone());
             }
-            rules.push(Rule::plain("drop"));
         }
     }
+    let default = match direction {
+        Direction::Egress if !enterprise => "return",
+        _ => "drop",
+    };
+    Ok(ChainPolicy {
+        ordered: ordered.into_iter().map(|(_, p)| p).collect(),
+        direction,
+        inner,
+        default,
+    })
+}
+
+/// The statements of one linear policy chain: the rules in evaluation order, then the
+/// intra-group accepts and the default.
+fn chain_rules(policy: &ChainPolicy<'_>) -> Result<Vec<Rule>, String> {
+    let mut rules = Vec::new();
+    for p in &policy.ordered {
+        rules.extend(permission_rules(p));
+    }
+    for g in &policy.inner {
+        for family in [Family::V4, Family::V6] {
+            let set = SetName::members(g, family);
+            rules.push(Rule {
+                text: format!("{} saddr @{set} accept", family.keyword()),
+                sets: vec![set],
+            });
+        }
+    }
+    rules.push(Rule::plain(policy.default));
     Ok(rules)
 }
 
@@ -671,7 +775,8 @@ impl Ruleset {
         self.prune();
     }
 
-    /// Drops the chains no dispatch entry jumps to, and the sets no chain uses.
+    /// Drops the chains no dispatch entry jumps to (with their class chains), the maps no
+    /// chain kept owns, and the sets no chain uses.
     fn prune(&mut self) {
         let used: BTreeSet<String> = self
             .egress
@@ -682,9 +787,36 @@ impl Ruleset {
                 Verdict::Drop => None,
             })
             .collect();
-        self.chains.retain(|name, _| used.contains(name));
+        self.chains
+            .retain(|name, _| used.contains(name) || owner(name).is_some_and(|o| used.contains(o)));
+        let chains = &self.chains;
+        self.maps
+            .retain(|name, _| owner(name).is_some_and(|o| chains.contains_key(o)));
         let sets = referenced_sets(&self.chains);
         self.sets.retain(|name, _| sets.contains(name));
+    }
+
+    /// The four cut maps of a flat chain or class chain, when it has them all.
+    fn chain_maps(&self, chain: &str) -> Option<[(String, VerdictMap); 4]> {
+        let get = |kind: flat::MapKind, family: Family| {
+            let name = format!("{chain}{}", kind.suffix(family));
+            let map = self.maps.get(&name)?.clone();
+            Some((name, map))
+        };
+        Some([
+            get(flat::MapKind::Ports, Family::V4)?,
+            get(flat::MapKind::Other, Family::V4)?,
+            get(flat::MapKind::Ports, Family::V6)?,
+            get(flat::MapKind::Other, Family::V6)?,
+        ])
+    }
+
+    /// Whether a chain was rendered flat.
+    fn is_flat(&self, chain: &str) -> bool {
+        self.maps.contains_key(&format!(
+            "{chain}{}",
+            flat::MapKind::Class.suffix(Family::V4)
+        ))
     }
 
     /// One transaction that replaces the table, whatever it holds now (or creates it).
@@ -695,6 +827,18 @@ impl Ruleset {
             let _ = write!(s, "\tset {name} {{ {}", set.set_type.declaration());
             if !set.elements.is_empty() {
                 let _ = write!(s, " elements = {{ {} }};", elements(&set.elements));
+            }
+            s.push_str(" }\n");
+        }
+        for (name, map) in &self.maps {
+            let _ = write!(s, "\tmap {name} {{ {}", map.declaration());
+            if !map.elements.is_empty() {
+                let entries: Vec<String> = map
+                    .elements
+                    .iter()
+                    .map(|(k, v)| format!("{k} : {v}"))
+                    .collect();
+                let _ = write!(s, " elements = {{ {} }};", entries.join(", "));
             }
             s.push_str(" }\n");
         }
@@ -802,6 +946,20 @@ impl Ruleset {
                 }
             }
         }
+        // Maps before the chains that read them; their elements after, since a class map's
+        // elements name class chains.
+        for (name, map) in &self.maps {
+            match old.maps.get(name) {
+                Some(prev) if prev.declaration() == map.declaration() => {}
+                Some(_) => {
+                    let _ = writeln!(s, "delete map inet {t} {name}");
+                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration());
+                }
+                None => {
+                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration());
+                }
+            }
+        }
         for (name, rules) in &self.chains {
             match old.chains.get(name) {
                 Some(prev) if prev == rules => continue,
@@ -816,6 +974,14 @@ impl Ruleset {
             for r in rules.iter() {
                 let _ = writeln!(s, "add rule inet {t} {name} {r}");
             }
+        }
+        let none = BTreeMap::new();
+        for (name, map) in &self.maps {
+            let prev = match old.maps.get(name) {
+                Some(prev) if prev.declaration() == map.declaration() => &prev.elements,
+                _ => &none,
+            };
+            elements_diff(&mut s, name, &map.elements, prev);
         }
         for (map, new, prev) in [
             ("egress", &self.egress, &old.egress),
@@ -856,6 +1022,11 @@ impl Ruleset {
         for name in old.chains.keys() {
             if !self.chains.contains_key(name) {
                 let _ = writeln!(s, "delete chain inet {t} {name}");
+            }
+        }
+        for name in old.maps.keys() {
+            if !self.maps.contains_key(name) {
+                let _ = writeln!(s, "delete map inet {t} {name}");
             }
         }
         for name in old.sets.keys() {
@@ -900,6 +1071,47 @@ fn insert_rules(s: &mut String, chain: &str, old: &[Rule], new: &[Rule]) -> bool
 }
 
 /// The element changes that turn map `prev` into `new`.
+/// [`map_diff`] for maps with many elements: one statement for all deletions and one for
+/// all additions (the flat maps change by hundreds of elements at once).
+fn elements_diff(
+    s: &mut String,
+    map: &str,
+    new: &BTreeMap<String, String>,
+    prev: &BTreeMap<String, String>,
+) {
+    let gone: Vec<&str> = prev
+        .iter()
+        .filter(|(k, v)| new.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !gone.is_empty() {
+        let _ = writeln!(
+            s,
+            "delete element inet {TABLE} {map} {{ {} }}",
+            gone.join(", ")
+        );
+    }
+    let added: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| prev.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k} : {v}"))
+        .collect();
+    if !added.is_empty() {
+        let _ = writeln!(
+            s,
+            "add element inet {TABLE} {map} {{ {} }}",
+            added.join(", ")
+        );
+    }
+}
+
+/// The chain that owns a class chain or a flat map, by its name (`in_i_sg_a__k4`,
+/// `in_i_sg_a__0123456789abcdef`, `in_i_sg_a__0123456789abcdef__t4`): the name before its
+/// last `__` part. Group ids never hold `__` (`-` becomes `_`, and ECS ids have one `-`).
+fn owner(name: &str) -> Option<&str> {
+    name.rsplit_once("__").map(|(o, _)| o)
+}
+
 fn map_diff<V: PartialEq + fmt::Display>(
     s: &mut String,
     map: &str,

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use model::NicType;
-use nft::{render, Attachment, Backend, NftCli, Verdict};
+use nft::{render, render_as, Attachment, Backend, NftCli, Rendering, Verdict};
 use policy::{Change, State};
 
 fn example_state() -> State {
@@ -45,26 +45,42 @@ fn snapshot(name: &str, actual: &str) {
     );
 }
 
+/// Both renderings, with the suffix of their snapshot files.
+const RENDERINGS: [(Rendering, &str); 2] = [(Rendering::Linear, ""), (Rendering::Flat, "_flat")];
+
 #[test]
 fn example_policy_renders_as_the_snapshot() {
     let state = example_state();
-    let ruleset = render(&state, &attachments(&state));
-    assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
-    snapshot("example_full.nft", &ruleset.full_script());
+    for (rendering, suffix) in RENDERINGS {
+        let ruleset = render_as(&state, &attachments(&state), rendering);
+        assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
+        snapshot(&format!("example_full{suffix}.nft"), &ruleset.full_script());
+    }
+    assert_eq!(
+        render(&state, &attachments(&state)),
+        render_as(&state, &attachments(&state), Rendering::Flat),
+        "flat is the default"
+    );
 }
 
 #[test]
 fn a_join_touches_the_member_set_and_the_joiners_own_dispatch_only() {
-    let mut state = example_state();
-    let atts = attachments(&state);
-    let before = render(&state, &atts);
-    // i-web1 joins sg-app: its own chains change (new group list), and sg-app's member set
-    // gains its address; nothing else is rewritten.
-    let join = Change::Join("i-web1".parse().unwrap(), "sg-app".parse().unwrap());
-    state.apply(&join).unwrap();
-    let after = render(&state, &atts);
-    snapshot("join_diff.nft", &after.diff_script(&before));
-    assert_eq!(after.diff_script(&after), "", "no change, no transaction");
+    for (rendering, suffix) in RENDERINGS {
+        let mut state = example_state();
+        let atts = attachments(&state);
+        let before = render_as(&state, &atts, rendering);
+        // i-web1 joins sg-app: its own chains change (new group list), and sg-app's members
+        // gain its address (a set element, or a class-map element per chain that reads
+        // sg-app); nothing else is rewritten.
+        let join = Change::Join("i-web1".parse().unwrap(), "sg-app".parse().unwrap());
+        state.apply(&join).unwrap();
+        let after = render_as(&state, &atts, rendering);
+        snapshot(
+            &format!("join_diff{suffix}.nft"),
+            &after.diff_script(&before),
+        );
+        assert_eq!(after.diff_script(&after), "", "no change, no transaction");
+    }
 }
 
 #[test]
@@ -109,12 +125,18 @@ fn kernel_accepts_full_and_incremental_scripts() {
     if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
         return;
     }
+    for (rendering, _) in RENDERINGS {
+        kernel_accepts(rendering);
+    }
+}
+
+fn kernel_accepts(rendering: Rendering) {
     let ns =
         Netns::new("apply").expect("ip netns add (run as root, or set STOCKADE_SKIP_KERNEL=1)");
     let mut nft = NftCli::in_netns(&ns.0);
     let mut state = example_state();
     let atts = attachments(&state);
-    let first = render(&state, &atts);
+    let first = render_as(&state, &atts, rendering);
     nft.apply(&first.full_script()).unwrap();
     let listed = nft.list().unwrap();
     assert!(listed.contains("chain in_i_sg_db"), "{listed}");
@@ -148,7 +170,7 @@ fn kernel_accepts_full_and_incremental_scripts() {
     for change in changes {
         // Leaving the last group is the control plane's to refuse; here it is allowed.
         state.apply(&change).unwrap();
-        let next = render(&state, &atts);
+        let next = render_as(&state, &atts, rendering);
         let diff = next.diff_script(&current);
         nft.apply(&diff)
             .unwrap_or_else(|e| panic!("{change:?}: {e}\n{diff}"));

@@ -86,6 +86,16 @@ struct AgentArgs {
     /// default they are cut).
     #[arg(long)]
     keep_established: bool,
+    /// How policy chains are written: `flat` (verdict-map lookups whose number does not
+    /// grow with the rules) or `linear` (one statement per rule, as nft users write them).
+    #[arg(long, value_enum, default_value_t = RenderingArg::Flat)]
+    rendering: RenderingArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RenderingArg {
+    Flat,
+    Linear,
 }
 
 #[derive(Debug, clap::Args)]
@@ -434,6 +444,10 @@ fn run_agent(args: AgentArgs) -> Result<()> {
         reconcile: std::time::Duration::from_millis(args.reconcile_ms.max(50)),
         cut_connections: !args.keep_established,
         netns: args.netns,
+        rendering: match args.rendering {
+            RenderingArg::Flat => agent::Rendering::Flat,
+            RenderingArg::Linear => agent::Rendering::Linear,
+        },
     })?;
     Ok(())
 }
