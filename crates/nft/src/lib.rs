@@ -23,7 +23,7 @@ mod flat;
 mod render;
 
 pub use backend::{Backend, FakeBackend, NftCli, NftError};
-pub use flat::{MapKind, VerdictMap, MAX_CELLS};
+pub use flat::{VerdictMap, MAX_CELLS};
 pub use render::{
     render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set, SetKind,
     SetName, SetType, Verdict, Zones, TABLE,

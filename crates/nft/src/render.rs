@@ -225,13 +225,9 @@ pub struct Ruleset {
     /// the chains of unchanged groups without copying them).
     pub chains: BTreeMap<String, Arc<[Rule]>>,
     /// The verdict maps of chains rendered flat (see [`Rendering::Flat`]), by name: a
-    /// chain's are named after it (`in_i_sg_a__t4`), as are its class chains
-    /// (`in_i_sg_a__0123456789abcdef`).
+    /// chain's class maps are named after it (`in_i_sg_a__k4`), its tree nodes' maps after
+    /// the node (`in_i_sg_a__<hash>__m`).
     pub maps: BTreeMap<String, VerdictMap>,
-    /// The content of every prefix list and port range list, when chains are rendered flat
-    /// (their entries are cut into the maps rather than held in sets): a flat chain is
-    /// reused only while these stay the same. Not installed.
-    pub lists: BTreeMap<SetName, Set>,
     /// Input interface (quoted, as nft writes it) → verdict: the sending instance's egress.
     pub egress: BTreeMap<String, Verdict>,
     /// Output interface → verdict: the receiving instance's ingress.
@@ -381,18 +377,9 @@ pub fn render_reusing(
 ) -> Ruleset {
     let unchanged = unchanged_rules;
     let mut out = Ruleset::default();
-    if rendering == Rendering::Flat {
-        out.lists = all_lists(state);
-    }
-    let lists_same = out.lists == previous.lists;
     for a in attachments {
         let interface = quote(&a.interface);
-        let reuse = Reuse {
-            previous,
-            rendering,
-            lists_same,
-        };
-        match render_instance(state, a, &mut out, &reuse, &unchanged) {
+        match render_instance(state, a, &mut out, previous, rendering, &unchanged) {
             Ok((egress, ingress)) => {
                 if let Ok(i) = state.instance(&a.instance) {
                     let own: Vec<std::net::IpAddr> = match a.nic_type {
@@ -429,33 +416,6 @@ pub fn render_reusing(
     out
 }
 
-/// The content of every prefix list (both families) and port range list.
-fn all_lists(state: &State) -> BTreeMap<SetName, Set> {
-    let no_groups = BTreeMap::new();
-    let mut names = Vec::new();
-    for id in state.prefix_list_ids() {
-        for family in [Family::V4, Family::V6] {
-            names.push(SetName::prefix_list(id, family));
-        }
-    }
-    names.extend(state.port_list_ids().map(SetName::port_list));
-    names
-        .into_iter()
-        .map(|n| {
-            let set = member_set(state, &no_groups, &n);
-            (n, set)
-        })
-        .collect()
-}
-
-/// What a render may take from the ruleset before it.
-struct Reuse<'a> {
-    previous: &'a Ruleset,
-    rendering: Rendering,
-    /// Every list holds what it held then.
-    lists_same: bool,
-}
-
 /// The sets the chains' rules use.
 fn referenced_sets(chains: &BTreeMap<String, Arc<[Rule]>>) -> BTreeSet<SetName> {
     chains
@@ -470,37 +430,42 @@ fn render_instance(
     state: &State,
     a: &Attachment,
     out: &mut Ruleset,
-    reuse: &Reuse<'_>,
+    previous: &Ruleset,
+    rendering: Rendering,
     unchanged: &impl Fn(&SecurityGroupId) -> bool,
 ) -> Result<(String, String), String> {
     let instance = state.instance(&a.instance).map_err(|e| e.to_string())?;
     let groups = &instance.security_groups;
-    let same_rules = groups.iter().all(unchanged);
-    let previous = reuse.previous;
     let mut names = Vec::new();
     for direction in [Direction::Egress, Direction::Ingress] {
         let name = chain_name(groups, direction, a.nic_type);
         if !out.chains.contains_key(&name) {
             let policy = chain_policy(state, groups, direction, a.nic_type)?;
-            let flat = match reuse.rendering {
-                Rendering::Flat => {
-                    let same = same_rules && reuse.lists_same;
-                    flat::flat_chain(state, &name, &policy, |chain| {
-                        same.then(|| previous.chain_maps(chain))?
-                    })
-                }
+            // A tree node's name is a hash of what it decides, so the previous ruleset's
+            // node of that name is this one, whatever else changed.
+            let node = |node: &str| {
+                let statements = previous.chains.get(node)?;
+                let map = previous.maps.get(&format!("{node}__m"))?;
+                Some((
+                    statements.iter().map(|r| r.text.clone()).collect(),
+                    map.clone(),
+                ))
+            };
+            let flat = match rendering {
+                Rendering::Flat => flat::flat_chain(state, &name, &policy, &node),
                 Rendering::Linear => None,
             };
             match flat {
                 Some(f) => {
                     let plain = |v: Vec<String>| v.into_iter().map(Rule::plain).collect();
                     out.chains.insert(name.clone(), plain(f.main));
-                    for (class, statements) in f.classes {
-                        out.chains.insert(class, plain(statements));
+                    for (node, statements) in f.nodes {
+                        out.chains.insert(node, plain(statements));
                     }
                     out.maps.extend(f.maps);
                 }
                 None => {
+                    let same_rules = groups.iter().all(unchanged);
                     let rules = match previous.chains.get(&name) {
                         Some(rules) if same_rules && !previous.is_flat(&name) => rules.clone(),
                         _ => chain_rules(&policy)?.into(),
@@ -775,10 +740,12 @@ impl Ruleset {
         self.prune();
     }
 
-    /// Drops the chains no dispatch entry jumps to (with their class chains), the maps no
-    /// chain kept owns, and the sets no chain uses.
+    /// Drops the chains no dispatch entry reaches (through jumps, gotos and the maps'
+    /// verdicts), the maps no chain kept reads, and the sets no chain uses.
     fn prune(&mut self) {
-        let used: BTreeSet<String> = self
+        let mut chains: BTreeSet<String> = BTreeSet::new();
+        let mut maps: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = self
             .egress
             .values()
             .chain(self.ingress.values())
@@ -787,36 +754,42 @@ impl Ruleset {
                 Verdict::Drop => None,
             })
             .collect();
-        self.chains
-            .retain(|name, _| used.contains(name) || owner(name).is_some_and(|o| used.contains(o)));
-        let chains = &self.chains;
-        self.maps
-            .retain(|name, _| owner(name).is_some_and(|o| chains.contains_key(o)));
+        while let Some(chain) = todo.pop() {
+            if !chains.insert(chain.clone()) {
+                continue;
+            }
+            let Some(rules) = self.chains.get(&chain) else {
+                continue;
+            };
+            for rule in rules.iter() {
+                let words: Vec<&str> = rule.text.split_whitespace().collect();
+                for (k, word) in words.iter().enumerate() {
+                    if let Some(map) = word.strip_prefix('@') {
+                        if let Some(m) = self.maps.get(map) {
+                            maps.insert(map.to_string());
+                            todo.extend(
+                                m.elements
+                                    .values()
+                                    .filter_map(|v| v.strip_prefix("goto "))
+                                    .map(str::to_string),
+                            );
+                        }
+                    } else if k > 0 && matches!(words[k - 1], "goto" | "jump") {
+                        todo.push(word.to_string());
+                    }
+                }
+            }
+        }
+        self.chains.retain(|name, _| chains.contains(name));
+        self.maps.retain(|name, _| maps.contains(name));
         let sets = referenced_sets(&self.chains);
         self.sets.retain(|name, _| sets.contains(name));
     }
 
-    /// The four cut maps of a flat chain or class chain, when it has them all.
-    fn chain_maps(&self, chain: &str) -> Option<[(String, VerdictMap); 4]> {
-        let get = |kind: flat::MapKind, family: Family| {
-            let name = format!("{chain}{}", kind.suffix(family));
-            let map = self.maps.get(&name)?.clone();
-            Some((name, map))
-        };
-        Some([
-            get(flat::MapKind::Ports, Family::V4)?,
-            get(flat::MapKind::Other, Family::V4)?,
-            get(flat::MapKind::Ports, Family::V6)?,
-            get(flat::MapKind::Other, Family::V6)?,
-        ])
-    }
-
     /// Whether a chain was rendered flat.
     fn is_flat(&self, chain: &str) -> bool {
-        self.maps.contains_key(&format!(
-            "{chain}{}",
-            flat::MapKind::Class.suffix(Family::V4)
-        ))
+        self.maps
+            .contains_key(&format!("{chain}{}", flat::class_map_suffix(Family::V4)))
     }
 
     /// One transaction that replaces the table, whatever it holds now (or creates it).
@@ -831,7 +804,7 @@ impl Ruleset {
             s.push_str(" }\n");
         }
         for (name, map) in &self.maps {
-            let _ = write!(s, "\tmap {name} {{ {}", map.declaration());
+            let _ = write!(s, "\tmap {name} {{ {}", map.declaration);
             if !map.elements.is_empty() {
                 let entries: Vec<String> = map
                     .elements
@@ -950,13 +923,13 @@ impl Ruleset {
         // elements name class chains.
         for (name, map) in &self.maps {
             match old.maps.get(name) {
-                Some(prev) if prev.declaration() == map.declaration() => {}
+                Some(prev) if prev.declaration == map.declaration => {}
                 Some(_) => {
                     let _ = writeln!(s, "delete map inet {t} {name}");
-                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration());
+                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration);
                 }
                 None => {
-                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration());
+                    let _ = writeln!(s, "add map inet {t} {name} {{ {} }}", map.declaration);
                 }
             }
         }
@@ -978,7 +951,7 @@ impl Ruleset {
         let none = BTreeMap::new();
         for (name, map) in &self.maps {
             let prev = match old.maps.get(name) {
-                Some(prev) if prev.declaration() == map.declaration() => &prev.elements,
+                Some(prev) if prev.declaration == map.declaration => &prev.elements,
                 _ => &none,
             };
             elements_diff(&mut s, name, &map.elements, prev);
@@ -1019,10 +992,23 @@ impl Ruleset {
         for zone in old_zones.difference(&new_zones) {
             let _ = writeln!(s, "delete chain inet {t} {}", Zones::chain(*zone));
         }
-        for name in old.chains.keys() {
-            if !self.chains.contains_key(name) {
-                let _ = writeln!(s, "delete chain inet {t} {name}");
+        // A map's elements hold the chains they go to: empty the maps going away first, then
+        // delete the chains (those that are not tree nodes first: their statements go to
+        // nodes), then the maps.
+        for name in old.maps.keys() {
+            if !self.maps.contains_key(name) {
+                let _ = writeln!(s, "flush map inet {t} {name}");
             }
+        }
+        let gone: Vec<&String> = old
+            .chains
+            .keys()
+            .filter(|name| !self.chains.contains_key(*name))
+            .collect();
+        let (nodes, others): (Vec<&String>, Vec<&String>) =
+            gone.into_iter().partition(|n| n.contains("__"));
+        for name in others.into_iter().chain(nodes) {
+            let _ = writeln!(s, "delete chain inet {t} {name}");
         }
         for name in old.maps.keys() {
             if !self.maps.contains_key(name) {
@@ -1103,13 +1089,6 @@ fn elements_diff(
             added.join(", ")
         );
     }
-}
-
-/// The chain that owns a class chain or a flat map, by its name (`in_i_sg_a__k4`,
-/// `in_i_sg_a__0123456789abcdef`, `in_i_sg_a__0123456789abcdef__t4`): the name before its
-/// last `__` part. Group ids never hold `__` (`-` becomes `_`, and ECS ids have one `-`).
-fn owner(name: &str) -> Option<&str> {
-    name.rsplit_once("__").map(|(o, _)| o)
 }
 
 fn map_diff<V: PartialEq + fmt::Display>(

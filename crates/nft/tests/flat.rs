@@ -67,19 +67,14 @@ fn field(text: &str, v6: bool) -> (u128, u128) {
     }
 }
 
-/// The verdict of a map lookup with `key`, when an element matches.
-fn lookup<'a>(ruleset: &'a Ruleset, map: &str, key: &[u128], v6: bool) -> Option<&'a str> {
+/// The verdict of a map lookup of `value`, when an element matches.
+fn lookup<'a>(ruleset: &'a Ruleset, map: &str, value: u128, v6: bool) -> Option<&'a str> {
     let map = &ruleset.maps[map];
     let mut found = None;
     for (k, v) in &map.elements {
-        let fields: Vec<(u128, u128)> = k.split(" . ").map(|f| field(f, v6)).collect();
-        assert_eq!(fields.len(), key.len(), "key {k} of {map:?}");
-        if fields
-            .iter()
-            .zip(key)
-            .all(|((lo, hi), x)| lo <= x && x <= hi)
-        {
-            assert!(found.is_none(), "two elements match {key:?}: cells overlap");
+        let (lo, hi) = field(k, v6);
+        if lo <= value && value <= hi {
+            assert!(found.is_none(), "two elements of {map:?} hold {value}");
             found = Some(v.as_str());
         }
     }
@@ -95,37 +90,51 @@ fn judge(ruleset: &Ruleset, chain: &str, p: &Packet) -> bool {
             IpAddr::V6(a) => a.into(),
         }
     };
-    let (peer, local) = (num(p.peer), num(p.local));
-    let family = if v6 { "ip6 " } else { "ip " };
     for rule in ruleset.chains[chain].iter() {
-        let text = rule.text.as_str();
-        let verdict = match text {
-            "drop" => return false,
-            "accept" | "return" => return true,
-            _ => {
-                let map = text.rsplit_once('@').expect("a map lookup").1;
-                let applies = text.starts_with(family)
-                    || text.starts_with(&format!("meta l4proto {{ tcp, udp }} {family}"));
-                if !applies {
-                    continue;
-                }
-                if map.ends_with("__k4") || map.ends_with("__k6") {
-                    lookup(ruleset, map, &[peer], v6)
-                } else if text.starts_with("meta l4proto") {
-                    if !matches!(p.protocol, 6 | 17) {
-                        continue;
-                    }
-                    let key = [
-                        peer,
-                        local,
-                        p.protocol.into(),
-                        p.source_port.into(),
-                        p.destination_port.into(),
-                    ];
-                    lookup(ruleset, map, &key, v6)
+        let mut text = rule.text.as_str();
+        if let Some(rest) = text.strip_prefix("meta nfproto ipv4 ") {
+            if v6 {
+                continue;
+            }
+            text = rest;
+        } else if let Some(rest) = text.strip_prefix("meta nfproto ipv6 ") {
+            if !v6 {
+                continue;
+            }
+            text = rest;
+        }
+        let verdict = match text.split_once(" vmap @") {
+            None => Some(text),
+            Some((expression, map)) => {
+                let (peer, local) = (num(p.peer), num(p.local));
+                // The chain's direction decides which address is the packet's source.
+                let ingress = chain.starts_with("in_");
+                let (saddr, daddr) = if ingress {
+                    (peer, local)
                 } else {
-                    lookup(ruleset, map, &[peer, local, p.protocol.into()], v6)
-                }
+                    (local, peer)
+                };
+                let value: u128 = match expression {
+                    "meta l4proto" => p.protocol.into(),
+                    "th dport" | "th sport" => {
+                        assert!(
+                            matches!(p.protocol, 6 | 17),
+                            "{chain}: a port read for protocol {}",
+                            p.protocol
+                        );
+                        if expression == "th dport" {
+                            p.destination_port.into()
+                        } else {
+                            p.source_port.into()
+                        }
+                    }
+                    "ip saddr" | "ip daddr" if v6 => continue,
+                    "ip6 saddr" | "ip6 daddr" if !v6 => continue,
+                    "ip saddr" | "ip6 saddr" => saddr,
+                    "ip daddr" | "ip6 daddr" => daddr,
+                    other => panic!("unexpected expression {other}"),
+                };
+                lookup(ruleset, map, value, v6)
             }
         };
         match verdict {

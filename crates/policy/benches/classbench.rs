@@ -46,6 +46,10 @@ use policy::{
 };
 use rand::{RngExt, SeedableRng};
 
+#[path = "common/classbench_set.rs"]
+mod set;
+use set::*;
+
 /// The 24 ClassBench sets of `../shared/classbench/`.
 const SETS: [&str; 24] = [
     "acl1_1k", "acl2_1k", "acl3_1k", "acl4_1k", "acl5_1k", "fw1_1k", "fw2_1k", "fw3_1k", "fw4_1k",
@@ -55,80 +59,6 @@ const SETS: [&str; 24] = [
 
 /// The peer classifiers of the TupleMerge simulator, by its names for them.
 const PEERS: &str = "PartitionSort,PartitionSortOffline,TMOnline,TMOffline";
-
-struct Rule {
-    src: (u32, u8),
-    dst: (u32, u8),
-    sport: (u16, u16),
-    dport: (u16, u16),
-    proto: Option<u8>,
-}
-
-fn classbench_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/classbench")
-}
-
-fn parse_prefix(s: &str) -> (u32, u8) {
-    let (ip, len) = s.split_once('/').expect("prefix");
-    (
-        ip.parse::<Ipv4Addr>().expect("ip").into(),
-        len.parse().expect("len"),
-    )
-}
-
-fn parse_range(s: &str) -> (u16, u16) {
-    let (a, b) = s.split_once(':').expect("range");
-    (
-        a.trim().parse().expect("port"),
-        b.trim().parse().expect("port"),
-    )
-}
-
-fn load_rules(set: &str) -> Vec<Rule> {
-    let text = std::fs::read_to_string(classbench_dir().join(set)).expect("classbench set");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let f: Vec<&str> = line.trim_start_matches('@').split('\t').collect();
-            let (value, mask) = f[4].split_once('/').expect("proto");
-            let value = u8::from_str_radix(value.trim_start_matches("0x"), 16).expect("hex");
-            let mask = u8::from_str_radix(mask.trim_start_matches("0x"), 16).expect("hex");
-            Rule {
-                src: parse_prefix(f[0]),
-                dst: parse_prefix(f[1]),
-                sport: parse_range(f[2]),
-                dport: parse_range(f[3]),
-                proto: (mask == 0xff).then_some(value),
-            }
-        })
-        .collect()
-}
-
-fn fields(r: &Rule, i: usize, n: usize) -> PermissionFields {
-    let protocol = match r.proto {
-        Some(6) => "tcp",
-        Some(17) => "udp",
-        Some(1) => "icmp",
-        Some(47) => "gre",
-        _ => "all",
-    };
-    let ports = |(lo, hi): (u16, u16)| format!("{}/{}", lo.max(1), hi.max(1));
-    let with_ports = matches!(protocol, "tcp" | "udp");
-    PermissionFields {
-        policy: Some(if i % 7 == 6 { "drop" } else { "accept" }.into()),
-        priority: Some((1 + i * 100 / n).to_string()),
-        ip_protocol: Some(protocol.into()),
-        port_range: Some(if with_ports {
-            ports(r.dport)
-        } else {
-            "-1/-1".into()
-        }),
-        source_port_range: (with_ports && r.sport != (0, 65535)).then(|| ports(r.sport)),
-        source_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.src.0), r.src.1)),
-        dest_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.dst.0), r.dst.1)),
-        ..Default::default()
-    }
-}
 
 fn group(id: &str) -> SecurityGroup {
     SecurityGroup {
