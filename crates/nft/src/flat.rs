@@ -544,16 +544,22 @@ pub(crate) fn flat_chain(
             .push(format!("{} {peer} vmap @{map_name}", family.keyword()));
         out.maps.insert(map_name, map);
     }
-    for family in [Family::V4, Family::V6] {
-        let nfproto = match family {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        };
-        let root = &roots[&(family, &none)];
-        if root != policy.default {
-            out.main.push(format!("meta nfproto {nfproto} {root}"));
-        }
-    }
+    // The roots through a map, so that a rule change (a new root) is an element update
+    // and never rewrites the chain's statements.
+    let elements = [(Family::V4, "ipv4"), (Family::V6, "ipv6")]
+        .into_iter()
+        .map(|(family, nfproto)| (nfproto.to_string(), roots[&(family, &none)].clone()))
+        .filter(|(_, root)| root != policy.default)
+        .collect();
+    let map_name = format!("{name}__r");
+    out.main.push(format!("meta nfproto vmap @{map_name}"));
+    out.maps.insert(
+        map_name,
+        VerdictMap {
+            declaration: "type nf_proto : verdict;",
+            elements,
+        },
+    );
     out.main.push(policy.default.to_string());
     Some(out)
 }

@@ -919,8 +919,15 @@ impl Ruleset {
                 }
             }
         }
-        // Maps before the chains that read them; their elements after, since a class map's
-        // elements name class chains.
+        // New chains first, then new maps, then the chains' statements (which read the
+        // maps), then the maps' elements (which go to the chains). A chain must exist
+        // before an interval map is added that will go to it: nft 1.0.6 fails to resolve
+        // the chain of an element otherwise (`No such file or directory`).
+        for name in self.chains.keys() {
+            if !old.chains.contains_key(name) {
+                let _ = writeln!(s, "add chain inet {t} {name}");
+            }
+        }
         for (name, map) in &self.maps {
             match old.maps.get(name) {
                 Some(prev) if prev.declaration == map.declaration => {}
@@ -940,9 +947,7 @@ impl Ruleset {
                 Some(_) => {
                     let _ = writeln!(s, "flush chain inet {t} {name}");
                 }
-                None => {
-                    let _ = writeln!(s, "add chain inet {t} {name}");
-                }
+                None => {}
             }
             for r in rules.iter() {
                 let _ = writeln!(s, "add rule inet {t} {name} {r}");

@@ -91,20 +91,13 @@ fn judge(ruleset: &Ruleset, chain: &str, p: &Packet) -> bool {
         }
     };
     for rule in ruleset.chains[chain].iter() {
-        let mut text = rule.text.as_str();
-        if let Some(rest) = text.strip_prefix("meta nfproto ipv4 ") {
-            if v6 {
-                continue;
-            }
-            text = rest;
-        } else if let Some(rest) = text.strip_prefix("meta nfproto ipv6 ") {
-            if !v6 {
-                continue;
-            }
-            text = rest;
-        }
+        let text = rule.text.as_str();
         let verdict = match text.split_once(" vmap @") {
             None => Some(text),
+            Some(("meta nfproto", map)) => ruleset.maps[map]
+                .elements
+                .get(if v6 { "ipv6" } else { "ipv4" })
+                .map(String::as_str),
             Some((expression, map)) => {
                 let (peer, local) = (num(p.peer), num(p.local));
                 // The chain's direction decides which address is the packet's source.
