@@ -58,8 +58,8 @@ fn example_policy_renders_as_the_snapshot() {
     }
     assert_eq!(
         render(&state, &attachments(&state)),
-        render_as(&state, &attachments(&state), Rendering::Flat),
-        "flat is the default"
+        render_as(&state, &attachments(&state), Rendering::Linear),
+        "linear is the default"
     );
 }
 

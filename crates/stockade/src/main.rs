@@ -86,16 +86,22 @@ struct AgentArgs {
     /// default they are cut).
     #[arg(long)]
     keep_established: bool,
-    /// How policy chains are written: `flat` (verdict-map lookups whose number does not
-    /// grow with the rules) or `linear` (one statement per rule, as nft users write them).
-    #[arg(long, value_enum, default_value_t = RenderingArg::Flat)]
+    /// How policy chains are written: `linear` (one statement per rule; cheap to program)
+    /// or `flat` (a tree of map lookups per chain: a new flow's cost does not grow with the
+    /// rules, but many-chain hosts take far longer to program).
+    #[arg(
+        long,
+        value_enum,
+        env = "STOCKADE_AGENT_RENDERING",
+        default_value_t = RenderingArg::Linear
+    )]
     rendering: RenderingArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RenderingArg {
-    Flat,
     Linear,
+    Flat,
 }
 
 #[derive(Debug, clap::Args)]

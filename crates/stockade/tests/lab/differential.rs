@@ -440,12 +440,19 @@ fn engine_and_kernel_agree_on_random_policies() {
     if skipped() {
         return;
     }
+    for rendering in ["linear", "flat"] {
+        agree_on_random_policies(rendering);
+    }
+}
+
+/// The differential run with the agents writing chains in `rendering`.
+fn agree_on_random_policies(rendering: &'static str) {
     let seeds: u64 = std::env::var("STOCKADE_DIFF_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     // Two of the lab's instances also have a secondary interface, with groups of its own.
-    let lab = Lab::up_with('d', 2, 5, 1, 1, 2);
+    let lab = Lab::up_rendering('d', 2, 5, 1, 1, 2, rendering);
     let mut total = 0;
     for seed in 0..seeds {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -453,6 +460,11 @@ fn engine_and_kernel_agree_on_random_policies() {
             random_policy(&lab, &mut rng, seed, t);
         }
         lab.wait_applied();
+        assert_eq!(
+            lab.tables().contains("__k4"),
+            rendering == "flat",
+            "the agents write {rendering} chains"
+        );
         for (_, ns) in &lab.hosts {
             let _ = std::process::Command::new("ip")
                 .args(["netns", "exec", ns, "conntrack", "-F"])
@@ -523,7 +535,7 @@ fn engine_and_kernel_agree_on_random_policies() {
             .collect();
         if !wrong.is_empty() {
             panic!(
-                "seed {seed}: {} of {} flows disagree:\n{}\n\npolicy (each host's share):\n{}\n\nrendered:\n{}",
+                "{rendering}, seed {seed}: {} of {} flows disagree:\n{}\n\npolicy (each host's share):\n{}\n\nrendered:\n{}",
                 wrong.len(),
                 flows.len(),
                 wrong.join("\n"),
@@ -545,7 +557,7 @@ fn engine_and_kernel_agree_on_random_policies() {
         let eni = flows.iter().filter(|f| f.from_eni || f.to_eni).count();
         assert!(eni > 50, "secondary interfaces are exercised: {eni} flows");
         eprintln!(
-            "seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC; {v6} over IPv6; {eni} at secondary interfaces)",
+            "{rendering}, seed {seed}: {} flows agree ({accepted} accepted; {other} in the second tenant's VPC; {v6} over IPv6; {eni} at secondary interfaces)",
             flows.len()
         );
         total += flows.len();

@@ -107,6 +107,8 @@ pub(crate) struct Lab {
     pub lab: Value,
     pub members: Vec<Member>,
     pub hosts: Vec<(String, String)>,
+    /// How the lab's agents write chains (`stockade agent --rendering`).
+    rendering: &'static str,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -138,6 +140,19 @@ impl Lab {
         classic: usize,
         tenants: usize,
         secondary: usize,
+    ) -> Lab {
+        Lab::up_rendering(tag, hosts, vpc, classic, tenants, secondary, "linear")
+    }
+
+    /// [`Lab::up_with`] whose agents write chains in `rendering` (`linear` or `flat`).
+    pub(crate) fn up_rendering(
+        tag: char,
+        hosts: usize,
+        vpc: usize,
+        classic: usize,
+        tenants: usize,
+        secondary: usize,
+        rendering: &'static str,
     ) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
@@ -194,6 +209,7 @@ impl Lab {
             lab: Value::Null,
             members: Vec::new(),
             hosts: Vec::new(),
+            rendering,
             _lock: lock,
         };
         let out = lab
@@ -264,6 +280,7 @@ impl Lab {
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
             .env("STOCKADE_ENDPOINT", format!("http://{}", self.addr))
             .env("STOCKADE_AGENT_TOKEN", TOKEN)
+            .env("STOCKADE_AGENT_RENDERING", self.rendering)
             .env("STOCKADE_OPERATOR_ACCESS_KEY_ID", &self.operator.0)
             .env("STOCKADE_OPERATOR_ACCESS_KEY_SECRET", &self.operator.1);
         c
