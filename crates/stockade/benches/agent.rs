@@ -13,6 +13,8 @@
 //!   also references a 2,000-member group);
 //! - **membership change**: one instance joining the 2,000-member group: render, diff and
 //!   apply (a set-element update);
+//! - the full program and the membership change again with chains rendered flat (decision
+//!   trees of verdict maps, `nft::Rendering::Flat`), beside the linear figures;
 //! - **memory**: the lab agent's resident set, and the growth of this process while it holds
 //!   the 1,000-instance policy.
 //!
@@ -34,7 +36,7 @@ use agent::Enforcer;
 use model::{
     AccountId, GroupType, InnerAccessPolicy, Instance, NicType, PermissionFields, SecurityGroup,
 };
-use nft::{render, Attachment, Backend, NftCli};
+use nft::{render_as, Attachment, Backend, NftCli, Rendering};
 use policy::{GroupPolicy, Snapshot, State};
 
 fn quick() -> bool {
@@ -307,6 +309,64 @@ fn rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Median milliseconds of a remote member leaving and rejoining the big group, `iterations`
+/// changes in all, through the agent's enforcer writing chains in `rendering`: state, render,
+/// diff and apply.
+fn membership(
+    snapshot: &Snapshot,
+    placed: &[Placed],
+    attachments: &[Attachment],
+    member: usize,
+    rendering: Rendering,
+    iterations: u64,
+) -> (f64, f64) {
+    let ns2 = Netns::new("member");
+    let mut enforcer = Enforcer::new(NftCli::in_netns(&ns2.0));
+    let mut snap = snapshot.clone();
+    enforcer.set_rendering(rendering);
+    enforcer
+        .set_policy(HostPolicy {
+            revision: 1,
+            instances: placed.to_vec(),
+            snapshot: snap.clone(),
+        })
+        .unwrap();
+    enforcer.set_attachments(attachments.to_vec());
+    enforcer.sync().unwrap();
+    let (mut join_ms, mut leave_ms) = (Vec::new(), Vec::new());
+    let big_group: model::SecurityGroupId = "sg-big".parse().unwrap();
+    for n in 0..iterations {
+        // It leaves and rejoins: every change removes or adds one set element (linear) or
+        // one class-map element per chain that reads the group (flat).
+        let groups = &mut snap.instances[member].security_groups;
+        if n % 2 == 0 {
+            groups.clear();
+        } else {
+            groups.push(big_group.clone());
+        }
+        let t = Instant::now();
+        enforcer
+            .set_policy(HostPolicy {
+                revision: n + 2,
+                instances: placed.to_vec(),
+                snapshot: snap.clone(),
+            })
+            .unwrap();
+        let state_ms = ms(t.elapsed());
+        let outcome = enforcer.sync().unwrap();
+        assert!(outcome.applied && !outcome.full);
+        let last = enforcer.backend().list().unwrap();
+        assert!(last.contains("table inet stockade"));
+        if n % 2 == 0 {
+            &mut leave_ms
+        } else {
+            &mut join_ms
+        }
+        .push(state_ms + ms(outcome.enforced_in));
+    }
+    (median(join_ms), median(leave_ms))
+}
+
 fn main() {
     if harness::skipped() || std::env::args().any(|a| a == "--list") {
         return;
@@ -345,7 +405,7 @@ fn main() {
     let ns = Netns::new("full");
     let mut nft = NftCli::in_netns(&ns.0);
     let t = Instant::now();
-    let ruleset = render(&state, &attachments);
+    let ruleset = render_as(&state, &attachments, Rendering::Linear);
     let render_ms = ms(t.elapsed());
     let script = ruleset.full_script();
     let t = Instant::now();
@@ -370,50 +430,35 @@ fn main() {
             public_ip: None,
         })
         .collect();
-    let ns2 = Netns::new("member");
-    let mut enforcer = Enforcer::new(NftCli::in_netns(&ns2.0));
-    let mut snap = snapshot.clone();
-    enforcer
-        .set_policy(HostPolicy {
-            revision: 1,
-            instances: placed.clone(),
-            snapshot: snap.clone(),
-        })
-        .unwrap();
-    enforcer.set_attachments(attachments.clone());
-    enforcer.sync().unwrap();
-    let (mut join_ms, mut leave_ms) = (Vec::new(), Vec::new());
-    let big_group: model::SecurityGroupId = "sg-big".parse().unwrap();
-    let member = instances; // the first remote member
-    for n in 0..20u64 {
-        // It leaves and rejoins: every change removes or adds one set element.
-        let groups = &mut snap.instances[member].security_groups;
-        if n % 2 == 0 {
-            groups.clear();
-        } else {
-            groups.push(big_group.clone());
-        }
-        let t = Instant::now();
-        enforcer
-            .set_policy(HostPolicy {
-                revision: n + 2,
-                instances: placed.clone(),
-                snapshot: snap.clone(),
-            })
-            .unwrap();
-        let state_ms = ms(t.elapsed());
-        let outcome = enforcer.sync().unwrap();
-        assert!(outcome.applied && !outcome.full);
-        let last = enforcer.backend().list().unwrap();
-        assert!(last.contains("table inet stockade"));
-        if n % 2 == 0 {
-            &mut leave_ms
-        } else {
-            &mut join_ms
-        }
-        .push(state_ms + ms(outcome.enforced_in));
-    }
-    let (join, leave) = (median(join_ms), median(leave_ms));
+    let (join, leave) = membership(
+        &snapshot,
+        &placed,
+        &attachments,
+        instances,
+        Rendering::Linear,
+        20,
+    );
+    eprintln!("the same, chains rendered flat");
+    let ns3 = Netns::new("flat");
+    let mut nft = NftCli::in_netns(&ns3.0);
+    let t = Instant::now();
+    let flat = render_as(&state, &attachments, Rendering::Flat);
+    let flat_render_ms = ms(t.elapsed());
+    let flat_script = flat.full_script();
+    let t = Instant::now();
+    nft.apply(&flat_script).unwrap();
+    let flat_apply_ms = ms(t.elapsed());
+    let flat_nodes = flat.chains.len();
+    drop(ns3);
+    let flat_iterations = 4;
+    let (flat_join, flat_leave) = membership(
+        &snapshot,
+        &placed,
+        &attachments,
+        instances,
+        Rendering::Flat,
+        flat_iterations,
+    );
     let distinct: BTreeSet<_> = snapshot
         .instances
         .iter()
@@ -475,6 +520,23 @@ fn main() {
     println!(
         "| member leaves it (the kernel waits an RCU grace period to free the element) | {leave:.2} ms | < 10 ms | {:.1}× |",
         leave / base
+    );
+    println!(
+        "| full program, chains rendered flat ({flat_nodes} chains and tree nodes, {} KiB script) | {:.1} ms (render {flat_render_ms:.1} + nft {flat_apply_ms:.1}) | | {:.1}× ({:.1}× linear) |",
+        flat_script.len() / 1024,
+        flat_render_ms + flat_apply_ms,
+        (flat_render_ms + flat_apply_ms) / base,
+        (flat_render_ms + flat_apply_ms) / (render_ms + apply_ms)
+    );
+    println!(
+        "| member joins, flat ({flat_iterations} changes) | {flat_join:.2} ms | | {:.1}× ({:.1}× linear) |",
+        flat_join / base,
+        flat_join / join
+    );
+    println!(
+        "| member leaves, flat | {flat_leave:.2} ms | | {:.1}× ({:.1}× linear) |",
+        flat_leave / base,
+        flat_leave / leave
     );
     println!(
         "| parsing the host's feed document ({} KiB) | {parse_ms:.2} ms | | {:.1}× |",

@@ -331,6 +331,8 @@ struct Figures {
     per_second: f64,
     /// The median connect (the SYN's round trip).
     connect_us: f64,
+    /// Rendering the table and installing it (`nft -f`), in milliseconds.
+    install_ms: f64,
 }
 
 /// The packets the host's counter table saw leave by the instance's device.
@@ -367,12 +369,14 @@ fn measure(
         nic_type: NicType::Intranet,
         interface: "ki".into(),
     }];
+    let t = Instant::now();
     let ruleset = render_as(&state, &attachments, rendering);
     assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
-    let elements: usize = ruleset.maps.values().map(|m| m.elements.len()).sum();
     NftCli::in_netns(&top.host.0)
         .apply(&ruleset.full_script())
         .unwrap();
+    let install_ms = t.elapsed().as_secs_f64() * 1e3;
+    let elements: usize = ruleset.maps.values().map(|m| m.elements.len()).sum();
     let probe = |port: u16| {
         let out = helper(
             &top.client.0,
@@ -419,6 +423,7 @@ fn measure(
         judged_per_second,
         per_second: count as f64 / seconds,
         connect_us,
+        install_ms,
     };
     (figures, elements)
 }
@@ -467,19 +472,20 @@ fn main() {
         "\nnew flows through the host's table (best of {rounds} rounds, {count} connections each)"
     );
     println!(
-        "| rules | linear first packets/s | vs 10 rules | conn/s | connect µs | flat first packets/s | vs 10 rules | conn/s | connect µs | flat map elements |"
+        "| rules | linear first packets/s | vs 10 rules | conn/s | connect µs | install ms | flat first packets/s | vs 10 rules | conn/s | connect µs | install ms | flat map elements |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (s, &n) in sizes.iter().enumerate() {
         let cell = |r: usize| {
             let f = best[r][s].unwrap();
             let base = best[r][0].unwrap();
             format!(
-                "{:.0} | {:.0}% | {:.0} | {:.1}",
+                "{:.0} | {:.0}% | {:.0} | {:.1} | {:.1}",
                 f.judged_per_second,
                 100.0 * f.judged_per_second / base.judged_per_second,
                 f.per_second,
                 f.connect_us,
+                f.install_ms,
             )
         };
         println!("| {n} | {} | {} | {} |", cell(0), cell(1), elements[s]);
