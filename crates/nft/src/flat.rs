@@ -373,47 +373,31 @@ impl Trees<'_> {
         }
         let name = format!("{}__{}", self.chain, h.hex());
         let target = format!("goto {name}");
-        if !self.out.nodes.contains_key(&name) {
-            match (self.previous)(&name) {
-                Some((statements, map)) => {
-                    self.elements += map.elements.len();
-                    let children: Vec<String> = map
-                        .elements
-                        .values()
-                        .filter_map(|v| v.strip_prefix("goto ").map(str::to_string))
-                        .collect();
-                    self.out.nodes.insert(name.clone(), statements);
-                    self.out.maps.insert(format!("{name}__m"), map);
-                    for child in children {
-                        self.copy(&child)?;
-                    }
-                }
-                None => {
-                    let map = self.cut(family, field, &list)?;
-                    self.elements += map.len();
-                    if self.elements > MAX_CELLS {
-                        return None;
-                    }
-                    let statements = vec![
-                        format!("{expression} vmap @{name}__m"),
-                        self.default.to_string(),
-                    ];
-                    self.out.nodes.insert(name.clone(), statements);
-                    self.out.maps.insert(
-                        format!("{name}__m"),
-                        VerdictMap {
-                            declaration,
-                            elements: map,
-                        },
-                    );
-                }
+        if !self.out.nodes.contains_key(&name) && self.copy(&name).is_none() {
+            let map = self.cut(family, field, &list)?;
+            self.elements += map.len();
+            if self.elements > MAX_CELLS {
+                return None;
             }
+            let statements = vec![
+                format!("{expression} vmap @{name}__m"),
+                self.default.to_string(),
+            ];
+            self.out.nodes.insert(name.clone(), statements);
+            self.out.maps.insert(
+                format!("{name}__m"),
+                VerdictMap {
+                    declaration,
+                    elements: map,
+                },
+            );
         }
         self.memo.insert((family, field, list), target.clone());
         Some(target)
     }
 
-    /// Takes a node the previous ruleset had, and its descendants, as they were.
+    /// Takes a node the previous ruleset had, and its descendants, as they were (`None`
+    /// when it had no such node).
     fn copy(&mut self, name: &str) -> Option<()> {
         if self.out.nodes.contains_key(name) {
             return Some(());

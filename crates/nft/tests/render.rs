@@ -227,3 +227,14 @@ fn statements(listing: &str) -> Vec<String> {
     parts.sort();
     parts
 }
+
+#[test]
+fn a_namespace_that_does_not_exist_is_an_error_not_the_hosts_table() {
+    // Were the thread not to enter the namespace, nft would silently program this one.
+    let mut nft = NftCli::in_netns("stockade-no-such-namespace");
+    match nft.list() {
+        Err(nft::NftError::Spawn(why)) => assert!(why.contains("no-such-namespace"), "{why}"),
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert!(nft.apply("table inet stockade {}").is_err());
+}

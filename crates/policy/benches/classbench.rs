@@ -37,10 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use model::{
-    Direction, GroupType, InnerAccessPolicy, Instance, MemberId, NetworkType, NicType,
-    PermissionFields, SecurityGroup,
-};
+use model::{Direction, Instance, MemberId, NetworkType, NicType, PermissionFields};
 use policy::{
     Change, Engine, Evaluator, GroupPolicy, Packet, Reference, Snapshot, Stage, StageQuery,
 };
@@ -59,16 +56,6 @@ const SETS: [&str; 24] = [
 
 /// The peer classifiers of the TupleMerge simulator, by its names for them.
 const PEERS: &str = "PartitionSort,PartitionSortOffline,TMOnline,TMOffline";
-
-fn group(id: &str) -> SecurityGroup {
-    SecurityGroup {
-        id: id.parse().unwrap(),
-        owner: model::AccountId::new(1),
-        group_type: GroupType::Normal,
-        vpc_id: Some("vpc-bench".parse().unwrap()),
-        inner_access_policy: InnerAccessPolicy::Accept,
-    }
-}
 
 /// The policy of one instance holding the set, plus a group `sg-peer` (referenced by one
 /// rule of the first group) for the member-join measurement.

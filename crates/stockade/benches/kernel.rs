@@ -31,10 +31,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use model::{
-    Direction, GroupType, InnerAccessPolicy, Instance, NetworkType, NicType, PermissionFields,
-    SecurityGroup,
-};
+use model::{Direction, Instance, NetworkType, NicType, PermissionFields};
 use nft::{render_as, Attachment, Backend, NftCli, Rendering};
 use policy::{GroupPolicy, Snapshot, State};
 
@@ -226,16 +223,6 @@ fn connect_loop() {
     println!("{seconds} {}", connects[count / 2]);
 }
 
-fn group(id: &str) -> SecurityGroup {
-    SecurityGroup {
-        id: id.parse().unwrap(),
-        owner: model::AccountId::new(1),
-        group_type: GroupType::Normal,
-        vpc_id: Some("vpc-bench".parse().unwrap()),
-        inner_access_policy: InnerAccessPolicy::Accept,
-    }
-}
-
 fn instance(id: &str, ip: Ipv4Addr, group: &str) -> Instance {
     Instance {
         id: id.parse().unwrap(),
@@ -308,11 +295,11 @@ fn policy(rules: &[set::Rule], n: usize) -> Snapshot {
     Snapshot {
         groups: vec![
             GroupPolicy {
-                group: group("sg-bench"),
+                group: set::group("sg-bench"),
                 permissions,
             },
             GroupPolicy {
-                group: group("sg-peers"),
+                group: set::group("sg-peers"),
                 permissions: vec![],
             },
         ],

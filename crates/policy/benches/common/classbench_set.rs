@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use model::PermissionFields;
+use model::{GroupType, InnerAccessPolicy, PermissionFields, SecurityGroup};
 
 /// One ClassBench line: source and destination prefixes, port ranges, protocol (`None`
 /// for the wildcard).
@@ -81,5 +81,16 @@ pub(crate) fn fields(r: &Rule, i: usize, n: usize) -> PermissionFields {
         source_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.src.0), r.src.1)),
         dest_cidr_ip: Some(format!("{}/{}", Ipv4Addr::from(r.dst.0), r.dst.1)),
         ..Default::default()
+    }
+}
+
+/// A basic group of the benchmarks' one VPC (`vpc-bench`) and account.
+pub(crate) fn group(id: &str) -> SecurityGroup {
+    SecurityGroup {
+        id: id.parse().unwrap(),
+        owner: model::AccountId::new(1),
+        group_type: GroupType::Normal,
+        vpc_id: Some("vpc-bench".parse().unwrap()),
+        inner_access_policy: InnerAccessPolicy::Accept,
     }
 }
