@@ -7,7 +7,7 @@
 //! and map elements nft is given), so what is checked is what the kernel is asked to hold;
 //! the lab's differential test then checks the kernel on real packets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use model::{Direction, NicType, Policy};
@@ -25,7 +25,7 @@ fn cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    cases / 10
+    cases / 25
 }
 
 /// An inclusive range parsed from one field of a map key.
@@ -67,22 +67,44 @@ fn field(text: &str, v6: bool) -> (u128, u128) {
     }
 }
 
-/// The verdict of a map lookup of `value`, when an element matches.
-fn lookup<'a>(ruleset: &'a Ruleset, map: &str, value: u128, v6: bool) -> Option<&'a str> {
-    let map = &ruleset.maps[map];
-    let mut found = None;
-    for (k, v) in &map.elements {
-        let (lo, hi) = field(k, v6);
-        if lo <= value && value <= hi {
-            assert!(found.is_none(), "two elements of {map:?} hold {value}");
-            found = Some(v.as_str());
-        }
+/// Every map's elements parsed into ranges, once per ruleset.
+struct Maps<'a>(HashMap<&'a str, Vec<((u128, u128), &'a str)>>);
+
+impl<'a> Maps<'a> {
+    fn of(ruleset: &'a Ruleset) -> Maps<'a> {
+        Maps(
+            ruleset
+                .maps
+                .iter()
+                .map(|(name, map)| {
+                    let v6 = map.declaration.contains("ipv6");
+                    let elements = map
+                        .elements
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "ipv4" | "ipv6"))
+                        .map(|(k, v)| (field(k, v6), v.as_str()))
+                        .collect();
+                    (name.as_str(), elements)
+                })
+                .collect(),
+        )
     }
-    found
+
+    /// The verdict of a lookup of `value` in `map`, when an element matches.
+    fn lookup(&self, map: &str, value: u128) -> Option<&'a str> {
+        let mut found = None;
+        for &((lo, hi), v) in &self.0[map] {
+            if lo <= value && value <= hi {
+                assert!(found.is_none(), "two elements of {map} hold {value}");
+                found = Some(v);
+            }
+        }
+        found
+    }
 }
 
 /// Judges a packet by a flat chain's statements, as nft would: `true` for accept/return.
-fn judge(ruleset: &Ruleset, chain: &str, p: &Packet) -> bool {
+fn judge(ruleset: &Ruleset, maps: &Maps<'_>, chain: &str, p: &Packet) -> bool {
     let v6 = p.peer.is_ipv6();
     let num = |a: IpAddr| -> u128 {
         match a {
@@ -127,7 +149,7 @@ fn judge(ruleset: &Ruleset, chain: &str, p: &Packet) -> bool {
                     "ip daddr" | "ip6 daddr" => daddr,
                     other => panic!("unexpected expression {other}"),
                 };
-                lookup(ruleset, map, value, v6)
+                maps.lookup(map, value)
             }
         };
         match verdict {
@@ -136,7 +158,7 @@ fn judge(ruleset: &Ruleset, chain: &str, p: &Packet) -> bool {
             Some("accept") | Some("return") => return true,
             Some(goto) => {
                 let target = goto.strip_prefix("goto ").expect("a goto");
-                return judge(ruleset, target, p);
+                return judge(ruleset, maps, target, p);
             }
         }
     }
@@ -195,6 +217,7 @@ fn check(
     draws: &[(u32, usize, usize, usize)],
 ) -> Result<(), TestCaseError> {
     let state = reference.state();
+    let maps = Maps::of(ruleset);
     for a in atts {
         let Ok(i) = state.instance(&a.instance) else {
             continue;
@@ -221,7 +244,7 @@ fn check(
                         packet: p,
                     };
                     let want = reference.decide(&query).unwrap().verdict == Policy::Accept;
-                    let got = judge(ruleset, chain, &p);
+                    let got = judge(ruleset, &maps, chain, &p);
                     prop_assert_eq!(
                         got,
                         want,
