@@ -67,8 +67,11 @@ fn field(text: &str, v6: bool) -> (u128, u128) {
     }
 }
 
+/// A map's elements: inclusive range → verdict.
+type Elements<'a> = Vec<((u128, u128), &'a str)>;
+
 /// Every map's elements parsed into ranges, once per ruleset.
-struct Maps<'a>(HashMap<&'a str, Vec<((u128, u128), &'a str)>>);
+struct Maps<'a>(HashMap<&'a str, Elements<'a>>);
 
 impl<'a> Maps<'a> {
     fn of(ruleset: &'a Ruleset) -> Maps<'a> {
