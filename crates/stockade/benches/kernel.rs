@@ -359,21 +359,19 @@ fn measure(
     let t = Instant::now();
     let ruleset = render_as(&state, &attachments, rendering);
     assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
-    NftCli::in_netns(&top.host.0)
-        .apply(&ruleset.full_script())
-        .unwrap();
+    let mut nft = NftCli::in_netns(&top.host.0);
+    nft.apply(&ruleset.full_script()).unwrap();
     let install_ms = t.elapsed().as_secs_f64() * 1e3;
     let elements: usize = ruleset.maps.values().map(|m| m.elements.len()).sum();
-    let probe = |port: u16| {
-        let out = helper(
-            &top.client.0,
-            "client",
-            &[("STOCKADE_KERNEL_BENCH_PROBE", port.to_string())],
-        )
-        .wait_with_output()
-        .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    // The client helper with one setting; what it printed.
+    let client = |setting: &str, value: String| {
+        let out = helper(&top.client.0, "client", &[(setting, value)])
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "client {setting} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    let probe = |port: u16| client("STOCKADE_KERNEL_BENCH_PROBE", port.to_string()) == "true";
     assert!(
         probe(PORT),
         "{rendering:?} {n}: the admitted flow is dropped"
@@ -383,27 +381,12 @@ fn measure(
         "{rendering:?} {n}: a flow no rule admits gets through"
     );
     let counter = "table inet skbench {\n chain post {\n  type filter hook postrouting priority 0; policy accept;\n  oifname \"ki\" meta l4proto udp counter\n }\n}\n";
-    NftCli::in_netns(&top.host.0).apply(counter).unwrap();
+    nft.apply(counter).unwrap();
     let seconds = if count > 1000 { 2.0 } else { 0.3 };
     let before = forwarded(&top.host.0);
-    let flood = helper(
-        &top.client.0,
-        "client",
-        &[("STOCKADE_KERNEL_BENCH_FLOOD", seconds.to_string())],
-    )
-    .wait_with_output()
-    .unwrap();
-    assert!(flood.status.success(), "flood failed");
+    client("STOCKADE_KERNEL_BENCH_FLOOD", seconds.to_string());
     let judged_per_second = (forwarded(&top.host.0) - before) as f64 / seconds;
-    let out = helper(
-        &top.client.0,
-        "client",
-        &[("STOCKADE_KERNEL_BENCH_COUNT", count.to_string())],
-    )
-    .wait_with_output()
-    .unwrap();
-    assert!(out.status.success(), "client failed");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = client("STOCKADE_KERNEL_BENCH_COUNT", count.to_string());
     let mut parts = text.split_whitespace().map(|v| v.parse::<f64>().unwrap());
     let (seconds, connect_us) = (parts.next().unwrap(), parts.next().unwrap());
     let figures = Figures {
