@@ -15,6 +15,7 @@
 //! verdicts. The agent finds the device of an interface by the interface id the operator's
 //! provisioning labelled it with, never by address.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use model::{AccountId, HostId, InstanceId, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
@@ -873,10 +874,17 @@ impl Tx<'_> {
         self.placements_where(host, only)
     }
 
-    /// The interfaces bound to `host`: the agent feed's question (the server authenticates
+    /// The region's interfaces bound to a host, by host, each host's oldest first: the agent
+    /// feed's question, asked once per revision for every host (the server authenticates
     /// the feed with the agent token, not an account).
-    pub fn host_interfaces(&self, host: &HostId) -> Result<Vec<Placement>> {
-        self.placements_where(Some(host), None)
+    pub fn bound_interfaces(&self) -> Result<BTreeMap<HostId, Vec<Placement>>> {
+        let mut bound: BTreeMap<HostId, Vec<Placement>> = BTreeMap::new();
+        for p in self.placements_where(None, None)? {
+            if let Some(host) = p.host.clone() {
+                bound.entry(host).or_default().push(p);
+            }
+        }
+        Ok(bound)
     }
 
     fn placements_where(

@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
@@ -30,7 +31,7 @@ use model::{Instance, MemberId};
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::{document, Cut, Share, Snapshot};
+use crate::{document, Cut, GroupPolicy, Share, Snapshot};
 
 /// The keyed lists: where each sits in an answer (at the top, or in `Policy`) and the fields
 /// whose first non-empty value names an item. A list of fields lives here and nowhere else.
@@ -140,25 +141,16 @@ pub struct RegionHashes {
 impl RegionHashes {
     /// Hashes every item of `snapshot` (a region's policy) as the document writes it.
     pub fn new(snapshot: &Snapshot, hasher: &impl BuildHasher) -> RegionHashes {
-        let doc = json!({"Policy": document::to_value(snapshot)});
+        let texts = ItemTexts::new(snapshot);
         let mut hashes = RegionHashes::default();
-        for (n, (place, name, fields)) in LISTS.iter().enumerate().skip(1) {
-            for (at, item) in list_of(&doc, *place, name)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                let full = hash(item, hasher);
-                let bare = if n == GROUPS {
-                    let mut bare = item.clone();
-                    bare["Permissions"] = json!([]);
-                    hash(&bare, hasher)
-                } else {
-                    full
+        for (n, list) in texts.items.iter().enumerate() {
+            for (at, (key, text)) in list.iter().enumerate() {
+                let full = hasher.hash_one(&**text);
+                let bare = match n {
+                    GROUPS => hasher.hash_one(&*texts.bare_groups[at]),
+                    _ => full,
                 };
-                if let Ok(key) = key_of(item, fields) {
-                    hashes.items[n].insert(key, Hashed { at, full, bare });
-                }
+                hashes.items[n].insert(key.clone(), Hashed { at, full, bare });
             }
         }
         hashes
@@ -209,6 +201,152 @@ impl RegionHashes {
     fn hashed(&self, n: usize, key: &str) -> Option<Hashed> {
         self.items[n].get(key).copied()
     }
+}
+
+/// Every item of a region's policy as the document writes it, at its position in the
+/// snapshot's list: its key and text, and (groups) the text without rules that a host whose
+/// rules only reference the group holds.
+#[derive(Debug, Default)]
+struct ItemTexts {
+    items: [Vec<(String, Arc<str>)>; 5],
+    bare_groups: Vec<Arc<str>>,
+}
+
+impl ItemTexts {
+    fn new(snapshot: &Snapshot) -> ItemTexts {
+        let text = |v: Value| Arc::<str>::from(v.to_string());
+        let mut texts = ItemTexts::default();
+        for g in &snapshot.groups {
+            let key = g.group.id.as_str().to_string();
+            texts.items[GROUPS].push((key, text(document::group_value(g))));
+            let bare = GroupPolicy {
+                group: g.group.clone(),
+                permissions: Vec::new(),
+            };
+            texts.bare_groups.push(text(document::group_value(&bare)));
+        }
+        for i in &snapshot.instances {
+            let key = i.id.as_str().to_string();
+            texts.items[MEMBERS].push((key, text(document::instance_value(i))));
+        }
+        for l in &snapshot.prefix_lists {
+            let key = l.id.as_str().to_string();
+            texts.items[PREFIX_LISTS].push((key, text(document::prefix_list_value(l))));
+        }
+        for l in &snapshot.port_range_lists {
+            let key = l.id.as_str().to_string();
+            texts.items[PORT_LISTS].push((key, text(document::port_range_list_value(l))));
+        }
+        texts
+    }
+}
+
+/// A region's items at one revision as whole answers write them. Why: a thousand hosts
+/// starting at once each ask for a share of thousands of items that are, item by item, the
+/// same texts; each is written once here and copied into every answer that holds it.
+#[derive(Debug, Default)]
+pub struct Texts {
+    items: ItemTexts,
+    /// Members listed with only some of their groups (those a host's cut keeps), by position
+    /// and which of the member's groups are kept; made on first use.
+    trimmed: Mutex<FxHashMap<(usize, u64), Arc<str>>>,
+}
+
+impl Texts {
+    /// The texts of every item of `snapshot`, a region's policy.
+    pub fn new(snapshot: &Snapshot) -> Texts {
+        Texts {
+            items: ItemTexts::new(snapshot),
+            trimmed: Mutex::default(),
+        }
+    }
+
+    /// Writes the fields of a whole answer, `"NetworkInterfaces":[...],"Policy":{...}`, for
+    /// the share `cut` makes of `snapshot` (the snapshot these texts were made of) and the
+    /// host's `interfaces`: the text of [`whole`] for the same share, items in the same order.
+    pub fn write_whole(
+        &self,
+        out: &mut String,
+        snapshot: &Snapshot,
+        cut: &Cut,
+        interfaces: &[Value],
+    ) {
+        let texts = &self.items;
+        out.push_str("\"NetworkInterfaces\":");
+        out.push_str(&Value::from(interfaces.to_vec()).to_string());
+        out.push_str(",\"Policy\":{");
+        let groups = snapshot
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| cut.keeps_group(&g.group.id))
+            .map(|(at, g)| match cut.owns(&g.group.id) {
+                true => &*texts.items[GROUPS][at].1,
+                false => &*texts.bare_groups[at],
+            });
+        push_list(out, GROUPS, groups);
+        out.push(',');
+        let mut trimmed = self.trimmed.lock().unwrap_or_else(|e| e.into_inner());
+        let members = snapshot
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| cut.keeps_member(i))
+            .map(|(at, i)| {
+                // Which of its groups the share lists names the member's text exactly (a
+                // member has at most a few groups; past 64 it is written each time).
+                let kept = i
+                    .security_groups
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| cut.groups_of(i).any(|k| k == *g))
+                    .fold(0u64, |mask, (n, _)| {
+                        mask | 1u64.checked_shl(n as u32).unwrap_or(0)
+                    });
+                if kept.count_ones() as usize == i.security_groups.len() {
+                    return Arc::clone(&texts.items[MEMBERS][at].1);
+                }
+                let write = || Arc::from(document::instance_value(&cut.member(i)).to_string());
+                if i.security_groups.len() > 64 {
+                    return write();
+                }
+                Arc::clone(trimmed.entry((at, kept)).or_insert_with(write))
+            })
+            .collect::<Vec<_>>();
+        drop(trimmed);
+        push_list(out, MEMBERS, members.iter().map(|t| &**t));
+        out.push(',');
+        let prefix_lists = snapshot
+            .prefix_lists
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| cut.keeps_prefix_list(&l.id))
+            .map(|(at, _)| &*texts.items[PREFIX_LISTS][at].1);
+        push_list(out, PREFIX_LISTS, prefix_lists);
+        out.push(',');
+        let port_lists = snapshot
+            .port_range_lists
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| cut.keeps_port_range_list(&l.id))
+            .map(|(at, _)| &*texts.items[PORT_LISTS][at].1);
+        push_list(out, PORT_LISTS, port_lists);
+        out.push('}');
+    }
+}
+
+/// Writes list `n` of [`LISTS`] as a JSON field holding `items`, texts already written.
+fn push_list<'t>(out: &mut String, n: usize, items: impl Iterator<Item = &'t str>) {
+    out.push('"');
+    out.push_str(LISTS[n].1);
+    out.push_str("\":[");
+    for (k, item) in items.enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
 }
 
 /// A member's hash in a share: its region hash and the groups the share lists it with.

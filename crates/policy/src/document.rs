@@ -331,78 +331,74 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
 /// Writes a snapshot as a policy document that [`parse`] reads back to the same snapshot
 /// (rule ids, creation order and group order kept).
 pub fn to_value(snapshot: &Snapshot) -> Value {
-    let groups: Vec<Value> = snapshot
-        .groups
+    json!({
+        "SecurityGroups": snapshot.groups.iter().map(group_value).collect::<Vec<_>>(),
+        "Instances": snapshot.instances.iter().map(instance_value).collect::<Vec<_>>(),
+        "PrefixLists": snapshot.prefix_lists.iter().map(prefix_list_value).collect::<Vec<_>>(),
+        "PortRangeLists": snapshot
+            .port_range_lists
+            .iter()
+            .map(port_range_list_value)
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// One item of `SecurityGroups`: a group with its rules.
+pub fn group_value(g: &GroupPolicy) -> Value {
+    let permissions: Vec<Value> = g
+        .permissions
         .iter()
-        .map(|g| {
-            let permissions: Vec<Value> = g
-                .permissions
-                .iter()
-                .map(|p| {
-                    let mut v = serde_json::Map::new();
-                    v.insert("SecurityGroupRuleId".into(), json!(p.id.as_str()));
-                    v.insert("Direction".into(), json!(p.direction.as_wire()));
-                    p.to_fields().write(p.direction, |name, value| {
-                        v.insert(name.into(), json!(value.unwrap_or_default()));
-                    });
-                    Value::Object(v)
-                })
-                .collect();
-            json!({
-                "SecurityGroupId": g.group.id.as_str(),
-                "SecurityGroupType": g.group.group_type.as_wire(),
-                "VpcId": g.group.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
-                "InnerAccessPolicy": g.group.inner_access_policy.as_wire(),
-                "OwnerId": g.group.owner.get().to_string(),
-                "Permissions": permissions,
-            })
-        })
-        .collect();
-    let instances: Vec<Value> = snapshot
-        .instances
-        .iter()
-        .map(|i| {
-            let (instance, interface) = match (&i.id, &i.attached_to) {
-                (model::MemberId::Interface(n), Some(at)) => (at.as_str(), n.as_str()),
-                (id, _) => (id.as_str(), ""),
-            };
-            json!({
-                "InstanceId": instance,
-                "NetworkInterfaceId": interface,
-                "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
-                "PrivateIpAddress": i.private_ip.to_string(),
-                "SecondaryPrivateIpAddresses": i.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),
-                "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
-                "OwnerId": i.owner.get().to_string(),
-                "SecurityGroupIds": i.security_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let prefix_lists: Vec<Value> = snapshot
-        .prefix_lists
-        .iter()
-        .map(|l| {
-            json!({
-                "PrefixListId": l.id.as_str(),
-                "Entries": l.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let port_range_lists: Vec<Value> = snapshot
-        .port_range_lists
-        .iter()
-        .map(|l| {
-            json!({
-                "PortRangeListId": l.id.as_str(),
-                "Entries": l.ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
+        .map(|p| {
+            let mut v = serde_json::Map::new();
+            v.insert("SecurityGroupRuleId".into(), json!(p.id.as_str()));
+            v.insert("Direction".into(), json!(p.direction.as_wire()));
+            p.to_fields().write(p.direction, |name, value| {
+                v.insert(name.into(), json!(value.unwrap_or_default()));
+            });
+            Value::Object(v)
         })
         .collect();
     json!({
-        "SecurityGroups": groups,
-        "Instances": instances,
-        "PrefixLists": prefix_lists,
-        "PortRangeLists": port_range_lists,
+        "SecurityGroupId": g.group.id.as_str(),
+        "SecurityGroupType": g.group.group_type.as_wire(),
+        "VpcId": g.group.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
+        "InnerAccessPolicy": g.group.inner_access_policy.as_wire(),
+        "OwnerId": g.group.owner.get().to_string(),
+        "Permissions": permissions,
+    })
+}
+
+/// One item of `Instances`: a member (an instance, or a secondary interface) and its groups.
+pub fn instance_value(i: &Instance) -> Value {
+    let (instance, interface) = match (&i.id, &i.attached_to) {
+        (model::MemberId::Interface(n), Some(at)) => (at.as_str(), n.as_str()),
+        (id, _) => (id.as_str(), ""),
+    };
+    json!({
+        "InstanceId": instance,
+        "NetworkInterfaceId": interface,
+        "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
+        "PrivateIpAddress": i.private_ip.to_string(),
+        "SecondaryPrivateIpAddresses": i.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),
+        "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
+        "OwnerId": i.owner.get().to_string(),
+        "SecurityGroupIds": i.security_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// One item of `PrefixLists`.
+pub fn prefix_list_value(l: &PrefixList) -> Value {
+    json!({
+        "PrefixListId": l.id.as_str(),
+        "Entries": l.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// One item of `PortRangeLists`.
+pub fn port_range_list_value(l: &PortRangeList) -> Value {
+    json!({
+        "PortRangeListId": l.id.as_str(),
+        "Entries": l.ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }

@@ -412,6 +412,18 @@ proptest! {
             let cut = hashes.cut(&now, &at);
             prop_assert_eq!(&cut, &share.cut);
             let want = Items::of(&delta::whole(&share, &interfaces(&at))).unwrap();
+            // The whole answer written from the region's item texts is the same document,
+            // also the second time (trimmed members then come from the texts' cache).
+            let texts = delta::Texts::new(&now);
+            for _ in 0..2 {
+                let mut text = String::from("{");
+                texts.write_whole(&mut text, &now, &cut, &interfaces(&at));
+                text.push('}');
+                prop_assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                    delta::whole(&share, &interfaces(&at))
+                );
+            }
             for (every, digest, held, held_at, since) in &mut hosts {
                 let (_, step) = hashes.since().unwrap();
                 for (all, new) in since.iter_mut().zip(step) {

@@ -18,12 +18,13 @@
 //! token the server was started with (`STOCKADE_AGENT_TOKEN`); it is not an account's
 //! AccessKey, because an agent sees every account's interfaces on its host.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -104,10 +105,15 @@ pub(crate) async fn policy(
     loop {
         // Registered before reading the revision, so a commit in between still wakes us.
         let changed = state.changed.notified();
-        let s = state.clone();
-        let revision = match blocking(move || Ok(s.control.revision()?)).await {
-            Ok(r) => r,
-            Err(e) => return failure(&e),
+        let revision = match state.feed.revision.fresh(&state.control) {
+            Some(r) => r,
+            None => {
+                let s = state.clone();
+                match blocking(move || s.feed.revision.read(&s.control)).await {
+                    Ok(r) => r,
+                    Err(e) => return failure(&e),
+                }
+            }
         };
         let now = Instant::now();
         let closing = state.closing.load(std::sync::atomic::Ordering::SeqCst);
@@ -115,8 +121,12 @@ pub(crate) async fn policy(
             let s = state.clone();
             let host = host.clone();
             let (after, delta) = (q.after, q.delta == 1);
-            return match blocking(move || host_answer(&s, &region, &host, after, delta)).await {
-                Ok(v) => Json(v).into_response(),
+            let answer = blocking(move || {
+                let at = region_at(&s, &region, revision)?;
+                Ok(host_answer(&s, &at, &host, after, delta))
+            });
+            return match answer.await {
+                Ok(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
                 Err(e) => failure(&e),
             };
         }
@@ -124,83 +134,128 @@ pub(crate) async fn policy(
     }
 }
 
-/// The answer to a poll: the host's share, or (`delta`, when this server remembers the
-/// host's answer at `after`) what changed in it since. A poll asking for deltas leaves its
-/// answer's digest as the base of the next.
-fn host_answer(
-    state: &AppState,
-    region: &str,
-    host: &model::HostId,
-    after: Option<u64>,
-    delta: bool,
-) -> Result<Value, ServerError> {
+/// Brings the feed's view of every region agents follow to the store's revision: called
+/// after a commit, before the waiting polls are woken, so that they find it made rather
+/// than all waiting for one of them to make it.
+pub(crate) fn refresh(state: &AppState) {
+    let regions: Vec<String> = state
+        .feed
+        .regions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    if regions.is_empty() {
+        return;
+    }
+    let made = state
+        .feed
+        .revision
+        .read(&state.control)
+        .and_then(|revision| {
+            regions
+                .iter()
+                .try_for_each(|region| region_at(state, region, revision).map(drop))
+        });
+    if let Err(e) = made {
+        // The polls then make it themselves (and answer the error if it persists).
+        tracing::warn!(error = %e, "agent feed: reading the new revision failed");
+    }
+}
+
+/// The region at revision `revision` or later: the newest one made, or made now (by one
+/// caller while the others wait for it) in one read transaction, with every item hashed.
+fn region_at(state: &AppState, region: &str, revision: u64) -> Result<Arc<RegionAt>, ServerError> {
+    let newest = || {
+        let regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
+        regions
+            .get(region)
+            .and_then(|h| h.last_key_value())
+            .map(|(_, at)| at.clone())
+            .filter(|at| at.revision >= revision)
+    };
+    if let Some(at) = newest() {
+        return Ok(at);
+    }
+    let _building = state.feed.builder.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(at) = newest() {
+        return Ok(at);
+    }
     let ctx = Ctx {
         account: model::AccountId::new(0),
         region: region.to_string(),
     };
-    let (placed, at) = state.control.read(&ctx, |tx| {
-        // Revision and policy from one read transaction: they describe the same state. The
-        // region's snapshot is built once per revision and shared by every host's answer
-        // (a change wakes every agent at once).
-        let revision = tx.revision()?;
-        let placed = tx.host_interfaces(host)?;
-        // One poll builds a revision's snapshot while the others woken with it wait for it,
-        // rather than each building its own.
-        let _building = state
-            .snapshot_builder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let cached = state
-            .snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(region)
-            .and_then(|h| h.get(&revision))
-            .cloned();
-        let at = match cached {
-            Some(at) => at,
-            None => {
-                let at = Arc::new(RegionAt {
-                    revision,
-                    snapshot: tx.region_snapshot()?,
-                    hashes: OnceLock::new(),
-                });
-                let mut snapshots = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-                let history = snapshots.entry(region.to_string()).or_default();
-                history.insert(revision, at.clone());
-                while history.len() > HISTORY {
-                    history.pop_first();
-                }
-                at
-            }
-        };
-        Ok((placed, at))
+    // Revision, placements and policy from one read transaction: they describe one state.
+    let (revision, bound, snapshot) = state.control.read(&ctx, |tx| {
+        Ok((
+            tx.revision()?,
+            tx.bound_interfaces()?,
+            tx.region_snapshot()?,
+        ))
     })?;
+    let hashes = policy::delta::RegionHashes::new(&snapshot, &state.feed.keys);
+    let mut regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
+    let history = regions.entry(region.to_string()).or_default();
+    // Against the newest earlier revision, so that the hashes also say what changed since.
+    let hashes = match history.last_key_value() {
+        Some((earlier, before)) if *earlier < revision => hashes.after(*earlier, &before.hashes),
+        _ => hashes,
+    };
+    let at = Arc::new(RegionAt {
+        region: region.to_string(),
+        revision,
+        snapshot,
+        bound,
+        hashes,
+        texts: OnceLock::new(),
+    });
+    history.insert(revision, at.clone());
+    while history.len() > HISTORY {
+        history.pop_first();
+    }
+    Ok(at)
+}
+
+/// The answer to a poll, at `at`: the host's share, or (`delta`, when this server remembers
+/// the host's answer at `after`) what changed in it since. A poll asking for deltas leaves
+/// its answer's digest as the base of the next.
+fn host_answer(
+    state: &AppState,
+    at: &RegionAt,
+    host: &model::HostId,
+    after: Option<u64>,
+    delta: bool,
+) -> String {
+    let placed = at.bound.get(host).map_or(&[][..], Vec::as_slice);
     // Only attached interfaces carry traffic; a device labelled with another fails closed.
     let local: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
-    let answer = |body: Value| {
-        let mut v = json!({"Revision": at.revision, "HostId": host.as_str(), "RegionId": region});
-        if let (Value::Object(v), Value::Object(body)) = (&mut v, body) {
-            v.extend(body);
-        }
-        v
-    };
-    let at = &*at;
-    let snapshot = &at.snapshot;
-    if !delta {
-        let share = snapshot.share(&local);
-        let interfaces = interface_items(&placed, |m| {
-            share.instances.iter().find(|i| i.id == *m).copied()
-        });
-        return Ok(answer(policy::delta::whole(&share, &interfaces)));
-    }
-    let hashes = region_hashes(state, region, at);
-    let interfaces = interface_items(&placed, |m| hashes.member(snapshot, m));
+    let (snapshot, hashes) = (&at.snapshot, &at.hashes);
+    let interfaces = interface_items(placed, |m| hashes.member(snapshot, m));
     let cut = hashes.cut(snapshot, &local);
-    let key = (region.to_string(), host.as_str().to_string());
+    let head = json!({"Revision": at.revision, "HostId": host.as_str(), "RegionId": at.region()});
+    // The whole share, written from the region's item texts.
+    let whole = |cut: &policy::Cut| {
+        let texts = at.texts.get_or_init(|| policy::delta::Texts::new(snapshot));
+        let mut out = head.to_string();
+        out.pop();
+        out.push(',');
+        texts.write_whole(&mut out, snapshot, cut, &interfaces);
+        out.push('}');
+        out
+    };
+    let with_delta = |delta: Value| {
+        let mut v = head.clone();
+        v["Delta"] = delta;
+        v.to_string()
+    };
+    if !delta {
+        return whole(&cut);
+    }
+    let key = (at.region().to_string(), host.as_str().to_string());
     let held = state
+        .feed
         .digests
-        .map
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&key);
@@ -211,36 +266,36 @@ fn host_answer(
     };
     // The common case, a host one or a few revisions behind whose cut stayed: only the items
     // the region changed since are looked at. Otherwise the whole share is compared.
-    let keys = &state.digests.keys;
+    let keys = &state.feed.keys;
     let moved = base
-        .and_then(|base| changed_since(state, region, at, base))
+        .and_then(|base| changed_since(state, at, base))
         .and_then(|changed| {
             digest.update_changed(&cut, snapshot, hashes, &changed, &interfaces, keys)
         });
     let body = match (base, moved) {
-        (Some(base), Some(changes)) => json!({
-            "Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)
-        }),
+        (Some(base), Some(changes)) => {
+            with_delta(changes.to_value(base, snapshot, hashes, &cut, &interfaces))
+        }
         (base, _) => {
             let share = snapshot.share(&local);
             let changes = digest.update(&share, &interfaces, hashes, keys);
             match base {
                 // The whole document is written only when it is what is sent.
-                Some(base) => json!({
-                    "Delta": changes.to_value(base, snapshot, hashes, &cut, &interfaces)
-                }),
-                None => policy::delta::whole(&share, &interfaces),
+                Some(base) => {
+                    with_delta(changes.to_value(base, snapshot, hashes, &cut, &interfaces))
+                }
+                None => whole(&share.cut),
             }
         }
     };
-    let mut digests = state.digests.map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut digests = state.feed.digests.lock().unwrap_or_else(|e| e.into_inner());
     // Host names are the agents' to choose: past this many, everything is forgotten (each
     // host then gets one whole answer) rather than memory growing with made-up names.
     if digests.len() >= MAX_DIGESTS {
         digests.clear();
     }
     digests.insert(key, (at.revision, digest));
-    Ok(answer(body))
+    body
 }
 
 /// The answer's items of the interfaces bound to the host, each with the member `member`
@@ -266,41 +321,13 @@ fn interface_items<'s>(
         .collect()
 }
 
-/// The hashes of a region at `at`'s revision, made on first use against the newest earlier
-/// revision hashed, so that they also say which items changed since.
-fn region_hashes<'a>(
-    state: &AppState,
-    region: &str,
-    at: &'a RegionAt,
-) -> &'a policy::delta::RegionHashes {
-    at.hashes.get_or_init(|| {
-        let hashes = policy::delta::RegionHashes::new(&at.snapshot, &state.digests.keys);
-        let history = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = history.get(region).and_then(|h| {
-            h.range(..at.revision)
-                .rev()
-                .find_map(|(r, earlier)| earlier.hashes.get().map(|e| (*r, Arc::clone(e))))
-        });
-        drop(history);
-        Arc::new(match previous {
-            Some((revision, earlier)) => hashes.after(revision, &earlier),
-            None => hashes,
-        })
-    })
-}
-
 /// The keys of the items that changed in the region between revision `base` and `at`, by
-/// the chain of hashed revisions kept; `None` when the chain does not reach `base`.
-fn changed_since(
-    state: &AppState,
-    region: &str,
-    at: &RegionAt,
-    base: u64,
-) -> Option<policy::delta::ItemKeys> {
-    let history = state.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-    let history = history.get(region)?;
+/// the chain of revisions kept; `None` when the chain does not reach `base`.
+fn changed_since(state: &AppState, at: &RegionAt, base: u64) -> Option<policy::delta::ItemKeys> {
+    let regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
+    let history = regions.get(at.region())?;
     let mut changed = policy::delta::ItemKeys::default();
-    let mut hashes = at.hashes.get()?;
+    let mut hashes = &at.hashes;
     let mut revision = at.revision;
     while revision > base {
         let (earlier, keys) = hashes.since()?;
@@ -309,7 +336,7 @@ fn changed_since(
         }
         revision = earlier;
         if revision > base {
-            hashes = history.get(&revision)?.hashes.get()?;
+            hashes = &history.get(&revision)?.hashes;
         }
     }
     (revision == base).then_some(changed)
@@ -350,20 +377,26 @@ pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap
     Json(json!({"RequestId": request_id(), "Hosts": list})).into_response()
 }
 
-/// Region → its whole policy at the last revisions read, newest last: the feed's shared
-/// snapshots (and, through their hashes, the chain that says what changed between them).
-pub(crate) type SnapshotCache =
-    std::sync::Mutex<std::collections::HashMap<String, BTreeMap<u64, Arc<RegionAt>>>>;
-
 /// Revisions of a region kept: how far behind an agent may fall and still get a delta made
 /// from the region's changed items (beyond it, its whole share is compared).
 const HISTORY: usize = 32;
 
-/// A region's policy at one revision, and (once a poll asks for deltas) its items' hashes.
+/// A region's policy at one revision, read in one transaction and shared by every host's
+/// answer: the snapshot, the interfaces bound to each host, every item's hash, and (once a
+/// whole answer is asked for) every item's text.
 pub(crate) struct RegionAt {
+    region: String,
     revision: u64,
     snapshot: policy::Snapshot,
-    hashes: OnceLock<Arc<policy::delta::RegionHashes>>,
+    bound: BTreeMap<model::HostId, Vec<control::Placement>>,
+    hashes: policy::delta::RegionHashes,
+    texts: OnceLock<policy::delta::Texts>,
+}
+
+impl RegionAt {
+    fn region(&self) -> &str {
+        &self.region
+    }
 }
 
 /// (Region, host).
@@ -372,13 +405,52 @@ type HostKey = (String, String);
 /// Most hosts whose digests are kept.
 const MAX_DIGESTS: usize = 65_536;
 
-/// (Region, host) → the revision and digest of the last answer made for the host, the base of
-/// its next delta: one per host that asked for deltas, a few bytes per item of its share.
-/// Items are hashed with keys drawn at random when the server starts.
+/// The store's revision as the feed last read it: read again once this process has
+/// committed since (its commit count moved) or `RECHECK` has passed (commits of another
+/// process), so that a thousand waiting polls cost one query rather than one each.
 #[derive(Default)]
-pub(crate) struct DigestCache {
+pub(crate) struct KnownRevision(Mutex<Option<(u64, Instant, u64)>>);
+
+impl KnownRevision {
+    /// The revision last read, if still current.
+    fn fresh(&self, control: &control::Control) -> Option<u64> {
+        // Not waiting for a caller that is reading it: that is `read`'s, off the async threads.
+        let known = *self.0.try_lock().ok()?;
+        known
+            .filter(|(commits, at, _)| *commits == control.commits() && at.elapsed() < RECHECK)
+            .map(|(_, _, revision)| revision)
+    }
+
+    /// The current revision, read from the store unless still known (by one caller while
+    /// the others wait for it).
+    fn read(&self, control: &control::Control) -> Result<u64, ServerError> {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Counted before the query: a commit in between makes the next caller read again.
+        let commits = control.commits();
+        if let Some((c, at, revision)) = *known {
+            if c == commits && at.elapsed() < RECHECK {
+                return Ok(revision);
+            }
+        }
+        let revision = control.revision()?;
+        *known = Some((commits, Instant::now(), revision));
+        Ok(revision)
+    }
+}
+
+/// What the feed remembers: per region the last revisions made (and through their hashes
+/// the chain that says what changed between them), the store's revision, and per (region,
+/// host) the revision and digest of the last answer, the base of the host's next delta (a
+/// few bytes per item of its share). Items are hashed with keys drawn at random when the
+/// server starts.
+#[derive(Default)]
+pub(crate) struct Feed {
+    revision: KnownRevision,
+    regions: Mutex<HashMap<String, BTreeMap<u64, Arc<RegionAt>>>>,
+    /// Held while a region's next revision is made.
+    builder: Mutex<()>,
     keys: std::hash::RandomState,
-    map: std::sync::Mutex<std::collections::HashMap<HostKey, (u64, policy::delta::Digest)>>,
+    digests: Mutex<HashMap<HostKey, (u64, policy::delta::Digest)>>,
 }
 
 /// Hosts by name: when last heard from (Unix seconds) and their last report.

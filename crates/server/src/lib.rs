@@ -54,10 +54,7 @@ pub struct AppState {
     /// polls wait on it).
     changed: tokio::sync::Notify,
     hosts: agents::HostRegistry,
-    snapshots: agents::SnapshotCache,
-    /// Held while a region snapshot for the feed is looked up or built.
-    snapshot_builder: std::sync::Mutex<()>,
-    digests: agents::DigestCache,
+    feed: agents::Feed,
     closing: std::sync::atomic::AtomicBool,
     reads: cache::ReadCache,
     request_limits: wire::RequestLimits,
@@ -76,9 +73,7 @@ impl AppState {
             agent_token: None,
             changed: tokio::sync::Notify::new(),
             hosts: Default::default(),
-            snapshots: Default::default(),
-            snapshot_builder: Default::default(),
-            digests: Default::default(),
+            feed: Default::default(),
             closing: Default::default(),
             reads: Default::default(),
             request_limits: Default::default(),
@@ -104,6 +99,18 @@ impl AppState {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.changed.notify_waiters();
+    }
+
+    /// After a request that committed: the agent feed makes the new revision of the regions
+    /// agents follow, then wakes the waiting polls; in the background, so that the request's
+    /// answer does not wait for it.
+    fn committed(self: &Arc<Self>) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || agents::refresh(&s)).await;
+            state.changed.notify_waiters();
+        });
     }
 
     /// Refuses requests over `limits` instead of the defaults.
@@ -174,7 +181,7 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     .unwrap_or_else(|e| Err(ServerError::internal(format!("request task: {e}"))));
     // Agent long polls wait for a commit; reads (most requests) must not wake them all.
     if state.control.commits() != commits {
-        state.changed.notify_waiters();
+        state.committed();
     }
     match outcome {
         Ok((_, Answer::Cached(fields))) => wire::render_json_fields(&id, &fields),

@@ -323,7 +323,7 @@ async fn run(
     .await
     .unwrap_or_else(|e| Err(ServerError::internal(format!("console task: {e}"))));
     if state.control.commits() != commits {
-        state.changed.notify_waiters();
+        state.committed();
     }
     outcome
 }
