@@ -109,10 +109,10 @@ impl FeedClient {
     /// A poll's revision and size in bytes, its share read as items but not compiled.
     pub fn poll_raw(&self, after: Option<u64>, wait: Duration) -> Result<(u64, usize), AgentError> {
         let (v, bytes) = self.answer(after, wait, false)?;
-        Items::of(&v).map_err(|e| AgentError::Feed(e.to_string()))?;
         let revision = v["Revision"]
             .as_u64()
             .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
+        Items::of(v).map_err(|e| AgentError::Feed(e.to_string()))?;
         Ok((revision, bytes))
     }
 
@@ -242,13 +242,13 @@ impl Follower {
 
     /// [`Follower::next`] without parsing the share: its revision and items as held.
     pub fn next_items(&mut self, wait: Duration) -> Result<(u64, &Items), AgentError> {
-        let (answer, bytes) = self.client.answer(self.revision(), wait, true)?;
+        let (mut answer, bytes) = self.client.answer(self.revision(), wait, true)?;
         self.received += bytes;
         let revision = answer["Revision"]
             .as_u64()
             .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
-        let items = match (answer.get("Delta"), self.held.take()) {
-            (None, _) => Items::of(&answer).map_err(|e| AgentError::Feed(e.to_string()))?,
+        let items = match (answer.get_mut("Delta").map(Value::take), self.held.take()) {
+            (None, _) => Items::of(answer).map_err(|e| AgentError::Feed(e.to_string()))?,
             (Some(delta), Some((held, mut items))) => match items.apply(delta, held) {
                 Ok(()) => items,
                 Err(e) => {

@@ -81,15 +81,12 @@ pub enum DeltaError {
     },
 }
 
-fn list_of<'a>(answer: &'a Value, place: Place, name: &str) -> Result<&'a [Value], DeltaError> {
-    let at = match place {
-        Place::Top => answer,
-        Place::Policy => &answer["Policy"],
-    };
-    match &at[name] {
-        Value::Null => Ok(&[]),
-        Value::Array(items) => Ok(items),
-        _ => Err(DeltaError::Malformed(format!("{name} is not a list"))),
+/// List `name` of `at`, taken out of it (absent: empty).
+fn list_taken(at: &mut Value, name: &str) -> Result<Vec<Value>, DeltaError> {
+    match at.get_mut(name).map(Value::take) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(DeltaError::Malformed(format!("{name} is not a list"))),
     }
 }
 
@@ -648,12 +645,17 @@ pub struct Items {
 }
 
 impl Items {
-    /// The items of a full answer.
-    pub fn of(answer: &Value) -> Result<Items, DeltaError> {
+    /// The items of a full answer, moved out of it (an answer is thousands of items: the
+    /// agent keeps them rather than copies).
+    pub fn of(mut answer: Value) -> Result<Items, DeltaError> {
         let mut items = Items::default();
         for ((place, name, fields), out) in LISTS.iter().zip(&mut items.lists) {
-            for item in list_of(answer, *place, name)? {
-                out.insert(key_of(item, fields)?, item.clone());
+            let at = match place {
+                Place::Top => Some(&mut answer),
+                Place::Policy => answer.get_mut("Policy"),
+            };
+            for item in at.map_or(Ok(Vec::new()), |at| list_taken(at, name))? {
+                out.insert(key_of(&item, fields)?, item);
             }
         }
         Ok(items)
@@ -661,7 +663,7 @@ impl Items {
 
     /// Applies a `Delta` object made against revision `held`. On an error the items are
     /// left unusable: the caller drops them and asks for the whole share.
-    pub fn apply(&mut self, delta: &Value, held: u64) -> Result<(), DeltaError> {
+    pub fn apply(&mut self, mut delta: Value, held: u64) -> Result<(), DeltaError> {
         let base = delta["Base"]
             .as_u64()
             .ok_or_else(|| DeltaError::Malformed("a delta without Base".into()))?;
@@ -677,10 +679,9 @@ impl Items {
                     items.remove(key);
                 }
             }
-            if let Some(changed) = delta["Changed"][*name].as_array() {
-                for item in changed {
-                    items.insert(key_of(item, fields)?, item.clone());
-                }
+            let changed = delta.get_mut("Changed");
+            for item in changed.map_or(Ok(Vec::new()), |c| list_taken(c, name))? {
+                items.insert(key_of(&item, fields)?, item);
             }
             let want = delta["Counts"][*name]
                 .as_u64()
@@ -724,17 +725,17 @@ mod tests {
             "Removed": {},
             "Counts": {"NetworkInterfaces": 0, "SecurityGroups": 1, "Instances": 0, "PrefixLists": 0, "PortRangeLists": 0},
         });
-        let mut held = Items::of(&groups(&["sg-a"])).unwrap();
+        let mut held = Items::of(groups(&["sg-a"])).unwrap();
         assert_eq!(
-            held.clone().apply(&delta, 4),
+            held.clone().apply(delta.clone(), 4),
             Err(DeltaError::WrongBase { base: 3, held: 4 })
         );
-        held.apply(&delta, 3).unwrap();
+        held.apply(delta.clone(), 3).unwrap();
         assert_eq!(held.to_answer()["Policy"]["SecurityGroups"][0]["Rules"], 2);
         // Items held that the server's digest did not have: the count says so.
-        let mut other = Items::of(&groups(&["sg-a", "sg-z"])).unwrap();
+        let mut other = Items::of(groups(&["sg-a", "sg-z"])).unwrap();
         assert!(matches!(
-            other.apply(&delta, 3),
+            other.apply(delta, 3),
             Err(DeltaError::Count {
                 list: "SecurityGroups",
                 got: 2,

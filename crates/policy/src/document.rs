@@ -353,7 +353,9 @@ pub fn group_value(g: &GroupPolicy) -> Value {
             v.insert("SecurityGroupRuleId".into(), json!(p.id.as_str()));
             v.insert("Direction".into(), json!(p.direction.as_wire()));
             p.to_fields().write(p.direction, |name, value| {
-                v.insert(name.into(), json!(value.unwrap_or_default()));
+                if let Some(value) = value {
+                    v.insert(name.into(), json!(value));
+                }
             });
             Value::Object(v)
         })
@@ -371,20 +373,44 @@ pub fn group_value(g: &GroupPolicy) -> Value {
 /// One item of `Instances`: a member (an instance, or a secondary interface) and its groups.
 pub fn instance_value(i: &Instance) -> Value {
     let (instance, interface) = match (&i.id, &i.attached_to) {
-        (model::MemberId::Interface(n), Some(at)) => (at.as_str(), n.as_str()),
-        (id, _) => (id.as_str(), ""),
+        (model::MemberId::Interface(n), Some(at)) => (at.as_str(), Some(n.as_str())),
+        (id, _) => (id.as_str(), None),
     };
-    json!({
-        "InstanceId": instance,
-        "NetworkInterfaceId": interface,
-        "VpcId": i.vpc_id.as_ref().map(|v| v.as_str()).unwrap_or_default(),
-        "PrivateIpAddress": i.private_ip.to_string(),
-        "SecondaryPrivateIpAddresses": i.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "Ipv6Address": i.ipv6.map(|a| a.to_string()).unwrap_or_default(),
-        "PublicIpAddress": i.public_ip.map(|a| a.to_string()).unwrap_or_default(),
-        "OwnerId": i.owner.get().to_string(),
-        "SecurityGroupIds": i.security_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-    })
+    let mut v = serde_json::Map::new();
+    v.insert("InstanceId".into(), json!(instance));
+    // Unset fields are left out (the parser reads them as unset): a host's share lists
+    // every member of the groups it references, thousands of them, so this is most of
+    // what the feed sends and the agent parses.
+    let mut optional = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            v.insert(name.into(), json!(value));
+        }
+    };
+    optional("NetworkInterfaceId", interface.map(str::to_string));
+    optional("VpcId", i.vpc_id.as_ref().map(|v| v.as_str().to_string()));
+    optional("PrivateIpAddress", Some(i.private_ip.to_string()));
+    optional("Ipv6Address", i.ipv6.map(|a| a.to_string()));
+    optional("PublicIpAddress", i.public_ip.map(|a| a.to_string()));
+    if !i.secondary_ips.is_empty() {
+        v.insert(
+            "SecondaryPrivateIpAddresses".into(),
+            json!(i
+                .secondary_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        );
+    }
+    v.insert("OwnerId".into(), json!(i.owner.get().to_string()));
+    v.insert(
+        "SecurityGroupIds".into(),
+        json!(i
+            .security_groups
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()),
+    );
+    Value::Object(v)
 }
 
 /// One item of `PrefixLists`.
