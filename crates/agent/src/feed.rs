@@ -4,8 +4,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use model::{InstanceId, MemberId, NetworkInterfaceId};
-use policy::delta::Items;
+use policy::delta::{self, Answer, Items};
 use policy::Snapshot;
 use serde_json::Value;
 
@@ -103,17 +104,17 @@ impl FeedClient {
     /// The policy at the first revision after `after` (at once when `after` is `None`),
     /// waiting at most `wait` for one; on timeout the current policy comes back.
     pub fn poll(&self, after: Option<u64>, wait: Duration) -> Result<HostPolicy, AgentError> {
-        HostPolicy::from_json(&self.answer(after, wait, false)?.0)
+        let body = self.answer(after, wait, false)?;
+        let v = serde_json::from_slice(&body).map_err(|e| AgentError::Feed(e.to_string()))?;
+        HostPolicy::from_json(&v)
     }
 
     /// A poll's revision and size in bytes, its share read as items but not compiled.
     pub fn poll_raw(&self, after: Option<u64>, wait: Duration) -> Result<(u64, usize), AgentError> {
-        let (v, bytes) = self.answer(after, wait, false)?;
-        let revision = v["Revision"]
-            .as_u64()
-            .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
-        Items::of(v).map_err(|e| AgentError::Feed(e.to_string()))?;
-        Ok((revision, bytes))
+        let body = self.answer(after, wait, false)?;
+        let (revision, _) =
+            delta::read_answer(&body).map_err(|e| AgentError::Feed(e.to_string()))?;
+        Ok((revision, body.len()))
     }
 
     /// A client for another host sharing this one's connections (one process standing in
@@ -125,14 +126,8 @@ impl FeedClient {
         }
     }
 
-    /// The raw answer to a poll (a delta when `delta` and the server can) and its size in
-    /// bytes.
-    fn answer(
-        &self,
-        after: Option<u64>,
-        wait: Duration,
-        delta: bool,
-    ) -> Result<(Value, usize), AgentError> {
+    /// The text of the answer to a poll (a delta when `delta` and the server can).
+    fn answer(&self, after: Option<u64>, wait: Duration, delta: bool) -> Result<Bytes, AgentError> {
         let mut query = vec![
             ("host", self.host.clone()),
             ("wait", wait.as_secs().to_string()),
@@ -146,7 +141,7 @@ impl FeedClient {
         if delta {
             query.push(("delta", "1".into()));
         }
-        self.send_sized(
+        self.send_text(
             self.http
                 .get(format!("{}/agent/v1/policy", self.server))
                 .query(&query),
@@ -169,29 +164,27 @@ impl FeedClient {
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, AgentError> {
-        self.send_sized(request).map(|(v, _)| v)
+        let body = self.send_text(request)?;
+        serde_json::from_slice(&body).map_err(|e| AgentError::Feed(e.to_string()))
     }
 
-    fn send_sized(
-        &self,
-        request: reqwest::blocking::RequestBuilder,
-    ) -> Result<(Value, usize), AgentError> {
+    /// The body of a successful answer; an error answer's ECS code and message as the error.
+    fn send_text(&self, request: reqwest::blocking::RequestBuilder) -> Result<Bytes, AgentError> {
         let r = request
             .bearer_auth(&self.token)
             .send()
             .map_err(|e| AgentError::Feed(e.to_string()))?;
         let status = r.status();
         let body = r.bytes().map_err(|e| AgentError::Feed(e.to_string()))?;
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| AgentError::Feed(e.to_string()))?;
         if !status.is_success() {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
             return Err(AgentError::Feed(format!(
                 "{status}: {} {}",
                 v["Code"].as_str().unwrap_or_default(),
                 v["Message"].as_str().unwrap_or_default()
             )));
         }
-        Ok((v, body.len()))
+        Ok(body)
     }
 }
 
@@ -229,9 +222,12 @@ impl Follower {
     /// waiting at most `wait`; on timeout the share held comes back.
     pub fn next(&mut self, wait: Duration) -> Result<HostPolicy, AgentError> {
         let (revision, items) = self.next_items(wait)?;
-        let mut whole = items.to_answer();
-        whole["Revision"] = revision.into();
-        let policy = HostPolicy::from_json(&whole);
+        let policy = serde_json::from_str(&items.to_answer())
+            .map_err(|e| AgentError::Feed(e.to_string()))
+            .and_then(|mut whole: Value| {
+                whole["Revision"] = revision.into();
+                HostPolicy::from_json(&whole)
+            });
         if policy.is_err() {
             // Hold nothing: the next poll brings the whole share again, as it would have
             // without deltas.
@@ -242,21 +238,20 @@ impl Follower {
 
     /// [`Follower::next`] without parsing the share: its revision and items as held.
     pub fn next_items(&mut self, wait: Duration) -> Result<(u64, &Items), AgentError> {
-        let (mut answer, bytes) = self.client.answer(self.revision(), wait, true)?;
-        self.received += bytes;
-        let revision = answer["Revision"]
-            .as_u64()
-            .ok_or_else(|| AgentError::Feed("feed answer without Revision".into()))?;
-        let items = match (answer.get_mut("Delta").map(Value::take), self.held.take()) {
-            (None, _) => Items::of(answer).map_err(|e| AgentError::Feed(e.to_string()))?,
-            (Some(delta), Some((held, mut items))) => match items.apply(delta, held) {
+        let body = self.client.answer(self.revision(), wait, true)?;
+        self.received += body.len();
+        let malformed = |e: delta::DeltaError| AgentError::Feed(e.to_string());
+        let (revision, answer) = delta::read_answer(&body).map_err(malformed)?;
+        let items = match (answer, self.held.take()) {
+            (Answer::Whole(items), _) => items,
+            (Answer::Delta(delta), Some((held, mut items))) => match items.apply(delta, held) {
                 Ok(()) => items,
                 Err(e) => {
                     tracing::warn!(error = %e, "feed delta does not fit; asking for the whole share");
                     return self.next_items(wait);
                 }
             },
-            (Some(_), None) => {
+            (Answer::Delta(_), None) => {
                 return Err(AgentError::Feed(
                     "a delta came without a share to apply it to".into(),
                 ))

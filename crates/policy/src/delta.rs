@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 
 use model::{Instance, MemberId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
@@ -79,15 +81,6 @@ pub enum DeltaError {
         /// Items the server counted.
         want: usize,
     },
-}
-
-/// List `name` of `at`, taken out of it (absent: empty).
-fn list_taken(at: &mut Value, name: &str) -> Result<Vec<Value>, DeltaError> {
-    match at.get_mut(name).map(Value::take) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(DeltaError::Malformed(format!("{name} is not a list"))),
-    }
 }
 
 fn key_of(item: &Value, fields: &[&str]) -> Result<String, DeltaError> {
@@ -638,53 +631,174 @@ fn hash(item: &Value, hasher: &impl BuildHasher) -> u64 {
     hasher.hash_one(item.to_string())
 }
 
-/// What the agent keeps of its share: every item by list and key.
+/// A list of an answer, its items as the server wrote them.
+type RawList = Vec<Box<RawValue>>;
+
+/// The policy lists of an answer (or of a delta's changes), items unread.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawLists {
+    network_interfaces: RawList,
+    security_groups: RawList,
+    instances: RawList,
+    prefix_lists: RawList,
+    port_range_lists: RawList,
+}
+
+impl RawLists {
+    /// The lists in [`LISTS`] order.
+    fn into_array(self) -> [RawList; 5] {
+        [
+            self.network_interfaces,
+            self.security_groups,
+            self.instances,
+            self.prefix_lists,
+            self.port_range_lists,
+        ]
+    }
+}
+
+/// A feed answer as read: `Policy` holds the share's lists, `Delta` (instead) the changes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawAnswer {
+    #[serde(default)]
+    revision: Option<u64>,
+    #[serde(default)]
+    network_interfaces: RawList,
+    #[serde(default)]
+    policy: RawLists,
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+/// The fields that name an item, read from its text (the rest is skipped unread).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ItemNames {
+    network_interface_id: Option<String>,
+    instance_id: Option<String>,
+    security_group_id: Option<String>,
+    prefix_list_id: Option<String>,
+    port_range_list_id: Option<String>,
+}
+
+impl ItemNames {
+    fn take(&mut self, field: &str) -> Option<String> {
+        match field {
+            "NetworkInterfaceId" => self.network_interface_id.take(),
+            "InstanceId" => self.instance_id.take(),
+            "SecurityGroupId" => self.security_group_id.take(),
+            "PrefixListId" => self.prefix_list_id.take(),
+            _ => self.port_range_list_id.take(),
+        }
+    }
+}
+
+/// The key of an item of list `n`, from its text.
+fn raw_key(item: &RawValue, n: usize) -> Result<String, DeltaError> {
+    let fields = LISTS[n].2;
+    let mut names: ItemNames = serde_json::from_str(item.get())
+        .map_err(|e| DeltaError::Malformed(format!("a {} item: {e}", LISTS[n].1)))?;
+    fields
+        .iter()
+        .find_map(|f| names.take(f).filter(|k| !k.is_empty()))
+        .ok_or_else(|| DeltaError::Malformed(format!("an item without a text {}", fields[0])))
+}
+
+/// A `Delta` object as read, its changed items unread.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Delta {
+    base: u64,
+    #[serde(default)]
+    changed: RawLists,
+    #[serde(default)]
+    removed: BTreeMap<String, Vec<String>>,
+    counts: BTreeMap<String, u64>,
+}
+
+impl Delta {
+    /// Reads a `Delta` object's text.
+    pub fn parse(text: &str) -> Result<Delta, DeltaError> {
+        serde_json::from_str(text).map_err(|e| DeltaError::Malformed(format!("a delta: {e}")))
+    }
+}
+
+/// What a feed answer carries: the whole share, or what changed since a revision.
+#[derive(Debug)]
+pub enum Answer {
+    /// The whole share, as items.
+    Whole(Items),
+    /// The changes since `Delta`'s base.
+    Delta(Delta),
+}
+
+/// Reads a feed answer's text once: its `Revision` and what it carries.
+pub fn read_answer(body: &[u8]) -> Result<(u64, Answer), DeltaError> {
+    let raw: RawAnswer = serde_json::from_slice(body)
+        .map_err(|e| DeltaError::Malformed(format!("a feed answer: {e}")))?;
+    let revision = raw
+        .revision
+        .ok_or_else(|| DeltaError::Malformed("an answer without Revision".into()))?;
+    let answer = match raw.delta {
+        Some(delta) => Answer::Delta(delta),
+        None => Answer::Whole(Items::from_raw(raw.network_interfaces, raw.policy)?),
+    };
+    Ok((revision, answer))
+}
+
+/// What the agent keeps of its share: every item by list and key, as the text the server
+/// wrote (a fraction of the memory of parsed values, and what the document parser reads).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Items {
-    lists: [BTreeMap<String, Value>; 5],
+    lists: [BTreeMap<String, Box<str>>; 5],
 }
 
 impl Items {
-    /// The items of a full answer, moved out of it (an answer is thousands of items: the
-    /// agent keeps them rather than copies).
-    pub fn of(mut answer: Value) -> Result<Items, DeltaError> {
+    /// The items of a whole answer's text.
+    pub fn of(answer: &[u8]) -> Result<Items, DeltaError> {
+        let raw: RawAnswer = serde_json::from_slice(answer)
+            .map_err(|e| DeltaError::Malformed(format!("a feed answer: {e}")))?;
+        if raw.delta.is_some() {
+            return Err(DeltaError::Malformed("a delta, not a whole share".into()));
+        }
+        Items::from_raw(raw.network_interfaces, raw.policy)
+    }
+
+    fn from_raw(interfaces: RawList, policy: RawLists) -> Result<Items, DeltaError> {
+        let mut lists = policy.into_array();
+        lists[INTERFACES] = interfaces;
         let mut items = Items::default();
-        for ((place, name, fields), out) in LISTS.iter().zip(&mut items.lists) {
-            let at = match place {
-                Place::Top => Some(&mut answer),
-                Place::Policy => answer.get_mut("Policy"),
-            };
-            for item in at.map_or(Ok(Vec::new()), |at| list_taken(at, name))? {
-                out.insert(key_of(&item, fields)?, item);
+        for (n, (list, out)) in lists.into_iter().zip(&mut items.lists).enumerate() {
+            for item in list {
+                out.insert(raw_key(&item, n)?, item.get().into());
             }
         }
         Ok(items)
     }
 
-    /// Applies a `Delta` object made against revision `held`. On an error the items are
-    /// left unusable: the caller drops them and asks for the whole share.
-    pub fn apply(&mut self, mut delta: Value, held: u64) -> Result<(), DeltaError> {
-        let base = delta["Base"]
-            .as_u64()
-            .ok_or_else(|| DeltaError::Malformed("a delta without Base".into()))?;
-        if base != held {
-            return Err(DeltaError::WrongBase { base, held });
+    /// Applies a `Delta` made against revision `held`. On an error the items are left
+    /// unusable: the caller drops them and asks for the whole share.
+    pub fn apply(&mut self, delta: Delta, held: u64) -> Result<(), DeltaError> {
+        if delta.base != held {
+            return Err(DeltaError::WrongBase {
+                base: delta.base,
+                held,
+            });
         }
-        for ((_, name, fields), items) in LISTS.iter().zip(&mut self.lists) {
-            if let Some(gone) = delta["Removed"][*name].as_array() {
-                for key in gone {
-                    let key = key
-                        .as_str()
-                        .ok_or_else(|| DeltaError::Malformed(format!("a {name} key")))?;
-                    items.remove(key);
-                }
+        let changed = delta.changed.into_array();
+        for ((n, list), items) in changed.into_iter().enumerate().zip(&mut self.lists) {
+            let name = LISTS[n].1;
+            for key in delta.removed.get(name).into_iter().flatten() {
+                items.remove(key);
             }
-            let changed = delta.get_mut("Changed");
-            for item in changed.map_or(Ok(Vec::new()), |c| list_taken(c, name))? {
-                items.insert(key_of(&item, fields)?, item);
+            for item in list {
+                items.insert(raw_key(&item, n)?, item.get().into());
             }
-            let want = delta["Counts"][*name]
-                .as_u64()
+            let want = *delta
+                .counts
+                .get(name)
                 .ok_or_else(|| DeltaError::Malformed(format!("a delta without {name}'s count")))?;
             if items.len() as u64 != want {
                 return Err(DeltaError::Count {
@@ -697,18 +811,20 @@ impl Items {
         Ok(())
     }
 
-    /// The answer these items make, items ordered by key: `NetworkInterfaces` and `Policy`.
-    pub fn to_answer(&self) -> Value {
-        let (mut top, mut policy) = (Map::new(), Map::new());
-        for ((place, name, _), items) in LISTS.iter().zip(&self.lists) {
-            let list = Value::Array(items.values().cloned().collect());
-            match place {
-                Place::Top => top.insert((*name).into(), list),
-                Place::Policy => policy.insert((*name).into(), list),
-            };
+    /// The text of the answer these items make, items ordered by key: `NetworkInterfaces`
+    /// and `Policy`.
+    pub fn to_answer(&self) -> String {
+        let mut out = String::from("{");
+        for (n, ((place, _, _), items)) in LISTS.iter().zip(&self.lists).enumerate() {
+            match (n, place) {
+                (_, Place::Top) => {}
+                (GROUPS, _) => out.push_str(",\"Policy\":{"),
+                _ => out.push(','),
+            }
+            push_list(&mut out, n, items.values().map(|t| &**t));
         }
-        top.insert("Policy".into(), Value::Object(policy));
-        Value::Object(top)
+        out.push_str("}}");
+        out
     }
 }
 
@@ -725,17 +841,20 @@ mod tests {
             "Removed": {},
             "Counts": {"NetworkInterfaces": 0, "SecurityGroups": 1, "Instances": 0, "PrefixLists": 0, "PortRangeLists": 0},
         });
-        let mut held = Items::of(groups(&["sg-a"])).unwrap();
+        let items = |v: Value| Items::of(v.to_string().as_bytes()).unwrap();
+        let delta = || Delta::parse(&delta.to_string()).unwrap();
+        let mut held = items(groups(&["sg-a"]));
         assert_eq!(
-            held.clone().apply(delta.clone(), 4),
+            held.clone().apply(delta(), 4),
             Err(DeltaError::WrongBase { base: 3, held: 4 })
         );
-        held.apply(delta.clone(), 3).unwrap();
-        assert_eq!(held.to_answer()["Policy"]["SecurityGroups"][0]["Rules"], 2);
+        held.apply(delta(), 3).unwrap();
+        let answer: Value = serde_json::from_str(&held.to_answer()).unwrap();
+        assert_eq!(answer["Policy"]["SecurityGroups"][0]["Rules"], 2);
         // Items held that the server's digest did not have: the count says so.
-        let mut other = Items::of(groups(&["sg-a", "sg-z"])).unwrap();
+        let mut other = items(groups(&["sg-a", "sg-z"]));
         assert!(matches!(
-            other.apply(delta, 3),
+            other.apply(delta(), 3),
             Err(DeltaError::Count {
                 list: "SecurityGroups",
                 got: 2,

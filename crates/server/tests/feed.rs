@@ -465,7 +465,7 @@ async fn placement_is_the_operators_and_no_tag_can_place() {
 
 /// The share as the agent holds it: items by key, whether it came whole or as deltas.
 fn items(answer: &Value) -> policy::delta::Items {
-    policy::delta::Items::of(answer.clone()).unwrap()
+    policy::delta::Items::of(answer.to_string().as_bytes()).unwrap()
 }
 
 #[tokio::test]
@@ -545,7 +545,8 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
     assert_eq!(changed[0]["SecurityGroupId"], groups[0].as_str());
     assert!(d["Changed"]["Instances"].is_null() && d["Removed"].as_object().unwrap().is_empty());
     assert!(delta.get("Policy").is_none());
-    held.apply(d.clone(), r0).unwrap();
+    held.apply(policy::delta::Delta::parse(&d.to_string()).unwrap(), r0)
+        .unwrap();
     let whole = poll(None, false).await;
     assert_eq!(held, items(&whole), "the delta rebuilds the share at {r1}");
     assert!(delta.to_string().len() * 2 < whole.to_string().len());
@@ -569,7 +570,8 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
         d["Changed"]["NetworkInterfaces"][0]["NetworkInterfaceId"],
         enis[2].as_str()
     );
-    held.apply(d.clone(), r1).unwrap();
+    held.apply(policy::delta::Delta::parse(&d.to_string()).unwrap(), r1)
+        .unwrap();
     assert_eq!(held, items(&poll(None, false).await));
 
     // Nothing new: the poll times out with an empty delta.
