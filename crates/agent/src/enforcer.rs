@@ -387,7 +387,16 @@ impl<B: Backend> Enforcer<B> {
             None => desired.full_script(),
         };
         let full = self.applied.is_none();
-        let result: Result<bool, AgentError> = match self.backend.apply(&script) {
+        // A change of set elements alone (a member joining or leaving) skips `nft`.
+        let elements = self
+            .applied
+            .as_ref()
+            .and_then(|old| desired.element_changes(old));
+        let applied = match &elements {
+            Some(changes) => self.backend.apply_elements(changes, &script),
+            None => self.backend.apply(&script),
+        };
+        let result: Result<bool, AgentError> = match applied {
             Ok(()) => Ok(full),
             Err(refused) => {
                 tracing::warn!(%refused, "transaction refused; isolating the instances at fault");

@@ -10,12 +10,14 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
+use crate::render::SetElements;
 use crate::TABLE;
 
 /// Why nftables refused or could not be reached.
@@ -40,6 +42,13 @@ pub trait Backend {
     fn list(&mut self) -> Result<String, NftError>;
     /// Removes the table (and with it all enforcement).
     fn delete_table(&mut self) -> Result<(), NftError>;
+    /// Applies set element changes ([`crate::Ruleset::element_changes`]) as one atomic
+    /// transaction; `script` is the same change as text, which is what a backend without a
+    /// faster way applies.
+    fn apply_elements(&mut self, changes: &[SetElements], script: &str) -> Result<(), NftError> {
+        let _ = changes;
+        self.apply(script)
+    }
 }
 
 /// The `nft` command in the current network namespace, or in a named one.
@@ -47,14 +56,12 @@ pub trait Backend {
 pub struct NftCli {
     /// Where `nft` runs, when not in this process's own network namespace.
     netns: Option<Arc<Runner>>,
+    /// The netfilter netlink socket of set element changes, once opened (in the namespace).
+    netlink: Arc<Mutex<Option<OwnedFd>>>,
 }
 
-/// One `nft` run: its arguments, what it reads, and where its answer goes.
-type Job = (
-    Vec<String>,
-    Option<String>,
-    mpsc::Sender<Result<String, NftError>>,
-);
+/// Work for the namespace's thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// A thread that has entered a network namespace and starts `nft` from there, so that every
 /// `nft` it starts is born in that namespace: no `ip netns exec` or `nsenter` between (each
@@ -89,9 +96,8 @@ impl NftCli {
                     .map_err(|e| format!("cannot enter {path}: {e}"))
                 });
             let _ = entered_tx.send(entered);
-            for (args, stdin, answer) in rx {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let _ = answer.send(run_nft(&args, stdin.as_deref()));
+            for job in rx {
+                job();
             }
         });
         if let Ok(Err(why)) = entered_rx.recv() {
@@ -99,22 +105,25 @@ impl NftCli {
         }
         NftCli {
             netns: Some(runner),
+            netlink: Arc::default(),
         }
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+    /// Runs `f` in the namespace (in its thread), or here when there is none.
+    fn inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, NftError> + Send + 'static,
+    ) -> Result<T, NftError> {
         let Some(runner) = &self.netns else {
-            return run_nft(args, stdin);
+            return f();
         };
         if let Some(why) = &*runner.failed.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(NftError::Spawn(why.clone()));
         }
         let (tx, rx) = mpsc::channel();
-        let job = (
-            args.iter().map(|a| a.to_string()).collect(),
-            stdin.map(str::to_string),
-            tx,
-        );
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
         let sent = runner
             .jobs
             .lock()
@@ -123,6 +132,15 @@ impl NftCli {
         sent.map_err(|_| NftError::Spawn("the namespace's nft thread is gone".into()))?;
         rx.recv()
             .map_err(|_| NftError::Spawn("the namespace's nft thread is gone".into()))?
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let stdin = stdin.map(str::to_string);
+        self.inside(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_nft(&args, stdin.as_deref())
+        })
     }
 }
 
@@ -177,6 +195,20 @@ impl Backend for NftCli {
             Err(NftError::Rejected(e)) if e.contains("No such file") => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    /// Sent over netlink from this process (see `netlink`): no `nft` started.
+    fn apply_elements(&mut self, changes: &[SetElements], _script: &str) -> Result<(), NftError> {
+        let mut held = self.netlink.lock().unwrap_or_else(|e| e.into_inner());
+        let socket = match held.take() {
+            Some(socket) => socket,
+            // Opened in the namespace: a socket belongs to the namespace it was made in.
+            None => self.inside(crate::netlink::socket)?,
+        };
+        crate::netlink::apply(&socket, changes)?;
+        // Kept only after a clean exchange: after an error it may still hold answers.
+        *held = Some(socket);
+        Ok(())
     }
 }
 

@@ -20,11 +20,12 @@
 
 mod backend;
 mod flat;
+mod netlink;
 mod render;
 
 pub use backend::{Backend, FakeBackend, NftCli, NftError};
 pub use flat::{VerdictMap, MAX_CELLS};
 pub use render::{
-    render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set, SetKind,
-    SetName, SetType, Verdict, Zones, TABLE,
+    render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set,
+    SetElements, SetKind, SetName, SetType, Verdict, Zones, TABLE,
 };

@@ -216,6 +216,20 @@ pub struct Set {
     pub elements: BTreeSet<String>,
 }
 
+/// Addresses added to or deleted from one named set: the change [`Backend::apply_elements`]
+/// sends without a script.
+///
+/// [`Backend::apply_elements`]: crate::Backend::apply_elements
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetElements {
+    /// The set's name.
+    pub set: String,
+    /// Added (else deleted).
+    pub add: bool,
+    /// The addresses.
+    pub elements: Vec<std::net::IpAddr>,
+}
+
 /// The whole desired content of the `inet stockade` table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ruleset {
@@ -885,6 +899,73 @@ impl Ruleset {
              \t}\n}\n",
         );
         s
+    }
+
+    /// When `self` differs from `old` (what the table holds) only by elements of address
+    /// sets, the usual membership change: those changes, deletions first, each set's
+    /// elements in one change. `None` otherwise, or past [`crate::netlink::MAX_ELEMENTS`].
+    pub fn element_changes(&self, old: &Ruleset) -> Option<Vec<SetElements>> {
+        let same_chains = self.chains.len() == old.chains.len()
+            && self
+                .chains
+                .iter()
+                .zip(&old.chains)
+                .all(|((n, c), (o, p))| n == o && (Arc::ptr_eq(c, p) || c == p));
+        let rest_same = same_chains
+            && self.maps == old.maps
+            && self.egress == old.egress
+            && self.ingress == old.ingress
+            && self.isolated == old.isolated
+            && self.zones == old.zones
+            && self.sources == old.sources
+            && self.sets.len() == old.sets.len();
+        if !rest_same {
+            return None;
+        }
+        let (mut deleted, mut added) = (Vec::new(), Vec::new());
+        let addresses = |elements: std::collections::btree_set::Difference<'_, String>| {
+            elements
+                .map(|e| e.parse::<std::net::IpAddr>().ok())
+                .collect::<Option<Vec<_>>>()
+        };
+        let mut count = 0;
+        for ((name, set), (was, prev)) in self.sets.iter().zip(&old.sets) {
+            if name != was || set.set_type != prev.set_type {
+                return None;
+            }
+            if set.elements == prev.elements {
+                continue;
+            }
+            if !matches!(set.set_type, SetType::Ipv4Addr | SetType::Ipv6Addr) {
+                return None;
+            }
+            for (add, list, elements) in [
+                (
+                    false,
+                    &mut deleted,
+                    addresses(prev.elements.difference(&set.elements))?,
+                ),
+                (
+                    true,
+                    &mut added,
+                    addresses(set.elements.difference(&prev.elements))?,
+                ),
+            ] {
+                count += elements.len();
+                if !elements.is_empty() {
+                    list.push(SetElements {
+                        set: name.to_string(),
+                        add,
+                        elements,
+                    });
+                }
+            }
+        }
+        if count > crate::netlink::MAX_ELEMENTS {
+            return None;
+        }
+        deleted.extend(added);
+        Some(deleted)
     }
 
     /// One transaction that turns `old` (what the table holds) into `self`, touching only

@@ -238,3 +238,63 @@ fn a_namespace_that_does_not_exist_is_an_error_not_the_hosts_table() {
     }
     assert!(nft.apply("table inet stockade {}").is_err());
 }
+
+/// A member joining and leaving groups on another host changes address sets only: those
+/// changes go to the kernel as one netlink batch, with the same effect as the script; a
+/// change the kernel refuses applies nothing and the next one still goes through.
+#[test]
+fn member_changes_reach_the_kernel_without_nft() {
+    if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
+        return;
+    }
+    let ns = Netns::new("elements").expect("ip netns add (run as root)");
+    let mut nft = NftCli::in_netns(&ns.0);
+    let mut state = example_state();
+    let atts = attachments(&state);
+    let first = render(&state, &atts);
+    nft.apply(&first.full_script()).unwrap();
+    // A remote member (not attached here) in every group one of ours is in.
+    let mut remote = state.instances().next().unwrap().clone();
+    remote.id = "i-remote1".parse().unwrap();
+    remote.private_ip = "198.18.77.7".parse().unwrap();
+    state.apply(&Change::AddInstance(remote.clone())).unwrap();
+    let joined = render(&state, &atts);
+    let changes = joined
+        .element_changes(&first)
+        .expect("only set elements change");
+    assert!(!changes.is_empty() && changes.iter().all(|c| c.add));
+    // Applied over netlink, the kernel's table is the one the script gives.
+    nft.apply_elements(&changes, "").unwrap();
+    let by_netlink = statements(&nft.list().unwrap());
+    nft.apply(&joined.full_script()).unwrap();
+    assert_eq!(by_netlink, statements(&nft.list().unwrap()));
+    assert!(nft.list().unwrap().contains("198.18.77.7"));
+
+    // It leaves: deletions. Sent twice, the second is refused (the element is gone) and
+    // changes nothing; a later change still goes through on a new socket.
+    state
+        .apply(&Change::RemoveInstance(remote.id.clone()))
+        .unwrap();
+    let left = render(&state, &atts);
+    let changes = left.element_changes(&joined).unwrap();
+    assert!(changes.iter().all(|c| !c.add));
+    nft.apply_elements(&changes, "").unwrap();
+    assert!(!nft.list().unwrap().contains("198.18.77.7"));
+    let before = nft.list().unwrap();
+    assert!(matches!(
+        nft.apply_elements(&changes, ""),
+        Err(nft::NftError::Rejected(_))
+    ));
+    assert_eq!(
+        nft.list().unwrap(),
+        before,
+        "a refused batch applies nothing"
+    );
+    nft.apply_elements(&joined.element_changes(&left).unwrap(), "")
+        .unwrap();
+    assert!(nft.list().unwrap().contains("198.18.77.7"));
+    // Anything beyond set elements is not an element change.
+    let mut other = atts.clone();
+    other.pop();
+    assert_eq!(render(&state, &other).element_changes(&left), None);
+}

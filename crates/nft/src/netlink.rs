@@ -1,0 +1,186 @@
+//! Set element changes sent to the kernel as one nf_tables netlink batch, without `nft`.
+//!
+//! The usual change on a host is a member joining or leaving a group: one address added
+//! to or deleted from a named set. Through `nft -f` that pays a process start and `nft`
+//! reading the table's cache before the kernel's microseconds of work; this sends the same
+//! batch (`NEWSETELEM` / `DELSETELEM` between `BATCH_BEGIN` and `BATCH_END`, one atomic
+//! transaction, all or nothing) from this process. Everything else still goes through
+//! `nft`, whose text is what operators read.
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+
+use rustix::net::netlink::{SocketAddrNetlink, NETFILTER};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::backend::NftError;
+use crate::render::SetElements;
+use crate::TABLE;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 0x2;
+const NLA_F_NESTED: u16 = 0x8000;
+const NFPROTO_INET: u8 = 1;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// Most elements sent this way in one transaction; bigger changes go through `nft`.
+pub(crate) const MAX_ELEMENTS: usize = 1024;
+
+/// A netfilter netlink socket in the calling thread's network namespace.
+pub(crate) fn socket() -> Result<OwnedFd, NftError> {
+    rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(NETFILTER),
+    )
+    .map_err(|e| NftError::Spawn(format!("netfilter netlink socket: {e}")))
+}
+
+/// A netlink message being written.
+struct Batch {
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Batch {
+    /// Starts a message (header and `nfgenmsg`); returns where it starts.
+    fn message(&mut self, kind: u16, flags: u16, res_id: u16) -> usize {
+        let start = self.buf.len();
+        self.seq += 1;
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `end`
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        self.buf.extend_from_slice(&self.seq.to_ne_bytes());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel's
+        self.buf.push(NFPROTO_INET);
+        self.buf.push(0); // NFNETLINK_V0
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        start
+    }
+
+    /// Starts an attribute; returns where it starts (for `end`).
+    fn attr(&mut self, kind: u16) -> usize {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        start
+    }
+
+    /// Ends the attribute or message at `start`: its length, then padding to 4 bytes.
+    fn end<const N: usize>(&mut self, start: usize) {
+        let len = (self.buf.len() - start) as u32;
+        self.buf[start..start + N].copy_from_slice(&len.to_ne_bytes()[..N]);
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+
+    fn bytes_attr(&mut self, kind: u16, data: &[u8]) {
+        let at = self.attr(kind);
+        self.buf.extend_from_slice(data);
+        self.end::<2>(at);
+    }
+
+    fn text_attr(&mut self, kind: u16, text: &str) {
+        let at = self.attr(kind);
+        self.buf.extend_from_slice(text.as_bytes());
+        self.buf.push(0);
+        self.end::<2>(at);
+    }
+}
+
+/// The batch that makes `changes`, and the sequence numbers of the messages acknowledged.
+fn batch(changes: &[SetElements]) -> (Vec<u8>, std::ops::RangeInclusive<u32>) {
+    let mut b = Batch {
+        buf: Vec::with_capacity(256),
+        seq: 0,
+    };
+    let begin = b.message(NFNL_MSG_BATCH_BEGIN, 0, NFNL_SUBSYS_NFTABLES);
+    b.end::<4>(begin);
+    for change in changes {
+        let (kind, flags) = if change.add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK)
+        } else {
+            (NFT_MSG_DELSETELEM, NLM_F_ACK)
+        };
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
+        let msg = b.message(kind, flags, 0);
+        b.text_attr(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        b.text_attr(NFTA_SET_ELEM_LIST_SET, &change.set);
+        let list = b.attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+        for address in &change.elements {
+            let elem = b.attr(NFTA_LIST_ELEM | NLA_F_NESTED);
+            let key = b.attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+            match address {
+                IpAddr::V4(a) => b.bytes_attr(NFTA_DATA_VALUE, &a.octets()),
+                IpAddr::V6(a) => b.bytes_attr(NFTA_DATA_VALUE, &a.octets()),
+            }
+            b.end::<2>(key);
+            b.end::<2>(elem);
+        }
+        b.end::<2>(list);
+        b.end::<4>(msg);
+    }
+    let acked = 2..=b.seq;
+    let end = b.message(NFNL_MSG_BATCH_END, 0, NFNL_SUBSYS_NFTABLES);
+    b.end::<4>(end);
+    (b.buf, acked)
+}
+
+/// Sends `changes` as one transaction on `socket` and waits for the kernel's answer to
+/// every message. On an error the kernel applied none of it, but the socket may still hold
+/// answers: the caller drops it.
+pub(crate) fn apply(socket: &OwnedFd, changes: &[SetElements]) -> Result<(), NftError> {
+    let (bytes, acked) = batch(changes);
+    let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
+    rustix::net::sendto(
+        socket,
+        &bytes,
+        SendFlags::empty(),
+        &SocketAddrNetlink::new(0, 0),
+    )
+    .map_err(io)?;
+    let mut waiting = acked.clone().count();
+    let mut buf = vec![0u8; 64 * 1024];
+    while waiting > 0 {
+        let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let word = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().expect("4 bytes"));
+            let len = word(at) as usize;
+            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            let seq = word(at + 8);
+            if len < 16 || at + len > n {
+                return Err(NftError::Spawn("netlink: a truncated answer".into()));
+            }
+            if kind == NLMSG_ERROR && len >= 20 {
+                let errno = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4"));
+                if errno != 0 {
+                    return Err(NftError::Rejected(format!(
+                        "netlink set element update: {}",
+                        std::io::Error::from_raw_os_error(-errno)
+                    )));
+                }
+                if acked.contains(&seq) {
+                    waiting -= 1;
+                }
+            }
+            at += (len + 3) & !3;
+        }
+    }
+    Ok(())
+}
