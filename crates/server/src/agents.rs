@@ -449,6 +449,10 @@ pub(crate) struct Feed {
     regions: Mutex<HashMap<String, BTreeMap<u64, Arc<RegionAt>>>>,
     /// Held while a region's next revision is made.
     builder: Mutex<()>,
+    /// A refresh after a commit is waiting to start (see [`AppState::committed`]).
+    pub(crate) refresh_pending: std::sync::atomic::AtomicBool,
+    /// Held by the one refresh running.
+    pub(crate) refreshing: tokio::sync::Mutex<()>,
     keys: std::hash::RandomState,
     digests: Mutex<HashMap<HostKey, (u64, policy::delta::Digest)>>,
 }

@@ -104,9 +104,21 @@ impl AppState {
     /// After a request that committed: the agent feed makes the new revision of the regions
     /// agents follow, then wakes the waiting polls; in the background, so that the request's
     /// answer does not wait for it.
+    ///
+    /// At most one refresh runs and at most one waits behind it, so a tenant's flood of
+    /// writes costs one region build at a time, each at the newest revision, rather than
+    /// one queued build (and one blocking thread) per commit. A commit made before the
+    /// waiting refresh starts is covered by it: the refresh reads the revision after
+    /// clearing the flag.
     fn committed(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.feed.refresh_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let state = self.clone();
         tokio::spawn(async move {
+            let _running = state.feed.refreshing.lock().await;
+            state.feed.refresh_pending.store(false, Ordering::Release);
             let s = state.clone();
             let _ = tokio::task::spawn_blocking(move || agents::refresh(&s)).await;
             state.changed.notify_waiters();

@@ -615,3 +615,74 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
     .await;
     assert!(other.get("Delta").is_none(), "{other}");
 }
+
+/// A burst of concurrent writes (refreshes after commits are coalesced) still ends with
+/// the feed at the last revision, every rule in it, and a waiting poll woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commits_ends_with_the_feed_at_the_last_revision() {
+    let (_dir, app) = setup();
+    let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = api(
+        &app,
+        &[
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("SecurityGroupId", &sg),
+        ],
+    )
+    .await;
+    let id = run["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eni = primary_interfaces(&app, &[id]).await.remove(0);
+    place(&app, &eni, Some("h1")).await;
+    let (_, first) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    let before = first["Revision"].as_u64().unwrap();
+    let waiting = {
+        let app = app.clone();
+        let uri = format!("/agent/v1/policy?host=h1&after={before}&wait=30");
+        tokio::spawn(async move { get(&app, &uri, Some(TOKEN)).await })
+    };
+    let writes: Vec<_> = (0..40)
+        .map(|port| {
+            let (app, sg) = (app.clone(), sg.clone());
+            tokio::spawn(async move {
+                let range = format!("{0}/{0}", 1000 + port);
+                api(
+                    &app,
+                    &[
+                        ("Action", "AuthorizeSecurityGroup"),
+                        ("SecurityGroupId", &sg),
+                        ("IpProtocol", "tcp"),
+                        ("PortRange", &range),
+                        ("SourceCidrIp", "198.18.0.0/16"),
+                    ],
+                )
+                .await
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap();
+    }
+    let (_, woken) = waiting.await.unwrap();
+    assert!(woken["Revision"].as_u64().unwrap() > before);
+    let (_, last) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
+    let group = last["Policy"]["SecurityGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["SecurityGroupId"] == sg.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(group["Permissions"].as_array().unwrap().len(), 40);
+    // Nothing newer comes: the feed's revision is the store's last.
+    let uri = format!("/agent/v1/policy?host=h1&after={}&wait=1", last["Revision"]);
+    let (_, same) = get(&app, &uri, Some(TOKEN)).await;
+    assert_eq!(same["Revision"], last["Revision"]);
+}
