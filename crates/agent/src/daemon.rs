@@ -1,7 +1,8 @@
 //! `stockade agent`: the feed follower and the enforcement loop, wired together.
 
 use std::collections::BTreeSet;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use model::MemberId;
 use nft::{Backend, NftCli};
 use serde_json::{json, Value};
 
-use crate::feed::{FeedClient, Follower, HostPolicy};
+use crate::feed::{FeedClient, Follower, Update};
 use crate::{conntrack, interfaces, AgentError, Enforcer, Outcome};
 
 /// How the agent runs (the flags of `stockade agent`).
@@ -43,29 +44,66 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         &config.host_id,
         config.region.clone(),
     );
-    let (tx, rx) = mpsc::channel::<HostPolicy>();
+    let (tx, rx) = mpsc::channel::<Update>();
     let feed = client.clone();
-    thread::spawn(move || follow(&feed, &tx));
+    // Set when an update could not be applied: the feed thread then hands on the whole
+    // share it holds, and member updates are skipped until one is taken.
+    let resync = Arc::new(AtomicBool::new(false));
+    let wanted = resync.clone();
+    thread::spawn(move || follow(&feed, &tx, &wanted));
     let netns = config.netns.as_deref();
     let mut enforcer = Enforcer::new(netns.map_or_else(NftCli::default, NftCli::in_netns));
     enforcer.set_rendering(config.rendering);
     let mut last_error: Option<String> = None;
+    // An update taken from the queue while deciding whether to cut and report now.
+    let mut carried: Option<Update> = None;
+    // Tracked connections are owed a cut (a policy was applied, not yet cut by), and the
+    // server a report; since when.
+    let (mut cut_owed, mut report_owed, mut owed_since) = (false, None, None);
     loop {
         let mut new_policy = false;
         let mut tick = false;
-        match rx.recv_timeout(config.reconcile) {
-            Ok(mut p) => {
-                // Only the newest of several queued policies matters.
-                while let Ok(newer) = rx.try_recv() {
-                    p = newer;
+        let received = match carried.take() {
+            Some(update) => Ok(update),
+            None => rx.recv_timeout(config.reconcile),
+        };
+        match received {
+            Ok(first) => {
+                // Updates queued are applied in order, from the last whole share on.
+                let mut queued: Vec<Update> = std::iter::once(first).chain(rx.try_iter()).collect();
+                if let Some(whole) = queued.iter().rposition(|u| matches!(u, Update::Whole(_))) {
+                    queued.drain(..whole);
                 }
-                let revision = p.revision;
-                match enforcer.set_policy(p) {
-                    Ok(()) => new_policy = true,
-                    Err(e) => {
-                        // Keep enforcing the last good policy.
-                        tracing::error!(revision, error = %e, "policy refused");
-                        last_error = Some(e.to_string());
+                for update in queued {
+                    let revision = update.revision();
+                    let result = match update {
+                        Update::Whole(p) => enforcer
+                            .set_policy(p)
+                            .inspect(|()| resync.store(false, Ordering::SeqCst)),
+                        // Relative to a share this agent does not hold (it failed to
+                        // follow): wait for the whole.
+                        Update::Members { base, .. }
+                            if resync.load(Ordering::SeqCst)
+                                || Some(base) != enforcer.revision() =>
+                        {
+                            resync.store(true, Ordering::SeqCst);
+                            continue;
+                        }
+                        Update::Members {
+                            revision,
+                            removed,
+                            changed,
+                            ..
+                        } => enforcer.update_members(revision, removed, changed),
+                    };
+                    match result {
+                        Ok(()) => new_policy = true,
+                        Err(e) => {
+                            // Keep enforcing the last good policy; a whole share follows.
+                            tracing::error!(revision, error = %e, "policy refused");
+                            last_error = Some(e.to_string());
+                            resync.store(true, Ordering::SeqCst);
+                        }
                     }
                 }
             }
@@ -75,14 +113,9 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         }
         let started = Instant::now();
-        let to_report = match pass(
-            &mut enforcer,
-            netns,
-            tick,
-            new_policy,
-            config.cut_connections,
-        ) {
+        let to_report = match pass(&mut enforcer, netns, tick) {
             Ok(Some(outcome)) => {
+                cut_owed |= config.cut_connections && new_policy;
                 tracing::info!(
                     revision = enforcer.revision(),
                     full = outcome.full,
@@ -101,27 +134,83 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                 Some(Outcome::default())
             }
         };
-        if let Some(outcome) = to_report {
+        report_owed = to_report.or(report_owed);
+        if !cut_owed && report_owed.is_none() {
+            continue;
+        }
+        // A newer update waiting goes first: the cut after it judges the flows by the newest
+        // policy, the report tells the newest revision, and both now would hold it back by
+        // two conntrack listings and a request (tens of milliseconds). Deferred at most
+        // `DEFERRED_AT_MOST`, and always done before the report (a host that reported a
+        // revision has cut what it disallows).
+        let since = *owed_since.get_or_insert(started);
+        if let Ok(update) = rx.try_recv() {
+            carried = Some(update);
+            if since.elapsed() < DEFERRED_AT_MOST {
+                continue;
+            }
+        }
+        owed_since = None;
+        if std::mem::take(&mut cut_owed) {
+            if let Err(e) = cut(&enforcer, netns) {
+                tracing::error!(error = %e, "tracked connections could not be judged");
+                last_error = Some(e.to_string());
+            }
+        }
+        if let Some(outcome) = report_owed.take() {
             report(&client, &config.host_id, &enforcer, &outcome, &last_error);
         }
     }
 }
 
+/// The longest a cut of tracked connections and a report wait for updates arriving one
+/// after another.
+const DEFERRED_AT_MOST: Duration = Duration::from_millis(250);
+
+/// Deletes the tracked connections the policy held no longer allows.
+fn cut<B: Backend>(enforcer: &Enforcer<B>, netns: Option<&str>) -> Result<(), AgentError> {
+    let Some(engine) = enforcer.engine() else {
+        return Ok(());
+    };
+    let gone = conntrack::disallowed(
+        engine,
+        &enforcer.local_addresses(),
+        &conntrack::list(netns)?,
+    );
+    if !gone.is_empty() {
+        let n = conntrack::delete(netns, &gone);
+        tracing::info!(cut = n, "tracked connections no longer allowed were cut");
+    }
+    Ok(())
+}
+
 /// Long-polls the feed forever, handing every new policy to the loop. Errors back off
 /// (0.2 s doubling to 5 s) and the last policy stays in force meanwhile.
-fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
+fn follow(client: &FeedClient, tx: &mpsc::Sender<Update>, resync: &AtomicBool) {
     let mut follower = Follower::new(client.clone());
     let mut last = None;
     let mut backoff = Duration::from_millis(200);
     let mut reconnected = false;
     loop {
-        match follower.next(Duration::from_secs(25)) {
+        // A loop that could not follow by members gets the whole share (at the latest on
+        // the next answer, a change or the long poll's end).
+        let next = follower
+            .next(Duration::from_secs(25))
+            .and_then(|p| match p {
+                Update::Members { .. } if resync.load(Ordering::SeqCst) => {
+                    reconnected = true;
+                    follower.whole().map(Update::Whole)
+                }
+                p => Ok(p),
+            });
+        match next {
             Ok(p) => {
                 backoff = Duration::from_millis(200);
-                // After an outage the policy is handed on even if unchanged, so the loop
-                // reports again and a restarted server relearns this host.
-                if Some(p.revision) != last || std::mem::take(&mut reconnected) {
-                    last = Some(p.revision);
+                // After an outage (or when the loop wants the whole share again) the
+                // policy is handed on even if unchanged, so the loop takes it and reports
+                // again, and a restarted server relearns this host.
+                if Some(p.revision()) != last || std::mem::take(&mut reconnected) {
+                    last = Some(p.revision());
                     if tx.send(p).is_err() {
                         return;
                     }
@@ -137,14 +226,12 @@ fn follow(client: &FeedClient, tx: &mpsc::Sender<HostPolicy>) {
     }
 }
 
-/// One pass: interfaces, drift, the transaction, then cutting connections. Returns the
-/// outcome when a transaction was applied.
+/// One pass: interfaces, drift, the transaction. Returns the outcome when a transaction
+/// was applied.
 fn pass<B: Backend>(
     enforcer: &mut Enforcer<B>,
     netns: Option<&str>,
     tick: bool,
-    new_policy: bool,
-    cut: bool,
 ) -> Result<Option<Outcome>, AgentError> {
     let Some(policy) = enforcer.policy() else {
         return Ok(None);
@@ -168,19 +255,6 @@ fn pass<B: Backend>(
         tracing::warn!("the table was changed outside the agent; restoring it");
     }
     let outcome = enforcer.sync()?;
-    if cut && new_policy && outcome.applied {
-        if let Some(engine) = enforcer.engine() {
-            let gone = conntrack::disallowed(
-                engine,
-                &enforcer.local_addresses(),
-                &conntrack::list(netns)?,
-            );
-            if !gone.is_empty() {
-                let n = conntrack::delete(netns, &gone);
-                tracing::info!(cut = n, "tracked connections no longer allowed were cut");
-            }
-        }
-    }
     Ok(outcome.applied.then_some(outcome))
 }
 

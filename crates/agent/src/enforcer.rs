@@ -1,6 +1,6 @@
 //! Keeping the nftables table equal to the rendering of the current policy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use model::{MemberId, NicType, SecurityGroupId, VpcId};
@@ -94,8 +94,15 @@ pub struct Enforcer<B: Backend> {
     applied_groups: Vec<GroupPolicy>,
     /// Groups whose members changed since `applied` was rendered (`None`: unknown, all).
     dirty_members: Option<BTreeSet<SecurityGroupId>>,
-    /// The kernel's listing of the table right after our last transaction.
+    /// Whether, since `applied`, only members changed, none of them attached here: then
+    /// only those groups' sets can differ, and the next sync renders nothing else.
+    members_only: bool,
+    /// The kernel's listing of the table right after our last transaction (taken later,
+    /// when `generation` shows nothing was committed since).
     fingerprint: Option<String>,
+    /// The kernel's ruleset generation right after our last transaction, when the backend
+    /// reads it.
+    generation: Option<u32>,
     /// How chains are written.
     rendering: Rendering,
 }
@@ -129,7 +136,9 @@ impl<B: Backend> Enforcer<B> {
             applied: None,
             applied_groups: Vec::new(),
             dirty_members: None,
+            members_only: false,
             fingerprint: None,
+            generation: None,
             rendering: Rendering::default(),
         }
     }
@@ -140,6 +149,7 @@ impl<B: Backend> Enforcer<B> {
         if rendering != self.rendering {
             self.rendering = rendering;
             self.applied = None;
+            self.members_only = false;
         }
     }
 
@@ -190,26 +200,10 @@ impl<B: Backend> Enforcer<B> {
                     && old.snapshot.port_range_lists == policy.snapshot.port_range_lists =>
             {
                 let changes = instance_changes(&old.snapshot.instances, &policy.snapshot.instances);
-                if let Some(dirty) = &mut self.dirty_members {
-                    for c in &changes {
-                        match c {
-                            policy::Change::AddInstance(i) => {
-                                dirty.extend(i.security_groups.iter().cloned())
-                            }
-                            policy::Change::RemoveInstance(id) => {
-                                if let Ok(i) = state.instance(id) {
-                                    dirty.extend(i.security_groups.iter().cloned());
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                match changes.iter().try_for_each(|c| state.apply(c)) {
+                match self.apply_members(&mut state, &changes) {
                     Ok(()) => state,
                     Err(e) => {
                         // Half-applied: start again from the snapshots.
-                        self.dirty_members = None;
                         let fresh = State::from_snapshot(&policy.snapshot);
                         if fresh.is_err() {
                             let previous = State::from_snapshot(&old.snapshot).map_err(invalid)?;
@@ -223,6 +217,7 @@ impl<B: Backend> Enforcer<B> {
             previous => match State::from_snapshot(&policy.snapshot) {
                 Ok(state) => {
                     self.dirty_members = None;
+                    self.members_only = false;
                     state
                 }
                 Err(e) => {
@@ -236,10 +231,87 @@ impl<B: Backend> Enforcer<B> {
         Ok(())
     }
 
+    /// Takes a change of members alone, as a feed delta of `Instances` carries it: the
+    /// members `removed`, and those `changed` (new or updated), the groups and lists as they
+    /// were. The state is updated in place, without comparing or copying the rest of the
+    /// policy. On an error the policy held stays as it was; the caller asks for the whole
+    /// share.
+    pub fn update_members(
+        &mut self,
+        revision: u64,
+        removed: Vec<MemberId>,
+        changed: Vec<model::Instance>,
+    ) -> Result<(), AgentError> {
+        let Some((mut policy, mut state)) = self.policy.take() else {
+            return Err(AgentError::Policy(
+                "a member change without a policy".into(),
+            ));
+        };
+        let gone: BTreeSet<&MemberId> = removed
+            .iter()
+            .chain(changed.iter().map(|i| &i.id))
+            .collect();
+        let changes: Vec<policy::Change> = gone
+            .iter()
+            .filter(|id| state.instance(id).is_ok())
+            .map(|id| policy::Change::RemoveInstance((*id).clone()))
+            .chain(changed.iter().cloned().map(policy::Change::AddInstance))
+            .collect();
+        if let Err(e) = self.apply_members(&mut state, &changes) {
+            // Half-applied: the policy held is rebuilt as it was.
+            let previous = State::from_snapshot(&policy.snapshot);
+            self.policy = previous.ok().map(|state| (policy, state));
+            return Err(AgentError::Policy(e.to_string()));
+        }
+        policy.snapshot.instances.retain(|i| !gone.contains(&i.id));
+        policy.snapshot.instances.extend(changed);
+        policy.revision = revision;
+        self.policy = Some((policy, state));
+        self.engine = std::cell::OnceCell::new();
+        Ok(())
+    }
+
+    /// Applies instance changes to `state`, noting the groups whose members they change and
+    /// whether any instance attached here is among them. On an error the state is
+    /// half-applied and nothing is known of what the table lacks.
+    fn apply_members(
+        &mut self,
+        state: &mut State,
+        changes: &[policy::Change],
+    ) -> Result<(), policy::PolicyError> {
+        let attached: HashSet<&MemberId> = self.attachments.iter().map(|a| &a.instance).collect();
+        for c in changes {
+            let (id, groups) = match c {
+                policy::Change::AddInstance(i) => (&i.id, i.security_groups.clone()),
+                policy::Change::RemoveInstance(id) => (
+                    id,
+                    state
+                        .instance(id)
+                        .map(|i| i.security_groups.clone())
+                        .unwrap_or_default(),
+                ),
+                _ => continue,
+            };
+            if attached.contains(id) {
+                self.members_only = false;
+            }
+            if let Some(dirty) = &mut self.dirty_members {
+                dirty.extend(groups);
+            }
+        }
+        let applied = changes.iter().try_for_each(|c| state.apply(c));
+        if applied.is_err() {
+            self.dirty_members = None;
+            self.members_only = false;
+        }
+        applied
+    }
+
     /// Takes the interfaces found; returns whether they changed.
     pub fn set_attachments(&mut self, attachments: Vec<Attachment>) -> bool {
         let changed = attachments != self.attachments;
         self.attachments = attachments;
+        self.members_only &= !changed;
         changed
     }
 
@@ -248,6 +320,7 @@ impl<B: Backend> Enforcer<B> {
     pub fn set_unattributed(&mut self, devices: Vec<(String, String)>) -> bool {
         let changed = devices != self.unattributed;
         self.unattributed = devices;
+        self.members_only &= !changed;
         changed
     }
 
@@ -255,6 +328,7 @@ impl<B: Backend> Enforcer<B> {
     pub fn set_overlays(&mut self, overlays: Vec<(String, VpcId)>) -> bool {
         let changed = overlays != self.overlays;
         self.overlays = overlays;
+        self.members_only &= !changed;
         changed
     }
 
@@ -309,12 +383,30 @@ impl<B: Backend> Enforcer<B> {
     /// Whether the table differs from what the last transaction left (a hand edit, a flush,
     /// another program). The next [`Enforcer::sync`] then replaces it whole.
     pub fn check_drift(&mut self) -> Result<bool, AgentError> {
-        let Some(expected) = &self.fingerprint else {
+        if self.applied.is_none() {
             return Ok(false);
+        }
+        if let Some(ours) = self.generation {
+            let now = self.backend.generation()?;
+            if now == Some(ours) {
+                // Nothing committed since our transaction: the table is as it left it, and
+                // its listing now is the one to compare later changes with.
+                if self.fingerprint.is_none() {
+                    self.fingerprint = Some(self.backend.list()?);
+                }
+                return Ok(false);
+            }
+            self.generation = now;
+        }
+        // Someone committed since (maybe to another table): the listing tells. Without one
+        // taken in between, what the table should hold cannot be told from it: replaced.
+        let drifted = match &self.fingerprint {
+            Some(expected) => &self.backend.list()? != expected,
+            None => true,
         };
-        let drifted = &self.backend.list()? != expected;
         if drifted {
             self.applied = None;
+            self.members_only = false;
         }
         Ok(drifted)
     }
@@ -325,6 +417,9 @@ impl<B: Backend> Enforcer<B> {
     /// and the rest applied; if even that is refused, every instance here is failed closed.
     pub fn sync(&mut self) -> Result<Outcome, AgentError> {
         let start = std::time::Instant::now();
+        if let Some(outcome) = self.sync_members(start)? {
+            return Ok(outcome);
+        }
         let Some((policy, state)) = &self.policy else {
             return Ok(Outcome::default());
         };
@@ -417,18 +512,81 @@ impl<B: Backend> Enforcer<B> {
         };
         let full = result?;
         let enforced_in = start.elapsed();
-        self.fingerprint = Some(self.backend.list()?);
         let failed = desired.failed.clone();
         if !same_groups {
             self.applied_groups = policy.snapshot.groups.clone();
         }
+        if let Err(e) = self.note_transaction() {
+            // What the table holds is unknown: the next sync replaces it whole.
+            self.applied = None;
+            return Err(e);
+        }
         self.applied = Some(desired);
         self.dirty_members = Some(BTreeSet::new());
+        self.members_only = true;
         Ok(Outcome {
             applied: true,
             full,
             failed,
             enforced_in,
         })
+    }
+
+    /// Notes what the table holds after a transaction of ours: its generation when the
+    /// backend reads it (cheap; the listing is taken at the next drift check), its listing
+    /// otherwise. Either way off the path from a change to its enforcement, which the
+    /// listing of a big table (tens of milliseconds) would lengthen for the next change.
+    fn note_transaction(&mut self) -> Result<(), AgentError> {
+        self.generation = self.backend.generation()?;
+        self.fingerprint = match self.generation {
+            Some(_) => None,
+            None => Some(self.backend.list()?),
+        };
+        Ok(())
+    }
+
+    /// [`Enforcer::sync`] when only members of groups changed, none attached here (the
+    /// usual change on a host, which must not cost a pass over every interface): those
+    /// groups' sets are rendered again and their elements changed, nothing else. `None`
+    /// when that is not the change, or the kernel refused it (the full sync then finds
+    /// out why).
+    fn sync_members(&mut self, start: std::time::Instant) -> Result<Option<Outcome>, AgentError> {
+        let (Some((_, state)), Some(applied), Some(dirty), true, Rendering::Linear) = (
+            &self.policy,
+            &mut self.applied,
+            &self.dirty_members,
+            self.members_only,
+            self.rendering,
+        ) else {
+            return Ok(None);
+        };
+        let failed = applied.failed.clone();
+        let sets = applied.changed_member_sets(state, dirty);
+        if sets.is_empty() {
+            self.dirty_members = Some(BTreeSet::new());
+            return Ok(Some(Outcome {
+                failed,
+                ..Outcome::default()
+            }));
+        }
+        let applied_now = match applied.set_changes(&sets) {
+            (Some(changes), script) => self.backend.apply_elements(&changes, &script),
+            (None, script) => self.backend.apply(&script),
+        };
+        if let Err(refused) = applied_now {
+            tracing::warn!(%refused, "set update refused; syncing the whole table");
+            self.members_only = false;
+            return Ok(None);
+        }
+        let enforced_in = start.elapsed();
+        applied.replace_sets(sets);
+        self.note_transaction()?;
+        self.dirty_members = Some(BTreeSet::new());
+        Ok(Some(Outcome {
+            applied: true,
+            full: false,
+            failed,
+            enforced_in,
+        }))
     }
 }

@@ -1,12 +1,13 @@
 //! The control plane's agent feed, as the agent sees it (the server side is
 //! `server::agents`).
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use model::{InstanceId, MemberId, NetworkInterfaceId};
-use policy::delta::{self, Answer, Items};
+use policy::delta::{self, Answer, Items, Touched};
 use policy::Snapshot;
 use serde_json::Value;
 
@@ -188,6 +189,63 @@ impl FeedClient {
     }
 }
 
+/// What one poll of the feed brought.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The whole share.
+    Whole(HostPolicy),
+    /// Only members changed since the share held (the usual change: an instance joining or
+    /// leaving a group): those removed and those new or changed, at `revision`.
+    Members {
+        /// The revision of the share the change applies to.
+        base: u64,
+        /// The store revision after the change.
+        revision: u64,
+        /// Members gone from the share.
+        removed: Vec<MemberId>,
+        /// Members new to the share or changed, as they are now.
+        changed: Vec<model::Instance>,
+    },
+}
+
+impl Update {
+    /// The store revision the update brings the share to.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Update::Whole(p) => p.revision,
+            Update::Members { revision, .. } => *revision,
+        }
+    }
+}
+
+/// The update of members `keys` (removed or changed) at `revision`, read from `items`.
+fn members(
+    base: u64,
+    revision: u64,
+    keys: &BTreeSet<String>,
+    items: &Items,
+) -> Result<Update, AgentError> {
+    let (mut removed, mut changed) = (Vec::new(), Vec::new());
+    for key in keys {
+        match items.member(key) {
+            Some(text) => changed.push(
+                policy::document::parse_instance_item(text)
+                    .map_err(|e| AgentError::Policy(e.to_string()))?,
+            ),
+            None => removed.push(
+                key.parse()
+                    .map_err(|_| AgentError::Feed(format!("a member key {key}")))?,
+            ),
+        }
+    }
+    Ok(Update::Members {
+        base,
+        revision,
+        removed,
+        changed,
+    })
+}
+
 /// Follows the feed by deltas: holds the items of the last share received, asks for what
 /// changed since, and rebuilds the share from them (`policy::delta`). Whenever a delta does
 /// not fit what is held, it drops what it holds and asks for the whole share.
@@ -195,6 +253,8 @@ impl FeedClient {
 pub struct Follower {
     client: FeedClient,
     held: Option<(u64, Items)>,
+    /// What the last answer touched, when it was a delta.
+    touched: Option<Touched>,
     received: usize,
 }
 
@@ -204,6 +264,7 @@ impl Follower {
         Follower {
             client,
             held: None,
+            touched: None,
             received: 0,
         }
     }
@@ -218,10 +279,35 @@ impl Follower {
         self.received
     }
 
-    /// The share at the first revision after the one held (at once when nothing is held),
-    /// waiting at most `wait`; on timeout the share held comes back.
-    pub fn next(&mut self, wait: Duration) -> Result<HostPolicy, AgentError> {
-        let (revision, items) = self.next_items(wait)?;
+    /// What changed at the first revision after the one held (the whole share at once when
+    /// nothing is held), waiting at most `wait`; on timeout an update of nothing, at the
+    /// revision held. Only members changed: those members, read alone; anything else: the
+    /// whole share, read again.
+    pub fn next(&mut self, wait: Duration) -> Result<Update, AgentError> {
+        let base = self.revision();
+        let revision = self.next_items(wait)?.0;
+        let Some((_, items)) = &self.held else {
+            unreachable!("next_items holds what it returns");
+        };
+        if let (Some(keys), Some(base)) =
+            (self.touched.as_ref().and_then(Touched::members_only), base)
+        {
+            let update = members(base, revision, keys, items);
+            if update.is_err() {
+                self.reset();
+            }
+            return update;
+        }
+        self.whole().map(Update::Whole)
+    }
+
+    /// The share held, read whole (for an agent that could not apply an update of members
+    /// to what it holds).
+    pub fn whole(&mut self) -> Result<HostPolicy, AgentError> {
+        let Some((revision, items)) = &self.held else {
+            return Err(AgentError::Feed("no share held".into()));
+        };
+        let revision = *revision;
         let policy = serde_json::from_str(&items.to_answer())
             .map_err(|e| AgentError::Feed(e.to_string()))
             .and_then(|mut whole: Value| {
@@ -229,11 +315,17 @@ impl Follower {
                 HostPolicy::from_json(&whole)
             });
         if policy.is_err() {
-            // Hold nothing: the next poll brings the whole share again, as it would have
-            // without deltas.
-            self.held = None;
+            self.reset();
         }
         policy
+    }
+
+    /// Holds nothing: the next poll brings the whole share again, as it would have
+    /// without deltas (after an answer that could not be read, or an update the agent
+    /// could not apply).
+    pub fn reset(&mut self) {
+        self.held = None;
+        self.touched = None;
     }
 
     /// [`Follower::next`] without parsing the share: its revision and items as held.
@@ -242,10 +334,14 @@ impl Follower {
         self.received += body.len();
         let malformed = |e: delta::DeltaError| AgentError::Feed(e.to_string());
         let (revision, answer) = delta::read_answer(&body).map_err(malformed)?;
+        self.touched = None;
         let items = match (answer, self.held.take()) {
             (Answer::Whole(items), _) => items,
             (Answer::Delta(delta), Some((held, mut items))) => match items.apply(delta, held) {
-                Ok(()) => items,
+                Ok(touched) => {
+                    self.touched = Some(touched);
+                    items
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "feed delta does not fit; asking for the whole share");
                     return self.next_items(wait);

@@ -233,3 +233,156 @@ fn a_device_no_bound_interface_explains_gets_no_traffic_either_way() {
     let script = e.backend().applied.last().unwrap().clone();
     assert!(script.contains("vfake"), "{script}");
 }
+
+/// What a fresh enforcer holds for `p` with `atts` (zones aside: they are allocated per
+/// enforcer), to compare an incrementally updated one with.
+fn fresh_rendering(p: &HostPolicy, atts: &[Attachment]) -> nft::Ruleset {
+    let state = policy::State::from_snapshot(&p.snapshot).unwrap();
+    nft::render(&state, atts)
+}
+
+fn without_zones(e: &Enforcer<FakeBackend>) -> nft::Ruleset {
+    nft::Ruleset {
+        zones: nft::Zones::default(),
+        ..e.applied().unwrap().clone()
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Members not bound here join, leave, reorder and vanish, told one by one as the feed
+    /// tells them (`update_members`): every sync writes set elements alone, and leaves the
+    /// enforcer holding what a fresh rendering of the same policy gives.
+    #[test]
+    fn remote_member_changes_write_only_set_elements_and_match_a_fresh_rendering(
+        steps in proptest::collection::vec((0usize..4, proptest::collection::vec(0usize..3, 0..4)), 1..8)
+    ) {
+        let groups = ["sg-web", "sg-app", "sg-db"];
+        let mut p = policy(1, |_| {});
+        // Bound here: web1 and db1; the others are remote members.
+        let atts: Vec<Attachment> = attachments(&p)
+            .into_iter()
+            .filter(|a| ["i-web1", "i-db1"].contains(&a.instance.as_str()))
+            .collect();
+        let mut e = Enforcer::new(FakeBackend::default());
+        e.set_policy(p.clone()).unwrap();
+        e.set_attachments(atts.clone());
+        e.sync().unwrap();
+        let remote = ["i-web2", "i-app1", "i-app2", "i-new9"];
+        for (n, (who, in_groups)) in steps.into_iter().enumerate() {
+            let id: model::MemberId = remote[who].parse().unwrap();
+            let revision = n as u64 + 2;
+            let mut gone = Vec::new();
+            let mut changed = Vec::new();
+            p.snapshot.instances.retain(|i| i.id != id);
+            if in_groups.is_empty() && who % 2 == 0 {
+                gone.push(id);
+            } else {
+                let mut g: Vec<model::SecurityGroupId> = Vec::new();
+                for k in in_groups {
+                    let group = groups[k].parse().unwrap();
+                    if !g.contains(&group) {
+                        g.push(group);
+                    }
+                }
+                let instance = model::Instance {
+                    id,
+                    attached_to: None,
+                    owner: p.snapshot.instances[0].owner,
+                    vpc_id: Some("vpc-lab".parse().unwrap()),
+                    private_ip: std::net::Ipv4Addr::new(198, 18, 9, 100 + who as u8),
+                    secondary_ips: Vec::new(),
+                    ipv6: None,
+                    public_ip: None,
+                    security_groups: g,
+                };
+                p.snapshot.instances.push(instance.clone());
+                changed.push(instance);
+            }
+            p.revision = revision;
+            e.update_members(revision, gone, changed).unwrap();
+            let before = e.backend().applied.len();
+            let outcome = e.sync().unwrap();
+            proptest::prop_assert!(!outcome.full);
+            for script in &e.backend().applied[before..] {
+                for line in script.lines() {
+                    proptest::prop_assert!(
+                        line.starts_with("add element ") || line.starts_with("delete element "),
+                        "{line}"
+                    );
+                }
+            }
+            proptest::prop_assert_eq!(e.revision(), Some(revision));
+            proptest::prop_assert_eq!(without_zones(&e), fresh_rendering(&p, &atts));
+        }
+    }
+}
+
+#[test]
+fn a_change_of_a_member_bound_here_renders_its_chains_again() {
+    let p = policy(1, |_| {});
+    let atts = attachments(&p);
+    let mut e = enforcer(p.clone());
+    e.sync().unwrap();
+    // web1 (bound here) joins sg-app: its chains change, not only sets.
+    let mut web1 = p.snapshot.instances[0].clone();
+    assert_eq!(web1.id.as_str(), "i-web1");
+    web1.security_groups.push("sg-app".parse().unwrap());
+    e.update_members(2, Vec::new(), vec![web1.clone()]).unwrap();
+    e.sync().unwrap();
+    let diff = e.backend().applied.last().unwrap().clone();
+    assert!(diff.contains("eg_i_sg_web_sg_app"), "{diff}");
+    let last = policy(2, |s| s.instances[0] = web1);
+    assert_eq!(without_zones(&e), fresh_rendering(&last, &atts));
+}
+
+#[test]
+fn a_member_change_that_does_not_fit_is_refused_and_the_policy_kept() {
+    let p = policy(1, |_| {});
+    let mut e = enforcer(p.clone());
+    e.sync().unwrap();
+    let held = e.applied().unwrap().clone();
+    let mut app2 = p.snapshot.instances[3].clone();
+    app2.security_groups.push("sg-missing".parse().unwrap());
+    assert!(e.update_members(2, Vec::new(), vec![app2]).is_err());
+    assert_eq!(e.revision(), Some(1));
+    assert!(!e.sync().unwrap().applied);
+    assert_eq!(e.applied(), Some(&held));
+    // A later whole share is taken as usual.
+    e.set_policy(policy(3, |_| {})).unwrap();
+    assert_eq!(e.revision(), Some(3));
+}
+
+#[test]
+fn with_a_generation_drift_is_seen_from_it_and_the_listing_taken_off_the_change_path() {
+    let mut e = Enforcer::new(FakeBackend {
+        generation: Some(7),
+        ..FakeBackend::default()
+    });
+    let p = policy(1, |_| {});
+    let atts = attachments(&p);
+    e.set_policy(p).unwrap();
+    e.set_attachments(atts);
+    e.sync().unwrap();
+    // The generation unchanged: no drift, whatever a listing would say (the kernel moves it
+    // with every commit), and the listing taken now is what later checks compare with.
+    assert!(!e.check_drift().unwrap());
+    let listed = e.backend().listing.clone();
+    e.backend().listing = "not read".into();
+    assert!(!e.check_drift().unwrap());
+    e.backend().listing = listed;
+    // Another program commits to another table: the generation moves, the table does not.
+    e.backend().generation = Some(100);
+    assert!(!e.check_drift().unwrap());
+    // A hand edit of ours: both move.
+    e.backend().generation = Some(101);
+    e.backend().listing = "table inet stockade { }".into();
+    assert!(e.check_drift().unwrap());
+    assert!(e.sync().unwrap().full);
+    // Edited before any check took the listing: nothing tells the edit from another
+    // table's, so the table is replaced.
+    e.backend().generation = Some(200);
+    assert!(e.check_drift().unwrap());
+    assert!(e.sync().unwrap().full);
+}

@@ -49,6 +49,12 @@ pub trait Backend {
         let _ = changes;
         self.apply(script)
     }
+    /// The kernel's ruleset generation, which every committed transaction changes, when the
+    /// backend can read it cheaply (`None` otherwise): while it stays the same, the table is
+    /// as the last transaction left it, without listing it.
+    fn generation(&mut self) -> Result<Option<u32>, NftError> {
+        Ok(None)
+    }
 }
 
 /// The `nft` command in the current network namespace, or in a named one.
@@ -107,6 +113,23 @@ impl NftCli {
             netns: Some(runner),
             netlink: Arc::default(),
         }
+    }
+
+    /// Runs `f` on the namespace's netfilter netlink socket, opened on first use. The
+    /// socket is kept only after a clean exchange: after an error it may still hold answers.
+    fn with_netlink<T>(
+        &self,
+        f: impl FnOnce(&OwnedFd) -> Result<T, NftError>,
+    ) -> Result<T, NftError> {
+        let mut held = self.netlink.lock().unwrap_or_else(|e| e.into_inner());
+        let socket = match held.take() {
+            Some(socket) => socket,
+            // Opened in the namespace: a socket belongs to the namespace it was made in.
+            None => self.inside(crate::netlink::socket)?,
+        };
+        let out = f(&socket)?;
+        *held = Some(socket);
+        Ok(out)
     }
 
     /// Runs `f` in the namespace (in its thread), or here when there is none.
@@ -199,16 +222,11 @@ impl Backend for NftCli {
 
     /// Sent over netlink from this process (see `netlink`): no `nft` started.
     fn apply_elements(&mut self, changes: &[SetElements], _script: &str) -> Result<(), NftError> {
-        let mut held = self.netlink.lock().unwrap_or_else(|e| e.into_inner());
-        let socket = match held.take() {
-            Some(socket) => socket,
-            // Opened in the namespace: a socket belongs to the namespace it was made in.
-            None => self.inside(crate::netlink::socket)?,
-        };
-        crate::netlink::apply(&socket, changes)?;
-        // Kept only after a clean exchange: after an error it may still hold answers.
-        *held = Some(socket);
-        Ok(())
+        self.with_netlink(|socket| crate::netlink::apply(socket, changes))
+    }
+
+    fn generation(&mut self) -> Result<Option<u32>, NftError> {
+        self.with_netlink(crate::netlink::generation).map(Some)
     }
 }
 
@@ -224,6 +242,9 @@ pub struct FakeBackend {
     pub listing: String,
     /// Scripts containing this text are rejected (as the kernel would reject a bad rule).
     pub reject: Option<String>,
+    /// The ruleset generation, when the fake reads it (`None`: as a backend that cannot);
+    /// every transaction moves it, and a test moves it to simulate another program's.
+    pub generation: Option<u32>,
 }
 
 impl FakeBackend {
@@ -242,7 +263,14 @@ impl Backend for FakeBackend {
         self.refuse(script)?;
         self.applied.push(script.to_string());
         self.listing = format!("table inet {TABLE} # transaction {}", self.applied.len());
+        if let Some(g) = &mut self.generation {
+            *g += 1;
+        }
         Ok(())
+    }
+
+    fn generation(&mut self) -> Result<Option<u32>, NftError> {
+        Ok(self.generation)
     }
 
     fn check(&mut self, script: &str) -> Result<(), NftError> {
@@ -255,6 +283,9 @@ impl Backend for FakeBackend {
 
     fn delete_table(&mut self) -> Result<(), NftError> {
         self.listing.clear();
+        if let Some(g) = &mut self.generation {
+            *g += 1;
+        }
         Ok(())
     }
 }

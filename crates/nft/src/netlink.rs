@@ -22,6 +22,9 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
@@ -139,6 +142,65 @@ fn batch(changes: &[SetElements]) -> (Vec<u8>, std::ops::RangeInclusive<u32>) {
     let end = b.message(NFNL_MSG_BATCH_END, 0, NFNL_SUBSYS_NFTABLES);
     b.end::<4>(end);
     (b.buf, acked)
+}
+
+/// The ruleset's generation in the socket's namespace: a number the kernel changes with
+/// every transaction committed there, by anyone, and with nothing else.
+pub(crate) fn generation(socket: &OwnedFd) -> Result<u32, NftError> {
+    let mut b = Batch {
+        buf: Vec::with_capacity(32),
+        seq: 0,
+    };
+    let msg = b.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 0, 0);
+    b.buf[msg + 16] = 0; // AF_UNSPEC: the generation is the namespace's, not a family's
+    b.end::<4>(msg);
+    let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
+    rustix::net::sendto(
+        socket,
+        &b.buf,
+        SendFlags::empty(),
+        &SocketAddrNetlink::new(0, 0),
+    )
+    .map_err(io)?;
+    let mut buf = vec![0u8; 8 * 1024];
+    let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
+    let buf = &buf[..n];
+    let word = |o: usize| {
+        buf.get(o..o + 4)
+            .map(|w| u32::from_ne_bytes(w.try_into().expect("4")))
+    };
+    let kind = buf.get(4..6).map(|k| u16::from_ne_bytes([k[0], k[1]]));
+    let len = word(0).unwrap_or(0) as usize;
+    if kind == Some(NLMSG_ERROR) {
+        let errno = word(16).map_or(0, |e| e as i32);
+        return Err(NftError::Rejected(format!(
+            "netlink generation: {}",
+            std::io::Error::from_raw_os_error(-errno)
+        )));
+    }
+    if kind != Some((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) || len > n {
+        return Err(NftError::Spawn(
+            "netlink: an unexpected generation answer".into(),
+        ));
+    }
+    // Attributes after the header (16 bytes) and `nfgenmsg` (4).
+    let mut at = 20;
+    while at + 4 <= len {
+        let alen = u16::from_ne_bytes([buf[at], buf[at + 1]]) as usize;
+        let akind = u16::from_ne_bytes([buf[at + 2], buf[at + 3]]) & 0x3fff;
+        if alen < 4 {
+            break;
+        }
+        if akind == NFTA_GEN_ID && alen >= 8 {
+            return Ok(u32::from_be_bytes(
+                buf[at + 4..at + 8].try_into().expect("4"),
+            ));
+        }
+        at += (alen + 3) & !3;
+    }
+    Err(NftError::Spawn(
+        "netlink: a generation answer without its id".into(),
+    ))
 }
 
 /// Sends `changes` as one transaction on `socket` and waits for the kernel's answer to

@@ -922,50 +922,63 @@ impl Ruleset {
         if !rest_same {
             return None;
         }
-        let (mut deleted, mut added) = (Vec::new(), Vec::new());
-        let addresses = |elements: std::collections::btree_set::Difference<'_, String>| {
-            elements
-                .map(|e| e.parse::<std::net::IpAddr>().ok())
-                .collect::<Option<Vec<_>>>()
-        };
-        let mut count = 0;
+        let mut changes = ElementChanges::default();
         for ((name, set), (was, prev)) in self.sets.iter().zip(&old.sets) {
-            if name != was || set.set_type != prev.set_type {
+            if name != was {
                 return None;
             }
-            if set.elements == prev.elements {
-                continue;
-            }
-            if !matches!(set.set_type, SetType::Ipv4Addr | SetType::Ipv6Addr) {
-                return None;
-            }
-            for (add, list, elements) in [
-                (
-                    false,
-                    &mut deleted,
-                    addresses(prev.elements.difference(&set.elements))?,
-                ),
-                (
-                    true,
-                    &mut added,
-                    addresses(set.elements.difference(&prev.elements))?,
-                ),
-            ] {
-                count += elements.len();
-                if !elements.is_empty() {
-                    list.push(SetElements {
-                        set: name.to_string(),
-                        add,
-                        elements,
-                    });
+            changes.push(name, set, prev)?;
+        }
+        changes.finish()
+    }
+
+    /// The member sets of groups `dirty` rendered again from `state`, those that differ
+    /// from what `self` holds: everything in the table a change of those groups' members
+    /// changes, when none of the members changed is bound here.
+    pub fn changed_member_sets(
+        &self,
+        state: &State,
+        dirty: &BTreeSet<SecurityGroupId>,
+    ) -> BTreeMap<SetName, Set> {
+        let groups: BTreeMap<String, &policy::GroupEntry> = state
+            .groups()
+            .filter(|g| dirty.contains(&g.group.id))
+            .map(|g| (ident(g.group.id.as_str()), g))
+            .collect();
+        let mut out = BTreeMap::new();
+        for group in dirty {
+            for family in [Family::V4, Family::V6] {
+                let name = SetName::members(group, family);
+                if let Some(held) = self.sets.get(&name) {
+                    let set = member_set(state, &groups, &name);
+                    if set != *held {
+                        out.insert(name, set);
+                    }
                 }
             }
         }
-        if count > crate::netlink::MAX_ELEMENTS {
-            return None;
+        out
+    }
+
+    /// The transaction that gives sets `sets` (sets of `self`) those elements: as element
+    /// changes for netlink when they are addresses and few enough, and as a script.
+    pub fn set_changes(&self, sets: &BTreeMap<SetName, Set>) -> (Option<Vec<SetElements>>, String) {
+        let mut script = String::new();
+        let mut changes = Some(ElementChanges::default());
+        for (name, set) in sets {
+            let prev = self.sets.get(name);
+            set_diff(&mut script, name, set, prev);
+            changes = changes.and_then(|mut c| {
+                c.push(name, set, prev?)?;
+                Some(c)
+            });
         }
-        deleted.extend(added);
-        Some(deleted)
+        (changes.and_then(ElementChanges::finish), script)
+    }
+
+    /// Takes sets as applied (after [`Ruleset::set_changes`] went through).
+    pub fn replace_sets(&mut self, sets: BTreeMap<SetName, Set>) {
+        self.sets.extend(sets);
     }
 
     /// One transaction that turns `old` (what the table holds) into `self`, touching only
@@ -975,42 +988,8 @@ impl Ruleset {
         let mut s = String::new();
         // New sets and element changes first: chains may start to use them.
         for (name, set) in &self.sets {
-            match old.sets.get(name) {
-                Some(prev) if prev.set_type == set.set_type => {
-                    if prev.elements == set.elements {
-                        continue;
-                    }
-                    if set.set_type.interval() {
-                        let _ = writeln!(s, "flush set inet {t} {name}");
-                        add_elements(&mut s, name, &set.elements);
-                    } else {
-                        let gone: BTreeSet<String> =
-                            prev.elements.difference(&set.elements).cloned().collect();
-                        let new: BTreeSet<String> =
-                            set.elements.difference(&prev.elements).cloned().collect();
-                        if !gone.is_empty() {
-                            let _ = writeln!(
-                                s,
-                                "delete element inet {t} {name} {{ {} }}",
-                                elements(&gone)
-                            );
-                        }
-                        add_elements(&mut s, name, &new);
-                    }
-                }
-                _ => {
-                    if old.sets.contains_key(name) {
-                        // A type change cannot happen with our names; replace to be safe.
-                        let _ = writeln!(s, "delete set inet {t} {name}");
-                    }
-                    let _ = writeln!(
-                        s,
-                        "add set inet {t} {name} {{ {} }}",
-                        set.set_type.declaration()
-                    );
-                    add_elements(&mut s, name, &set.elements);
-                }
-            }
+            let prev = old.sets.get(name);
+            set_diff(&mut s, name, set, prev);
         }
         // New chains first, then new maps, then the chains' statements (which read the
         // maps), then the maps' elements (which go to the chains). A chain must exist
@@ -1204,6 +1183,104 @@ fn map_diff<V: PartialEq + fmt::Display>(
         if prev.get(k) != Some(v) {
             let _ = writeln!(s, "add element inet {TABLE} {map} {{ {k} : {v} }}");
         }
+    }
+}
+
+/// Writes what turns set `name` from `prev` (if the table has it) into `set`.
+fn set_diff(s: &mut String, name: &SetName, set: &Set, prev: Option<&Set>) {
+    let t = TABLE;
+    match prev {
+        Some(prev) if prev.set_type == set.set_type => {
+            if prev.elements == set.elements {
+                return;
+            }
+            if set.set_type.interval() {
+                let _ = writeln!(s, "flush set inet {t} {name}");
+                add_elements(s, name, &set.elements);
+            } else {
+                let gone: BTreeSet<String> =
+                    prev.elements.difference(&set.elements).cloned().collect();
+                let new: BTreeSet<String> =
+                    set.elements.difference(&prev.elements).cloned().collect();
+                if !gone.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "delete element inet {t} {name} {{ {} }}",
+                        elements(&gone)
+                    );
+                }
+                add_elements(s, name, &new);
+            }
+        }
+        _ => {
+            if prev.is_some() {
+                // A type change cannot happen with our names; replace to be safe.
+                let _ = writeln!(s, "delete set inet {t} {name}");
+            }
+            let _ = writeln!(
+                s,
+                "add set inet {t} {name} {{ {} }}",
+                set.set_type.declaration()
+            );
+            add_elements(s, name, &set.elements);
+        }
+    }
+}
+
+/// Set element changes being gathered for netlink: deletions, then additions.
+#[derive(Default)]
+struct ElementChanges {
+    deleted: Vec<SetElements>,
+    added: Vec<SetElements>,
+    count: usize,
+}
+
+impl ElementChanges {
+    /// Adds what turns `prev` into `set`; `None` when netlink cannot carry it (not plain
+    /// addresses, or another type).
+    fn push(&mut self, name: &SetName, set: &Set, prev: &Set) -> Option<()> {
+        if set.set_type != prev.set_type {
+            return None;
+        }
+        if set.elements == prev.elements {
+            return Some(());
+        }
+        if !matches!(set.set_type, SetType::Ipv4Addr | SetType::Ipv6Addr) {
+            return None;
+        }
+        let addresses = |elements: std::collections::btree_set::Difference<'_, String>| {
+            elements
+                .map(|e| e.parse::<std::net::IpAddr>().ok())
+                .collect::<Option<Vec<_>>>()
+        };
+        for (add, elements) in [
+            (false, addresses(prev.elements.difference(&set.elements))?),
+            (true, addresses(set.elements.difference(&prev.elements))?),
+        ] {
+            self.count += elements.len();
+            if !elements.is_empty() {
+                let list = if add {
+                    &mut self.added
+                } else {
+                    &mut self.deleted
+                };
+                list.push(SetElements {
+                    set: name.to_string(),
+                    add,
+                    elements,
+                });
+            }
+        }
+        Some(())
+    }
+
+    /// The changes, deletions first; `None` past [`crate::netlink::MAX_ELEMENTS`].
+    fn finish(mut self) -> Option<Vec<SetElements>> {
+        if self.count > crate::netlink::MAX_ELEMENTS {
+            return None;
+        }
+        self.deleted.append(&mut self.added);
+        Some(self.deleted)
     }
 }
 

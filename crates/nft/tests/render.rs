@@ -298,3 +298,56 @@ fn member_changes_reach_the_kernel_without_nft() {
     other.pop();
     assert_eq!(render(&state, &other).element_changes(&left), None);
 }
+
+/// The generation (what the agent's drift check reads instead of listing the table) moves
+/// with every transaction in the namespace, ours or another program's on another table,
+/// and with nothing else; another namespace's transactions leave it alone.
+#[test]
+fn the_generation_moves_with_every_commit_and_only_then() {
+    if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
+        return;
+    }
+    let (ns, other) = (
+        Netns::new("gen").expect("ip netns add"),
+        Netns::new("gen-other").expect("ip netns add"),
+    );
+    let (mut nft, mut elsewhere) = (NftCli::in_netns(&ns.0), NftCli::in_netns(&other.0));
+    let state = example_state();
+    let ruleset = render_as(&state, &attachments(&state), Rendering::Linear);
+    nft.apply(&ruleset.full_script()).unwrap();
+    let first = nft.generation().unwrap().expect("read over netlink");
+    nft.list().unwrap();
+    assert_eq!(
+        nft.generation().unwrap(),
+        Some(first),
+        "a listing commits nothing"
+    );
+    elsewhere.apply("table inet other {}\n").unwrap();
+    assert_eq!(
+        nft.generation().unwrap(),
+        Some(first),
+        "another namespace's commit"
+    );
+    let by_hand = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "add",
+            "table",
+            "ip",
+            "someone_else",
+        ])
+        .status()
+        .unwrap();
+    assert!(by_hand.success());
+    let second = nft.generation().unwrap().unwrap();
+    assert_ne!(second, first, "another program's commit, to another table");
+    // (A transaction that changes nothing, as `add table` of a table there, commits
+    // nothing and moves nothing.)
+    nft.apply("add table inet stockade\n").unwrap();
+    assert_eq!(nft.generation().unwrap(), Some(second));
+    nft.apply("add chain inet stockade probe\n").unwrap();
+    assert_ne!(nft.generation().unwrap().unwrap(), second);
+}

@@ -748,6 +748,24 @@ pub fn read_answer(body: &[u8]) -> Result<(u64, Answer), DeltaError> {
     Ok((revision, answer))
 }
 
+/// The keys of the items a delta removed or changed, by list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched([BTreeSet<String>; 5]);
+
+impl Touched {
+    /// The members (`MemberId`s, the keys of `Instances` items) removed or changed, when the
+    /// delta touched nothing else: the usual membership change, which the agent applies
+    /// to what it holds instead of reading the share again.
+    pub fn members_only(&self) -> Option<&BTreeSet<String>> {
+        let others = self
+            .0
+            .iter()
+            .enumerate()
+            .any(|(n, keys)| n != MEMBERS && !keys.is_empty());
+        (!others).then_some(&self.0[MEMBERS])
+    }
+}
+
 /// What the agent keeps of its share: every item by list and key, as the text the server
 /// wrote (a fraction of the memory of parsed values, and what the document parser reads).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -778,9 +796,15 @@ impl Items {
         Ok(items)
     }
 
-    /// Applies a `Delta` made against revision `held`. On an error the items are left
-    /// unusable: the caller drops them and asks for the whole share.
-    pub fn apply(&mut self, delta: Delta, held: u64) -> Result<(), DeltaError> {
+    /// The text of the member (an `Instances` item) of key `id`, if held.
+    pub fn member(&self, id: &str) -> Option<&str> {
+        self.lists[MEMBERS].get(id).map(|t| &**t)
+    }
+
+    /// Applies a `Delta` made against revision `held`; returns the keys it touched. On an
+    /// error the items are left unusable: the caller drops them and asks for the whole
+    /// share.
+    pub fn apply(&mut self, delta: Delta, held: u64) -> Result<Touched, DeltaError> {
         if delta.base != held {
             return Err(DeltaError::WrongBase {
                 base: delta.base,
@@ -788,13 +812,17 @@ impl Items {
             });
         }
         let changed = delta.changed.into_array();
+        let mut touched = Touched::default();
         for ((n, list), items) in changed.into_iter().enumerate().zip(&mut self.lists) {
             let name = LISTS[n].1;
             for key in delta.removed.get(name).into_iter().flatten() {
                 items.remove(key);
+                touched.0[n].insert(key.clone());
             }
             for item in list {
-                items.insert(raw_key(&item, n)?, item.get().into());
+                let key = raw_key(&item, n)?;
+                touched.0[n].insert(key.clone());
+                items.insert(key, item.get().into());
             }
             let want = *delta
                 .counts
@@ -808,7 +836,7 @@ impl Items {
                 });
             }
         }
-        Ok(())
+        Ok(touched)
     }
 
     /// The text of the answer these items make, items ordered by key: `NetworkInterfaces`
@@ -848,7 +876,8 @@ mod tests {
             held.clone().apply(delta(), 4),
             Err(DeltaError::WrongBase { base: 3, held: 4 })
         );
-        held.apply(delta(), 3).unwrap();
+        let touched = held.apply(delta(), 3).unwrap();
+        assert_eq!(touched.members_only(), None);
         let answer: Value = serde_json::from_str(&held.to_answer()).unwrap();
         assert_eq!(answer["Policy"]["SecurityGroups"][0]["Rules"], 2);
         // Items held that the server's digest did not have: the count says so.

@@ -162,6 +162,14 @@ pub fn parse(json: &str) -> Result<Snapshot> {
     Ok(parse_with_labels(json)?.0)
 }
 
+/// Parses one item of a policy file's `Instances` (a member: an instance or a secondary
+/// interface), as a feed delta carries it.
+pub fn parse_instance_item(json: &str) -> Result<Instance> {
+    let file: InstanceFile = serde_json::from_str(json)
+        .map_err(|e| DocumentError(format!("not a valid instance: {e}")))?;
+    parse_instance(file)
+}
+
 /// Parses a policy file into a snapshot and the groups' names and descriptions (for the
 /// audit's label check).
 pub fn parse_with_labels(json: &str) -> Result<(Snapshot, BTreeMap<SecurityGroupId, GroupLabel>)> {

@@ -614,6 +614,34 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
     )
     .await;
     assert!(other.get("Delta").is_none(), "{other}");
+
+    // An instance elsewhere joins a group of the share, then leaves it: deltas of that one
+    // member, which the agent applies without reading the share again.
+    let mut held_at = r2;
+    for (action, present) in [("JoinSecurityGroup", true), ("LeaveSecurityGroup", false)] {
+        api(
+            &app,
+            &[
+                ("Action", action),
+                ("InstanceId", &ids[1]),
+                ("SecurityGroupId", &groups[0]),
+            ],
+        )
+        .await;
+        let delta = poll(Some(held_at), true).await;
+        let d = &delta["Delta"];
+        let touched = held
+            .apply(
+                policy::delta::Delta::parse(&d.to_string()).unwrap(),
+                held_at,
+            )
+            .unwrap();
+        held_at = delta["Revision"].as_u64().unwrap();
+        let keys = touched.members_only().expect("members alone");
+        assert_eq!(keys.iter().collect::<Vec<_>>(), [&ids[1]], "{delta}");
+        assert_eq!(held.member(&ids[1]).is_some(), present, "{delta}");
+        assert_eq!(held, items(&poll(None, false).await));
+    }
 }
 
 /// A burst of concurrent writes (refreshes after commits are coalesced) still ends with

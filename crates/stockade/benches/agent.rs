@@ -20,7 +20,9 @@
 //!
 //! Each figure is also given as a ratio to a baseline measured in the same run: one `nft -f`
 //! transaction of a one-rule table (the floor every change pays: a process start and a
-//! netlink batch). `STOCKADE_BENCH_QUICK=1` (and `cargo test`) runs a small smoke version.
+//! netlink batch). `STOCKADE_BENCH_QUICK=1` (and `cargo test`) runs a small smoke version;
+//! `STOCKADE_BENCH_ONLY=membership` the baseline and 200 membership changes alone (to
+//! profile that path).
 
 #[allow(dead_code)]
 #[path = "../tests/lab/harness.rs"]
@@ -297,6 +299,21 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
     )
 }
 
+/// The first `instances` of the snapshot, placed on the host.
+fn placed_of(snapshot: &Snapshot, instances: usize) -> Vec<Placed> {
+    snapshot
+        .instances
+        .iter()
+        .take(instances)
+        .map(|i| Placed {
+            interface: format!("eni-{}", &i.id.as_str()[2..]).parse().unwrap(),
+            id: i.id.clone(),
+            private_ip: i.private_ip,
+            public_ip: None,
+        })
+        .collect()
+}
+
 /// The resident memory of a process (`self` or a pid), in KiB.
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -322,7 +339,7 @@ fn membership(
 ) -> (f64, f64) {
     let ns2 = Netns::new("member");
     let mut enforcer = Enforcer::new(NftCli::in_netns(&ns2.0));
-    let mut snap = snapshot.clone();
+    let snap = snapshot.clone();
     enforcer.set_rendering(rendering);
     enforcer
         .set_policy(HostPolicy {
@@ -335,28 +352,32 @@ fn membership(
     enforcer.sync().unwrap();
     let (mut join_ms, mut leave_ms) = (Vec::new(), Vec::new());
     let big_group: model::SecurityGroupId = "sg-big".parse().unwrap();
+    let mut changed = snap.instances[member].clone();
     for n in 0..iterations {
-        // It leaves and rejoins: every change removes or adds one set element (linear) or
-        // one class-map element per chain that reads the group (flat).
-        let groups = &mut snap.instances[member].security_groups;
+        // It leaves and rejoins, as the feed's delta of that one member tells the agent:
+        // every change removes or adds one set element (linear) or one class-map element
+        // per chain that reads the group (flat).
         if n % 2 == 0 {
-            groups.clear();
+            changed.security_groups.clear();
         } else {
-            groups.push(big_group.clone());
+            changed.security_groups.push(big_group.clone());
         }
         let t = Instant::now();
         enforcer
-            .set_policy(HostPolicy {
-                revision: n + 2,
-                instances: placed.to_vec(),
-                snapshot: snap.clone(),
-            })
+            .update_members(n + 2, Vec::new(), vec![changed.clone()])
             .unwrap();
         let state_ms = ms(t.elapsed());
         let outcome = enforcer.sync().unwrap();
         assert!(outcome.applied && !outcome.full);
         let last = enforcer.backend().list().unwrap();
         assert!(last.contains("table inet stockade"));
+        if rendering == Rendering::Linear {
+            // The kernel holds the member's address exactly while it is a member.
+            let address = changed.private_ip.to_string();
+            let set = last.split("set g4_sg_big").nth(1).unwrap();
+            let set = set.split('}').next().unwrap();
+            assert_eq!(set.contains(&address), n % 2 == 1, "{address} in {set}");
+        }
         if n % 2 == 0 {
             &mut leave_ms
         } else {
@@ -379,6 +400,24 @@ fn main() {
     };
     let base = baseline();
     eprintln!("baseline nft transaction: {base:.2} ms");
+    if std::env::var("STOCKADE_BENCH_ONLY").as_deref() == Ok("membership") {
+        let (snapshot, attachments) = fleet(instances, rules, big);
+        let placed = placed_of(&snapshot, instances);
+        let (join, leave) = membership(
+            &snapshot,
+            &placed,
+            &attachments,
+            instances,
+            Rendering::Linear,
+            200,
+        );
+        println!(
+            "| member joins | {join:.2} ms | {:.1}× |\n| member leaves | {leave:.2} ms | {:.1}× |",
+            join / base,
+            leave / base
+        );
+        return;
+    }
 
     eprintln!(
         "propagation: {changes} changes through the API, in each of two VPCs and to a secondary interface"
@@ -419,17 +458,7 @@ fn main() {
     let t = Instant::now();
     policy::document::parse(&doc).unwrap();
     let parse_ms = ms(t.elapsed());
-    let placed: Vec<Placed> = snapshot
-        .instances
-        .iter()
-        .take(instances)
-        .map(|i| Placed {
-            interface: format!("eni-{}", &i.id.as_str()[2..]).parse().unwrap(),
-            id: i.id.clone(),
-            private_ip: i.private_ip,
-            public_ip: None,
-        })
-        .collect();
+    let placed = placed_of(&snapshot, instances);
     let (join, leave) = membership(
         &snapshot,
         &placed,
