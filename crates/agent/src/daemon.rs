@@ -52,7 +52,17 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let wanted = resync.clone();
     thread::spawn(move || follow(&feed, &tx, &wanted));
     let netns = config.netns.as_deref();
-    let mut enforcer = Enforcer::new(netns.map_or_else(NftCli::default, NftCli::in_netns));
+    let nft = netns.map_or_else(NftCli::default, NftCli::in_netns);
+    tracing::info!(
+        library = nft.uses_library(),
+        "nftables programmed through {}",
+        if nft.uses_library() {
+            "libnftables in this process"
+        } else {
+            "the nft program"
+        }
+    );
+    let mut enforcer = Enforcer::new(nft);
     enforcer.set_rendering(config.rendering);
     let mut last_error: Option<String> = None;
     // An update taken from the queue while deciding whether to cut and report now.

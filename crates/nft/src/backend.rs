@@ -1,6 +1,7 @@
 //! Applying scripts: the real `nft` and an in-memory fake.
 //!
-//! Scripts go to `nft -f -` as text. Measured on this machine for the same ruleset (see
+//! Scripts go to nftables as `nft -f` text: through libnftables in this process when it
+//! can be loaded (`libnft`), else to the `nft -f -` program. Measured on this machine for the same ruleset (see
 //! `ARCHITECTURE.md`), the text parser was as fast as the JSON one and the text is what an
 //! operator reads in `nft list ruleset`, so the renderer, its snapshot tests and the backend
 //! all speak text. Each `nft -f` run is one netlink batch: one atomic transaction.
@@ -57,13 +58,16 @@ pub trait Backend {
     }
 }
 
-/// The `nft` command in the current network namespace, or in a named one.
+/// nftables (its library in this process, else the `nft` command) in the current network
+/// namespace, or in a named one.
 #[derive(Debug, Clone, Default)]
 pub struct NftCli {
     /// Where `nft` runs, when not in this process's own network namespace.
     netns: Option<Arc<Runner>>,
     /// The netfilter netlink socket of set element changes, once opened (in the namespace).
     netlink: Arc<Mutex<Option<OwnedFd>>>,
+    /// Start the `nft` program even where its library can be used in this process.
+    program: bool,
 }
 
 /// Work for the namespace's thread.
@@ -112,6 +116,16 @@ impl NftCli {
         NftCli {
             netns: Some(runner),
             netlink: Arc::default(),
+            program: false,
+        }
+    }
+
+    /// The same, always starting the `nft` program rather than using its library in this
+    /// process (the baseline benchmarks measure against).
+    pub fn program(self) -> NftCli {
+        NftCli {
+            program: true,
+            ..self
         }
     }
 
@@ -157,11 +171,29 @@ impl NftCli {
             .map_err(|_| NftError::Spawn("the namespace's nft thread is gone".into()))?
     }
 
+    /// Whether scripts go through the nftables library in this process (else the `nft`
+    /// program is started for each).
+    pub fn uses_library(&self) -> bool {
+        !self.program && crate::libnft::available()
+    }
+
+    /// Runs `nft` with `args` (and `stdin`, for `-f -`): through its library in this process
+    /// when it is there (see `libnft`), else the program.
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let library = self.uses_library();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let stdin = stdin.map(str::to_string);
         self.inside(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            if library {
+                let commands = match args.contains(&"-f") {
+                    true => stdin.clone().unwrap_or_default(),
+                    false => args.join(" "),
+                };
+                if let Some(done) = crate::libnft::run(&commands, args.contains(&"-c")) {
+                    return done;
+                }
+            }
             run_nft(&args, stdin.as_deref())
         })
     }

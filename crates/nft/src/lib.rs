@@ -20,6 +20,7 @@
 
 mod backend;
 mod flat;
+mod libnft;
 mod netlink;
 mod render;
 

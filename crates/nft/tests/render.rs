@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use model::NicType;
-use nft::{render, render_as, Attachment, Backend, NftCli, Rendering, Verdict};
+use nft::{render, render_as, Attachment, Backend, NftCli, NftError, Rendering, Verdict};
 use policy::{Change, State};
 
 fn example_state() -> State {
@@ -350,4 +350,56 @@ fn the_generation_moves_with_every_commit_and_only_then() {
     assert_eq!(nft.generation().unwrap(), Some(second));
     nft.apply("add chain inet stockade probe\n").unwrap();
     assert_ne!(nft.generation().unwrap().unwrap(), second);
+}
+
+/// Through the library in this process or the `nft` program, the same script leaves the
+/// same table, lists the same, and is refused with the same message.
+#[test]
+fn the_library_and_the_program_agree() {
+    if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
+        return;
+    }
+    let (a, b) = (
+        Netns::new("lib").expect("ip netns add"),
+        Netns::new("prog").expect("ip netns add"),
+    );
+    let mut library = NftCli::in_netns(&a.0);
+    let mut program = NftCli::in_netns(&b.0).program();
+    assert!(
+        library.uses_library(),
+        "libnftables.so.1 is installed with nftables"
+    );
+    assert!(!program.uses_library());
+    let state = example_state();
+    for rendering in [Rendering::Linear, Rendering::Flat] {
+        let script = render_as(&state, &attachments(&state), rendering).full_script();
+        library.apply(&script).unwrap();
+        program.apply(&script).unwrap();
+        assert_eq!(library.list().unwrap(), program.list().unwrap());
+    }
+    let bad = "add rule inet stockade no_such_chain accept\n";
+    let (x, y) = (library.apply(bad), program.apply(bad));
+    // (The program names its input, `/dev/stdin:1:24-36: `; the library has none.)
+    let message = |r: Result<(), NftError>| match r {
+        Err(NftError::Rejected(m)) => m.trim_start_matches(|c| c != 'E').to_string(),
+        other => panic!("{other:?}"),
+    };
+    let refused = message(x);
+    assert!(
+        refused.starts_with("Error: Could not process rule: No such file"),
+        "{refused}"
+    );
+    assert_eq!(refused, message(y));
+    assert_eq!(message(library.check(bad)), message(program.check(bad)));
+    assert!(library.check("add chain inet stockade fresh\n").is_ok());
+    assert!(
+        !library.list().unwrap().contains("fresh"),
+        "a check applies nothing"
+    );
+    library.delete_table().unwrap();
+    program.delete_table().unwrap();
+    assert_eq!(
+        (library.list().unwrap(), program.list().unwrap()),
+        (String::new(), String::new())
+    );
 }
