@@ -74,6 +74,29 @@ async fn api(app: &axum::Router, params: &[(&str, &str)]) -> Value {
     body
 }
 
+/// A new group and an instance in it: their ids.
+async fn group_and_instance(app: &axum::Router) -> (String, String) {
+    let sg = api(app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = api(
+        app,
+        &[
+            ("Action", "RunInstances"),
+            ("ImageId", "img"),
+            ("InstanceType", "t"),
+            ("SecurityGroupId", &sg),
+        ],
+    )
+    .await;
+    let id = run["InstanceIdSets"]["InstanceIdSet"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (sg, id)
+}
+
 #[tokio::test]
 async fn agents_need_the_token() {
     let (_dir, app) = setup();
@@ -243,24 +266,7 @@ async fn malformed_feed_requests_get_ecs_bodies_after_the_token_check() {
 #[tokio::test]
 async fn placement_is_the_operators_and_no_tag_can_place() {
     let (_dir, app) = two_accounts();
-    let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = api(
-        &app,
-        &[
-            ("Action", "RunInstances"),
-            ("ImageId", "img"),
-            ("InstanceType", "t"),
-            ("SecurityGroupId", &sg),
-        ],
-    )
-    .await;
-    let id = run["InstanceIdSets"]["InstanceIdSet"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, id) = group_and_instance(&app).await;
     let eni = primary_interfaces(&app, std::slice::from_ref(&id))
         .await
         .remove(0);
@@ -649,24 +655,7 @@ async fn a_delta_carries_what_changed_and_rebuilds_the_whole_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_commits_ends_with_the_feed_at_the_last_revision() {
     let (_dir, app) = setup();
-    let sg = api(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = api(
-        &app,
-        &[
-            ("Action", "RunInstances"),
-            ("ImageId", "img"),
-            ("InstanceType", "t"),
-            ("SecurityGroupId", &sg),
-        ],
-    )
-    .await;
-    let id = run["InstanceIdSets"]["InstanceIdSet"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (sg, id) = group_and_instance(&app).await;
     let eni = primary_interfaces(&app, &[id]).await.remove(0);
     place(&app, &eni, Some("h1")).await;
     let (_, first) = get(&app, "/agent/v1/policy?host=h1", Some(TOKEN)).await;
