@@ -11,7 +11,12 @@
 //!
 //! A context's netlink socket belongs to the network namespace of the thread that made it,
 //! so each thread keeps its own context (thread-local): the namespace runner threads of
-//! `NftCli::in_netns` each have one in their namespace.
+//! `NftCli::in_netns` each have one in their namespace. Kept rather than made per command:
+//! closing a socket after a transaction that deleted something waits for the kernel to
+//! free it (measured here: a transaction replacing a one-rule table 0.4 ms on a kept
+//! context, 13 ms on a context made and freed for it, 19 ms through the program), which
+//! every revocation and leave would pay. The price is the context's cache of the ruleset,
+//! ~35 MiB for the agent bench's 1,000-instance table.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
