@@ -14,22 +14,9 @@ use policy::{Evaluator, Packet, StageQuery};
 
 use crate::{host_command, AgentError};
 
-/// One tracked flow, in its original direction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tracked {
-    /// IANA protocol number.
-    pub protocol: u8,
-    /// Who opened it.
-    pub source: IpAddr,
-    /// To whom.
-    pub destination: IpAddr,
-    /// TCP/UDP source port (0 otherwise).
-    pub source_port: u16,
-    /// TCP/UDP destination port (0 otherwise).
-    pub destination_port: u16,
-    /// Its conntrack zone (the VPC's on this host; 0 for the classic network).
-    pub zone: u16,
-}
+/// One tracked flow, in its original direction (listed by the backend's ctnetlink dump,
+/// or read from `conntrack -L` by [`list`]).
+pub use nft::Tracked;
 
 /// A local interface address as tracked flows name it: the zone (which VPC) and the
 /// address. Overlapping VPCs on one host share addresses, never zones.

@@ -162,7 +162,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         }
         owed_since = None;
         if std::mem::take(&mut cut_owed) {
-            if let Err(e) = cut(&enforcer, netns) {
+            if let Err(e) = cut(&mut enforcer, netns) {
                 tracing::error!(error = %e, "tracked connections could not be judged");
                 last_error = Some(e.to_string());
             }
@@ -178,15 +178,20 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
 const DEFERRED_AT_MOST: Duration = Duration::from_millis(250);
 
 /// Deletes the tracked connections the policy held no longer allows.
-fn cut<B: Backend>(enforcer: &Enforcer<B>, netns: Option<&str>) -> Result<(), AgentError> {
+fn cut<B: Backend>(enforcer: &mut Enforcer<B>, netns: Option<&str>) -> Result<(), AgentError> {
+    if enforcer.engine().is_none() {
+        return Ok(());
+    }
+    // In this process where the backend can (no process started per change), else
+    // `conntrack -L`.
+    let tracked = match enforcer.backend().tracked_connections() {
+        Some(listed) => listed?,
+        None => conntrack::list(netns)?,
+    };
     let Some(engine) = enforcer.engine() else {
         return Ok(());
     };
-    let gone = conntrack::disallowed(
-        engine,
-        &enforcer.local_addresses(),
-        &conntrack::list(netns)?,
-    );
+    let gone = conntrack::disallowed(engine, &enforcer.local_addresses(), &tracked);
     if !gone.is_empty() {
         let n = conntrack::delete(netns, &gone);
         tracing::info!(cut = n, "tracked connections no longer allowed were cut");
@@ -221,6 +226,11 @@ fn follow(client: &FeedClient, tx: &mpsc::Sender<Update>, resync: &AtomicBool) {
                 // again, and a restarted server relearns this host.
                 if Some(p.revision()) != last || std::mem::take(&mut reconnected) {
                     last = Some(p.revision());
+                    tracing::debug!(
+                        revision = p.revision(),
+                        members = matches!(p, Update::Members { .. }),
+                        "update received"
+                    );
                     if tx.send(p).is_err() {
                         return;
                     }

@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -30,6 +31,23 @@ pub enum NftError {
     /// The kernel or `nft` rejected the transaction (nothing of it was applied).
     #[error("nft rejected the transaction: {0}")]
     Rejected(String),
+}
+
+/// One tracked connection, in its original direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// IANA protocol number.
+    pub protocol: u8,
+    /// Who opened it.
+    pub source: IpAddr,
+    /// To whom.
+    pub destination: IpAddr,
+    /// TCP/UDP source port (0 otherwise).
+    pub source_port: u16,
+    /// TCP/UDP destination port (0 otherwise).
+    pub destination_port: u16,
+    /// Its conntrack zone (the VPC's on this host; 0 for the classic network).
+    pub zone: u16,
 }
 
 /// Where rulesets are applied.
@@ -55,6 +73,11 @@ pub trait Backend {
     /// as the last transaction left it, without listing it.
     fn generation(&mut self) -> Result<Option<u32>, NftError> {
         Ok(None)
+    }
+    /// The connections the namespace tracks, when the backend can list them itself
+    /// (`None`: the caller asks `conntrack`).
+    fn tracked_connections(&mut self) -> Option<Result<Vec<Tracked>, NftError>> {
+        None
     }
 }
 
@@ -259,6 +282,10 @@ impl Backend for NftCli {
 
     fn generation(&mut self) -> Result<Option<u32>, NftError> {
         self.with_netlink(crate::netlink::generation).map(Some)
+    }
+
+    fn tracked_connections(&mut self) -> Option<Result<Vec<Tracked>, NftError>> {
+        Some(self.with_netlink(crate::netlink::tracked_connections))
     }
 }
 

@@ -24,7 +24,7 @@ mod libnft;
 mod netlink;
 mod render;
 
-pub use backend::{Backend, FakeBackend, NftCli, NftError};
+pub use backend::{Backend, FakeBackend, NftCli, NftError, Tracked};
 pub use flat::{VerdictMap, MAX_CELLS};
 pub use render::{
     render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set,

@@ -6,6 +6,11 @@
 //! batch (`NEWSETELEM` / `DELSETELEM` between `BATCH_BEGIN` and `BATCH_END`, one atomic
 //! transaction, all or nothing) from this process. Everything else still goes through
 //! `nft`, whose text is what operators read.
+//!
+//! The same socket also lists the namespace's tracked connections (a ctnetlink dump),
+//! which the agent judges after every policy change: through `conntrack -L` that was two
+//! processes started per change (one per address family, ~10 ms each), the largest part
+//! of a rule change's way to the kernel.
 
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -13,7 +18,7 @@ use std::os::fd::OwnedFd;
 use rustix::net::netlink::{SocketAddrNetlink, NETFILTER};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use crate::backend::NftError;
+use crate::backend::{NftError, Tracked};
 use crate::render::SetElements;
 use crate::TABLE;
 
@@ -37,6 +42,23 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 0x3;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_ZONE: u16 = 18;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
 
 /// Most elements sent this way in one transaction; bigger changes go through `nft`.
 pub(crate) const MAX_ELEMENTS: usize = 1024;
@@ -201,6 +223,133 @@ pub(crate) fn generation(socket: &OwnedFd) -> Result<u32, NftError> {
     Err(NftError::Spawn(
         "netlink: a generation answer without its id".into(),
     ))
+}
+
+/// The attributes in `buf`: (kind without its flags, payload).
+fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(at..at + 4)?;
+        let len = usize::from(u16::from_ne_bytes([head[0], head[1]]));
+        let kind = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
+        let payload = buf.get(at + 4..at + len.max(4))?;
+        at += (len.max(4) + 3) & !3;
+        Some((kind, payload))
+    })
+}
+
+/// One tracked connection of a ctnetlink dump message's attributes, in its original
+/// direction; `None` when it lacks an address (no family the agent judges).
+fn tracked(attrs: &[u8]) -> Option<Tracked> {
+    let (mut source, mut destination) = (None, None);
+    let (mut protocol, mut source_port, mut destination_port, mut zone) = (0, 0, 0, 0);
+    let be16 = |v: &[u8]| v.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    for (kind, value) in attributes(attrs) {
+        match kind {
+            CTA_TUPLE_ORIG => {
+                for (kind, value) in attributes(value) {
+                    match kind {
+                        CTA_TUPLE_IP => {
+                            for (kind, v) in attributes(value) {
+                                let address = match (kind, v.len()) {
+                                    (CTA_IP_V4_SRC | CTA_IP_V4_DST, 4) => {
+                                        IpAddr::from(<[u8; 4]>::try_from(v).ok()?)
+                                    }
+                                    (CTA_IP_V6_SRC | CTA_IP_V6_DST, 16) => {
+                                        IpAddr::from(<[u8; 16]>::try_from(v).ok()?)
+                                    }
+                                    _ => continue,
+                                };
+                                match kind {
+                                    CTA_IP_V4_SRC | CTA_IP_V6_SRC => source = Some(address),
+                                    _ => destination = Some(address),
+                                }
+                            }
+                        }
+                        CTA_TUPLE_PROTO => {
+                            for (kind, v) in attributes(value) {
+                                match kind {
+                                    CTA_PROTO_NUM => protocol = v.first().copied().unwrap_or(0),
+                                    CTA_PROTO_SRC_PORT => source_port = be16(v),
+                                    CTA_PROTO_DST_PORT => destination_port = be16(v),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            CTA_ZONE => zone = be16(value),
+            _ => {}
+        }
+    }
+    // Ports only for the protocols that have them (ICMP's id travels in the same place).
+    if !matches!(protocol, 6 | 17 | 33 | 132 | 136) {
+        (source_port, destination_port) = (0, 0);
+    }
+    Some(Tracked {
+        protocol,
+        source: source?,
+        destination: destination?,
+        source_port,
+        destination_port,
+        zone,
+    })
+}
+
+/// Every connection the socket's namespace tracks, of both address families, by one
+/// ctnetlink dump.
+pub(crate) fn tracked_connections(socket: &OwnedFd) -> Result<Vec<Tracked>, NftError> {
+    let mut b = Batch {
+        buf: Vec::with_capacity(32),
+        seq: 0,
+    };
+    let msg = b.message(
+        (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+        NLM_F_DUMP,
+        0,
+    );
+    b.buf[msg + 16] = 0; // AF_UNSPEC: every family
+    b.end::<4>(msg);
+    let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
+    rustix::net::sendto(
+        socket,
+        &b.buf,
+        SendFlags::empty(),
+        &SocketAddrNetlink::new(0, 0),
+    )
+    .map_err(io)?;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            if len < 16 || at + len > n {
+                return Err(NftError::Spawn("netlink: a truncated answer".into()));
+            }
+            match kind {
+                NLMSG_DONE => return Ok(found),
+                NLMSG_ERROR => {
+                    let errno = buf
+                        .get(at + 16..at + 20)
+                        .map_or(0, |e| i32::from_ne_bytes(e.try_into().expect("4")));
+                    return Err(NftError::Rejected(format!(
+                        "netlink conntrack dump: {}",
+                        std::io::Error::from_raw_os_error(-errno)
+                    )));
+                }
+                k if k == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW && len > 20 => {
+                    found.extend(tracked(&buf[at + 20..at + len]));
+                }
+                _ => {}
+            }
+            at += (len + 3) & !3;
+        }
+    }
 }
 
 /// Sends `changes` as one transaction on `socket` and waits for the kernel's answer to

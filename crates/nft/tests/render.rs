@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use model::NicType;
-use nft::{render, render_as, Attachment, Backend, NftCli, NftError, Rendering, Verdict};
+use nft::{render, render_as, Attachment, Backend, NftCli, NftError, Rendering, Tracked, Verdict};
 use policy::{Change, State};
 
 fn example_state() -> State {
@@ -401,5 +401,65 @@ fn the_library_and_the_program_agree() {
     assert_eq!(
         (library.list().unwrap(), program.list().unwrap()),
         (String::new(), String::new())
+    );
+}
+
+/// The namespace's tracked connections as one ctnetlink dump lists them: both families, the
+/// original direction, ports only where the protocol has them, the zone; and only that
+/// namespace's.
+#[test]
+fn tracked_connections_are_listed_over_netlink() {
+    if std::env::var_os("STOCKADE_SKIP_KERNEL").is_some() {
+        return;
+    }
+    let (ns, other) = (
+        Netns::new("ct").expect("ip netns add"),
+        Netns::new("ctother").expect("ip netns add"),
+    );
+    let insert = |ns: &str, args: &str| {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", ns, "conntrack", "-I"])
+            .args(args.split_whitespace())
+            .args(["-t", "60"])
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{ok:?}");
+    };
+    insert(
+        &ns.0,
+        "-s 198.18.0.1 -d 198.18.0.2 -p tcp --sport 1234 --dport 80 --state ESTABLISHED -u SEEN_REPLY -w 5",
+    );
+    insert(
+        &ns.0,
+        "-s 2001:2::1 -d 2001:2::2 -p udp --sport 53 --dport 5353",
+    );
+    insert(
+        &ns.0,
+        "-s 198.18.0.3 -d 198.18.0.4 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 77",
+    );
+    insert(
+        &other.0,
+        "-s 198.18.9.9 -d 198.18.9.8 -p udp --sport 1 --dport 2",
+    );
+    let mut listed = NftCli::in_netns(&ns.0)
+        .tracked_connections()
+        .expect("the real backend lists them")
+        .unwrap();
+    listed.sort_by_key(|t| (t.protocol, t.source));
+    let flow = |protocol, source: &str, destination: &str, ports: (u16, u16), zone| Tracked {
+        protocol,
+        source: source.parse().unwrap(),
+        destination: destination.parse().unwrap(),
+        source_port: ports.0,
+        destination_port: ports.1,
+        zone,
+    };
+    assert_eq!(
+        listed,
+        vec![
+            flow(1, "198.18.0.3", "198.18.0.4", (0, 0), 0),
+            flow(6, "198.18.0.1", "198.18.0.2", (1234, 80), 5),
+            flow(17, "2001:2::1", "2001:2::2", (53, 5353), 0),
+        ]
     );
 }

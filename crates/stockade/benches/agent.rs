@@ -22,8 +22,9 @@
 //! transaction of a one-rule table, the `nft` program started (what every change cost before
 //! the agent drove the nftables library in its own process: a process start, the library
 //! loaded, the cache read and a netlink batch). `STOCKADE_BENCH_QUICK=1` (and `cargo test`) runs a small smoke version;
-//! `STOCKADE_BENCH_ONLY=membership` the baseline and 200 membership changes alone (to
-//! profile that path).
+//! `STOCKADE_BENCH_ONLY=membership` the baseline and 200 membership changes alone, and
+//! `STOCKADE_BENCH_ONLY=propagation` the baseline and the propagation figures alone (to
+//! profile those paths).
 
 #[allow(dead_code)]
 #[path = "../tests/lab/harness.rs"]
@@ -437,6 +438,13 @@ fn main() {
     let took_tenant = all.pop().unwrap();
     let took = all.pop().unwrap();
     let agent_rss = rss_kib(&lab.agent_pid(0).to_string());
+    if std::env::var("STOCKADE_BENCH_ONLY").as_deref() == Ok("propagation") {
+        drop(lab);
+        println!("| figure | value | target | × baseline ({base:.2} ms nft transaction) |");
+        println!("|---|---:|---:|---:|");
+        propagation_rows(base, changes, &took, &took_tenant, &took_eni);
+        return;
+    }
     drop(lab);
 
     eprintln!("full program: {instances} instances x 5 groups x {rules} rules");
@@ -497,46 +505,13 @@ fn main() {
         .map(|i| i.security_groups.clone())
         .collect();
 
-    let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
     println!(
         "\nagent benchmark ({})",
         if quick { "quick smoke run" } else { "full" }
     );
     println!("| figure | value | target | × baseline ({base:.2} ms nft transaction) |");
     println!("|---|---:|---:|---:|");
-    println!(
-        "| propagation p50 ({changes} changes) | {p50:.1} ms | | {:.1}× |",
-        p50 / base
-    );
-    println!(
-        "| propagation p99 | {p99:.1} ms | < 100 ms | {:.1}× |",
-        p99 / base
-    );
-    let (t50, t99) = (
-        percentile(&took_tenant, 0.5),
-        percentile(&took_tenant, 0.99),
-    );
-    println!(
-        "| propagation p50, second tenant's VPC (own tables + VXLAN) | {t50:.1} ms | | {:.1}× ({:.2}× the lab VPC's) |",
-        t50 / base,
-        t50 / p50
-    );
-    println!(
-        "| propagation p99, second tenant's VPC | {t99:.1} ms | < 100 ms | {:.1}× ({:.2}× the lab VPC's) |",
-        t99 / base,
-        t99 / p99
-    );
-    let (e50, e99) = (percentile(&took_eni, 0.5), percentile(&took_eni, 0.99));
-    println!(
-        "| propagation p50, to a secondary interface (own device, vSwitch, group) | {e50:.1} ms | | {:.1}× ({:.2}× the primary's) |",
-        e50 / base,
-        e50 / p50
-    );
-    println!(
-        "| propagation p99, to a secondary interface | {e99:.1} ms | < 100 ms | {:.1}× ({:.2}× the primary's) |",
-        e99 / base,
-        e99 / p99
-    );
+    propagation_rows(base, changes, &took, &took_tenant, &took_eni);
     println!(
         "| full program ({instances} inst × 5 groups × {rules} rules; {} chains, {rule_count} rules, {} KiB script) | {:.1} ms (render {render_ms:.1} + nft {apply_ms:.1}) | < 1000 ms | {:.1}× |",
         distinct.len() * 2,
@@ -545,7 +520,7 @@ fn main() {
         (render_ms + apply_ms) / base
     );
     println!(
-        "| member joins the {big}-member group (state + render + diff + apply) | {join:.2} ms | < 10 ms | {:.1}× |",
+        "| member joins the {big}-member group (state + render + diff + apply) | {join:.2} ms | < 5 ms | {:.1}× |",
         join / base
     );
     println!(
@@ -584,4 +559,40 @@ fn main() {
     );
     // Writing the figures before the namespaces go away keeps a broken pipe from hiding them.
     let _ = std::io::stdout().flush();
+}
+
+/// The propagation rows of the table: the lab VPC's, the second tenant's and the secondary
+/// interface's percentiles, each against the baseline and the lab VPC's.
+fn propagation_rows(base: f64, changes: usize, took: &[f64], tenant: &[f64], eni: &[f64]) {
+    let (p50, p99) = (percentile(took, 0.5), percentile(took, 0.99));
+    println!(
+        "| propagation p50 ({changes} changes) | {p50:.1} ms | | {:.1}× |",
+        p50 / base
+    );
+    println!(
+        "| propagation p99 | {p99:.1} ms | < 50 ms | {:.1}× |",
+        p99 / base
+    );
+    let (t50, t99) = (percentile(tenant, 0.5), percentile(tenant, 0.99));
+    println!(
+        "| propagation p50, second tenant's VPC (own tables + VXLAN) | {t50:.1} ms | | {:.1}× ({:.2}× the lab VPC's) |",
+        t50 / base,
+        t50 / p50
+    );
+    println!(
+        "| propagation p99, second tenant's VPC | {t99:.1} ms | < 50 ms | {:.1}× ({:.2}× the lab VPC's) |",
+        t99 / base,
+        t99 / p99
+    );
+    let (e50, e99) = (percentile(eni, 0.5), percentile(eni, 0.99));
+    println!(
+        "| propagation p50, to a secondary interface (own device, vSwitch, group) | {e50:.1} ms | | {:.1}× ({:.2}× the primary's) |",
+        e50 / base,
+        e50 / p50
+    );
+    println!(
+        "| propagation p99, to a secondary interface | {e99:.1} ms | < 50 ms | {:.1}× ({:.2}× the primary's) |",
+        e99 / base,
+        e99 / p99
+    );
 }
