@@ -166,24 +166,31 @@ fn batch(changes: &[SetElements]) -> (Vec<u8>, std::ops::RangeInclusive<u32>) {
     (b.buf, acked)
 }
 
-/// The ruleset's generation in the socket's namespace: a number the kernel changes with
-/// every transaction committed there, by anyone, and with nothing else.
-pub(crate) fn generation(socket: &OwnedFd) -> Result<u32, NftError> {
+/// Sends one request of `kind` without attributes, for no family in particular (AF_UNSPEC).
+fn request(socket: &OwnedFd, kind: u16, flags: u16) -> Result<(), NftError> {
     let mut b = Batch {
         buf: Vec::with_capacity(32),
         seq: 0,
     };
-    let msg = b.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 0, 0);
-    b.buf[msg + 16] = 0; // AF_UNSPEC: the generation is the namespace's, not a family's
+    let msg = b.message(kind, flags, 0);
+    b.buf[msg + 16] = 0;
     b.end::<4>(msg);
-    let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
     rustix::net::sendto(
         socket,
         &b.buf,
         SendFlags::empty(),
         &SocketAddrNetlink::new(0, 0),
     )
-    .map_err(io)?;
+    .map(drop)
+    .map_err(|e| NftError::Spawn(format!("netlink: {e}")))
+}
+
+/// The ruleset's generation in the socket's namespace: a number the kernel changes with
+/// every transaction committed there, by anyone, and with nothing else.
+pub(crate) fn generation(socket: &OwnedFd) -> Result<u32, NftError> {
+    // AF_UNSPEC: the generation is the namespace's, not a family's.
+    request(socket, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 0)?;
+    let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
     let mut buf = vec![0u8; 8 * 1024];
     let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
     let buf = &buf[..n];
@@ -301,25 +308,13 @@ fn tracked(attrs: &[u8]) -> Option<Tracked> {
 /// Every connection the socket's namespace tracks, of both address families, by one
 /// ctnetlink dump.
 pub(crate) fn tracked_connections(socket: &OwnedFd) -> Result<Vec<Tracked>, NftError> {
-    let mut b = Batch {
-        buf: Vec::with_capacity(32),
-        seq: 0,
-    };
-    let msg = b.message(
+    // AF_UNSPEC: every family.
+    request(
+        socket,
         (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
         NLM_F_DUMP,
-        0,
-    );
-    b.buf[msg + 16] = 0; // AF_UNSPEC: every family
-    b.end::<4>(msg);
+    )?;
     let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
-    rustix::net::sendto(
-        socket,
-        &b.buf,
-        SendFlags::empty(),
-        &SocketAddrNetlink::new(0, 0),
-    )
-    .map_err(io)?;
     let mut found = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
