@@ -193,43 +193,51 @@ pub(crate) fn generation(socket: &OwnedFd) -> Result<u32, NftError> {
     let io = |e: rustix::io::Errno| NftError::Spawn(format!("netlink: {e}"));
     let mut buf = vec![0u8; 8 * 1024];
     let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
-    let buf = &buf[..n];
-    let word = |o: usize| {
-        buf.get(o..o + 4)
-            .map(|w| u32::from_ne_bytes(w.try_into().expect("4")))
-    };
-    let kind = buf.get(4..6).map(|k| u16::from_ne_bytes([k[0], k[1]]));
-    let len = word(0).unwrap_or(0) as usize;
-    if kind == Some(NLMSG_ERROR) {
-        let errno = word(16).map_or(0, |e| e as i32);
+    let (kind, _, body) = messages(&buf[..n])
+        .next()
+        .unwrap_or_else(|| Err(NftError::Spawn("netlink: no generation answer".into())))?;
+    if kind == NLMSG_ERROR {
         return Err(NftError::Rejected(format!(
             "netlink generation: {}",
-            std::io::Error::from_raw_os_error(-errno)
+            errno(body)
         )));
     }
-    if kind != Some((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) || len > n {
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
         return Err(NftError::Spawn(
             "netlink: an unexpected generation answer".into(),
         ));
     }
-    // Attributes after the header (16 bytes) and `nfgenmsg` (4).
-    let mut at = 20;
-    while at + 4 <= len {
-        let alen = u16::from_ne_bytes([buf[at], buf[at + 1]]) as usize;
-        let akind = u16::from_ne_bytes([buf[at + 2], buf[at + 3]]) & 0x3fff;
-        if alen < 4 {
-            break;
-        }
-        if akind == NFTA_GEN_ID && alen >= 8 {
-            return Ok(u32::from_be_bytes(
-                buf[at + 4..at + 8].try_into().expect("4"),
-            ));
-        }
-        at += (alen + 3) & !3;
-    }
-    Err(NftError::Spawn(
-        "netlink: a generation answer without its id".into(),
-    ))
+    // Attributes after `nfgenmsg` (4 bytes).
+    let id = attributes(body.get(4..).unwrap_or_default())
+        .find(|&(kind, value)| kind == NFTA_GEN_ID && value.len() >= 4)
+        .map(|(_, value)| u32::from_be_bytes(value[..4].try_into().expect("4")));
+    id.ok_or_else(|| NftError::Spawn("netlink: a generation answer without its id".into()))
+}
+
+/// The messages in one read from a netlink socket: (type, sequence number, what follows
+/// the 16-byte header), or an error at the first one cut short.
+fn messages(buf: &[u8]) -> impl Iterator<Item = Result<(u16, u32, &[u8]), NftError>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(at..at + 16)?;
+        let word = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().expect("4 bytes"));
+        let len = word(0) as usize;
+        let Some(body) = buf.get(at + 16..at + len).filter(|_| len >= 16) else {
+            at = buf.len();
+            return Some(Err(NftError::Spawn("netlink: a truncated answer".into())));
+        };
+        let kind = u16::from_ne_bytes([head[4], head[5]]);
+        at += (len + 3) & !3;
+        Some(Ok((kind, word(8), body)))
+    })
+}
+
+/// The error an `NLMSG_ERROR` message's body carries (0 for an acknowledgement).
+fn errno(body: &[u8]) -> std::io::Error {
+    let errno = body
+        .get(..4)
+        .map_or(0, |e| i32::from_ne_bytes(e.try_into().expect("4")));
+    std::io::Error::from_raw_os_error(-errno)
 }
 
 /// The attributes in `buf`: (kind without its flags, payload).
@@ -319,30 +327,21 @@ pub(crate) fn tracked_connections(socket: &OwnedFd) -> Result<Vec<Tracked>, NftE
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            if len < 16 || at + len > n {
-                return Err(NftError::Spawn("netlink: a truncated answer".into()));
-            }
-            match kind {
-                NLMSG_DONE => return Ok(found),
-                NLMSG_ERROR => {
-                    let errno = buf
-                        .get(at + 16..at + 20)
-                        .map_or(0, |e| i32::from_ne_bytes(e.try_into().expect("4")));
+        for message in messages(&buf[..n]) {
+            match message? {
+                (NLMSG_DONE, _, _) => return Ok(found),
+                (NLMSG_ERROR, _, body) => {
                     return Err(NftError::Rejected(format!(
                         "netlink conntrack dump: {}",
-                        std::io::Error::from_raw_os_error(-errno)
-                    )));
+                        errno(body)
+                    )))
                 }
-                k if k == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW && len > 20 => {
-                    found.extend(tracked(&buf[at + 20..at + len]));
+                (kind, _, body) if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW => {
+                    // Attributes after `nfgenmsg` (4 bytes).
+                    found.extend(body.get(4..).and_then(tracked));
                 }
                 _ => {}
             }
-            at += (len + 3) & !3;
         }
     }
 }
@@ -364,28 +363,19 @@ pub(crate) fn apply(socket: &OwnedFd, changes: &[SetElements]) -> Result<(), Nft
     let mut buf = vec![0u8; 64 * 1024];
     while waiting > 0 {
         let (n, _) = rustix::net::recv(socket, &mut buf[..], RecvFlags::empty()).map_err(io)?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let word = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().expect("4 bytes"));
-            let len = word(at) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            let seq = word(at + 8);
-            if len < 16 || at + len > n {
-                return Err(NftError::Spawn("netlink: a truncated answer".into()));
-            }
-            if kind == NLMSG_ERROR && len >= 20 {
-                let errno = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4"));
-                if errno != 0 {
+        for message in messages(&buf[..n]) {
+            let (kind, seq, body) = message?;
+            if kind == NLMSG_ERROR && body.len() >= 4 {
+                let error = errno(body);
+                if error.raw_os_error() != Some(0) {
                     return Err(NftError::Rejected(format!(
-                        "netlink set element update: {}",
-                        std::io::Error::from_raw_os_error(-errno)
+                        "netlink set element update: {error}"
                     )));
                 }
                 if acked.contains(&seq) {
                     waiting -= 1;
                 }
             }
-            at += (len + 3) & !3;
         }
     }
     Ok(())
