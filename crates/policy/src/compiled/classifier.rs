@@ -895,7 +895,7 @@ impl<K: Key> Classifier<K> {
         // Each tree walks its own depth; the walks are independent, so the processor
         // overlaps them.
         let mut at = [0u32; TREES];
-        for (i, tree) in at.iter_mut().zip(&self.trees) {
+        for (i, tree) in at.iter_mut().zip(self.live()) {
             for _ in 0..tree.depth {
                 *i = tree.nodes[*i as usize].next(key);
             }
@@ -917,7 +917,7 @@ impl<K: Key> Classifier<K> {
         in_group: &impl Fn(u32) -> bool,
     ) -> Option<Hit> {
         let mut best: Option<Hit> = None;
-        for (tree, &at) in self.trees.iter().zip(at) {
+        for (tree, &at) in self.live().iter().zip(at) {
             let node = &tree.nodes[at as usize];
             let bound = best.map_or(u64::MAX, |b| b.prec);
             if node.first_prec >= bound {
@@ -943,7 +943,7 @@ impl<K: Key> Classifier<K> {
         out: &mut [Option<Hit>; BATCH],
     ) {
         let mut at = [[0u32; TREES]; BATCH];
-        for (t, tree) in self.trees.iter().enumerate() {
+        for (t, tree) in self.live().iter().enumerate() {
             for _ in 0..tree.depth {
                 for (at, key) in at.iter_mut().zip(keys) {
                     at[t] = tree.nodes[at[t] as usize].next(key);
@@ -954,7 +954,7 @@ impl<K: Key> Classifier<K> {
         // near instead of waiting for each in turn.
         #[cfg(target_arch = "x86_64")]
         for at in &at {
-            for (tree, &n) in self.trees.iter().zip(at) {
+            for (tree, &n) in self.live().iter().zip(at) {
                 let node = &tree.nodes[n as usize];
                 if let Some(chunk) = tree.chunks.get(node.chunk as usize) {
                     let p = (chunk as *const Chunk<K>).cast::<i8>();
@@ -984,6 +984,12 @@ impl<K: Key> Classifier<K> {
         out: &mut [Option<Hit>; BATCH],
     ) {
         self.lookup_batch_with(keys, &|c, k| chunk_mask(c, k), &in_group, out);
+    }
+
+    /// The trees a lookup visits: only the first when it holds every rule.
+    #[inline(always)]
+    fn live(&self) -> &[Tree<K>] {
+        &self.trees[..if self.single { 1 } else { TREES }]
     }
 
     /// Adds entries (all of one new rule id).
