@@ -683,10 +683,10 @@ impl<K: Key> Tree<K> {
         self.collect_garbage();
     }
 
-    /// Removes every entry of a rule id.
-    fn remove(&mut self, id: u32) {
+    /// Removes every entry of a rule id; returns how many there were.
+    fn remove(&mut self, id: u32) -> usize {
         let Some(entries) = self.by_id.get_mut(id as usize).map(std::mem::take) else {
-            return;
+            return 0;
         };
         for e in &entries {
             for (n, region, depth) in self.leaves_overlapping(e) {
@@ -712,6 +712,7 @@ impl<K: Key> Tree<K> {
             }
         }
         self.collect_garbage();
+        entries.len()
     }
 
     fn replace(
@@ -797,6 +798,8 @@ pub(crate) struct Classifier<K> {
     /// halves, since a set that grew one rule at a time from empty (as groups do) may
     /// suit the other layout by then.
     chosen_at: usize,
+    /// Entries held now.
+    entries: usize,
 }
 
 impl<K: Key> Default for Classifier<K> {
@@ -865,13 +868,18 @@ impl<K: Key> Classifier<K> {
                     }),
                     single: true,
                     chosen_at,
+                    entries: chosen_at,
                 }
             }
-            None => Classifier {
-                chosen_at: trees.iter().map(entries_of).sum(),
-                trees,
-                single: false,
-            },
+            None => {
+                let n = trees.iter().map(entries_of).sum();
+                Classifier {
+                    trees,
+                    single: false,
+                    chosen_at: n,
+                    entries: n,
+                }
+            }
         }
     }
 
@@ -998,13 +1006,14 @@ impl<K: Key> Classifier<K> {
             let tree = if self.single { 0 } else { category(e) };
             self.trees[tree].insert(std::slice::from_ref(e));
         }
+        self.entries += entries.len();
         self.rechoose();
     }
 
     /// Removes every entry of a rule id.
     pub(super) fn remove(&mut self, id: u32) {
         for t in &mut self.trees {
-            t.remove(id);
+            self.entries -= t.remove(id);
         }
         self.rechoose();
     }
@@ -1013,7 +1022,7 @@ impl<K: Key> Classifier<K> {
     /// it was chosen (amortised: each entry pays for a constant share of one build), or at
     /// once when the single tree outgrew the cache it was chosen to fit.
     fn rechoose(&mut self) {
-        let n: usize = self.trees.iter().map(entries_of).sum();
+        let n = self.entries;
         let drifted = n > 2 * self.chosen_at.max(4) || 2 * n < self.chosen_at;
         if drifted || (self.single && self.trees[0].hot_bytes() > SINGLE_BYTES) {
             let all = self
@@ -1191,7 +1200,9 @@ mod tests {
         };
         let mut live: Vec<Entry<u32>> = Vec::new();
         let mut c = Classifier::<u32>::default();
+        let mut layouts = [false; 2];
         for round in 0..600u32 {
+            layouts[usize::from(c.single)] = true;
             if round % 3 == 2 && !live.is_empty() {
                 let victim = live.remove(next(live.len() as u32) as usize);
                 c.remove(victim.id);
@@ -1219,6 +1230,9 @@ mod tests {
                 assert_eq!(got, want, "vector scan, round {round} key {key:?}");
             }
         }
+        // The set grew from empty in the single tree and outgrew it.
+        assert_eq!(layouts, [true, true]);
+        assert_eq!(c.entries, c.trees.iter().map(entries_of).sum::<usize>());
         // Both layouts, built from scratch.
         for growth in [0, SINGLE_GROWTH, usize::MAX] {
             let rebuilt = Classifier::build_with(live.clone(), growth);
