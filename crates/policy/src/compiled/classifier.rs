@@ -450,6 +450,20 @@ fn first_match<K: Key>(
     None
 }
 
+/// What a tree's first build may spend (see `Tree::budget`).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    bytes: usize,
+    work: usize,
+}
+
+impl Budget {
+    const NONE: Budget = Budget {
+        bytes: usize::MAX,
+        work: usize::MAX,
+    };
+}
+
 /// One decision tree. Node 0 is the root.
 #[derive(Debug, Clone)]
 struct Tree<K> {
@@ -463,9 +477,10 @@ struct Tree<K> {
     thrifty: bool,
     /// Leaves at most this long are not split.
     leaf_size: usize,
-    /// Bytes of nodes and chunks the first build may use; past it the build gives up
+    /// Bytes of nodes and chunks the first build may use, and entries it may handle
+    /// (summed over the nodes it builds, copies included): past either the build gives up
     /// (`over`). Later rebuilds are not bounded: the tree has been chosen by then.
-    budget: usize,
+    budget: Budget,
     over: bool,
     /// Master copy of every entry, by rule id.
     by_id: Vec<Vec<Entry<K>>>,
@@ -482,7 +497,7 @@ impl<K: Key> Tree<K> {
         entries: Vec<Entry<K>>,
         thrifty: bool,
         leaf_size: usize,
-        budget: usize,
+        budget: Budget,
     ) -> Option<Self> {
         let mut by_id: Vec<Vec<Entry<K>>> = Vec::new();
         for e in entries {
@@ -506,7 +521,7 @@ impl<K: Key> Tree<K> {
             depth: 0,
         };
         c.rebuild();
-        c.budget = usize::MAX;
+        c.budget = Budget::NONE;
         (!c.over).then_some(c)
     }
 
@@ -546,6 +561,12 @@ impl<K: Key> Tree<K> {
         depth: u32,
         pruned: bool,
     ) -> Node<K> {
+        self.budget.work = self.budget.work.saturating_sub(entries.len());
+        self.over |= self.hot_bytes() > self.budget.bytes || self.budget.work == 0;
+        if self.over {
+            // The tree will be thrown away: stop building it.
+            return Node::leaf(0);
+        }
         let mut pruned = pruned;
         if let Some(i) = entries.iter().position(|e| e.covers(&region)) {
             if i + 1 < entries.len() {
@@ -553,8 +574,7 @@ impl<K: Key> Tree<K> {
                 pruned = true;
             }
         }
-        self.over |= self.hot_bytes() > self.budget;
-        if entries.len() > self.leaf_size && depth < MAX_DEPTH && !self.over {
+        if entries.len() > self.leaf_size && depth < MAX_DEPTH {
             if let Some(dim) = choose_dimension(&entries, &region, self.thrifty) {
                 let cuts = choose_cuts(&entries, &region, dim);
                 let arity = cuts.len() + 1;
@@ -850,12 +870,21 @@ impl<K: Key> Classifier<K> {
         let mut parts = parts.into_iter().enumerate().map(|(c, part)| {
             let thrifty = c == BOTH_WIDE;
             let leaf = if thrifty { 2 * BINTH } else { BINTH };
-            Tree::build(part, thrifty, leaf, usize::MAX).expect("no budget")
+            Tree::build(part, thrifty, leaf, Budget::NONE).expect("no budget")
         });
         let trees: [Tree<K>; TREES] =
             std::array::from_fn(|_| parts.next().expect("one part per tree"));
         let four: usize = trees.iter().map(Tree::hot_bytes).sum();
-        let budget = growth.saturating_mul(four).min(SINGLE_BYTES);
+        // The work allowed is what a tree of `growth` times the copies, eight levels deep,
+        // would take: enough for every set that fits, while one that copies wide rules
+        // into every leaf stops after a few levels (fw4_10k: 100 ms to find it does not
+        // fit without this bound, against 5 ms for the four trees).
+        let budget = Budget {
+            bytes: growth.saturating_mul(four).min(SINGLE_BYTES),
+            work: growth
+                .saturating_mul(2)
+                .saturating_mul(entries.len().max(1)),
+        };
         match Tree::build(entries, false, SINGLE_BINTH, budget) {
             Some(single) => {
                 let chosen_at = entries_of(&single);
@@ -863,7 +892,7 @@ impl<K: Key> Classifier<K> {
                 Classifier {
                     trees: std::array::from_fn(|_| {
                         single.take().unwrap_or_else(|| {
-                            Tree::build(Vec::new(), false, BINTH, usize::MAX).expect("empty")
+                            Tree::build(Vec::new(), false, BINTH, Budget::NONE).expect("empty")
                         })
                     }),
                     single: true,
