@@ -875,10 +875,10 @@ impl<K: Key> Classifier<K> {
         let trees: [Tree<K>; TREES] =
             std::array::from_fn(|_| parts.next().expect("one part per tree"));
         let four: usize = trees.iter().map(Tree::hot_bytes).sum();
-        // The work allowed is what a tree of `growth` times the copies, eight levels deep,
-        // would take: enough for every set that fits, while one that copies wide rules
-        // into every leaf stops after a few levels (fw4_10k: 100 ms to find it does not
-        // fit without this bound, against 5 ms for the four trees).
+        // The work allowed is 16 handled entries per entry (copies included): the sets that
+        // fit used at most 6 (acl5_10k), while one that copies wide rules into every leaf
+        // stops after a few levels (fw4_10k: 100 ms to find it does not fit without this
+        // bound, against 5 ms for the four trees).
         let budget = Budget {
             bytes: growth.saturating_mul(four).min(SINGLE_BYTES),
             work: growth
