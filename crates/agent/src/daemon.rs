@@ -191,7 +191,17 @@ fn cut<B: Backend>(enforcer: &mut Enforcer<B>, netns: Option<&str>) -> Result<()
     let Some(engine) = enforcer.engine() else {
         return Ok(());
     };
-    let gone = conntrack::disallowed(engine, &enforcer.local_addresses(), &tracked);
+    // A contested interface's devices get no packet, established flows included
+    // (`Ruleset::isolate`); its tracked connections all go too.
+    let contested = enforcer.contested_addresses();
+    let (mut gone, rest): (Vec<_>, Vec<_>) = tracked.into_iter().partition(|t| {
+        contested.contains(&(t.zone, t.source)) || contested.contains(&(t.zone, t.destination))
+    });
+    gone.extend(conntrack::disallowed(
+        engine,
+        &enforcer.local_addresses(),
+        &rest,
+    ));
     if !gone.is_empty() {
         let n = conntrack::delete(netns, &gone);
         tracing::info!(cut = n, "tracked connections no longer allowed were cut");
@@ -269,6 +279,7 @@ fn pass<B: Backend>(
         }
         enforcer.set_attachments(found.attachments);
         enforcer.set_unattributed(found.unattributed);
+        enforcer.set_contested(found.contested);
         enforcer.set_overlays(found.overlays);
     }
     if tick && enforcer.check_drift()? {

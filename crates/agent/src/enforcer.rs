@@ -82,6 +82,8 @@ pub struct Enforcer<B: Backend> {
     attachments: Vec<Attachment>,
     /// Devices labelled as interfaces' that none bound here explains: failed closed.
     unattributed: Vec<(String, String)>,
+    /// Bound interfaces several devices claim (see `interfaces::Discovery::contested`).
+    contested: Vec<(MemberId, NicType)>,
     /// VPC overlay devices, by the VPC they carry.
     overlays: Vec<(String, VpcId)>,
     /// The conntrack zone of each VPC on this host, kept while the VPC is here so that its
@@ -131,6 +133,7 @@ impl<B: Backend> Enforcer<B> {
             engine: std::cell::OnceCell::new(),
             attachments: Vec::new(),
             unattributed: Vec::new(),
+            contested: Vec::new(),
             overlays: Vec::new(),
             zones: BTreeMap::new(),
             applied: None,
@@ -324,6 +327,12 @@ impl<B: Backend> Enforcer<B> {
         changed
     }
 
+    /// Takes the bound interfaces several devices claim: their tracked connections are
+    /// cut ([`Enforcer::contested_addresses`]).
+    pub fn set_contested(&mut self, contested: Vec<(MemberId, NicType)>) {
+        self.contested = contested;
+    }
+
     /// Takes the VPC overlay devices found; returns whether they changed.
     pub fn set_overlays(&mut self, overlays: Vec<(String, VpcId)>) -> bool {
         let changed = overlays != self.overlays;
@@ -346,16 +355,34 @@ impl<B: Backend> Enforcer<B> {
     /// type), for judging tracked flows: the addresses of the interfaces whose devices are
     /// attached here.
     pub fn local_addresses(&self) -> HashMap<crate::conntrack::LocalAddress, (MemberId, NicType)> {
-        let mut out = HashMap::new();
-        let Some((p, state)) = &self.policy else {
-            return out;
-        };
-        for a in &self.attachments {
-            let Some(i) = p.instances.iter().find(|i| i.id == a.instance) else {
-                continue;
+        let attached = self.attachments.iter().map(|a| (&a.instance, a.nic_type));
+        self.addresses(attached)
+            .map(|(local, member, nic)| (local, (member.clone(), nic)))
+            .collect()
+    }
+
+    /// The addresses (in their zones) of the interfaces several devices claim: every flow
+    /// to or from them is cut, whatever the policy says.
+    pub fn contested_addresses(&self) -> HashSet<crate::conntrack::LocalAddress> {
+        let contested = self.contested.iter().map(|(m, nic)| (m, *nic));
+        self.addresses(contested).map(|(local, ..)| local).collect()
+    }
+
+    /// The addresses of interfaces, each in its zone.
+    fn addresses<'a>(
+        &'a self,
+        interfaces: impl Iterator<Item = (&'a MemberId, NicType)> + 'a,
+    ) -> impl Iterator<Item = (crate::conntrack::LocalAddress, &'a MemberId, NicType)> + 'a {
+        let policy = self.policy.as_ref();
+        interfaces.flat_map(move |(member, nic_type)| {
+            let Some((p, state)) = policy else {
+                return Vec::new();
             };
-            let modelled = state.instance(&a.instance).ok();
-            let (addresses, zone): (Vec<IpAddr>, u16) = match a.nic_type {
+            let Some(i) = p.instances.iter().find(|i| &i.id == member) else {
+                return Vec::new();
+            };
+            let modelled = state.instance(member).ok();
+            let (addresses, zone): (Vec<IpAddr>, u16) = match nic_type {
                 NicType::Intranet => {
                     let vpc = modelled.and_then(|i| i.vpc_id.clone());
                     let zone = vpc.and_then(|v| self.zones.get(&v).copied()).unwrap_or(0);
@@ -373,11 +400,11 @@ impl<B: Backend> Enforcer<B> {
                 }
                 NicType::Internet => (i.public_ip.map(IpAddr::V4).into_iter().collect(), 0),
             };
-            for address in addresses {
-                out.insert((zone, address), (i.id.clone(), a.nic_type));
-            }
-        }
-        out
+            addresses
+                .into_iter()
+                .map(|address| ((zone, address), member, nic_type))
+                .collect()
+        })
     }
 
     /// Whether the table differs from what the last transaction left (a hand edit, a flush,

@@ -14,7 +14,7 @@
 //! carries the VPC id as its label (`vpc-...`): packets it brings in are tracked in that
 //! VPC's conntrack zone.
 
-use model::{NetworkInterfaceId, NicType, VpcId};
+use model::{MemberId, NetworkInterfaceId, NicType, VpcId};
 use nft::Attachment;
 use serde_json::Value;
 
@@ -34,6 +34,9 @@ pub struct Discovery {
     pub unattributed: Vec<(String, String)>,
     /// Overlay devices and the VPC each carries.
     pub overlays: Vec<(String, VpcId)>,
+    /// Bound interfaces claimed by several devices: all of them failed closed, so the
+    /// interface gets no packet at all and its tracked connections are deleted.
+    pub contested: Vec<(MemberId, NicType)>,
 }
 
 /// The label of an interface's device: its id, plus [`INTERNET_SUFFIX`] for the internet
@@ -92,13 +95,19 @@ pub fn from_links(links: &Value, placed: &[Placed]) -> Discovery {
                 nic_type: nic,
                 interface: device.to_string(),
             }),
-            (why, _) => out
-                .unattributed
-                .push((device.to_string(), why.unwrap_or_default())),
+            (why, bound) => {
+                if let Some(p) = bound.filter(|_| claims > 1) {
+                    out.contested.push((p.id.clone(), nic));
+                }
+                out.unattributed
+                    .push((device.to_string(), why.unwrap_or_default()))
+            }
         }
     }
     out.attachments.sort();
     out.unattributed.sort();
+    out.contested.sort();
+    out.contested.dedup();
     out
 }
 
@@ -161,5 +170,13 @@ mod tests {
             d.overlays,
             [("vx7".to_string(), "vpc-seven".parse().unwrap())]
         );
+        // Only the interface two devices claim is contested (its connections are cut), not
+        // the unknown or malformed labels, nor eni-b's internet device without an address.
+        let contested: Vec<(&str, NicType)> = d
+            .contested
+            .iter()
+            .map(|(m, nic)| (m.as_str(), *nic))
+            .collect();
+        assert_eq!(contested, [("i-b", NicType::Intranet)]);
     }
 }

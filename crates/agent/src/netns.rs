@@ -368,11 +368,28 @@ pub fn vpc_table(
     .map(drop)
 }
 
+/// One end of a VPC's overlay on a host: its underlay address, its peer's, and the VNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The host's namespace.
+    pub host: String,
+    /// This end's underlay address.
+    pub local: String,
+    /// The peer host's underlay address, the only source this end accepts.
+    pub remote: String,
+    /// The VPC's VNI.
+    pub vni: u32,
+}
+
 /// A VPC's overlay between the hub and host `other` (link `n`, see [`link_hosts`]): a
 /// VXLAN pair with the VPC's own VNI over the hosts' shared link, each end labelled with the
 /// VPC id (the agent tracks what it brings in in the VPC's conntrack zone) and routed by the
-/// VPC's table. Returns the hub-side and the other side's overlay addresses
-/// (169.254.`t`.0/24, one /30 per link).
+/// VPC's table. Programmed as an overlay controller would, from placement, never from the
+/// data path: learning off, the peer's underlay address the only forwarding entry (the
+/// `remote`), and the peer's overlay addresses as permanent neighbours, so no frame that
+/// arrives (a forged ARP reply inside a forged VXLAN packet) can move where the VPC's
+/// traffic goes. What the ends accept is [`overlay_filter`]'s. Returns the hub-side and
+/// the other side's overlay addresses (169.254.`t`.0/24, one /30 per link) and both ends.
 pub fn overlay(
     hub: &str,
     other: &str,
@@ -380,17 +397,39 @@ pub fn overlay(
     (hub_dev, other_dev): (&str, &str),
     vni: u32,
     (label, table): (&str, u32),
-) -> Result<(String, String), AgentError> {
+) -> Result<((String, String), [Tunnel; 2]), AgentError> {
     let underlay = |k: u8| format!("198.18.254.{}", 4 * n + k);
     let overlay = |k: u8| format!("169.254.{t}.{}", 4 * n + k);
-    let (vni, tab) = (vni.to_string(), table.to_string());
-    for (ns, dev, local, remote, addr) in [
-        (hub, hub_dev, underlay(1), underlay(2), overlay(1)),
-        (other, other_dev, underlay(2), underlay(1), overlay(2)),
-    ] {
+    let (vni_text, tab) = (vni.to_string(), table.to_string());
+    let ends = [
+        (hub, hub_dev, underlay(1), underlay(2), overlay(1), GATEWAY6),
+        (
+            other,
+            other_dev,
+            underlay(2),
+            underlay(1),
+            overlay(2),
+            PEER_LINK_LOCAL,
+        ),
+    ];
+    for (ns, dev, local, remote, addr, _) in &ends {
         ip(&[
-            "-n", ns, "link", "add", dev, "type", "vxlan", "id", &vni, "local", &local, "remote",
-            &remote, "dstport", "4789",
+            "-n",
+            ns,
+            "link",
+            "add",
+            dev,
+            "type",
+            "vxlan",
+            "id",
+            &vni_text,
+            "local",
+            local,
+            "remote",
+            remote,
+            "dstport",
+            "4789",
+            "nolearning",
         ])?;
         ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
         ip(&["-n", ns, "link", "set", dev, "alias", label])?;
@@ -400,5 +439,67 @@ pub fn overlay(
         }
     }
     link_local_pair(hub, other, (hub_dev, other_dev))?;
-    Ok((overlay(1), overlay(2)))
+    for (near, far) in [(&ends[0], &ends[1]), (&ends[1], &ends[0])] {
+        let mac = link_address(far.0, far.1)?;
+        for peer in [far.4.as_str(), far.5] {
+            ip(&[
+                "-n",
+                near.0,
+                "neigh",
+                "replace",
+                peer,
+                "lladdr",
+                &mac,
+                "dev",
+                near.1,
+                "nud",
+                "permanent",
+            ])?;
+        }
+    }
+    let tunnel = |(ns, _, local, remote, ..): &(&str, &str, String, String, String, &str)| Tunnel {
+        host: ns.to_string(),
+        local: local.clone(),
+        remote: remote.clone(),
+        vni,
+    };
+    Ok((
+        (overlay(1), overlay(2)),
+        [tunnel(&ends[0]), tunnel(&ends[1])],
+    ))
+}
+
+/// A device's link-layer address.
+fn link_address(ns: &str, dev: &str) -> Result<String, AgentError> {
+    let text = ip(&["-n", ns, "-j", "link", "show", "dev", dev])?;
+    let links: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| AgentError::Command(format!("ip -j link show {dev}: {e}")))?;
+    links[0]["address"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| AgentError::Command(format!("{dev} has no link-layer address")))
+}
+
+/// The table (`inet stockade_lab`) that makes a lab host accept encapsulated packets only
+/// on its own tunnels: VXLAN to one of its ends from that end's peer with that end's VNI.
+/// Every other VXLAN, Geneve or VXLAN-GPE datagram, and every IP-in-IP, IPv6-in-IPv4 or
+/// GRE packet, is dropped, wherever it comes from (an instance forwarded through another
+/// host, say): a tunnel end accepts any outer source by itself.
+pub fn overlay_filter(host: &str, tunnels: &[Tunnel]) -> Result<(), AgentError> {
+    let mut script = String::from(
+        "table inet stockade_lab {\n\tchain overlay {\n\
+         \t\ttype filter hook input priority filter - 10; policy accept;\n",
+    );
+    for t in tunnels.iter().filter(|t| t.host == host) {
+        script.push_str(&format!(
+            "\t\tip saddr {} ip daddr {} udp dport 4789 @th,96,24 {} accept\n",
+            t.remote, t.local, t.vni
+        ));
+    }
+    script.push_str(
+        "\t\tudp dport { 4789, 4790, 6081 } drop\n\
+         \t\tip protocol { 4, 41, 47 } drop\n\
+         \t\tip6 nexthdr { 4, 41, 47 } drop\n\t}\n}\n",
+    );
+    exec(host, "nft", &[&script]).map(drop)
 }

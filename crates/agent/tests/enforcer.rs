@@ -232,6 +232,32 @@ fn a_device_no_bound_interface_explains_gets_no_traffic_either_way() {
         .any(|(_, v)| matches!(v, nft::Verdict::Jump(_))));
     let script = e.backend().applied.last().unwrap().clone();
     assert!(script.contains("vfake"), "{script}");
+    // Isolation is total: both devices are in the `isolated` sets, dropped before the
+    // established accept and at the host, and i-app2's tracked connections are cut.
+    assert!(
+        script.contains("add element inet stockade isolated")
+            && script.contains("add element arp stockade isolated"),
+        "{script}"
+    );
+    assert!(e.contested_addresses().is_empty());
+    e.set_contested(vec![(app2.instance.clone(), app2.nic_type)]);
+    let app2_addresses: Vec<std::net::IpAddr> = e
+        .contested_addresses()
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let modelled = e
+        .policy()
+        .unwrap()
+        .instances
+        .iter()
+        .find(|i| i.id == app2.instance)
+        .unwrap()
+        .private_ip;
+    assert!(
+        app2_addresses.contains(&modelled.into()),
+        "{app2_addresses:?}"
+    );
 }
 
 /// What a fresh enforcer holds for `p` with `atts` (zones aside: they are allocated per

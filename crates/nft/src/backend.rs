@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 use crate::render::SetElements;
-use crate::TABLE;
+use crate::{ARP_TABLE, TABLE};
 
 /// Why nftables refused or could not be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -56,10 +56,10 @@ pub trait Backend {
     fn apply(&mut self, script: &str) -> Result<(), NftError>;
     /// Checks a script without applying it.
     fn check(&mut self, script: &str) -> Result<(), NftError>;
-    /// The table as the kernel holds it now, as text (empty when it does not exist), so
+    /// The tables as the kernel holds them now, as text (empty when they do not exist), so
     /// drift from what was applied can be seen.
     fn list(&mut self) -> Result<String, NftError>;
-    /// Removes the table (and with it all enforcement).
+    /// Removes the tables (and with them all enforcement).
     fn delete_table(&mut self) -> Result<(), NftError>;
     /// Applies set element changes ([`crate::Ruleset::element_changes`]) as one atomic
     /// transaction; `script` is the same change as text, which is what a backend without a
@@ -261,18 +261,25 @@ impl Backend for NftCli {
     }
 
     fn list(&mut self) -> Result<String, NftError> {
-        match self.run(&["list", "table", "inet", TABLE], None) {
-            Ok(text) => Ok(text),
-            Err(NftError::Rejected(e)) if e.contains("No such file") => Ok(String::new()),
-            Err(e) => Err(e),
+        let mut out = String::new();
+        for (family, table) in [("inet", TABLE), ("arp", ARP_TABLE)] {
+            match self.run(&["list", "table", family, table], None) {
+                Ok(text) => out.push_str(&text),
+                Err(NftError::Rejected(e)) if e.contains("No such file") => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(out)
     }
 
     fn delete_table(&mut self) -> Result<(), NftError> {
-        match self.run(&["delete", "table", "inet", TABLE], None) {
-            Err(NftError::Rejected(e)) if e.contains("No such file") => Ok(()),
-            other => other.map(drop),
+        for (family, table) in [("inet", TABLE), ("arp", ARP_TABLE)] {
+            match self.run(&["delete", "table", family, table], None) {
+                Err(NftError::Rejected(e)) if e.contains("No such file") => {}
+                other => other.map(drop)?,
+            }
         }
+        Ok(())
     }
 
     /// Sent over netlink from this process (see `netlink`): no `nft` started.

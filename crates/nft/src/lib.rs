@@ -28,5 +28,5 @@ pub use backend::{Backend, FakeBackend, NftCli, NftError, Tracked};
 pub use flat::{VerdictMap, MAX_CELLS};
 pub use render::{
     render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set,
-    SetElements, SetKind, SetName, SetType, Verdict, Zones, TABLE,
+    SetElements, SetKind, SetName, SetType, Verdict, Zones, ARP_TABLE, TABLE,
 };

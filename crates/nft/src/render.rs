@@ -259,9 +259,12 @@ pub struct Ruleset {
 
 /// Anti-spoofing: a packet coming in by an interface's device must carry one of that
 /// interface's own addresses as its source, or it is dropped before anything else (before
-/// connection tracking too, so that a forged packet cannot ride on another's established
-/// flow). Without it, an instance could send from the address of a member of another
-/// tenant's group and pass that tenant's group rules (on the shared classic network).
+/// connection tracking's `established` accept too, so that a forged packet cannot ride on
+/// another's established flow). Without it, an instance could send from the address of a
+/// member of another tenant's group and pass that tenant's group rules (on the shared
+/// classic network). The same sets guard what reaches the host itself: ARP (the `arp`
+/// table, [`ARP_TABLE`]) and neighbour discovery may announce only the device's own
+/// addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sources {
     /// The devices checked (quoted).
@@ -270,15 +273,27 @@ pub struct Sources {
     pub v4: BTreeSet<String>,
     /// The same for IPv6.
     pub v6: BTreeSet<String>,
+    /// The IPv6 pairs again, the address as the 128-bit number a neighbour advertisement's
+    /// target is read as (`@th,64,128`: nft 1.0.6 has no `icmpv6 taddr`).
+    pub nd: BTreeSet<String>,
 }
 
 impl Sources {
-    /// The sets as `(name, declaration, elements)`.
-    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 3] {
+    /// The sets of the `inet` table as `(name, declaration, elements)`.
+    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 4] {
         [
             ("src_devices", "type ifname;", &self.devices),
             ("src_v4", "type ifname . ipv4_addr;", &self.v4),
             ("src_v6", "type ifname . ipv6_addr;", &self.v6),
+            ("src_nd", "typeof iifname . @th,64,128;", &self.nd),
+        ]
+    }
+
+    /// The sets of the `arp` table, which cannot read the `inet` table's.
+    fn arp_sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 2] {
+        [
+            ("src_devices", "type ifname;", &self.devices),
+            ("src_v4", "type ifname . ipv4_addr;", &self.v4),
         ]
     }
 
@@ -286,12 +301,16 @@ impl Sources {
     fn allow(&mut self, device: &str, addresses: impl IntoIterator<Item = std::net::IpAddr>) {
         let device = quote(device);
         for a in addresses {
-            let set = if a.is_ipv4() {
-                &mut self.v4
-            } else {
-                &mut self.v6
-            };
-            set.insert(format!("{device} . {a}"));
+            match a {
+                std::net::IpAddr::V4(_) => {
+                    self.v4.insert(format!("{device} . {a}"));
+                }
+                std::net::IpAddr::V6(v6) => {
+                    self.v6.insert(format!("{device} . {a}"));
+                    self.nd
+                        .insert(format!("{device} . 0x{:032x}", u128::from(v6)));
+                }
+            }
         }
         self.devices.insert(device);
     }
@@ -343,6 +362,61 @@ const ZONE_MAPS: [(&str, &str); 2] = [
     ("zone_in", "type ifname"),
     ("zone_out", "typeof fib daddr oifname"),
 ];
+
+/// The base chains of the `inet` table, whatever the policy.
+///
+/// - `zone` runs at priority -450, before defragmentation (-400, `NF_IP_PRI_CONNTRACK_DEFRAG`),
+///   which reassembles per zone: a zone set later (at `raw`, -300) let a fragment of one VPC
+///   join another VPC's datagram of the same addresses and id.
+/// - `host` (input) guards the host itself: an instance device reaches no local address
+///   (gateway, underlay, overlay endpoints, management), save neighbour discovery for its
+///   own addresses (`neighbour`); ARP is the `arp` table's ([`ARP_TABLE`]). The host offers
+///   instances no service.
+/// - `forward`: devices failed closed get nothing, established flows included; then
+///   anti-spoofing, then what no instance may send on (router advertisements, redirects,
+///   DHCP server messages: `control`), all before the `established` accept; then the
+///   interfaces' policy chains.
+const BASE_CHAINS: &str = "\tchain zone {
+\t\ttype filter hook prerouting priority -450; policy accept;
+\t\tiifname vmap @zone_in
+\t\tfib daddr oifname vmap @zone_out
+\t}
+\tchain host {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiifname @isolated drop
+\t\tiifname != @src_devices accept
+\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 jump neighbour
+\t\tdrop
+\t}
+\tchain neighbour {
+\t\ticmpv6 type nd-neighbor-advert @th,64,16 & 0xffc0 != 0xfe80 iifname . @th,64,128 != @src_nd drop
+\t\tip6 saddr { ::, fe80::/10 } accept
+\t\tiifname . ip6 saddr @src_v6 accept
+\t\tdrop
+\t}
+\tchain control {
+\t\ticmp type redirect drop
+\t\ticmpv6 type { nd-router-advert, nd-redirect } drop
+\t\tudp sport . udp dport { 67 . 68, 547 . 546 } drop
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname @isolated drop
+\t\toifname @isolated drop
+\t\tiifname @src_devices iifname . ip saddr != @src_v4 drop
+\t\tiifname @src_devices iifname . ip6 saddr != @src_v6 drop
+\t\tiifname @src_devices meta l4proto { icmp, ipv6-icmp, udp } jump control
+\t\tct state established,related accept
+\t\tct state invalid drop
+\t\tiifname vmap @egress
+\t\toifname vmap @ingress
+\t}
+";
+
+/// The table (family `arp`) that anti-spoofs ARP from instance devices to the host: a
+/// device may announce or ask from its own IPv4 addresses only, and a device failed closed
+/// not at all. The `inet` family never sees ARP.
+pub const ARP_TABLE: &str = "stockade";
 
 /// How policy chains are written.
 ///
@@ -818,6 +892,40 @@ impl Ruleset {
             .contains_key(&format!("{chain}{}", flat::class_map_suffix(Family::V4)))
     }
 
+    /// The devices failed closed, quoted as set elements.
+    fn isolated_devices(&self) -> BTreeSet<String> {
+        self.isolated.keys().map(|d| quote(d)).collect()
+    }
+
+    /// Replaces the `arp` table ([`ARP_TABLE`]), whatever it holds now.
+    fn arp_script(&self, s: &mut String) {
+        let t = ARP_TABLE;
+        let _ = writeln!(
+            s,
+            "table arp {t} {{}}\ndelete table arp {t}\ntable arp {t} {{"
+        );
+        let isolated = self.isolated_devices();
+        let sets =
+            self.sources
+                .arp_sets()
+                .into_iter()
+                .chain([("isolated", "type ifname;", &isolated)]);
+        for (name, declaration, set) in sets {
+            let _ = write!(s, "\tset {name} {{ {declaration}");
+            if !set.is_empty() {
+                let _ = write!(s, " elements = {{ {} }};", elements(set));
+            }
+            s.push_str(" }\n");
+        }
+        s.push_str(
+            "\tchain input {\n\
+             \t\ttype filter hook input priority filter; policy accept;\n\
+             \t\tiifname @isolated drop\n\
+             \t\tiifname @src_devices iifname . arp saddr ip != @src_v4 drop\n\
+             \t}\n}\n",
+        );
+    }
+
     /// One transaction that replaces the table, whatever it holds now (or creates it).
     pub fn full_script(&self) -> String {
         let mut s = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
@@ -856,6 +964,15 @@ impl Ruleset {
             }
             s.push_str(" }\n");
         }
+        let _ = write!(s, "\tset isolated {{ type ifname;");
+        if !self.isolated.is_empty() {
+            let _ = write!(
+                s,
+                " elements = {{ {} }};",
+                elements(&self.isolated_devices())
+            );
+        }
+        s.push_str(" }\n");
         let zone_entries = self.zones.entries();
         for (name, key) in ZONE_MAPS {
             let _ = write!(s, "\tmap {name} {{ {key} : verdict;");
@@ -882,22 +999,9 @@ impl Ruleset {
             }
             s.push_str("\t}\n");
         }
-        s.push_str(
-            "\tchain zone {\n\
-             \t\ttype filter hook prerouting priority raw; policy accept;\n\
-             \t\tiifname vmap @zone_in\n\
-             \t\tfib daddr oifname vmap @zone_out\n\
-             \t}\n\
-             \tchain forward {\n\
-             \t\ttype filter hook forward priority filter; policy accept;\n\
-             \t\tiifname @src_devices iifname . ip saddr != @src_v4 drop\n\
-             \t\tiifname @src_devices iifname . ip6 saddr != @src_v6 drop\n\
-             \t\tct state established,related accept\n\
-             \t\tct state invalid drop\n\
-             \t\tiifname vmap @egress\n\
-             \t\toifname vmap @ingress\n\
-             \t}\n}\n",
-        );
+        s.push_str(BASE_CHAINS);
+        s.push_str("}\n");
+        self.arp_script(&mut s);
         s
     }
 
@@ -1049,20 +1153,37 @@ impl Ruleset {
         for (map, _) in ZONE_MAPS {
             map_diff(&mut s, map, &new_entries, &old_entries);
         }
-        for ((name, _, new), (_, _, prev)) in
-            self.sources.sets().into_iter().zip(old.sources.sets())
-        {
+        let (isolated, was_isolated) = (self.isolated_devices(), old.isolated_devices());
+        let inet = (self.sources.sets().into_iter()).zip(old.sources.sets());
+        let arp = (self.sources.arp_sets().into_iter()).zip(old.sources.arp_sets());
+        let both = [("inet", TABLE), ("arp", ARP_TABLE)].map(|(family, table)| {
+            (
+                family,
+                table,
+                ("isolated", "", &isolated),
+                ("isolated", "", &was_isolated),
+            )
+        });
+        let changes = inet
+            .map(|(n, o)| ("inet", TABLE, n, o))
+            .chain(arp.map(|(n, o)| ("arp", ARP_TABLE, n, o)))
+            .chain(both);
+        for (family, table, (name, _, new), (_, _, prev)) in changes {
             let gone: BTreeSet<String> = prev.difference(new).cloned().collect();
             if !gone.is_empty() {
                 let _ = writeln!(
                     s,
-                    "delete element inet {t} {name} {{ {} }}",
+                    "delete element {family} {table} {name} {{ {} }}",
                     elements(&gone)
                 );
             }
             let added: BTreeSet<String> = new.difference(prev).cloned().collect();
             if !added.is_empty() {
-                let _ = writeln!(s, "add element inet {t} {name} {{ {} }}", elements(&added));
+                let _ = writeln!(
+                    s,
+                    "add element {family} {table} {name} {{ {} }}",
+                    elements(&added)
+                );
             }
         }
         // Removals last, once nothing refers to them.

@@ -798,13 +798,14 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
     // tables and shared links, which also reach the internet and the classic network.
     let table_of = |tenant: usize| (tenant > 0).then(|| 1000 + tenant as u32);
     let mut overlay_hop = std::collections::BTreeMap::new();
+    let mut tunnels = Vec::new();
     for t in 1..=lab.tenants.len() {
         let table = 1000 + t as u32;
         let label = lab.tenants[t - 1].vpc_id.clone();
         netns::vpc_table(&hub, table, None)?;
         for h in 2..=hosts {
             let devices = (format!("sk{name}X{t}{h}"), format!("sk{name}Y{t}{h}"));
-            let (hub_addr, other_addr) = netns::overlay(
+            let ((hub_addr, other_addr), ends) = netns::overlay(
                 &hub,
                 &lab.hosts[h - 1].netns,
                 (h as u8, t as u8),
@@ -818,7 +819,11 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
                 Some((&devices.1, &hub_addr)),
             )?;
             overlay_hop.insert((t, h), (devices.0, other_addr));
+            tunnels.extend(ends);
         }
+    }
+    for host in &lab.hosts {
+        netns::overlay_filter(&host.netns, &tunnels)?;
     }
     for (k, m) in lab.instances.iter().enumerate() {
         let host = lab
