@@ -125,7 +125,8 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         let started = Instant::now();
         let to_report = match pass(&mut enforcer, netns, tick) {
             Ok(Some(outcome)) => {
-                cut_owed |= config.cut_connections && new_policy;
+                // A new policy, or devices that came, went or were isolated.
+                cut_owed |= config.cut_connections;
                 tracing::info!(
                     revision = enforcer.revision(),
                     full = outcome.full,

@@ -830,8 +830,10 @@ impl Ruleset {
     }
 
     /// Fails a device closed that no attachment explains (its label names no interface
-    /// bound here, or several devices claim one): `drop` both ways, and it wins over any
-    /// attachment of the same device.
+    /// bound here, or several devices claim one): `drop` both ways in the dispatch maps,
+    /// and in the `isolated` sets, which drop its packets before the `established` accept
+    /// and at the host (so it wins over any attachment of the same device, and a flow
+    /// opened before gets nothing more).
     pub fn isolate(&mut self, interface: &str, why: &str) {
         let quoted = quote(interface);
         self.egress.insert(quoted.clone(), Verdict::Drop);

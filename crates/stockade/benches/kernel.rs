@@ -340,12 +340,34 @@ fn forwarded(host: &str) -> u64 {
         .unwrap()
 }
 
-/// Installs the table for `n` rules in `rendering` in fresh namespaces, checks it drops an
+/// The script as the table was before the host-isolation rules: the zone chain at `raw`
+/// (after reassembly), the forward chain without the isolated-device and control-message
+/// rules. The baseline of what those cost the forwarding path (the `host` chain is on the
+/// input path, which no measured packet takes).
+fn without_isolation(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.contains("jump control") && !(l.contains("@isolated drop")))
+        .map(|l| l.replace("priority -450", "priority raw") + "\n")
+        .collect()
+}
+
+/// A configuration measured: a rendering, with the host-isolation rules or without.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Config {
+    rendering: Rendering,
+    isolation: bool,
+}
+
+/// Installs the table for `n` rules in `config` in fresh namespaces, checks it drops an
 /// unadmitted flow, and measures `count` connections.
 fn measure(
     rules: &[set::Rule],
     n: usize,
-    rendering: Rendering,
+    Config {
+        rendering,
+        isolation,
+    }: Config,
     count: usize,
     tag: usize,
 ) -> (Figures, usize) {
@@ -360,7 +382,14 @@ fn measure(
     let ruleset = render_as(&state, &attachments, rendering);
     assert!(ruleset.failed.is_empty(), "{:?}", ruleset.failed);
     let mut nft = NftCli::in_netns(&top.host.0);
-    nft.apply(&ruleset.full_script()).unwrap();
+    let script = ruleset.full_script();
+    if isolation {
+        nft.apply(&script).unwrap();
+    } else {
+        let baseline = without_isolation(&script);
+        assert_ne!(baseline, script, "the baseline lacks the isolation rules");
+        nft.apply(&baseline).unwrap();
+    }
     let install_ms = t.elapsed().as_secs_f64() * 1e3;
     let elements: usize = ruleset.maps.values().map(|m| m.elements.len()).sum();
     // The client helper with one setting; what it printed.
@@ -415,23 +444,31 @@ fn main() {
         (&[10, 100, 1000], 3000, 3)
     };
     let rules = set::load_rules("acl1_10k");
-    let renderings = [Rendering::Linear, Rendering::Flat];
-    let mut best = vec![vec![None::<Figures>; sizes.len()]; renderings.len()];
+    let configs = [
+        (Rendering::Linear, true),
+        (Rendering::Flat, true),
+        (Rendering::Linear, false),
+    ]
+    .map(|(rendering, isolation)| Config {
+        rendering,
+        isolation,
+    });
+    let mut best = vec![vec![None::<Figures>; sizes.len()]; configs.len()];
     let mut elements = vec![0usize; sizes.len()];
     let mut tag = 0;
     for round in 0..rounds {
         for (s, &n) in sizes.iter().enumerate() {
-            for (r, &rendering) in renderings.iter().enumerate() {
+            for (c, &config) in configs.iter().enumerate() {
                 tag += 1;
-                let (f, e) = measure(&rules, n, rendering, count, tag);
+                let (f, e) = measure(&rules, n, config, count, tag);
                 eprintln!(
-                    "round {round}: {rendering:?} {n} rules: {:.0} first packets/s, {:.0} connections/s, connect {:.1} µs",
+                    "round {round}: {config:?} {n} rules: {:.0} first packets/s, {:.0} connections/s, connect {:.1} µs",
                     f.judged_per_second, f.per_second, f.connect_us
                 );
-                if rendering == Rendering::Flat {
+                if config.rendering == Rendering::Flat {
                     elements[s] = e;
                 }
-                let slot = &mut best[r][s];
+                let slot = &mut best[c][s];
                 if slot.is_none_or(|b| f.judged_per_second > b.judged_per_second) {
                     *slot = Some(f);
                 }
@@ -446,9 +483,9 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (s, &n) in sizes.iter().enumerate() {
-        let cell = |r: usize| {
-            let f = best[r][s].unwrap();
-            let base = best[r][0].unwrap();
+        let cell = |c: usize| {
+            let f = best[c][s].unwrap();
+            let base = best[c][0].unwrap();
             format!(
                 "{:.0} | {:.0}% | {:.0} | {:.1} | {:.1}",
                 f.judged_per_second,
@@ -459,5 +496,19 @@ fn main() {
             )
         };
         println!("| {n} | {} | {} | {} |", cell(0), cell(1), elements[s]);
+    }
+    println!("\nthe host-isolation rules on the forwarding path (linear, same run)");
+    println!("| rules | with: first packets/s | conn/s | without: first packets/s | conn/s | with / without |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (s, &n) in sizes.iter().enumerate() {
+        let (with, without) = (best[0][s].unwrap(), best[2][s].unwrap());
+        println!(
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            with.judged_per_second,
+            with.per_second,
+            without.judged_per_second,
+            without.per_second,
+            with.judged_per_second / without.judged_per_second
+        );
     }
 }

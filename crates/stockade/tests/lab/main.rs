@@ -10,6 +10,7 @@
 
 mod differential;
 mod harness;
+mod hostile;
 mod interfaces;
 mod prefix_lists;
 mod scenario;
