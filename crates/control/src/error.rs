@@ -90,6 +90,12 @@ pub enum ControlError {
     /// The account's group quota in the region is used up.
     #[error("The maximum number of security groups is reached.")]
     GroupQuota,
+    /// The account's prefix list quota in the region is used up.
+    #[error("The maximum number of prefix lists is reached.")]
+    PrefixListQuota,
+    /// The account's port range list quota in the region is used up.
+    #[error("The maximum number of port range lists is reached.")]
+    PortRangeListQuota,
     /// Another group's rule references this group.
     #[error("The specified security group has been authorized in another one.")]
     GroupReferenced,
@@ -213,6 +219,9 @@ pub enum ControlError {
     /// region).
     #[error("The specified NetworkInterfaceId \"{0}\" does not exist.")]
     NetworkInterfaceNotFound(NetworkInterfaceId),
+    /// `RevokeAgentToken` for a host that holds no agent token.
+    #[error("The specified HostId \"{0}\" holds no agent token.")]
+    AgentTokenNotFound(model::HostId),
     /// The account's VPC quota in the region is used up.
     #[error("The maximum number of VPCs in the region is reached.")]
     VpcQuota,
@@ -310,6 +319,8 @@ impl EcsError for ControlError {
             ControlError::RuleNotFound(_) => "InvalidSecurityGroupRuleId.NotFound",
             ControlError::RuleNotFoundByFields => "InvalidSecurityGroupRule.RuleNotExist",
             ControlError::GroupQuota => "QuotaExceed.SecurityGroup",
+            ControlError::PrefixListQuota => "QuotaExceed.PrefixList",
+            ControlError::PortRangeListQuota => "QuotaExceed.PortRangeList",
             ControlError::GroupReferenced => "DependencyViolation",
             ControlError::EnterpriseInnerAccessPolicy => "OperationDenied",
             ControlError::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
@@ -351,6 +362,7 @@ impl EcsError for ControlError {
             ControlError::ResourceNotFound(_) => "InvalidResourceId.NotFound",
             ControlError::TagLimit => "InvalidTagCount",
             ControlError::NetworkInterfaceNotFound(_) => "InvalidNetworkInterfaceId.NotFound",
+            ControlError::AgentTokenNotFound(_) => "InvalidHostId.NotFound",
             ControlError::OperatorOnly => "Forbidden.RAM",
             ControlError::Ipv6BlockQuota => "QuotaExceeded.Ipv6CidrBlock",
             ControlError::VpcQuota => "QuotaExceeded.Vpc",
@@ -390,7 +402,8 @@ impl EcsError for ControlError {
             | ControlError::ZoneNotFound(_)
             | ControlError::InstanceNotFound(_)
             | ControlError::ResourceNotFound(_)
-            | ControlError::NetworkInterfaceNotFound(_) => 404,
+            | ControlError::NetworkInterfaceNotFound(_)
+            | ControlError::AgentTokenNotFound(_) => 404,
             ControlError::VSwitchZoneMismatch
             | ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
@@ -399,6 +412,8 @@ impl EcsError for ControlError {
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit
             | ControlError::GroupQuota
+            | ControlError::PrefixListQuota
+            | ControlError::PortRangeListQuota
             | ControlError::GroupReferenced
             | ControlError::EnterpriseInnerAccessPolicy
             | ControlError::AlreadyMember

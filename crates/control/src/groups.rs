@@ -503,27 +503,7 @@ impl Tx<'_> {
         }
         let existing = self.rules(&group)?;
         new.retain(|p| !existing.iter().any(|r| r.permission.same_rule(p)));
-        // As ECS counts them: a rule naming a prefix list counts as its `MaxEntries` rules,
-        // and one naming a port list as that list's; naming both, as the product (every
-        // pair of entries is a rule's worth of matching).
-        let weight = |p: &Permission| -> Result<usize> {
-            let addresses = match &p.peer {
-                Peer::PrefixList(l) => self.prefix_list(l)?.max_entries,
-                _ => 1,
-            };
-            let ports = match &p.port_list {
-                Some(l) => self.port_range_list(l)?.max_entries,
-                None => 1,
-            };
-            Ok(addresses * ports)
-        };
-        let mut total = 0;
-        for p in existing.iter().map(|r| &r.permission).chain(&new) {
-            total += weight(p)?;
-        }
-        if total > self.limits.rules_per_group {
-            return Err(ControlError::AuthorizationLimit);
-        }
+        self.check_rule_weight(existing.iter().map(|r| &r.permission).chain(&new))?;
         let group_rules = |ps: &mut dyn Iterator<Item = &Permission>| {
             ps.filter(|p| matches!(p.peer, Peer::Group(_))).count()
         };
@@ -536,6 +516,30 @@ impl Tx<'_> {
         }
         for p in &new {
             self.insert_rule(id, p)?;
+        }
+        Ok(())
+    }
+
+    /// A group's rules, weighed as ECS counts them against its rule limit: a rule naming a
+    /// prefix list counts as its `MaxEntries` rules, and one naming a port list as that
+    /// list's; naming both, as the product (every pair of entries is a rule's worth of
+    /// matching, and of the engine's memory). Checked on every path that changes a rule's
+    /// weight: authorisation and modification (a list's `MaxEntries` never changes).
+    fn check_rule_weight<'p>(&self, rules: impl Iterator<Item = &'p Permission>) -> Result<()> {
+        let mut total = 0;
+        for p in rules {
+            let addresses = match &p.peer {
+                Peer::PrefixList(l) => self.prefix_list(l)?.max_entries,
+                _ => 1,
+            };
+            let ports = match &p.port_list {
+                Some(l) => self.port_range_list(l)?.max_entries,
+                None => 1,
+            };
+            total += addresses * ports;
+        }
+        if total > self.limits.rules_per_group {
+            return Err(ControlError::AuthorizationLimit);
         }
         Ok(())
     }
@@ -701,6 +705,8 @@ impl Tx<'_> {
         {
             return Err(ControlError::RuleDuplicate);
         }
+        let others = existing.iter().map(|r| &r.permission);
+        self.check_rule_weight(others.filter(|p| &p.id != rule).chain([&updated]))?;
         let fields = updated.to_fields();
         let mut values: Vec<SqlValue> = args![rule.as_str()].to_vec();
         values.extend(fields.columns().into_iter().map(SqlValue::from));

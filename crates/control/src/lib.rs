@@ -7,6 +7,7 @@
 //! concurrent requests. This crate knows SQL but not HTTP; the `server` crate maps requests
 //! onto it.
 
+mod agent_tokens;
 mod error;
 mod groups;
 mod interfaces;
@@ -72,12 +73,28 @@ pub struct Credentials {
 
 /// A `ClientToken` and a fingerprint of the request it came with: a retry with the same
 /// token and parameters gets the first answer again; other parameters are refused.
+///
+/// The store keeps SHA-256 digests of both (a record is the same size whatever the request
+/// carried) for [`CLIENT_TOKEN_DAYS`], after which the token may be used again: ECS keeps
+/// tokens for a bounded time too, and a retry comes within minutes, not days.
 #[derive(Debug, Clone)]
 pub struct ClientToken {
     /// The token.
     pub token: String,
     /// The request's action and parameters (without signature fields), canonically joined.
     pub fingerprint: String,
+}
+
+/// How long a `ClientToken` record is kept, in days.
+pub const CLIENT_TOKEN_DAYS: i64 = 1;
+
+impl ClientToken {
+    /// The digests the store keeps: of the token, and of the request.
+    fn digests(&self) -> (String, String) {
+        use sha2::Digest as _;
+        let hash = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+        (hash(&self.token), hash(&self.fingerprint))
+    }
 }
 
 /// The control plane over one store.
@@ -424,6 +441,11 @@ impl Control {
         })
     }
 
+    /// The host an agent token was issued for (`IssueAgentToken`), if the token is live.
+    pub fn agent_token_host(&self, token: &str) -> Result<Option<model::HostId>> {
+        self.with_read(|db| agent_tokens::host_of(db, token))
+    }
+
     /// Runs a command and rolls it back: `DryRun=true` validation with every check a real
     /// run would make.
     pub fn dry_run<T>(&self, ctx: &Ctx, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
@@ -453,13 +475,22 @@ impl Control {
                 limits: &self.limits,
                 logged: Default::default(),
             };
-            if let Some(t) = token {
+            let digests = token.map(ClientToken::digests);
+            if let Some((token, fingerprint)) = &digests {
+                let expired = chrono::Utc::now() - chrono::Duration::days(CLIENT_TOKEN_DAYS);
+                tx.db.execute(
+                    "DELETE FROM client_tokens WHERE account_id = ?1 AND created_at < ?2",
+                    args![
+                        ctx.account.get() as i64,
+                        expired.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                    ],
+                )?;
                 let seen = tx.db.query_opt(
                     "SELECT fingerprint, response FROM client_tokens WHERE account_id = ?1 AND token = ?2",
-                    args![ctx.account.get() as i64, &t.token],
+                    args![ctx.account.get() as i64, token],
                 )?;
                 if let Some(row) = seen {
-                    if row.text(0)? != t.fingerprint {
+                    if &row.text(0)? != fingerprint {
                         return Err(ControlError::IdempotentParameterMismatch);
                     }
                     return Ok(serde_json::from_str(&row.text(1)?).unwrap_or(Value::Null));
@@ -472,10 +503,10 @@ impl Control {
             if !tx.logged.get() {
                 tx.log("Write", "", serde_json::json!({}))?;
             }
-            if let Some(t) = token {
+            if let Some((token, fingerprint)) = &digests {
                 tx.db.execute(
-                    "INSERT INTO client_tokens (account_id, token, fingerprint, response) VALUES (?1, ?2, ?3, ?4)",
-                    args![ctx.account.get() as i64, &t.token, &t.fingerprint, response.to_string()],
+                    "INSERT INTO client_tokens (account_id, token, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![ctx.account.get() as i64, token, fingerprint, response.to_string(), now()],
                 )?;
             }
             Ok(response)
@@ -754,5 +785,61 @@ impl Control {
             .map(|r| r.text(0))
             .transpose()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn client_token_records_are_digests_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = Control::open(dir.path(), Limits::default()).unwrap();
+        let creds = control.create_account("tokens", None).unwrap();
+        let ctx = Ctx {
+            account: creds.account_id,
+            region: "cn-hangzhou".into(),
+        };
+        let account = ctx.account.get() as i64;
+        let records = |control: &Control| {
+            control
+                .read(&ctx, |tx| {
+                    let r = tx.db.query_one(
+                        "SELECT COUNT(*), COALESCE(MAX(LENGTH(token) + LENGTH(fingerprint)), 0)
+                         FROM client_tokens WHERE account_id = ?1",
+                        args![account],
+                    )?;
+                    Ok((r.int(0)?, r.int(1)?))
+                })
+                .unwrap()
+        };
+        let token = |token: &str, fingerprint: String| ClientToken {
+            token: token.into(),
+            fingerprint,
+        };
+        let nothing = |_: &Tx| Ok(json!({}));
+        // A 1 MiB request leaves two 64-character digests.
+        let big = token(&"t".repeat(64), "x".repeat(1 << 20));
+        control.write(&ctx, Some(&big), nothing).unwrap();
+        assert_eq!(records(&control), (1, 128));
+        control
+            .write(&ctx, None, |tx| {
+                tx.db.execute(
+                    "UPDATE client_tokens SET created_at = '2000-01-01T00:00:00Z' WHERE account_id = ?1",
+                    args![account],
+                )?;
+                Ok(json!({}))
+            })
+            .unwrap();
+        // The next write with a token drops the expired record; the old token is free again.
+        control
+            .write(&ctx, Some(&token("u", "y".into())), nothing)
+            .unwrap();
+        assert_eq!(records(&control).0, 1, "the expired record is gone");
+        let reused = token(&"t".repeat(64), "other parameters".into());
+        control.write(&ctx, Some(&reused), nothing).unwrap();
+        assert_eq!(records(&control).0, 2);
     }
 }

@@ -24,6 +24,12 @@ pub struct Limits {
     /// Secondary private IPv4 addresses per interface (`AssignPrivateIpAddresses`; ECS
     /// allows 10 on an interface of its own, the instance type deciding once attached).
     pub secondary_addresses_per_interface: usize,
+    /// Prefix lists per account and region (ECS's quota: 100). With at most 200 entries
+    /// each, what one account's lists can hold is bounded.
+    pub prefix_lists_per_region: usize,
+    /// Port range lists per account and region (ECS's quota: 100; at most 2,000 entries
+    /// each).
+    pub port_range_lists_per_region: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +42,8 @@ impl Default for Limits {
             interfaces_per_region: 1000,
             interfaces_per_instance: 3,
             secondary_addresses_per_interface: 10,
+            prefix_lists_per_region: 100,
+            port_range_lists_per_region: 100,
         }
     }
 }
@@ -50,6 +58,8 @@ impl Limits {
         "interfaces-per-region",
         "interfaces-per-instance",
         "secondary-addresses-per-interface",
+        "prefix-lists-per-region",
+        "port-range-lists-per-region",
     ];
 
     /// Sets one limit by name (at least 1: a zero limit would refuse everything).
@@ -62,6 +72,8 @@ impl Limits {
             "interfaces-per-region" => &mut self.interfaces_per_region,
             "interfaces-per-instance" => &mut self.interfaces_per_instance,
             "secondary-addresses-per-interface" => &mut self.secondary_addresses_per_interface,
+            "prefix-lists-per-region" => &mut self.prefix_lists_per_region,
+            "port-range-lists-per-region" => &mut self.port_range_lists_per_region,
             _ => {
                 return Err(format!(
                     "unknown limit {name:?} (known: {})",

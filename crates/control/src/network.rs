@@ -8,6 +8,7 @@
 //! broadcast addresses; instances start `Running` (`RunInstances`) or `Stopped`
 //! (`CreateInstance`) at once.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -226,6 +227,23 @@ pub enum Ipv6Request {
 pub(crate) fn usable(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
     let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
     (first.saturating_add(2)..last).map(Ipv4Addr::from)
+}
+
+/// The usable addresses of a pool shared by every account (the classic network's), from a
+/// random one on, wrapping round: what one account is given says nothing of where another's
+/// instances are, as the next address of a sequence would.
+fn shuffled_start(net: &Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+    use rand::RngExt as _;
+    let all: Vec<Ipv4Addr> = usable(net).collect();
+    let start = if all.is_empty() {
+        0
+    } else {
+        rand::rng().random_range(0..all.len())
+    };
+    let (before, after) = all.split_at(start);
+    let mut order = after.to_vec();
+    order.extend_from_slice(before);
+    order.into_iter()
 }
 
 impl Tx<'_> {
@@ -641,7 +659,7 @@ impl Tx<'_> {
             let public_ip = if req.public_ip && vpc.is_none() {
                 let pool: Ipv4Net = "198.19.0.0/16".parse().expect("literal");
                 let mut found = None;
-                for a in usable(&pool) {
+                for a in shuffled_start(&pool) {
                     if !self.public_address_taken(a)? {
                         found = Some(a);
                         break;
@@ -760,7 +778,8 @@ impl Tx<'_> {
         }
     }
 
-    /// The first address of `pool` no interface of the VPC (or classic network) holds.
+    /// An address of `pool` no interface of the VPC (or classic network) holds: a VPC's first
+    /// free one, the classic network's from a random place (see [`shuffled_start`]).
     pub(crate) fn free_address(&self, pool: &Ipv4Net, vpc: Option<&VpcId>) -> Result<Ipv4Addr> {
         let used = self
             .db
@@ -773,9 +792,13 @@ impl Tx<'_> {
             .iter()
             .map(|r| r.text(0))
             .collect::<Result<std::collections::HashSet<String>>>()?;
-        usable(pool)
-            .find(|a| !used.contains(&a.to_string()))
-            .ok_or(ControlError::NoFreeAddress)
+        let free = |a: &Ipv4Addr| !used.contains(&a.to_string());
+        match vpc {
+            // A VPC is its owner's alone: its addresses go in order, as ECS gives them.
+            Some(_) => usable(pool).find(free),
+            None => shuffled_start(pool).find(free),
+        }
+        .ok_or(ControlError::NoFreeAddress)
     }
 
     /// One of the caller's instances.
@@ -1254,9 +1277,23 @@ impl Tx<'_> {
             })
             .collect();
         instances.extend(self.region_secondary_members()?);
+        // Only the lists some rule names: an unused list costs the engine nothing, however
+        // many entries it holds.
+        let named_prefix: HashSet<&model::PrefixListId> = (policies.iter())
+            .flat_map(|g| &g.permissions)
+            .filter_map(|p| match &p.peer {
+                model::Peer::PrefixList(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        let named_ports: HashSet<&model::PortRangeListId> = (policies.iter())
+            .flat_map(|g| &g.permissions)
+            .filter_map(|p| p.port_list.as_ref())
+            .collect();
         let prefix_lists = self
             .region_prefix_lists()?
             .into_iter()
+            .filter(|l| named_prefix.contains(&l.id))
             .map(|l| policy::PrefixList {
                 id: l.id,
                 cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
@@ -1265,6 +1302,7 @@ impl Tx<'_> {
         let port_range_lists = self
             .region_port_range_lists()?
             .into_iter()
+            .filter(|l| named_ports.contains(&l.id))
             .map(|l| policy::PortRangeList {
                 id: l.id,
                 ranges: l.entries.into_iter().map(|(r, _)| r).collect(),

@@ -263,6 +263,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX interface_addresses_by_vpc ON interface_addresses(region, vpc_id, address);
     "#,
+    // 12: `ClientToken` records keep digests of the token and of the request (a fixed size,
+    // whatever the request carried) and expire (`CLIENT_TOKEN_DAYS`); the records written
+    // before kept the request whole and are dropped (a retry across the upgrade runs again).
+    r#"
+    DELETE FROM client_tokens;
+    ALTER TABLE client_tokens ADD COLUMN created_at TEXT NOT NULL DEFAULT '';
+    "#,
+    // 13: each host's agent credential (`IssueAgentToken`), kept as a SHA-256 digest.
+    r#"
+    CREATE TABLE agent_tokens (
+        host_id     TEXT PRIMARY KEY,
+        digest      TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

@@ -26,6 +26,8 @@ fn limits() -> Limits {
         interfaces_per_region: 6,
         interfaces_per_instance: 2,
         secondary_addresses_per_interface: 2,
+        prefix_lists_per_region: 2,
+        port_range_lists_per_region: 2,
     }
 }
 

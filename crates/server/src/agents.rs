@@ -14,9 +14,12 @@
 //!
 //! Placement: a host's share is the network interfaces the operator bound to it
 //! (`PlaceNetworkInterface`, operator accounts only; see `control::interfaces`), each listed
-//! with its id, which is how the agent finds its device. Agents authenticate with the bearer
-//! token the server was started with (`STOCKADE_AGENT_TOKEN`); it is not an account's
-//! AccessKey, because an agent sees every account's interfaces on its host.
+//! with its id, which is how the agent finds its device. Each host's agent authenticates
+//! with a bearer token the operator issued for that host (`IssueAgentToken`, revocable),
+//! which reads that host's share and reports that host's status only; the fleet token the
+//! server was started with (`STOCKADE_AGENT_TOKEN`) is the operator's and may read every
+//! host. Neither is an account's AccessKey, because an agent sees every account's
+//! interfaces on its host.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -54,15 +57,46 @@ pub(crate) struct FeedQuery {
     delta: u8,
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ServerError> {
+/// Who a feed request comes from.
+enum Agent {
+    /// The fleet token the server was started with (`STOCKADE_AGENT_TOKEN`): the
+    /// operator's, for tools that watch every host (`lab status`); never a host's.
+    Fleet,
+    /// A host's own token (`IssueAgentToken`).
+    Host(model::HostId),
+}
+
+impl Agent {
+    /// Whether this agent may read or report for `host`.
+    fn may_serve(&self, host: &str) -> Result<(), ServerError> {
+        match self {
+            Agent::Host(h) if h.as_str() != host => {
+                Err(ServerError::AgentTokenOtherHost(h.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn authorized(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Agent, ServerError> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    match &state.agent_token {
-        Some(token) if crate::auth::same(token, given) => Ok(()),
-        _ => Err(ServerError::AgentTokenInvalid),
+        .unwrap_or_default()
+        .to_string();
+    if let Some(token) = &state.agent_token {
+        if crate::auth::same(token, &given) {
+            return Ok(Agent::Fleet);
+        }
+    }
+    if given.is_empty() {
+        return Err(ServerError::AgentTokenInvalid);
+    }
+    let s = state.clone();
+    match blocking(move || Ok(s.control.agent_token_host(&given)?)).await? {
+        Some(host) => Ok(Agent::Host(host)),
+        None => Err(ServerError::AgentTokenInvalid),
     }
 }
 
@@ -84,9 +118,10 @@ pub(crate) async fn policy(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
-        return failure(&e);
-    }
+    let agent = match authorized(&state, &headers).await {
+        Ok(agent) => agent,
+        Err(e) => return failure(&e),
+    };
     // Parsed only once the token is checked, and refused with an ECS body.
     let q = match Query::<FeedQuery>::try_from_uri(&uri) {
         Ok(Query(q)) => q,
@@ -96,6 +131,9 @@ pub(crate) async fn policy(
         Ok(h) => h,
         Err(e) => return failure(&ServerError::from(e)),
     };
+    if let Err(e) = agent.may_serve(host.as_str()) {
+        return failure(&e);
+    }
     let region = q.region.clone().unwrap_or_else(|| state.regions[0].clone());
     if !state.regions.contains(&region) {
         return failure(&ServerError::RegionNotFound(region));
@@ -350,9 +388,10 @@ pub(crate) async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
-        return failure(&e);
-    }
+    let agent = match authorized(&state, &headers).await {
+        Ok(agent) => agent,
+        Err(e) => return failure(&e),
+    };
     let report: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return failure(&ServerError::invalid("body", e.to_string())),
@@ -360,14 +399,20 @@ pub(crate) async fn status(
     let Some(host) = report.get("HostId").and_then(Value::as_str) else {
         return failure(&model::ModelError::Missing("HostId").into());
     };
+    if let Err(e) = agent.may_serve(host) {
+        return failure(&e);
+    }
     state.seen(host, Some(report.clone()));
     Json(json!({"RequestId": request_id()})).into_response()
 }
 
 /// `GET /agent/v1/hosts`.
 pub(crate) async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorized(&state, &headers) {
-        return failure(&e);
+    // Every host's report: the fleet's to read, not one host's.
+    match authorized(&state, &headers).await {
+        Ok(Agent::Fleet) => {}
+        Ok(Agent::Host(h)) => return failure(&ServerError::AgentTokenOtherHost(h.to_string())),
+        Err(e) => return failure(&e),
     }
     let hosts = state.hosts.lock().unwrap_or_else(|e| e.into_inner());
     let list: Vec<Value> = hosts

@@ -93,8 +93,11 @@ pub enum ServerError {
     #[error("Specified time stamp or date value \"{0}\" is not well formatted.")]
     TimestampMalformed(String),
     /// An agent without the server's agent token.
-    #[error("The agent token is missing or not the one this server was started with.")]
+    #[error("The agent token is missing, revoked, or neither the fleet's nor a host's.")]
     AgentTokenInvalid,
+    /// A host's agent token used for another host.
+    #[error("The agent token of host \"{0}\" serves that host only.")]
+    AgentTokenOtherHost(String),
     /// A tag key that is too long, reserved, or a URL.
     #[error("The specified tag key \"{0}\" is not valid.")]
     TagKeyMalformed(String),
@@ -192,6 +195,7 @@ impl EcsError for ServerError {
             ServerError::TimestampExpired => "InvalidTimeStamp.Expired",
             ServerError::TimestampMalformed(_) => "InvalidTimeStamp.Format",
             ServerError::AgentTokenInvalid => "InvalidAgentToken",
+            ServerError::AgentTokenOtherHost(_) => "Forbidden.AgentToken",
             ServerError::TagKeyMalformed(_) => "InvalidTagKey.Malformed",
             ServerError::TagValueMalformed => "InvalidTagValue.Malformed",
             ServerError::TagKeyDuplicate => "InvalidTagKey.Duplicate",
@@ -217,6 +221,7 @@ impl EcsError for ServerError {
             | ServerError::RegionNotFound(_)
             | ServerError::LaunchTemplateNotFound(_) => 404,
             ServerError::AgentTokenInvalid => 401,
+            ServerError::AgentTokenOtherHost(_) => 403,
             ServerError::Throttling => 503,
             ServerError::UriTooLong => 414,
             ServerError::HeadersTooLarge => 431,

@@ -703,3 +703,94 @@ async fn a_burst_of_commits_ends_with_the_feed_at_the_last_revision() {
     let (_, same) = get(&app, &uri, Some(TOKEN)).await;
     assert_eq!(same["Revision"], last["Revision"]);
 }
+
+/// An agent token the operator issues for a host.
+async fn issue(app: &axum::Router, action: &str, host: &str) -> (StatusCode, Value) {
+    let params = [
+        ("Version", "2014-05-26"),
+        ("Action", action),
+        ("HostId", host),
+    ];
+    get(app, &signed_operator(&params), None).await
+}
+
+/// A status report of `host`, with `token`.
+async fn report(app: &axum::Router, token: &str, host: &str) -> StatusCode {
+    let request = Request::post("/agent/v1/status")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(format!(r#"{{"HostId":"{host}","Revision":1}}"#)))
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_hosts_agent_token_reads_and_reports_for_that_host_only_until_revoked() {
+    let (_dir, app) = setup();
+    let (_, instance) = group_and_instance(&app).await;
+    let eni = primary_interfaces(&app, &[instance]).await.remove(0);
+    place(&app, &eni, Some("h2")).await;
+    // Tenants may neither issue nor revoke; the operator's token is answered once.
+    let params = [
+        ("Version", "2014-05-26"),
+        ("Action", "IssueAgentToken"),
+        ("HostId", "h1"),
+    ];
+    let (status, body) = get(&app, &signed(&params), None).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Forbidden.RAM"))
+    );
+    let (status, h1) = issue(&app, "IssueAgentToken", "h1").await;
+    assert_eq!(status, StatusCode::OK, "{h1}");
+    let h1 = h1["AgentToken"].as_str().unwrap().to_string();
+    let (_, h2) = issue(&app, "IssueAgentToken", "h2").await;
+    let h2 = h2["AgentToken"].as_str().unwrap().to_string();
+    assert_ne!(h1, h2);
+
+    // h1's token reads h1's share, not h2's, and reports for h1 only.
+    let (status, own) = get(&app, "/agent/v1/policy?host=h1", Some(&h1)).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    let (status, body) = get(&app, "/agent/v1/policy?host=h2", Some(&h1)).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Forbidden.AgentToken"))
+    );
+    assert!(!body.to_string().contains(&eni), "{body}");
+    let (status, theirs) = get(&app, "/agent/v1/policy?host=h2", Some(&h2)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(theirs.to_string().contains(&eni), "h2 reads its interface");
+    assert_eq!(report(&app, &h1, "h1").await, StatusCode::OK);
+    assert_eq!(report(&app, &h1, "h2").await, StatusCode::FORBIDDEN);
+    // Every host's reports are the fleet's to read.
+    let (status, _) = get(&app, "/agent/v1/hosts", Some(&h1)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get(&app, "/agent/v1/hosts", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Rotation: a new token for h1 ends the old one; revocation ends the new one.
+    let (_, rotated) = issue(&app, "IssueAgentToken", "h1").await;
+    let rotated = rotated["AgentToken"].as_str().unwrap().to_string();
+    let (status, _) = get(&app, "/agent/v1/policy?host=h1", Some(&h1)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get(&app, "/agent/v1/policy?host=h1", Some(&rotated)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = issue(&app, "RevokeAgentToken", "h1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(&app, "/agent/v1/policy?host=h1", Some(&rotated)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = issue(&app, "RevokeAgentToken", "h1").await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("InvalidHostId.NotFound"))
+    );
+    // A ClientToken would keep the credential in the store to answer a retry: refused.
+    let params = [
+        ("Version", "2014-05-26"),
+        ("Action", "IssueAgentToken"),
+        ("HostId", "h3"),
+        ("ClientToken", "retry-1"),
+    ];
+    let (status, _) = get(&app, &signed_operator(&params), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

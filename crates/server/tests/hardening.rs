@@ -658,3 +658,223 @@ async fn request_limits_are_configurable() {
     .await;
     assert_eq!(code(&body), "InvalidParameter");
 }
+
+/// `call` that must succeed; its answer.
+async fn ok(app: &axum::Router, params: &[(&str, &str)]) -> serde_json::Value {
+    let (status, body) = call(app, &signed(params)).await;
+    assert_eq!(status, StatusCode::OK, "{params:?}: {body}");
+    body
+}
+
+async fn create_list(app: &axum::Router, kind: &str, max_entries: &str) -> String {
+    let params: Vec<(&str, &str)> = match kind {
+        "PrefixList" => vec![
+            ("Action", "CreatePrefixList"),
+            ("PrefixListName", "office"),
+            ("AddressFamily", "IPv4"),
+            ("MaxEntries", max_entries),
+            ("Entry.1.Cidr", "192.0.2.0/24"),
+        ],
+        _ => vec![
+            ("Action", "CreatePortRangeList"),
+            ("PortRangeListName", "web"),
+            ("MaxEntries", max_entries),
+            ("Entry.1.PortRange", "8080/8080"),
+        ],
+    };
+    ok(app, &params).await[format!("{kind}Id")]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A rule naming lists weighs their `MaxEntries` (the product for both) against the group's
+/// rule limit on every path: authorised light and modified to name heavy lists, it was
+/// 400,000 classifier entries another tenant's answers paid for.
+#[tokio::test]
+async fn a_modified_rule_weighs_its_lists_against_the_group_limit() {
+    let (_dir, app) = setup();
+    let group = ok(&app, &[("Action", "CreateSecurityGroup")]).await["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (small_prefix, small_ports) = (
+        create_list(&app, "PrefixList", "1").await,
+        create_list(&app, "PortRangeList", "1").await,
+    );
+    let (big_prefix, big_ports) = (
+        create_list(&app, "PrefixList", "200").await,
+        create_list(&app, "PortRangeList", "2000").await,
+    );
+    ok(
+        &app,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &group),
+            ("IpProtocol", "tcp"),
+            ("PortRangeListId", &small_ports),
+            ("SourcePrefixListId", &small_prefix),
+        ],
+    )
+    .await;
+    let rules = [
+        ("Action", "DescribeSecurityGroupAttribute"),
+        ("SecurityGroupId", &group),
+    ];
+    let before = ok(&app, &rules).await["Permissions"].clone();
+    let rule = before["Permission"][0]["SecurityGroupRuleId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for change in [
+        vec![("PortRangeListId", big_ports.as_str())],
+        vec![
+            ("PortRangeListId", big_ports.as_str()),
+            ("SourcePrefixListId", big_prefix.as_str()),
+        ],
+    ] {
+        let mut params = vec![
+            ("Action", "ModifySecurityGroupRule"),
+            ("SecurityGroupId", group.as_str()),
+            ("SecurityGroupRuleId", rule.as_str()),
+        ];
+        params.extend(change);
+        let (status, body) = call(&app, &signed(&params)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "AuthorizationLimitExceed"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        ok(&app, &rules).await["Permissions"],
+        before,
+        "nothing changed"
+    );
+    // Within the limit, the same modification is taken: 200 × 1.
+    ok(
+        &app,
+        &[
+            ("Action", "ModifySecurityGroupRule"),
+            ("SecurityGroupId", &group),
+            ("SecurityGroupRuleId", &rule),
+            ("SourcePrefixListId", &big_prefix),
+        ],
+    )
+    .await;
+}
+
+/// Prefix lists and port range lists have a quota per account and region, as groups do.
+#[tokio::test]
+async fn prefix_and_port_range_lists_have_a_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut limits = control::Limits::default();
+    limits.set("prefix-lists-per-region", 2).unwrap();
+    limits.set("port-range-lists-per-region", 2).unwrap();
+    let control = control::Control::open(dir.path(), limits).unwrap();
+    control
+        .create_account("tester", Some((common::AK.into(), common::SK.into())))
+        .unwrap();
+    let state = server::AppState::new(std::sync::Arc::new(control), vec!["cn-hangzhou".into()]);
+    let app = server::app(std::sync::Arc::new(state));
+    for (kind, code_wanted) in [
+        ("PrefixList", "QuotaExceed.PrefixList"),
+        ("PortRangeList", "QuotaExceed.PortRangeList"),
+    ] {
+        let first = create_list(&app, kind, "5").await;
+        create_list(&app, kind, "5").await;
+        let params = match kind {
+            "PrefixList" => vec![
+                ("Action", "CreatePrefixList"),
+                ("PrefixListName", "third"),
+                ("AddressFamily", "IPv4"),
+                ("MaxEntries", "5"),
+            ],
+            _ => vec![
+                ("Action", "CreatePortRangeList"),
+                ("PortRangeListName", "third"),
+                ("MaxEntries", "5"),
+            ],
+        };
+        let (status, body) = call(&app, &signed(&params)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, code_wanted),
+            "{body}"
+        );
+        // A deleted list frees its place.
+        let id_name = format!("{kind}Id");
+        ok(
+            &app,
+            &[("Action", &format!("Delete{kind}")), (&id_name, &first)],
+        )
+        .await;
+        ok(&app, &params).await;
+    }
+}
+
+/// The classic network's addresses are one pool for every account: handed out in order,
+/// the next account's address told where the last one's instances were. From a random
+/// place instead, an account's addresses say nothing of another's.
+#[tokio::test]
+async fn classic_addresses_say_nothing_of_another_accounts() {
+    let (_dir, app) = common::two_accounts();
+    let addresses = |sign: fn(&[(&str, &str)]) -> String| {
+        let app = app.clone();
+        async move {
+            let (_, g) = call(&app, &sign(&[("Action", "CreateSecurityGroup")])).await;
+            let group = g["SecurityGroupId"].as_str().unwrap().to_string();
+            let (status, made) = call(
+                &app,
+                &sign(&[
+                    ("Action", "RunInstances"),
+                    ("SecurityGroupId", &group),
+                    ("ImageId", "img"),
+                    ("InstanceType", "ecs.t"),
+                    ("Amount", "4"),
+                    ("InternetMaxBandwidthOut", "10"),
+                ]),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{made}");
+            let (_, described) = call(&app, &sign(&[("Action", "DescribeInstances")])).await;
+            let mut out: Vec<(u32, u32)> = described["Instances"]["Instance"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let ip = |v: &serde_json::Value| {
+                        u32::from(
+                            v[0].as_str()
+                                .unwrap()
+                                .parse::<std::net::Ipv4Addr>()
+                                .unwrap(),
+                        )
+                    };
+                    (
+                        ip(&i["InnerIpAddress"]["IpAddress"]),
+                        ip(&i["PublicIpAddress"]["IpAddress"]),
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        }
+    };
+    let mine = addresses(signed).await;
+    let theirs = addresses(common::signed_other).await;
+    let all: Vec<u32> = mine
+        .iter()
+        .chain(&theirs)
+        .flat_map(|(a, b)| [*a, *b])
+        .collect();
+    let distinct: std::collections::BTreeSet<u32> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "no address is handed out twice");
+    // In order, the eight intranet (and public) addresses were eight consecutive ones.
+    for pick in [|p: &(u32, u32)| p.0, |p: &(u32, u32)| p.1] {
+        let mut both: Vec<u32> = mine.iter().chain(&theirs).map(pick).collect();
+        both.sort();
+        let consecutive = both.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(consecutive < 3, "addresses in sequence: {both:?}");
+    }
+}

@@ -189,6 +189,10 @@ struct Host {
     host_id: String,
     netns: String,
     agent_pid: u32,
+    /// The host's own agent credential (`IssueAgentToken`): its agent reads this host's
+    /// share and nothing else. The lab's fleet token is only for `lab status`.
+    #[serde(default)]
+    agent_token: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -328,7 +332,6 @@ pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
         LabCommand::RestartAgent(args) => {
             let mut lab = Lab::load(&args.dir.lab_dir)?;
             let dir = args.dir.lab_dir.clone();
-            let token = lab.agent_token.clone();
             let (endpoint, region) = (lab.endpoint.clone(), lab.region_id.clone());
             let host = lab
                 .hosts
@@ -336,7 +339,7 @@ pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
                 .find(|h| h.host_id == args.host)
                 .with_context(|| format!("no host {} in this lab", args.host))?;
             stop_agent(host.agent_pid);
-            host.agent_pid = start_agent(&dir, &endpoint, &region, &token, host)?;
+            host.agent_pid = start_agent(&dir, &endpoint, &region, host)?;
             println!(
                 "agent of {} restarted (pid {})",
                 host.host_id, host.agent_pid
@@ -614,14 +617,19 @@ fn up(args: &UpArgs) -> Result<()> {
     step(3, steps, "building host and instance namespaces");
     build_namespaces(&mut lab, args.hosts)?;
     lab.save(dir)?;
-    step(4, steps, "starting one agent per host");
-    let (endpoint, token, region) = (
-        lab.endpoint.clone(),
-        lab.agent_token.clone(),
-        lab.region_id.clone(),
+    step(
+        4,
+        steps,
+        "starting one agent per host, each with its own credential",
     );
+    let (endpoint, region) = (lab.endpoint.clone(), lab.region_id.clone());
     for n in 0..lab.hosts.len() {
-        lab.hosts[n].agent_pid = start_agent(dir, &endpoint, &region, &token, &lab.hosts[n])?;
+        let issued = operator.call(&[
+            ("Action", "IssueAgentToken"),
+            ("HostId", &lab.hosts[n].host_id),
+        ])?;
+        lab.hosts[n].agent_token = text(&issued["AgentToken"]);
+        lab.hosts[n].agent_pid = start_agent(dir, &endpoint, &region, &lab.hosts[n])?;
         lab.save(dir)?;
     }
     step(
@@ -761,6 +769,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             host_id: format!("h{h}"),
             netns: ns,
             agent_pid: 0,
+            agent_token: String::new(),
         });
     }
     let hub = lab.hosts[0].netns.clone();
@@ -906,12 +915,12 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
     Ok(())
 }
 
-fn start_agent(dir: &Path, endpoint: &str, region: &str, token: &str, host: &Host) -> Result<u32> {
+fn start_agent(dir: &Path, endpoint: &str, region: &str, host: &Host) -> Result<u32> {
     let log = std::fs::File::create(dir.join(format!("agent-{}.log", host.host_id)))?;
     let child = Command::new(std::env::current_exe()?)
         .args(["agent", "--server", endpoint, "--host-id", &host.host_id])
         .args(["--region", region, "--netns", &host.netns])
-        .env("STOCKADE_AGENT_TOKEN", token)
+        .env("STOCKADE_AGENT_TOKEN", &host.agent_token)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

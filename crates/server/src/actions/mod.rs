@@ -183,6 +183,8 @@ actions! {
         PlaceNetworkInterface => |call| placement::place(call, true),
         UnplaceNetworkInterface => |call| placement::place(call, false),
         DescribeNetworkInterfacePlacements => placement::describe,
+        IssueAgentToken => placement::issue_agent_token,
+        RevokeAgentToken => placement::revoke_agent_token,
     }
     Vpc {
         CreateVpc => vpc::create_vpc,
@@ -229,7 +231,10 @@ impl Action {
     pub fn region_source(self) -> RegionSource {
         use Action::*;
         match self {
-            DescribeRegions | DescribeInstanceTypes => RegionSource::Optional,
+            // A host's agent token is the host's, whatever region it serves.
+            DescribeRegions | DescribeInstanceTypes | IssueAgentToken | RevokeAgentToken => {
+                RegionSource::Optional
+            }
             ModifyInstanceAttribute
             | StartInstance
             | StopInstance

@@ -1,4 +1,5 @@
-//! Stockade's operator actions: which host each network interface is bound to.
+//! Stockade's operator actions: which host each network interface is bound to, and each
+//! host's agent credential.
 //!
 //! Placement decides which agent programs an interface's rules, so no tenant may choose or
 //! read it (`Forbidden.RAM` for any AccessKey of a tenant account; the check is
@@ -52,4 +53,29 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             "Placements": {"Placement": page},
         }))
     })
+}
+
+/// `IssueAgentToken`: a new credential for `HostId`'s agent (replacing any it had), answered
+/// once. With it the agent reads its own host's share and reports its own status only.
+///
+/// `ClientToken` is refused: a retry would read the credential back from the store, which
+/// keeps only its digest.
+pub(super) fn issue_agent_token(call: &Call) -> Result<Reply> {
+    let host: HostId = call.params.typed("HostId")?;
+    if call.params.opt("ClientToken").is_some() {
+        return Err(crate::error::ServerError::invalid(
+            "ClientToken",
+            "IssueAgentToken cannot be retried with a ClientToken: the credential is answered once",
+        ));
+    }
+    call.command_with(|tx| {
+        let token = tx.issue_agent_token(&host)?;
+        Ok(json!({"HostId": host.to_string(), "AgentToken": token}))
+    })
+}
+
+/// `RevokeAgentToken`: `HostId`'s agent credential stops working at once.
+pub(super) fn revoke_agent_token(call: &Call) -> Result<Reply> {
+    let host: HostId = call.params.typed("HostId")?;
+    call.command(|tx| tx.revoke_agent_token(&host))
 }
