@@ -878,3 +878,71 @@ async fn classic_addresses_say_nothing_of_another_accounts() {
         assert!(consecutive < 3, "addresses in sequence: {both:?}");
     }
 }
+
+/// A classic group may admit another account's group (as ECS allows); the exposure of the
+/// admitting account's instance then says "from that group", not the other account's
+/// members' addresses. Reachability numbers only the caller's classes.
+#[tokio::test]
+async fn exposure_through_another_accounts_group_names_the_group_not_its_members() {
+    let (_dir, app) = common::two_accounts();
+    let (mine, my_instance) = classic_member(&app, signed).await;
+    let (theirs, their_instance) = classic_member(&app, common::signed_other).await;
+    let (_, described) = call(
+        &app,
+        &common::signed_other(&[("Action", "DescribeInstances")]),
+    )
+    .await;
+    let their_address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "5432/5432"),
+            ("SourceGroupId", &theirs),
+            ("SourceGroupOwnerAccount", "other"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, exposure) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeInstanceExposure"),
+            ("InstanceId", &my_instance),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exposure}");
+    let text = exposure.to_string();
+    assert!(
+        !text.contains(&their_address),
+        "{their_address} leaked: {text}"
+    );
+    assert!(!text.contains(&their_instance), "{text}");
+    let through = exposure["Exposures"]["Exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["PortRange"] == "5432/5432")
+        .unwrap_or_else(|| panic!("the admitted port is listed: {text}"));
+    assert_eq!(through["SourceGroupId"], theirs.as_str());
+    assert_eq!(
+        through["SourceCidrIps"]["SourceCidrIp"],
+        serde_json::json!([])
+    );
+    let (status, reach) = call(&app, &signed(&[("Action", "DescribeReachability")])).await;
+    assert_eq!(status, StatusCode::OK, "{reach}");
+    let ids: Vec<&str> = reach["Classes"]["Class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ClassId"].as_str().unwrap())
+        .collect();
+    let dense: Vec<String> = (0..ids.len()).map(|n| format!("c{n}")).collect();
+    assert_eq!(ids, dense, "class numbers count the caller's classes only");
+}

@@ -281,11 +281,39 @@ pub fn exposure_json(
     visible: impl Fn(&MemberId) -> bool,
 ) -> Result<Value, policy::PolicyError> {
     let mut items = Vec::with_capacity(exposed.len());
+    let state = evaluator.state();
+    let owner = state.instance(instance)?.owner;
     for e in exposed {
         let (group, rule) = match &e.decided_by {
             DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
             DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
             _ => Default::default(),
+        };
+        // Access through a rule naming another account's group (classic network, as ECS
+        // allows) is answered as that group: its members' addresses are that account's.
+        let foreign_peer = match &e.decided_by {
+            DecidedBy::Rule { group, rule, .. } => {
+                state
+                    .group(group)?
+                    .rule(rule)
+                    .and_then(|(_, p)| match &p.peer {
+                        model::Peer::Group(peer) => state
+                            .group(&peer.id)
+                            .ok()
+                            .filter(|g| g.group.owner != owner)
+                            .map(|g| (peer.id.to_string(), g.group.owner.to_string())),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        };
+        let (sources, peer_group, peer_owner) = match foreign_peer {
+            Some((g, o)) => (Vec::new(), g, o),
+            None => (
+                e.sources.iter().map(ToString::to_string).collect(),
+                String::new(),
+                String::new(),
+            ),
         };
         let reaching: Vec<String> = policy::exposure::reaching_instances(evaluator, instance, e)?
             .iter()
@@ -295,7 +323,9 @@ pub fn exposure_json(
         items.push(json!({
             "IpProtocol": e.protocol.as_wire(),
             "PortRange": e.protocol.port_range_wire(e.ports),
-            "SourceCidrIps": {"SourceCidrIp": e.sources.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            "SourceCidrIps": {"SourceCidrIp": sources},
+            "SourceGroupId": peer_group,
+            "SourceGroupOwnerId": peer_owner,
             "DecidedBy": e.decided_by.as_wire(),
             "SecurityGroupId": group,
             "SecurityGroupRuleId": rule,
@@ -470,7 +500,11 @@ pub(super) fn reachability(call: &Call) -> Result<Reply> {
         .map(|c| c.instances.iter().all(|i| mine.contains(i)))
         .collect();
     let shown: Vec<usize> = (0..matrix.classes.len()).filter(|&k| visible[k]).collect();
-    let name = |k: usize| format!("c{k}");
+    // Numbered among the caller's classes only: numbers with gaps would count another
+    // account's classes.
+    let number: std::collections::HashMap<usize, usize> =
+        shown.iter().enumerate().map(|(n, &k)| (k, n)).collect();
+    let name = |k: usize| format!("c{}", number[&k]);
     let classes: Vec<Value> = shown
         .iter()
         .map(|&k| {
