@@ -273,16 +273,12 @@ impl Tx<'_> {
 
     /// `CreateSecurityGroup`.
     pub fn create_group(&self, req: CreateGroup) -> Result<SecurityGroupId> {
-        let count = self
-            .db
-            .query_one(
-                "SELECT COUNT(*) FROM security_groups WHERE account_id = ?1 AND region = ?2",
-                args![self.ctx.account.get() as i64, &self.ctx.region],
-            )?
-            .int(0)?;
-        if count as usize >= self.limits.groups_per_region {
-            return Err(ControlError::GroupQuota);
-        }
+        self.check_quota(
+            "security_groups",
+            1,
+            self.limits.groups_per_region,
+            ControlError::GroupQuota,
+        )?;
         if let Some(vpc) = &req.vpc_id {
             self.vpc(vpc)?;
         }

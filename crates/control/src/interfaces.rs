@@ -664,17 +664,13 @@ impl Tx<'_> {
     /// Refuses `more` interfaces (or instances, each with its primary one) beyond the
     /// account's quota in the region.
     pub(crate) fn check_interface_quota(&self, more: usize) -> Result<()> {
-        let count = self
-            .db
-            .query_one(
-                "SELECT COUNT(*) FROM network_interfaces WHERE account_id = ?1 AND region = ?2",
-                args![self.ctx.account.get() as i64, &self.ctx.region],
-            )?
-            .int(0)? as usize;
-        if count + more > self.limits.interfaces_per_region {
-            return Err(ControlError::InterfaceQuota);
-        }
-        Ok(())
+        let limit = self.limits.interfaces_per_region;
+        self.check_quota(
+            "network_interfaces",
+            more,
+            limit,
+            ControlError::InterfaceQuota,
+        )
     }
 
     /// Refuses unless the caller is an operator account.

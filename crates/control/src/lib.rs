@@ -218,6 +218,30 @@ pub(crate) fn new_id_body() -> String {
     random_string(LOWER_ALNUM, 20)
 }
 
+impl Tx<'_> {
+    /// Refuses to make `more` rows of `table` (resources with `account_id` and `region`)
+    /// when the account would then hold more than `limit` of them in the region.
+    pub(crate) fn check_quota(
+        &self,
+        table: &'static str,
+        more: usize,
+        limit: usize,
+        full: ControlError,
+    ) -> Result<()> {
+        let held = self
+            .db
+            .query_one(
+                &format!("SELECT COUNT(*) FROM {table} WHERE account_id = ?1 AND region = ?2"),
+                args![self.ctx.account.get() as i64, &self.ctx.region],
+            )?
+            .int(0)?;
+        if held as usize + more > limit {
+            return Err(full);
+        }
+        Ok(())
+    }
+}
+
 impl Control {
     /// Opens the store in `data_dir` (created if missing).
     pub fn open(data_dir: &Path, limits: Limits) -> Result<Control> {

@@ -68,16 +68,12 @@ impl Tx<'_> {
                 PORT_RANGE_LIST_ENTRIES,
             ));
         }
-        let count = self
-            .db
-            .query_one(
-                "SELECT COUNT(*) FROM port_range_lists WHERE account_id = ?1 AND region = ?2",
-                args![self.ctx.account.get() as i64, &self.ctx.region],
-            )?
-            .int(0)?;
-        if count as usize >= self.limits.port_range_lists_per_region {
-            return Err(ControlError::PortRangeListQuota);
-        }
+        self.check_quota(
+            "port_range_lists",
+            1,
+            self.limits.port_range_lists_per_region,
+            ControlError::PortRangeListQuota,
+        )?;
         let id = PortRangeListId::from_body(&new_id_body())?;
         self.db.execute(
             "INSERT INTO port_range_lists (id, account_id, region, name, description, max_entries, resource_group_id, created_at)

@@ -102,16 +102,12 @@ impl Tx<'_> {
                 PREFIX_LIST_ENTRIES,
             ));
         }
-        let count = self
-            .db
-            .query_one(
-                "SELECT COUNT(*) FROM prefix_lists WHERE account_id = ?1 AND region = ?2",
-                args![self.ctx.account.get() as i64, &self.ctx.region],
-            )?
-            .int(0)?;
-        if count as usize >= self.limits.prefix_lists_per_region {
-            return Err(ControlError::PrefixListQuota);
-        }
+        self.check_quota(
+            "prefix_lists",
+            1,
+            self.limits.prefix_lists_per_region,
+            ControlError::PrefixListQuota,
+        )?;
         let id = PrefixListId::from_body(&new_id_body())?;
         self.db.execute(
             "INSERT INTO prefix_lists (id, account_id, region, name, description, address_family, max_entries, created_at)
