@@ -498,6 +498,9 @@ impl<B: Backend> Enforcer<B> {
             .collect();
         allocate_zones(&mut self.zones, &present);
         desired.zones = zones(state, &self.attachments, &self.overlays, &self.zones);
+        for (device, _) in &self.overlays {
+            desired.sources.overlay(device);
+        }
         if self.applied.as_ref() == Some(&desired) {
             return Ok(Outcome {
                 failed: desired.failed,

@@ -276,17 +276,27 @@ pub struct Sources {
     /// The IPv6 pairs again, the address as the 128-bit number a neighbour advertisement's
     /// target is read as (`@th,64,128`: nft 1.0.6 has no `icmpv6 taddr`).
     pub nd: BTreeSet<String>,
+    /// VPC overlay devices (quoted): they carry tenants' packets between hosts, never any
+    /// for the host itself, yet a tenant's packet to an address the host holds (its VPC may
+    /// contain the host's underlay addresses) would reach the host's stack by them.
+    pub overlays: BTreeSet<String>,
 }
 
 impl Sources {
     /// The sets of the `inet` table as `(name, declaration, elements)`.
-    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 4] {
+    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 5] {
         [
             ("src_devices", "type ifname;", &self.devices),
             ("src_v4", "type ifname . ipv4_addr;", &self.v4),
             ("src_v6", "type ifname . ipv6_addr;", &self.v6),
             ("src_nd", "typeof iifname . @th,64,128;", &self.nd),
+            ("overlays", "type ifname;", &self.overlays),
         ]
+    }
+
+    /// Notes a VPC's overlay device (see [`Sources::overlays`]).
+    pub fn overlay(&mut self, device: &str) {
+        self.overlays.insert(quote(device));
     }
 
     /// The sets of the `arp` table, which cannot read the `inet` table's.
@@ -368,10 +378,14 @@ const ZONE_MAPS: [(&str, &str); 2] = [
 /// - `zone` runs at priority -450, before defragmentation (-400, `NF_IP_PRI_CONNTRACK_DEFRAG`),
 ///   which reassembles per zone: a zone set later (at `raw`, -300) let a fragment of one VPC
 ///   join another VPC's datagram of the same addresses and id.
-/// - `host` (input) guards the host itself: an instance device reaches no local address
-///   (gateway, underlay, overlay endpoints, management), save neighbour discovery for its
-///   own addresses (`neighbour`); ARP is the `arp` table's ([`ARP_TABLE`]). The host offers
-///   instances no service.
+/// - `zone_local` (output) puts what the host itself sends by an instance's device in that
+///   device's zone, so the answers, which come in by the device and take its zone, find
+///   their flow.
+/// - `host` (input) guards the host itself: an instance device, or a VPC's overlay device,
+///   reaches no local address (gateway, underlay, overlay endpoints, management), save
+///   neighbour discovery (`neighbour`: an instance's for its own addresses) and answers,
+///   from an instance's own addresses, to flows the host opened; ARP is the `arp` table's
+///   ([`ARP_TABLE`]). The host offers instances no service.
 /// - `forward`: devices failed closed get nothing, established flows included; then
 ///   anti-spoofing, then what no instance may send on (router advertisements, redirects,
 ///   DHCP server messages: `control`), all before the `established` accept; then the
@@ -381,10 +395,16 @@ const BASE_CHAINS: &str = "\tchain zone {
 \t\tiifname vmap @zone_in
 \t\tfib daddr oifname vmap @zone_out
 \t}
+\tchain zone_local {
+\t\ttype filter hook output priority -450; policy accept;
+\t\toifname vmap @zone_in
+\t}
 \tchain host {
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname @isolated drop
-\t\tiifname != @src_devices accept
+\t\tiifname != @src_devices iifname != @overlays accept
+\t\tct direction reply ct state established,related iifname . ip saddr @src_v4 accept
+\t\tct direction reply ct state established,related iifname . ip6 saddr @src_v6 accept
 \t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 jump neighbour
 \t\tdrop
 \t}

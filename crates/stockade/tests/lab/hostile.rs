@@ -374,10 +374,21 @@ fn hostile(tag: char, rendering: &'static str) {
         "no host received the attacker's tunnels: {seen:#?}"
     );
 
-    // 3. Every address of its own host, over UDP, TCP and ICMP, both families.
-    for attacker in x {
+    // 3. Every address of its own host, over UDP, TCP and ICMP, both families; and, from
+    // V1, every IPv4 address of the other host, which V's VPC routes over its overlay (a
+    // VPC may hold the hosts' addresses: the host's local routes win over the VPC's table).
+    let other_host: Vec<String> = addresses(&v0.host)
+        .into_iter()
+        .map(|(a, _)| a)
+        .filter(|a| a.contains('.'))
+        .collect();
+    let sweeps = x
+        .iter()
+        .map(|a| (*a, addresses(&a.host).into_iter().map(|(t, _)| t).collect()))
+        .chain([(&v1, other_host)]);
+    for (attacker, targets) in sweeps {
         let (own4, own6) = (&attacker.member.private_ip, &attacker.member.ipv6);
-        for (target, _) in addresses(&attacker.host) {
+        for target in targets {
             let own = if target.contains(':') { own6 } else { own4 };
             attacker.forge("udp", &[own, &target, "40000", "7777", "X-HOST"]);
             attacker.forge("syn", &[own, &target, "22"]);
@@ -447,6 +458,24 @@ fn hostile(tag: char, rendering: &'static str) {
     assert!(seen.is_empty(), "the hosts heard no router: {seen:#?}");
     let routes = run(&["ip", "-n", &hosts[0], "-6", "route", "show", "table", "all"]);
     assert!(!routes.contains("2001:db8:66"), "{routes}");
+
+    // The host's own traffic is untouched: it reaches the instances it carries, and their
+    // answers (in their VPC's zone) come back.
+    for side in x {
+        for address in [&side.member.private_ip, &side.member.ipv6] {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &side.host, "ping", "-c1", "-W2", address])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} reaches {address}: {}\n{}",
+                side.host,
+                String::from_utf8_lossy(&out.stdout),
+                lab.tables()
+            );
+        }
+    }
 
     // V's flows are as they were.
     frag(&v0, &v0_ip, &v1_4, "401", "V-TAIL-4", "both");
