@@ -16,11 +16,23 @@ use crate::error::{Result, ServerError};
 use crate::wire::Params;
 use crate::AppState;
 
-/// Compiled engines per region, rebuilt when the change log has moved on.
+/// The region's policy per revision (read once, shared by every account's questions), and
+/// each account's compiled engine over its share of it.
+///
+/// A flow verdict or an exposure of account A is judged at A's instances, and the share
+/// (`Snapshot::closure` of A's members: their groups with rules, the groups those
+/// reference, the members of both) keeps every such verdict (property-tested in
+/// `policy`). So A's engine is compiled over A's share: what another account holds,
+/// however large, costs A's questions nothing to compile, and another account's write
+/// costs A one recompilation of A's own share. No lock is held while compiling.
 #[derive(Default)]
 pub(crate) struct EngineCache {
-    by_region: Mutex<HashMap<String, (u64, Arc<Engine>)>>,
+    snapshots: Mutex<HashMap<String, (u64, Arc<policy::Snapshot>)>>,
+    by_account: Mutex<HashMap<(String, model::AccountId), (u64, Arc<Engine>)>>,
 }
+
+/// Most accounts' engines kept; past it the cache starts over.
+const ENGINES_KEPT: usize = 4096;
 
 /// An engine over a stored policy: the store only holds policies the engine accepts, so a
 /// refusal here is an internal failure, not the caller's.
@@ -28,22 +40,55 @@ fn engine_of(snapshot: &policy::Snapshot) -> Result<Engine> {
     Engine::new(snapshot).map_err(|e| ServerError::internal(format!("stored policy: {e}")))
 }
 
-/// The region's compiled engine at the store's current revision.
+/// The region's policy at `revision`.
+fn region_snapshot(state: &AppState, ctx: &Ctx, revision: u64) -> Result<Arc<policy::Snapshot>> {
+    let lock = || {
+        state
+            .engines
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if let Some((at, snapshot)) = lock().get(&ctx.region) {
+        if *at == revision {
+            return Ok(snapshot.clone());
+        }
+    }
+    let snapshot = Arc::new(state.control.read(ctx, |tx| tx.region_snapshot())?);
+    lock().insert(ctx.region.clone(), (revision, snapshot.clone()));
+    Ok(snapshot)
+}
+
+/// The caller's compiled engine over its share of the region at the store's current
+/// revision (see [`EngineCache`]).
 fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
     let revision = state.control.revision()?;
-    let mut cache = state
-        .engines
-        .by_region
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some((at, engine)) = cache.get(&ctx.region) {
+    let key = (ctx.region.clone(), ctx.account);
+    let lock = || {
+        state
+            .engines
+            .by_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if let Some((at, engine)) = lock().get(&key) {
         if *at == revision {
             return Ok(engine.clone());
         }
     }
-    let snapshot = state.control.read(ctx, |tx| tx.region_snapshot())?;
-    let engine = Arc::new(engine_of(&snapshot)?);
-    cache.insert(ctx.region.clone(), (revision, engine.clone()));
+    let region = region_snapshot(state, ctx, revision)?;
+    let mine: std::collections::BTreeSet<MemberId> = region
+        .instances
+        .iter()
+        .filter(|i| i.owner == ctx.account)
+        .map(|i| i.id.clone())
+        .collect();
+    let engine = Arc::new(engine_of(&region.closure(&mine))?);
+    let mut engines = lock();
+    if engines.len() >= ENGINES_KEPT {
+        engines.clear();
+    }
+    engines.insert(key, (revision, engine.clone()));
     Ok(engine)
 }
 
