@@ -928,7 +928,7 @@ async fn exposure_through_another_accounts_group_names_the_group_not_its_members
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["PortRange"] == "5432/5432")
+        .find(|e| e["PortRange"] == "5432/5432" && e["DecidedBy"] == "Rule")
         .unwrap_or_else(|| panic!("the admitted port is listed: {text}"));
     assert_eq!(through["SourceGroupId"], theirs.as_str());
     assert_eq!(
