@@ -27,9 +27,12 @@ use crate::AppState;
 /// costs A one recompilation of A's own share. No lock is held while compiling.
 #[derive(Default)]
 pub(crate) struct EngineCache {
-    snapshots: Mutex<HashMap<String, (u64, Arc<policy::Snapshot>)>>,
-    by_account: Mutex<HashMap<(String, model::AccountId), (u64, Arc<Engine>)>>,
+    snapshots: Mutex<HashMap<String, AtRevision<policy::Snapshot>>>,
+    by_account: Mutex<HashMap<(String, model::AccountId), AtRevision<Engine>>>,
 }
+
+/// A value made at a store revision.
+type AtRevision<T> = (u64, Arc<T>);
 
 /// Most accounts' engines kept; past it the cache starts over.
 const ENGINES_KEPT: usize = 4096;
