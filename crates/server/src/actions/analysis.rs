@@ -34,7 +34,7 @@ pub(crate) struct EngineCache {
 /// A value made at a store revision.
 type AtRevision<T> = (u64, Arc<T>);
 
-/// Most accounts' engines kept; past it the cache starts over.
+/// Most regions' policies or accounts' engines kept; past it a cache starts over.
 const ENGINES_KEPT: usize = 4096;
 
 /// An engine over a stored policy: the store only holds policies the engine accepts, so a
@@ -43,23 +43,37 @@ fn engine_of(snapshot: &policy::Snapshot) -> Result<Engine> {
     Engine::new(snapshot).map_err(|e| ServerError::internal(format!("stored policy: {e}")))
 }
 
-/// The region's policy at `revision`.
-fn region_snapshot(state: &AppState, ctx: &Ctx, revision: u64) -> Result<Arc<policy::Snapshot>> {
-    let lock = || {
-        state
-            .engines
-            .snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    };
-    if let Some((at, snapshot)) = lock().get(&ctx.region) {
+/// The value kept under `key` if it was made at `revision`, else `make`'s, kept. The lock is
+/// not held while making.
+fn at_revision<K: std::hash::Hash + Eq, T>(
+    cache: &Mutex<HashMap<K, AtRevision<T>>>,
+    key: K,
+    revision: u64,
+    make: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, value)) = lock().get(&key) {
         if *at == revision {
-            return Ok(snapshot.clone());
+            return Ok(value.clone());
         }
     }
-    let snapshot = Arc::new(state.control.read(ctx, |tx| tx.region_snapshot())?);
-    lock().insert(ctx.region.clone(), (revision, snapshot.clone()));
-    Ok(snapshot)
+    let value = Arc::new(make()?);
+    let mut kept = lock();
+    if kept.len() >= ENGINES_KEPT {
+        kept.clear();
+    }
+    kept.insert(key, (revision, value.clone()));
+    Ok(value)
+}
+
+/// The region's policy at `revision`.
+fn region_snapshot(state: &AppState, ctx: &Ctx, revision: u64) -> Result<Arc<policy::Snapshot>> {
+    at_revision(
+        &state.engines.snapshots,
+        ctx.region.clone(),
+        revision,
+        || Ok(state.control.read(ctx, |tx| tx.region_snapshot())?),
+    )
 }
 
 /// The caller's compiled engine over its share of the region at the store's current
@@ -67,32 +81,23 @@ fn region_snapshot(state: &AppState, ctx: &Ctx, revision: u64) -> Result<Arc<pol
 fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
     let revision = state.control.revision()?;
     let key = (ctx.region.clone(), ctx.account);
-    let lock = || {
-        state
-            .engines
-            .by_account
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    };
-    if let Some((at, engine)) = lock().get(&key) {
-        if *at == revision {
-            return Ok(engine.clone());
-        }
-    }
-    let region = region_snapshot(state, ctx, revision)?;
-    let mine: std::collections::BTreeSet<MemberId> = region
+    at_revision(&state.engines.by_account, key, revision, || {
+        let region = region_snapshot(state, ctx, revision)?;
+        engine_of(&region.closure(&owned_members(&region, ctx.account)))
+    })
+}
+
+/// The account's members (instances and attached interfaces) in a snapshot.
+fn owned_members(
+    snapshot: &policy::Snapshot,
+    account: model::AccountId,
+) -> std::collections::BTreeSet<MemberId> {
+    snapshot
         .instances
         .iter()
-        .filter(|i| i.owner == ctx.account)
+        .filter(|i| i.owner == account)
         .map(|i| i.id.clone())
-        .collect();
-    let engine = Arc::new(engine_of(&region.closure(&mine))?);
-    let mut engines = lock();
-    if engines.len() >= ENGINES_KEPT {
-        engines.clear();
-    }
-    engines.insert(key, (revision, engine.clone()));
-    Ok(engine)
+        .collect()
 }
 
 /// One end of a flow question: an instance, a network interface (the flow crosses it, so
@@ -531,13 +536,10 @@ pub(super) fn reachability(call: &Call) -> Result<Reply> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let snapshot = call.query(|tx| tx.region_snapshot())?;
-    let mine: std::collections::BTreeSet<MemberId> = snapshot
-        .instances
-        .iter()
-        .filter(|i| i.owner == call.ctx.account)
-        .map(|i| i.id.clone())
-        .collect();
+    // The region's policy read for the flow questions at this revision serves here too.
+    let revision = call.state.control.revision()?;
+    let snapshot = region_snapshot(call.state, call.ctx, revision)?;
+    let mine = owned_members(&snapshot, call.ctx.account);
     let engine = engine_of(&snapshot.closure(&mine))?;
     let matrix = policy::reach::reach(&engine, &services)?;
     // Classes share one group list, and groups are one account's: a class is all the
