@@ -213,7 +213,7 @@ fn read_rule(r: &Row, network: NetworkType) -> Result<RuleRecord> {
 
 impl Tx<'_> {
     /// A group of any account in the caller's region (for cross-account references).
-    fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
+    pub(crate) fn any_group(&self, id: &SecurityGroupId) -> Result<Option<GroupRecord>> {
         self.db
             .query_opt(
                 "SELECT * FROM security_groups WHERE id = ?1 AND region = ?2",
@@ -348,6 +348,25 @@ impl Tx<'_> {
         )?;
         self.log("DeleteSecurityGroup", id.as_str(), json!({}))?;
         Ok(())
+    }
+
+    /// The caller's groups that a rule of another account's group names (ECS lets classic
+    /// groups be referenced across accounts; such a group is in use, and `DeleteSecurityGroup`
+    /// refuses it, whatever the caller's own rules say).
+    pub fn groups_referenced_by_others(
+        &self,
+    ) -> Result<std::collections::BTreeSet<SecurityGroupId>> {
+        self.db
+            .query(
+                "SELECT DISTINCT p.peer_group_id FROM security_groups g
+                 JOIN permissions p ON p.peer_group_id = g.id
+                 JOIN security_groups o ON o.id = p.group_id
+                 WHERE g.region = ?1 AND g.account_id = ?2 AND o.account_id <> ?2",
+                args![&self.ctx.region, self.ctx.account.get() as i64],
+            )?
+            .iter()
+            .map(|r| r.parsed(0))
+            .collect()
     }
 
     /// `DescribeSecurityGroups`: the matching groups, oldest first.

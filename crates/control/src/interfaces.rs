@@ -377,7 +377,10 @@ impl Tx<'_> {
                 .or_default()
                 .push(r.parsed(1)?);
         }
-        let mut addresses = self.secondary_addresses(only)?;
+        let mut addresses = self.addresses_where(
+            "WHERE n.account_id = ?1 AND n.region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR n.id = ?3)",
+            args![self.ctx.account.get() as i64, &self.ctx.region, only],
+        )?;
         for n in &mut out {
             n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
             n.security_groups = match (n.kind, &n.instance) {
@@ -571,18 +574,21 @@ impl Tx<'_> {
         self.log("DeleteNetworkInterface", id.as_str(), json!({}))
     }
 
-    /// The secondary addresses of the region by interface, in one query for a whole
-    /// listing; `only` one interface's when a single one is read (every command on one).
-    pub(crate) fn secondary_addresses(
+    /// The secondary addresses by interface of the interfaces `n` that `filter` keeps (a
+    /// `JOIN` and `WHERE` over `network_interfaces n`, with `params`), in one query.
+    pub(crate) fn addresses_where(
         &self,
-        only: Option<&str>,
+        filter: &str,
+        params: &[crate::sql::Value],
     ) -> Result<std::collections::HashMap<String, Vec<Ipv4Addr>>> {
         let mut out: std::collections::HashMap<String, Vec<Ipv4Addr>> =
             std::collections::HashMap::new();
         for r in self.db.query(
-            "SELECT interface_id, address FROM interface_addresses
-             WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR interface_id = ?2) ORDER BY seq",
-            args![&self.ctx.region, only],
+            &format!(
+                "SELECT a.interface_id, a.address FROM interface_addresses a
+                 JOIN network_interfaces n ON n.id = a.interface_id {filter} ORDER BY a.seq"
+            ),
+            params,
         )? {
             out.entry(r.text(0)?).or_default().push(r.parsed(1)?);
         }
@@ -800,42 +806,51 @@ impl Tx<'_> {
         )
     }
 
-    /// The region's attached secondary interfaces, of every account, as engine members
-    /// (each with its own groups, in order).
-    pub(crate) fn region_secondary_members(&self) -> Result<Vec<model::Instance>> {
+    /// The region's attached secondary interfaces in `scope`, as engine members (each with
+    /// its own groups, in order), in three queries that read the scope only.
+    pub(crate) fn secondary_members(&self, scope: crate::Scope) -> Result<Vec<model::Instance>> {
+        let params = scope.params(&self.ctx.region);
+        let filter = format!(
+            "WHERE {} AND n.kind = '{}' AND n.instance_id IS NOT NULL",
+            scope.on_interfaces(),
+            InterfaceKind::Secondary.as_wire()
+        );
         let rows = self.db.query(
-            "SELECT id, instance_id, account_id, vpc_id, private_ip, ipv6 FROM network_interfaces
-             WHERE region = ?1 AND kind = ?2 AND instance_id IS NOT NULL ORDER BY seq",
-            args![&self.ctx.region, InterfaceKind::Secondary.as_wire()],
+            &format!(
+                "SELECT n.id, n.instance_id, n.account_id, n.vpc_id, n.private_ip, n.ipv6
+                 FROM network_interfaces n {filter} ORDER BY n.seq"
+            ),
+            &params,
         )?;
+        let mut addresses = self.addresses_where(&filter, &params)?;
+        let mut groups: std::collections::HashMap<String, Vec<SecurityGroupId>> =
+            std::collections::HashMap::new();
+        for r in self.db.query(
+            &format!(
+                "SELECT m.interface_id, m.group_id FROM interface_memberships m
+                 JOIN network_interfaces n ON n.id = m.interface_id {filter} ORDER BY m.position"
+            ),
+            &params,
+        )? {
+            groups.entry(r.text(0)?).or_default().push(r.parsed(1)?);
+        }
         let mut out = Vec::with_capacity(rows.len());
-        let mut addresses = self.secondary_addresses(None)?;
         for r in &rows {
             let id: NetworkInterfaceId = r.parsed(0)?;
-            let secondary_ips = addresses.remove(id.as_str()).unwrap_or_default();
-            let groups = self
-                .db
-                .query(
-                    "SELECT group_id FROM interface_memberships WHERE interface_id = ?1 ORDER BY position",
-                    args![id.as_str()],
-                )?
-                .iter()
-                .map(|g| g.parsed(0))
-                .collect::<Result<Vec<SecurityGroupId>>>()?;
             out.push(model::Instance {
-                id: model::MemberId::Interface(id),
+                secondary_ips: addresses.remove(id.as_str()).unwrap_or_default(),
+                security_groups: groups.remove(id.as_str()).unwrap_or_default(),
                 attached_to: Some(r.parsed(1)?),
                 owner: AccountId::new(r.int(2)? as u64),
                 vpc_id: r.opt_text(3)?.map(|v| v.parse()).transpose()?,
                 private_ip: r.parsed(4)?,
-                secondary_ips,
                 ipv6: r
                     .opt_text(5)?
                     .map(|a| a.parse())
                     .transpose()
                     .map_err(|_| ControlError::Storage("bad ipv6".into()))?,
                 public_ip: None,
-                security_groups: groups,
+                id: model::MemberId::Interface(id),
             });
         }
         Ok(out)

@@ -15,6 +15,7 @@ pub mod limits;
 mod lists;
 mod network;
 pub mod pg;
+mod policies;
 mod port_range_lists;
 mod prefix_lists;
 pub mod secrets;
@@ -41,6 +42,7 @@ pub use network::{
     CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, SystemDisk,
     VSwitchRecord, VpcRecord,
 };
+pub(crate) use policies::Scope;
 pub use port_range_lists::{CreatePortRangeList, PortRangeListRecord};
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
 pub use secrets::MasterKey;

@@ -8,7 +8,6 @@
 //! broadcast addresses; instances start `Running` (`RunInstances`) or `Stopped`
 //! (`CreateInstance`) at once.
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -26,7 +25,7 @@ use serde_json::json;
 
 use crate::limits::{group_members, GROUPS_PER_INSTANCE};
 use crate::sql::args;
-use crate::{new_id_body, now, ControlError, Result, Tx};
+use crate::{new_id_body, now, ControlError, Result, Scope, Tx};
 
 /// A stored VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -803,14 +802,14 @@ impl Tx<'_> {
 
     /// One of the caller's instances.
     pub fn instance(&self, id: &InstanceId) -> Result<InstanceRecord> {
-        self.instances_where(Some(id), Some(self.ctx.account))?
+        self.instances_where(Scope::Instance(id, self.ctx.account))?
             .pop()
             .ok_or_else(|| ControlError::InstanceNotFound(id.clone()))
     }
 
     /// The caller's instances in the region, oldest first.
     pub fn instances(&self) -> Result<Vec<InstanceRecord>> {
-        self.instances_where(None, Some(self.ctx.account))
+        self.instances_where(Scope::Owner(self.ctx.account))
     }
 
     /// `JoinResourceGroup`: moves one of the caller's groups or instances into a resource
@@ -844,24 +843,21 @@ impl Tx<'_> {
     /// Every instance of the region, of every account (for flow verdicts: group references
     /// cross accounts).
     pub fn region_instances(&self) -> Result<Vec<InstanceRecord>> {
-        self.instances_where(None, None)
+        self.instances_where(Scope::Region)
     }
 
-    fn instances_where(
-        &self,
-        only: Option<&InstanceId>,
-        owner: Option<AccountId>,
-    ) -> Result<Vec<InstanceRecord>> {
+    /// The region's instances in `scope`, oldest first, with their groups, interfaces and
+    /// addresses (four queries, whatever the number of instances; each reads the scope only).
+    pub(crate) fn instances_where(&self, scope: Scope) -> Result<Vec<InstanceRecord>> {
+        let (on, params) = (scope.on_instances(), scope.params(&self.ctx.region));
         let rows = self.db.query(
-            "SELECT id, account_id, zone_id, name, description, image_id, instance_type, vpc_id, vswitch_id,
-                    private_ip, public_ip, status, created_at, host_name, resource_group_id
-             FROM instances WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR account_id = ?3)
-             ORDER BY seq",
-            args![
-                &self.ctx.region,
-                only.map(|i| i.as_str()),
-                owner.map(|o| o.get() as i64)
-            ],
+            &format!(
+                "SELECT i.id, i.account_id, i.zone_id, i.name, i.description, i.image_id, i.instance_type,
+                        i.vpc_id, i.vswitch_id, i.private_ip, i.public_ip, i.status, i.created_at,
+                        i.host_name, i.resource_group_id
+                 FROM instances i WHERE {on} ORDER BY i.seq"
+            ),
+            &params,
         )?;
         let opt = |r: &crate::sql::Row, c: usize| -> Result<Option<String>> { r.opt_text(c) };
         let bad = |c: &str| ControlError::Storage(format!("bad {c}"));
@@ -913,15 +909,11 @@ impl Tx<'_> {
         // Every listed instance's groups in one query, not one per instance (a region's
         // snapshot lists thousands).
         let rows = self.db.query(
-            "SELECT m.instance_id, m.group_id FROM memberships m JOIN instances i ON i.id = m.instance_id
-             WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
-               AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
-             ORDER BY m.position",
-            args![
-                &self.ctx.region,
-                only.map(|i| i.as_str()),
-                owner.map(|o| o.get() as i64)
-            ],
+            &format!(
+                "SELECT m.instance_id, m.group_id FROM memberships m JOIN instances i ON i.id = m.instance_id
+                 WHERE {on} ORDER BY m.position"
+            ),
+            &params,
         )?;
         let mut groups: std::collections::HashMap<String, Vec<SecurityGroupId>> =
             std::collections::HashMap::new();
@@ -932,16 +924,10 @@ impl Tx<'_> {
             &format!(
                 "SELECT {} FROM network_interfaces n
                  JOIN instances i ON i.id = n.instance_id
-                 WHERE i.region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.id = ?2)
-                   AND (CAST(?3 AS BIGINT) IS NULL OR i.account_id = ?3)
-                 ORDER BY n.seq",
+                 WHERE {on} ORDER BY n.seq",
                 crate::interfaces::INTERFACE_COLUMNS
             ),
-            args![
-                &self.ctx.region,
-                only.map(|i| i.as_str()),
-                owner.map(|o| o.get() as i64)
-            ],
+            &params,
         )?;
         let mut interfaces: std::collections::HashMap<
             InstanceId,
@@ -953,7 +939,10 @@ impl Tx<'_> {
                 interfaces.entry(i).or_default().push(n);
             }
         }
-        let mut addresses = self.secondary_addresses(None)?;
+        let mut addresses = self.addresses_where(
+            &format!("JOIN instances i ON i.id = n.instance_id WHERE {on}"),
+            &params,
+        )?;
         for list in interfaces.values_mut() {
             for n in list {
                 n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
@@ -1226,93 +1215,5 @@ impl Tx<'_> {
                 args![g.as_str()],
             )?
             .is_some())
-    }
-}
-
-impl Tx<'_> {
-    /// The whole policy of the request's region, every account included (group references
-    /// cross accounts), as the policy engine takes it.
-    pub fn region_snapshot(&self) -> Result<policy::Snapshot> {
-        let groups: Vec<crate::GroupRecord> = self
-            .db
-            .query(
-                "SELECT * FROM security_groups WHERE region = ?1 ORDER BY seq",
-                args![&self.ctx.region],
-            )?
-            .iter()
-            .map(|r| crate::groups::read_group(r).map(|(g, _)| g))
-            .collect::<Result<_>>()?;
-        let mut rules = self.region_rules(&groups)?;
-        let mut policies = Vec::with_capacity(groups.len());
-        for g in groups {
-            let permissions = rules.remove(&g.id).unwrap_or_default();
-            policies.push(policy::GroupPolicy {
-                group: model::SecurityGroup {
-                    id: g.id.clone(),
-                    owner: g.owner,
-                    group_type: g.group_type,
-                    vpc_id: g.vpc_id.clone(),
-                    inner_access_policy: g.inner_access_policy,
-                },
-                permissions,
-            });
-        }
-        let mut instances: Vec<model::Instance> = self
-            .region_instances()?
-            .into_iter()
-            .map(|i| model::Instance {
-                id: i.id.into(),
-                attached_to: None,
-                owner: i.owner,
-                vpc_id: i.vpc_id,
-                private_ip: i.private_ip,
-                secondary_ips: i
-                    .network_interfaces
-                    .first()
-                    .map(|n| n.secondary_ips.clone())
-                    .unwrap_or_default(),
-                ipv6: i.ipv6,
-                public_ip: i.public_ip,
-                security_groups: i.security_groups,
-            })
-            .collect();
-        instances.extend(self.region_secondary_members()?);
-        // Only the lists some rule names: an unused list costs the engine nothing, however
-        // many entries it holds.
-        let named_prefix: HashSet<&model::PrefixListId> = (policies.iter())
-            .flat_map(|g| &g.permissions)
-            .filter_map(|p| match &p.peer {
-                model::Peer::PrefixList(l) => Some(l),
-                _ => None,
-            })
-            .collect();
-        let named_ports: HashSet<&model::PortRangeListId> = (policies.iter())
-            .flat_map(|g| &g.permissions)
-            .filter_map(|p| p.port_list.as_ref())
-            .collect();
-        let prefix_lists = self
-            .region_prefix_lists()?
-            .into_iter()
-            .filter(|l| named_prefix.contains(&l.id))
-            .map(|l| policy::PrefixList {
-                id: l.id,
-                cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
-            })
-            .collect();
-        let port_range_lists = self
-            .region_port_range_lists()?
-            .into_iter()
-            .filter(|l| named_ports.contains(&l.id))
-            .map(|l| policy::PortRangeList {
-                id: l.id,
-                ranges: l.entries.into_iter().map(|(r, _)| r).collect(),
-            })
-            .collect();
-        Ok(policy::Snapshot {
-            groups: policies,
-            instances,
-            prefix_lists,
-            port_range_lists,
-        })
     }
 }

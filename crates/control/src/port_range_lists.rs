@@ -196,21 +196,28 @@ impl Tx<'_> {
         self.port_range_lists_where(None, Some(self.ctx.account))
     }
 
-    /// Every list of the region (for the policy the engine and agents take).
-    pub(crate) fn region_port_range_lists(&self) -> Result<Vec<PortRangeListRecord>> {
-        self.port_range_lists_where(None, None)
-    }
-
-    fn port_range_lists_where(
+    pub(crate) fn port_range_lists_where(
         &self,
         only: Option<&PortRangeListId>,
         owner: Option<model::AccountId>,
     ) -> Result<Vec<PortRangeListRecord>> {
+        // Each filter is in the SQL only when given, so that the id's or the owner's
+        // index serves it (an `OR` would make every read a scan of the table).
+        let by_id = if only.is_some() {
+            "id = ?2"
+        } else {
+            "CAST(?2 AS TEXT) IS NULL"
+        };
+        let by_owner = if owner.is_some() {
+            "account_id = ?3"
+        } else {
+            "CAST(?3 AS BIGINT) IS NULL"
+        };
         let rows = self.db.query(
-            "SELECT id, name, description, max_entries, resource_group_id, created_at FROM port_range_lists
-             WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2)
-               AND (CAST(?3 AS BIGINT) IS NULL OR account_id = ?3)
-             ORDER BY seq",
+            &format!(
+                "SELECT id, name, description, max_entries, resource_group_id, created_at FROM port_range_lists
+                 WHERE {by_id} AND {by_owner} AND region = ?1 ORDER BY seq"
+            ),
             args![
                 &self.ctx.region,
                 only.map(|l| l.as_str()),

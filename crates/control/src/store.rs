@@ -278,6 +278,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL
     );
     "#,
+    // 14: an account's instances and interfaces found by owner, so that reading one
+    // account's share (its analysis, its listings) costs what the account holds, not what
+    // the region does.
+    r#"
+    CREATE INDEX instances_by_owner ON instances(account_id, region);
+    CREATE INDEX network_interfaces_by_owner ON network_interfaces(account_id, region);
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

@@ -496,7 +496,53 @@ const CASES: &[Case] = &[
     ("instance groups", instance_groups),
     ("IPv6 and interfaces", ipv6_and_interfaces),
     ("quotas", quotas),
+    ("shares", shares),
 ];
+
+/// An account's share (`Tx::account_policy`) holds its groups, used or not, with their
+/// rules, the groups they name and the members of both, and nothing else of the region;
+/// its closure at the account's members is the region's.
+fn shares(control: &Control) {
+    let (a, b) = (account(control), account(control));
+    let mut ids = Vec::new();
+    for ctx in [&a, &b] {
+        let (vpc, vsw) = network(control, ctx);
+        let web = group(control, ctx, Some(&vpc), GroupType::Normal);
+        let db = group(control, ctx, Some(&vpc), GroupType::Normal);
+        let unused = group(control, ctx, Some(&vpc), GroupType::Normal);
+        write(control, ctx, |tx| {
+            tx.authorize(&db, &[from_group(&web), tcp(5432, "10.0.0.0/8")])
+        })
+        .unwrap();
+        let i = instance(control, ctx, &vsw, std::slice::from_ref(&web));
+        let j = instance(control, ctx, &vsw, std::slice::from_ref(&db));
+        ids.push((web, db, unused, i, j));
+    }
+    let share = control.read(&a, |tx| tx.account_policy()).unwrap();
+    let region = control.read(&a, |tx| tx.region_snapshot()).unwrap();
+    let (web, db, unused, i, j) = &ids[0];
+    let groups: Vec<&SecurityGroupId> = share.groups.iter().map(|g| &g.group.id).collect();
+    for g in [web, db, unused] {
+        assert!(groups.contains(&g), "{g} in {groups:?}");
+    }
+    assert_eq!(groups.len(), 3, "only the account's groups: {groups:?}");
+    let members: std::collections::BTreeSet<model::MemberId> =
+        share.instances.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(
+        members,
+        [i.clone().into(), j.clone().into()].into_iter().collect(),
+        "only the account's members"
+    );
+    let sorted = |mut s: policy::Snapshot| {
+        s.groups.sort_by(|x, y| x.group.id.cmp(&y.group.id));
+        s.instances.sort_by(|x, y| x.id.cmp(&y.id));
+        s
+    };
+    assert_eq!(
+        sorted(share.closure(&members)),
+        sorted(region.closure(&members))
+    );
+}
 
 fn run_all(control: &Control, backend: &str) {
     for (name, case) in CASES {

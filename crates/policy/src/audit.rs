@@ -95,6 +95,9 @@ pub struct AuditConfig {
     /// Leaves being planned, `(instance, group)`: an instance that would be left in no
     /// group is reported.
     pub planned_leaves: Vec<(model::MemberId, SecurityGroupId)>,
+    /// Groups that rules the state does not hold reference (an audit over one account's
+    /// share does not hold the other accounts' rules naming its groups): not unused.
+    pub referenced_elsewhere: BTreeSet<SecurityGroupId>,
 }
 
 /// A group's human-facing labels.
@@ -118,6 +121,7 @@ impl Default for AuditConfig {
             near_limit: 0.8,
             labels: BTreeMap::new(),
             planned_leaves: Vec::new(),
+            referenced_elsewhere: BTreeSet::new(),
         }
     }
 }
@@ -266,7 +270,7 @@ fn space(state: &State, p: &Permission) -> (Vec<u8>, Vec<(u16, u16)>) {
 /// first), then group and rule.
 pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut referenced: BTreeSet<&SecurityGroupId> = BTreeSet::new();
+    let mut referenced: BTreeSet<&SecurityGroupId> = cfg.referenced_elsewhere.iter().collect();
     for g in state.groups() {
         for (_, p) in g.rules() {
             if let Peer::Group(r) = &p.peer {
@@ -274,10 +278,15 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
             }
         }
     }
-    let private_ips: Vec<IpAddr> = state
-        .instances()
-        .flat_map(|i| i.intranet_addresses())
-        .collect();
+    // The intranet addresses per owner and network: a rule's block is judged against its
+    // own account's instances in its group's network only (another account's addresses are
+    // not the rule's business, and an audit must not count them).
+    let mut private_ips: HashMap<(model::AccountId, Option<&model::VpcId>), Vec<IpAddr>> =
+        HashMap::new();
+    for i in state.instances() {
+        (private_ips.entry((i.owner, i.vpc_id.as_ref())).or_default())
+            .extend(i.intranet_addresses());
+    }
     for g in state.groups() {
         let gid = &g.group.id;
         let ingress = ordered(g, Direction::Ingress);
@@ -364,7 +373,8 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
             } else if internal && p.policy == Policy::Accept {
                 // A /0 publishes a service; narrower blocks that hold instances name them.
                 if let Peer::Cidr(n) = &p.peer {
-                    let covered = private_ips.iter().filter(|a| n.contains(*a)).count();
+                    let covered = (private_ips.get(&(g.group.owner, g.group.vpc_id.as_ref())))
+                        .map_or(0, |ips| ips.iter().filter(|a| n.contains(*a)).count());
                     if covered > 0 && n.prefix_len() > 0 {
                         finding(
                             "cidr-instead-of-group",

@@ -76,7 +76,9 @@ async fn fill(
     control: &Control,
     ctx: &Ctx,
     (groups, per_group, instances): (usize, usize, usize),
-) {
+    store: &std::path::Path,
+) -> (f64, f64) {
+    let before = store_bytes(store);
     let mut ids = Vec::new();
     for chunk in 0..groups.div_ceil(50) {
         control
@@ -93,6 +95,7 @@ async fn fill(
             })
             .expect("B's groups");
     }
+    let with_rules = store_bytes(store);
     let mut made = 0;
     while made < instances {
         let amount = 100.min(instances - made).to_string();
@@ -113,6 +116,19 @@ async fn fill(
         call(router, B, &borrowed).await;
         made += amount.parse::<usize>().expect("amount");
     }
+    (
+        (with_rules - before) / (groups * per_group).max(1) as f64,
+        (store_bytes(store) - with_rules) / instances.max(1) as f64,
+    )
+}
+
+/// The bytes of the store's files (database and its write-ahead log).
+fn store_bytes(dir: &std::path::Path) -> f64 {
+    std::fs::read_dir(dir)
+        .expect("store")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len() as f64)
+        .sum()
 }
 
 /// A's questions, each after one write of B: p50 and p99 of each, in milliseconds.
@@ -202,7 +218,7 @@ fn main() {
     let (groups, per_group, instances, rounds) = if quick {
         (20, 20, 20, 3)
     } else {
-        (1000, 200, 1000, 30)
+        (1000, 200, 1000, 200)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -259,11 +275,12 @@ fn main() {
     let alone = rt.block_on(phase(&router, rounds, &a, &b_group));
     let alone_mib = rss_mib();
     let t = Instant::now();
-    rt.block_on(fill(
+    let (per_rule, per_instance) = rt.block_on(fill(
         &router,
         &control,
         &ctx_b,
         (groups - 1, per_group, instances),
+        dir.path(),
     ));
     println!(
         "\nB filled: {groups} groups of {per_group} rules, {instances} instances in 5 groups each ({:.1} s)",
@@ -281,4 +298,7 @@ fn main() {
         );
     }
     println!("\nserver resident memory: {alone_mib:.0} MiB → {crowded_mib:.0} MiB");
+    println!(
+        "B's stored data: {per_rule:.0} bytes per rule, {per_instance:.0} per instance (the server keeps none of it in memory but SQLite's page cache)"
+    );
 }

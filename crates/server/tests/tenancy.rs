@@ -643,3 +643,68 @@ async fn no_answer_to_one_account_names_anothers_resources() {
         assert!(asked > 50, "seed {seed}: only {asked} questions");
     }
 }
+
+/// A policy with its groups, members and lists in id order (a share is read group by
+/// group, the region in creation order; the engine takes them in any order).
+fn sorted(mut s: policy::Snapshot) -> policy::Snapshot {
+    s.groups.sort_by(|a, b| a.group.id.cmp(&b.group.id));
+    s.instances.sort_by(|a, b| a.id.cmp(&b.id));
+    s.prefix_lists.sort_by(|a, b| a.id.cmp(&b.id));
+    s.port_range_lists.sort_by(|a, b| a.id.cmp(&b.id));
+    s
+}
+
+/// An account's share, read by queries over what it holds (`Tx::account_policy`, what its
+/// analysis compiles), keeps every verdict at its members: its closure there is the
+/// region's, over random two-account fleets with a cross-account reference.
+#[tokio::test]
+async fn an_accounts_share_holds_what_its_verdicts_need() {
+    for seed in 10..13u64 {
+        let (dir, app) = common::two_accounts();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (Fleet::default(), Fleet::default());
+        build(&app, common::signed, &mut rng, &mut a).await;
+        build(&app, common::signed_other, &mut rng, &mut b).await;
+        ok(
+            &app,
+            common::signed_other,
+            &[
+                ("Action", "AuthorizeSecurityGroup"),
+                ("SecurityGroupId", &b.classic_groups[0]),
+                ("IpProtocol", "tcp"),
+                ("PortRange", "443/443"),
+                ("SourceGroupId", &a.classic_groups[0]),
+                ("SourceGroupOwnerAccount", "tester"),
+            ],
+        )
+        .await;
+        let control = control::Control::open(dir.path(), control::Limits::default()).unwrap();
+        let ctx = |account| control::Ctx {
+            account,
+            region: "cn-hangzhou".into(),
+        };
+        let any = ctx(model::AccountId::new(1));
+        let region = control.read(&any, |tx| tx.region_snapshot()).unwrap();
+        let owners: BTreeSet<model::AccountId> =
+            region.groups.iter().map(|g| g.group.owner).collect();
+        assert_eq!(owners.len(), 2, "seed {seed}: both accounts hold groups");
+        for owner in owners {
+            let share = control.read(&ctx(owner), |tx| tx.account_policy()).unwrap();
+            let mine: BTreeSet<model::MemberId> = (region.instances.iter())
+                .filter(|i| i.owner == owner)
+                .map(|i| i.id.clone())
+                .collect();
+            assert!(!mine.is_empty(), "seed {seed}: {owner} has members");
+            assert_eq!(
+                sorted(share.closure(&mine)),
+                sorted(region.closure(&mine)),
+                "seed {seed}, account {owner}"
+            );
+            // Every group of the account is in its share (the audit judges them all),
+            // and nothing of the other account but what its rules name and their members.
+            for g in region.groups.iter().filter(|g| g.group.owner == owner) {
+                assert!(share.groups.contains(g), "seed {seed}: {}", g.group.id);
+            }
+        }
+    }
+}

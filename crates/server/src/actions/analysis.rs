@@ -16,26 +16,27 @@ use crate::error::{Result, ServerError};
 use crate::wire::Params;
 use crate::AppState;
 
-/// The region's policy per revision (read once, shared by every account's questions), and
-/// each account's compiled engine over its share of it.
+/// Each account's share of the region's policy at the store's last revision, with the
+/// engine compiled over it.
 ///
-/// A flow verdict or an exposure of account A is judged at A's instances, and the share
-/// (`Snapshot::closure` of A's members: their groups with rules, the groups those
-/// reference, the members of both) keeps every such verdict (property-tested in
-/// `policy`). So A's engine is compiled over A's share: what another account holds,
-/// however large, costs A's questions nothing to compile, and another account's write
-/// costs A one recompilation of A's own share. No lock is held while compiling.
+/// A flow verdict, an exposure or a reachability question of account A is judged at A's
+/// instances, and A's share (`Tx::account_policy`: A's groups with their rules, the groups
+/// those reference, the members of both, the lists the rules name) keeps every such verdict
+/// (its closure at A's members is the region's: property-tested in `policy`, and checked
+/// over random fleets in `tests/tenancy.rs`). So the share is read by queries over what it
+/// holds, and compiled, in time proportional to it: what another account holds, however
+/// large, costs A's questions nothing, and another account's write costs A one read and
+/// compilation of A's own share. No lock is held while reading or compiling.
 #[derive(Default)]
 pub(crate) struct EngineCache {
-    snapshots: Mutex<HashMap<String, AtRevision<policy::Snapshot>>>,
     by_account: Mutex<HashMap<(String, model::AccountId), AtRevision<Engine>>>,
 }
 
 /// A value made at a store revision.
 type AtRevision<T> = (u64, Arc<T>);
 
-/// Most regions' policies or accounts' engines kept; past it a cache starts over.
-const ENGINES_KEPT: usize = 4096;
+/// Most accounts' shares kept; past it the cache starts over.
+const SHARES_KEPT: usize = 4096;
 
 /// An engine over a stored policy: the store only holds policies the engine accepts, so a
 /// refusal here is an internal failure, not the caller's.
@@ -43,61 +44,29 @@ fn engine_of(snapshot: &policy::Snapshot) -> Result<Engine> {
     Engine::new(snapshot).map_err(|e| ServerError::internal(format!("stored policy: {e}")))
 }
 
-/// The value kept under `key` if it was made at `revision`, else `make`'s, kept. The lock is
-/// not held while making.
-fn at_revision<K: std::hash::Hash + Eq, T>(
-    cache: &Mutex<HashMap<K, AtRevision<T>>>,
-    key: K,
-    revision: u64,
-    make: impl FnOnce() -> Result<T>,
-) -> Result<Arc<T>> {
-    let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((at, value)) = lock().get(&key) {
-        if *at == revision {
-            return Ok(value.clone());
-        }
-    }
-    let value = Arc::new(make()?);
-    let mut kept = lock();
-    if kept.len() >= ENGINES_KEPT {
-        kept.clear();
-    }
-    kept.insert(key, (revision, value.clone()));
-    Ok(value)
-}
-
-/// The region's policy at `revision`.
-fn region_snapshot(state: &AppState, ctx: &Ctx, revision: u64) -> Result<Arc<policy::Snapshot>> {
-    at_revision(
-        &state.engines.snapshots,
-        ctx.region.clone(),
-        revision,
-        || Ok(state.control.read(ctx, |tx| tx.region_snapshot())?),
-    )
-}
-
-/// The caller's compiled engine over its share of the region at the store's current
-/// revision (see [`EngineCache`]).
-fn compiled(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
+/// The engine over the caller's share at the store's current revision (see
+/// [`EngineCache`]).
+fn share(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
     let revision = state.control.revision()?;
     let key = (ctx.region.clone(), ctx.account);
-    at_revision(&state.engines.by_account, key, revision, || {
-        let region = region_snapshot(state, ctx, revision)?;
-        engine_of(&region.closure(&owned_members(&region, ctx.account)))
-    })
-}
-
-/// The account's members (instances and attached interfaces) in a snapshot.
-fn owned_members(
-    snapshot: &policy::Snapshot,
-    account: model::AccountId,
-) -> std::collections::BTreeSet<MemberId> {
-    snapshot
-        .instances
-        .iter()
-        .filter(|i| i.owner == account)
-        .map(|i| i.id.clone())
-        .collect()
+    let lock = || {
+        (state.engines.by_account)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if let Some((at, share)) = lock().get(&key) {
+        if *at == revision {
+            return Ok(share.clone());
+        }
+    }
+    let policy = state.control.read(ctx, |tx| tx.account_policy())?;
+    let share = Arc::new(engine_of(&policy)?);
+    let mut kept = lock();
+    if kept.len() >= SHARES_KEPT {
+        kept.clear();
+    }
+    kept.insert(key, (revision, share.clone()));
+    Ok(share)
 }
 
 /// One end of a flow question: an instance, a network interface (the flow crosses it, so
@@ -189,7 +158,7 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         let (s, d) = (resolve(source)?, resolve(destination)?);
         Ok((s, d, interfaces))
     })?;
-    let engine = compiled(call.state, call.ctx)?;
+    let share = share(call.state, call.ctx)?;
     let mut flow = Flow::between(source, destination, l4, nic_type);
     // `IpVersion` (Stockade's): the family of a flow between two instances, which no
     // address names (4 unless ICMPv6).
@@ -199,7 +168,7 @@ pub(super) fn flow_verdict(call: &Call) -> Result<Reply> {
         Some(v) => return Err(ServerError::invalid("IpVersion", v.to_string())),
         None => {}
     }
-    let mut body = flow_verdict_json(&engine.verdict(&flow)?);
+    let mut body = flow_verdict_json(&share.verdict(&flow)?);
     for stage in body["Stages"]["Stage"].as_array_mut().into_iter().flatten() {
         if stage["NetworkInterfaceId"]
             .as_str()
@@ -296,13 +265,16 @@ pub(super) fn audit(call: &Call) -> Result<Reply> {
             .collect::<Result<_, _>>()
             .map_err(|_| ServerError::invalid("RiskyPorts", list))?;
     }
-    let (snapshot, mine) = call.query(|tx| {
+    let (mine, referenced) = call.query(|tx| {
         for g in &only {
             tx.group(g)?;
         }
-        let mine = tx.find_groups(&GroupFilter::default())?;
-        Ok((tx.region_snapshot()?, mine))
+        Ok((
+            tx.find_groups(&GroupFilter::default())?,
+            tx.groups_referenced_by_others()?,
+        ))
     })?;
+    config.referenced_elsewhere = referenced;
     config.labels = mine
         .iter()
         .map(|g| {
@@ -315,9 +287,9 @@ pub(super) fn audit(call: &Call) -> Result<Reply> {
         })
         .collect();
     let mine: Vec<SecurityGroupId> = mine.into_iter().map(|g| g.id).collect();
-    let state = policy::State::from_snapshot(&snapshot)
-        .map_err(|e| ServerError::internal(format!("stored policy: {e}")))?;
-    let findings: Vec<policy::audit::Finding> = policy::audit::audit(&state, &config)
+    // The caller's share holds its groups (with members or not) and what their rules name.
+    let share = share(call.state, call.ctx)?;
+    let findings: Vec<policy::audit::Finding> = policy::audit::audit(share.state(), &config)
         .into_iter()
         .filter(|f| mine.contains(&f.group) && (only.is_empty() || only.contains(&f.group)))
         .collect();
@@ -425,15 +397,11 @@ pub(super) fn exposure(call: &Call) -> Result<Reply> {
         }
     };
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
-    let engine = compiled(call.state, call.ctx)?;
-    let exposed = policy::exposure::exposure(engine.as_ref(), &member, nic)?;
+    let share = share(call.state, call.ctx)?;
+    let engine = share.as_ref();
+    let exposed = policy::exposure::exposure(engine, &member, nic)?;
     let mine = owned_by(engine.state(), call.ctx.account);
-    Ok(Reply::Body(exposure_json(
-        &member,
-        &exposed,
-        engine.as_ref(),
-        mine,
-    )?))
+    Ok(Reply::Body(exposure_json(&member, &exposed, engine, mine)?))
 }
 
 /// The answer of `PreviewSecurityGroupChange`: for each of the caller's instances, the
@@ -536,18 +504,16 @@ pub(super) fn reachability(call: &Call) -> Result<Reply> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    // The region's policy read for the flow questions at this revision serves here too.
-    let revision = call.state.control.revision()?;
-    let snapshot = region_snapshot(call.state, call.ctx, revision)?;
-    let mine = owned_members(&snapshot, call.ctx.account);
-    let engine = engine_of(&snapshot.closure(&mine))?;
-    let matrix = policy::reach::reach(&engine, &services)?;
+    // The caller's share compiled for the flow questions at this revision serves here too.
+    let share = share(call.state, call.ctx)?;
+    let matrix = policy::reach::reach(share.as_ref(), &services)?;
+    let mine = owned_by(share.state(), call.ctx.account);
     // Classes share one group list, and groups are one account's: a class is all the
     // caller's or none of it.
     let visible: Vec<bool> = matrix
         .classes
         .iter()
-        .map(|c| c.instances.iter().all(|i| mine.contains(i)))
+        .map(|c| c.instances.iter().all(&mine))
         .collect();
     let shown: Vec<usize> = (0..matrix.classes.len()).filter(|&k| visible[k]).collect();
     // Numbered among the caller's classes only: numbers with gaps would count another

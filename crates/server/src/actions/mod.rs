@@ -334,8 +334,9 @@ impl Mode {
 pub enum Reply {
     /// The response fields (without `RequestId`).
     Body(Value),
-    /// A command run in [`Mode::Preview`]: the region's policy it would leave.
-    Previewed(policy::Snapshot),
+    /// A command run in [`Mode::Preview`]: the caller's share of the region's policy
+    /// before it and the one it would leave.
+    Previewed(Box<(policy::Snapshot, policy::Snapshot)>),
 }
 
 /// One request on its way through a handler: who asks, what, and how commands run.
@@ -378,11 +379,13 @@ impl Call<'_> {
         let control = &self.state.control;
         match self.mode {
             Mode::Preview => {
-                let after = control.dry_run(self.ctx, |tx| {
+                // Both sides in the command's own transaction: no other commit falls between.
+                let (before, after) = control.dry_run(self.ctx, |tx| {
+                    let before = tx.account_policy()?;
                     f(tx)?;
-                    tx.region_snapshot()
+                    Ok((before, tx.account_policy()?))
                 })?;
-                Ok(Reply::Previewed(after))
+                Ok(Reply::Previewed(Box::new((before, after))))
             }
             Mode::DryRun => {
                 control.dry_run(self.ctx, f)?;
@@ -408,22 +411,21 @@ impl Call<'_> {
 
 /// `PreviewSecurityGroupChange`: `ChangeAction` names a command, the other parameters are
 /// that command's. The command's own handler runs in [`Mode::Preview`] (its validation is
-/// the real one, its transaction rolled back), and the analysis compares the policies before
-/// and after. It lives here, beside [`execute`], because it dispatches.
+/// the real one, its transaction rolled back), and the analysis compares the caller's shares
+/// before and after. It lives here, beside [`execute`], because it dispatches.
 fn preview(call: &Call) -> Result<Reply> {
     let name = call.params.required("ChangeAction")?;
     let change = Action::parse(crate::ECS_VERSION, &name)
         .ok()
         .filter(|a| a.is_previewable())
         .ok_or_else(|| ServerError::invalid("ChangeAction", name))?;
-    let before = call.query(|tx| tx.region_snapshot())?;
     let command = Call {
         action: change,
         mode: Mode::Preview,
         ..*call
     };
     match execute(&command)? {
-        Reply::Previewed(after) => analysis::preview(call, &before, &after),
+        Reply::Previewed(policies) => analysis::preview(call, &policies.0, &policies.1),
         Reply::Body(_) => Err(ServerError::internal(format!(
             "{} answered a preview without running a command",
             change.name()
