@@ -11,11 +11,14 @@
 //! (49152): rules that filter on the source port are rare, and exposure is about who can
 //! open a connection. IPv4 only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Subnets};
-use model::{Direction, MemberId, NetworkType, NicType, Peer, Policy, PortSpan, ProbeProtocol};
+use model::{
+    Direction, MemberId, NetworkType, NicType, Peer, Policy, PortSpan, ProbeProtocol,
+    SecurityGroupId,
+};
 
 use crate::flow::{DecidedBy, Evaluator, Packet, StageQuery};
 use crate::state::{PolicyError, State};
@@ -35,6 +38,10 @@ pub struct Exposed {
     pub sources: Vec<IpNet>,
     /// What accepts these flows.
     pub decided_by: DecidedBy,
+    /// Groups of another account whose members (addresses not shown to a [`Viewer::Account`])
+    /// inside `sources` are not decided as this part says: their flows are the parts that
+    /// name those groups' rules, with no sources.
+    pub except: Vec<SecurityGroupId>,
 }
 
 /// One part of an instance's space whose verdict a change flips.
@@ -48,8 +55,30 @@ pub struct FlowChange {
     pub protocol: ProbeProtocol,
     /// Destination ports ([`PortSpan::NONE`] for protocols without ports).
     pub ports: PortSpan,
-    /// Peer addresses.
+    /// Peer addresses (none when the peers are `peer_groups`' members).
     pub peers: Vec<IpNet>,
+    /// Groups of another account whose members (addresses not shown to a
+    /// [`Viewer::Account`]) are the peers whose flows flip.
+    pub peer_groups: Vec<SecurityGroupId>,
+    /// Groups of another account whose members inside `peers` do not flip as this part
+    /// says (their flips are the parts naming those groups).
+    pub except: Vec<SecurityGroupId>,
+}
+
+/// Whose answer it is, which decides which peers' addresses it may draw on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Viewer {
+    /// The operator's: every address (the CLI over a policy file).
+    #[default]
+    Operator,
+    /// An account's: the address of a member of another account's group (which its rules
+    /// may name across accounts, as ECS allows) is never a cut, so no part's edge falls at
+    /// one. Such a member whose flows differ from the block around it is answered by its
+    /// group's name instead (`except`, `peer_groups`): an answer says that a member of the
+    /// group lies somewhere in a part's sources, never where. (A block the account's own
+    /// rule draws around exactly such an address is judged at the address: the account
+    /// named it.)
+    Account(model::AccountId),
 }
 
 fn key(a: Ipv4Addr) -> u64 {
@@ -62,9 +91,14 @@ const LAST_ADDRESS: u64 = u32::MAX as u64;
 struct Cuts {
     ports: Vec<u16>,
     addresses: Vec<u64>,
+    /// Addresses the viewer may not see (members of another account's groups), with the
+    /// groups read that hold them: not cuts.
+    hidden: BTreeMap<u64, BTreeSet<SecurityGroupId>>,
 }
 
-fn cuts(states: &[&State], instance: &MemberId, direction: Direction) -> Cuts {
+fn cuts(states: &[&State], instance: &MemberId, direction: Direction, viewer: Viewer) -> Cuts {
+    let mut hidden: BTreeMap<u64, BTreeSet<SecurityGroupId>> = BTreeMap::new();
+    let mut shown: BTreeSet<u64> = BTreeSet::new();
     let mut addresses = BTreeSet::from([0u64]);
     let mut ports = BTreeSet::from([0u16, 1]);
     let range = |set: &mut BTreeSet<u64>, lo: u64, hi: u64| {
@@ -106,20 +140,149 @@ fn cuts(states: &[&State], instance: &MemberId, direction: Direction) -> Cuts {
             let Ok(group) = state.group(g) else { continue };
             for m in &group.members {
                 if let Ok(member) = state.instance(m) {
+                    let foreign = matches!(viewer, Viewer::Account(v) if member.owner != v);
                     for ip in std::iter::once(member.private_ip)
                         .chain(member.secondary_ips.iter().copied())
                     {
                         let a = key(ip);
-                        range(&mut addresses, a, a);
+                        if foreign {
+                            hidden.entry(a).or_default().insert(g.clone());
+                        } else {
+                            shown.insert(a);
+                            range(&mut addresses, a, a);
+                        }
                     }
                 }
             }
         }
     }
+    // An address the viewer's own members hold too is the viewer's to see.
+    hidden.retain(|a, _| !shown.contains(a));
     Cuts {
         ports: ports.into_iter().collect(),
         addresses: addresses.into_iter().collect(),
+        hidden,
     }
+}
+
+impl Cuts {
+    /// The port cells of `protocol` (one, without ports, for protocols that have none).
+    fn port_cells(&self, protocol: ProbeProtocol) -> Vec<PortSpan> {
+        if !protocol.has_ports() {
+            return vec![PortSpan::NONE];
+        }
+        (self.ports.iter().enumerate())
+            .map(|(k, &start)| PortSpan {
+                start,
+                end: self.ports.get(k + 1).map_or(u16::MAX, |next| next - 1),
+            })
+            .collect()
+    }
+
+    /// The address cell holding `a`.
+    fn cell(&self, a: u64) -> (u64, u64) {
+        let k = self.addresses.partition_point(|&c| c <= a) - 1;
+        let hi = self
+            .addresses
+            .get(k + 1)
+            .map_or(LAST_ADDRESS, |next| next - 1);
+        (self.addresses[k], hi)
+    }
+
+    /// Where the cell `lo..=hi` is probed: its first address the viewer may see (its
+    /// first when it holds none).
+    fn probe_point(&self, lo: u64, hi: u64) -> u64 {
+        let mut at = lo;
+        for &h in self.hidden.range(lo..=hi).map(|(h, _)| h) {
+            if h != at {
+                break;
+            }
+            at += 1;
+        }
+        if at > hi {
+            lo
+        } else {
+            at
+        }
+    }
+
+    /// The hidden addresses whose label differs from their cell's, per port cell.
+    fn deviations<L: PartialEq>(
+        &self,
+        mut label: impl FnMut(ProbeProtocol, u16, Ipv4Addr) -> Result<Option<L>, PolicyError>,
+    ) -> Result<Vec<Deviation<L>>, PolicyError> {
+        let mut out = Vec::new();
+        for &a in self.hidden.keys() {
+            let (lo, hi) = self.cell(a);
+            let point = self.probe_point(lo, hi);
+            if point == a {
+                continue;
+            }
+            for protocol in ProbeProtocol::ALL {
+                for span in self.port_cells(protocol) {
+                    let own = label(protocol, span.start, Ipv4Addr::from(a as u32))?;
+                    let cell = label(protocol, span.start, Ipv4Addr::from(point as u32))?;
+                    if own != cell {
+                        out.push(Deviation {
+                            protocol,
+                            ports: span,
+                            address: a,
+                            own,
+                            cell,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The hidden groups of the deviations, `which` of them, inside a part.
+    fn except<L>(
+        &self,
+        deviations: &[Deviation<L>],
+        part: (ProbeProtocol, PortSpan, u64, u64),
+    ) -> Vec<SecurityGroupId> {
+        let (protocol, ports, lo, hi) = part;
+        let groups: BTreeSet<&SecurityGroupId> = deviations
+            .iter()
+            .filter(|d| {
+                d.protocol == protocol
+                    && ports.contains(d.ports.start)
+                    && (lo..=hi).contains(&d.address)
+                    && d.cell.is_some()
+            })
+            .flat_map(|d| &self.hidden[&d.address])
+            .collect();
+        groups.into_iter().cloned().collect()
+    }
+}
+
+/// A hidden address, in one port cell, whose label differs from its address cell's.
+struct Deviation<L> {
+    protocol: ProbeProtocol,
+    ports: PortSpan,
+    address: u64,
+    /// Its own label.
+    own: Option<L>,
+    /// Its cell's (what the part holding it says).
+    cell: Option<L>,
+}
+
+/// Port spans merged where adjacent, per key (sorted by key, then port).
+fn merge_spans<K: Ord + Clone>(mut parts: Vec<(K, PortSpan)>) -> Vec<(K, PortSpan)> {
+    parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.start.cmp(&b.1.start)));
+    parts.dedup();
+    let mut out: Vec<(K, PortSpan)> = Vec::new();
+    for (k, span) in parts {
+        match out.last_mut() {
+            Some((last, prev)) if *last == k && prev.end.wrapping_add(1) == span.start => {
+                prev.end = span.end
+            }
+            _ => out.push((k, span)),
+        }
+    }
+    out
 }
 
 /// Runs of ports, each with the labelled address ranges found on it.
@@ -133,18 +296,7 @@ fn scan<L: Clone + PartialEq>(
 ) -> Result<Scan<L>, PolicyError> {
     let mut out: Scan<L> = Vec::new();
     for protocol in ProbeProtocol::ALL {
-        let port_cells: Vec<PortSpan> = if protocol.has_ports() {
-            cuts.ports
-                .iter()
-                .enumerate()
-                .map(|(k, &start)| PortSpan {
-                    start,
-                    end: cuts.ports.get(k + 1).map_or(u16::MAX, |next| next - 1),
-                })
-                .collect()
-        } else {
-            vec![PortSpan::NONE]
-        };
+        let port_cells = cuts.port_cells(protocol);
         let first = out.len();
         for span in port_cells {
             let mut ranges: Vec<(u64, u64, L)> = Vec::new();
@@ -153,7 +305,8 @@ fn scan<L: Clone + PartialEq>(
                     .addresses
                     .get(k + 1)
                     .map_or(LAST_ADDRESS, |next| next - 1);
-                if let Some(l) = label(protocol, span.start, Ipv4Addr::from(lo as u32))? {
+                let at = cuts.probe_point(lo, hi);
+                if let Some(l) = label(protocol, span.start, Ipv4Addr::from(at as u32))? {
                     match ranges.last_mut() {
                         Some(last) if last.1 + 1 == lo && last.2 == l => last.1 = hi,
                         _ => ranges.push((lo, hi, l)),
@@ -224,46 +377,95 @@ fn local_address(
 }
 
 /// Every inbound IPv4 flow `instance` accepts (on its intranet interface, or on the internet
-/// interface of a classic instance with a public address).
+/// interface of a classic instance with a public address), as the operator sees it.
 pub fn exposure(
     evaluator: &impl Evaluator,
     instance: &MemberId,
     nic: NicType,
 ) -> Result<Vec<Exposed>, PolicyError> {
-    exposure_in(evaluator, instance, nic, Direction::Ingress)
+    exposure_in(
+        evaluator,
+        instance,
+        nic,
+        Direction::Ingress,
+        Viewer::Operator,
+    )
 }
 
-/// Every IPv4 flow `instance` accepts in `direction`.
+/// Every IPv4 flow `instance` accepts in `direction`, as `viewer` may see it.
 pub fn exposure_in(
     evaluator: &impl Evaluator,
     instance: &MemberId,
     nic: NicType,
     direction: Direction,
+    viewer: Viewer,
 ) -> Result<Vec<Exposed>, PolicyError> {
     let state = evaluator.state();
     let (nic, local) = local_address(state, instance, nic)?;
-    let cuts = cuts(&[state], instance, direction);
-    let scanned = scan(&cuts, |protocol, port, peer| {
+    let cuts = cuts(&[state], instance, direction, viewer);
+    let mut label = |protocol, port, peer| {
         let d = evaluator.decide(&probe(
             instance, direction, nic, local, protocol, port, peer,
         ))?;
         Ok((d.verdict == Policy::Accept).then(|| DecidedBy::from(d.decided_by)))
-    })?;
-    Ok(scanned
-        .into_iter()
-        .flat_map(|(protocol, ports, ranges)| {
-            ranges.into_iter().map(move |(lo, hi, decided_by)| Exposed {
+    };
+    let deviations = cuts.deviations(&mut label)?;
+    let mut out = Vec::new();
+    for (protocol, ports, ranges) in scan(&cuts, &mut label)? {
+        for (lo, hi, decided_by) in ranges {
+            out.push(Exposed {
                 protocol,
                 ports,
                 sources: blocks(lo, hi),
                 decided_by,
-            })
-        })
-        .collect())
+                except: cuts.except(&deviations, (protocol, ports, lo, hi)),
+            });
+        }
+    }
+    // Hidden members accepted otherwise than their block: by the rule naming their group.
+    let hidden: Vec<((ProbeProtocol, DecidedByKey), PortSpan)> = deviations
+        .into_iter()
+        .filter_map(|d| Some(((d.protocol, DecidedByKey(d.own?)), d.ports)))
+        .collect();
+    for ((protocol, by), ports) in merge_spans(hidden) {
+        out.push(Exposed {
+            protocol,
+            ports,
+            sources: Vec::new(),
+            decided_by: by.0,
+            except: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// A [`DecidedBy`] ordered by its wire form and ids, to merge parts by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DecidedByKey(DecidedBy);
+
+impl DecidedByKey {
+    fn sort_key(&self) -> (String, String) {
+        match &self.0 {
+            DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
+            other => (other.as_wire().to_string(), String::new()),
+        }
+    }
+}
+
+impl PartialOrd for DecidedByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DecidedByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
 }
 
 /// Exactly which flows of `instance` in `direction` change verdict between two policies (the
-/// instance must exist in both).
+/// instance must exist in both), as the operator sees them.
 pub fn changes(
     before: &impl Evaluator,
     after: &impl Evaluator,
@@ -271,25 +473,66 @@ pub fn changes(
     nic: NicType,
     direction: Direction,
 ) -> Result<Vec<FlowChange>, PolicyError> {
+    changes_seen(before, after, instance, nic, direction, Viewer::Operator)
+}
+
+/// [`changes`] as `viewer` may see them.
+pub fn changes_seen(
+    before: &impl Evaluator,
+    after: &impl Evaluator,
+    instance: &MemberId,
+    nic: NicType,
+    direction: Direction,
+    viewer: Viewer,
+) -> Result<Vec<FlowChange>, PolicyError> {
     let (nic, local) = local_address(after.state(), instance, nic)?;
-    let cuts = cuts(&[before.state(), after.state()], instance, direction);
-    let scanned = scan(&cuts, |protocol, port, peer| {
+    let cuts = cuts(
+        &[before.state(), after.state()],
+        instance,
+        direction,
+        viewer,
+    );
+    let mut label = |protocol, port, peer| {
         let q = probe(instance, direction, nic, local, protocol, port, peer);
         let (was, is) = (before.decide(&q)?.verdict, after.decide(&q)?.verdict);
         Ok((was != is).then_some(is == Policy::Accept))
-    })?;
-    Ok(scanned
-        .into_iter()
-        .flat_map(|(protocol, ports, ranges)| {
-            ranges.into_iter().map(move |(lo, hi, allowed)| FlowChange {
+    };
+    let deviations = cuts.deviations(&mut label)?;
+    let mut out = Vec::new();
+    for (protocol, ports, ranges) in scan(&cuts, &mut label)? {
+        for (lo, hi, allowed) in ranges {
+            out.push(FlowChange {
                 direction,
                 allowed,
                 protocol,
                 ports,
                 peers: blocks(lo, hi),
-            })
+                peer_groups: Vec::new(),
+                except: cuts.except(&deviations, (protocol, ports, lo, hi)),
+            });
+        }
+    }
+    // Hidden members that flip otherwise than their block, by their groups.
+    type Flip = (ProbeProtocol, bool, Vec<SecurityGroupId>);
+    let hidden: Vec<(Flip, PortSpan)> = deviations
+        .into_iter()
+        .filter_map(|d| {
+            let groups = cuts.hidden[&d.address].iter().cloned().collect();
+            Some(((d.protocol, d.own?, groups), d.ports))
         })
-        .collect())
+        .collect();
+    for ((protocol, allowed, peer_groups), ports) in merge_spans(hidden) {
+        out.push(FlowChange {
+            direction,
+            allowed,
+            protocol,
+            ports,
+            peers: Vec::new(),
+            peer_groups,
+            except: Vec::new(),
+        });
+    }
+    Ok(out)
 }
 
 /// Instances that share one exposure, and that exposure.
@@ -398,7 +641,7 @@ pub fn reaching_instances(
             continue;
         }
         let ports: Vec<u16> = if e.protocol.has_ports() {
-            let egress_cuts = cuts(&[state], &s.id, Direction::Egress).ports;
+            let egress_cuts = cuts(&[state], &s.id, Direction::Egress, Viewer::Operator).ports;
             std::iter::once(e.ports.start)
                 .chain(
                     egress_cuts

@@ -946,3 +946,189 @@ async fn exposure_through_another_accounts_group_names_the_group_not_its_members
     let dense: Vec<String> = (0..ids.len()).map(|n| format!("c{n}")).collect();
     assert_eq!(ids, dense, "class numbers count the caller's classes only");
 }
+
+/// A rule dropping another account's group above a rule open to everyone: the exposure
+/// and the preview answer the open block whole, naming the group as the exception, never
+/// cut around the members' addresses; the audit counts only the caller's addresses in a
+/// block.
+#[tokio::test]
+async fn analysis_never_cuts_around_another_accounts_members() {
+    let (_dir, app) = common::two_accounts();
+    let (mine, my_instance) = classic_member(&app, signed).await;
+    let (theirs, _) = classic_member(&app, common::signed_other).await;
+    let (_, described) = call(
+        &app,
+        &common::signed_other(&[("Action", "DescribeInstances")]),
+    )
+    .await;
+    let their_address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let authorize = |port: &'static str, policy: &'static str| {
+        let (app, mine, theirs) = (app.clone(), mine.clone(), theirs.clone());
+        async move {
+            let (status, body) = call(
+                &app,
+                &signed(&[
+                    ("Action", "AuthorizeSecurityGroup"),
+                    ("SecurityGroupId", &mine),
+                    ("IpProtocol", "tcp"),
+                    ("PortRange", port),
+                    ("SourceGroupId", &theirs),
+                    ("SourceGroupOwnerAccount", "other"),
+                    ("Policy", policy),
+                    ("Priority", "1"),
+                ]),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    authorize("22/22", "drop").await;
+    authorize("80/80", "drop").await;
+    let (status, exposure) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeInstanceExposure"),
+            ("InstanceId", &my_instance),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exposure}");
+    let text = exposure.to_string();
+    assert!(
+        !text.contains(&their_address),
+        "{their_address} leaked: {text}"
+    );
+    let ssh: Vec<&serde_json::Value> = exposure["Exposures"]["Exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["PortRange"] == "22/22")
+        .collect();
+    assert_eq!(ssh.len(), 1, "{text}");
+    assert_eq!(
+        ssh[0]["SourceCidrIps"]["SourceCidrIp"],
+        serde_json::json!(["0.0.0.0/0"]),
+        "the open block whole: {text}"
+    );
+    assert_eq!(
+        ssh[0]["ExceptSourceGroupIds"]["SecurityGroupId"],
+        serde_json::json!([theirs]),
+        "{text}"
+    );
+    // Opening port 80 to everyone flips it for everyone but the dropped group's members.
+    let (status, preview) = call(
+        &app,
+        &signed(&[
+            ("Action", "PreviewSecurityGroupChange"),
+            ("ChangeAction", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "80/80"),
+            ("SourceCidrIp", "0.0.0.0/0"),
+            ("NicType", "intranet"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let text = preview.to_string();
+    assert!(
+        !text.contains(&their_address),
+        "{their_address} leaked: {text}"
+    );
+    // (The caller's own instance is a cut: its intra-group access does not flip.)
+    let address: std::net::IpAddr = their_address.parse().unwrap();
+    let covering = preview["Changes"]["Change"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["PeerCidrIps"]["PeerCidrIp"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| {
+                    n.as_str()
+                        .unwrap()
+                        .parse::<ipnet::IpNet>()
+                        .unwrap()
+                        .contains(&address)
+                })
+        })
+        .unwrap_or_else(|| panic!("no hole at the member's address: {text}"));
+    assert_eq!(
+        covering["ExceptPeerSecurityGroupIds"]["SecurityGroupId"],
+        serde_json::json!([theirs]),
+        "{text}"
+    );
+    // Revoking the drop of port 22 flips it for the group's members alone: named, not
+    // addressed.
+    let (status, preview) = call(
+        &app,
+        &signed(&[
+            ("Action", "PreviewSecurityGroupChange"),
+            ("ChangeAction", "RevokeSecurityGroup"),
+            ("SecurityGroupId", &mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceGroupId", &theirs),
+            ("SourceGroupOwnerAccount", "other"),
+            ("Policy", "drop"),
+            ("Priority", "1"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let text = preview.to_string();
+    assert!(
+        !text.contains(&their_address),
+        "{their_address} leaked: {text}"
+    );
+    let change = &preview["Changes"]["Change"][0];
+    assert_eq!(preview["TotalCount"], 1, "{text}");
+    assert_eq!(change["Effect"], "Allowed", "{text}");
+    assert_eq!(change["PeerCidrIps"]["PeerCidrIp"], serde_json::json!([]));
+    assert_eq!(
+        change["PeerSecurityGroupIds"]["SecurityGroupId"],
+        serde_json::json!([theirs])
+    );
+    // A block of the classic pool holds one address of the caller's, whatever the other
+    // account holds there.
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "23/23"),
+            ("SourceCidrIp", "198.18.192.0/18"),
+            ("NicType", "intranet"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, audit) = call(
+        &app,
+        &signed(&[
+            ("Action", "DescribeSecurityGroupAudit"),
+            ("SecurityGroupId", &mine),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let finding = audit["Findings"]["Finding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["Check"] == "cidr-instead-of-group")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(
+        finding["Message"]
+            .as_str()
+            .unwrap()
+            .contains("holds 1 instance"),
+        "{finding}"
+    );
+}

@@ -351,6 +351,7 @@ pub fn exposure_json(
             "SourceCidrIps": {"SourceCidrIp": sources},
             "SourceGroupId": peer_group,
             "SourceGroupOwnerId": peer_owner,
+            "ExceptSourceGroupIds": {"SecurityGroupId": ids(&e.except)},
             "DecidedBy": e.decided_by.as_wire(),
             "SecurityGroupId": group,
             "SecurityGroupRuleId": rule,
@@ -399,9 +400,15 @@ pub(super) fn exposure(call: &Call) -> Result<Reply> {
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
     let share = share(call.state, call.ctx)?;
     let engine = share.as_ref();
-    let exposed = policy::exposure::exposure(engine, &member, nic)?;
+    let viewer = policy::exposure::Viewer::Account(call.ctx.account);
+    let exposed = policy::exposure::exposure_in(engine, &member, nic, Direction::Ingress, viewer)?;
     let mine = owned_by(engine.state(), call.ctx.account);
     Ok(Reply::Body(exposure_json(&member, &exposed, engine, mine)?))
+}
+
+/// Group ids as the answers list them.
+fn ids(groups: &[SecurityGroupId]) -> Vec<String> {
+    groups.iter().map(ToString::to_string).collect()
 }
 
 /// The answer of `PreviewSecurityGroupChange`: for each of the caller's instances, the
@@ -445,7 +452,8 @@ pub(super) fn preview(
             .iter()
             .flat_map(|n| [(n, Direction::Ingress), (n, Direction::Egress)])
         {
-            let flips = policy::exposure::changes(&was, &will, id, nic, direction)?;
+            let viewer = policy::exposure::Viewer::Account(call.ctx.account);
+            let flips = policy::exposure::changes_seen(&was, &will, id, nic, direction, viewer)?;
             for c in flips {
                 let peers_in: Vec<String> = will
                     .state()
@@ -473,6 +481,8 @@ pub(super) fn preview(
                     "PortRange": c.protocol.port_range_wire(c.ports),
                     "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
                     "PeerInstances": {"InstanceId": peers_in},
+                    "PeerSecurityGroupIds": {"SecurityGroupId": ids(&c.peer_groups)},
+                    "ExceptPeerSecurityGroupIds": {"SecurityGroupId": ids(&c.except)},
                 }));
             }
         }

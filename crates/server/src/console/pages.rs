@@ -703,7 +703,10 @@ pub(crate) fn preview(
                             td { strong { (text(c, "Effect")) } }
                             td { (text(c, "IpProtocol")) }
                             td { (text(c, "PortRange")) }
-                            td { (cidrs(c["PeerCidrIps"]["PeerCidrIp"].as_array().map_or(&[], Vec::as_slice))) }
+                            td {
+                                (cidrs(c["PeerCidrIps"]["PeerCidrIp"].as_array().map_or(&[], Vec::as_slice)))
+                                (members_of(&c["PeerSecurityGroupIds"]["SecurityGroupId"], &c["ExceptPeerSecurityGroupIds"]["SecurityGroupId"]))
+                            }
                             td { @for p in c["PeerInstances"]["InstanceId"].as_array().into_iter().flatten() { (p.as_str().unwrap_or_default()) " " } }
                         }
                     }
@@ -724,6 +727,22 @@ pub(crate) fn preview(
 
 /// Address blocks; a long list (the engine's exact cut of the address space) is folded
 /// behind its first few.
+/// Peers named by their groups (another account's, whose addresses are not the caller's to
+/// see), and the groups whose members a block does not cover as its row says.
+fn members_of(groups: &Value, except: &Value) -> Markup {
+    let names = |v: &Value| -> Vec<String> {
+        (v.as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    html! {
+        @for g in names(groups) { "members of " code { (g) } " " }
+        @for g in names(except) { "except members of " code { (g) } " " }
+    }
+}
+
 fn cidrs(list: &[Value]) -> Markup {
     const SHOWN: usize = 4;
     let all: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
@@ -1079,7 +1098,10 @@ fn exposure_row(id: &str, x: &Value) -> Markup {
             td { (id) }
             td { (text(x, "IpProtocol")) }
             td { (text(x, "PortRange")) }
-            td { (cidrs(x["SourceCidrIps"]["SourceCidrIp"].as_array().map_or(&[], Vec::as_slice))) }
+            td {
+                (cidrs(x["SourceCidrIps"]["SourceCidrIp"].as_array().map_or(&[], Vec::as_slice)))
+                (members_of(&serde_json::json!([text(x, "SourceGroupId")]), &x["ExceptSourceGroupIds"]["SecurityGroupId"]))
+            }
             td {
                 @if rule.is_empty() { (decided_by(&text(x, "DecidedBy"))) " " (group) }
                 @else { a href=(format!("/console/groups/{group}#{rule}")) { (rule) } }
