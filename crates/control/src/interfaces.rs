@@ -882,7 +882,7 @@ impl Tx<'_> {
         only: Option<&NetworkInterfaceId>,
     ) -> Result<Vec<Placement>> {
         self.require_operator()?;
-        self.placements_where(host, only)
+        self.placements_where(host, only, false)
     }
 
     /// The region's interfaces bound to a host, by host, each host's oldest first: the agent
@@ -890,7 +890,7 @@ impl Tx<'_> {
     /// the feed with the agent token, not an account).
     pub fn bound_interfaces(&self) -> Result<BTreeMap<HostId, Vec<Placement>>> {
         let mut bound: BTreeMap<HostId, Vec<Placement>> = BTreeMap::new();
-        for p in self.placements_where(None, None)? {
+        for p in self.placements_where(None, None, true)? {
             if let Some(host) = p.host.clone() {
                 bound.entry(host).or_default().push(p);
             }
@@ -902,13 +902,26 @@ impl Tx<'_> {
         &self,
         host: Option<&HostId>,
         only: Option<&NetworkInterfaceId>,
+        placed_only: bool,
     ) -> Result<Vec<Placement>> {
+        // `placed_only`: the agent feed reads the placed interfaces after every commit (the
+        // fleet's, not every interface of the region), through the index on (region, host).
+        let by_host = match (host, placed_only) {
+            (Some(_), _) => "host = ?2",
+            (None, true) => "CAST(?2 AS TEXT) IS NULL AND host IS NOT NULL",
+            (None, false) => "CAST(?2 AS TEXT) IS NULL",
+        };
+        let by_id = if only.is_some() {
+            "id = ?3"
+        } else {
+            "CAST(?3 AS TEXT) IS NULL"
+        };
         self.db
             .query(
-                "SELECT id, instance_id, account_id, host, kind FROM network_interfaces
-                 WHERE region = ?1 AND (CAST(?2 AS TEXT) IS NULL OR host = ?2)
-                   AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)
-                 ORDER BY seq",
+                &format!(
+                    "SELECT id, instance_id, account_id, host, kind FROM network_interfaces
+                     WHERE {by_id} AND region = ?1 AND {by_host} ORDER BY seq"
+                ),
                 args![
                     &self.ctx.region,
                     host.map(HostId::as_str),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use model::{AccountId, InstanceId, MemberId, Peer, SecurityGroupId};
 
-use crate::sql::Value;
+use crate::sql::{args, Value};
 use crate::{GroupRecord, InstanceRecord, Result, Tx};
 
 /// Which members of the request's region a read takes. Each is a condition on the
@@ -22,6 +22,8 @@ pub(crate) enum Scope<'a> {
     Instance(&'a InstanceId, AccountId),
     /// The members of a group, of any account.
     Group(&'a SecurityGroupId),
+    /// One instance of any account, with the secondary interfaces attached to it.
+    Bundle(&'a InstanceId),
 }
 
 impl Scope<'_> {
@@ -36,6 +38,7 @@ impl Scope<'_> {
                 params.push(Value::from(a.get() as i64));
             }
             Scope::Group(g) => params.push(Value::from(g.as_str())),
+            Scope::Bundle(i) => params.push(Value::from(i.as_str())),
         }
         params
     }
@@ -51,6 +54,7 @@ impl Scope<'_> {
             Scope::Group(_) => {
                 "i.region || '' = ?1 AND i.id IN (SELECT instance_id FROM memberships WHERE group_id = ?2)"
             }
+            Scope::Bundle(_) => "i.region = ?1 AND i.id = ?2",
         }
     }
 
@@ -63,6 +67,7 @@ impl Scope<'_> {
             Scope::Group(_) => {
                 "n.region || '' = ?1 AND n.id IN (SELECT interface_id FROM interface_memberships WHERE group_id = ?2)"
             }
+            Scope::Bundle(_) => "n.region = ?1 AND n.instance_id = ?2",
         }
     }
 }
@@ -96,7 +101,7 @@ fn group_policy(g: GroupRecord, permissions: Vec<model::Permission>) -> policy::
             vpc_id: g.vpc_id,
             inner_access_policy: g.inner_access_policy,
         },
-        permissions,
+        permissions: permissions.into(),
     }
 }
 
@@ -190,6 +195,195 @@ impl Tx<'_> {
         self.with_lists(groups, members)
     }
 
+    /// The region's policy now, made from `old`, the policy at revision `since`: only what
+    /// the change log names since then is read again (a group with its rules and its
+    /// members, old and new; an instance with its attached interfaces; an interface's
+    /// instance; a list), so a commit costs the agent feed what it touched, not the region.
+    /// Answers also what it read again (for [`policy::delta::RegionHashes::refreshed`]).
+    /// `None` when a whole read is due: a subject it does not know, or more of them than a
+    /// whole read costs. (Items keep their places; new ones go last.)
+    pub fn region_snapshot_after(
+        &self,
+        old: &policy::Snapshot,
+        since: u64,
+    ) -> Result<Option<(policy::Snapshot, policy::delta::Dirty)>> {
+        /// Past this many distinct subjects one whole read is cheaper.
+        const MOST_SUBJECTS: usize = 2048;
+        let rows = self.db.query(
+            "SELECT DISTINCT kind, subject FROM change_log WHERE revision > ?1",
+            args![since as i64],
+        )?;
+        if rows.len() > MOST_SUBJECTS {
+            return Ok(None);
+        }
+        let (mut groups, mut bundles) = (BTreeSet::new(), BTreeSet::new());
+        let mut lists = (BTreeSet::new(), BTreeSet::new());
+        for r in &rows {
+            let (kind, subject) = (r.text(0)?, r.text(1)?);
+            if let Ok(g) = subject.parse::<SecurityGroupId>() {
+                groups.insert(g);
+            } else if let Ok(i) = subject.parse::<InstanceId>() {
+                bundles.insert(i);
+            } else if let Ok(n) = subject.parse::<model::NetworkInterfaceId>() {
+                // An interface is its instance's bundle, where it is attached now and was.
+                if let Some(i) = self
+                    .db
+                    .query_opt(
+                        "SELECT instance_id FROM network_interfaces WHERE id = ?1 AND region = ?2",
+                        args![n.as_str(), &self.ctx.region],
+                    )?
+                    .and_then(|r| r.opt_text(0).transpose())
+                {
+                    bundles.insert(i?.parse()?);
+                }
+                let was = MemberId::Interface(n);
+                if let Some(m) = old.instances.iter().find(|m| m.id == was) {
+                    bundles.extend(m.attached_to.iter().cloned());
+                }
+            } else if let Ok(l) = subject.parse::<model::PrefixListId>() {
+                lists.0.insert(l);
+            } else if let Ok(l) = subject.parse::<model::PortRangeListId>() {
+                lists.1.insert(l);
+            } else if subject.parse::<model::VpcId>().is_err()
+                && subject.parse::<model::VSwitchId>().is_err()
+                && !kind.ends_with("AgentToken")
+                // A commit that logged nothing of its own changed no policy item: every
+                // command that changes one logs it (the invariant this read rests on).
+                && kind != "Write"
+            {
+                return Ok(None);
+            }
+        }
+        // (A group's subjects never change who is in it: joins and leaves name the instance
+        // or interface, and a group with members cannot be deleted.)
+        let bundle_of = |m: &model::Instance| match (&m.id, &m.attached_to) {
+            (MemberId::Instance(i), _) => Some(i.clone()),
+            (_, at) => at.clone(),
+        };
+        let mut dirty = policy::delta::Dirty::default();
+        let mut new = old.clone();
+        // Groups: re-read, replaced in place, gone ones dropped, new ones last.
+        let mut fresh: BTreeMap<SecurityGroupId, policy::GroupPolicy> = BTreeMap::new();
+        for id in &groups {
+            dirty.groups.insert(id.to_string());
+            if let Some(g) = self.any_group(id)? {
+                let permissions = self.rules(&g)?.into_iter().map(|r| r.permission).collect();
+                fresh.insert(id.clone(), group_policy(g, permissions));
+            }
+        }
+        new.groups.retain_mut(|g| match fresh.remove(&g.group.id) {
+            Some(f) => {
+                *g = f;
+                true
+            }
+            None => !groups.contains(&g.group.id),
+        });
+        new.groups.extend(fresh.into_values());
+        // Members: each bundle's items replaced by what it holds now.
+        let mut fresh: BTreeMap<MemberId, model::Instance> = BTreeMap::new();
+        for i in &bundles {
+            for m in self.members_in(Scope::Bundle(i))? {
+                fresh.insert(m.id.clone(), m);
+            }
+        }
+        new.instances.retain_mut(|m| {
+            let touched = bundle_of(m).is_some_and(|b| bundles.contains(&b));
+            if touched {
+                dirty.members.insert(m.id.to_string());
+            }
+            match fresh.remove(&m.id) {
+                Some(f) => {
+                    *m = f;
+                    true
+                }
+                None => !touched,
+            }
+        });
+        dirty.members.extend(fresh.keys().map(ToString::to_string));
+        new.instances.extend(fresh.into_values());
+        // Lists: those the rules name now (only the touched groups change which: a list
+        // their old rules named and their new ones do not is looked for in every rule, the
+        // others are known); re-read where changed or newly named.
+        let prefix_of = |p: &model::Permission| match &p.peer {
+            Peer::PrefixList(l) => Some(l.clone()),
+            _ => None,
+        };
+        let ports_of = |p: &model::Permission| p.port_list.clone();
+        let rules_of = |s: &policy::Snapshot| -> Vec<model::Permission> {
+            (s.groups.iter())
+                .filter(|g| groups.contains(&g.group.id))
+                .flat_map(|g| g.permissions.iter().cloned())
+                .collect()
+        };
+        let (was, is) = (rules_of(old), rules_of(&new));
+        let all = || new.groups.iter().flat_map(|g| g.permissions.iter());
+        let mut prefix: BTreeSet<model::PrefixListId> = is.iter().filter_map(prefix_of).collect();
+        if was
+            .iter()
+            .filter_map(prefix_of)
+            .all(|l| prefix.contains(&l))
+        {
+            prefix.extend(new.prefix_lists.iter().map(|l| l.id.clone()));
+        } else {
+            prefix = all().filter_map(prefix_of).collect();
+        }
+        let mut ports: BTreeSet<model::PortRangeListId> = is.iter().filter_map(ports_of).collect();
+        if was.iter().filter_map(ports_of).all(|l| ports.contains(&l)) {
+            ports.extend(new.port_range_lists.iter().map(|l| l.id.clone()));
+        } else {
+            ports = all().filter_map(ports_of).collect();
+        }
+        new.prefix_lists
+            .retain(|l| prefix.contains(&l.id) && !lists.0.contains(&l.id));
+        let held: BTreeSet<model::PrefixListId> =
+            new.prefix_lists.iter().map(|l| l.id.clone()).collect();
+        for id in prefix.difference(&held) {
+            dirty.prefix_lists.insert(id.to_string());
+            new.prefix_lists.extend(self.prefix_list_policy(id)?);
+        }
+        dirty
+            .prefix_lists
+            .extend(lists.0.iter().map(ToString::to_string));
+        new.port_range_lists
+            .retain(|l| ports.contains(&l.id) && !lists.1.contains(&l.id));
+        let held: BTreeSet<model::PortRangeListId> =
+            new.port_range_lists.iter().map(|l| l.id.clone()).collect();
+        for id in ports.difference(&held) {
+            dirty.port_range_lists.insert(id.to_string());
+            new.port_range_lists
+                .extend(self.port_range_list_policy(id)?);
+        }
+        dirty
+            .port_range_lists
+            .extend(lists.1.iter().map(ToString::to_string));
+        Ok(Some((new, dirty)))
+    }
+
+    /// A prefix list as the engine takes it, if the region holds it.
+    fn prefix_list_policy(&self, id: &model::PrefixListId) -> Result<Option<policy::PrefixList>> {
+        Ok(self
+            .prefix_lists_where(Some(id), None)?
+            .pop()
+            .map(|l| policy::PrefixList {
+                id: l.id,
+                cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
+            }))
+    }
+
+    /// A port range list as the engine takes it, if the region holds it.
+    fn port_range_list_policy(
+        &self,
+        id: &model::PortRangeListId,
+    ) -> Result<Option<policy::PortRangeList>> {
+        Ok(self
+            .port_range_lists_where(Some(id), None)?
+            .pop()
+            .map(|l| policy::PortRangeList {
+                id: l.id,
+                ranges: l.entries.into_iter().map(|(r, _)| r).collect(),
+            }))
+    }
+
     /// The members in `scope`: instances, then attached secondary interfaces.
     fn members_in(&self, scope: Scope) -> Result<Vec<model::Instance>> {
         let mut out: Vec<model::Instance> = self
@@ -208,7 +402,7 @@ impl Tx<'_> {
         groups: Vec<policy::GroupPolicy>,
         instances: Vec<model::Instance>,
     ) -> Result<policy::Snapshot> {
-        let rules = || groups.iter().flat_map(|g| &g.permissions);
+        let rules = || groups.iter().flat_map(|g| g.permissions.iter());
         let prefix: BTreeSet<&model::PrefixListId> = rules()
             .filter_map(|p| match &p.peer {
                 Peer::PrefixList(l) => Some(l),
@@ -219,25 +413,11 @@ impl Tx<'_> {
             rules().filter_map(|p| p.port_list.as_ref()).collect();
         let mut prefix_lists = Vec::with_capacity(prefix.len());
         for id in prefix {
-            prefix_lists.extend(
-                self.prefix_lists_where(Some(id), None)?
-                    .into_iter()
-                    .map(|l| policy::PrefixList {
-                        id: l.id,
-                        cidrs: l.entries.into_iter().map(|(net, _)| net).collect(),
-                    }),
-            );
+            prefix_lists.extend(self.prefix_list_policy(id)?);
         }
         let mut port_range_lists = Vec::with_capacity(ports.len());
         for id in ports {
-            port_range_lists.extend(
-                self.port_range_lists_where(Some(id), None)?
-                    .into_iter()
-                    .map(|l| policy::PortRangeList {
-                        id: l.id,
-                        ranges: l.entries.into_iter().map(|(r, _)| r).collect(),
-                    }),
-            );
+            port_range_lists.extend(self.port_range_list_policy(id)?);
         }
         Ok(policy::Snapshot {
             groups,

@@ -64,7 +64,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
     let mut policies: Vec<GroupPolicy> = (0..groups)
         .map(|g| GroupPolicy {
             group: group(&format!("sg-set{g}")),
-            permissions: vec![],
+            permissions: Default::default(),
         })
         .collect();
     for (i, r) in rules.iter().enumerate() {
@@ -76,7 +76,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
                 NetworkType::Vpc,
             )
             .expect("mapped rule is valid");
-        policies[g].permissions.push(p);
+        std::sync::Arc::make_mut(&mut policies[g].permissions).push(p);
     }
     let reference_rule = PermissionFields {
         ip_protocol: Some("tcp".into()),
@@ -85,7 +85,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
         priority: Some("50".into()),
         ..Default::default()
     };
-    policies[0].permissions.push(
+    std::sync::Arc::make_mut(&mut policies[0].permissions).push(
         reference_rule
             .parse(
                 "sgr-peer".parse().unwrap(),
@@ -96,7 +96,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
     );
     policies.push(GroupPolicy {
         group: group("sg-peer"),
-        permissions: vec![],
+        permissions: Default::default(),
     });
     let instance = Instance {
         id: "i-bench".parse().unwrap(),

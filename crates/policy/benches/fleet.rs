@@ -47,7 +47,7 @@ fn fleet(scale: usize) -> Snapshot {
                     InnerAccessPolicy::Accept
                 },
             },
-            permissions: vec![],
+            permissions: Default::default(),
         })
         .collect();
     let mut n = 0;
@@ -93,7 +93,7 @@ fn fleet(scale: usize) -> Snapshot {
                 direction,
                 NetworkType::Vpc,
             );
-            policy.permissions.push(p.expect("generated rule"));
+            std::sync::Arc::make_mut(&mut policy.permissions).push(p.expect("generated rule"));
         }
         let _ = g;
     }

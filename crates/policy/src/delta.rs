@@ -118,11 +118,25 @@ struct Hashed {
 /// Keys of items, per list.
 pub type ItemKeys = [HashSet<String>; 5];
 
+/// The items of a region's policy a change may have touched, by key: what
+/// [`RegionHashes::refreshed`] hashes again (an item named here need not have changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Groups (`sg-...`).
+    pub groups: HashSet<String>,
+    /// Members (instances and secondary interfaces).
+    pub members: HashSet<String>,
+    /// Prefix lists.
+    pub prefix_lists: HashSet<String>,
+    /// Port range lists.
+    pub port_range_lists: HashSet<String>,
+}
+
 /// Each item of a region's policy hashed once at one revision, for every host's delta, and
 /// which items differ from the revision hashed before it. (Maps keyed by resource ids use the
 /// fast unkeyed hasher: ids are made by the server, not chosen by tenants; what tenants write
 /// is hashed with the keyed one.)
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegionHashes {
     items: [FxHashMap<String, Hashed>; 5],
     since: Option<(u64, ItemKeys)>,
@@ -144,6 +158,74 @@ impl RegionHashes {
             }
         }
         hashes
+    }
+
+    /// The hashes of `snapshot`, a region's policy made from the one these hashes were made
+    /// of by replacing, adding or removing the items `dirty` names: only those are written
+    /// and hashed again (a write of one tenant costs the feed what it touched, not the
+    /// region), the others keep their hashes at their new positions.
+    pub fn refreshed(
+        &self,
+        snapshot: &Snapshot,
+        dirty: &Dirty,
+        hasher: &impl BuildHasher,
+    ) -> RegionHashes {
+        let mut out = RegionHashes::default();
+        let text = |v: Value| v.to_string();
+        let mut put = |n: usize,
+                       at: usize,
+                       key: &str,
+                       dirty: &HashSet<String>,
+                       make: &mut dyn FnMut() -> (u64, u64)| {
+            let hashed = match self.items[n].get(key) {
+                Some(h) if !dirty.contains(key) => Hashed { at, ..*h },
+                _ => {
+                    let (full, bare) = make();
+                    Hashed { at, full, bare }
+                }
+            };
+            out.items[n].insert(key.to_string(), hashed);
+        };
+        for (at, g) in snapshot.groups.iter().enumerate() {
+            put(GROUPS, at, g.group.id.as_str(), &dirty.groups, &mut || {
+                let bare = GroupPolicy {
+                    group: g.group.clone(),
+                    permissions: Default::default(),
+                };
+                (
+                    hasher.hash_one(text(document::group_value(g)).as_str()),
+                    hasher.hash_one(text(document::group_value(&bare)).as_str()),
+                )
+            });
+        }
+        let same = |v: Value| {
+            let h = hasher.hash_one(text(v).as_str());
+            (h, h)
+        };
+        for (at, i) in snapshot.instances.iter().enumerate() {
+            put(MEMBERS, at, i.id.as_str(), &dirty.members, &mut || {
+                same(document::instance_value(i))
+            });
+        }
+        for (at, l) in snapshot.prefix_lists.iter().enumerate() {
+            put(
+                PREFIX_LISTS,
+                at,
+                l.id.as_str(),
+                &dirty.prefix_lists,
+                &mut || same(document::prefix_list_value(l)),
+            );
+        }
+        for (at, l) in snapshot.port_range_lists.iter().enumerate() {
+            put(
+                PORT_LISTS,
+                at,
+                l.id.as_str(),
+                &dirty.port_range_lists,
+                &mut || same(document::port_range_list_value(l)),
+            );
+        }
+        out
     }
 
     /// Notes which items differ from `previous`, the hashes of revision `revision`.
@@ -211,7 +293,7 @@ impl ItemTexts {
             texts.items[GROUPS].push((key, text(document::group_value(g))));
             let bare = GroupPolicy {
                 group: g.group.clone(),
-                permissions: Vec::new(),
+                permissions: Default::default(),
             };
             texts.bare_groups.push(text(document::group_value(&bare)));
         }

@@ -275,7 +275,10 @@ fn parse_group(g: GroupFile, rule_ids: &mut HashSet<String>) -> Result<GroupPoli
             parse_permission(p, &id, &group).map_err(|e| e.within(format!("rule {id}")))?;
         permissions.push(permission);
     }
-    Ok(GroupPolicy { group, permissions })
+    Ok(GroupPolicy {
+        group,
+        permissions: permissions.into(),
+    })
 }
 
 fn parse_permission(

@@ -103,7 +103,7 @@ impl Cut {
             ..Cut::default()
         };
         for g in own.iter().filter_map(&group) {
-            for p in &g.permissions {
+            for p in g.permissions.iter() {
                 cut.port_range_lists.extend(p.port_list.iter().cloned());
                 match &p.peer {
                     Peer::Group(r) => {
@@ -169,7 +169,7 @@ impl Cut {
             permissions: if self.owns(&g.group.id) {
                 g.permissions.clone()
             } else {
-                Vec::new()
+                Default::default()
             },
         }
     }
@@ -208,8 +208,10 @@ impl Share<'_> {
 pub struct GroupPolicy {
     /// The group's attributes.
     pub group: SecurityGroup,
-    /// Its rules, both directions, in creation order.
-    pub permissions: Vec<Permission>,
+    /// Its rules, both directions, in creation order. Shared: a region's policy at one
+    /// revision is the one before with a few groups replaced (the agent feed keeps the last
+    /// revisions), and a copy must not copy every rule of the region.
+    pub permissions: std::sync::Arc<Vec<Permission>>,
 }
 
 /// A named set of CIDR blocks that rules can use as their peer.
@@ -422,7 +424,7 @@ impl State {
         }
         for g in &snapshot.groups {
             state.apply(&Change::AddGroup(g.group.clone()))?;
-            for p in &g.permissions {
+            for p in g.permissions.iter() {
                 state.apply(&Change::AddPermission(g.group.id.clone(), p.clone()))?;
             }
         }
@@ -661,7 +663,7 @@ impl State {
             .values()
             .map(|g| GroupPolicy {
                 group: g.group.clone(),
-                permissions: g.rules.values().cloned().collect(),
+                permissions: std::sync::Arc::new(g.rules.values().cloned().collect()),
             })
             .collect();
         groups.sort_by(|a, b| a.group.id.cmp(&b.group.id));

@@ -184,7 +184,7 @@ fn closeness_to_limits() {
         );
     }
     assert!(has(&w, "near-rule-limit", None));
-    w.snapshot.groups[0].permissions.truncate(150);
+    std::sync::Arc::make_mut(&mut w.snapshot.groups[0].permissions).truncate(150);
     assert!(!has(&w, "near-rule-limit", None));
 }
 

@@ -224,22 +224,43 @@ fn region_at(state: &AppState, region: &str, revision: u64) -> Result<Arc<Region
         account: model::AccountId::new(0),
         region: region.to_string(),
     };
+    // The newest earlier revision made: the next is made from it, reading and hashing again
+    // only what the change log names since (a tenant's write costs the feed what it
+    // touched, not the region), and its hashes say what changed since.
+    let before = {
+        let regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
+        regions
+            .get(region)
+            .and_then(|h| h.last_key_value())
+            .map(|(_, at)| at.clone())
+    };
     // Revision, placements and policy from one read transaction: they describe one state.
-    let (revision, bound, snapshot) = state.control.read(&ctx, |tx| {
-        Ok((
-            tx.revision()?,
-            tx.bound_interfaces()?,
-            tx.region_snapshot()?,
-        ))
+    let (revision, bound, made) = state.control.read(&ctx, |tx| {
+        let revision = tx.revision()?;
+        let made = match &before {
+            Some(b) if b.revision < revision => {
+                tx.region_snapshot_after(&b.snapshot, b.revision)?
+            }
+            _ => None,
+        };
+        let made = match made {
+            Some((snapshot, dirty)) => (snapshot, Some(dirty)),
+            None => (tx.region_snapshot()?, None),
+        };
+        Ok((revision, tx.bound_interfaces()?, made))
     })?;
-    let hashes = policy::delta::RegionHashes::new(&snapshot, &state.feed.keys);
-    let mut regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
-    let history = regions.entry(region.to_string()).or_default();
-    // Against the newest earlier revision, so that the hashes also say what changed since.
-    let hashes = match history.last_key_value() {
-        Some((earlier, before)) if *earlier < revision => hashes.after(*earlier, &before.hashes),
+    let (snapshot, dirty) = made;
+    let keys = &state.feed.keys;
+    let hashes = match (&before, dirty) {
+        (Some(b), Some(dirty)) => b.hashes.refreshed(&snapshot, &dirty, keys),
+        _ => policy::delta::RegionHashes::new(&snapshot, keys),
+    };
+    let hashes = match &before {
+        Some(b) if b.revision < revision => hashes.after(b.revision, &b.hashes),
         _ => hashes,
     };
+    let mut regions = state.feed.regions.lock().unwrap_or_else(|e| e.into_inner());
+    let history = regions.entry(region.to_string()).or_default();
     let at = Arc::new(RegionAt {
         region: region.to_string(),
         revision,

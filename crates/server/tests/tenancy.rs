@@ -708,3 +708,173 @@ async fn an_accounts_share_holds_what_its_verdicts_need() {
         }
     }
 }
+
+/// The agent feed makes each revision's region policy from the one before, reading again
+/// only what the change log names (`Tx::region_snapshot_after`); after random commands of
+/// every kind that moves a policy (one or two at a time, refused ones included), it is the
+/// policy a whole read gives.
+#[tokio::test]
+async fn the_feeds_region_made_from_the_last_is_the_whole_read() {
+    for seed in 20..23u64 {
+        let (dir, app) = common::two_accounts();
+        let control = control::Control::open(dir.path(), control::Limits::default()).unwrap();
+        let ctx = control::Ctx {
+            account: model::AccountId::new(1),
+            region: "cn-hangzhou".into(),
+        };
+        let whole = || control.read(&ctx, |tx| tx.region_snapshot()).unwrap();
+        let at = || control.read(&ctx, |tx| tx.revision()).unwrap();
+        let (mut last, mut revision) = (whole(), at());
+        let mut check = |what: &str| {
+            let (now, made) = control
+                .read(&ctx, |tx| {
+                    Ok((tx.revision()?, tx.region_snapshot_after(&last, revision)?))
+                })
+                .unwrap();
+            let (made, _) = made.unwrap_or_else(|| panic!("seed {seed}: {what}: a whole read"));
+            assert_eq!(
+                sorted(made.clone()),
+                sorted(whole()),
+                "seed {seed}: after {what}"
+            );
+            (last, revision) = (made, now);
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (Fleet::default(), Fleet::default());
+        build(&app, common::signed, &mut rng, &mut a).await;
+        check("A's fleet");
+        build(&app, common::signed_other, &mut rng, &mut b).await;
+        check("B's fleet");
+        let mut done = std::collections::BTreeMap::new();
+        // Every pairing once, so that joins, leaves, attachments and detachments happen.
+        for (action, other, key) in [
+            ("JoinSecurityGroup", &a.groups, "SecurityGroupId"),
+            ("LeaveSecurityGroup", &a.groups, "SecurityGroupId"),
+            (
+                "AttachNetworkInterface",
+                &a.interfaces,
+                "NetworkInterfaceId",
+            ),
+            (
+                "DetachNetworkInterface",
+                &a.interfaces,
+                "NetworkInterfaceId",
+            ),
+        ] {
+            for i in &a.instances {
+                for o in other {
+                    let params = [("Action", action), ("InstanceId", i), (key, o)];
+                    if common::call(&app, &common::signed(&params))
+                        .await
+                        .0
+                        .is_success()
+                    {
+                        *done.entry(action.to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+            check(action);
+        }
+        for step in 0..80 {
+            let pick =
+                |v: &Vec<String>, rng: &mut StdRng| v.choose(rng).cloned().unwrap_or_default();
+            let (i, g, n) = (
+                pick(&a.instances, &mut rng),
+                pick(&a.groups, &mut rng),
+                pick(&a.interfaces, &mut rng),
+            );
+            let (rule, list, ports) = (
+                pick(&a.rules, &mut rng),
+                pick(&a.prefix_lists, &mut rng),
+                pick(&a.port_range_lists, &mut rng),
+            );
+            let vsw = pick(&a.vswitches, &mut rng);
+            let command: Vec<(&str, String)> = match rng.random_range(0..14) {
+                12 => vec![
+                    ("Action", "CreateNetworkInterface".into()),
+                    ("VSwitchId", vsw),
+                    ("SecurityGroupId", g),
+                ],
+                0 => vec![
+                    ("Action", "JoinSecurityGroup".into()),
+                    ("InstanceId", i),
+                    ("SecurityGroupId", g),
+                ],
+                1 => vec![
+                    ("Action", "LeaveSecurityGroup".into()),
+                    ("InstanceId", i),
+                    ("SecurityGroupId", g),
+                ],
+                2 => vec![
+                    ("Action", "RevokeSecurityGroup".into()),
+                    ("SecurityGroupId", g),
+                    ("SecurityGroupRuleId.1", rule),
+                ],
+                3 => vec![
+                    ("Action", "AttachNetworkInterface".into()),
+                    ("NetworkInterfaceId", n),
+                    ("InstanceId", i),
+                ],
+                4 => vec![
+                    ("Action", "DetachNetworkInterface".into()),
+                    ("NetworkInterfaceId", n),
+                    ("InstanceId", i),
+                ],
+                5 => vec![
+                    ("Action", "AssignPrivateIpAddresses".into()),
+                    ("NetworkInterfaceId", n),
+                    ("SecondaryPrivateIpAddressCount", "1".into()),
+                ],
+                6 => vec![
+                    ("Action", "ModifyPrefixList".into()),
+                    ("PrefixListId", list),
+                    ("AddEntry.1.Cidr", format!("10.{}.0.0/16", 100 + step)),
+                ],
+                7 => vec![
+                    ("Action", "ModifyPortRangeList".into()),
+                    ("PortRangeListId", ports),
+                    (
+                        "AddEntry.1.PortRange",
+                        format!("{}/{}", 9000 + step, 9000 + step),
+                    ),
+                ],
+                8 => vec![
+                    ("Action", "DeleteInstance".into()),
+                    ("InstanceId", i),
+                    ("Force", "true".into()),
+                ],
+                9 => vec![
+                    ("Action", "ModifySecurityGroupPolicy".into()),
+                    ("SecurityGroupId", g),
+                    ("InnerAccessPolicy", "Drop".into()),
+                ],
+                10 => vec![
+                    ("Action", "DeleteNetworkInterface".into()),
+                    ("NetworkInterfaceId", n),
+                ],
+                _ => vec![
+                    ("Action", "AuthorizeSecurityGroup".into()),
+                    ("SecurityGroupId", g),
+                    ("IpProtocol", "tcp".into()),
+                    ("PortRange", "1/65535".into()),
+                    ("SourcePrefixListId", list),
+                ],
+            };
+            let borrowed: Vec<(&str, &str)> =
+                command.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, body) = common::call(&app, &common::signed(&borrowed)).await;
+            if let Some(n) = body["NetworkInterfaceId"].as_str() {
+                a.interfaces.push(n.to_string());
+            }
+            if status.is_success() {
+                *done.entry(command[0].1.clone()).or_insert(0) += 1;
+            }
+            // Every other step two commands at once: the log since then names both.
+            if step % 2 == 1 {
+                check(&format!("{command:?}"));
+            }
+        }
+        eprintln!("seed {seed}: done {done:?}");
+        assert!(done.len() >= 6, "seed {seed}: only {done:?} succeeded");
+    }
+}

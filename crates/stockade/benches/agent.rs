@@ -221,11 +221,11 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
     };
     let mut groups = vec![GroupPolicy {
         group: sg("sg-big"),
-        permissions: Vec::new(),
+        permissions: Default::default(),
     }];
     for g in 0..100 {
         let id = format!("sg-g{g}");
-        let permissions = (0..rules)
+        let permissions: Vec<model::Permission> = (0..rules)
             .map(|r| {
                 let port = 1000 + (g * rules + r) as u16 % 60000;
                 let mut f = PermissionFields {
@@ -250,7 +250,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             .collect();
         groups.push(GroupPolicy {
             group: sg(&id),
-            permissions,
+            permissions: permissions.into(),
         });
     }
     let ip = |n: usize| std::net::Ipv4Addr::from(0xC612_0000u32 + n as u32); // 198.18.0.0 + n

@@ -283,7 +283,8 @@ fn policy(rules: &[set::Rule], n: usize) -> Snapshot {
             )
             .expect("mapped rule is valid")
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let mut instances = vec![instance("i-bench", INSTANCE, "sg-bench")];
     instances.extend((1..=50).map(|k| {
         instance(
@@ -300,7 +301,7 @@ fn policy(rules: &[set::Rule], n: usize) -> Snapshot {
             },
             GroupPolicy {
                 group: set::group("sg-peers"),
-                permissions: vec![],
+                permissions: Default::default(),
             },
         ],
         instances,

@@ -52,7 +52,7 @@ impl World {
                 vpc_id: vpc.map(|v| v.parse().unwrap()),
                 inner_access_policy: inner,
             },
-            permissions: vec![],
+            permissions: Default::default(),
         });
         self
     }
@@ -71,7 +71,7 @@ impl World {
         let p = fields
             .parse(id.parse().unwrap(), direction, g.group.network())
             .expect("valid rule");
-        g.permissions.push(p);
+        std::sync::Arc::make_mut(&mut g.permissions).push(p);
         id
     }
 

@@ -259,12 +259,12 @@ impl World {
                         InnerAccessPolicy::Accept
                     },
                 },
-                permissions: vec![],
+                permissions: Default::default(),
             })
             .collect();
         for (n, seed) in self.rules.iter().enumerate() {
             if let Some(p) = self.permission(seed, n) {
-                groups[seed.group].permissions.push(p);
+                std::sync::Arc::make_mut(&mut groups[seed.group].permissions).push(p);
             }
         }
         let instances = self

@@ -437,6 +437,14 @@ pub(super) fn preview(
     mine.extend(interfaces);
     let mut items = Vec::new();
     for id in &mine {
+        // Only the instances the change can affect are judged: the part of the policy that
+        // decides an instance's flows is its closure (its groups with their rules, the
+        // groups they name, the members of both, the lists), so where the change left that
+        // alike, no flow of the instance flips.
+        let local = std::collections::BTreeSet::from([id.clone()]);
+        if before.closure(&local) == after.closure(&local) {
+            continue;
+        }
         // A classic instance with a public address has an internet interface too, with
         // rules of its own.
         let internet = will
