@@ -1,9 +1,10 @@
 //! Noisy neighbours (DESIGN.md §7, availability is tenancy): account A, with a few groups
-//! and instances, asks its questions while account B writes a rule twice a second (a fresh
-//! revision before each of A's questions); first with B holding nearly nothing, then with
-//! B at its quotas (1,000 groups of 200 rules, 1,000 instances in 5 groups each), in one run.
-//! Printed: A's p50/p99 for each action in both phases, their ratio, and the server's
-//! resident memory after each phase.
+//! and instances, asks its questions while account B writes (a rule, then its revocation):
+//! once before each of A's questions (every question finds a fresh revision: the worst
+//! case) and twice a second in the background; first with B holding nearly nothing, then
+//! with B at its quotas (1,000 groups of 200 rules, 1,000 instances in 5 groups each), in
+//! one run, with an agent following the region throughout. Printed: A's p50/p99 for each
+//! action in both phases, their ratio, and the server's resident memory after each phase.
 //!
 //! `cargo bench -p server --bench neighbours`; `STOCKADE_BENCH_QUICK=1` (and `cargo test`)
 //! runs B at 20 groups of 20 rules and 20 instances.
@@ -139,10 +140,39 @@ async fn fill(
     }
 }
 
-/// A's questions, each after one write of B: p50 and p99 of each, in milliseconds.
+/// How B writes while A asks.
+#[derive(Clone, Copy)]
+enum Plan {
+    /// One write (a rule, then its revocation) before each of A's questions, `rounds` times
+    /// through them: every question finds a fresh revision.
+    BeforeEach(usize),
+    /// A write twice a second in the background, A asking without pause for `secs`.
+    TwiceASecond(u64),
+}
+
+/// B's `n`th write: a rule it then takes back, so B stays at its quota.
+async fn b_write(router: &axum::Router, b_group: &str, n: usize) {
+    let port = format!("{}/{}", 30000 + n % 30000, 30000 + n % 30000);
+    for action in ["AuthorizeSecurityGroup", "RevokeSecurityGroup"] {
+        call(
+            router,
+            B,
+            &[
+                ("Action", action),
+                ("SecurityGroupId", b_group),
+                ("IpProtocol", "udp"),
+                ("PortRange", &port),
+                ("SourceCidrIp", "192.0.2.0/24"),
+            ],
+        )
+        .await;
+    }
+}
+
+/// A's questions while B writes as `plan` says: p50 and p99 of each, in milliseconds.
 async fn phase(
     router: &axum::Router,
-    rounds: usize,
+    plan: Plan,
     a: &(String, String, String),
     b_group: &str,
 ) -> Vec<(&'static str, f64, f64)> {
@@ -186,27 +216,35 @@ async fn phase(
         ),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); questions.len()];
-    for round in 0..rounds {
-        for (k, (_, params)) in questions.iter().enumerate() {
-            // B's write: a rule it then takes back, so B stays at its quota.
-            let port = format!("{}/{}", 30000 + round, 30000 + round);
-            for action in ["AuthorizeSecurityGroup", "RevokeSecurityGroup"] {
-                call(
-                    router,
-                    B,
-                    &[
-                        ("Action", action),
-                        ("SecurityGroupId", b_group),
-                        ("IpProtocol", "udp"),
-                        ("PortRange", &port),
-                        ("SourceCidrIp", "192.0.2.0/24"),
-                    ],
-                )
-                .await;
+    match plan {
+        Plan::BeforeEach(rounds) => {
+            for round in 0..rounds {
+                for (k, (_, params)) in questions.iter().enumerate() {
+                    b_write(router, b_group, round * questions.len() + k).await;
+                    let t = Instant::now();
+                    call(router, A, params).await;
+                    times[k].push(t.elapsed().as_secs_f64() * 1e3);
+                }
             }
-            let t = Instant::now();
-            call(router, A, params).await;
-            times[k].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Plan::TwiceASecond(secs) => {
+            let (writer, group) = (router.clone(), b_group.to_string());
+            let writes = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                for n in 0.. {
+                    tick.tick().await;
+                    b_write(&writer, &group, n).await;
+                }
+            });
+            let start = Instant::now();
+            while start.elapsed().as_secs() < secs {
+                for (k, (_, params)) in questions.iter().enumerate() {
+                    let t = Instant::now();
+                    call(router, A, params).await;
+                    times[k].push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            writes.abort();
         }
     }
     questions
@@ -223,11 +261,12 @@ async fn phase(
 fn main() {
     let quick =
         std::env::var("STOCKADE_BENCH_QUICK").is_ok() || !std::env::args().any(|a| a == "--bench");
-    let (groups, per_group, instances, rounds) = if quick {
-        (20, 20, 20, 3)
+    let (groups, per_group, instances, rounds, secs) = if quick {
+        (20, 20, 20, 3, 1)
     } else {
-        (1000, 200, 1000, 200)
+        (1000, 200, 1000, 200, 20)
     };
+    let plans = [Plan::BeforeEach(rounds), Plan::TwiceASecond(secs)];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -284,7 +323,10 @@ fn main() {
             .expect("group")
             .to_string()
     });
-    let alone = rt.block_on(phase(&router, rounds, &a, &b_group));
+    let alone: Vec<_> = plans
+        .iter()
+        .map(|&plan| rt.block_on(phase(&router, plan, &a, &b_group)))
+        .collect();
     let alone_mib = rss_mib();
     let t = Instant::now();
     rt.block_on(fill(
@@ -297,16 +339,25 @@ fn main() {
         "\nB filled: {groups} groups of {per_group} rules, {instances} instances in 5 groups each ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
-    let crowded = rt.block_on(phase(&router, rounds, &a, &b_group));
+    let crowded: Vec<_> = plans
+        .iter()
+        .map(|&plan| rt.block_on(phase(&router, plan, &a, &b_group)))
+        .collect();
     let crowded_mib = rss_mib();
-    println!("\nA's latency (ms) after each write of B, {rounds} rounds: B nearly empty → B at its quotas");
-    println!("| action | alone p50 | alone p99 | beside B p50 | beside B p99 | p99 ratio |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for ((name, p50, p99), (_, q50, q99)) in alone.iter().zip(&crowded) {
-        println!(
-            "| {name} | {p50:.2} | {p99:.2} | {q50:.2} | {q99:.2} | {:.1} |",
-            q99 / p99
-        );
+    let titles = [
+        format!("after each write of B ({rounds} rounds)"),
+        format!("while B writes twice a second ({secs} s)"),
+    ];
+    for ((title, alone), crowded) in titles.iter().zip(&alone).zip(&crowded) {
+        println!("\nA's latency (ms) {title}: B nearly empty → B at its quotas");
+        println!("| action | alone p50 | alone p99 | beside B p50 | beside B p99 | p99 ratio |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for ((name, p50, p99), (_, q50, q99)) in alone.iter().zip(crowded) {
+            println!(
+                "| {name} | {p50:.2} | {p99:.2} | {q50:.2} | {q99:.2} | {:.1} |",
+                q99 / p99
+            );
+        }
     }
     println!("\nserver resident memory: {alone_mib:.0} MiB → {crowded_mib:.0} MiB");
     let rules = (groups * per_group) as f64;
