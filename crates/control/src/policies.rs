@@ -359,6 +359,90 @@ impl Tx<'_> {
         Ok(Some((new, dirty)))
     }
 
+    /// Whether a commit since revision `since` may have changed `share`, the caller's share
+    /// then (`account_policy`): whether the change log names one of its items, a member of
+    /// the caller's, or an instance or interface now in one of its groups. When not, the
+    /// share (and the engine compiled over it) stands: another account's writes cost the
+    /// caller's questions one indexed look per subject, not a read of the share. Errs on
+    /// the side of `true` (a subject it does not know; more subjects than are worth
+    /// checking).
+    pub fn share_touched(&self, share: &policy::Snapshot, since: u64) -> Result<bool> {
+        const MOST_SUBJECTS: usize = 256;
+        let rows = self.db.query(
+            "SELECT DISTINCT kind, subject FROM change_log WHERE revision > ?1",
+            args![since as i64],
+        )?;
+        if rows.len() > MOST_SUBJECTS {
+            return Ok(true);
+        }
+        let groups: BTreeSet<&str> = share.groups.iter().map(|g| g.group.id.as_str()).collect();
+        let held = |id: &str| {
+            share.instances.iter().any(|m| {
+                m.id.as_str() == id || m.attached_to.as_ref().is_some_and(|i| i.as_str() == id)
+            })
+        };
+        let account = self.ctx.account.get() as i64;
+        // Whether an instance or interface is the caller's or in one of the share's groups.
+        let joins = |sql: &str, id: &str| -> Result<bool> {
+            for r in self.db.query(sql, args![id])? {
+                if r.int(0)? == account || groups.contains(r.text(1)?.as_str()) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        for r in &rows {
+            let (kind, subject) = (r.text(0)?, r.text(1)?);
+            let touched = if subject.parse::<SecurityGroupId>().is_ok() {
+                groups.contains(subject.as_str())
+            } else if subject.parse::<InstanceId>().is_ok() {
+                held(&subject)
+                    || joins(
+                        "SELECT i.account_id, COALESCE(m.group_id, '') FROM instances i
+                         LEFT JOIN memberships m ON m.instance_id = i.id WHERE i.id = ?1
+                         UNION ALL
+                         SELECT n.account_id, im.group_id FROM network_interfaces n
+                         JOIN interface_memberships im ON im.interface_id = n.id
+                         WHERE n.instance_id = ?1",
+                        &subject,
+                    )?
+            } else if subject.parse::<model::NetworkInterfaceId>().is_ok() {
+                held(&subject)
+                    || joins(
+                        "SELECT n.account_id, '' FROM network_interfaces n WHERE n.id = ?1
+                         UNION ALL
+                         SELECT n.account_id, im.group_id FROM network_interfaces n
+                         JOIN interface_memberships im ON im.interface_id = n.id WHERE n.id = ?1",
+                        &subject,
+                    )?
+                    || self
+                        .db
+                        .query_opt(
+                            "SELECT instance_id FROM network_interfaces WHERE id = ?1",
+                            args![subject.as_str()],
+                        )?
+                        .and_then(|r| r.opt_text(0).ok().flatten())
+                        .is_some_and(|i| held(&i))
+            } else if subject.parse::<model::PrefixListId>().is_ok() {
+                share.prefix_lists.iter().any(|l| l.id.as_str() == subject)
+            } else if subject.parse::<model::PortRangeListId>().is_ok() {
+                share
+                    .port_range_lists
+                    .iter()
+                    .any(|l| l.id.as_str() == subject)
+            } else {
+                subject.parse::<model::VpcId>().is_err()
+                    && subject.parse::<model::VSwitchId>().is_err()
+                    && !kind.ends_with("AgentToken")
+                    && kind != "Write"
+            };
+            if touched {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A prefix list as the engine takes it, if the region holds it.
     fn prefix_list_policy(&self, id: &model::PrefixListId) -> Result<Option<policy::PrefixList>> {
         Ok(self

@@ -542,6 +542,27 @@ fn shares(control: &Control) {
         sorted(share.closure(&members)),
         sorted(region.closure(&members))
     );
+    // B's write elsewhere leaves A's share untouched; A's own touches it; the region made
+    // from the last one by what the log names is the whole read.
+    let at = control.read(&a, |tx| tx.revision()).unwrap();
+    let (b_web, b_db, _, _, b_j) = &ids[1];
+    write(control, &b, |tx| {
+        tx.authorize(b_db, &[tcp(6379, "10.0.0.0/8")])
+    })
+    .unwrap();
+    write(control, &b, |tx| tx.join(b_j, b_web)).unwrap();
+    assert!(!control.read(&a, |tx| tx.share_touched(&share, at)).unwrap());
+    write(control, &a, |tx| {
+        tx.authorize(db, &[tcp(6379, "10.0.0.0/8")])
+    })
+    .unwrap();
+    assert!(control.read(&a, |tx| tx.share_touched(&share, at)).unwrap());
+    let (made, _) = control
+        .read(&a, |tx| tx.region_snapshot_after(&region, at))
+        .unwrap()
+        .expect("made from the last");
+    let whole = control.read(&a, |tx| tx.region_snapshot()).unwrap();
+    assert_eq!(sorted(made), sorted(whole));
 }
 
 fn run_all(control: &Control, backend: &str) {

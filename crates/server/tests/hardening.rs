@@ -1132,3 +1132,82 @@ async fn analysis_never_cuts_around_another_accounts_members() {
         "{finding}"
     );
 }
+
+/// A's compiled share is kept across other accounts' writes only while none touches it: an
+/// instance of B joining the group A's rule names changes A's verdict at once.
+#[tokio::test]
+async fn another_accounts_join_of_a_named_group_reaches_the_callers_verdicts() {
+    let (_dir, app) = common::two_accounts();
+    let (mine, my_instance) = classic_member(&app, signed).await;
+    let (theirs, _) = classic_member(&app, common::signed_other).await;
+    let (elsewhere, newcomer) = classic_member(&app, common::signed_other).await;
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "5432/5432"),
+            ("SourceGroupId", &theirs),
+            ("SourceGroupOwnerAccount", "other"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, described) = call(
+        &app,
+        &common::signed_other(&[
+            ("Action", "DescribeInstances"),
+            ("InstanceIds", &format!("[\"{newcomer}\"]")),
+        ]),
+    )
+    .await;
+    let address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let verdict = || {
+        let (app, address, my_instance) = (app.clone(), address.clone(), my_instance.clone());
+        async move {
+            let (status, body) = call(
+                &app,
+                &signed(&[
+                    ("Action", "DescribeFlowVerdict"),
+                    ("SourceIp", &address),
+                    ("DestinationInstanceId", &my_instance),
+                    ("IpProtocol", "tcp"),
+                    ("DestinationPort", "5432"),
+                ]),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["Verdict"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(verdict().await, "Drop", "{newcomer} is not in {theirs} yet");
+    // Writes of B elsewhere leave A's share (and its verdict) as it was.
+    let (status, body) = call(
+        &app,
+        &common::signed_other(&[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &elsewhere),
+            ("IpProtocol", "udp"),
+            ("PortRange", "53/53"),
+            ("SourceCidrIp", "10.0.0.0/8"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(verdict().await, "Drop");
+    let (status, body) = call(
+        &app,
+        &common::signed_other(&[
+            ("Action", "JoinSecurityGroup"),
+            ("InstanceId", &newcomer),
+            ("SecurityGroupId", &theirs),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(verdict().await, "Accept", "the join reaches A's verdict");
+}

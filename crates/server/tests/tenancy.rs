@@ -745,6 +745,42 @@ async fn the_feeds_region_made_from_the_last_is_the_whole_read() {
         check("A's fleet");
         build(&app, common::signed_other, &mut rng, &mut b).await;
         check("B's fleet");
+        // B's rule names A's classic group (as ECS allows): A's commands move B's share.
+        ok(
+            &app,
+            common::signed_other,
+            &[
+                ("Action", "AuthorizeSecurityGroup"),
+                ("SecurityGroupId", &b.classic_groups[0]),
+                ("IpProtocol", "tcp"),
+                ("PortRange", "443/443"),
+                ("SourceGroupId", &a.classic_groups[0]),
+                ("SourceGroupOwnerAccount", "tester"),
+            ],
+        )
+        .await;
+        check("B's reference");
+        // Each account's share as its analyses keep it: kept while no commit touches it,
+        // which must then be exactly the share read afresh.
+        let owners: BTreeSet<model::AccountId> =
+            whole().groups.iter().map(|g| g.group.owner).collect();
+        assert_eq!(owners.len(), 2, "seed {seed}: both accounts hold groups");
+        let accounts: Vec<control::Ctx> = owners
+            .into_iter()
+            .map(|account| control::Ctx {
+                account,
+                region: "cn-hangzhou".into(),
+            })
+            .collect();
+        let mut shares: Vec<(policy::Snapshot, u64)> = accounts
+            .iter()
+            .map(|c| {
+                control
+                    .read(c, |tx| Ok((tx.account_policy()?, tx.revision()?)))
+                    .unwrap()
+            })
+            .collect();
+        let (mut kept_shares, mut touched_shares) = (0, 0);
         let mut done = std::collections::BTreeMap::new();
         // Every pairing once, so that joins, leaves, attachments and detachments happen.
         for (action, other, key) in [
@@ -872,9 +908,37 @@ async fn the_feeds_region_made_from_the_last_is_the_whole_read() {
             // Every other step two commands at once: the log since then names both.
             if step % 2 == 1 {
                 check(&format!("{command:?}"));
+                for (c, (share, at)) in accounts.iter().zip(&mut shares) {
+                    let (touched, now, revision) = control
+                        .read(c, |tx| {
+                            Ok((
+                                tx.share_touched(share, *at)?,
+                                tx.account_policy()?,
+                                tx.revision()?,
+                            ))
+                        })
+                        .unwrap();
+                    if !touched {
+                        assert_eq!(
+                            *share, now,
+                            "seed {seed}: {command:?} moved {}'s share unseen",
+                            c.account
+                        );
+                        kept_shares += 1;
+                    } else {
+                        touched_shares += 1;
+                    }
+                    (*share, *at) = (now, revision);
+                }
             }
         }
-        eprintln!("seed {seed}: done {done:?}");
+        eprintln!(
+            "seed {seed}: done {done:?}, shares kept {kept_shares}, touched {touched_shares}"
+        );
+        assert!(
+            kept_shares > 5 && touched_shares > 5,
+            "seed {seed}: shares kept {kept_shares}, touched {touched_shares}"
+        );
         assert!(done.len() >= 6, "seed {seed}: only {done:?} succeeded");
     }
 }

@@ -29,7 +29,20 @@ use crate::AppState;
 /// compilation of A's own share. No lock is held while reading or compiling.
 #[derive(Default)]
 pub(crate) struct EngineCache {
-    by_account: Mutex<HashMap<(String, model::AccountId), AtRevision<Engine>>>,
+    by_account: Mutex<HashMap<(String, model::AccountId), AtRevision<Compiled>>>,
+}
+
+/// An account's share and the engine compiled over it.
+pub(crate) struct Compiled {
+    share: policy::Snapshot,
+    engine: Engine,
+}
+
+impl std::ops::Deref for Compiled {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 /// A value made at a store revision.
@@ -45,8 +58,9 @@ fn engine_of(snapshot: &policy::Snapshot) -> Result<Engine> {
 }
 
 /// The engine over the caller's share at the store's current revision (see
-/// [`EngineCache`]).
-fn share(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
+/// [`EngineCache`]): the one kept when no commit since touched the share (another account's
+/// write costs one look at the change log), else compiled over the share read again.
+fn share(state: &AppState, ctx: &Ctx) -> Result<Arc<Compiled>> {
     let revision = state.control.revision()?;
     let key = (ctx.region.clone(), ctx.account);
     let lock = || {
@@ -54,19 +68,28 @@ fn share(state: &AppState, ctx: &Ctx) -> Result<Arc<Engine>> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     };
-    if let Some((at, share)) = lock().get(&key) {
-        if *at == revision {
-            return Ok(share.clone());
+    let kept = lock().get(&key).cloned();
+    let compiled = match kept {
+        Some((at, c)) if at == revision => return Ok(c),
+        Some((at, c))
+            if !state
+                .control
+                .read(ctx, |tx| tx.share_touched(&c.share, at))? =>
+        {
+            c
         }
-    }
-    let policy = state.control.read(ctx, |tx| tx.account_policy())?;
-    let share = Arc::new(engine_of(&policy)?);
+        _ => {
+            let share = state.control.read(ctx, |tx| tx.account_policy())?;
+            let engine = engine_of(&share)?;
+            Arc::new(Compiled { share, engine })
+        }
+    };
     let mut kept = lock();
     if kept.len() >= SHARES_KEPT {
         kept.clear();
     }
-    kept.insert(key, (revision, share.clone()));
-    Ok(share)
+    kept.insert(key, (revision, compiled.clone()));
+    Ok(compiled)
 }
 
 /// One end of a flow question: an instance, a network interface (the flow crosses it, so
@@ -399,7 +422,7 @@ pub(super) fn exposure(call: &Call) -> Result<Reply> {
     };
     // The same compiled engine DescribeFlowVerdict uses, rebuilt only when the policy moved.
     let share = share(call.state, call.ctx)?;
-    let engine = share.as_ref();
+    let engine = &share.engine;
     let viewer = policy::exposure::Viewer::Account(call.ctx.account);
     let exposed = policy::exposure::exposure_in(engine, &member, nic, Direction::Ingress, viewer)?;
     let mine = owned_by(engine.state(), call.ctx.account);
@@ -524,7 +547,7 @@ pub(super) fn reachability(call: &Call) -> Result<Reply> {
     };
     // The caller's share compiled for the flow questions at this revision serves here too.
     let share = share(call.state, call.ctx)?;
-    let matrix = policy::reach::reach(share.as_ref(), &services)?;
+    let matrix = policy::reach::reach(&share.engine, &services)?;
     let mine = owned_by(share.state(), call.ctx.account);
     // Classes share one group list, and groups are one account's: a class is all the
     // caller's or none of it.
