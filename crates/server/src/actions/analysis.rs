@@ -25,8 +25,9 @@ use crate::AppState;
 /// (its closure at A's members is the region's: property-tested in `policy`, and checked
 /// over random fleets in `tests/tenancy.rs`). So the share is read by queries over what it
 /// holds, and compiled, in time proportional to it: what another account holds, however
-/// large, costs A's questions nothing, and another account's write costs A one read and
-/// compilation of A's own share. No lock is held while reading or compiling.
+/// large, costs A's questions nothing, and another account's write costs A a look at what
+/// the write touched (`Tx::share_touched`), and a read and compilation of A's own share only
+/// when it touched that share. No lock is held while reading or compiling.
 #[derive(Default)]
 pub(crate) struct EngineCache {
     by_account: Mutex<HashMap<(String, model::AccountId), AtRevision<Compiled>>>,
