@@ -563,6 +563,33 @@ fn shares(control: &Control) {
         .expect("made from the last");
     let whole = control.read(&a, |tx| tx.region_snapshot()).unwrap();
     assert_eq!(sorted(made), sorted(whole));
+    // A list no rule names is in no policy the engine takes; named, it is.
+    let list = write(control, &a, |tx| {
+        tx.create_prefix_list(&control::CreatePrefixList {
+            name: "l".into(),
+            description: String::new(),
+            family: control::AddressFamily::V4,
+            max_entries: 2,
+            entries: vec![("192.0.2.0/24".parse().unwrap(), String::new())],
+        })
+    })
+    .unwrap();
+    let lists = |s: &policy::Snapshot| s.prefix_lists.iter().any(|l| l.id == list);
+    assert!(!lists(&control.read(&a, |tx| tx.account_policy()).unwrap()));
+    assert!(!lists(
+        &control.read(&a, |tx| tx.region_snapshot()).unwrap()
+    ));
+    let by_list = PermissionFields {
+        ip_protocol: Some("tcp".into()),
+        port_range: Some("22/22".into()),
+        prefix_list_id: Some(list.to_string()),
+        ..Default::default()
+    }
+    .spec(Direction::Ingress)
+    .unwrap();
+    write(control, &a, |tx| tx.authorize(web, &[by_list])).unwrap();
+    assert!(lists(&control.read(&a, |tx| tx.account_policy()).unwrap()));
+    assert!(lists(&control.read(&a, |tx| tx.region_snapshot()).unwrap()));
 }
 
 fn run_all(control: &Control, backend: &str) {
