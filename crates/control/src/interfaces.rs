@@ -263,7 +263,7 @@ impl Tx<'_> {
         self.check_groups(&req.security_groups, Some(&vswitch.vpc_id), 1)?;
         let private_ip = match req.private_ip {
             Some(ip) => {
-                if !crate::network::usable(&vswitch.cidr).any(|a| a == ip) {
+                if !crate::addressing::usable(&vswitch.cidr).any(|a| a == ip) {
                     return Err(ControlError::PrivateIpNotInVSwitch(ip));
                 }
                 if self.address_taken(ip, Some(&vswitch.vpc_id))? {
@@ -616,7 +616,7 @@ impl Tx<'_> {
         }
         let mut added = Vec::with_capacity(given.len() + count);
         for (k, ip) in given.iter().enumerate() {
-            if !crate::network::usable(&vswitch.cidr).any(|a| a == *ip) {
+            if !crate::addressing::usable(&vswitch.cidr).any(|a| a == *ip) {
                 return Err(ControlError::PrivateIpNotInVSwitch(*ip));
             }
             if given[..k].contains(ip) || self.address_taken(*ip, Some(vpc))? {

@@ -7,6 +7,7 @@
 //! concurrent requests. This crate knows SQL but not HTTP; the `server` crate maps requests
 //! onto it.
 
+mod addressing;
 mod agent_tokens;
 mod error;
 mod groups;
@@ -18,6 +19,7 @@ pub mod pg;
 mod policies;
 mod port_range_lists;
 mod prefix_lists;
+mod scope;
 pub mod secrets;
 pub mod sql;
 pub mod store;
@@ -42,9 +44,9 @@ pub use network::{
     CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, SystemDisk,
     VSwitchRecord, VpcRecord,
 };
-pub(crate) use policies::Scope;
 pub use port_range_lists::{CreatePortRangeList, PortRangeListRecord};
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};
+pub(crate) use scope::Scope;
 pub use secrets::MasterKey;
 pub use tags::{tags_match, TaggedType};
 
