@@ -58,11 +58,60 @@ impl std::str::FromStr for Severity {
     }
 }
 
+/// The audit's checks, a closed set: each finding names the one that made it.
+macro_rules! checks {
+    ($($variant:ident => $wire:literal,)*) => {
+        /// One of the audit's checks.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Check {
+            $(
+                #[doc = concat!("`", $wire, "`.")]
+                $variant,
+            )*
+        }
+
+        impl Check {
+            /// Every check, in the order the audit runs them.
+            pub const ALL: &'static [Check] = &[$(Check::$variant),*];
+
+            /// Its name in answers (`Check` of `DescribeSecurityGroupAudit`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Check::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+checks! {
+    RiskyPortOpen => "risky-port-open",
+    AllProtocolsOpen => "all-protocols-open",
+    AllPortsOpen => "all-ports-open",
+    InternalRuleTooWide => "internal-rule-too-wide",
+    CidrInsteadOfGroup => "cidr-instead-of-group",
+    DuplicateRule => "duplicate-rule",
+    ShadowedRule => "shadowed-rule",
+    NearRuleLimit => "near-rule-limit",
+    NearGroupReferenceLimit => "near-group-reference-limit",
+    NearMemberLimit => "near-member-limit",
+    UnlabelledGroup => "unlabelled-group",
+    UnusedGroup => "unused-group",
+    LeaveRemovesLastGroup => "leave-removes-last-group",
+    OneGroupForMostInstances => "one-group-for-most-instances",
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// The check's name (`risky-port-open`, ...).
-    pub check: &'static str,
+    /// The check that made it.
+    pub check: Check,
     /// How serious.
     pub severity: Severity,
     /// The group concerned.
@@ -317,7 +366,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     .collect();
                 if !risky.is_empty() {
                     finding(
-                        "risky-port-open",
+                        Check::RiskyPortOpen,
                         Severity::High,
                         Some(p),
                         format!("{} opens risky port(s) {:?} to {}", p.id, risky, p.peer_display()),
@@ -328,7 +377,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     && reachable(&ingress, p, &protocols, &range_probes(&ingress, &ranges))
                 {
                     finding(
-                        "all-protocols-open",
+                        Check::AllProtocolsOpen,
                         Severity::High,
                         Some(p),
                         format!("{} accepts every protocol from {}", p.id, p.peer_display()),
@@ -338,7 +387,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     && reachable(&ingress, p, &protocols, &range_probes(&ingress, &ranges))
                 {
                     finding(
-                        "all-ports-open",
+                        Check::AllPortsOpen,
                         Severity::High,
                         Some(p),
                         format!(
@@ -360,7 +409,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 if (n.prefix_len() == 0 && classic) || *n == "10.0.0.0/8".parse::<IpNet>().expect("literal"));
             if internal && p.policy == Policy::Accept && too_wide {
                 finding(
-                    "internal-rule-too-wide",
+                    Check::InternalRuleTooWide,
                     Severity::Medium,
                     Some(p),
                     format!(
@@ -377,7 +426,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                         .map_or(0, |ips| ips.iter().filter(|a| n.contains(*a)).count());
                     if covered > 0 && n.prefix_len() > 0 {
                         finding(
-                            "cidr-instead-of-group",
+                            Check::CidrInsteadOfGroup,
                             Severity::Low,
                             Some(p),
                             format!("{} authorizes {n}, which holds {covered} instance address(es)", p.id),
@@ -392,7 +441,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
             for (i, (_, p)) in rules.iter().enumerate() {
                 if let Some((_, twin)) = rules[..i].iter().find(|(_, q)| q.same_rule(p)) {
                     finding(
-                        "duplicate-rule",
+                        Check::DuplicateRule,
                         Severity::Low,
                         Some(p),
                         format!("{} repeats {}", p.id, twin.id),
@@ -406,7 +455,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     && !reachable(&rules, p, &protocols, &range_probes(&rules, &ranges))
                 {
                     finding(
-                        "shadowed-rule",
+                        Check::ShadowedRule,
                         Severity::Low,
                         Some(p),
                         format!("{} can never decide: higher-priority rules cover everything it matches", p.id),
@@ -423,7 +472,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         let near = |used: usize, limit: usize| used as f64 >= cfg.near_limit * limit as f64;
         if near(g.len(), cfg.rules_per_group) {
             finding(
-                "near-rule-limit",
+                Check::NearRuleLimit,
                 Severity::Medium,
                 None,
                 format!("{gid} has {} of {} rules", g.len(), cfg.rules_per_group),
@@ -432,7 +481,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         }
         if g.group.group_type == GroupType::Normal && near(group_rules, cfg.group_rules_per_group) {
             finding(
-                "near-group-reference-limit",
+                Check::NearGroupReferenceLimit,
                 Severity::Medium,
                 None,
                 format!(
@@ -444,7 +493,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         }
         if g.group.group_type == GroupType::Normal && near(members, cfg.members_per_group) {
             finding(
-                "near-member-limit",
+                Check::NearMemberLimit,
                 Severity::Medium,
                 None,
                 format!("{gid} has {members} of {} instances", cfg.members_per_group),
@@ -456,7 +505,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 || (label.description.trim().is_empty() && label.tags == 0)
             {
                 finding(
-                    "unlabelled-group",
+                    Check::UnlabelledGroup,
                     Severity::Low,
                     None,
                     format!("{gid} has no name, or neither a description nor tags"),
@@ -466,7 +515,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         }
         if members == 0 && !referenced.contains(gid) {
             finding(
-                "unused-group",
+                Check::UnusedGroup,
                 Severity::Low,
                 None,
                 format!("{gid} has no instances and no rule references it"),
@@ -492,7 +541,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         if remaining == 0 {
             if let Some(last) = instance.security_groups.last() {
                 out.push(Finding {
-                    check: "leave-removes-last-group",
+                    check: Check::LeaveRemovesLastGroup,
                     severity: Severity::High,
                     group: last.clone(),
                     rule: None,
@@ -516,7 +565,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         for (g, n) in groups {
             if *total >= 10 && *n * 2 > *total {
                 out.push(Finding {
-                    check: "one-group-for-most-instances",
+                    check: Check::OneGroupForMostInstances,
                     severity: Severity::Medium,
                     group: (*g).clone(),
                     rule: None,

@@ -229,7 +229,7 @@ fn groups_need_a_name_and_a_description_or_tags() {
     cfg.labels.insert("sg-c".parse().unwrap(), label("", "", 0));
     let flagged: Vec<String> = audit(&state, &cfg)
         .into_iter()
-        .filter(|f| f.check == "unlabelled-group")
+        .filter(|f| f.check == policy::audit::Check::UnlabelledGroup)
         .map(|f| f.group.to_string())
         .collect();
     assert_eq!(flagged, ["sg-c"]);
@@ -252,7 +252,7 @@ fn planned_leaves_that_take_an_instance_out_of_every_group() {
         };
         audit(&state, &cfg)
             .into_iter()
-            .filter(|f| f.check == "leave-removes-last-group")
+            .filter(|f| f.check == policy::audit::Check::LeaveRemovesLastGroup)
             .map(|f| f.message)
             .collect::<Vec<_>>()
     };

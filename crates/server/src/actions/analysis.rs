@@ -253,7 +253,7 @@ pub fn audit_json(findings: &[policy::audit::Finding]) -> Value {
         .iter()
         .map(|f| {
             json!({
-                "Check": f.check,
+                "Check": f.check.as_str(),
                 "Severity": f.severity.as_str(),
                 "SecurityGroupId": f.group.to_string(),
                 "SecurityGroupRuleId": f.rule.as_ref().map(ToString::to_string).unwrap_or_default(),
