@@ -1,7 +1,8 @@
-//! The policy the engine takes, read from the store: the whole region's (what agents and
-//! the preview of an operator's change need) or one account's share of it (what that
-//! account's analysis needs), each read by queries over what it holds only, so an
-//! account's questions cost what its own share costs, however much another account stores.
+//! The policy the engine takes, read from the store: the whole region's (what the agent
+//! feed needs; after a commit, made from the last one by what the commit touched) or one
+//! account's share of it (what that account's analysis needs), each read by queries over
+//! what it holds only, so an account's questions cost what its own share costs, however
+//! much another account stores.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,45 @@ use model::{InstanceId, MemberId, Peer, SecurityGroupId};
 use crate::scope::Scope;
 use crate::sql::args;
 use crate::{GroupRecord, InstanceRecord, Result, Tx};
+
+/// What a change-log row is about, as far as policies go.
+enum Subject {
+    Group(SecurityGroupId),
+    Instance(InstanceId),
+    Interface(model::NetworkInterfaceId),
+    PrefixList(model::PrefixListId),
+    PortRangeList(model::PortRangeListId),
+    /// Nothing a policy holds: a VPC, a vSwitch, an agent token, or a commit that logged
+    /// nothing of its own (every command that changes a policy item logs it: the invariant
+    /// the incremental reads rest on).
+    Inert,
+    /// Something this module does not know: whoever reads must read whole.
+    Unknown,
+}
+
+impl Subject {
+    fn of(kind: &str, subject: &str) -> Subject {
+        if let Ok(g) = subject.parse() {
+            Subject::Group(g)
+        } else if let Ok(i) = subject.parse() {
+            Subject::Instance(i)
+        } else if let Ok(n) = subject.parse() {
+            Subject::Interface(n)
+        } else if let Ok(l) = subject.parse() {
+            Subject::PrefixList(l)
+        } else if let Ok(l) = subject.parse() {
+            Subject::PortRangeList(l)
+        } else if subject.parse::<model::VpcId>().is_ok()
+            || subject.parse::<model::VSwitchId>().is_ok()
+            || kind.ends_with("AgentToken")
+            || kind == "Write"
+        {
+            Subject::Inert
+        } else {
+            Subject::Unknown
+        }
+    }
+}
 
 /// An instance as the engine takes it: its primary interface's addresses, its groups.
 fn member(i: InstanceRecord) -> model::Instance {
@@ -146,51 +186,36 @@ impl Tx<'_> {
         old: &policy::Snapshot,
         since: u64,
     ) -> Result<Option<(policy::Snapshot, policy::delta::Dirty)>> {
-        /// Past this many distinct subjects one whole read is cheaper.
-        const MOST_SUBJECTS: usize = 2048;
-        let rows = self.db.query(
-            "SELECT DISTINCT kind, subject FROM change_log WHERE revision > ?1",
-            args![since as i64],
-        )?;
-        if rows.len() > MOST_SUBJECTS {
+        // Past 2,048 distinct subjects one whole read is cheaper.
+        let Some(subjects) = self.subjects_since(since, 2048)? else {
             return Ok(None);
-        }
+        };
         let (mut groups, mut bundles) = (BTreeSet::new(), BTreeSet::new());
         let mut lists = (BTreeSet::new(), BTreeSet::new());
-        for r in &rows {
-            let (kind, subject) = (r.text(0)?, r.text(1)?);
-            if let Ok(g) = subject.parse::<SecurityGroupId>() {
-                groups.insert(g);
-            } else if let Ok(i) = subject.parse::<InstanceId>() {
-                bundles.insert(i);
-            } else if let Ok(n) = subject.parse::<model::NetworkInterfaceId>() {
-                // An interface is its instance's bundle, where it is attached now and was.
-                if let Some(i) = self
-                    .db
-                    .query_opt(
-                        "SELECT instance_id FROM network_interfaces WHERE id = ?1 AND region = ?2",
-                        args![n.as_str(), &self.ctx.region],
-                    )?
-                    .and_then(|r| r.opt_text(0).transpose())
-                {
-                    bundles.insert(i?.parse()?);
+        for subject in subjects {
+            match subject {
+                Subject::Group(g) => {
+                    groups.insert(g);
                 }
-                let was = MemberId::Interface(n);
-                if let Some(m) = old.instances.iter().find(|m| m.id == was) {
-                    bundles.extend(m.attached_to.iter().cloned());
+                Subject::Instance(i) => {
+                    bundles.insert(i);
                 }
-            } else if let Ok(l) = subject.parse::<model::PrefixListId>() {
-                lists.0.insert(l);
-            } else if let Ok(l) = subject.parse::<model::PortRangeListId>() {
-                lists.1.insert(l);
-            } else if subject.parse::<model::VpcId>().is_err()
-                && subject.parse::<model::VSwitchId>().is_err()
-                && !kind.ends_with("AgentToken")
-                // A commit that logged nothing of its own changed no policy item: every
-                // command that changes one logs it (the invariant this read rests on).
-                && kind != "Write"
-            {
-                return Ok(None);
+                Subject::Interface(n) => {
+                    // An interface is its instance's bundle, where it is attached now and was.
+                    bundles.extend(self.attached_to(&n)?);
+                    let was = MemberId::Interface(n);
+                    if let Some(m) = old.instances.iter().find(|m| m.id == was) {
+                        bundles.extend(m.attached_to.iter().cloned());
+                    }
+                }
+                Subject::PrefixList(l) => {
+                    lists.0.insert(l);
+                }
+                Subject::PortRangeList(l) => {
+                    lists.1.insert(l);
+                }
+                Subject::Inert => {}
+                Subject::Unknown => return Ok(None),
             }
         }
         // (A group's subjects never change who is in it: joins and leaves name the instance
@@ -306,14 +331,9 @@ impl Tx<'_> {
     /// the side of `true` (a subject it does not know; more subjects than are worth
     /// checking).
     pub fn share_touched(&self, share: &policy::Snapshot, since: u64) -> Result<bool> {
-        const MOST_SUBJECTS: usize = 256;
-        let rows = self.db.query(
-            "SELECT DISTINCT kind, subject FROM change_log WHERE revision > ?1",
-            args![since as i64],
-        )?;
-        if rows.len() > MOST_SUBJECTS {
+        let Some(subjects) = self.subjects_since(since, 256)? else {
             return Ok(true);
-        }
+        };
         let groups: BTreeSet<&str> = share.groups.iter().map(|g| g.group.id.as_str()).collect();
         let held = |id: &str| {
             share.instances.iter().any(|m| {
@@ -330,56 +350,71 @@ impl Tx<'_> {
             }
             Ok(false)
         };
-        for r in &rows {
-            let (kind, subject) = (r.text(0)?, r.text(1)?);
-            let touched = if subject.parse::<SecurityGroupId>().is_ok() {
-                groups.contains(subject.as_str())
-            } else if subject.parse::<InstanceId>().is_ok() {
-                held(&subject)
-                    || joins(
-                        "SELECT i.account_id, COALESCE(m.group_id, '') FROM instances i
-                         LEFT JOIN memberships m ON m.instance_id = i.id WHERE i.id = ?1
-                         UNION ALL
-                         SELECT n.account_id, im.group_id FROM network_interfaces n
-                         JOIN interface_memberships im ON im.interface_id = n.id
-                         WHERE n.instance_id = ?1",
-                        &subject,
-                    )?
-            } else if subject.parse::<model::NetworkInterfaceId>().is_ok() {
-                held(&subject)
-                    || joins(
-                        "SELECT n.account_id, '' FROM network_interfaces n WHERE n.id = ?1
-                         UNION ALL
-                         SELECT n.account_id, im.group_id FROM network_interfaces n
-                         JOIN interface_memberships im ON im.interface_id = n.id WHERE n.id = ?1",
-                        &subject,
-                    )?
-                    || self
-                        .db
-                        .query_opt(
-                            "SELECT instance_id FROM network_interfaces WHERE id = ?1",
-                            args![subject.as_str()],
+        for subject in subjects {
+            let touched = match subject {
+                Subject::Group(g) => groups.contains(g.as_str()),
+                Subject::Instance(i) => {
+                    held(i.as_str())
+                        || joins(
+                            "SELECT i.account_id, COALESCE(m.group_id, '') FROM instances i
+                             LEFT JOIN memberships m ON m.instance_id = i.id WHERE i.id = ?1
+                             UNION ALL
+                             SELECT n.account_id, im.group_id FROM network_interfaces n
+                             JOIN interface_memberships im ON im.interface_id = n.id
+                             WHERE n.instance_id = ?1",
+                            i.as_str(),
                         )?
-                        .and_then(|r| r.opt_text(0).ok().flatten())
-                        .is_some_and(|i| held(&i))
-            } else if subject.parse::<model::PrefixListId>().is_ok() {
-                share.prefix_lists.iter().any(|l| l.id.as_str() == subject)
-            } else if subject.parse::<model::PortRangeListId>().is_ok() {
-                share
-                    .port_range_lists
-                    .iter()
-                    .any(|l| l.id.as_str() == subject)
-            } else {
-                subject.parse::<model::VpcId>().is_err()
-                    && subject.parse::<model::VSwitchId>().is_err()
-                    && !kind.ends_with("AgentToken")
-                    && kind != "Write"
+                }
+                Subject::Interface(n) => {
+                    held(n.as_str())
+                        || joins(
+                            "SELECT n.account_id, '' FROM network_interfaces n WHERE n.id = ?1
+                             UNION ALL
+                             SELECT n.account_id, im.group_id FROM network_interfaces n
+                             JOIN interface_memberships im ON im.interface_id = n.id
+                             WHERE n.id = ?1",
+                            n.as_str(),
+                        )?
+                        || self.attached_to(&n)?.is_some_and(|i| held(i.as_str()))
+                }
+                Subject::PrefixList(l) => share.prefix_lists.iter().any(|x| x.id == l),
+                Subject::PortRangeList(l) => share.port_range_lists.iter().any(|x| x.id == l),
+                Subject::Inert => false,
+                Subject::Unknown => true,
             };
             if touched {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// What the change log names since revision `since`, each once; `None` past `most`
+    /// (one whole read is then cheaper than looking at each).
+    fn subjects_since(&self, since: u64, most: usize) -> Result<Option<Vec<Subject>>> {
+        let rows = self.db.query(
+            "SELECT DISTINCT kind, subject FROM change_log WHERE revision > ?1",
+            args![since as i64],
+        )?;
+        if rows.len() > most {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|r| Ok(Subject::of(&r.text(0)?, &r.text(1)?)))
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    /// The instance an interface of the region is attached to, if any.
+    fn attached_to(&self, n: &model::NetworkInterfaceId) -> Result<Option<InstanceId>> {
+        self.db
+            .query_opt(
+                "SELECT instance_id FROM network_interfaces WHERE id = ?1 AND region = ?2",
+                args![n.as_str(), &self.ctx.region],
+            )?
+            .and_then(|r| r.opt_text(0).transpose())
+            .map(|i| Ok(i?.parse()?))
+            .transpose()
     }
 
     /// A prefix list as the engine takes it, if the region holds it.
