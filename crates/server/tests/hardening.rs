@@ -302,6 +302,42 @@ async fn classic_member(
     (group, instance)
 }
 
+/// The first private address of `instance`, asked by its owner.
+async fn inner_address(app: &axum::Router, sign: common::Signer, instance: &str) -> String {
+    let ids = format!("[\"{instance}\"]");
+    let described = common::ok(
+        app,
+        sign,
+        &[("Action", "DescribeInstances"), ("InstanceIds", &ids)],
+    )
+    .await;
+    described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A rule of the caller's group `mine` admitting TCP `ports` from `theirs`, the other
+/// account's group (classic, across accounts as ECS allows), with `extra` fields.
+async fn from_theirs(
+    app: &axum::Router,
+    mine: &str,
+    theirs: &str,
+    ports: &str,
+    extra: &[(&str, &str)],
+) {
+    let mut params = vec![
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", mine),
+        ("IpProtocol", "tcp"),
+        ("PortRange", ports),
+        ("SourceGroupId", theirs),
+        ("SourceGroupOwnerAccount", "other"),
+    ];
+    params.extend_from_slice(extra);
+    ok(app, &params).await;
+}
+
 #[tokio::test]
 async fn exposure_and_preview_name_no_other_accounts_instances() {
     let (_dir, app) = common::two_accounts();
@@ -887,28 +923,8 @@ async fn exposure_through_another_accounts_group_names_the_group_not_its_members
     let (_dir, app) = common::two_accounts();
     let (mine, my_instance) = classic_member(&app, signed).await;
     let (theirs, their_instance) = classic_member(&app, common::signed_other).await;
-    let (_, described) = call(
-        &app,
-        &common::signed_other(&[("Action", "DescribeInstances")]),
-    )
-    .await;
-    let their_address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (status, body) = call(
-        &app,
-        &signed(&[
-            ("Action", "AuthorizeSecurityGroup"),
-            ("SecurityGroupId", &mine),
-            ("IpProtocol", "tcp"),
-            ("PortRange", "5432/5432"),
-            ("SourceGroupId", &theirs),
-            ("SourceGroupOwnerAccount", "other"),
-        ]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let their_address = inner_address(&app, common::signed_other, &their_instance).await;
+    from_theirs(&app, &mine, &theirs, "5432/5432", &[]).await;
     let (status, exposure) = call(
         &app,
         &signed(&[
@@ -955,47 +971,26 @@ async fn exposure_through_another_accounts_group_names_the_group_not_its_members
 async fn analysis_never_cuts_around_another_accounts_members() {
     let (_dir, app) = common::two_accounts();
     let (mine, my_instance) = classic_member(&app, signed).await;
-    let (theirs, _) = classic_member(&app, common::signed_other).await;
-    let (_, described) = call(
+    let (theirs, their_instance) = classic_member(&app, common::signed_other).await;
+    let their_address = inner_address(&app, common::signed_other, &their_instance).await;
+    for ports in ["22/22", "80/80"] {
+        from_theirs(
+            &app,
+            &mine,
+            &theirs,
+            ports,
+            &[("Policy", "drop"), ("Priority", "1")],
+        )
+        .await;
+    }
+    let exposure = ok(
         &app,
-        &common::signed_other(&[("Action", "DescribeInstances")]),
-    )
-    .await;
-    let their_address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let authorize = |port: &'static str, policy: &'static str| {
-        let (app, mine, theirs) = (app.clone(), mine.clone(), theirs.clone());
-        async move {
-            let (status, body) = call(
-                &app,
-                &signed(&[
-                    ("Action", "AuthorizeSecurityGroup"),
-                    ("SecurityGroupId", &mine),
-                    ("IpProtocol", "tcp"),
-                    ("PortRange", port),
-                    ("SourceGroupId", &theirs),
-                    ("SourceGroupOwnerAccount", "other"),
-                    ("Policy", policy),
-                    ("Priority", "1"),
-                ]),
-            )
-            .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-        }
-    };
-    authorize("22/22", "drop").await;
-    authorize("80/80", "drop").await;
-    let (status, exposure) = call(
-        &app,
-        &signed(&[
+        &[
             ("Action", "DescribeInstanceExposure"),
             ("InstanceId", &my_instance),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{exposure}");
     let text = exposure.to_string();
     assert!(
         !text.contains(&their_address),
@@ -1019,9 +1014,9 @@ async fn analysis_never_cuts_around_another_accounts_members() {
         "{text}"
     );
     // Opening port 80 to everyone flips it for everyone but the dropped group's members.
-    let (status, preview) = call(
+    let preview = ok(
         &app,
-        &signed(&[
+        &[
             ("Action", "PreviewSecurityGroupChange"),
             ("ChangeAction", "AuthorizeSecurityGroup"),
             ("SecurityGroupId", &mine),
@@ -1029,10 +1024,9 @@ async fn analysis_never_cuts_around_another_accounts_members() {
             ("PortRange", "80/80"),
             ("SourceCidrIp", "0.0.0.0/0"),
             ("NicType", "intranet"),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{preview}");
     let text = preview.to_string();
     assert!(
         !text.contains(&their_address),
@@ -1065,9 +1059,9 @@ async fn analysis_never_cuts_around_another_accounts_members() {
     );
     // Revoking the drop of port 22 flips it for the group's members alone: named, not
     // addressed.
-    let (status, preview) = call(
+    let preview = ok(
         &app,
-        &signed(&[
+        &[
             ("Action", "PreviewSecurityGroupChange"),
             ("ChangeAction", "RevokeSecurityGroup"),
             ("SecurityGroupId", &mine),
@@ -1077,10 +1071,9 @@ async fn analysis_never_cuts_around_another_accounts_members() {
             ("SourceGroupOwnerAccount", "other"),
             ("Policy", "drop"),
             ("Priority", "1"),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{preview}");
     let text = preview.to_string();
     assert!(
         !text.contains(&their_address),
@@ -1096,28 +1089,26 @@ async fn analysis_never_cuts_around_another_accounts_members() {
     );
     // A block of the classic pool holds one address of the caller's, whatever the other
     // account holds there.
-    let (status, body) = call(
+    ok(
         &app,
-        &signed(&[
+        &[
             ("Action", "AuthorizeSecurityGroup"),
             ("SecurityGroupId", &mine),
             ("IpProtocol", "tcp"),
             ("PortRange", "23/23"),
             ("SourceCidrIp", "198.18.192.0/18"),
             ("NicType", "intranet"),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, audit) = call(
+    let audit = ok(
         &app,
-        &signed(&[
+        &[
             ("Action", "DescribeSecurityGroupAudit"),
             ("SecurityGroupId", &mine),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{audit}");
     let finding = audit["Findings"]["Finding"]
         .as_array()
         .unwrap()
@@ -1141,73 +1132,49 @@ async fn another_accounts_join_of_a_named_group_reaches_the_callers_verdicts() {
     let (mine, my_instance) = classic_member(&app, signed).await;
     let (theirs, _) = classic_member(&app, common::signed_other).await;
     let (elsewhere, newcomer) = classic_member(&app, common::signed_other).await;
-    let (status, body) = call(
-        &app,
-        &signed(&[
-            ("Action", "AuthorizeSecurityGroup"),
-            ("SecurityGroupId", &mine),
-            ("IpProtocol", "tcp"),
-            ("PortRange", "5432/5432"),
-            ("SourceGroupId", &theirs),
-            ("SourceGroupOwnerAccount", "other"),
-        ]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, described) = call(
-        &app,
-        &common::signed_other(&[
-            ("Action", "DescribeInstances"),
-            ("InstanceIds", &format!("[\"{newcomer}\"]")),
-        ]),
-    )
-    .await;
-    let address = described["Instances"]["Instance"][0]["InnerIpAddress"]["IpAddress"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    from_theirs(&app, &mine, &theirs, "5432/5432", &[]).await;
+    let address = inner_address(&app, common::signed_other, &newcomer).await;
     let verdict = || {
         let (app, address, my_instance) = (app.clone(), address.clone(), my_instance.clone());
         async move {
-            let (status, body) = call(
+            let body = ok(
                 &app,
-                &signed(&[
+                &[
                     ("Action", "DescribeFlowVerdict"),
                     ("SourceIp", &address),
                     ("DestinationInstanceId", &my_instance),
                     ("IpProtocol", "tcp"),
                     ("DestinationPort", "5432"),
-                ]),
+                ],
             )
             .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
             body["Verdict"].as_str().unwrap().to_string()
         }
     };
     assert_eq!(verdict().await, "Drop", "{newcomer} is not in {theirs} yet");
     // Writes of B elsewhere leave A's share (and its verdict) as it was.
-    let (status, body) = call(
+    common::ok(
         &app,
-        &common::signed_other(&[
+        common::signed_other,
+        &[
             ("Action", "AuthorizeSecurityGroup"),
             ("SecurityGroupId", &elsewhere),
             ("IpProtocol", "udp"),
             ("PortRange", "53/53"),
             ("SourceCidrIp", "10.0.0.0/8"),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(verdict().await, "Drop");
-    let (status, body) = call(
+    common::ok(
         &app,
-        &common::signed_other(&[
+        common::signed_other,
+        &[
             ("Action", "JoinSecurityGroup"),
             ("InstanceId", &newcomer),
             ("SecurityGroupId", &theirs),
-        ]),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(verdict().await, "Accept", "the join reaches A's verdict");
 }
