@@ -596,6 +596,23 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
     out
 }
 
+/// What ECS allows across accounts: a rule of B's classic group names A's classic group.
+async fn b_names_as_classic_group(app: &axum::Router, a: &Fleet, b: &Fleet) {
+    ok(
+        app,
+        common::signed_other,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &b.classic_groups[0]),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "443/443"),
+            ("SourceGroupId", &a.classic_groups[0]),
+            ("SourceGroupOwnerAccount", "tester"),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn no_answer_to_one_account_names_anothers_resources() {
     for seed in 0..3u64 {
@@ -606,19 +623,7 @@ async fn no_answer_to_one_account_names_anothers_resources() {
         build(&app, common::signed_other, &mut rng, &mut b).await;
         // What ECS allows across accounts: B's classic group names A's classic group.
         let shared = a.classic_groups[0].clone();
-        ok(
-            &app,
-            common::signed_other,
-            &[
-                ("Action", "AuthorizeSecurityGroup"),
-                ("SecurityGroupId", &b.classic_groups[0]),
-                ("IpProtocol", "tcp"),
-                ("PortRange", "443/443"),
-                ("SourceGroupId", &shared),
-                ("SourceGroupOwnerAccount", "tester"),
-            ],
-        )
-        .await;
+        b_names_as_classic_group(&app, &a, &b).await;
         let theirs = a.ids();
         let mut asked = 0;
         for params in questions(&mut rng, &a, &b) {
@@ -665,19 +670,7 @@ async fn an_accounts_share_holds_what_its_verdicts_need() {
         let (mut a, mut b) = (Fleet::default(), Fleet::default());
         build(&app, common::signed, &mut rng, &mut a).await;
         build(&app, common::signed_other, &mut rng, &mut b).await;
-        ok(
-            &app,
-            common::signed_other,
-            &[
-                ("Action", "AuthorizeSecurityGroup"),
-                ("SecurityGroupId", &b.classic_groups[0]),
-                ("IpProtocol", "tcp"),
-                ("PortRange", "443/443"),
-                ("SourceGroupId", &a.classic_groups[0]),
-                ("SourceGroupOwnerAccount", "tester"),
-            ],
-        )
-        .await;
+        b_names_as_classic_group(&app, &a, &b).await;
         let control = control::Control::open(dir.path(), control::Limits::default()).unwrap();
         let ctx = |account| control::Ctx {
             account,
@@ -746,19 +739,7 @@ async fn the_feeds_region_made_from_the_last_is_the_whole_read() {
         build(&app, common::signed_other, &mut rng, &mut b).await;
         check("B's fleet");
         // B's rule names A's classic group (as ECS allows): A's commands move B's share.
-        ok(
-            &app,
-            common::signed_other,
-            &[
-                ("Action", "AuthorizeSecurityGroup"),
-                ("SecurityGroupId", &b.classic_groups[0]),
-                ("IpProtocol", "tcp"),
-                ("PortRange", "443/443"),
-                ("SourceGroupId", &a.classic_groups[0]),
-                ("SourceGroupOwnerAccount", "tester"),
-            ],
-        )
-        .await;
+        b_names_as_classic_group(&app, &a, &b).await;
         check("B's reference");
         // Each account's share as its analyses keep it: kept while no commit touches it,
         // which must then be exactly the share read afresh.
