@@ -14,6 +14,24 @@ pub(crate) struct ListTables {
     pub(crate) rule_column: &'static str,
 }
 
+/// The `WHERE` terms of a read of lists by id (`?2`) and owner (`?3`): each filter is in the
+/// SQL only when given, so that the id's or the owner's index serves it (an `OR` would make
+/// every read a scan of the table).
+pub(crate) fn filters(by_id: bool, by_owner: bool) -> (&'static str, &'static str) {
+    (
+        if by_id {
+            "id = ?2"
+        } else {
+            "CAST(?2 AS TEXT) IS NULL"
+        },
+        if by_owner {
+            "account_id = ?3"
+        } else {
+            "CAST(?3 AS BIGINT) IS NULL"
+        },
+    )
+}
+
 impl Tx<'_> {
     /// The groups whose rules name the list, oldest first.
     pub(crate) fn list_associations(

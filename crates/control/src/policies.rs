@@ -84,6 +84,50 @@ fn group_policy(g: GroupRecord, permissions: Vec<model::Permission>) -> policy::
     }
 }
 
+/// The lists of one kind (what `of` reads from a rule) the rules of `new` name, `before`
+/// being those `old`'s rules named: only the `touched` groups change which, so only when
+/// their old rules named a list their new ones do not is every rule looked at.
+fn named<L: Ord>(
+    old: &policy::Snapshot,
+    new: &policy::Snapshot,
+    touched: &BTreeSet<SecurityGroupId>,
+    before: impl Iterator<Item = L>,
+    of: impl Fn(&model::Permission) -> Option<L>,
+) -> BTreeSet<L> {
+    let rules = |s: &policy::Snapshot, all: bool| -> BTreeSet<L> {
+        (s.groups.iter())
+            .filter(|g| all || touched.contains(&g.group.id))
+            .flat_map(|g| g.permissions.iter())
+            .filter_map(&of)
+            .collect()
+    };
+    let now = rules(new, false);
+    if rules(old, false).is_subset(&now) {
+        now.into_iter().chain(before).collect()
+    } else {
+        rules(new, true)
+    }
+}
+
+/// Keeps the `lists` that are `named` and not `changed`, reads the other named ones, and
+/// notes in `dirty` what it read and what changed.
+fn refresh_lists<L, Id: Ord + Clone + ToString>(
+    lists: &mut Vec<L>,
+    id: impl Fn(&L) -> &Id,
+    (named, changed): (&BTreeSet<Id>, &BTreeSet<Id>),
+    mut read: impl FnMut(&Id) -> Result<Option<L>>,
+    dirty: &mut std::collections::HashSet<String>,
+) -> Result<()> {
+    lists.retain(|l| named.contains(id(l)) && !changed.contains(id(l)));
+    let held: BTreeSet<Id> = lists.iter().map(|l| id(l).clone()).collect();
+    for missing in named.difference(&held) {
+        dirty.insert(missing.to_string());
+        lists.extend(read(missing)?);
+    }
+    dirty.extend(changed.iter().map(ToString::to_string));
+    Ok(())
+}
+
 impl Tx<'_> {
     /// The whole policy of the request's region, every account included (group references
     /// cross accounts), as the policy engine takes it.
@@ -265,61 +309,30 @@ impl Tx<'_> {
         });
         dirty.members.extend(fresh.keys().map(ToString::to_string));
         new.instances.extend(fresh.into_values());
-        // Lists: those the rules name now (only the touched groups change which: a list
-        // their old rules named and their new ones do not is looked for in every rule, the
-        // others are known); re-read where changed or newly named.
+        // Lists: those the rules name now; re-read where changed or newly named.
         let prefix_of = |p: &model::Permission| match &p.peer {
             Peer::PrefixList(l) => Some(l.clone()),
             _ => None,
         };
         let ports_of = |p: &model::Permission| p.port_list.clone();
-        let rules_of = |s: &policy::Snapshot| -> Vec<model::Permission> {
-            (s.groups.iter())
-                .filter(|g| groups.contains(&g.group.id))
-                .flat_map(|g| g.permissions.iter().cloned())
-                .collect()
-        };
-        let (was, is) = (rules_of(old), rules_of(&new));
-        let all = || new.groups.iter().flat_map(|g| g.permissions.iter());
-        let mut prefix: BTreeSet<model::PrefixListId> = is.iter().filter_map(prefix_of).collect();
-        if was
-            .iter()
-            .filter_map(prefix_of)
-            .all(|l| prefix.contains(&l))
-        {
-            prefix.extend(new.prefix_lists.iter().map(|l| l.id.clone()));
-        } else {
-            prefix = all().filter_map(prefix_of).collect();
-        }
-        let mut ports: BTreeSet<model::PortRangeListId> = is.iter().filter_map(ports_of).collect();
-        if was.iter().filter_map(ports_of).all(|l| ports.contains(&l)) {
-            ports.extend(new.port_range_lists.iter().map(|l| l.id.clone()));
-        } else {
-            ports = all().filter_map(ports_of).collect();
-        }
-        new.prefix_lists
-            .retain(|l| prefix.contains(&l.id) && !lists.0.contains(&l.id));
-        let held: BTreeSet<model::PrefixListId> =
-            new.prefix_lists.iter().map(|l| l.id.clone()).collect();
-        for id in prefix.difference(&held) {
-            dirty.prefix_lists.insert(id.to_string());
-            new.prefix_lists.extend(self.prefix_list_policy(id)?);
-        }
-        dirty
-            .prefix_lists
-            .extend(lists.0.iter().map(ToString::to_string));
-        new.port_range_lists
-            .retain(|l| ports.contains(&l.id) && !lists.1.contains(&l.id));
-        let held: BTreeSet<model::PortRangeListId> =
-            new.port_range_lists.iter().map(|l| l.id.clone()).collect();
-        for id in ports.difference(&held) {
-            dirty.port_range_lists.insert(id.to_string());
-            new.port_range_lists
-                .extend(self.port_range_list_policy(id)?);
-        }
-        dirty
-            .port_range_lists
-            .extend(lists.1.iter().map(ToString::to_string));
+        let held = new.prefix_lists.iter().map(|l| l.id.clone());
+        let prefix = named(old, &new, &groups, held, prefix_of);
+        let held = new.port_range_lists.iter().map(|l| l.id.clone());
+        let ports = named(old, &new, &groups, held, ports_of);
+        refresh_lists(
+            &mut new.prefix_lists,
+            |l| &l.id,
+            (&prefix, &lists.0),
+            |id| self.prefix_list_policy(id),
+            &mut dirty.prefix_lists,
+        )?;
+        refresh_lists(
+            &mut new.port_range_lists,
+            |l| &l.id,
+            (&ports, &lists.1),
+            |id| self.port_range_list_policy(id),
+            &mut dirty.port_range_lists,
+        )?;
         Ok(Some((new, dirty)))
     }
 

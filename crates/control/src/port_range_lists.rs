@@ -201,18 +201,7 @@ impl Tx<'_> {
         only: Option<&PortRangeListId>,
         owner: Option<model::AccountId>,
     ) -> Result<Vec<PortRangeListRecord>> {
-        // Each filter is in the SQL only when given, so that the id's or the owner's
-        // index serves it (an `OR` would make every read a scan of the table).
-        let by_id = if only.is_some() {
-            "id = ?2"
-        } else {
-            "CAST(?2 AS TEXT) IS NULL"
-        };
-        let by_owner = if owner.is_some() {
-            "account_id = ?3"
-        } else {
-            "CAST(?3 AS BIGINT) IS NULL"
-        };
+        let (by_id, by_owner) = crate::lists::filters(only.is_some(), owner.is_some());
         let rows = self.db.query(
             &format!(
                 "SELECT id, name, description, max_entries, resource_group_id, created_at FROM port_range_lists
