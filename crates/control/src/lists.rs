@@ -72,8 +72,8 @@ impl Tx<'_> {
 }
 
 /// Checks a change of a list's entries before any is written: every removed entry exists,
-/// every added one is `valid`, new (neither in the list, unless removed by the same request,
-/// nor twice in the request), and the list then holds at most `max` entries (else `full`).
+/// once, every added one is `valid`, new (neither in the list, unless removed by the same
+/// request, nor twice in the request), and the list then holds at most `max` entries (else `full`).
 pub(crate) fn check_entries<T: PartialEq + ToString>(
     existing: &[(T, String)],
     add: &[(T, String)],
@@ -82,9 +82,13 @@ pub(crate) fn check_entries<T: PartialEq + ToString>(
     valid: impl Fn(&T) -> bool,
     full: impl FnOnce(usize) -> ControlError,
 ) -> Result<()> {
-    for entry in remove {
+    for (i, entry) in remove.iter().enumerate() {
         if !existing.iter().any(|(e, _)| e == entry) {
             return Err(ControlError::ListEntryNotFound(entry.to_string()));
+        }
+        // Removed twice would count twice against the limit below.
+        if remove[..i].contains(entry) {
+            return Err(ControlError::ListEntryDuplicate(entry.to_string()));
         }
     }
     for (i, (entry, _)) in add.iter().enumerate() {
@@ -99,7 +103,9 @@ pub(crate) fn check_entries<T: PartialEq + ToString>(
             return Err(ControlError::ListEntryDuplicate(entry.to_string()));
         }
     }
-    if existing.len() - remove.len() + add.len() > max {
+    // The list as it will be: what stays, and what comes.
+    let kept = existing.iter().filter(|(e, _)| !remove.contains(e)).count();
+    if kept + add.len() > max {
         return Err(full(max));
     }
     Ok(())

@@ -328,3 +328,186 @@ async fn a_port_list_rule_shows_its_list_not_a_range() {
         "no placeholder range is shown"
     );
 }
+
+/// Bytes a fuzzed value is drawn from: ordinary ones and those that break headers, paths
+/// and parsers (CR, LF, NUL, `%`, `/`, `\`, quotes, a lone UTF-8 continuation byte).
+const FUZZ_BYTES: &[u8] = b"aZ09-_./\\:?#&=+%\"' \r\n\t\0\x7f\xc3\xa9\x80";
+
+fn fuzz_value(rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    use rand::seq::IndexedRandom;
+    use rand::RngExt;
+    match rng.random_range(0..10) {
+        0 => Vec::new(),
+        1 => vec![b'a'; rng.random_range(1000..5000)],
+        2 => b"/console/groups\r\nSet-Cookie: x=1".to_vec(),
+        3 => b"//evil.example/".to_vec(),
+        _ => (0..rng.random_range(1..24))
+            .map(|_| *FUZZ_BYTES.choose(rng).unwrap())
+            .collect(),
+    }
+}
+
+/// Percent-encodes every byte but letters and digits.
+fn encode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Random console requests (`STOCKADE_CONSOLE_FUZZ_REQUESTS`, 20,000 by default): every
+/// route and unknown ones, both methods and others, ids and `return` paths with control
+/// characters and bytes that do not decode, forms with and without the session's token.
+/// The console must answer each in its own form: never a 5xx, always its hardening
+/// headers, and a redirect only to one of its own pages.
+#[tokio::test]
+async fn random_console_requests_never_fail_and_always_answer_as_the_console() {
+    use rand::seq::IndexedRandom;
+    use rand::{RngExt, SeedableRng};
+    let count: usize = std::env::var("STOCKADE_CONSOLE_FUZZ_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261208);
+    let c = Console::new();
+    let (_, g) = common::call(
+        &c.app,
+        &signed(&[
+            ("Action", "CreateSecurityGroup"),
+            ("RegionId", "cn-hangzhou"),
+        ]),
+    )
+    .await;
+    let group = g["SecurityGroupId"].as_str().unwrap().to_string();
+    let (cookie, csrf) = c.session().await;
+    const PATHS: &[&str] = &[
+        "/console",
+        "/console/",
+        "/console/signin",
+        "/console/signout",
+        "/console/assets/{}",
+        "/console/groups",
+        "/console/groups/{}",
+        "/console/groups/{}/rules",
+        "/console/instances",
+        "/console/flow",
+        "/console/exposure",
+        "/console/audit",
+        "/console/map",
+        "/console/prefix-lists",
+        "/console/do",
+        "/console/{}",
+        "/console/{}/{}",
+    ];
+    const FIELDS: &[&str] = &[
+        "Action",
+        "return",
+        "confirm",
+        "SecurityGroupId",
+        "SecurityGroupName",
+        "InstanceId",
+        "Direction",
+        "SecurityGroupRuleId",
+        "PeerKind",
+        "Peer",
+        "Local",
+        "IpProtocol",
+        "PortRange",
+        "Policy",
+        "Priority",
+        "Description",
+        "TagKey",
+        "PrefixListId",
+        "AccessKeyId",
+        "AccessKeySecret",
+        "Unknown",
+    ];
+    const ACTIONS: &[&str] = &[
+        "AuthorizeSecurityGroup",
+        "RevokeSecurityGroup",
+        "DeleteSecurityGroup",
+        "JoinSecurityGroup",
+        "ModifySecurityGroupPolicy",
+        "CreatePrefixList",
+        "RunInstances",
+        "NoSuchAction",
+    ];
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for n in 0..count {
+        let template = *PATHS.choose(&mut rng).unwrap();
+        let mut path = String::new();
+        for (i, part) in template.split("{}").enumerate() {
+            if i > 0 {
+                path.push_str(&match rng.random_range(0..4) {
+                    0 => group.clone(),
+                    1 => "sg-nothing".to_string(),
+                    _ => encode(&fuzz_value(&mut rng)),
+                });
+            }
+            path.push_str(part);
+        }
+        let mut pairs: Vec<String> = (0..rng.random_range(0..8))
+            .map(|_| {
+                let name = *FIELDS.choose(&mut rng).unwrap();
+                let value = match (name, rng.random_range(0..3)) {
+                    ("Action", 0 | 1) => ACTIONS.choose(&mut rng).unwrap().as_bytes().to_vec(),
+                    ("SecurityGroupId", 0 | 1) => group.as_bytes().to_vec(),
+                    _ => fuzz_value(&mut rng),
+                };
+                format!("{name}={}", encode(&value))
+            })
+            .collect();
+        if rng.random_bool(0.8) {
+            pairs.push(format!("csrf={csrf}"));
+        }
+        let form = pairs.join("&");
+        let method = *[
+            "GET", "GET", "GET", "GET", "POST", "POST", "POST", "POST", "PUT", "DELETE",
+        ]
+        .choose(&mut rng)
+        .unwrap();
+        let uri = if method == "GET" && rng.random_bool(0.5) {
+            format!("{path}?{form}")
+        } else {
+            path.clone()
+        };
+        let session = match rng.random_range(0..6) {
+            0 => String::new(),
+            1 => "stockade_console=forged".to_string(),
+            _ => cookie.clone(),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("cookie", session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form.clone()))
+            .unwrap();
+        let page = c.send(request).await;
+        let what = || format!("request {n}: {method} {uri} [{form}] -> {}", page.status);
+        assert!(page.status.as_u16() < 500, "{}\n{}", what(), page.body);
+        assert!(page.csp.contains("default-src 'none'"), "{}", what());
+        if page.status.is_redirection() {
+            assert!(
+                page.location.starts_with("/console/") && !page.location.starts_with("/console//"),
+                "{}: to {:?}",
+                what(),
+                page.location
+            );
+        }
+        *statuses.entry(page.status.as_u16()).or_default() += 1;
+    }
+    // The requests must reach past the front door: pages, redirects and refusals alike.
+    for status in [200, 303, 400, 404, 405] {
+        assert!(statuses.contains_key(&status), "{statuses:?}");
+    }
+    eprintln!("{count} console requests, answers by status: {statuses:?}");
+}

@@ -436,6 +436,34 @@ async fn cross_account_references_answer_not_found_unless_ecs_allows_them() {
             "{group} <- {source} owner {owner:?}: {body}"
         );
     }
+    // Another account's classic group without an owner answers exactly as an id of nothing
+    // does, on every path that names a peer group: no existence oracle.
+    let rule = |action: &str, peer_field: &str, peer: &str| {
+        signed(&[
+            ("Action", action),
+            ("SecurityGroupId", &classic_mine),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            (peer_field, peer),
+            ("ChangeAction", "AuthorizeSecurityGroup"),
+        ])
+    };
+    for (action, peer_field) in [
+        ("AuthorizeSecurityGroup", "SourceGroupId"),
+        ("AuthorizeSecurityGroupEgress", "DestGroupId"),
+        ("PreviewSecurityGroupChange", "SourceGroupId"),
+    ] {
+        let theirs = call(&app, &rule(action, peer_field, &classic_theirs)).await;
+        let nothing = call(&app, &rule(action, peer_field, "sg-bp1nothingnothing000")).await;
+        assert_eq!(
+            (theirs.0, code(&theirs.1)),
+            (nothing.0, code(&nothing.1)),
+            "{action}: {} / {}",
+            theirs.1,
+            nothing.1
+        );
+        assert_eq!(theirs.0, StatusCode::NOT_FOUND, "{action}: {}", theirs.1);
+    }
     // What ECS allows: classic groups of two accounts, the owner named.
     let (status, body) = call(&app, &refer(&classic_mine, &classic_theirs, Some("other"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1177,4 +1205,88 @@ async fn another_accounts_join_of_a_named_group_reaches_the_callers_verdicts() {
     )
     .await;
     assert_eq!(verdict().await, "Accept", "the join reaches A's verdict");
+}
+
+/// A list change counts the list as it will be: an entry removed twice in one request is
+/// refused (it once let a 2-entry list hold 3, and `[a]` minus `[a, a]` underflowed), and the
+/// refusal leaves the list as it was.
+#[tokio::test]
+async fn list_changes_count_the_list_as_it_will_be() {
+    let (_dir, app) = setup();
+    for (kind, field, a, b, c, d) in [
+        (
+            "PrefixList",
+            "Cidr",
+            "192.0.2.0/24",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "198.18.0.0/24",
+        ),
+        (
+            "PortRangeList",
+            "PortRange",
+            "8080/8080",
+            "22/22",
+            "80/80",
+            "443/443",
+        ),
+    ] {
+        let id = create_list(&app, kind, "2").await;
+        let id_field = format!("{kind}Id");
+        let (action, entry) = (format!("Modify{kind}"), |n: u8| {
+            format!("AddEntry.{n}.{field}")
+        });
+        let remove = |n: u8| format!("RemoveEntry.{n}.{field}");
+        ok(
+            &app,
+            &[("Action", &action), (&id_field, &id), (&entry(1), b)],
+        )
+        .await;
+        for params in [
+            // [a, b] minus [a, a] plus [c, d] would be [b, c, d].
+            vec![(remove(1), a), (remove(2), a), (entry(1), c), (entry(2), d)],
+            vec![(remove(1), b), (remove(2), b)],
+        ] {
+            let mut request = vec![
+                ("Action", action.as_str()),
+                (id_field.as_str(), id.as_str()),
+            ];
+            request.extend(params.iter().map(|(k, v)| (k.as_str(), *v)));
+            let (status, body) = call(&app, &signed(&request)).await;
+            assert_eq!(
+                (status, code(&body)),
+                (StatusCode::BAD_REQUEST, "InvalidEntry.Duplicated"),
+                "{request:?}: {body}"
+            );
+        }
+        // Three entries where two fit: refused as full, whatever the arithmetic of the request.
+        let (status, body) = call(
+            &app,
+            &signed(&[
+                ("Action", &action),
+                (&id_field, &id),
+                (&remove(1), a),
+                (&entry(1), c),
+                (&entry(2), d),
+            ]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (describe, entries) = match kind {
+            "PrefixList" => ("DescribePrefixListAttributes", "/Entries/Entry"),
+            _ => ("DescribePortRangeListEntries", "/Entries"),
+        };
+        let v = ok(&app, &[("Action", describe), (&id_field, &id)]).await;
+        let mut held: Vec<&str> = v
+            .pointer(entries)
+            .and_then(|e| e.as_array())
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|e| e[field].as_str().unwrap())
+            .collect();
+        held.sort_unstable();
+        let mut expected = [a, b];
+        expected.sort_unstable();
+        assert_eq!(held, expected, "{kind}: {v}");
+    }
 }

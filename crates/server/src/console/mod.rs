@@ -34,7 +34,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use control::Ctx;
 use model::{AccountId, EcsError};
@@ -85,6 +85,32 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/console/map", get(map))
         .route("/console/prefix-lists", get(prefix_lists))
         .route("/console/do", post(change))
+        .route("/console/{*rest}", any(no_such_page))
+        .layer(axum::middleware::map_response(own_answer))
+}
+
+/// No console page at this path.
+async fn no_such_page() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        pages::problem("Not found", "There is no such console page."),
+    )
+}
+
+/// Every console answer in the console's own form: the router's and extractors' refusals
+/// (a wrong method, a path segment that does not decode, an oversized body) carry no page
+/// and none of [`harden`]'s headers, so they are replaced by a console error page.
+async fn own_answer(response: Response) -> Response {
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let status = response.status();
+    if status.is_client_error() && !is_page {
+        let why = status.canonical_reason().unwrap_or("Bad request");
+        return html(status, pages::problem("Request refused", why));
+    }
+    harden(response)
 }
 
 /// A signed-in browser.
@@ -244,6 +270,18 @@ fn harden(mut response: Response) -> Response {
     response
 }
 
+/// A hardened redirect to a console page. `Redirect::to` panics on a value a header cannot
+/// carry (a CR or LF that came in percent-encoded in a path or form field), which would
+/// answer a bare 500: such a target goes to the group list instead.
+fn redirect(to: &str) -> Response {
+    let to = if HeaderValue::from_str(to).is_ok() {
+        to
+    } else {
+        "/console/groups"
+    };
+    harden(Redirect::to(to).into_response())
+}
+
 fn html(status: StatusCode, markup: maud::Markup) -> Response {
     harden(
         (
@@ -256,7 +294,7 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
 }
 
 fn to_signin() -> Response {
-    harden(Redirect::to("/console/signin").into_response())
+    redirect("/console/signin")
 }
 
 /// Whether a `POST` comes from a page of this server: the browser's `Origin` (or, without
@@ -382,7 +420,7 @@ fn query(raw: &Option<String>) -> Vec<(String, String)> {
 
 async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     match session(&state, &headers).await {
-        Some(_) => harden(Redirect::to("/console/groups").into_response()),
+        Some(_) => redirect("/console/groups"),
         None => to_signin(),
     }
 }
@@ -429,7 +467,7 @@ async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         flash: None,
     };
     state.sessions.open(digest(&token), session);
-    let mut response = harden(Redirect::to("/console/groups").into_response());
+    let mut response = redirect("/console/groups");
     let cookie = format!(
         "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
         LIFETIME.as_secs(),
@@ -595,11 +633,11 @@ async fn create_group(
         Ok(v) => {
             let id = text(&v, "SecurityGroupId");
             set_flash(&state, &key, Notice::Done(format!("Created {id}.")));
-            harden(Redirect::to(&format!("/console/groups/{id}")).into_response())
+            redirect(&format!("/console/groups/{id}"))
         }
         Err(e) => {
             set_flash(&state, &key, Notice::failed(&e));
-            harden(Redirect::to("/console/groups").into_response())
+            redirect("/console/groups")
         }
     }
 }
@@ -767,7 +805,7 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 &key,
                 Notice::failed(&ServerError::invalid("Action", name)),
             );
-            return harden(Redirect::to(&back).into_response());
+            return redirect(&back);
         }
     };
     let confirmed = field(&form, "confirm") == "1";
@@ -781,7 +819,12 @@ async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
 
 /// Where a change returns: a console page, never another site.
 fn safe_return(path: &str) -> String {
-    if path.starts_with("/console/") && !path.starts_with("/console//") && !path.contains('\\') {
+    // Visible ASCII only: a control character or space cannot be in a header.
+    if path.starts_with("/console/")
+        && !path.starts_with("/console//")
+        && !path.contains('\\')
+        && path.bytes().all(|b| b.is_ascii_graphic())
+    {
         path.to_string()
     } else {
         "/console/groups".to_string()
@@ -818,7 +861,7 @@ async fn propose(
             }
             Err(e) => {
                 set_flash(state, &key, Notice::failed(&e));
-                return harden(Redirect::to(back).into_response());
+                return redirect(back);
             }
         }
     }
@@ -836,7 +879,7 @@ async fn propose(
         Err(e) => (Notice::failed(&e), back),
     };
     set_flash(state, &key, notice);
-    harden(Redirect::to(to).into_response())
+    redirect(to)
 }
 
 async fn instances(

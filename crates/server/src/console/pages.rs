@@ -131,11 +131,16 @@ pub(crate) fn signin(error: Option<&str>) -> Markup {
 
 /// A refusal of a forged or stale form.
 pub(crate) fn refused(why: &str) -> Markup {
+    problem("Request refused", why)
+}
+
+/// A page for a request the console cannot answer otherwise: `title` and why, with a way back.
+pub(crate) fn problem(title: &str, why: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head { (head("Refused")) }
-            body { main #main { h1 { "Request refused" } div.notice.error role="alert" { (why) } p { a href="/console/groups" { "Back to the console" } } } }
+            head { (head(title)) }
+            body { main #main { h1 { (title) } div.notice.error role="alert" { (why) } p { a href="/console/groups" { "Back to the console" } } } }
         }
     }
 }
