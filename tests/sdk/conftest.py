@@ -23,6 +23,50 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi.models import Config
+import alibabacloud_tea_openapi.client as tea_client
+
+import response_models
+
+# Every successful JSON answer the SDKs receive, checked against the SDKs' response models
+# when the run ends (response_models.py).
+ANSWERS = response_models.Recorder()
+_old_do = AcsClient._implementation_of_do_action
+_new_call = tea_client.Client.call_api
+
+
+def _recording_old(self, request, signer=None):
+    status, headers, body, exception = _old_do(self, request, signer)
+    if status == 200 and exception is None and request.get_accept_format().upper() == "JSON":
+        try:
+            ANSWERS.record(request.get_action_name(), request.get_version(), json.loads(body))
+        except ValueError:
+            pass
+    return status, headers, body, exception
+
+
+def _recording_new(self, params, request, runtime):
+    answer = _new_call(self, params, request, runtime)
+    if isinstance(answer, dict) and answer.get("statusCode") == 200:
+        ANSWERS.record(params.action, params.version, answer.get("body"))
+    return answer
+
+
+AcsClient._implementation_of_do_action = _recording_old
+tea_client.Client.call_api = _recording_new
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fails the run if an answer lacks a field of its SDK model, or (on a whole run, every
+    test collected and passed) a served action with a model was never answered."""
+    whole = (exitstatus == 0 and not session.config.option.keyword and not session.config.option.markexpr
+             and session.testscollected == len(session.items) and not session.config.args[1:]
+             and os.path.abspath(session.config.args[0] if session.config.args else ".").rstrip("/")
+             .endswith("tests/sdk"))
+    problems = ANSWERS.problems(whole)
+    if problems:
+        print("\nanswers against the SDKs' response models:\n  " + "\n  ".join(problems))
+        session.exitstatus = 1
+
 
 BIN = os.environ.get("STOCKADE_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/stockade"))
 REGION = "cn-hangzhou"

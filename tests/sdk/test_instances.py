@@ -315,6 +315,18 @@ def test_describe_instance_exposure(old):
                  for e in body["Exposures"]["Exposure"])
     web_ip = describe(old, [w])[0]["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
     assert got == [("TCP", "22/22", ("192.0.2.0/24",), ()), ("TCP", "5432/5432", (web_ip + "/32",), (w,))]
+    # An all-protocol rule: every part answered is one a rule could name back (no `OTHER`
+    # class, no port 0).
+    a = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    a.set_SecurityGroupId(db)
+    a.set_IpProtocol("all")
+    a.set_PortRange("-1/-1")
+    a.set_SourceCidrIp("198.51.100.0/24")
+    old.call(a)
+    parts = {(e["IpProtocol"], e["PortRange"]) for e in
+             stockade_action(old, "DescribeInstanceExposure", InstanceId=d)["Exposures"]["Exposure"]}
+    assert {("UDP", "1/65535"), ("ICMP", "-1/-1"), ("GRE", "-1/-1"), ("TCP", "1/21")} <= parts, parts
+    assert all(proto != "OTHER" and not ports.startswith("0/") for proto, ports in parts), parts
 
 
 def preview(old, change_action, **params):
@@ -549,8 +561,24 @@ def test_vpc_product_tags_vpcs_and_vswitches(old):
         u.set_ResourceType(kind)
         u.set_ResourceIds([rid])
         u.set_TagKeys(["env"])
+        # The reads Terraform's alicloud_vpc and alicloud_vswitch make carry the tags.
+        if kind == "VPC":
+            d = DescribeVpcAttributeRequest.DescribeVpcAttributeRequest()
+            d.set_VpcId(vpc)
+            listed = DescribeVpcsRequest.DescribeVpcsRequest()
+            listed.set_VpcId(vpc)
+            reads = [old.call(d), old.call(listed)["Vpcs"]["Vpc"][0]]
+        else:
+            d = DescribeVSwitchAttributesRequest.DescribeVSwitchAttributesRequest()
+            d.set_VSwitchId(vsw)
+            listed = DescribeVSwitchesRequest.DescribeVSwitchesRequest()
+            listed.set_VSwitchId(vsw)
+            reads = [old.call(d), old.call(listed)["VSwitches"]["VSwitch"][0]]
+        for read in reads:
+            assert read["Tags"]["Tag"] == [{"Key": "env", "Value": "lab"}], read
         old.call(u)
         assert old.call(l)["TagResources"]["TagResource"] == []
+        assert old.call(d)["Tags"]["Tag"] == []
     # Each product tags its own resources.
     e = EcsTagResourcesRequest.TagResourcesRequest()
     e.set_ResourceType("VPC")
@@ -590,6 +618,10 @@ def test_batch_instance_actions_are_all_or_none(old):
     many = RebootInstancesRequest.RebootInstancesRequest()
     many.set_InstanceIds([a, b])
     assert old.error(many) == ("IncorrectInstanceStatus", 403)
+    one = RebootInstancesRequest.RebootInstancesRequest()
+    one.set_InstanceIds([a])
+    rebooted = old.call(one)["InstanceResponses"]["InstanceResponse"]
+    assert [(x["InstanceId"], x["CurrentStatus"]) for x in rebooted] == [(a, "Running")]
     delete = DeleteInstancesRequest.DeleteInstancesRequest()
     delete.set_InstanceIds([a, b])
     assert old.error(delete) == ("IncorrectInstanceStatus", 403), "a is running and Force is not set"
@@ -614,10 +646,13 @@ def test_host_names_sizes_and_the_fields_tools_read(old, new_v3):
     r.set_Amount(3)
     r.set_MinAmount(2)
     r.set_HostName("web")
+    r.set_InstanceName("web-")
     r.set_UniqueSuffix(True)
     ids = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
     got = describe(old, ids)
     assert sorted(i["HostName"] for i in got) == ["web001", "web002", "web003"]
+    # ECS suffixes the instance names too.
+    assert sorted(i["InstanceName"] for i in got) == ["web-001", "web-002", "web-003"]
     assert {(i["Cpu"], i["Memory"], i["InstanceChargeType"]) for i in got} == {(8, 16384, "PostPaid")}
 
     default = run(old, vsw, [g])[0]
@@ -753,3 +788,122 @@ def test_modify_instance_vpc_attribute(old):
     assert landed["VpcAttributes"]["VpcId"] == vpc2
     assert landed["SecurityGroupIds"]["SecurityGroupId"] == [g2]
     assert landed["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0].startswith("10.64.1.")
+
+
+def test_instance_attributes_are_kept_answered_and_refused_when_not_honoured(old, new_v3):
+    """What a request sets is answered back (billing, spot, deployment set, key pair); deletion
+    protection holds; ModifyInstanceAttribute changes host name and user data; a parameter
+    Stockade does not honour is refused with `UnsupportedParameter`, and nothing is made."""
+    from aliyunsdkecs.request.v20140526 import DescribeUserDataRequest
+    from alibabacloud_ecs20140526 import models
+
+    vpc, vsw = vpc_with_vswitch(old, "10.75.0.0/16", "10.75.1.0/24")
+    g = group(old, vpc, "attrs")
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("ubuntu_22_04_x64")
+    r.set_InstanceType("ecs.g7.large")
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([g])
+    r.set_SpotStrategy("SpotWithPriceLimit")
+    r.set_SpotPriceLimit(0.25)
+    r.set_SpotInterruptionBehavior("Stop")
+    r.set_InternetMaxBandwidthIn(50)
+    r.set_DeploymentSetGroupNo(3)
+    r.set_KeyPairName("lab-key")
+    r.set_DeletionProtection(True)
+    r.set_InstanceName("web-")
+    [i] = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    [got] = describe(old, [i])
+    assert (got["SpotStrategy"], got["SpotPriceLimit"], got["SpotInterruptionBehavior"]) == (
+        "SpotWithPriceLimit", 0.25, "Stop")
+    assert (got["InternetMaxBandwidthIn"], got["InternetMaxBandwidthOut"]) == (50, 0)
+    assert (got["DeploymentSetGroupNo"], got["KeyPairName"], got["DeletionProtection"]) == (3, "lab-key", True)
+    # The new SDK reads the same fields into its typed model.
+    typed = new_v3.describe_instance_attribute(models.DescribeInstanceAttributeRequest(instance_id=i)).body
+    assert (typed.internet_max_bandwidth_in, typed.enable_jumbo_frame) == (50, False)
+
+    delete = DeleteInstanceRequest.DeleteInstanceRequest()
+    delete.set_InstanceId(i)
+    delete.set_Force(True)
+    assert old.error(delete) == ("InvalidOperation.DeletionProtection", 403)
+
+    m = ModifyInstanceAttributeRequest.ModifyInstanceAttributeRequest()
+    m.set_InstanceId(i)
+    m.set_DeletionProtection(False)
+    m.set_HostName("web-01")
+    m.set_UserData("IyEvYmluL3NoCmVjaG8gaGk=")
+    old.call(m)
+    [got] = describe(old, [i])
+    assert (got["HostName"], got["DeletionProtection"]) == ("web-01", False)
+    u = DescribeUserDataRequest.DescribeUserDataRequest()
+    u.set_InstanceId(i)
+    assert old.call(u)["UserData"] == "IyEvYmluL3NoCmVjaG8gaGk="
+
+    # Not honoured: refused, by name, before anything is written.
+    m = ModifyInstanceAttributeRequest.ModifyInstanceAttributeRequest()
+    m.set_InstanceId(i)
+    m.set_Password("Secret-123")
+    m.set_InstanceName("renamed")
+    assert old.error(m) == ("UnsupportedParameter", 400)
+    [got] = describe(old, [i])
+    assert got["InstanceName"] == "web-"
+    bad = RunInstancesRequest.RunInstancesRequest()
+    bad.set_ImageId("ubuntu_22_04_x64")
+    bad.set_InstanceType("ecs.g7.large")
+    bad.set_VSwitchId(vsw)
+    bad.set_SecurityGroupIdss([g])
+    bad.set_DataDisks([{"Size": 40, "Category": "cloud_essd"}])
+    assert old.error(bad) == ("UnsupportedParameter", 400)
+    old.call(delete)
+    assert describe(old, [i]) == []
+
+
+def test_the_ecs_versions_of_the_vpc_actions(old):
+    """Older SDK code creates and reads VPCs and vSwitches through the ECS API's own copies
+    of the VPC actions (`Version=2014-05-26`): they act on the same VPCs."""
+    from aliyunsdkecs.request.v20140526 import (
+        CreateVSwitchRequest as EcsCreateVSwitch,
+        CreateVpcRequest as EcsCreateVpc,
+        DeleteVSwitchRequest as EcsDeleteVSwitch,
+        DeleteVpcRequest as EcsDeleteVpc,
+        DescribeVSwitchesRequest as EcsDescribeVSwitches,
+        DescribeVpcsRequest as EcsDescribeVpcs,
+        ModifyVSwitchAttributeRequest as EcsModifyVSwitch,
+        ModifyVpcAttributeRequest as EcsModifyVpc,
+    )
+
+    c = EcsCreateVpc.CreateVpcRequest()
+    c.set_CidrBlock("10.77.0.0/16")
+    c.set_VpcName("ecs-made")
+    vpc = old.call(c)["VpcId"]
+    s = EcsCreateVSwitch.CreateVSwitchRequest()
+    s.set_VpcId(vpc)
+    s.set_ZoneId(REGION + "-h")
+    s.set_CidrBlock("10.77.1.0/24")
+    vsw = old.call(s)["VSwitchId"]
+    m = EcsModifyVpc.ModifyVpcAttributeRequest()
+    m.set_VpcId(vpc)
+    m.set_Description("renamed by the ECS API")
+    old.call(m)
+    mv = EcsModifyVSwitch.ModifyVSwitchAttributeRequest()
+    mv.set_VSwitchId(vsw)
+    mv.set_VSwitchName("ecs-vsw")
+    old.call(mv)
+    d = EcsDescribeVpcs.DescribeVpcsRequest()
+    d.set_VpcId(vpc)
+    [v] = old.call(d)["Vpcs"]["Vpc"]
+    assert (v["VpcName"], v["Description"], v["VSwitchIds"]["VSwitchId"]) == ("ecs-made", "renamed by the ECS API", [vsw])
+    # The VPC product sees the same VPC.
+    r = DescribeVpcAttributeRequest.DescribeVpcAttributeRequest()
+    r.set_VpcId(vpc)
+    assert old.call(r)["Description"] == "renamed by the ECS API"
+    dv = EcsDescribeVSwitches.DescribeVSwitchesRequest()
+    dv.set_VpcId(vpc)
+    assert [x["VSwitchName"] for x in old.call(dv)["VSwitches"]["VSwitch"]] == ["ecs-vsw"]
+    gone = EcsDeleteVSwitch.DeleteVSwitchRequest()
+    gone.set_VSwitchId(vsw)
+    old.call(gone)
+    gone = EcsDeleteVpc.DeleteVpcRequest()
+    gone.set_VpcId(vpc)
+    old.call(gone)
+    assert old.call(d)["Vpcs"]["Vpc"] == []

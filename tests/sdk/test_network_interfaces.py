@@ -608,3 +608,23 @@ def test_secondary_private_addresses(server, old, new_v3):
     stranger = server.create_account("addr-" + uuid.uuid4().hex[:8])
     them = OldSdk(server, stranger["AccessKeyId"], stranger["AccessKeySecret"])
     assert them.error(assign(primary, count=1)) == ("InvalidNetworkInterfaceId.NotFound", 404)
+
+
+def test_an_id_filter_naming_nothing_answers_an_empty_page(old):
+    """Ansible's ali_eni looks an interface up before creating it, with `NetworkInterfaceId.1`
+    set to the string `None` (footmark passes `[None]`): ECS answers no interface, so the
+    module goes on to create one. A well-formed id of nothing answers the same; a knob at a
+    setting Stockade does not have is refused, never dropped."""
+    vpc, vsw = vpc_with_vswitch(old, "10.76.0.0/16", "10.76.1.0/24")
+    g = group(old, vpc, "lookup")
+    made = create(old, vsw, [g])["NetworkInterfaceId"]
+    for ids in (["None"], ["eni-nothing0000000000"]):
+        body = listed(old, NetworkInterfaceIds=ids)
+        assert (body["NetworkInterfaceSets"]["NetworkInterfaceSet"], body["TotalCount"]) == ([], 0), ids
+    assert [n["NetworkInterfaceId"] for n in
+            listed(old, NetworkInterfaceIds=["None", made])["NetworkInterfaceSets"]["NetworkInterfaceSet"]] == [made]
+    r = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([g])
+    r.set_QueueNumber(8)
+    assert old.error(r) == ("UnsupportedParameter", 400)

@@ -174,6 +174,9 @@ pub enum ControlError {
     /// The instance's status does not allow the operation.
     #[error("The current status of the resource does not support this operation.")]
     IncorrectInstanceStatus,
+    /// The instance has deletion protection (`DeletionProtection=true`).
+    #[error("The instance cannot be deleted while its deletion protection is on.")]
+    DeletionProtection,
     /// A new vSwitch for an instance is in another zone than its current one.
     #[error("The specified instance and vSwitch are not in the same zone.")]
     VSwitchZoneMismatch,
@@ -347,6 +350,7 @@ impl EcsError for ControlError {
             ControlError::GroupTypeMix => "InvalidSecurityGroupType.Mismatch",
             ControlError::GroupMemberLimit => "SecurityGroupInstanceLimitExceeded",
             ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
+            ControlError::DeletionProtection => "InvalidOperation.DeletionProtection",
             ControlError::VSwitchZoneMismatch => "InvalidVSwitchId.Mismatch",
             ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
@@ -422,6 +426,7 @@ impl EcsError for ControlError {
             | ControlError::GroupMemberLimit
             | ControlError::GroupHasInstances
             | ControlError::IncorrectInstanceStatus
+            | ControlError::DeletionProtection
             | ControlError::OperatorOnly
             | ControlError::PrefixListInUse
             | ControlError::PortRangeListInUse

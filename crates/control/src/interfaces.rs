@@ -425,9 +425,13 @@ impl Tx<'_> {
         let n = self.interface(id)?;
         if let Some(groups) = groups {
             match (n.kind, &n.instance) {
-                (InterfaceKind::Primary, Some(instance)) => {
-                    self.modify_instance(instance, None, None, Some(groups))?
-                }
+                (InterfaceKind::Primary, Some(instance)) => self.modify_instance(
+                    instance,
+                    crate::InstanceChanges {
+                        groups: Some(groups),
+                        ..Default::default()
+                    },
+                )?,
                 _ => self.set_interface_groups(&n, &groups)?,
             }
         }

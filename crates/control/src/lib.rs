@@ -41,8 +41,8 @@ pub use interfaces::{
 };
 pub use limits::Limits;
 pub use network::{
-    CreateInstances, Grouped, InstanceRecord, InstanceStatus, Ipv6Request, SystemDisk,
-    VSwitchRecord, VpcRecord,
+    CreateInstances, Grouped, InstanceChanges, InstanceOptions, InstanceRecord, InstanceStatus,
+    Ipv6Request, SystemDisk, VSwitchRecord, VpcRecord, DELETION_PROTECTION,
 };
 pub use port_range_lists::{CreatePortRangeList, PortRangeListRecord};
 pub use prefix_lists::{AddressFamily, CreatePrefixList, PrefixListRecord};

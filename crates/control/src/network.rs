@@ -128,6 +128,33 @@ pub struct InstanceRecord {
     pub security_groups: Vec<SecurityGroupId>,
     /// Its network interfaces, primary first.
     pub network_interfaces: Vec<crate::NetworkInterfaceRecord>,
+    /// The attributes given that Stockade keeps without acting on, by wire name.
+    pub options: InstanceOptions,
+}
+
+/// Attributes of an instance that the control plane stores and hands back but does not act
+/// on (billing, spot market, placement), by wire name, as the server parsed and checked
+/// them; the one it does act on is [`DELETION_PROTECTION`].
+pub type InstanceOptions = serde_json::Map<String, serde_json::Value>;
+
+/// The option (`true`) that makes `DeleteInstance` refuse the instance.
+pub const DELETION_PROTECTION: &str = "DeletionProtection";
+
+/// What `ModifyInstanceAttribute` changes; `None` and absent options keep what is.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceChanges {
+    /// `InstanceName`.
+    pub name: Option<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `SecurityGroupIds.N`: the whole new list.
+    pub groups: Option<Vec<SecurityGroupId>>,
+    /// `HostName`.
+    pub host_name: Option<String>,
+    /// `UserData`.
+    pub user_data: Option<String>,
+    /// Options to set (each replaces the one of that name).
+    pub options: InstanceOptions,
 }
 
 impl InstanceRecord {
@@ -167,8 +194,8 @@ pub struct CreateInstances {
     pub public_ip: bool,
     /// `Ipv6AddressCount=1` / `Ipv6Address.1`: an IPv6 address from the vSwitch's block.
     pub ipv6: Option<Ipv6Request>,
-    /// `InstanceName`.
-    pub name: String,
+    /// `InstanceName` of each instance created (in creation order; none given: empty).
+    pub names: Vec<String>,
     /// `Description`.
     pub description: String,
     /// `ImageId`.
@@ -186,6 +213,8 @@ pub struct CreateInstances {
     pub resource_group_id: Option<model::ResourceGroupId>,
     /// Start running (`RunInstances`) or stopped (`CreateInstance`).
     pub running: bool,
+    /// The options given, for every instance created.
+    pub options: InstanceOptions,
 }
 
 /// The system disk an instance was asked for (`SystemDisk.*`). Stockade models no storage;
@@ -647,14 +676,14 @@ impl Tx<'_> {
                 "INSERT INTO instances (id, account_id, region, zone_id, name, description, image_id, instance_type,
                                         vpc_id, vswitch_id, private_ip, public_ip, status, created_at, user_data, host_name,
                                         resource_group_id, system_disk_category, system_disk_size, system_disk_name,
-                                        system_disk_description)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                                        system_disk_description, options)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 args![
                     id.as_str(),
                     self.ctx.account.get() as i64,
                     &self.ctx.region,
                     &zone,
-                    &req.name,
+                    req.names.get(n).map_or("", String::as_str),
                     &req.description,
                     &req.image_id,
                     &req.instance_type,
@@ -671,6 +700,7 @@ impl Tx<'_> {
                     i64::from(req.system_disk.size_gib),
                     &req.system_disk.name,
                     &req.system_disk.description,
+                    serde_json::Value::Object(req.options.clone()).to_string(),
                 ],
             )?;
             for (position, g) in req.security_groups.iter().enumerate() {
@@ -795,7 +825,7 @@ impl Tx<'_> {
             &format!(
                 "SELECT i.id, i.account_id, i.zone_id, i.name, i.description, i.image_id, i.instance_type,
                         i.vpc_id, i.vswitch_id, i.private_ip, i.public_ip, i.status, i.created_at,
-                        i.host_name, i.resource_group_id
+                        i.host_name, i.resource_group_id, i.options
                  FROM instances i WHERE {on} ORDER BY i.seq"
             ),
             &params,
@@ -844,6 +874,10 @@ impl Tx<'_> {
                     resource_group_id: crate::groups::resource_group(&r.text(14)?)?,
                     security_groups: Vec::new(),
                     network_interfaces: Vec::new(),
+                    options: match serde_json::from_str(&r.text(15)?) {
+                        Ok(serde_json::Value::Object(o)) => o,
+                        _ => return Err(bad("options")),
+                    },
                 })
             })
             .collect::<Result<Vec<InstanceRecord>>>()?;
@@ -951,6 +985,9 @@ impl Tx<'_> {
     /// `DeleteInstance`: a running instance only with `Force`.
     pub fn delete_instance(&self, id: &InstanceId, force: bool) -> Result<()> {
         let i = self.instance(id)?;
+        if i.options.get(DELETION_PROTECTION) == Some(&serde_json::Value::Bool(true)) {
+            return Err(ControlError::DeletionProtection);
+        }
         if i.status == InstanceStatus::Running && !force {
             return Err(ControlError::IncorrectInstanceStatus);
         }
@@ -1037,23 +1074,27 @@ impl Tx<'_> {
     }
 
     /// `ModifyInstanceAttribute`: name, description and/or the whole group list.
-    pub fn modify_instance(
-        &self,
-        instance: &InstanceId,
-        name: Option<String>,
-        description: Option<String>,
-        groups: Option<Vec<SecurityGroupId>>,
-    ) -> Result<()> {
+    pub fn modify_instance(&self, instance: &InstanceId, changes: InstanceChanges) -> Result<()> {
         let i = self.instance(instance)?;
-        if let Some(groups) = groups {
-            self.set_groups(&i, &groups, "ModifyInstanceAttribute")?;
+        if let Some(groups) = &changes.groups {
+            self.set_groups(&i, groups, "ModifyInstanceAttribute")?;
         }
+        let user_data = match changes.user_data {
+            Some(data) => data,
+            None => self.user_data(instance)?,
+        };
+        let mut options = i.options;
+        options.extend(changes.options);
         self.db.execute(
-            "UPDATE instances SET name = ?2, description = ?3 WHERE id = ?1",
+            "UPDATE instances SET name = ?2, description = ?3, host_name = ?4, user_data = ?5, options = ?6
+             WHERE id = ?1",
             args![
                 instance.as_str(),
-                name.unwrap_or(i.name),
-                description.unwrap_or(i.description)
+                changes.name.unwrap_or(i.name),
+                changes.description.unwrap_or(i.description),
+                changes.host_name.unwrap_or(i.host_name),
+                user_data,
+                serde_json::Value::Object(options).to_string()
             ],
         )?;
         self.log("ModifyInstanceAttribute", instance.as_str(), json!({}))

@@ -285,6 +285,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX instances_by_owner ON instances(account_id, region);
     CREATE INDEX network_interfaces_by_owner ON network_interfaces(account_id, region);
     "#,
+    // 15: the attributes of an instance that Stockade keeps and answers back without acting
+    // on them (billing, spot market, placement, deletion protection), as a JSON object.
+    r#"
+    ALTER TABLE instances ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

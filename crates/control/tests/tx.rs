@@ -131,7 +131,7 @@ fn instance(
             private_ip: None,
             public_ip: false,
             ipv6: Some(control::Ipv6Request::Any),
-            name: String::new(),
+            names: Vec::new(),
             description: String::new(),
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
@@ -140,6 +140,7 @@ fn instance(
             host_names: Vec::new(),
             resource_group_id: None,
             running: true,
+            options: Default::default(),
         })
     })
     .expect("instance")
@@ -395,7 +396,7 @@ fn ipv6_and_interfaces(control: &Control) {
             private_ip: None,
             public_ip: false,
             ipv6: Some(control::Ipv6Request::Address(v6)),
-            name: String::new(),
+            names: Vec::new(),
             description: String::new(),
             image_id: "img".into(),
             instance_type: "ecs.t".into(),
@@ -404,6 +405,7 @@ fn ipv6_and_interfaces(control: &Control) {
             host_names: Vec::new(),
             resource_group_id: None,
             running: true,
+            options: Default::default(),
         })
     });
     assert_eq!(code(again), "InvalidIpv6Address.Duplicated");

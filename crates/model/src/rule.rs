@@ -377,6 +377,19 @@ impl ProbeProtocol {
             "-1/-1".to_string()
         }
     }
+
+    /// The `PortRange` of a rule that names exactly this part of an instance's space, or
+    /// `None` when no rule can: the `Other` class (only `ALL` names it, and the named
+    /// classes' parts already show that) and port 0 alone (ECS's ranges start at 1; a span
+    /// from 0 is shown from 1). Answers list only what a user can write back as a rule.
+    pub fn rule_port_range(self, ports: PortSpan) -> Option<String> {
+        match self {
+            ProbeProtocol::Other => None,
+            _ if !self.has_ports() => Some("-1/-1".to_string()),
+            _ if ports.end == 0 => None,
+            _ => Some(format!("{}/{}", ports.start.max(1), ports.end)),
+        }
+    }
 }
 
 /// An inclusive span of destination ports in probe space. Unlike [`PortRange`] it may

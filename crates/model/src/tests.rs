@@ -443,3 +443,23 @@ fn a_port_list_stands_for_the_port_range() {
     f.port_range_list_id = Some("pl-web".into());
     assert_eq!(code(&f), "InvalidPortRangeListId.Malformed");
 }
+
+#[test]
+fn exposure_parts_are_answered_only_as_rules_could_name_them() {
+    use crate::{PortSpan, ProbeProtocol};
+    let span = |start, end| PortSpan { start, end };
+    assert_eq!(
+        ProbeProtocol::Tcp.rule_port_range(span(0, 65535)),
+        Some("1/65535".to_string())
+    );
+    assert_eq!(ProbeProtocol::Udp.rule_port_range(span(0, 0)), None);
+    assert_eq!(
+        ProbeProtocol::Tcp.rule_port_range(span(22, 22)),
+        Some("22/22".to_string())
+    );
+    assert_eq!(
+        ProbeProtocol::Icmp.rule_port_range(PortSpan::NONE),
+        Some("-1/-1".to_string())
+    );
+    assert_eq!(ProbeProtocol::Other.rule_port_range(PortSpan::NONE), None);
+}

@@ -35,6 +35,10 @@ pub enum ServerError {
     /// A parameter name or value that is too long, or holds control characters (NUL, ...).
     #[error("The specified parameter {0} is too long or contains control characters.")]
     ParameterMalformed(String),
+    /// A parameter this server does not honour, or a value of it that it cannot honour
+    /// (Stockade refuses what it would otherwise silently ignore).
+    #[error("The parameter {0} is not supported here{1}.")]
+    UnsupportedParameter(String, String),
     /// A parameter longer than its field allows.
     #[error("The specified parameter {0} is longer than {1} characters.")]
     ParameterTooLong(&'static str, usize),
@@ -154,6 +158,11 @@ impl ServerError {
         ModelError::InvalidParameter(name, value.into()).into()
     }
 
+    /// A parameter the action does not read at all.
+    pub fn unsupported(name: impl Into<String>) -> ServerError {
+        ServerError::UnsupportedParameter(name.into(), String::new())
+    }
+
     /// The cause to log for a 5xx answer (its text is never sent).
     pub fn cause(&self) -> Option<&str> {
         match self {
@@ -207,6 +216,7 @@ impl EcsError for ServerError {
             ServerError::HostNameMalformed(_) => "InvalidHostName.Malformed",
             ServerError::CidrBlockMalformed(_) => "InvalidCidrBlock.Malformed",
             ServerError::RuleIdRepeated => "InvalidParam.SecurityGroupRuleIdRepeated",
+            ServerError::UnsupportedParameter(..) => "UnsupportedParameter",
             ServerError::Internal(_) => "InternalError",
         };
         code.into()
@@ -252,7 +262,8 @@ impl EcsError for ServerError {
             | ServerError::InstanceNameMalformed
             | ServerError::HostNameMalformed(_)
             | ServerError::CidrBlockMalformed(_)
-            | ServerError::RuleIdRepeated => 400,
+            | ServerError::RuleIdRepeated
+            | ServerError::UnsupportedParameter(..) => 400,
         }
     }
 }

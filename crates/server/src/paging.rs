@@ -37,12 +37,14 @@ fn next_token(p: &Params) -> Result<usize> {
 }
 
 impl Paging {
-    /// The paging of a `Describe...` list: tokens when `MaxResults` is given, pages otherwise.
+    /// The paging of a `Describe...` list: tokens when `MaxResults` or `NextToken` is given
+    /// (`MaxResults` defaults to ten, as ECS's does), pages otherwise.
     pub(crate) fn parse(p: &Params) -> Result<Paging> {
-        if let Some(max) = p.number("MaxResults", 1, PAGE_SIZE_MAX)? {
+        let max = p.number("MaxResults", 1, PAGE_SIZE_MAX)?;
+        if max.is_some() || p.opt("NextToken").is_some() {
             return Ok(Paging::Token {
                 start: next_token(p)?,
-                max: Some(max as usize),
+                max: Some(max.unwrap_or(PAGE_SIZE_DEFAULT) as usize),
             });
         }
         let number = p.number("PageNumber", 1, u32::MAX as u64)?.unwrap_or(1) as usize;
@@ -80,15 +82,24 @@ impl Paging {
         }
     }
 
-    /// The paging fields of a `Describe...` answer (`NextToken` or `PageNumber` and
-    /// `PageSize`, and `TotalCount`).
+    /// The paging fields of a `Describe...` answer: `NextToken`, `PageNumber`, `PageSize` and
+    /// `TotalCount` whichever way the request paged, as the SDKs' models have all four (a
+    /// page's `NextToken` continues right after it; a token page's number is where its
+    /// start falls in pages of its size).
     pub(crate) fn fields(&self, window: &Window, total: usize) -> Value {
-        match *self {
-            Paging::Token { .. } => json!({"NextToken": window.next_token, "TotalCount": total}),
-            Paging::Pages { number, size } => {
-                json!({"PageNumber": number, "PageSize": size, "TotalCount": total})
+        let (number, size) = match *self {
+            Paging::Token { start, max } => {
+                let size = max.unwrap_or(total.max(1));
+                ((start / size.max(1)).saturating_add(1), size)
             }
-        }
+            Paging::Pages { number, size } => (number, size),
+        };
+        json!({
+            "NextToken": window.next_token,
+            "PageNumber": number,
+            "PageSize": size,
+            "TotalCount": total,
+        })
     }
 }
 

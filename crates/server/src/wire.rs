@@ -5,7 +5,8 @@
 //! Responses are JSON by default and XML with `Format=XML`; errors carry `RequestId`,
 //! `HostId`, `Code`, `Message` and `Recommend` with the ECS HTTP status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -48,11 +49,39 @@ const TRANSPORT: [&str; 9] = [
     "ClientToken",
 ];
 
-/// The merged request parameters, by name.
-#[derive(Debug, Clone, Default)]
+/// The merged request parameters, by name, and the names an action has read: a parameter
+/// the action never reads is one it would silently ignore, so it is refused instead
+/// ([`Params::unread`]).
+#[derive(Debug, Default)]
 pub struct Params {
     map: BTreeMap<String, String>,
+    /// The full names read, shared with the parameters of nested objects
+    /// ([`Object::params`]), which add their `prefix`.
+    read: Arc<Mutex<BTreeSet<String>>>,
+    prefix: String,
 }
+
+impl Clone for Params {
+    fn clone(&self) -> Params {
+        Params {
+            map: self.map.clone(),
+            read: Arc::new(Mutex::new(self.read_names())),
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// Parameters of every request, read by the front door or meaningless here (the owner
+/// fields name the caller, whom the AccessKey already names).
+const ENVELOPE: [&str; 7] = [
+    "Action",
+    "Version",
+    "RegionId",
+    "OwnerId",
+    "OwnerAccount",
+    "ResourceOwnerId",
+    "ResourceOwnerAccount",
+];
 
 impl Params {
     /// Merges the query string and an `application/x-www-form-urlencoded` body. A name
@@ -74,7 +103,29 @@ impl Params {
         for (k, v) in pairs {
             map.entry(k).or_insert(v);
         }
-        Params { map }
+        Params {
+            map,
+            read: Arc::default(),
+            prefix: String::new(),
+        }
+    }
+
+    fn read_names(&self) -> BTreeSet<String> {
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The first parameter given a value that nothing read: an action calls this before it
+    /// writes, and the dispatcher after a read, so that a parameter the action does not
+    /// honour is refused rather than dropped. (Empty values are absent: the SDKs send
+    /// `Key=` for every unset field of their model.)
+    pub fn unread(&self) -> Option<String> {
+        let read = self.read_names();
+        self.map
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && !read.contains(k.as_str()))
+            .map(|(k, _)| k)
+            .find(|k| !TRANSPORT.contains(&k.as_str()) && !ENVELOPE.contains(&k.as_str()))
+            .cloned()
     }
 
     /// Refuses what no ECS request carries: too many parameters, names or values too long,
@@ -128,7 +179,12 @@ impl Params {
 
     /// A parameter, empty values counting as absent (SDKs send `Key=` for unset fields).
     pub fn opt(&self, k: &str) -> Option<String> {
-        self.map.get(k).filter(|v| !v.is_empty()).cloned()
+        let v = self.map.get(k)?;
+        self.read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{}{k}", self.prefix));
+        Some(v).filter(|v| !v.is_empty()).cloned()
     }
 
     /// A parameter that must be present.
@@ -159,6 +215,31 @@ impl Params {
             .iter()
             .map(|v| v.parse())
             .collect::<Result<_, _>>()?)
+    }
+
+    /// `prefix.N` ids that filter a `Describe*` answer. ECS answers a filter id that names
+    /// nothing with an empty page, malformed or not (`ali_eni` looks an interface up as
+    /// `NetworkInterfaceId.1=None` before it creates one), so a malformed one is dropped;
+    /// `None` when ids were given and none is well-formed: the answer is empty.
+    pub fn id_filter<T: std::str::FromStr>(&self, prefix: &str) -> Option<Vec<T>> {
+        let given = self.list(prefix);
+        let ids: Vec<T> = given.iter().filter_map(|v| v.parse().ok()).collect();
+        (given.is_empty() || !ids.is_empty()).then_some(ids)
+    }
+
+    /// A parameter of which Stockade honours one behaviour only, that of `supported` (ECS's
+    /// default, compared case-insensitively): it is accepted when absent or asking for it,
+    /// and refused otherwise, never dropped.
+    pub fn fixed(&self, k: &str, supported: &str) -> Result<()> {
+        match self.opt(k) {
+            Some(v) if !v.eq_ignore_ascii_case(supported) => {
+                Err(ServerError::UnsupportedParameter(
+                    k.to_string(),
+                    format!(" with a value other than {supported}"),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A boolean (`true` / `false`, case-insensitive).
@@ -245,7 +326,11 @@ impl Object<'_> {
             .take_while(|(k, _)| k.starts_with(&self.prefix))
             .map(|(k, v)| (k[self.prefix.len()..].to_string(), v.clone()))
             .collect();
-        Params { map }
+        Params {
+            map,
+            read: self.params.read.clone(),
+            prefix: format!("{}{}", self.params.prefix, self.prefix),
+        }
     }
 }
 

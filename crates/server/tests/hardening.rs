@@ -439,14 +439,17 @@ async fn cross_account_references_answer_not_found_unless_ecs_allows_them() {
     // Another account's classic group without an owner answers exactly as an id of nothing
     // does, on every path that names a peer group: no existence oracle.
     let rule = |action: &str, peer_field: &str, peer: &str| {
-        signed(&[
+        let mut p = vec![
             ("Action", action),
             ("SecurityGroupId", &classic_mine),
             ("IpProtocol", "tcp"),
             ("PortRange", "22/22"),
             (peer_field, peer),
-            ("ChangeAction", "AuthorizeSecurityGroup"),
-        ])
+        ];
+        if action == "PreviewSecurityGroupChange" {
+            p.push(("ChangeAction", "AuthorizeSecurityGroup"));
+        }
+        signed(&p)
     };
     for (action, peer_field) in [
         ("AuthorizeSecurityGroup", "SourceGroupId"),
@@ -1133,7 +1136,7 @@ async fn analysis_never_cuts_around_another_accounts_members() {
         &app,
         &[
             ("Action", "DescribeSecurityGroupAudit"),
-            ("SecurityGroupId", &mine),
+            ("SecurityGroupId.1", &mine),
         ],
     )
     .await;

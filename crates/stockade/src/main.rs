@@ -553,8 +553,11 @@ fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
         );
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
+    // Only what a rule can name, as the API's exposure answers (no `OTHER`, no port 0 alone).
+    rows.retain(|(_, e, _)| e.protocol.rule_port_range(e.ports).is_some());
     let protocol = |e: &policy::exposure::Exposed| e.protocol.as_wire();
-    let ports = |e: &policy::exposure::Exposed| e.protocol.port_range_wire(e.ports);
+    let ports =
+        |e: &policy::exposure::Exposed| e.protocol.rule_port_range(e.ports).unwrap_or_default();
     match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = rows

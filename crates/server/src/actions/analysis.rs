@@ -369,9 +369,13 @@ pub fn exposure_json(
             .filter(|i| visible(i))
             .map(ToString::to_string)
             .collect();
+        // Only what a rule can name (no `OTHER` class, no port 0 alone).
+        let Some(port_range) = e.protocol.rule_port_range(e.ports) else {
+            continue;
+        };
         items.push(json!({
             "IpProtocol": e.protocol.as_wire(),
-            "PortRange": e.protocol.port_range_wire(e.ports),
+            "PortRange": port_range,
             "SourceCidrIps": {"SourceCidrIp": sources},
             "SourceGroupId": peer_group,
             "SourceGroupOwnerId": peer_owner,
@@ -487,6 +491,10 @@ pub(super) fn preview(
             let viewer = policy::exposure::Viewer::Account(call.ctx.account);
             let flips = policy::exposure::changes_seen(&was, &will, id, nic, direction, viewer)?;
             for c in flips {
+                // Only what a rule can name (no `OTHER` class, no port 0 alone).
+                let Some(port_range) = c.protocol.rule_port_range(c.ports) else {
+                    continue;
+                };
                 let peers_in: Vec<String> = will
                     .state()
                     .instances()
@@ -510,7 +518,7 @@ pub(super) fn preview(
                     "Direction": if direction == Direction::Ingress { "Ingress" } else { "Egress" },
                     "Effect": if c.allowed { "Allowed" } else { "Denied" },
                     "IpProtocol": c.protocol.as_wire(),
-                    "PortRange": c.protocol.port_range_wire(c.ports),
+                    "PortRange": port_range,
                     "PeerCidrIps": {"PeerCidrIp": c.peers.iter().map(ToString::to_string).collect::<Vec<_>>()},
                     "PeerInstances": {"InstanceId": peers_in},
                     "PeerSecurityGroupIds": {"SecurityGroupId": ids(&c.peer_groups)},

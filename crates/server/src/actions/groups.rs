@@ -83,6 +83,7 @@ fn group_json(g: &GroupRecord, rules: &[RuleRecord], members: usize) -> Value {
         "CreationTime": g.created_at,
         "ResourceGroupId": g.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         "ServiceManaged": false,
+        "ServiceID": 0,
         "RuleCount": rules.len(),
         "GroupToGroupRuleCount": group_rules,
         "EcsCount": members,
@@ -156,13 +157,12 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
         Some(other) => return Err(ServerError::invalid("Direction", other)),
     };
     let nic: Option<NicType> = p.parsed("NicType")?;
-    // `Attribute=snapshotPolicyIds` also asks for the snapshot policies associated with the
-    // group: there are no disks here, so none.
-    let snapshot_policies = match p.opt("Attribute").as_deref() {
-        None => false,
-        Some("snapshotPolicyIds") => true,
-        Some(other) => return Err(ServerError::invalid("Attribute", other)),
-    };
+    // `Attribute=snapshotPolicyIds` asks for the snapshot policies associated with the
+    // group: there are no disks here, so none, and the answer always says so (the SDKs'
+    // model has the field either way).
+    if let Some(other) = p.opt("Attribute").filter(|a| a != "snapshotPolicyIds") {
+        return Err(ServerError::invalid("Attribute", other));
+    }
     let (min, max) = control::limits::RULE_PAGE;
     let paging = Paging::after_token(p, p.number("MaxResults", min, max)?)?;
     call.read(|tx| {
@@ -178,7 +178,7 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
             .iter()
             .map(|r| rules::permission_json(tx, r))
             .collect();
-        let mut body = json!({
+        Ok(json!({
             "RegionId": call.ctx.region,
             "SecurityGroupId": g.id.to_string(),
             "SecurityGroupName": g.name,
@@ -187,11 +187,8 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
             "InnerAccessPolicy": g.inner_access_policy.as_wire(),
             "NextToken": window.next_token,
             "Permissions": {"Permission": permissions},
-        });
-        if snapshot_policies {
-            body["SnapshotPolicyIds"] = json!({"SnapshotPolicyId": []});
-        }
-        Ok(body)
+            "SnapshotPolicyIds": {"SnapshotPolicyId": []},
+        }))
     })
 }
 

@@ -15,6 +15,9 @@ use crate::paging::Paging;
 use crate::wire::Params;
 
 /// `SecurityGroupId` and `SecurityGroupIds.N`, in order, without repeats.
+/// ECS takes up to 32 KiB of Base64 user data; it is kept as given and handed back.
+const USER_DATA_LENGTH: usize = 32 * 1024;
+
 fn group_list(p: &Params) -> Result<Vec<SecurityGroupId>> {
     let mut groups: Vec<SecurityGroupId> = Vec::new();
     if let Some(g) = p.parsed::<SecurityGroupId>("SecurityGroupId")? {
@@ -52,8 +55,8 @@ struct Primary {
 /// `NetworkInterface.N.*`: the primary interface's fields (only as the first entry) and the
 /// secondary interfaces each instance gets. A secondary interface without groups takes the
 /// instance's (`groups`); one given by id can only go to one instance. The hardware knobs
-/// (`NetworkCardIndex`, queue sizes and counts, `NetworkInterfaceTrafficMode`,
-/// `SourceDestCheck`) mean nothing to a security group and are not read.
+/// (`NetworkCardIndex`, queue counts, `NetworkInterfaceTrafficMode`, `SourceDestCheck`)
+/// are accepted at the one setting Stockade has, and refused otherwise.
 fn network_interfaces(
     p: &Params,
     amount: usize,
@@ -257,14 +260,19 @@ fn host_names(p: &Params, amount: usize) -> Result<Vec<String>> {
         }
         return listed.into_iter().map(host_name).collect();
     }
-    let Some(one) = one else {
-        return Ok(Vec::new());
-    };
-    let one = host_name(one)?;
+    match one {
+        None => Ok(Vec::new()),
+        Some(one) => Ok(suffixed(p, host_name(one)?, amount)?),
+    }
+}
+
+/// `amount` copies of `name`; with `UniqueSuffix=true` and more than one, each followed by
+/// `001`, `002`, ... (ECS does this to `HostName` and `InstanceName` alike).
+fn suffixed(p: &Params, name: String, amount: usize) -> Result<Vec<String>> {
     Ok(if p.flag("UniqueSuffix")? && amount > 1 {
-        (1..=amount).map(|n| format!("{one}{n:03}")).collect()
+        (1..=amount).map(|n| format!("{name}{n:03}")).collect()
     } else {
-        vec![one; amount]
+        vec![name; amount]
     })
 }
 
@@ -311,15 +319,67 @@ pub(super) fn describe_instance_types(call: &Call) -> Result<Reply> {
                 let (cpus, memory) = sizing(t);
                 let type_family = t.rsplit_once('.').map_or("", |(f, _)| f);
                 (cpus > 0 && family.as_ref().is_none_or(|f| f == type_family)).then(|| {
-                    json!({
+                    let mut out = json!({
                         "InstanceTypeId": t,
                         "InstanceTypeFamily": type_family,
                         "CpuCoreCount": cpus,
                         "MemorySize": f64::from(memory) / 1024.0,
                         "EniQuantity": enis,
+                        "EniTotalQuantity": enis,
                         "EniPrivateIpAddressQuantity": 1,
                         "EniIpv6AddressQuantity": 1,
-                    })
+                        "CpuArchitecture": "X86",
+                        "CpuOptions": {
+                            "Core": cpus,
+                            "ThreadsPerCore": 1,
+                            "CoreFactor": 1,
+                            "HyperThreadingAdjustable": false,
+                            "NestedVirtualizationSupport": "",
+                            "SupportedTopologyTypes": {"SupportedTopologyType": []},
+                        },
+                    });
+                    // What the server does not know of a type (GPUs, local disks, network
+                    // bandwidth and queues, credits, processor): ECS's values for none.
+                    super::extend(&mut out, json!({
+                        "InstanceCategory": "",
+                        "InstanceFamilyLevel": "",
+                        "PhysicalProcessorModel": "",
+                        "CpuSpeedFrequency": 0.0,
+                        "CpuTurboFrequency": 0.0,
+                        "GPUAmount": 0,
+                        "GPUMemorySize": 0.0,
+                        "GPUSpec": "",
+                        "LocalStorageAmount": 0,
+                        "LocalStorageCapacity": 0,
+                        "LocalStorageCategory": "",
+                        "DiskQuantity": 0,
+                        "BaselineCredit": 0,
+                        "InitialCredit": 0,
+                        "InstanceBandwidthRx": 0,
+                        "InstanceBandwidthTx": 0,
+                        "InstancePpsRx": 0,
+                        "InstancePpsTx": 0,
+                        "EriQuantity": 0,
+                        "EniTrunkSupported": false,
+                        "JumboFrameSupport": false,
+                        "NetworkEncryptionSupport": false,
+                        "NvmeSupport": "unsupported",
+                        "MaximumQueueNumberPerEni": 1,
+                        "PrimaryEniQueueNumber": 1,
+                        "SecondaryEniQueueNumber": 1,
+                        "TotalEniQueueQuantity": enis,
+                        "QueuePairNumber": 1,
+                        "NetworkCardQuantity": 1,
+                        // No network-card choice (Terraform sends `NetworkCardIndex` only for types that list cards).
+                        "NetworkCards": {"NetworkCardInfo": []},
+                        "Attributes": {"Attribute": []},
+                        "Clock": {"PtpSupport": "unsupported"},
+                        "EnhancedNetwork": {"RssSupport": false, "SriovSupport": false, "ExpressSupport": false, "VfQueueNumberPerEni": 0},
+                        "NetworkInfo": {"BandwidthWeighting": {"WeightingInfos": {"WeightingInfo": []}}},
+                        "SecurityOptions": {"SecureBootSupport": "unsupported"},
+                        "SupportedBootModes": {"SupportedBootMode": ["BIOS"]},
+                    }));
+                    out
                 })
             })
             .collect();
@@ -389,7 +449,12 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
     if private_ip.is_some() && vswitch_id.is_none() {
         return Err(ServerError::PrivateIpWithoutVSwitch);
     }
-    let name = instance_name(p)?.unwrap_or_default();
+    let names = match instance_name(p)? {
+        Some(name) => suffixed(p, name, amount)?,
+        None => Vec::new(),
+    };
+    // Read even when neither name is given, so that it is never refused as unread.
+    p.flag("UniqueSuffix")?;
     if matches!(ipv6, Some(Ipv6Request::Address(_))) && amount > 1 {
         return Err(ModelError::Conflict("Ipv6Address.N", "Amount").into());
     }
@@ -401,7 +466,7 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         private_ip,
         public_ip: p.number("InternetMaxBandwidthOut", 0, 1024)?.unwrap_or(0) > 0,
         ipv6,
-        name,
+        names,
         description: description(p)?.unwrap_or_default(),
         // ECS takes `ImageFamily` for the family's newest image; images are opaque here, so
         // the family's name stands for it.
@@ -412,13 +477,16 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
         instance_type: p
             .bounded("InstanceType", NAME_LENGTH)?
             .ok_or(ModelError::Missing("InstanceType"))?,
-        // ECS takes up to 32 KiB of Base64; it is kept as given and handed back.
-        user_data: p.bounded("UserData", 32 * 1024)?.unwrap_or_default(),
+        user_data: p.bounded("UserData", USER_DATA_LENGTH)?.unwrap_or_default(),
         system_disk: system_disk(p)?,
         host_names: host_names(p, amount)?,
         resource_group_id: p.parsed("ResourceGroupId")?,
         running,
+        options: super::options::parse(p)?,
     };
+    // What Stockade does one way only: accepted when they ask for that way.
+    p.fixed("IoOptimized", "optimized")?;
+    p.fixed("NetworkOptions.EnableJumboFrame", "false")?;
     let tags = tags::parse_to_set(p, "Tag")?;
     call.command_with(|tx| {
         let created = tx.create_instances(&req)?;
@@ -443,9 +511,10 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
             tx.tag(TaggedType::Instance, &ids, &tags)?;
         }
         Ok(if running {
-            json!({"InstanceIdSets": {"InstanceIdSet": ids}, "TradePrice": 0.0})
+            json!({"InstanceIdSets": {"InstanceIdSet": ids}, "TradePrice": 0.0, "OrderId": ""})
         } else {
-            json!({"InstanceId": ids[0]})
+            // Nothing is billed here: no order, no price.
+            json!({"InstanceId": ids[0], "TradePrice": 0.0, "OrderId": ""})
         })
     })
 }
@@ -483,8 +552,10 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "NatIpAddress": "",
         },
         "InnerIpAddress": {"IpAddress": inner},
+        // Before `PublicIpAddress`, as real ECS answers have it: footmark's parser recurses
+        // forever on an instance without a public address when the order is the other way.
+        "EipAddress": {"IpAddress": "", "AllocationId": "", "InternetChargeType": "", "Bandwidth": 0, "IsSupportUnassociate": false},
         "PublicIpAddress": {"IpAddress": ip(i.public_ip)},
-        "EipAddress": {"IpAddress": "", "AllocationId": ""},
         "NetworkInterfaces": {"NetworkInterface": i.network_interfaces.iter().map(|n| json!({
             "NetworkInterfaceId": n.id.to_string(),
             "Type": n.kind.as_wire(),
@@ -492,40 +563,75 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "PrimaryIpAddress": n.private_ip.to_string(),
             "PrivateIpSets": {"PrivateIpSet": super::interfaces::private_ip_sets(n)},
             "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
+            "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
+            "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
     });
-    if let (Some(out), Value::Object(more)) = (out.as_object_mut(), unmodelled(i)) {
-        out.extend(more);
-    }
+    super::extend(&mut out, unmodelled(i));
+    super::extend(&mut out, super::options::answer(&i.options));
     out
 }
 
 /// The fields of what Stockade does not model, as an ECS instance without it has them.
 fn unmodelled(i: &InstanceRecord) -> Value {
-    json!({
-        // No billing, spot market, metadata service or deletion lock here: the values an
-        // ECS instance has without them.
-        "InstanceChargeType": "PostPaid",
-        "InternetChargeType": "PayByTraffic",
-        "SpotStrategy": "NoSpot",
+    let mut out = json!({
+        // No billing, metadata service or GPUs here: the values an ECS instance has without
+        // them. (What a request may set is in `options`.)
         "StoppedMode": "Not-applicable",
-        "DeletionProtection": false,
         "IoOptimized": true,
         "DeviceAvailable": true,
         "Recyclable": false,
         "GPUAmount": 0,
         "GPUSpec": "",
-        "KeyPairName": "",
-        "DeploymentSetId": "",
-        "CreditSpecification": "",
-        "AutoReleaseTime": "",
         "ExpiredTime": "2099-12-31T15:59Z",
         "ResourceGroupId": i.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         "SerialNumber": i.id.as_str().trim_start_matches("i-"),
         "OperationLocks": {"LockReason": []},
-        "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1},
-    })
+        "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1, "InstanceMetadataTags": "disabled"},
+    });
+    super::extend(
+        &mut out,
+        json!({
+            // No clusters, VLANs, local disks, dedicated hosts, capacity reservations, RDMA,
+            // hibernation or secure boot here: what an instance without them answers.
+            "ClusterId": "",
+            "VlanId": "",
+            "ISP": "",
+            "SaleCycle": "",
+            "OSNameEn": "",
+            "EnableNVS": false,
+            "LocalStorageAmount": 0,
+            "LocalStorageCapacity": 0,
+            "AdditionalInfo": {"EnableHighDensityMode": false, "ManagedHostId": "", "NodeSerialNumber": ""},
+            "ClockOptions": {"PtpStatus": "disabled"},
+            "CpuOptions": {
+                "CoreCount": sizing(&i.instance_type).0,
+                "ThreadsPerCore": 1,
+                "Numa": "",
+                "NestedVirtualization": "",
+                "TopologyType": "",
+                "TurboMode": "",
+                "EnableVISST": false,
+                "EnableVRDT": false,
+            },
+            "DedicatedHostAttribute": {"DedicatedHostClusterId": "", "DedicatedHostId": "", "DedicatedHostName": ""},
+            "DedicatedInstanceAttribute": {"Affinity": "default", "Tenancy": "default"},
+            "EcsCapacityReservationAttr": {"CapacityReservationId": "", "CapacityReservationPreference": "none"},
+            "HibernationOptions": {"Configured": false},
+            "ImageOptions": {"CurrentOSNVMeSupported": false, "LoginAsNonRoot": false},
+            "PrivateDnsNameOptions": {
+                "HostnameType": "Custom",
+                "EnableInstanceIdDnsARecord": false,
+                "EnableInstanceIdDnsAAAARecord": false,
+                "EnableIpDnsARecord": false,
+                "EnableIpDnsPtrRecord": false,
+            },
+            "RdmaIpAddress": {"IpAddress": []},
+            "SecurityOptions": {"EnableSecureBoot": false},
+        }),
+    );
+    out
 }
 
 /// `DescribeInstances`: the caller's instances in the region, filtered and paged.
@@ -539,6 +645,10 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
             Some(parsed.iter().map(|s| s.parse()).collect::<Result<_, _>>()?)
         }
     };
+    // `AdditionalAttributes.N` asks for fields ECS leaves out by default (metadata options,
+    // the primary interface's address, ...): this answer always carries every field, so
+    // each is honoured as asked.
+    let _ = p.list("AdditionalAttributes");
     let vpc: Option<VpcId> = p.parsed("VpcId")?;
     let vswitch: Option<VSwitchId> = p.parsed("VSwitchId")?;
     let group: Option<SecurityGroupId> = p.parsed("SecurityGroupId")?;
@@ -644,7 +754,21 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
 /// `StartInstance` / `StopInstance`.
 pub(super) fn set_status(call: &Call, status: InstanceStatus) -> Result<Reply> {
     let id: InstanceId = call.params.typed("InstanceId")?;
+    power_options(call.params)?;
     call.command(|tx| tx.set_instance_status(&id, status))
+}
+
+/// The options of starting, stopping and rebooting. No guest runs here, so a forced and a
+/// graceful stop or reboot are one and the same (`ForceStop`, `ForceReboot`, `ConfirmStop`
+/// are honoured whichever way); what would need a guest or billing is accepted only at
+/// ECS's default: no hibernation, no local disk reset, `StoppedMode=KeepCharging`.
+fn power_options(p: &Params) -> Result<()> {
+    for flag in ["ForceStop", "ForceReboot", "ConfirmStop"] {
+        p.flag(flag)?;
+    }
+    p.fixed("Hibernate", "false")?;
+    p.fixed("InitLocalDisk", "false")?;
+    p.fixed("StoppedMode", "KeepCharging")
 }
 
 /// The instances of a batch action (`InstanceId.N`, 1 to 100), all or none: a batch is one
@@ -666,6 +790,7 @@ fn batch(p: &Params) -> Result<Vec<InstanceId>> {
 
 /// `StartInstances` / `StopInstances`: every instance changes status, or none does.
 pub(super) fn set_status_all(call: &Call, status: InstanceStatus) -> Result<Reply> {
+    power_options(call.params)?;
     let ids = batch(call.params)?;
     call.command_with(|tx| {
         let mut responses = Vec::with_capacity(ids.len());
@@ -684,6 +809,7 @@ pub(super) fn set_status_all(call: &Call, status: InstanceStatus) -> Result<Repl
 /// `RebootInstance` / `RebootInstances`: a running instance stays running (an instance's
 /// enforcement does not depend on its guest); anything else is `IncorrectInstanceStatus`.
 pub(super) fn reboot(call: &Call, many: bool) -> Result<Reply> {
+    power_options(call.params)?;
     let ids = if many {
         batch(call.params)?
     } else {
@@ -722,15 +848,22 @@ pub(super) fn delete(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.delete_instance(&id, force))
 }
 
-/// `ModifyInstanceAttribute`: name, description, and the whole group list.
+/// `ModifyInstanceAttribute`: name, description, host name, user data, the whole group
+/// list, and the attributes ECS lets it change (deletion protection, credit mode).
 pub(super) fn modify_attribute(call: &Call) -> Result<Reply> {
     let p = call.params;
     let id: InstanceId = p.typed("InstanceId")?;
     let groups: Vec<SecurityGroupId> = p.typed_list("SecurityGroupIds")?;
-    let groups = (!groups.is_empty()).then_some(groups);
-    let name = instance_name(p)?;
-    let description = description(p)?;
-    call.command(|tx| tx.modify_instance(&id, name, description, groups))
+    let changes = control::InstanceChanges {
+        groups: (!groups.is_empty()).then_some(groups),
+        name: instance_name(p)?,
+        description: description(p)?,
+        host_name: p.opt("HostName").map(host_name).transpose()?,
+        user_data: p.bounded("UserData", USER_DATA_LENGTH)?,
+        options: super::options::parse_changes(p)?,
+    };
+    p.fixed("EnableJumboFrame", "false")?;
+    call.command(|tx| tx.modify_instance(&id, changes))
 }
 
 /// What a request names: an instance (`InstanceId`) or a network interface
@@ -781,7 +914,16 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
     call.read(|tx| {
         let i = tx.instance(&id)?;
         let tags = tx.resource_tags(TaggedType::Instance, i.id.as_str())?;
-        Ok(instance_json(&i, &call.ctx.region, &tags))
+        let mut out = instance_json(&i, &call.ctx.region, &tags);
+        // The attribute answer's own fields: no jumbo frames or network encryption here.
+        out["EnableJumboFrame"] = json!(false);
+        out["EnableNetworkEncryption"] = json!(false);
+        out["NetworkOptions"] = json!({
+            "BandwidthWeighting": "",
+            "EnableJumboFrame": false,
+            "EnableNetworkEncryption": false,
+        });
+        Ok(out)
     })
 }
 
@@ -910,7 +1052,7 @@ pub(super) fn describe_disks(call: &Call) -> Result<Reply> {
             return Ok(None);
         }
         let d = tx.system_disk(&i.id)?;
-        Ok(Some(json!({
+        let mut out = json!({
             "DiskId": id,
             "InstanceId": i.id.to_string(),
             "Type": "system",
@@ -930,7 +1072,48 @@ pub(super) fn describe_disks(call: &Call) -> Result<Reply> {
             "StorageClusterId": "",
             "CreationTime": i.created_at,
             "ResourceGroupId": i.resource_group_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-        })))
+            "RegionId": call.ctx.region,
+            // A system disk is attached when its instance is made and never detached.
+            "AttachedTime": i.created_at,
+            "DetachedTime": "",
+            "Attachments": {"Attachment": [{"InstanceId": i.id.to_string(), "Device": "/dev/xvda", "AttachedTime": i.created_at}]},
+            "MountInstances": {"MountInstance": []},
+            "MountInstanceNum": 0,
+            "MultiAttach": "Disabled",
+            "SerialNumber": id.trim_start_matches("d-"),
+            "PerformanceLevel": if d.category == "cloud_essd" { "PL1" } else { "" },
+            "Tags": {"Tag": []},
+        });
+        // No snapshots, storage sets, billing, provisioned performance or locks for disks
+        // here: what a pay-as-you-go disk without them answers.
+        super::extend(
+            &mut out,
+            json!({
+                "DiskChargeType": "PostPaid",
+                "ExpiredTime": "2099-12-31T15:59Z",
+                "ProvisionedIops": 0,
+                "BurstingEnabled": false,
+                "IOPS": 0,
+                "IOPSRead": 0,
+                "IOPSWrite": 0,
+                "Throughput": 0,
+                "ThroughputRead": 0,
+                "ThroughputWrite": 0,
+                "BdfId": "",
+                "ProductCode": "",
+                "SourceDiskId": "",
+                "SourceSnapshotId": "",
+                "StorageSetId": "",
+                "StorageSetPartitionNumber": 0,
+                "DeleteAutoSnapshot": false,
+                "EnableAutoSnapshot": false,
+                "EnableAutomatedSnapshotPolicy": false,
+                "DataSource": {"Id": "", "Type": ""},
+                "Placement": {"ZoneIds": ""},
+                "OperationLocks": {"OperationLock": []},
+            }),
+        );
+        Ok(Some(out))
     };
     describe_per_instance(call, "Disks", "Disk", &disk)
 }

@@ -102,7 +102,7 @@ pub(super) fn create(call: &Call) -> Result<Reply> {
             tx.tag(TaggedType::Eni, &[id.to_string()], &tags)?;
         }
         let n = tx.interface(&id)?;
-        Ok(interface_json(&n, &tags))
+        Ok(interface_json(&n, &tags, false))
     })
 }
 
@@ -125,7 +125,25 @@ pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
     if req.security_groups.is_empty() {
         return Err(ModelError::Missing("SecurityGroupId").into());
     }
+    fixed_knobs(p)?;
     Ok(req)
+}
+
+/// The hardware knobs of an interface (traffic mode, network card, queues), which mean
+/// nothing to a security group: Stockade's interfaces are standard ones on card 0 with one
+/// queue pair, so a request asking for that is accepted and any other is refused. Anti-
+/// spoofing is always on (`SourceDestCheck=true`).
+fn fixed_knobs(p: &Params) -> Result<()> {
+    for (name, value) in [
+        ("NetworkInterfaceTrafficMode", "Standard"),
+        ("NetworkCardIndex", "0"),
+        ("QueueNumber", "1"),
+        ("QueuePairNumber", "1"),
+        ("SourceDestCheck", "true"),
+    ] {
+        p.fixed(name, value)?;
+    }
+    Ok(())
 }
 
 /// `DeleteNetworkInterface`.
@@ -169,7 +187,7 @@ pub(super) fn describe_attribute(call: &Call) -> Result<Reply> {
     call.read(|tx| {
         let n = tx.interface(&id)?;
         let tags = tx.resource_tags(TaggedType::Eni, id.as_str())?;
-        Ok(interface_json(&n, &tags))
+        Ok(interface_json(&n, &tags, true))
     })
 }
 
@@ -183,8 +201,10 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
         .map(address)
         .collect::<Result<_>>()?;
     addresses.extend(p.opt("PrimaryIpAddress").map(address).transpose()?);
+    let ids = p.id_filter("NetworkInterfaceId");
+    let names_nothing = ids.is_none();
     let filter = InterfaceFilter {
-        ids: p.typed_list("NetworkInterfaceId")?,
+        ids: ids.unwrap_or_default(),
         vpc_id: p.parsed("VpcId")?,
         vswitch_id: p.parsed("VSwitchId")?,
         instance_id: p.parsed("InstanceId")?,
@@ -208,11 +228,16 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
     let paging = Paging::parse(p)?;
     call.read(|tx| {
         let mut all = Vec::new();
-        for n in tx.interfaces(&filter)? {
+        let found = if names_nothing {
+            Vec::new()
+        } else {
+            tx.interfaces(&filter)?
+        };
+        for n in found {
             let tags = tx.resource_tags(TaggedType::Eni, n.id.as_str())?;
             let tagged = tags::matches(&wanted_tags, &tags);
             if tagged {
-                all.push(interface_json(&n, &tags));
+                all.push(interface_json(&n, &tags, false));
             }
         }
         let window = paging.window(all.len());
@@ -224,22 +249,60 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
 
 /// An interface's addresses as ECS lists them: the primary one first, then the secondary.
 pub(super) fn private_ip_sets(n: &NetworkInterfaceRecord) -> Vec<Value> {
-    std::iter::once(json!({"PrivateIpAddress": n.private_ip.to_string(), "Primary": true}))
-        .chain(
-            n.secondary_ips
-                .iter()
-                .map(|a| json!({"PrivateIpAddress": a.to_string(), "Primary": false})),
-        )
+    // No private DNS names or elastic addresses here.
+    let set = |a: &Ipv4Addr, primary: bool| {
+        json!({
+            "PrivateIpAddress": a.to_string(),
+            "Primary": primary,
+            "PrivateDnsName": "",
+            "AssociatedPublicIp": {"AllocationId": "", "PublicIpAddress": ""},
+        })
+    };
+    std::iter::once(set(&n.private_ip, true))
+        .chain(n.secondary_ips.iter().map(|a| set(a, false)))
         .collect()
+}
+
+/// The fields of what Stockade does not model on an interface (traffic modes, queues, QoS,
+/// bonding, enhanced networking, elastic addresses), as an ECS interface without them has
+/// them; `attribute` adds those only `DescribeNetworkInterfaceAttribute` answers.
+fn unmodelled_interface(n: &NetworkInterfaceRecord, attribute: bool) -> Value {
+    let mut out = json!({
+        "AssociatedPublicIp": {"AllocationId": "", "PublicIpAddress": ""},
+        "Attachment": {
+            "InstanceId": n.instance.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "DeviceIndex": if n.kind == InterfaceKind::Primary { 0 } else { 1 },
+            "NetworkCardIndex": 0,
+            "TrunkNetworkInterfaceId": "",
+            "MemberNetworkInterfaceIds": {"MemberNetworkInterfaceId": []},
+        },
+        "NetworkInterfaceTrafficMode": "Standard",
+        "QueueNumber": 1,
+        "QueuePairNumber": 1,
+        "ServiceID": 0,
+    });
+    if attribute {
+        let more = json!({
+            "NetworkInterfaceTrafficConfig": {"NetworkInterfaceTrafficMode": "Standard", "QueueNumber": 1, "QueuePairNumber": 1},
+            "BondInterfaceSpecification": {"BondMode": "", "SlaveInterfaceSpecification": {"SlaveInterfaceSpecificationSet": []}},
+            "SlaveInterfaceSpecification": {"BondNetworkInterfaceId": "", "SlaveNetworkInterfaceId": "", "WorkState": ""},
+            "ConnectionTrackingConfiguration": {"TcpClosedAndTimeWaitTimeout": 3, "TcpEstablishedTimeout": 910, "UdpTimeout": 60},
+            "EnhancedNetwork": {"EnableRss": false, "EnableSriov": false, "EnableExpress": false, "VirtualFunctionQuantity": 0, "VirtualFunctionTotalQueueNumber": 0},
+            "QoSConfig": {"EnableQoS": false, "QoS": {"BandwidthRx": 0, "BandwidthTx": 0, "ConcurrentConnections": 0, "PpsRx": 0, "PpsTx": 0}},
+            "TcpOptionAddressEnabled": "",
+        });
+        super::extend(&mut out, more);
+    }
+    out
 }
 
 /// An interface as `DescribeNetworkInterfaces` and `DescribeNetworkInterfaceAttribute`
 /// answer it (field names of the SDKs' models).
-fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Value {
+fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)], attribute: bool) -> Value {
     fn text<T: ToString>(v: Option<&T>) -> String {
         v.map(ToString::to_string).unwrap_or_default()
     }
-    json!({
+    let mut out = json!({
         "NetworkInterfaceId": n.id.to_string(),
         "NetworkInterfaceName": n.name,
         "Description": n.description,
@@ -252,7 +315,8 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "MacAddress": n.mac,
         "PrivateIpAddress": n.private_ip.to_string(),
         "PrivateIpSets": {"PrivateIpSet": private_ip_sets(n)},
-        "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
+        // One IPv6 address per interface here, so it is the primary one.
+        "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string(), "Primary": true})).collect::<Vec<_>>()},
         "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
         "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         "SecurityGroupIds": {"SecurityGroupId": n.security_groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
@@ -263,7 +327,9 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)]) -> Valu
         "ServiceManaged": false,
         "SourceDestCheck": true,
         "DeleteOnRelease": n.delete_on_release,
-    })
+    });
+    super::extend(&mut out, unmodelled_interface(n, attribute));
+    out
 }
 
 /// `AssignIpv6Addresses`: `Ipv6AddressCount=1` or `Ipv6Address.1` (one IPv6 address per

@@ -11,6 +11,7 @@ pub(crate) mod analysis;
 mod groups;
 mod instances;
 mod interfaces;
+mod options;
 mod placement;
 mod port_range_lists;
 mod prefix_lists;
@@ -83,7 +84,11 @@ macro_rules! actions {
             let handler: Handler = match call.action {
                 $($(Action::$name => $handler,)*)*
             };
-            handler(call)
+            // A command refuses unread parameters before it writes (`command_with`); this
+            // catches the reads, after which nothing is left to undo.
+            let reply = handler(call)?;
+            call.refuse_unread()?;
+            Ok(reply)
         }
     };
 }
@@ -185,6 +190,16 @@ actions! {
         DescribeNetworkInterfacePlacements => placement::describe,
         IssueAgentToken => placement::issue_agent_token,
         RevokeAgentToken => placement::revoke_agent_token,
+        // The VPC actions the ECS API still documents under its own version (older SDK code
+        // calls them there): the VPC product's handlers.
+        EcsCreateVpc as "CreateVpc" => vpc::create_vpc,
+        EcsDescribeVpcs as "DescribeVpcs" => vpc::describe_vpcs,
+        EcsModifyVpcAttribute as "ModifyVpcAttribute" => vpc::modify_vpc_attribute,
+        EcsDeleteVpc as "DeleteVpc" => vpc::delete_vpc,
+        EcsCreateVSwitch as "CreateVSwitch" => vpc::create_vswitch,
+        EcsDescribeVSwitches as "DescribeVSwitches" => vpc::describe_vswitches,
+        EcsModifyVSwitchAttribute as "ModifyVSwitchAttribute" => vpc::modify_vswitch_attribute,
+        EcsDeleteVSwitch as "DeleteVSwitch" => vpc::delete_vswitch,
     }
     Vpc {
         CreateVpc => vpc::create_vpc,
@@ -365,6 +380,16 @@ impl Call<'_> {
         Ok(Reply::Body(body))
     }
 
+    /// Refuses a request giving a parameter the action has not read: one it does not
+    /// honour, which it would otherwise ignore silently. Handlers parse every parameter
+    /// before they run a command, so this runs before anything is written.
+    pub(crate) fn refuse_unread(&self) -> Result<()> {
+        match self.params.unread() {
+            Some(name) => Err(ServerError::unsupported(name)),
+            None => Ok(()),
+        }
+    }
+
     /// A command with an empty answer.
     pub(crate) fn command(&self, f: impl FnOnce(&Tx) -> control::Result<()>) -> Result<Reply> {
         self.command_with(|tx| f(tx).map(|()| json!({})))
@@ -376,6 +401,7 @@ impl Call<'_> {
         &self,
         f: impl FnOnce(&Tx) -> control::Result<Value>,
     ) -> Result<Reply> {
+        self.refuse_unread()?;
         let control = &self.state.control;
         match self.mode {
             Mode::Preview => {
@@ -430,6 +456,14 @@ fn preview(call: &Call) -> Result<Reply> {
             "{} answered a preview without running a command",
             change.name()
         ))),
+    }
+}
+
+/// Adds `more`'s fields to the object `out` (answers assembled from parts: what Stockade
+/// models, then ECS's defaults for what it does not).
+pub(super) fn extend(out: &mut Value, more: Value) {
+    if let (Some(out), Value::Object(more)) = (out.as_object_mut(), more) {
+        out.extend(more);
     }
 }
 

@@ -55,7 +55,16 @@ pub(super) fn describe_account_attributes(call: &Call) -> Result<Reply> {
         Ok((l.groups_per_region, l.interfaces_per_region))
     })?;
     let values = |v: Vec<String>| -> Value {
-        json!({"ValueItem": v.into_iter().map(|v| json!({"Value": v, "Count": 1})).collect::<Vec<_>>()})
+        // Quotas here are per account and region, for every zone, type and charge type.
+        json!({"ValueItem": v.into_iter().map(|v| json!({
+            "Value": v,
+            "Count": 1,
+            "ZoneId": "",
+            "InstanceType": "",
+            "InstanceChargeType": "",
+            "DiskCategory": "",
+            "ExpiredTime": "",
+        })).collect::<Vec<_>>()})
     };
     let items: Vec<Value> = [
         ("max-security-groups", vec![groups.to_string()]),

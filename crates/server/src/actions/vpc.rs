@@ -1,7 +1,7 @@
 //! The VPC product (`Version=2016-04-28`): VPCs and vSwitches.
 
 use control::limits::{DESCRIPTION_LENGTH, NAME_LENGTH};
-use control::{VSwitchRecord, VpcRecord};
+use control::{TaggedType, VSwitchRecord, VpcRecord};
 use ipnet::Ipv4Net;
 use model::{VSwitchId, VpcId};
 use serde_json::{json, Value};
@@ -14,10 +14,17 @@ use crate::wire::Params;
 /// The block `CreateVpc` takes when none is given (ECS's default).
 const DEFAULT_VPC_BLOCK: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 16, 0, 0), 12);
 
-fn vpc_json(v: &VpcRecord, region: &str) -> Value {
-    json!({
+/// A resource's tags as the VPC product answers them (`Key`/`Value`, not ECS's
+/// `TagKey`/`TagValue`).
+fn vpc_tags(tags: &[(String, String)]) -> Value {
+    json!({"Tag": tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()})
+}
+
+/// A VPC's answer fields; `tags` are its own.
+fn vpc_json(v: &VpcRecord, call: &Call, tags: &[(String, String)]) -> Value {
+    let mut out = json!({
         "VpcId": v.id.to_string(),
-        "RegionId": region,
+        "RegionId": call.ctx.region,
         "Status": "Available",
         "VpcName": v.name,
         "Description": v.description,
@@ -34,10 +41,38 @@ fn vpc_json(v: &VpcRecord, region: &str) -> Value {
         "ResourceGroupId": "",
         "VRouterId": format!("vrt-{}", &v.id.as_str()[4..]),
         "VSwitchIds": {"VSwitchId": v.vswitches.iter().map(ToString::to_string).collect::<Vec<_>>()},
-    })
+        "RouterTableIds": {"RouterTableIds": [route_table(&v.id)]},
+        "Tags": vpc_tags(tags),
+        "OwnerId": call.ctx.account.get(),
+    });
+    // No secondary blocks, user CIDRs, DHCP options, NAT or IPv4 gateways, CEN or
+    // route propagation here: what a VPC without them answers.
+    super::extend(
+        &mut out,
+        json!({
+            "SecondaryCidrBlocks": {"SecondaryCidrBlock": []},
+            "UserCidrs": {"UserCidr": []},
+            "NatGatewayIds": {"NatGatewayIds": []},
+            "DhcpOptionsSetId": "",
+            "DhcpOptionsSetStatus": "",
+            "CenStatus": "",
+            "Ipv4GatewayId": "",
+            "SupportIpv4Gateway": false,
+            "AssociatedCens": {"AssociatedCen": []},
+            "AssociatedPropagationSources": {"AssociatedPropagationSources": []},
+            "CloudResources": {"CloudResourceSetType": []},
+        }),
+    );
+    out
 }
 
-fn vswitch_json(s: &VSwitchRecord) -> Value {
+/// The id of a VPC's system route table (its one table: routes are not modelled).
+fn route_table(vpc: &VpcId) -> String {
+    format!("vtb-{}", &vpc.as_str()[4..])
+}
+
+/// A vSwitch's answer fields; `tags` are its own.
+fn vswitch_json(s: &VSwitchRecord, call: &Call, tags: &[(String, String)]) -> Value {
     json!({
         "VSwitchId": s.id.to_string(),
         "VpcId": s.vpc_id.to_string(),
@@ -51,6 +86,13 @@ fn vswitch_json(s: &VSwitchRecord) -> Value {
         "AvailableIpAddressCount": s.available,
         "CreationTime": s.created_at,
         "IsDefault": false,
+        "RouteTable": {"RouteTableId": route_table(&s.vpc_id), "RouteTableType": "System"},
+        "Tags": vpc_tags(tags),
+        "OwnerId": call.ctx.account.get(),
+        // No network ACLs, resource groups or sharing here.
+        "NetworkAclId": "",
+        "ResourceGroupId": "",
+        "ShareType": "",
     })
 }
 
@@ -85,7 +127,7 @@ pub(super) fn create_vpc(call: &Call) -> Result<Reply> {
             .unwrap_or_default();
         Ok(
             json!({"VpcId": id.to_string(), "VRouterId": format!("vrt-{body}"),
-                  "RouteTableId": format!("vtb-{body}"), "ResourceGroupId": "",
+                  "RouteTableId": route_table(&id), "ResourceGroupId": "",
                   "Ipv6CidrBlock": ipv6}),
         )
     })
@@ -103,10 +145,11 @@ pub(super) fn describe_vpcs(call: &Call) -> Result<Reply> {
             .filter(|v| name.as_ref().is_none_or(|n| &v.name == n))
             .collect();
         let window = paging.window(vpcs.len());
-        let page: Vec<Value> = vpcs[window.range.clone()]
-            .iter()
-            .map(|v| vpc_json(v, &call.ctx.region))
-            .collect();
+        let mut page = Vec::new();
+        for v in &vpcs[window.range.clone()] {
+            let tags = tx.resource_tags(TaggedType::Vpc, v.id.as_str())?;
+            page.push(vpc_json(v, call, &tags));
+        }
         let mut body = paging.fields(&window, vpcs.len());
         body["Vpcs"] = json!({ "Vpc": page });
         Ok(body)
@@ -117,7 +160,10 @@ pub(super) fn describe_vpcs(call: &Call) -> Result<Reply> {
 /// `alicloud_vpc` waits on).
 pub(super) fn describe_vpc_attribute(call: &Call) -> Result<Reply> {
     let id: VpcId = call.params.typed("VpcId")?;
-    call.read(|tx| Ok(vpc_json(&tx.vpc(&id)?, &call.ctx.region)))
+    call.read(|tx| {
+        let tags = tx.resource_tags(TaggedType::Vpc, id.as_str())?;
+        Ok(vpc_json(&tx.vpc(&id)?, call, &tags))
+    })
 }
 
 /// `DeleteVpc`.
@@ -159,10 +205,11 @@ pub(super) fn describe_vswitches(call: &Call) -> Result<Reply> {
             .filter(|s| zone.as_ref().is_none_or(|z| &s.zone_id == z))
             .collect();
         let window = paging.window(list.len());
-        let page: Vec<Value> = list[window.range.clone()]
-            .iter()
-            .map(vswitch_json)
-            .collect();
+        let mut page = Vec::new();
+        for s in &list[window.range.clone()] {
+            let tags = tx.resource_tags(TaggedType::VSwitch, s.id.as_str())?;
+            page.push(vswitch_json(s, call, &tags));
+        }
         let mut body = paging.fields(&window, list.len());
         body["VSwitches"] = json!({ "VSwitch": page });
         Ok(body)
@@ -174,7 +221,8 @@ pub(super) fn describe_vswitches(call: &Call) -> Result<Reply> {
 pub(super) fn describe_vswitch_attributes(call: &Call) -> Result<Reply> {
     let id: VSwitchId = call.params.typed("VSwitchId")?;
     call.read(|tx| {
-        let mut body = vswitch_json(&tx.vswitch(&id)?);
+        let tags = tx.resource_tags(TaggedType::VSwitch, id.as_str())?;
+        let mut body = vswitch_json(&tx.vswitch(&id)?, call, &tags);
         body["RegionId"] = json!(call.ctx.region);
         Ok(body)
     })
@@ -221,7 +269,7 @@ pub(super) fn describe_route_table_list(call: &Call) -> Result<Reply> {
             .map(|v| {
                 let body = &v.id.as_str()[4..];
                 json!({
-                    "RouteTableId": format!("vtb-{body}"),
+                    "RouteTableId": route_table(&v.id),
                     "RouteTableName": "",
                     "Description": "",
                     "VpcId": v.id.to_string(),
@@ -235,6 +283,8 @@ pub(super) fn describe_route_table_list(call: &Call) -> Result<Reply> {
                     "ResourceGroupId": "",
                     "OwnerId": call.ctx.account.to_string(),
                     "Tags": {"Tag": []},
+                    "GatewayIds": {"GatewayIds": []},
+                    "RoutePropagationEnable": false,
                 })
             })
             .filter(|t| table.as_ref().is_none_or(|x| t["RouteTableId"] == x.as_str()))
