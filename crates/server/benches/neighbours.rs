@@ -196,7 +196,7 @@ async fn phase(
             "DescribeSecurityGroupAudit",
             vec![
                 ("Action", "DescribeSecurityGroupAudit"),
-                ("SecurityGroupId", group),
+                ("SecurityGroupId.1", group),
             ],
         ),
         (

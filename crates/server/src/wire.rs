@@ -114,18 +114,19 @@ impl Params {
         self.read.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The first parameter given a value that nothing read: an action calls this before it
+    /// The parameters given a value that nothing read: an action checks them before it
     /// writes, and the dispatcher after a read, so that a parameter the action does not
     /// honour is refused rather than dropped. (Empty values are absent: the SDKs send
     /// `Key=` for every unset field of their model.)
-    pub fn unread(&self) -> Option<String> {
+    pub fn unread(&self) -> Vec<String> {
         let read = self.read_names();
         self.map
             .iter()
             .filter(|(k, v)| !v.is_empty() && !read.contains(k.as_str()))
             .map(|(k, _)| k)
-            .find(|k| !TRANSPORT.contains(&k.as_str()) && !ENVELOPE.contains(&k.as_str()))
+            .filter(|k| !TRANSPORT.contains(&k.as_str()) && !ENVELOPE.contains(&k.as_str()))
             .cloned()
+            .collect()
     }
 
     /// Refuses what no ECS request carries: too many parameters, names or values too long,

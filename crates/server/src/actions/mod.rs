@@ -16,6 +16,8 @@ mod placement;
 mod port_range_lists;
 mod prefix_lists;
 mod region;
+#[rustfmt::skip]
+mod request_parameters;
 mod rules;
 mod tags;
 mod vpc;
@@ -380,11 +382,24 @@ impl Call<'_> {
         Ok(Reply::Body(body))
     }
 
-    /// Refuses a request giving a parameter the action has not read: one it does not
-    /// honour, which it would otherwise ignore silently. Handlers parse every parameter
+    /// Refuses a request giving a parameter of the action's model that the action has not
+    /// read: one it does not honour, which it would otherwise ignore silently. Handlers parse every parameter
     /// before they run a command, so this runs before anything is written.
     pub(crate) fn refuse_unread(&self) -> Result<()> {
-        match self.params.unread() {
+        // Of an action with an SDK model, only the model's parameters: ECS ignores names it
+        // does not know, and clients send some (footmark adds `on=<Action>` to every
+        // request). Stockade's own actions have no model and refuse any name they do not read.
+        let model = request_parameters::MODEL_PARAMETERS
+            .iter()
+            .find(|(version, name, _)| {
+                *version == self.action.product().version() && *name == self.action.name()
+            })
+            .map(|(_, _, names)| *names);
+        let unread = self.params.unread().into_iter().find(|name| {
+            let top = name.split('.').next().unwrap_or(name);
+            model.is_none_or(|names| names.contains(&top))
+        });
+        match unread {
             Some(name) => Err(ServerError::unsupported(name)),
             None => Ok(()),
         }
