@@ -312,7 +312,7 @@ def test_assign_and_unassign_ipv6_addresses(old, new_v3):
     a.set_Ipv6AddressCount(1)
     [v6] = old.call(a)["Ipv6Sets"]["Ipv6Address"]
     [inst] = describe(old, [i])
-    assert inst["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"] == [{"Ipv6Address": v6}]
+    assert inst["NetworkInterfaces"]["NetworkInterface"][0]["Ipv6Sets"]["Ipv6Set"] == [{"Ipv6Address": v6, "Primary": True}]
     v = stockade_action(old, "DescribeFlowVerdict", SourceInstanceId=i, DestinationIp="2001:db8::1",
                         IpProtocol="tcp", DestinationPort=443)
     assert v["Verdict"] == "Accept", "egress over the new IPv6 address is judged (default accept)"
@@ -628,3 +628,44 @@ def test_an_id_filter_naming_nothing_answers_an_empty_page(old):
     r.set_SecurityGroupIdss([g])
     r.set_QueueNumber(8)
     assert old.error(r) == ("UnsupportedParameter", 400)
+
+
+def test_source_dest_check_is_kept_and_only_a_vpc_interface_may_forward(old, new_v3):
+    """`SourceDestCheck=false` (a NAT or router instance) is kept and answered by both SDK
+    generations; the agent then lets the interface forward for others (the lab checks it on
+    real packets). On the shared classic network it is refused: an instance there could
+    send as another account's."""
+    from aliyunsdkecs.request.v20140526 import ModifyNetworkInterfaceAttributeRequest
+
+    vpc, vsw = vpc_with_vswitch(old, "10.81.0.0/16", "10.81.1.0/24")
+    g = group(old, vpc, "router")
+    r = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    r.set_VSwitchId(vsw)
+    r.set_SecurityGroupIdss([g])
+    r.set_SourceDestCheck(False)
+    eni = old.call(r)["NetworkInterfaceId"]
+    [n] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert n["SourceDestCheck"] is False
+    m = ModifyNetworkInterfaceAttributeRequest.ModifyNetworkInterfaceAttributeRequest()
+    m.set_NetworkInterfaceId(eni)
+    m.set_SourceDestCheck(True)
+    old.call(m)
+    typed = new_v3.describe_network_interface_attribute(
+        models.DescribeNetworkInterfaceAttributeRequest(region_id=REGION, network_interface_id=eni)).body
+    assert typed.source_dest_check is True
+
+    # A classic instance's primary interface.
+    from aliyunsdkecs.request.v20140526 import CreateSecurityGroupRequest, RunInstancesRequest
+
+    c = CreateSecurityGroupRequest.CreateSecurityGroupRequest()
+    classic_group = old.call(c)["SecurityGroupId"]
+    ri = RunInstancesRequest.RunInstancesRequest()
+    ri.set_ImageId("img")
+    ri.set_InstanceType("ecs.g7.large")
+    ri.set_SecurityGroupId(classic_group)
+    [classic] = old.call(ri)["InstanceIdSets"]["InstanceIdSet"]
+    [primary] = listed(old, InstanceId=classic)["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    m = ModifyNetworkInterfaceAttributeRequest.ModifyNetworkInterfaceAttributeRequest()
+    m.set_NetworkInterfaceId(primary["NetworkInterfaceId"])
+    m.set_SourceDestCheck(False)
+    assert old.error(m) == ("OperationDenied", 400)

@@ -321,6 +321,7 @@ proptest::proptest! {
                     secondary_ips: Vec::new(),
                     ipv6: None,
                     public_ip: None,
+                    source_dest_check: true,
                     security_groups: g,
                 };
                 p.snapshot.instances.push(instance.clone());

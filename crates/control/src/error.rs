@@ -174,6 +174,9 @@ pub enum ControlError {
     /// The instance's status does not allow the operation.
     #[error("The current status of the resource does not support this operation.")]
     IncorrectInstanceStatus,
+    /// `SourceDestCheck=false` on a classic-network interface.
+    #[error("SourceDestCheck can be turned off on the network interfaces of a VPC only.")]
+    SourceDestCheckClassic,
     /// The instance has deletion protection (`DeletionProtection=true`).
     #[error("The instance cannot be deleted while its deletion protection is on.")]
     DeletionProtection,
@@ -351,6 +354,7 @@ impl EcsError for ControlError {
             ControlError::GroupMemberLimit => "SecurityGroupInstanceLimitExceeded",
             ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
             ControlError::DeletionProtection => "InvalidOperation.DeletionProtection",
+            ControlError::SourceDestCheckClassic => "OperationDenied",
             ControlError::VSwitchZoneMismatch => "InvalidVSwitchId.Mismatch",
             ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
@@ -411,7 +415,8 @@ impl EcsError for ControlError {
             ControlError::VSwitchZoneMismatch
             | ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
-            | ControlError::InstanceHasSecondaryInterfaces => 400,
+            | ControlError::InstanceHasSecondaryInterfaces
+            | ControlError::SourceDestCheckClassic => 400,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit

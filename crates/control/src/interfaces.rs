@@ -80,6 +80,8 @@ pub struct NetworkInterfaceRecord {
     /// `DeleteOnRelease`: it goes when its instance is deleted (a primary interface always
     /// does; a secondary one created by `RunInstances` does unless asked otherwise).
     pub delete_on_release: bool,
+    /// `SourceDestCheck`: `false` lets it send from addresses not its own (VPC only).
+    pub source_dest_check: bool,
 }
 
 impl NetworkInterfaceRecord {
@@ -110,6 +112,21 @@ pub struct CreateInterface {
     pub secondary_ips: Vec<Ipv4Addr>,
     /// `SecondaryPrivateIpAddressCount`: free secondary addresses to assign at creation.
     pub secondary_count: usize,
+    /// `SourceDestCheck` (`true` unless asked otherwise).
+    pub source_dest_check: bool,
+}
+
+/// What `ModifyNetworkInterfaceAttribute` changes; `None` keeps what is.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceChanges {
+    /// `NetworkInterfaceName`.
+    pub name: Option<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `SecurityGroupId.N`: the whole new list.
+    pub groups: Option<Vec<SecurityGroupId>>,
+    /// `SourceDestCheck`.
+    pub source_dest_check: Option<bool>,
 }
 
 /// Which interfaces `DescribeNetworkInterfaces` lists (every given filter must hold).
@@ -212,7 +229,8 @@ pub(crate) fn insert_primary(db: &dyn Db, p: &Primary) -> Result<NetworkInterfac
 /// The columns [`read_interface`] reads, in its order.
 pub(crate) const INTERFACE_COLUMNS: &str =
     "n.id, n.account_id, n.kind, n.mac, n.instance_id, n.vpc_id, n.vswitch_id, \
-     n.zone_id, n.private_ip, n.name, n.description, n.created_at, n.ipv6, n.delete_on_release";
+     n.zone_id, n.private_ip, n.name, n.description, n.created_at, n.ipv6, n.delete_on_release, \
+     n.source_dest_check";
 
 pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
     let parsed = |c: usize| -> Result<Option<String>> { r.opt_text(c) };
@@ -250,6 +268,7 @@ pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
         security_groups: Vec::new(),
         secondary_ips: Vec::new(),
         delete_on_release: r.int(13)? != 0 || r.text(2)? == InterfaceKind::Primary.as_wire(),
+        source_dest_check: r.int(14)? != 0,
     })
 }
 
@@ -276,8 +295,9 @@ impl Tx<'_> {
         let id = NetworkInterfaceId::from_body(&new_id_body())?;
         self.db.execute(
             "INSERT INTO network_interfaces (id, account_id, region, kind, vpc_id, vswitch_id, zone_id,
-                                             private_ip, mac, name, description, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                             private_ip, mac, name, description, created_at,
+                                             source_dest_check)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             args![
                 id.as_str(),
                 self.ctx.account.get() as i64,
@@ -290,7 +310,8 @@ impl Tx<'_> {
                 new_mac(),
                 &req.name,
                 &req.description,
-                now()
+                now(),
+                i64::from(req.source_dest_check)
             ],
         )?;
         self.write_interface_groups(&id, &req.security_groups)?;
@@ -418,11 +439,20 @@ impl Tx<'_> {
     pub fn modify_interface(
         &self,
         id: &NetworkInterfaceId,
-        name: Option<String>,
-        description: Option<String>,
-        groups: Option<Vec<SecurityGroupId>>,
+        changes: InterfaceChanges,
     ) -> Result<()> {
         let n = self.interface(id)?;
+        let InterfaceChanges {
+            name,
+            description,
+            groups,
+            source_dest_check,
+        } = changes;
+        // Forwarding for others is a VPC's (one account's network); on the shared classic
+        // network an instance could then send as another account's.
+        if source_dest_check == Some(false) && n.vpc_id.is_none() {
+            return Err(ControlError::SourceDestCheckClassic);
+        }
         if let Some(groups) = groups {
             match (n.kind, &n.instance) {
                 (InterfaceKind::Primary, Some(instance)) => self.modify_instance(
@@ -436,11 +466,13 @@ impl Tx<'_> {
             }
         }
         self.db.execute(
-            "UPDATE network_interfaces SET name = ?2, description = ?3 WHERE id = ?1",
+            "UPDATE network_interfaces SET name = ?2, description = ?3, source_dest_check = ?4
+             WHERE id = ?1",
             args![
                 id.as_str(),
                 name.unwrap_or(n.name),
-                description.unwrap_or(n.description)
+                description.unwrap_or(n.description),
+                i64::from(source_dest_check.unwrap_or(n.source_dest_check))
             ],
         )?;
         self.log("ModifyNetworkInterfaceAttribute", id.as_str(), json!({}))
@@ -821,7 +853,8 @@ impl Tx<'_> {
         );
         let rows = self.db.query(
             &format!(
-                "SELECT n.id, n.instance_id, n.account_id, n.vpc_id, n.private_ip, n.ipv6
+                "SELECT n.id, n.instance_id, n.account_id, n.vpc_id, n.private_ip, n.ipv6,
+                        n.source_dest_check
                  FROM network_interfaces n {filter} ORDER BY n.seq"
             ),
             &params,
@@ -854,6 +887,7 @@ impl Tx<'_> {
                     .transpose()
                     .map_err(|_| ControlError::Storage("bad ipv6".into()))?,
                 public_ip: None,
+                source_dest_check: r.int(6)? != 0,
                 id: model::MemberId::Interface(id),
             });
         }

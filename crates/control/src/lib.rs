@@ -37,7 +37,8 @@ use sql::{args, Db};
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
 pub use interfaces::{
-    CreateInterface, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord, Placement,
+    CreateInterface, InterfaceChanges, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord,
+    Placement,
 };
 pub use limits::Limits;
 pub use network::{

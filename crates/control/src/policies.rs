@@ -66,6 +66,10 @@ fn member(i: InstanceRecord) -> model::Instance {
             .unwrap_or_default(),
         ipv6: i.ipv6,
         public_ip: i.public_ip,
+        source_dest_check: i
+            .network_interfaces
+            .first()
+            .is_none_or(|n| n.source_dest_check),
         security_groups: i.security_groups,
     }
 }

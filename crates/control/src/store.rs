@@ -286,9 +286,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX network_interfaces_by_owner ON network_interfaces(account_id, region);
     "#,
     // 15: the attributes of an instance that Stockade keeps and answers back without acting
-    // on them (billing, spot market, placement, deletion protection), as a JSON object.
+    // on them (billing, spot market, placement, deletion protection), as a JSON object; and
+    // an interface's `SourceDestCheck` (0: it may forward for others).
     r#"
     ALTER TABLE instances ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE network_interfaces ADD COLUMN source_dest_check INTEGER NOT NULL DEFAULT 1;
     "#,
 ];
 

@@ -419,6 +419,7 @@ fn ipv6_and_interfaces(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            source_dest_check: true,
         })
     });
     assert_eq!(code(eni), "InvalidPrivateIpAddress.Duplicated");
@@ -431,6 +432,7 @@ fn ipv6_and_interfaces(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            source_dest_check: true,
         })
     })
     .unwrap();
@@ -470,6 +472,7 @@ fn quotas(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            source_dest_check: true,
         })
     });
     assert_eq!(code(seventh), "QuotaExceed.NetworkInterface");

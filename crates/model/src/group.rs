@@ -219,6 +219,11 @@ pub struct Instance {
     pub ipv6: Option<Ipv6Addr>,
     /// Internet address of a classic instance with outbound bandwidth.
     pub public_ip: Option<Ipv4Addr>,
+    /// `SourceDestCheck`: `false` lets the interface send from addresses that are not its
+    /// own, as a NAT or router instance of a VPC forwards for others (ECS's default is
+    /// `true` here: anti-spoofing on). A VPC is one account's, so what such an instance
+    /// forwards reaches only its own VPC.
+    pub source_dest_check: bool,
     /// Security groups in join order (1 to 5, or up to 10 when configured).
     pub security_groups: Vec<SecurityGroupId>,
 }

@@ -280,17 +280,23 @@ pub struct Sources {
     /// for the host itself, yet a tenant's packet to an address the host holds (its VPC may
     /// contain the host's underlay addresses) would reach the host's stack by them.
     pub overlays: BTreeSet<String>,
+    /// Devices of VPC interfaces with `SourceDestCheck=false` (quoted): what they forward
+    /// for others may carry any source. Only forwarded traffic: the host itself (`host`,
+    /// `neighbour`, ARP) still hears them only from their own addresses, and their flows
+    /// stay in their VPC's zone.
+    pub forwarders: BTreeSet<String>,
 }
 
 impl Sources {
     /// The sets of the `inet` table as `(name, declaration, elements)`.
-    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 5] {
+    fn sets(&self) -> [(&'static str, &'static str, &BTreeSet<String>); 6] {
         [
             ("src_devices", "type ifname;", &self.devices),
             ("src_v4", "type ifname . ipv4_addr;", &self.v4),
             ("src_v6", "type ifname . ipv6_addr;", &self.v6),
             ("src_nd", "typeof iifname . @th,64,128;", &self.nd),
             ("overlays", "type ifname;", &self.overlays),
+            ("forwarders", "type ifname;", &self.forwarders),
         ]
     }
 
@@ -387,7 +393,8 @@ const ZONE_MAPS: [(&str, &str); 2] = [
 ///   from an instance's own addresses, to flows the host opened; ARP is the `arp` table's
 ///   ([`ARP_TABLE`]). The host offers instances no service.
 /// - `forward`: devices failed closed get nothing, established flows included; then
-///   anti-spoofing, then what no instance may send on (router advertisements, redirects,
+///   anti-spoofing (save what a VPC interface with `SourceDestCheck=false` forwards), then
+///   what no instance may send on (router advertisements, redirects,
 ///   DHCP server messages: `control`), all before the `established` accept; then the
 ///   interfaces' policy chains.
 const BASE_CHAINS: &str = "\tchain zone {
@@ -423,8 +430,8 @@ const BASE_CHAINS: &str = "\tchain zone {
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname @isolated drop
 \t\toifname @isolated drop
-\t\tiifname @src_devices iifname . ip saddr != @src_v4 drop
-\t\tiifname @src_devices iifname . ip6 saddr != @src_v6 drop
+\t\tiifname @src_devices iifname != @forwarders iifname . ip saddr != @src_v4 drop
+\t\tiifname @src_devices iifname != @forwarders iifname . ip6 saddr != @src_v6 drop
 \t\tiifname @src_devices meta l4proto { icmp, ipv6-icmp, udp } jump control
 \t\tct state established,related accept
 \t\tct state invalid drop
@@ -503,6 +510,11 @@ pub fn render_reusing(
                         NicType::Internet => i.public_ip.into_iter().map(Into::into).collect(),
                     };
                     out.sources.allow(&a.interface, own);
+                    // A VPC's only (control refuses it elsewhere; checked again here).
+                    let vpc = i.vpc_id.is_some() && a.nic_type == NicType::Intranet;
+                    if !i.source_dest_check && vpc {
+                        out.sources.forwarders.insert(quote(&a.interface));
+                    }
                 }
                 out.egress.insert(interface.clone(), Verdict::Jump(egress));
                 out.ingress.insert(interface, Verdict::Jump(ingress));

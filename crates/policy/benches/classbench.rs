@@ -107,6 +107,7 @@ fn snapshot(rules: &[Rule], groups: usize) -> Snapshot {
         secondary_ips: Vec::new(),
         ipv6: None,
         public_ip: None,
+        source_dest_check: true,
         security_groups: (0..groups)
             .map(|g| format!("sg-set{g}").parse().unwrap())
             .collect(),
@@ -427,6 +428,7 @@ fn measure(set: &str, quick: bool, seed: u64) -> Row {
             secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
+            source_dest_check: true,
             security_groups: vec!["sg-set0".parse().unwrap()],
         };
         engine.apply(&Change::AddInstance(member)).unwrap();

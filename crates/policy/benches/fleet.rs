@@ -115,6 +115,7 @@ fn fleet(scale: usize) -> Snapshot {
             secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
+            source_dest_check: true,
             security_groups: role_groups[i % roles]
                 .iter()
                 .map(|g| id(*g).parse().unwrap())

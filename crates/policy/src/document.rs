@@ -120,6 +120,10 @@ struct InstanceFile {
     ipv6_address: Option<String>,
     #[serde(default)]
     public_ip_address: Option<String>,
+    /// `false` for an interface that forwards for others (anti-spoofing off); `true` when
+    /// absent.
+    #[serde(default)]
+    source_dest_check: Option<bool>,
     #[serde(default)]
     owner_id: Option<Text>,
     security_group_ids: Vec<String>,
@@ -331,6 +335,7 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
             .collect::<Result<_>>()?,
         ipv6: set(&i.ipv6_address).map(ip).transpose()?,
         public_ip: set(&i.public_ip_address).map(ip).transpose()?,
+        source_dest_check: i.source_dest_check.unwrap_or(true),
         security_groups: i
             .security_group_ids
             .iter()
@@ -411,6 +416,9 @@ pub fn instance_value(i: &Instance) -> Value {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()),
         );
+    }
+    if !i.source_dest_check {
+        v.insert("SourceDestCheck".into(), json!(false));
     }
     v.insert("OwnerId".into(), json!(i.owner.get().to_string()));
     v.insert(

@@ -268,6 +268,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
+            source_dest_check: true,
             security_groups: (0..5)
                 .map(|g| format!("sg-g{}", tier * 5 + g).parse().unwrap())
                 .collect(),
@@ -288,6 +289,7 @@ fn fleet(instances: usize, rules: usize, big: usize) -> (Snapshot, Vec<Attachmen
             secondary_ips: Vec::new(),
             ipv6: None,
             public_ip: None,
+            source_dest_check: true,
             security_groups: vec!["sg-big".parse().unwrap()],
         });
     }

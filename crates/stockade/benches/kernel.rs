@@ -233,6 +233,7 @@ fn instance(id: &str, ip: Ipv4Addr, group: &str) -> Instance {
         secondary_ips: Vec::new(),
         ipv6: None,
         public_ip: None,
+        source_dest_check: true,
         security_groups: vec![group.parse().unwrap()],
     }
 }

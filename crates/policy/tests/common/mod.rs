@@ -158,6 +158,7 @@ impl World {
             secondary_ips: Vec::new(),
             ipv6: ipv6.map(|a| a.parse().unwrap()),
             public_ip: public.map(|a| a.parse().unwrap()),
+            source_dest_check: true,
             security_groups: groups.iter().map(|g| g.parse().unwrap()).collect(),
         });
         self

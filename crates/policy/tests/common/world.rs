@@ -297,6 +297,7 @@ impl World {
                     ipv6: (*v6 && !self.classic).then(|| V6[n % V6.len()].parse().unwrap()),
                     public_ip: (*public && self.classic)
                         .then(|| format!("198.51.100.{n}").parse().unwrap()),
+                    source_dest_check: true,
                     security_groups,
                 }
             })

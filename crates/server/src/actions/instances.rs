@@ -55,8 +55,8 @@ struct Primary {
 /// `NetworkInterface.N.*`: the primary interface's fields (only as the first entry) and the
 /// secondary interfaces each instance gets. A secondary interface without groups takes the
 /// instance's (`groups`); one given by id can only go to one instance. The hardware knobs
-/// (`NetworkCardIndex`, queue counts, `NetworkInterfaceTrafficMode`, `SourceDestCheck`)
-/// are accepted at the one setting Stockade has, and refused otherwise.
+/// (`NetworkCardIndex`, queue counts, `NetworkInterfaceTrafficMode`) are accepted at the one
+/// setting Stockade has, and refused otherwise; a secondary one's `SourceDestCheck` holds.
 fn network_interfaces(
     p: &Params,
     amount: usize,
@@ -495,7 +495,14 @@ pub(super) fn create(call: &Call, running: bool) -> Result<Reply> {
                 let i = tx.instance(instance)?;
                 if let Some(eni) = i.network_interfaces.first() {
                     let (name, description) = primary_label.clone();
-                    tx.modify_interface(&eni.id, name, description, None)?;
+                    tx.modify_interface(
+                        &eni.id,
+                        control::InterfaceChanges {
+                            name,
+                            description,
+                            ..Default::default()
+                        },
+                    )?;
                 }
             }
             for s in &secondaries {
@@ -562,7 +569,8 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "MacAddress": n.mac,
             "PrimaryIpAddress": n.private_ip.to_string(),
             "PrivateIpSets": {"PrivateIpSet": super::interfaces::private_ip_sets(n)},
-            "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string()})).collect::<Vec<_>>()},
+            // One IPv6 address per interface here, so it is the primary one.
+            "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string(), "Primary": true})).collect::<Vec<_>>()},
             "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
             "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         })).collect::<Vec<_>>()},

@@ -121,6 +121,7 @@ pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
             .unwrap_or_default(),
         secondary_ips: secondary_addresses(p)?,
         secondary_count: secondary_count(p)?,
+        source_dest_check: source_dest_check(p)?.unwrap_or(true),
     };
     if req.security_groups.is_empty() {
         return Err(ModelError::Missing("SecurityGroupId").into());
@@ -131,15 +132,13 @@ pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
 
 /// The hardware knobs of an interface (traffic mode, network card, queues), which mean
 /// nothing to a security group: Stockade's interfaces are standard ones on card 0 with one
-/// queue pair, so a request asking for that is accepted and any other is refused. Anti-
-/// spoofing is always on (`SourceDestCheck=true`).
+/// queue pair, so a request asking for that is accepted and any other is refused.
 fn fixed_knobs(p: &Params) -> Result<()> {
     for (name, value) in [
         ("NetworkInterfaceTrafficMode", "Standard"),
         ("NetworkCardIndex", "0"),
         ("QueueNumber", "1"),
         ("QueuePairNumber", "1"),
-        ("SourceDestCheck", "true"),
     ] {
         p.fixed(name, value)?;
     }
@@ -167,7 +166,8 @@ pub(super) fn detach(call: &Call) -> Result<Reply> {
     call.command(|tx| tx.detach_interface(&id, &instance))
 }
 
-/// `ModifyNetworkInterfaceAttribute`: name, description, `SecurityGroupId.N`.
+/// `ModifyNetworkInterfaceAttribute`: name, description, `SecurityGroupId.N`,
+/// `SourceDestCheck` (VPC interfaces only).
 pub(super) fn modify(call: &Call) -> Result<Reply> {
     let p = call.params;
     let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
@@ -177,8 +177,22 @@ pub(super) fn modify(call: &Call) -> Result<Reply> {
         .map(|d| model::validate_group_description(&d))
         .transpose()?;
     let groups = groups(p, "SecurityGroupId")?;
-    let groups = (!groups.is_empty()).then_some(groups);
-    call.command(|tx| tx.modify_interface(&id, name, description, groups))
+    let changes = control::InterfaceChanges {
+        name,
+        description,
+        groups: (!groups.is_empty()).then_some(groups),
+        source_dest_check: source_dest_check(p)?,
+    };
+    call.command(|tx| tx.modify_interface(&id, changes))
+}
+
+/// `SourceDestCheck`, if given: `false` lets the interface forward for others (a NAT or
+/// router instance); the agent then checks no source address on its device.
+fn source_dest_check(p: &Params) -> Result<Option<bool>> {
+    Ok(match p.opt("SourceDestCheck") {
+        None => None,
+        Some(_) => Some(p.flag("SourceDestCheck")?),
+    })
 }
 
 /// `DescribeNetworkInterfaceAttribute`.
@@ -325,7 +339,7 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)], attribu
         "CreationTime": n.created_at,
         "ResourceGroupId": "",
         "ServiceManaged": false,
-        "SourceDestCheck": true,
+        "SourceDestCheck": n.source_dest_check,
         "DeleteOnRelease": n.delete_on_release,
     });
     super::extend(&mut out, unmodelled_interface(n, attribute));

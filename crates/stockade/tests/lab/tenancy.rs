@@ -284,6 +284,25 @@ fn no_request_of_another_tenant_changes_a_verdict() {
     assert_eq!(a_verdicts(&lab), before);
 }
 
+/// Opens the lab's VPC group to ICMP from `source` alone, and waits for the hosts.
+fn admit_icmp_from(lab: &Lab, source: &str) {
+    let g = lab.default_group("vpc");
+    lab.call(&[
+        ("Action", "AuthorizeSecurityGroup"),
+        ("SecurityGroupId", &g),
+        ("IpProtocol", "icmp"),
+        ("PortRange", "-1/-1"),
+        ("SourceCidrIp", &format!("{source}/32")),
+    ]);
+    lab.wait_applied();
+}
+
+/// The namespace of the lab host `host`.
+fn host_netns(lab: &Lab, host: &str) -> String {
+    let (_, ns) = lab.hosts.iter().find(|(id, _)| id == host).unwrap();
+    ns.clone()
+}
+
 /// Tracked ICMP flows from `source` in a host's namespace: a forwarded packet is tracked, one
 /// dropped in the forward hook is not.
 fn tracked_from(ns: &str, source: &str) -> usize {
@@ -315,22 +334,8 @@ fn an_instance_cannot_send_from_an_address_that_is_not_its_own() {
     // A0, A1, A2 on h1, h2, h1. A1 admits ICMP from A2 only; A0 borrows A2's address.
     let lab = Lab::up('s', 2, 3, 0);
     let (a0, a1, a2) = (lab.member(0), lab.member(1), lab.member(2));
-    let g = lab.default_group("vpc");
-    lab.call(&[
-        ("Action", "AuthorizeSecurityGroup"),
-        ("SecurityGroupId", &g),
-        ("IpProtocol", "icmp"),
-        ("PortRange", "-1/-1"),
-        ("SourceCidrIp", &format!("{}/32", a2.private_ip)),
-    ]);
-    lab.wait_applied();
-    let host_ns = lab
-        .hosts
-        .iter()
-        .find(|(id, _)| *id == a0.host)
-        .unwrap()
-        .1
-        .clone();
+    admit_icmp_from(&lab, &a2.private_ip);
+    let host_ns = host_netns(&lab, &a0.host);
     let ping = |from: &str, source: &str| {
         Command::new("ip")
             .args(["netns", "exec", from, "ping", "-c1", "-W1", "-I", source])
@@ -369,6 +374,93 @@ fn an_instance_cannot_send_from_an_address_that_is_not_its_own() {
         "a forged source never reaches connection tracking's table\n{}",
         lab.tables()
     );
+}
+
+#[test]
+fn a_router_instance_forwards_for_others_only_with_its_source_check_off() {
+    if skipped() {
+        return;
+    }
+    // A0 (h1) routes for a network behind it, here one address S of its VPC that no
+    // interface holds; A1 (h2) admits ICMP from S. A0's packets from S pass only once its
+    // interface's SourceDestCheck is off, and then only within its VPC.
+    let lab = Lab::up('r', 2, 2, 0);
+    let (a0, a1) = (lab.member(0), lab.member(1));
+    let behind = "198.18.0.200";
+    admit_icmp_from(&lab, behind);
+    let (h1, h2) = (host_netns(&lab, &a0.host), host_netns(&lab, &a1.host));
+    assert_ne!(h1, h2, "the router and its peer are on two hosts");
+    let added = Command::new("ip")
+        .args([
+            "-n",
+            &a0.netns,
+            "addr",
+            "add",
+            &format!("{behind}/32"),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    // As a router does, A0 resolves its next hop from its own address (the host hears ARP
+    // from an instance's own addresses only, forwarding or not).
+    for conf in ["all", "eth0"] {
+        let set = Command::new("ip")
+            .args(["netns", "exec", &a0.netns, "sysctl", "-qw"])
+            .arg(format!("net.ipv4.conf.{conf}.arp_announce=2"))
+            .status()
+            .unwrap();
+        assert!(set.success());
+    }
+    let forward = || {
+        // The answer has no way back to S (no route leads there): what counts is how far
+        // the request gets, read from each host's tracked connections.
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &a0.netns, "ping", "-c1", "-W1", "-I", behind,
+            ])
+            .arg(&a1.private_ip)
+            .output()
+            .unwrap();
+        let seen = (tracked_from(&h1, behind), tracked_from(&h2, behind));
+        for ns in [&h1, &h2] {
+            let flushed = Command::new("ip")
+                .args(["netns", "exec", ns, "conntrack", "-F"])
+                .status()
+                .unwrap();
+            assert!(flushed.success());
+        }
+        seen
+    };
+    assert_eq!(
+        forward(),
+        (0, 0),
+        "checked: dropped at A0's device\n{}",
+        lab.tables()
+    );
+    let modify = |check: &str| {
+        lab.call(&[
+            ("Action", "ModifyNetworkInterfaceAttribute"),
+            ("NetworkInterfaceId", &a0.eni),
+            ("SourceDestCheck", check),
+        ]);
+        lab.wait_applied();
+    };
+    modify("false");
+    let described = lab.call(&[
+        ("Action", "DescribeNetworkInterfaceAttribute"),
+        ("NetworkInterfaceId", &a0.eni),
+    ]);
+    assert_eq!(described["SourceDestCheck"], false, "{described}");
+    assert_eq!(
+        forward(),
+        (1, 1),
+        "unchecked: forwarded by h1 and admitted by A1's rule on h2\n{}",
+        lab.tables()
+    );
+    modify("true");
+    assert_eq!(forward(), (0, 0), "checked again\n{}", lab.tables());
 }
 
 #[test]
