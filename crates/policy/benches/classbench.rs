@@ -12,7 +12,7 @@
 //!   those 5 groups (in order) sees the lines in their original order within each
 //!   (priority, policy) class; 10K sets are one group (the 1000-rule interface limit lifted).
 //!
-//! Lookups read the trace that `../shared/classbench/make-trace.py` writes (seed 1, 1,000,000
+//! Lookups read the trace that `classbench/make-trace.py` writes (seed 1, 1,000,000
 //! packets: 80 % inside a random rule, 20 % uniform), the one the quoted TupleMerge and
 //! PartitionSort figures were measured on; it is generated once into `target/classbench/`.
 //! Without Python, an equivalent trace is generated here from the same recipe (seed 1).
@@ -47,7 +47,7 @@ use rand::{RngExt, SeedableRng};
 mod set;
 use set::*;
 
-/// The 24 ClassBench sets of `../shared/classbench/`.
+/// The 24 ClassBench sets of `classbench/` (vendored beside this bench).
 const SETS: [&str; 24] = [
     "acl1_1k", "acl2_1k", "acl3_1k", "acl4_1k", "acl5_1k", "fw1_1k", "fw2_1k", "fw3_1k", "fw4_1k",
     "fw5_1k", "ipc1_1k", "ipc2_1k", "acl1_10k", "acl2_10k", "acl3_10k", "acl4_10k", "acl5_10k",

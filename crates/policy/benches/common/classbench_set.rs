@@ -1,6 +1,6 @@
-//! The ClassBench rule sets of `../shared/classbench/` and their mapping to ECS rules
-//! (documented at the top of `classbench.rs`), shared by the engine's benchmark and the
-//! kernel benchmark.
+//! The ClassBench rule sets of `crates/policy/benches/classbench/` (vendored: data only, see
+//! its README) and their mapping to ECS rules (documented at the top of `classbench.rs`),
+//! shared by the engine's benchmark and the kernel benchmark.
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
@@ -18,8 +18,9 @@ pub(crate) struct Rule {
     pub(crate) proto: Option<u8>,
 }
 
+/// Where the sets are: in the policy crate, whichever crate includes this file.
 pub(crate) fn classbench_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/classbench")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/benches/classbench")
 }
 
 pub(crate) fn parse_prefix(s: &str) -> (u32, u8) {
