@@ -65,9 +65,9 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let mut enforcer = Enforcer::new(nft);
     enforcer.set_rendering(config.rendering);
     let mut last_error: Option<String> = None;
-    // An update taken from the queue while deciding whether to cut and report now.
+    // An update taken from the queue while deciding whether to end connections and report now.
     let mut carried: Option<Update> = None;
-    // Tracked connections are owed a cut (a policy was applied, not yet cut by), and the
+    // Tracked connections are owed an ending (a policy was applied, not yet ended by), and the
     // server a report; since when.
     let (mut cut_owed, mut report_owed, mut owed_since) = (false, None, None);
     loop {
@@ -149,11 +149,11 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         if !cut_owed && report_owed.is_none() {
             continue;
         }
-        // A newer update waiting goes first: the cut after it judges the flows by the newest
+        // A newer update waiting goes first: the ending after it judges the flows by the newest
         // policy, the report tells the newest revision, and both now would hold it back by
         // two conntrack listings and a request (tens of milliseconds). Deferred at most
         // `DEFERRED_AT_MOST`, and always done before the report (a host that reported a
-        // revision has cut what it disallows).
+        // revision has ended what it disallows).
         let since = *owed_since.get_or_insert(started);
         if let Ok(update) = rx.try_recv() {
             carried = Some(update);
@@ -163,7 +163,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         }
         owed_since = None;
         if std::mem::take(&mut cut_owed) {
-            if let Err(e) = cut(&mut enforcer, netns) {
+            if let Err(e) = end_disallowed(&mut enforcer, netns) {
                 tracing::error!(error = %e, "tracked connections could not be judged");
                 last_error = Some(e.to_string());
             }
@@ -174,12 +174,15 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     }
 }
 
-/// The longest a cut of tracked connections and a report wait for updates arriving one
+/// The longest ending tracked connections and a report wait for updates arriving one
 /// after another.
 const DEFERRED_AT_MOST: Duration = Duration::from_millis(250);
 
 /// Deletes the tracked connections the policy held no longer allows.
-fn cut<B: Backend>(enforcer: &mut Enforcer<B>, netns: Option<&str>) -> Result<(), AgentError> {
+fn end_disallowed<B: Backend>(
+    enforcer: &mut Enforcer<B>,
+    netns: Option<&str>,
+) -> Result<(), AgentError> {
     if enforcer.engine().is_none() {
         return Ok(());
     }
@@ -205,7 +208,10 @@ fn cut<B: Backend>(enforcer: &mut Enforcer<B>, netns: Option<&str>) -> Result<()
     ));
     if !gone.is_empty() {
         let n = conntrack::delete(netns, &gone);
-        tracing::info!(cut = n, "tracked connections no longer allowed were cut");
+        tracing::info!(
+            ended = n,
+            "tracked connections no longer allowed were ended"
+        );
     }
     Ok(())
 }

@@ -328,7 +328,7 @@ impl<B: Backend> Enforcer<B> {
     }
 
     /// Takes the bound interfaces several devices claim: their tracked connections are
-    /// cut ([`Enforcer::contested_addresses`]).
+    /// ended ([`Enforcer::contested_addresses`]).
     pub fn set_contested(&mut self, contested: Vec<(MemberId, NicType)>) {
         self.contested = contested;
     }
@@ -362,7 +362,7 @@ impl<B: Backend> Enforcer<B> {
     }
 
     /// The addresses (in their zones) of the interfaces several devices claim: every flow
-    /// to or from them is cut, whatever the policy says.
+    /// to or from them is ended, whatever the policy says.
     pub fn contested_addresses(&self) -> HashSet<crate::conntrack::LocalAddress> {
         let contested = self.contested.iter().map(|(m, nic)| (m, *nic));
         self.addresses(contested).map(|(local, ..)| local).collect()

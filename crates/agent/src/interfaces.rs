@@ -170,7 +170,7 @@ mod tests {
             d.overlays,
             [("vx7".to_string(), "vpc-seven".parse().unwrap())]
         );
-        // Only the interface two devices claim is contested (its connections are cut), not
+        // Only the interface two devices claim is contested (its connections are ended), not
         // the unknown or malformed labels, nor eni-b's internet device without an address.
         let contested: Vec<(&str, NicType)> = d
             .contested

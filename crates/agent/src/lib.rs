@@ -6,7 +6,7 @@
 //! one nftables table equal to the rendering of both ([`Enforcer`]): every change one
 //! atomic transaction, incremental when a previous ruleset is known, a full replacement after
 //! drift or a restart, fail-closed for instances whose policy cannot be programmed. After a
-//! change it cuts tracked connections the new policy no longer allows ([`conntrack`]).
+//! change it ends tracked connections the new policy no longer allows ([`conntrack`]).
 //! [`netns`] builds the lab: hosts and instances as network namespaces.
 //!
 //! Only this crate and `nft` start processes (`ip`, `conntrack`, `nft`).

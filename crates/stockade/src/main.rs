@@ -83,7 +83,7 @@ struct AgentArgs {
     #[arg(long, default_value_t = 1000)]
     reconcile_ms: u64,
     /// Leave established connections alone when a change no longer allows them (by
-    /// default they are cut).
+    /// default they are ended).
     #[arg(long)]
     keep_established: bool,
     /// How policy chains are written: `linear` (one statement per rule; cheap to program)
