@@ -839,6 +839,15 @@ def test_instance_attributes_are_kept_answered_and_refused_when_not_honoured(old
     u.set_InstanceId(i)
     assert old.call(u)["UserData"] == "IyEvYmluL3NoCmVjaG8gaGk="
 
+    # No outbound bandwidth, no public address (as ECS); choosing the address is refused.
+    from aliyunsdkecs.request.v20140526 import AllocatePublicIpAddressRequest
+
+    a = AllocatePublicIpAddressRequest.AllocatePublicIpAddressRequest()
+    a.set_InstanceId(i)
+    assert old.error(a) == ("InvalidParameter.Bandwidth", 400)
+    a.set_IpAddress("198.19.7.7")
+    assert old.error(a) == ("UnsupportedParameter", 400)
+
     # Not honoured: refused, by name, before anything is written.
     m = ModifyInstanceAttributeRequest.ModifyInstanceAttributeRequest()
     m.set_InstanceId(i)

@@ -166,12 +166,40 @@ def test_new_sdk_drives_instances_membership_and_tags(old, new_v3, new_v2):
 
 
 def test_describe_security_group_audit(old):
-    sg = create_group(old, "auditme")
+    from test_instances import group, vpc_with_vswitch
+
+    vpc, vsw = vpc_with_vswitch(old, "10.82.0.0/16", "10.82.1.0/24")
+    sg = group(old, vpc, "auditme")
     old.call(authorize(sg, [
         {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
         {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "2"},
         {"IpProtocol": "tcp", "PortRange": "6379/6379", "SourceCidrIp": "0.0.0.0/0", "Priority": "1", "Policy": "drop"},
     ]))
+    body = stockade_action(old, "DescribeSecurityGroupAudit", **{"SecurityGroupId.1": sg})
+    # No member has a public address: reached by nothing on the internet yet, and the
+    # finding says so.
+    [unreached] = [f for f in body["Findings"]["Finding"] if f["Check"] == "risky-port-open"]
+    assert unreached["Severity"] == "Medium" and "no member has a public address" in unreached["Message"]
+    from aliyunsdkecs.request.v20140526 import RunInstancesRequest
+
+    r = RunInstancesRequest.RunInstancesRequest()
+    r.set_ImageId("img")
+    r.set_InstanceType("ecs.g7.large")
+    r.set_SecurityGroupId(sg)
+    r.set_VSwitchId(vsw)
+    r.set_InternetMaxBandwidthOut(5)
+    [i] = old.call(r)["InstanceIdSets"]["InstanceIdSet"]
+    # RunInstances with outbound bandwidth gives a VPC instance a public address too, and
+    # AllocatePublicIpAddress answers it again.
+    from aliyunsdkecs.request.v20140526 import AllocatePublicIpAddressRequest, DescribeInstancesRequest
+
+    d = DescribeInstancesRequest.DescribeInstancesRequest()
+    d.set_InstanceIds(json.dumps([i]))
+    [described] = old.call(d)["Instances"]["Instance"]
+    [public] = described["PublicIpAddress"]["IpAddress"]
+    a = AllocatePublicIpAddressRequest.AllocatePublicIpAddressRequest()
+    a.set_InstanceId(i)
+    assert old.call(a)["IpAddress"] == public
     body = stockade_action(old, "DescribeSecurityGroupAudit", **{"SecurityGroupId.1": sg})
     checks = {(f["Check"], f["Severity"]) for f in body["Findings"]["Finding"]}
     assert ("risky-port-open", "High") in checks

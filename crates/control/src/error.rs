@@ -174,6 +174,9 @@ pub enum ControlError {
     /// The instance's status does not allow the operation.
     #[error("The current status of the resource does not support this operation.")]
     IncorrectInstanceStatus,
+    /// `AllocatePublicIpAddress` for an instance without outbound bandwidth.
+    #[error("The instance has no public bandwidth (InternetMaxBandwidthOut is 0): it cannot be given a public IP address.")]
+    NoPublicBandwidth,
     /// `SourceDestCheck=false` on a classic-network interface.
     #[error("SourceDestCheck can be turned off on the network interfaces of a VPC only.")]
     SourceDestCheckClassic,
@@ -355,6 +358,7 @@ impl EcsError for ControlError {
             ControlError::IncorrectInstanceStatus => "IncorrectInstanceStatus",
             ControlError::DeletionProtection => "InvalidOperation.DeletionProtection",
             ControlError::SourceDestCheckClassic => "OperationDenied",
+            ControlError::NoPublicBandwidth => "InvalidParameter.Bandwidth",
             ControlError::VSwitchZoneMismatch => "InvalidVSwitchId.Mismatch",
             ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
@@ -416,7 +420,8 @@ impl EcsError for ControlError {
             | ControlError::InstanceNotInVpc
             | ControlError::InstanceHasIpv6
             | ControlError::InstanceHasSecondaryInterfaces
-            | ControlError::SourceDestCheckClassic => 400,
+            | ControlError::SourceDestCheckClassic
+            | ControlError::NoPublicBandwidth => 400,
             ControlError::NetworkTypeConflict
             | ControlError::EnterpriseGroupReference
             | ControlError::AuthorizationLimit

@@ -112,7 +112,8 @@ pub struct InstanceRecord {
     pub vswitch_id: Option<VSwitchId>,
     /// Primary private address.
     pub private_ip: Ipv4Addr,
-    /// Public address (classic with bandwidth).
+    /// Public address (an instance created with outbound bandwidth, or given one by
+    /// `AllocatePublicIpAddress`).
     pub public_ip: Option<Ipv4Addr>,
     /// IPv6 address (its primary interface's), if it has one.
     pub ipv6: Option<Ipv6Addr>,
@@ -131,6 +132,9 @@ pub struct InstanceRecord {
     /// The attributes given that Stockade keeps without acting on, by wire name.
     pub options: InstanceOptions,
 }
+
+/// The lab's internet side: every public address, of classic and VPC instances alike.
+const PUBLIC_POOL: &str = "198.19.0.0/16";
 
 /// Attributes of an instance that the control plane stores and hands back but does not act
 /// on (billing, spot market, placement), by wire name, as the server parsed and checked
@@ -190,7 +194,7 @@ pub struct CreateInstances {
     pub security_groups: Vec<SecurityGroupId>,
     /// `PrivateIpAddress` (only with `amount == 1`).
     pub private_ip: Option<Ipv4Addr>,
-    /// `InternetMaxBandwidthOut > 0`: a public address (classic network).
+    /// `InternetMaxBandwidthOut > 0`: a public address.
     pub public_ip: bool,
     /// `Ipv6AddressCount=1` / `Ipv6Address.1`: an IPv6 address from the vSwitch's block.
     pub ipv6: Option<Ipv6Request>,
@@ -548,6 +552,45 @@ impl Tx<'_> {
         self.log("DeleteVSwitch", id.as_str(), json!({}))
     }
 
+    /// A public address no instance holds, from a random place in the pool (as classic
+    /// private addresses are: an address says nothing of another account's).
+    fn free_public_address(&self) -> Result<Ipv4Addr> {
+        let pool: Ipv4Net = PUBLIC_POOL.parse().expect("literal");
+        for a in shuffled_start(&pool) {
+            if !self.public_address_taken(a)? {
+                return Ok(a);
+            }
+        }
+        Err(ControlError::NoFreeAddress)
+    }
+
+    /// `AllocatePublicIpAddress`: the instance's public address, assigned now if it has
+    /// none. As in ECS the instance needs outbound bandwidth (`InternetMaxBandwidthOut`),
+    /// and one that has an address keeps it (it is answered again). A VPC instance's public
+    /// address reaches its primary interface, judged by its VPC groups' rules; a classic
+    /// one's, its internet interface.
+    pub fn allocate_public_ip(&self, id: &InstanceId) -> Result<Ipv4Addr> {
+        let i = self.instance(id)?;
+        if let Some(a) = i.public_ip {
+            return Ok(a);
+        }
+        let bandwidth = i.options.get("InternetMaxBandwidthOut");
+        if bandwidth.and_then(serde_json::Value::as_u64).unwrap_or(0) == 0 {
+            return Err(ControlError::NoPublicBandwidth);
+        }
+        let a = self.free_public_address()?;
+        self.db.execute(
+            "UPDATE instances SET public_ip = ?2 WHERE id = ?1",
+            args![id.as_str(), a.to_string()],
+        )?;
+        self.log(
+            "AllocatePublicIpAddress",
+            id.as_str(),
+            json!({"IpAddress": a.to_string()}),
+        )?;
+        Ok(a)
+    }
+
     fn public_address_taken(&self, ip: Ipv4Addr) -> Result<bool> {
         self.db
             .query_one(
@@ -648,16 +691,8 @@ impl Tx<'_> {
                 }
                 None => self.free_address(&pool, vpc.as_ref())?,
             };
-            let public_ip = if req.public_ip && vpc.is_none() {
-                let pool: Ipv4Net = "198.19.0.0/16".parse().expect("literal");
-                let mut found = None;
-                for a in shuffled_start(&pool) {
-                    if !self.public_address_taken(a)? {
-                        found = Some(a);
-                        break;
-                    }
-                }
-                Some(found.ok_or(ControlError::NoFreeAddress)?)
+            let public_ip = if req.public_ip {
+                Some(self.free_public_address()?)
             } else {
                 None
             };

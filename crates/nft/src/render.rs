@@ -564,9 +564,16 @@ fn render_instance(
 ) -> Result<(String, String), String> {
     let instance = state.instance(&a.instance).map_err(|e| e.to_string())?;
     let groups = &instance.security_groups;
+    // A VPC instance's public address reaches it through the VPC's gateway, judged by its
+    // groups' rules, which are all intranet ones; only a classic instance's internet
+    // interface has rules of its own.
+    let nic = match instance.vpc_id {
+        Some(_) => NicType::Intranet,
+        None => a.nic_type,
+    };
     let mut names = Vec::new();
     for direction in [Direction::Egress, Direction::Ingress] {
-        let name = chain_name(groups, direction, a.nic_type);
+        let name = chain_name(groups, direction, nic);
         if !out.chains.contains_key(&name) {
             // A tree node's name is a hash of what it decides, so the previous ruleset's
             // node of that name is this one, whatever else changed.
@@ -580,7 +587,7 @@ fn render_instance(
             };
             let flat = match rendering {
                 Rendering::Flat => {
-                    let policy = chain_policy(state, groups, direction, a.nic_type)?;
+                    let policy = chain_policy(state, groups, direction, nic)?;
                     flat::flat_chain(state, &name, &policy, &node)
                 }
                 Rendering::Linear => None,
@@ -598,9 +605,7 @@ fn render_instance(
                     let same_rules = groups.iter().all(unchanged);
                     let rules = match previous.chains.get(&name) {
                         Some(rules) if same_rules && !previous.is_flat(&name) => rules.clone(),
-                        _ => {
-                            chain_rules(&chain_policy(state, groups, direction, a.nic_type)?).into()
-                        }
+                        _ => chain_rules(&chain_policy(state, groups, direction, nic)?).into(),
                     };
                     out.chains.insert(name.clone(), rules);
                 }

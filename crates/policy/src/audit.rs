@@ -350,9 +350,30 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                     fix: fix.to_string(),
                 })
             };
+        // Whether the internet reaches the group's members at all: by a public address
+        // (a VPC's gateway carries it to the member; a classic member's internet interface
+        // holds it). A classic intranet rule for 0.0.0.0/0 opens the member to the whole
+        // classic network instead, every account's instances: exposed either way.
+        let public_path = g
+            .members
+            .iter()
+            .any(|m| state.instance(m).is_ok_and(|i| i.public_ip.is_some()));
+        let exposed_now = |p: &Permission| {
+            public_path || (g.group.vpc_id.is_none() && p.nic_type == NicType::Intranet)
+        };
         for (_, p) in &ingress {
             let p = *p;
             let (protocols, ranges) = space(state, p);
+            // Open to anywhere but reached by nothing outside now: a finding still (a member
+            // given a public address is exposed at once), one level lower, and saying why.
+            let (severity, unreached) = if exposed_now(p) {
+                (Severity::High, "")
+            } else {
+                (
+                    Severity::Medium,
+                    "; no member has a public address, so nothing on the internet reaches it yet",
+                )
+            };
             if p.policy == Policy::Accept && is_anywhere(p) {
                 let risky: Vec<u16> = cfg
                     .risky_ports
@@ -367,9 +388,9 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 if !risky.is_empty() {
                     finding(
                         Check::RiskyPortOpen,
-                        Severity::High,
+                        severity,
                         Some(p),
-                        format!("{} opens risky port(s) {:?} to {}", p.id, risky, p.peer_display()),
+                        format!("{} opens risky port(s) {:?} to {}{unreached}", p.id, risky, p.peer_display()),
                         "restrict the source to known addresses or groups, or add a higher-priority drop",
                     );
                 }
@@ -378,9 +399,13 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 {
                     finding(
                         Check::AllProtocolsOpen,
-                        Severity::High,
+                        severity,
                         Some(p),
-                        format!("{} accepts every protocol from {}", p.id, p.peer_display()),
+                        format!(
+                            "{} accepts every protocol from {}{unreached}",
+                            p.id,
+                            p.peer_display()
+                        ),
                         "authorize only the protocols and ports the service needs",
                     );
                 } else if ranges == [(1, 65535)]
@@ -388,10 +413,10 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 {
                     finding(
                         Check::AllPortsOpen,
-                        Severity::High,
+                        severity,
                         Some(p),
                         format!(
-                            "{} opens every {} port to {}",
+                            "{} opens every {} port to {}{unreached}",
                             p.id,
                             p.protocol.ip_protocol().as_wire(),
                             p.peer_display()

@@ -33,17 +33,36 @@ fn used_group(w: &mut World, g: &str) {
 }
 
 #[test]
-fn ssh_open_to_the_internet_is_a_high_finding() {
+fn ssh_open_to_the_internet_is_a_high_finding_once_a_member_has_a_public_address() {
     let mut w = World::new();
     w.group("sg-a");
     used_group(&mut w, "sg-a");
     let r = w.rule("sg-a", "in accept 1 tcp 22/22 peer=0.0.0.0/0");
     assert!(has(&w, "risky-port-open", Some(&r)));
-    let state = State::from_snapshot(&w.snapshot).unwrap();
-    assert_eq!(
-        audit(&state, &AuditConfig::default())[0].severity,
-        Severity::High
+    // No member has a public address: nothing on the internet reaches it yet.
+    let first = |w: &World| {
+        let state = State::from_snapshot(&w.snapshot).unwrap();
+        let f = audit(&state, &AuditConfig::default()).remove(0);
+        (f.severity, f.message)
+    };
+    let (severity, message) = first(&w);
+    assert_eq!(severity, Severity::Medium);
+    assert!(
+        message.contains("no member has a public address"),
+        "{message}"
     );
+    // A member with one (its VPC carries the address to it): exposed now.
+    w.instance(
+        "i-pub",
+        Some("vpc-1"),
+        "198.18.9.90",
+        None,
+        Some("198.19.0.90"),
+        &["sg-a"],
+    );
+    let (severity, message) = first(&w);
+    assert_eq!(severity, Severity::High);
+    assert!(!message.contains("public address"), "{message}");
 }
 
 #[test]

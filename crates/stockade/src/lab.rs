@@ -99,6 +99,12 @@ pub(crate) struct UpArgs {
     /// host.
     #[arg(long, default_value_t = 0)]
     secondary: usize,
+    /// The lab's own VPC instances are made with outbound bandwidth, so each gets a public
+    /// address, and the lab plugs a third device (`eth2`) into each on its internet side: a
+    /// VPC instance's public address reaches it as ECS's gateway would carry it, judged by
+    /// its VPC groups' rules.
+    #[arg(long)]
+    vpc_public: bool,
 }
 
 /// `lab probe` flags.
@@ -526,6 +532,9 @@ fn up(args: &UpArgs) -> Result<()> {
         if *network == "vpc" {
             params.push(("VSwitchId", &vswitch));
             params.push(("Ipv6AddressCount", "1"));
+            if args.vpc_public && *t == 0 {
+                params.push(("InternetMaxBandwidthOut", "10"));
+            }
         } else {
             params.push(("InternetMaxBandwidthOut", "10"));
         }
@@ -860,10 +869,12 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
         if let Some(public) = public {
             // Internet traffic (the 198.19.0.0/16 side of the lab) leaves by the internet
             // interface with the public address.
+            // `eth1` of a VPC instance is its secondary interface's (`--secondary`).
+            let device = if m.network == "vpc" { "eth2" } else { "eth1" };
             netns::plug(
                 &host.netns,
                 &m.netns,
-                (&format!("sk{name}{k}p"), "eth1"),
+                (&format!("sk{name}{k}p"), device),
                 &agent::interfaces::label(&eni, model::NicType::Internet),
                 public,
                 None,

@@ -534,9 +534,16 @@ fn internet_exposure(engine: &Engine, format: Format) -> Result<()> {
     for (instances, exposed) in
         policy::exposure::fleet_exposure(engine, NicType::Intranet).map_err(policy_error)?
     {
+        // A VPC instance is reachable from the internet only by a public address (its VPC
+        // gateway carries it to the instance); without one, internet sources in its rules
+        // reach nothing.
         let vpc: Vec<String> = instances
             .iter()
-            .filter(|i| state.instance(i).is_ok_and(|i| i.vpc_id.is_some()))
+            .filter(|i| {
+                state
+                    .instance(i)
+                    .is_ok_and(|i| i.vpc_id.is_some() && i.public_ip.is_some())
+            })
             .map(ToString::to_string)
             .collect();
         if !vpc.is_empty() {

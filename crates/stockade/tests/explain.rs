@@ -149,7 +149,8 @@ const RISKY: &str = r#"{"SecurityGroups":[{"SecurityGroupId":"sg-open","VpcId":"
     {"SecurityGroupRuleId":"sgr-ssh","IpProtocol":"tcp","PortRange":"22/22","SourceCidrIp":"0.0.0.0/0"},
     {"SecurityGroupRuleId":"sgr-dropped","IpProtocol":"tcp","PortRange":"3389/3389","SourceCidrIp":"0.0.0.0/0","Priority":"2"},
     {"SecurityGroupRuleId":"sgr-guard","Policy":"drop","IpProtocol":"tcp","PortRange":"3389/3389","SourceCidrIp":"0.0.0.0/0","Priority":"1"}]}],
-  "Instances":[{"InstanceId":"i-x","VpcId":"vpc-1","PrivateIpAddress":"198.18.0.1","SecurityGroupIds":["sg-open"]}]}"#;
+  "Instances":[{"InstanceId":"i-x","VpcId":"vpc-1","PrivateIpAddress":"198.18.0.1","PublicIpAddress":"198.19.0.1",
+    "SecurityGroupIds":["sg-open"]}]}"#;
 
 #[test]
 fn audit_reports_findings_after_shadowing_and_gates_on_severity() {

@@ -1126,6 +1126,23 @@ pub(super) fn describe_disks(call: &Call) -> Result<Reply> {
     describe_per_instance(call, "Disks", "Disk", &disk)
 }
 
+/// `AllocatePublicIpAddress`: the instance's public address (`IpAddress`), assigned from
+/// the pool if it has none. Choosing the address (`IpAddress`, whitelisted users only in
+/// ECS) and a classic `VlanId` are refused: the pool chooses, and there are no VLANs here.
+pub(super) fn allocate_public_ip(call: &Call) -> Result<Reply> {
+    let p = call.params;
+    let id: InstanceId = p.typed("InstanceId")?;
+    for chosen in ["IpAddress", "VlanId"] {
+        if p.opt(chosen).is_some() {
+            return Err(ServerError::unsupported(chosen));
+        }
+    }
+    call.command_with(|tx| {
+        let a = tx.allocate_public_ip(&id)?;
+        Ok(json!({"IpAddress": a.to_string()}))
+    })
+}
+
 /// `ModifyInstanceVpcAttribute`: a stopped instance to another vSwitch (`VSwitchId`), at
 /// `PrivateIpAddress` or a free address, or into another VPC (`VpcId` with that VPC's
 /// `SecurityGroupId.N`).

@@ -182,6 +182,7 @@ actions! {
         DescribeTags => tags::describe,
         JoinResourceGroup => tags::join_resource_group,
         ModifyInstanceVpcAttribute => instances::modify_vpc,
+        AllocatePublicIpAddress => instances::allocate_public_ip,
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
         DescribeInstanceExposure => analysis::exposure,
@@ -259,6 +260,7 @@ impl Action {
             | RebootInstance
             | DescribeInstanceAttribute
             | DescribeUserData
+            | AllocatePublicIpAddress
             | JoinSecurityGroup
             | LeaveSecurityGroup
             | ModifyInstanceVpcAttribute => RegionSource::OrInstance,

@@ -1120,6 +1120,15 @@ pub(super) const MODEL_PARAMETERS: &[(&str, &str, &[&str])] = &[
         "VSwitchId",
         "VpcId",
     ]),
+    ("2014-05-26", "AllocatePublicIpAddress", &[
+        "InstanceId",
+        "IpAddress",
+        "OwnerAccount",
+        "OwnerId",
+        "ResourceOwnerAccount",
+        "ResourceOwnerId",
+        "VlanId",
+    ]),
     ("2014-05-26", "CreateVpc", &[
         "CidrBlock",
         "ClientToken",

@@ -154,6 +154,25 @@ impl Lab {
         secondary: usize,
         rendering: &'static str,
     ) -> Lab {
+        Lab::start(
+            tag,
+            [hosts, vpc, classic, tenants, secondary],
+            rendering,
+            &[],
+        )
+    }
+
+    /// A lab of `vpc` VPC instances on `hosts` hosts, `lab up` given the `extra` flags too.
+    pub(crate) fn up_flags(tag: char, hosts: usize, vpc: usize, extra: &[&str]) -> Lab {
+        Lab::start(tag, [hosts, vpc, 0, 0, 0], "linear", extra)
+    }
+
+    fn start(
+        tag: char,
+        [hosts, vpc, classic, tenants, secondary]: [usize; 5],
+        rendering: &'static str,
+        extra: &[&str],
+    ) -> Lab {
         let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let store: Vec<std::ffi::OsString> = match std::env::var("STOCKADE_TEST_DATABASE_URL") {
@@ -227,6 +246,7 @@ impl Lab {
                 "--secondary",
                 &secondary.to_string(),
             ])
+            .args(extra)
             .args(&tenant_args)
             .output()
             .unwrap();

@@ -464,6 +464,56 @@ fn a_router_instance_forwards_for_others_only_with_its_source_check_off() {
 }
 
 #[test]
+fn a_vpc_instances_public_address_is_judged_by_its_vpc_rules() {
+    if skipped() {
+        return;
+    }
+    // Two VPC instances with public addresses (RunInstances with outbound bandwidth), on two
+    // hosts; the internet reaches them through their public addresses only as their groups'
+    // (intranet) rules allow, from the internet's own addresses.
+    let lab = Lab::up_flags('u', 2, 2, &["--vpc-public"]);
+    let (a0, a1) = (lab.member(0), lab.member(1));
+    assert!(
+        !a0.public_ip.is_empty() && !a1.public_ip.is_empty(),
+        "{:?}",
+        lab.lab
+    );
+    let g = lab.default_group("vpc");
+    let ssh_from_the_internet = [
+        ("SecurityGroupId", g.as_str()),
+        ("IpProtocol", "tcp"),
+        ("PortRange", "22/22"),
+        ("SourceCidrIp", "198.19.0.0/16"),
+    ];
+    let mut authorize = vec![("Action", "AuthorizeSecurityGroup")];
+    authorize.extend(ssh_from_the_internet);
+    lab.call(&authorize);
+    lab.wait_applied();
+    let from_internet = |to: &str, port: u16| lab.probe(None, to, "tcp", port);
+    assert_eq!(
+        (
+            from_internet(&a0.public_ip, 22),
+            from_internet(&a1.public_ip, 22)
+        ),
+        (true, true),
+        "both hosts' public addresses admit SSH from the internet\n{}",
+        lab.tables()
+    );
+    assert!(!from_internet(&a0.public_ip, 80), "nothing else");
+    // The rule names the internet's addresses: a VPC peer is not among them.
+    assert!(!lab.probe(Some(1), &a0.private_ip, "tcp", 22));
+    let mut revoke = vec![("Action", "RevokeSecurityGroup")];
+    revoke.extend(ssh_from_the_internet);
+    lab.call(&revoke);
+    lab.wait_applied();
+    assert!(
+        !from_internet(&a0.public_ip, 22),
+        "revoked\n{}",
+        lab.tables()
+    );
+}
+
+#[test]
 fn overlapping_vpcs_on_shared_hosts_keep_their_own_rules_and_connections() {
     if skipped() {
         return;
