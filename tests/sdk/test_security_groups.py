@@ -73,6 +73,19 @@ def test_describe_regions_with_both_sdks(old, new_v3):
     assert REGION in [r["RegionId"] for r in regions]
     body = new_v3.describe_regions(models.DescribeRegionsRequest()).body
     assert REGION in [r.region_id for r in body.regions.region]
+    # The filters Terraform's data sources send: every region and zone here offers every
+    # charge type and spot strategy, so each holds for all; an unknown value is refused.
+    body = new_v3.describe_regions(models.DescribeRegionsRequest(
+        accept_language="en-US", instance_charge_type="PostPaid", resource_type="instance")).body
+    assert REGION in [r.region_id for r in body.regions.region]
+    zones = new_v3.describe_zones(models.DescribeZonesRequest(
+        region_id=REGION, instance_charge_type="PostPaid", spot_strategy="NoSpot", verbose=True)).body
+    assert len(zones.zones.zone) == 11
+    from aliyunsdkecs.request.v20140526 import DescribeZonesRequest
+
+    z = DescribeZonesRequest.DescribeZonesRequest()
+    z.set_InstanceChargeType("Monthly")
+    assert old.error(z) == ("InvalidParameter", 400)
 
 
 def test_create_describe_modify_delete_group(old):

@@ -4,10 +4,39 @@
 use serde_json::{json, Value};
 
 use super::{Call, Reply};
-use crate::error::Result;
+use crate::error::{Result, ServerError};
+use crate::wire::Params;
+
+/// Filters every region and zone here passes: each offers every charge type, spot
+/// strategy and resource type, and names are the ids in any language. A filter is checked
+/// (a value ECS does not know is refused) and then holds for all.
+fn everywhere(p: &Params, filters: &[(&'static str, &[&str])]) -> Result<()> {
+    for (name, known) in filters {
+        if let Some(v) = p.opt(name) {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(&v)) {
+                return Err(ServerError::invalid(name, v));
+            }
+        }
+    }
+    Ok(())
+}
+
+const LANGUAGES: &[&str] = &["zh-CN", "en-US", "ja"];
+const CHARGE_TYPES: &[&str] = &["PrePaid", "PostPaid"];
 
 /// `DescribeRegions`.
 pub(super) fn describe_regions(call: &Call) -> Result<Reply> {
+    everywhere(
+        call.params,
+        &[
+            ("AcceptLanguage", LANGUAGES),
+            ("InstanceChargeType", CHARGE_TYPES),
+            (
+                "ResourceType",
+                &["instance", "disk", "reservedinstance", "scu"],
+            ),
+        ],
+    )?;
     let regions: Vec<Value> = call
         .state
         .regions
@@ -25,6 +54,19 @@ const ZONE_LETTERS: &str = "abcdefghijk";
 
 /// `DescribeZones`.
 pub(super) fn describe_zones(call: &Call) -> Result<Reply> {
+    everywhere(
+        call.params,
+        &[
+            ("AcceptLanguage", LANGUAGES),
+            ("InstanceChargeType", CHARGE_TYPES),
+            (
+                "SpotStrategy",
+                &["NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo"],
+            ),
+        ],
+    )?;
+    // The answer always has every detail `Verbose=true` asks for.
+    call.params.flag("Verbose")?;
     let region = &call.ctx.region;
     let zones: Vec<Value> = ZONE_LETTERS
         .chars()
@@ -50,6 +92,8 @@ pub(super) fn describe_zones(call: &Call) -> Result<Reply> {
 /// names (`AttributeName.N` picks some).
 pub(super) fn describe_account_attributes(call: &Call) -> Result<Reply> {
     let wanted = call.params.list("AttributeName");
+    // Quotas here are the region's, the same in every zone.
+    let _ = call.params.opt("ZoneId");
     let (groups, interfaces) = call.query(|tx| {
         let l = tx.limits();
         Ok((l.groups_per_region, l.interfaces_per_region))
