@@ -35,7 +35,7 @@ struct Attribute {
 }
 
 /// The attributes `RunInstances` and `CreateInstance` keep, and the instance answers
-/// carry. (`InternetMaxBandwidthOut` also gives a classic instance its public address.)
+/// carry. (`InternetMaxBandwidthOut` above 0 also gives the instance a public address.)
 const INSTANCE: &[Attribute] = &[
     Attribute {
         name: "InternetMaxBandwidthOut",
