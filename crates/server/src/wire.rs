@@ -181,10 +181,16 @@ impl Params {
     /// A parameter, empty values counting as absent (SDKs send `Key=` for unset fields).
     pub fn opt(&self, k: &str) -> Option<String> {
         let v = self.map.get(k)?;
-        self.read
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(format!("{}{k}", self.prefix));
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        // Every read of a request lands here: no allocation for a name already noted.
+        if self.prefix.is_empty() {
+            if !read.contains(k) {
+                read.insert(k.to_string());
+            }
+        } else {
+            read.insert(format!("{}{k}", self.prefix));
+        }
+        drop(read);
         Some(v).filter(|v| !v.is_empty()).cloned()
     }
 

@@ -1293,3 +1293,158 @@ async fn list_changes_count_the_list_as_it_will_be() {
         assert_eq!(held, expected, "{kind}: {v}");
     }
 }
+
+/// What this stop added, tried as another account would: it cannot turn off the source
+/// check of A's interface, give A's instance a public address, lift A's deletion protection,
+/// nor learn that any of them exists (each answers as an id of nothing does); public
+/// addresses are one pool, so B's never equals A's.
+#[tokio::test]
+async fn another_account_cannot_forward_publish_or_unprotect_anything_of_the_first() {
+    let (_dir, app) = common::two_accounts();
+    let a = common::vpc_instance(&app, signed).await;
+    let b = common::vpc_instance(&app, common::signed_other).await;
+    let eni = |sign: common::Signer, instance: &str| {
+        let app = app.clone();
+        let instance = instance.to_string();
+        async move {
+            let v = common::ok(
+                &app,
+                sign,
+                &[
+                    ("Action", "DescribeNetworkInterfaces"),
+                    ("InstanceId", &instance),
+                ],
+            )
+            .await;
+            common::text(
+                &v,
+                "/NetworkInterfaceSets/NetworkInterfaceSet/0/NetworkInterfaceId",
+            )
+        }
+    };
+    let a_eni = eni(signed, &a.instance).await;
+    common::ok(
+        &app,
+        signed,
+        &[
+            ("Action", "ModifyInstanceAttribute"),
+            ("InstanceId", &a.instance),
+            ("DeletionProtection", "true"),
+        ],
+    )
+    .await;
+    let nothing_eni = "eni-bp1nothingnothing000";
+    let nothing_instance = "i-bp1nothingnothing000";
+    for (theirs, nothing, params) in [
+        (
+            a_eni.as_str(),
+            nothing_eni,
+            vec![
+                ("Action", "ModifyNetworkInterfaceAttribute"),
+                ("SourceDestCheck", "false"),
+            ],
+        ),
+        (
+            a.instance.as_str(),
+            nothing_instance,
+            vec![("Action", "AllocatePublicIpAddress")],
+        ),
+        (
+            a.instance.as_str(),
+            nothing_instance,
+            vec![
+                ("Action", "ModifyInstanceAttribute"),
+                ("DeletionProtection", "false"),
+            ],
+        ),
+    ] {
+        let id_field = if theirs.starts_with("eni-") {
+            "NetworkInterfaceId"
+        } else {
+            "InstanceId"
+        };
+        let ask = |id: &str| {
+            let mut p = params.clone();
+            p.push((id_field, id));
+            common::signed_other(&p)
+        };
+        let (status, body) = call(&app, &ask(theirs)).await;
+        let (status_nothing, body_nothing) = call(&app, &ask(nothing)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{params:?}: {body}");
+        assert_eq!(
+            (status, code(&body)),
+            (status_nothing, code(&body_nothing)),
+            "{params:?}"
+        );
+    }
+    // A's protection and check stand.
+    let (status, body) = call(
+        &app,
+        &signed(&[
+            ("Action", "DeleteInstance"),
+            ("InstanceId", &a.instance),
+            ("Force", "true"),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "InvalidOperation.DeletionProtection")
+    );
+    let described = common::ok(
+        &app,
+        signed,
+        &[
+            ("Action", "DescribeNetworkInterfaceAttribute"),
+            ("NetworkInterfaceId", &a_eni),
+        ],
+    )
+    .await;
+    assert_eq!(described["SourceDestCheck"], true, "{described}");
+    // Public addresses: one pool for every account.
+    let public = |sign: common::Signer, vswitch: String, group: String| {
+        let app = app.clone();
+        async move {
+            let v = common::ok(
+                &app,
+                sign,
+                &[
+                    ("Action", "RunInstances"),
+                    ("VSwitchId", &vswitch),
+                    ("SecurityGroupId", &group),
+                    ("ImageId", "img"),
+                    ("InstanceType", "ecs.t"),
+                    ("Amount", "20"),
+                    ("InternetMaxBandwidthOut", "1"),
+                ],
+            )
+            .await;
+            let ids = v["InstanceIdSets"]["InstanceIdSet"].to_string();
+            let d = common::ok(
+                &app,
+                sign,
+                &[
+                    ("Action", "DescribeInstances"),
+                    ("InstanceIds", &ids),
+                    ("PageSize", "100"),
+                ],
+            )
+            .await;
+            d["Instances"]["Instance"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    i["PublicIpAddress"]["IpAddress"][0]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    let mine = public(signed, a.vswitch, a.group).await;
+    let theirs = public(common::signed_other, b.vswitch, b.group).await;
+    assert_eq!((mine.len(), theirs.len()), (20, 20));
+    assert!(mine.is_disjoint(&theirs), "{mine:?} / {theirs:?}");
+}

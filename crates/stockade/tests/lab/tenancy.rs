@@ -297,6 +297,23 @@ fn admit_icmp_from(lab: &Lab, source: &str) {
     lab.wait_applied();
 }
 
+/// Gives an instance's `eth0` one more address (a forged source, or a network it routes for).
+fn add_address(netns: &str, address: &str) {
+    let added = Command::new("ip")
+        .args([
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(added.success());
+}
+
 /// The namespace of the lab host `host`.
 fn host_netns(lab: &Lab, host: &str) -> String {
     let (_, ns) = lab.hosts.iter().find(|(id, _)| id == host).unwrap();
@@ -354,19 +371,7 @@ fn an_instance_cannot_send_from_an_address_that_is_not_its_own() {
         .unwrap();
     assert!(flush.success());
     // A0 sends with A2's address: dropped at A0's device, before connection tracking.
-    let added = Command::new("ip")
-        .args([
-            "-n",
-            &a0.netns,
-            "addr",
-            "add",
-            &format!("{}/32", a2.private_ip),
-            "dev",
-            "eth0",
-        ])
-        .status()
-        .unwrap();
-    assert!(added.success());
+    add_address(&a0.netns, &a2.private_ip);
     assert!(!ping(&a0.netns, &a2.private_ip));
     assert_eq!(
         tracked_from(&host_ns, &a2.private_ip),
@@ -390,19 +395,7 @@ fn a_router_instance_forwards_for_others_only_with_its_source_check_off() {
     admit_icmp_from(&lab, behind);
     let (h1, h2) = (host_netns(&lab, &a0.host), host_netns(&lab, &a1.host));
     assert_ne!(h1, h2, "the router and its peer are on two hosts");
-    let added = Command::new("ip")
-        .args([
-            "-n",
-            &a0.netns,
-            "addr",
-            "add",
-            &format!("{behind}/32"),
-            "dev",
-            "eth0",
-        ])
-        .status()
-        .unwrap();
-    assert!(added.success());
+    add_address(&a0.netns, behind);
     // As a router does, A0 resolves its next hop from its own address (the host hears ARP
     // from an instance's own addresses only, forwarding or not).
     for conf in ["all", "eth0"] {
