@@ -610,6 +610,104 @@ def test_secondary_private_addresses(server, old, new_v3):
     assert them.error(assign(primary, count=1)) == ("InvalidNetworkInterfaceId.NotFound", 404)
 
 
+def test_ipv4_prefixes_are_the_interfaces_addresses(server, old, new_v3):
+    """`Ipv4Prefix.N` / `Ipv4PrefixCount` delegate /28 blocks of the vSwitch to an interface
+    (at creation or later), all or none: every address of a block is the interface's, so a
+    group reference matches it; a block is unique in the VPC with every other address;
+    both SDK generations read the prefixes back; unassigned, they match no more."""
+    from aliyunsdkecs.request.v20140526 import (
+        AssignPrivateIpAddressesRequest,
+        AuthorizeSecurityGroupRequest,
+        UnassignPrivateIpAddressesRequest,
+    )
+
+    vpc, vsw = vpc_with_vswitch(old, "10.48.0.0/16", "10.48.1.0/24")
+    app, db = group(old, vpc, "app"), group(old, vpc, "db")
+    r = AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest()
+    r.set_SecurityGroupId(db)
+    r.set_IpProtocol("tcp")
+    r.set_PortRange("5432/5432")
+    r.set_SourceGroupId(app)
+    old.call(r)
+    [store] = run(old, vsw, [db], ip="10.48.1.20")
+    verdict = lambda ip: stockade_action(old, "DescribeFlowVerdict", SourceIp=ip, DestinationInstanceId=store,
+                                         IpProtocol="tcp", DestinationPort=5432)["Verdict"]
+
+    # At creation: two free blocks, the vSwitch's first usable /28 being the one that holds
+    # no reserved address and no instance's (10.48.1.20 is in .16/28).
+    c = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+    c.set_VSwitchId(vsw)
+    c.set_SecurityGroupIdss([app])
+    c.set_Ipv4PrefixCount(2)
+    made = old.call(c)
+    eni = made["NetworkInterfaceId"]
+    created = [p["Ipv4Prefix"] for p in made["Ipv4PrefixSets"]["Ipv4PrefixSet"]]
+    assert created == ["10.48.1.32/28", "10.48.1.48/28"], made
+    [n] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert [p["Ipv4Prefix"] for p in n["Ipv4PrefixSets"]["Ipv4PrefixSet"]] == created
+    assert verdict("10.48.1.40") == "Drop", "an interface attached to nothing is no member"
+    [web] = run(old, vsw, [app], ip="10.48.1.21")
+    from aliyunsdkecs.request.v20140526 import AttachNetworkInterfaceRequest
+    at = AttachNetworkInterfaceRequest.AttachNetworkInterfaceRequest()
+    at.set_NetworkInterfaceId(eni)
+    at.set_InstanceId(web)
+    old.call(at)
+    assert (verdict("10.48.1.32"), verdict("10.48.1.47"), verdict("10.48.1.63"), verdict("10.48.1.64")) == \
+        ("Accept", "Accept", "Accept", "Drop"), "every address of a block, first and last, is the member's"
+
+    def assign(action, prefixes=(), count=None):
+        a = getattr(
+            AssignPrivateIpAddressesRequest if action == "assign" else UnassignPrivateIpAddressesRequest,
+            "AssignPrivateIpAddressesRequest" if action == "assign" else "UnassignPrivateIpAddressesRequest",
+        )()
+        a.set_NetworkInterfaceId(eni)
+        if prefixes:
+            a.set_Ipv4Prefixs(list(prefixes))
+        if count is not None:
+            a.set_Ipv4PrefixCount(count)
+        return a
+
+    got = old.call(assign("assign", ["10.48.1.128/28"]))["AssignedPrivateIpAddressesSet"]
+    assert got["Ipv4PrefixSet"]["Ipv4Prefixes"] == ["10.48.1.128/28"] and got["PrivateIpSet"]["PrivateIpAddress"] == []
+    assert verdict("10.48.1.140") == "Accept"
+    # Refused, and nothing of a refused request is kept.
+    for prefixes, count, code in [
+        (["10.48.1.130/28"], None, "InvalidIpv4Prefix.Malformed"),
+        (["10.48.1.144/27"], None, "InvalidIpv4Prefix.Malformed"),
+        (["10.48.1.16/28"], None, "InvalidIpv4Prefix.Duplicated"),
+        (["10.48.1.160/28", "10.48.1.128/28"], None, "InvalidIpv4Prefix.Duplicated"),
+        (["10.48.1.176/28", "10.48.1.176/28"], None, "InvalidIpv4Prefix.Duplicated"),
+        (["10.48.1.0/28"], None, "InvalidIpv4Prefix.Mismatch"),
+        (["10.48.2.0/28"], None, "InvalidIpv4Prefix.Mismatch"),
+        (["10.48.1.192/28"], 1, "InvalidParameter.Conflict"),
+    ]:
+        assert old.error(assign("assign", prefixes, count))[0] == code, (prefixes, count)
+    assert verdict("10.48.1.165") == "Drop", "a refused request delegated nothing"
+    [n] = listed(old, NetworkInterfaceIds=[eni])["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+    assert len(n["Ipv4PrefixSets"]["Ipv4PrefixSet"]) == 3
+    # An address inside a delegated block is taken for every other use.
+    other_eni = describe(old, [web])[0]["NetworkInterfaces"]["NetworkInterface"][0]["NetworkInterfaceId"]
+    a = AssignPrivateIpAddressesRequest.AssignPrivateIpAddressesRequest()
+    a.set_NetworkInterfaceId(other_eni)
+    a.set_PrivateIpAddresss(["10.48.1.33"])
+    assert old.error(a) == ("InvalidPrivateIpAddress.Duplicated", 400)
+    # Typed reads of the new SDK; unassign with it.
+    typed = new_v3.describe_network_interface_attribute(
+        models.DescribeNetworkInterfaceAttributeRequest(region_id=REGION, network_interface_id=eni)).body
+    assert [p.ipv_4prefix for p in typed.ipv_4prefix_sets.ipv_4prefix_set] == created + ["10.48.1.128/28"]
+    new_v3.unassign_private_ip_addresses(models.UnassignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=eni, ipv_4prefix=["10.48.1.32/28"]))
+    assert (verdict("10.48.1.40"), verdict("10.48.1.50")) == ("Drop", "Accept")
+    assert old.error(assign("unassign", ["10.48.1.32/28"])) == ("InvalidIpv4Prefix.NotFound", 400)
+    # Freed, its block is free again, for an address as for a prefix.
+    a.set_PrivateIpAddresss(["10.48.1.33"])
+    old.call(a)
+    # Another account can neither delegate to nor learn of the interface.
+    stranger = server.create_account("prefix-" + uuid.uuid4().hex[:8])
+    them = OldSdk(server, stranger["AccessKeyId"], stranger["AccessKeySecret"])
+    assert them.error(assign("assign", count=1)) == ("InvalidNetworkInterfaceId.NotFound", 404)
+
+
 def test_an_id_filter_naming_nothing_answers_an_empty_page(old):
     """Ansible's ali_eni looks an interface up before creating it, with `NetworkInterfaceId.1`
     set to the string `None` (footmark passes `[None]`): ECS answers no interface, so the

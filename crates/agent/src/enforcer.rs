@@ -386,17 +386,13 @@ impl<B: Backend> Enforcer<B> {
                 NicType::Intranet => {
                     let vpc = modelled.and_then(|i| i.vpc_id.clone());
                     let zone = vpc.and_then(|v| self.zones.get(&v).copied()).unwrap_or(0);
-                    let v6 = modelled.and_then(|i| i.ipv6).map(IpAddr::V6);
-                    let secondary = modelled
-                        .map(|i| i.secondary_ips.clone())
-                        .unwrap_or_default();
-                    (
-                        std::iter::once(IpAddr::V4(i.private_ip))
-                            .chain(secondary.into_iter().map(IpAddr::V4))
-                            .chain(v6)
-                            .collect(),
-                        zone,
-                    )
+                    // The modelled member's addresses (prefixes included), else the
+                    // policy item's primary one.
+                    let addresses = match modelled {
+                        Some(m) => m.intranet_addresses().collect(),
+                        None => vec![IpAddr::V4(i.private_ip)],
+                    };
+                    (addresses, zone)
                 }
                 NicType::Internet => (i.public_ip.map(IpAddr::V4).into_iter().collect(), 0),
             };

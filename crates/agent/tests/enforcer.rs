@@ -319,6 +319,7 @@ proptest::proptest! {
                     vpc_id: Some("vpc-lab".parse().unwrap()),
                     private_ip: std::net::Ipv4Addr::new(198, 18, 9, 100 + who as u8),
                     secondary_ips: Vec::new(),
+                    ipv4_prefixes: Vec::new(),
                     ipv6: None,
                     public_ip: None,
                     source_dest_check: true,

@@ -209,6 +209,18 @@ pub enum ControlError {
         "The specified private IP address \"{0}\" is not a secondary address of the interface."
     )]
     PrivateIpNotOnInterface(Ipv4Addr),
+    /// `Ipv4Prefix.N` with an address the vSwitch does not give instances.
+    #[error("The specified Ipv4Prefix \"{0}\" is not a block of the vSwitch's usable addresses.")]
+    PrefixNotInVSwitch(model::Ipv4Prefix),
+    /// `Ipv4Prefix.N` with an address already held in the VPC.
+    #[error("The specified Ipv4Prefix \"{0}\" holds an address already in use.")]
+    PrefixInUse(model::Ipv4Prefix),
+    /// More prefixes than an interface may hold.
+    #[error("The interface can hold at most {0} IPv4 prefixes.")]
+    PrefixLimit(usize),
+    /// `UnassignPrivateIpAddresses` naming a prefix the interface does not have.
+    #[error("The specified Ipv4Prefix \"{0}\" is not a prefix of the interface.")]
+    PrefixNotOnInterface(model::Ipv4Prefix),
     /// The vSwitch (or pool) has no free address.
     #[error("The specified vSwitch does not have enough IP addresses.")]
     NoFreeAddress,
@@ -367,6 +379,10 @@ impl EcsError for ControlError {
             ControlError::PrivateIpInUse(_) => "InvalidPrivateIpAddress.Duplicated",
             ControlError::SecondaryAddressLimit(_) => "QuotaExceed.PrivateIpAddress",
             ControlError::PrivateIpNotOnInterface(_) => "InvalidPrivateIpAddress.NotFound",
+            ControlError::PrefixNotInVSwitch(_) => "InvalidIpv4Prefix.Mismatch",
+            ControlError::PrefixInUse(_) => "InvalidIpv4Prefix.Duplicated",
+            ControlError::PrefixLimit(_) => "QuotaExceed.Ipv4PrefixCount",
+            ControlError::PrefixNotOnInterface(_) => "InvalidIpv4Prefix.NotFound",
             ControlError::NoFreeAddress => "InvalidVSwitchId.IpNotEnough",
             ControlError::ModifyEntityType => "InvalidOperation.ModifySgRuleEntityType",
             ControlError::ModifyNicType => "InvalidOperation.ModifyNicType",
@@ -472,6 +488,10 @@ impl EcsError for ControlError {
             | ControlError::PrivateIpInUse(_)
             | ControlError::SecondaryAddressLimit(_)
             | ControlError::PrivateIpNotOnInterface(_)
+            | ControlError::PrefixNotInVSwitch(_)
+            | ControlError::PrefixInUse(_)
+            | ControlError::PrefixLimit(_)
+            | ControlError::PrefixNotOnInterface(_)
             | ControlError::NoFreeAddress
             | ControlError::ModifyEntityType
             | ControlError::ModifyNicType

@@ -18,7 +18,10 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use model::{AccountId, HostId, InstanceId, NetworkInterfaceId, SecurityGroupId, VSwitchId, VpcId};
+use model::{
+    AccountId, HostId, InstanceId, Ipv4Prefix, NetworkInterfaceId, SecurityGroupId, VSwitchId,
+    VpcId,
+};
 use serde_json::json;
 
 use crate::limits::{group_members, GROUPS_PER_INSTANCE};
@@ -77,6 +80,8 @@ pub struct NetworkInterfaceRecord {
     pub security_groups: Vec<SecurityGroupId>,
     /// Secondary private addresses (`AssignPrivateIpAddresses`), in the order assigned.
     pub secondary_ips: Vec<Ipv4Addr>,
+    /// IPv4 prefixes delegated to it (`Ipv4Prefix.N`), in the order assigned.
+    pub ipv4_prefixes: Vec<Ipv4Prefix>,
     /// `DeleteOnRelease`: it goes when its instance is deleted (a primary interface always
     /// does; a secondary one created by `RunInstances` does unless asked otherwise).
     pub delete_on_release: bool,
@@ -84,7 +89,23 @@ pub struct NetworkInterfaceRecord {
     pub source_dest_check: bool,
 }
 
+/// The addresses an interface holds beyond its primary one, as stored.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeldAddresses {
+    secondary: Vec<Ipv4Addr>,
+    prefixes: Vec<Ipv4Prefix>,
+}
+
 impl NetworkInterfaceRecord {
+    /// Takes its secondary addresses and prefixes out of `held` (by interface id).
+    pub(crate) fn take_addresses(
+        &mut self,
+        held: &mut std::collections::HashMap<String, HeldAddresses>,
+    ) {
+        let h = held.remove(self.id.as_str()).unwrap_or_default();
+        (self.secondary_ips, self.ipv4_prefixes) = (h.secondary, h.prefixes);
+    }
+
     /// `Status`: `InUse` attached, `Available` detached.
     pub fn status(&self) -> &'static str {
         if self.instance.is_some() {
@@ -112,8 +133,35 @@ pub struct CreateInterface {
     pub secondary_ips: Vec<Ipv4Addr>,
     /// `SecondaryPrivateIpAddressCount`: free secondary addresses to assign at creation.
     pub secondary_count: usize,
+    /// `Ipv4Prefix.N` / `Ipv4PrefixCount`: prefixes to delegate at creation.
+    pub prefixes: PrefixRequest,
     /// `SourceDestCheck` (`true` unless asked otherwise).
     pub source_dest_check: bool,
+}
+
+/// `Ipv4Prefix.N` / `Ipv4PrefixCount`: prefixes to delegate to an interface.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixRequest {
+    /// `Ipv4Prefix.N`: these blocks of the interface's vSwitch.
+    pub given: Vec<Ipv4Prefix>,
+    /// `Ipv4PrefixCount`: this many free blocks of it.
+    pub count: usize,
+}
+
+impl PrefixRequest {
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.given.is_empty() && self.count == 0
+    }
+}
+
+/// What `AssignPrivateIpAddresses` gave an interface.
+#[derive(Debug, Clone, Default)]
+pub struct Assigned {
+    /// Secondary addresses, in order.
+    pub addresses: Vec<Ipv4Addr>,
+    /// Prefixes, in order.
+    pub prefixes: Vec<Ipv4Prefix>,
 }
 
 /// What `ModifyNetworkInterfaceAttribute` changes; `None` keeps what is.
@@ -267,6 +315,7 @@ pub(crate) fn read_interface(r: &Row) -> Result<NetworkInterfaceRecord> {
             .map_err(|_| bad("ipv6"))?,
         security_groups: Vec::new(),
         secondary_ips: Vec::new(),
+        ipv4_prefixes: Vec::new(),
         delete_on_release: r.int(13)? != 0 || r.text(2)? == InterfaceKind::Primary.as_wire(),
         source_dest_check: r.int(14)? != 0,
     })
@@ -320,8 +369,8 @@ impl Tx<'_> {
             id.as_str(),
             json!({"PrivateIpAddress": private_ip.to_string()}),
         )?;
-        if !req.secondary_ips.is_empty() || req.secondary_count > 0 {
-            self.assign_private_ips(&id, &req.secondary_ips, req.secondary_count)?;
+        if !req.secondary_ips.is_empty() || req.secondary_count > 0 || !req.prefixes.is_empty() {
+            self.assign_private_ips(&id, &req.secondary_ips, req.secondary_count, &req.prefixes)?;
         }
         Ok(id)
     }
@@ -403,7 +452,7 @@ impl Tx<'_> {
             args![self.ctx.account.get() as i64, &self.ctx.region, only],
         )?;
         for n in &mut out {
-            n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
+            n.take_addresses(&mut addresses);
             n.security_groups = match (n.kind, &n.instance) {
                 (InterfaceKind::Primary, Some(i)) => {
                     by_instance.get(i.as_str()).cloned().unwrap_or_default()
@@ -610,37 +659,51 @@ impl Tx<'_> {
         self.log("DeleteNetworkInterface", id.as_str(), json!({}))
     }
 
-    /// The secondary addresses by interface of the interfaces `n` that `filter` keeps (a
-    /// `JOIN` and `WHERE` over `network_interfaces n`, with `params`), in one query.
+    /// The secondary addresses and prefixes by interface of the interfaces `n` that `filter`
+    /// keeps (a `JOIN` and `WHERE` over `network_interfaces n`, with `params`), in one query.
     pub(crate) fn addresses_where(
         &self,
         filter: &str,
         params: &[crate::sql::Value],
-    ) -> Result<std::collections::HashMap<String, Vec<Ipv4Addr>>> {
-        let mut out: std::collections::HashMap<String, Vec<Ipv4Addr>> =
+    ) -> Result<std::collections::HashMap<String, HeldAddresses>> {
+        let mut out: std::collections::HashMap<String, HeldAddresses> =
             std::collections::HashMap::new();
         for r in self.db.query(
             &format!(
-                "SELECT a.interface_id, a.address FROM interface_addresses a
+                "SELECT a.interface_id, a.address, a.prefix_len FROM interface_addresses a
                  JOIN network_interfaces n ON n.id = a.interface_id {filter} ORDER BY a.seq"
             ),
             params,
         )? {
-            out.entry(r.text(0)?).or_default().push(r.parsed(1)?);
+            let held = out.entry(r.text(0)?).or_default();
+            let address: Ipv4Addr = r.parsed(1)?;
+            if r.int(2)? == i64::from(Ipv4Prefix::LEN) {
+                held.prefixes.push(
+                    Ipv4Prefix::at(address)
+                        .ok_or_else(|| ControlError::Storage(format!("bad prefix {address}")))?,
+                );
+            } else {
+                held.secondary.push(address);
+            }
         }
         Ok(out)
     }
 
     /// `AssignPrivateIpAddresses`: the given addresses of the interface's vSwitch, or `count`
-    /// free ones, become secondary addresses of a VPC interface, all or none; each unique in
-    /// the VPC, at most [`crate::Limits::secondary_addresses_per_interface`]. Group references
-    /// to the interface's groups match them from then on.
+    /// free ones, become secondary addresses of a VPC interface, and the given /28 blocks of
+    /// the vSwitch, or `prefixes.count` free ones, its prefixes; all or none. Every address
+    /// of either kind is unique in the VPC; an interface holds at most
+    /// [`crate::Limits::secondary_addresses_per_interface`] secondary addresses and
+    /// [`crate::Limits::prefixes_per_interface`] prefixes. Group references to the
+    /// interface's groups match them all from then on, and anti-spoofing lets it send from
+    /// them.
     pub fn assign_private_ips(
         &self,
         id: &NetworkInterfaceId,
         given: &[Ipv4Addr],
         count: usize,
-    ) -> Result<Vec<Ipv4Addr>> {
+        prefixes: &PrefixRequest,
+    ) -> Result<Assigned> {
         let n = self.interface(id)?;
         let (Some(vpc), Some(vsw)) = (&n.vpc_id, &n.vswitch_id) else {
             return Err(ControlError::InstanceNotInVpc);
@@ -650,7 +713,11 @@ impl Tx<'_> {
         if n.secondary_ips.len() + given.len() + count > max {
             return Err(ControlError::SecondaryAddressLimit(max));
         }
-        let mut added = Vec::with_capacity(given.len() + count);
+        let max = self.limits.prefixes_per_interface;
+        if n.ipv4_prefixes.len() + prefixes.given.len() + prefixes.count > max {
+            return Err(ControlError::PrefixLimit(max));
+        }
+        let mut added = Assigned::default();
         for (k, ip) in given.iter().enumerate() {
             if !crate::addressing::usable(&vswitch.cidr).any(|a| a == *ip) {
                 return Err(ControlError::PrivateIpNotInVSwitch(*ip));
@@ -658,48 +725,99 @@ impl Tx<'_> {
             if given[..k].contains(ip) || self.address_taken(*ip, Some(vpc))? {
                 return Err(ControlError::PrivateIpInUse(*ip));
             }
-            self.insert_secondary(id, vpc, *ip)?;
-            added.push(*ip);
+            self.insert_held(id, vpc, *ip, 32)?;
+            added.addresses.push(*ip);
         }
         for _ in 0..count {
             let ip = self.free_address(&vswitch.cidr, Some(vpc))?;
-            self.insert_secondary(id, vpc, ip)?;
-            added.push(ip);
+            self.insert_held(id, vpc, ip, 32)?;
+            added.addresses.push(ip);
+        }
+        for prefix in &prefixes.given {
+            if !crate::addressing::prefix_usable(&vswitch.cidr, *prefix) {
+                return Err(ControlError::PrefixNotInVSwitch(*prefix));
+            }
+            // Earlier blocks of this request are rows already, so a repeat is taken too.
+            if self.block_taken(*prefix, vpc)? {
+                return Err(ControlError::PrefixInUse(*prefix));
+            }
+            self.insert_held(id, vpc, prefix.network(), Ipv4Prefix::LEN)?;
+            added.prefixes.push(*prefix);
+        }
+        for _ in 0..prefixes.count {
+            let prefix = self.free_prefix(&vswitch.cidr, vpc)?;
+            self.insert_held(id, vpc, prefix.network(), Ipv4Prefix::LEN)?;
+            added.prefixes.push(prefix);
         }
         self.log(
             "AssignPrivateIpAddresses",
             id.as_str(),
-            json!({"PrivateIpAddress": added.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            json!({
+                "PrivateIpAddress": added.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "Ipv4Prefix": added.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
         )?;
         Ok(added)
     }
 
-    fn insert_secondary(&self, id: &NetworkInterfaceId, vpc: &VpcId, ip: Ipv4Addr) -> Result<()> {
+    fn insert_held(
+        &self,
+        id: &NetworkInterfaceId,
+        vpc: &VpcId,
+        ip: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<()> {
         self.db.execute(
-            "INSERT INTO interface_addresses (interface_id, region, vpc_id, address) VALUES (?1, ?2, ?3, ?4)",
-            args![id.as_str(), &self.ctx.region, vpc.as_str(), ip.to_string()],
+            "INSERT INTO interface_addresses (interface_id, region, vpc_id, address, prefix_len)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![
+                id.as_str(),
+                &self.ctx.region,
+                vpc.as_str(),
+                ip.to_string(),
+                i64::from(prefix_len)
+            ],
         )?;
         Ok(())
     }
 
-    /// `UnassignPrivateIpAddresses`: secondary addresses the interface has, all or none.
-    pub fn unassign_private_ips(&self, id: &NetworkInterfaceId, remove: &[Ipv4Addr]) -> Result<()> {
+    /// `UnassignPrivateIpAddresses`: secondary addresses and prefixes the interface has, all
+    /// or none.
+    pub fn unassign_private_ips(
+        &self,
+        id: &NetworkInterfaceId,
+        remove: &[Ipv4Addr],
+        prefixes: &[Ipv4Prefix],
+    ) -> Result<()> {
         let n = self.interface(id)?;
         for ip in remove {
             if !n.secondary_ips.contains(ip) {
                 return Err(ControlError::PrivateIpNotOnInterface(*ip));
             }
         }
-        for ip in remove {
+        for prefix in prefixes {
+            if !n.ipv4_prefixes.contains(prefix) {
+                return Err(ControlError::PrefixNotOnInterface(*prefix));
+            }
+        }
+        for (ip, len) in remove
+            .iter()
+            .map(|ip| (*ip, 32))
+            .chain(prefixes.iter().map(|p| (p.network(), Ipv4Prefix::LEN)))
+        {
             self.db.execute(
-                "DELETE FROM interface_addresses WHERE interface_id = ?1 AND address = ?2",
-                args![id.as_str(), ip.to_string()],
+                "DELETE FROM interface_addresses WHERE interface_id = ?1 AND address = ?2
+                 AND prefix_len = ?3",
+                args![id.as_str(), ip.to_string(), i64::from(len)],
             )?;
         }
         self.log(
             "UnassignPrivateIpAddresses",
             id.as_str(),
-            json!({"PrivateIpAddress": remove.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            json!({
+                "PrivateIpAddress": remove.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "Ipv4Prefix": prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
         )
     }
 
@@ -874,8 +992,10 @@ impl Tx<'_> {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: NetworkInterfaceId = r.parsed(0)?;
+            let held = addresses.remove(id.as_str()).unwrap_or_default();
             out.push(model::Instance {
-                secondary_ips: addresses.remove(id.as_str()).unwrap_or_default(),
+                secondary_ips: held.secondary,
+                ipv4_prefixes: held.prefixes,
                 security_groups: groups.remove(id.as_str()).unwrap_or_default(),
                 attached_to: Some(r.parsed(1)?),
                 owner: AccountId::new(r.int(2)? as u64),

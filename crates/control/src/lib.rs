@@ -37,8 +37,8 @@ use sql::{args, Db};
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
 pub use interfaces::{
-    CreateInterface, InterfaceChanges, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord,
-    Placement,
+    Assigned, CreateInterface, InterfaceChanges, InterfaceFilter, InterfaceKind,
+    NetworkInterfaceRecord, Placement, PrefixRequest,
 };
 pub use limits::Limits;
 pub use network::{

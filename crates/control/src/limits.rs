@@ -24,6 +24,10 @@ pub struct Limits {
     /// Secondary private IPv4 addresses per interface (`AssignPrivateIpAddresses`; ECS
     /// allows 10 on an interface of its own, the instance type deciding once attached).
     pub secondary_addresses_per_interface: usize,
+    /// IPv4 prefixes per interface (`Ipv4Prefix.N`; ECS takes at most 10 in one request).
+    /// Each is 16 addresses, so an interface holds at most 16 times this many beyond its
+    /// secondary ones.
+    pub prefixes_per_interface: usize,
     /// Prefix lists per account and region (ECS's quota: 100). With at most 200 entries
     /// each, what one account's lists can hold is bounded.
     pub prefix_lists_per_region: usize,
@@ -42,6 +46,7 @@ impl Default for Limits {
             interfaces_per_region: 1000,
             interfaces_per_instance: 3,
             secondary_addresses_per_interface: 10,
+            prefixes_per_interface: 10,
             prefix_lists_per_region: 100,
             port_range_lists_per_region: 100,
         }
@@ -58,6 +63,7 @@ impl Limits {
         "interfaces-per-region",
         "interfaces-per-instance",
         "secondary-addresses-per-interface",
+        "prefixes-per-interface",
         "prefix-lists-per-region",
         "port-range-lists-per-region",
     ];
@@ -72,6 +78,7 @@ impl Limits {
             "interfaces-per-region" => &mut self.interfaces_per_region,
             "interfaces-per-instance" => &mut self.interfaces_per_instance,
             "secondary-addresses-per-interface" => &mut self.secondary_addresses_per_interface,
+            "prefixes-per-interface" => &mut self.prefixes_per_interface,
             "prefix-lists-per-region" => &mut self.prefix_lists_per_region,
             "port-range-lists-per-region" => &mut self.port_range_lists_per_region,
             _ => {

@@ -955,7 +955,7 @@ impl Tx<'_> {
         )?;
         for list in interfaces.values_mut() {
             for n in list {
-                n.secondary_ips = addresses.remove(n.id.as_str()).unwrap_or_default();
+                n.take_addresses(&mut addresses);
             }
         }
         for i in &mut out {
@@ -1160,7 +1160,7 @@ impl Tx<'_> {
         if i.network_interfaces.len() > 1
             || i.network_interfaces
                 .iter()
-                .any(|n| !n.secondary_ips.is_empty())
+                .any(|n| !n.secondary_ips.is_empty() || !n.ipv4_prefixes.is_empty())
         {
             return Err(ControlError::InstanceHasSecondaryInterfaces);
         }

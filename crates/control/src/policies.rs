@@ -53,23 +53,18 @@ impl Subject {
 
 /// An instance as the engine takes it: its primary interface's addresses, its groups.
 fn member(i: InstanceRecord) -> model::Instance {
+    let primary = i.network_interfaces.first();
     model::Instance {
         id: i.id.into(),
         attached_to: None,
         owner: i.owner,
         vpc_id: i.vpc_id,
         private_ip: i.private_ip,
-        secondary_ips: i
-            .network_interfaces
-            .first()
-            .map(|n| n.secondary_ips.clone())
-            .unwrap_or_default(),
+        secondary_ips: primary.map(|n| n.secondary_ips.clone()).unwrap_or_default(),
+        ipv4_prefixes: primary.map(|n| n.ipv4_prefixes.clone()).unwrap_or_default(),
         ipv6: i.ipv6,
         public_ip: i.public_ip,
-        source_dest_check: i
-            .network_interfaces
-            .first()
-            .is_none_or(|n| n.source_dest_check),
+        source_dest_check: primary.is_none_or(|n| n.source_dest_check),
         security_groups: i.security_groups,
     }
 }

@@ -292,6 +292,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE network_interfaces ADD COLUMN source_dest_check INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 16: IPv4 prefixes delegated to interfaces (`Ipv4Prefix.N`) live beside the secondary
+    // addresses, as rows whose `address` is the block's first address and `prefix_len` 28;
+    // a secondary address is a row of length 32.
+    r#"
+    ALTER TABLE interface_addresses ADD COLUMN prefix_len INTEGER NOT NULL DEFAULT 32;
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

@@ -26,6 +26,7 @@ fn limits() -> Limits {
         interfaces_per_region: 6,
         interfaces_per_instance: 2,
         secondary_addresses_per_interface: 2,
+        prefixes_per_interface: 2,
         prefix_lists_per_region: 2,
         port_range_lists_per_region: 2,
     }
@@ -419,6 +420,7 @@ fn ipv6_and_interfaces(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            prefixes: Default::default(),
             source_dest_check: true,
         })
     });
@@ -432,6 +434,7 @@ fn ipv6_and_interfaces(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            prefixes: Default::default(),
             source_dest_check: true,
         })
     })
@@ -472,6 +475,7 @@ fn quotas(control: &Control) {
             description: String::new(),
             secondary_ips: Vec::new(),
             secondary_count: 0,
+            prefixes: Default::default(),
             source_dest_check: true,
         })
     });

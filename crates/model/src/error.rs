@@ -75,6 +75,10 @@ pub enum ModelError {
     /// `Ipv6DestCidrIp` is not an IPv6 CIDR or address.
     #[error("The specified Ipv6DestCidrIp \"{0}\" is not valid.")]
     Ipv6DestCidrIpMalformed(String),
+    /// `Ipv4Prefix.N` is not an IPv4 block of 16 addresses (`a.b.c.d/28`, `d` a multiple of
+    /// 16), the only prefix size ECS delegates.
+    #[error("The specified Ipv4Prefix \"{0}\" is not valid: an IPv4 prefix is a /28 block such as 192.168.1.16/28.")]
+    Ipv4PrefixMalformed(String),
     /// Two fields that exclude each other are both set (IPv4 and IPv6 peers, a v4 peer with a
     /// v6 local CIDR).
     #[error("The parameters {0} and {1} cannot be specified together.")]
@@ -186,6 +190,7 @@ impl EcsError for ModelError {
             ModelError::DestCidrIpMalformed(_) => "InvalidDestCidrIp.Malformed",
             ModelError::Ipv6SourceCidrIpMalformed(_) => "InvalidParam.Ipv6SourceCidrIp",
             ModelError::Ipv6DestCidrIpMalformed(_) => "InvalidParam.Ipv6DestCidrIp",
+            ModelError::Ipv4PrefixMalformed(_) => "InvalidIpv4Prefix.Malformed",
             ModelError::Conflict(..) => "InvalidParameter.Conflict",
             ModelError::Ipv4ProtocolWithIpv6Address(_) => {
                 "InvalidParam.Ipv4ProtocolConflictWithIpv6Address"

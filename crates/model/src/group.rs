@@ -198,6 +198,72 @@ impl FromStr for MemberId {
     }
 }
 
+/// An IPv4 prefix delegated to a network interface (`Ipv4Prefix.N` / `Ipv4PrefixCount`): a
+/// block of [`Ipv4Prefix::LEN`] bits, every address of which is the interface's own, as its
+/// primary and secondary addresses are (group references match them, anti-spoofing lets
+/// the interface send from them). ECS delegates /28 blocks only, so one prefix is 16
+/// addresses and an interface's addresses stay few enough to list one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Prefix(Ipv4Addr);
+
+impl Ipv4Prefix {
+    /// The prefix length ECS delegates.
+    pub const LEN: u8 = 28;
+
+    /// The block that starts at `network`, if `network` starts a /28 block.
+    pub fn at(network: Ipv4Addr) -> Option<Ipv4Prefix> {
+        (u32::from(network) & Self::host_mask() == 0).then_some(Ipv4Prefix(network))
+    }
+
+    /// The block holding `address`.
+    pub fn of(address: Ipv4Addr) -> Ipv4Prefix {
+        Ipv4Prefix(Ipv4Addr::from(u32::from(address) & !Self::host_mask()))
+    }
+
+    fn host_mask() -> u32 {
+        (1u32 << (32 - Self::LEN)) - 1
+    }
+
+    /// Its first address.
+    pub fn network(self) -> Ipv4Addr {
+        self.0
+    }
+
+    /// Every address of the block, the first and the last included (a delegated block is
+    /// not a subnet of its own: all 16 are the interface's).
+    pub fn addresses(self) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(self.0);
+        (first..=first | Self::host_mask()).map(Ipv4Addr::from)
+    }
+
+    /// Whether `address` is in the block.
+    pub fn contains(self, address: Ipv4Addr) -> bool {
+        Self::of(address) == self
+    }
+}
+
+impl std::fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.0, Self::LEN)
+    }
+}
+
+impl FromStr for Ipv4Prefix {
+    type Err = ModelError;
+
+    /// `a.b.c.d/28` with `a.b.c.d` the block's first address; anything else is
+    /// `InvalidIpv4Prefix.Malformed` (a misaligned block is refused rather than rounded, as a
+    /// silently different block would be a different set of addresses).
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        let bad = || ModelError::Ipv4PrefixMalformed(s.to_string());
+        let (address, len) = s.split_once('/').ok_or_else(bad)?;
+        if len != Self::LEN.to_string() {
+            return Err(bad());
+        }
+        Ipv4Prefix::at(address.parse().map_err(|_| bad())?).ok_or_else(bad)
+    }
+}
+
 /// A member as the policy sees it (an instance, or a secondary interface attached to one):
 /// its addresses and its ordered list of groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +281,9 @@ pub struct Instance {
     /// Secondary private IPv4 addresses of its interface (`AssignPrivateIpAddresses`):
     /// group references match them as they match the primary one.
     pub secondary_ips: Vec<Ipv4Addr>,
+    /// IPv4 prefixes delegated to its interface (`Ipv4Prefix.N`): every address of each is
+    /// an intranet address of the member, as a secondary address is.
+    pub ipv4_prefixes: Vec<Ipv4Prefix>,
     /// Private IPv6 address (VPC only).
     pub ipv6: Option<Ipv6Addr>,
     /// Internet address of a classic instance with outbound bandwidth.
@@ -240,8 +309,15 @@ impl Instance {
 
     /// The intranet addresses that group references to this instance's groups match.
     pub fn intranet_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        std::iter::once(IpAddr::V4(self.private_ip))
-            .chain(self.secondary_ips.iter().map(|a| IpAddr::V4(*a)))
+        self.intranet_v4()
+            .map(IpAddr::V4)
             .chain(self.ipv6.map(IpAddr::V6))
+    }
+
+    /// The IPv4 intranet addresses: primary, secondary, then those of its prefixes.
+    pub fn intranet_v4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.private_ip)
+            .chain(self.secondary_ips.iter().copied())
+            .chain(self.ipv4_prefixes.iter().flat_map(|p| p.addresses()))
     }
 }

@@ -13,7 +13,7 @@ mod rule;
 pub use error::{EcsError, IdKind, ModelError};
 pub use group::{
     validate_group_description, validate_group_name, GroupType, InnerAccessPolicy, Instance,
-    MemberId, SecurityGroup,
+    Ipv4Prefix, MemberId, SecurityGroup,
 };
 pub use ids::{
     AccountId, HostId, InstanceId, NetworkInterfaceId, PortRangeListId, PrefixListId,

@@ -463,3 +463,43 @@ fn exposure_parts_are_answered_only_as_rules_could_name_them() {
     );
     assert_eq!(ProbeProtocol::Other.rule_port_range(PortSpan::NONE), None);
 }
+
+#[test]
+fn an_ipv4_prefix_is_an_aligned_28_block() {
+    let p: Ipv4Prefix = "10.0.1.32/28".parse().unwrap();
+    assert_eq!(p.to_string(), "10.0.1.32/28");
+    let all: Vec<std::net::Ipv4Addr> = p.addresses().collect();
+    assert_eq!(all.len(), 16);
+    assert_eq!(
+        (all[0].to_string(), all[15].to_string()),
+        ("10.0.1.32".to_string(), "10.0.1.47".to_string()),
+        "the first and the last address are the interface's too"
+    );
+    for bad in [
+        "10.0.1.33/28",
+        "10.0.1.32/27",
+        "10.0.1.32",
+        "10.0.1/28",
+        "fd00::/28",
+        "10.0.1.32/028",
+    ] {
+        assert_eq!(
+            bad.parse::<Ipv4Prefix>().unwrap_err().code(),
+            "InvalidIpv4Prefix.Malformed",
+            "{bad}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_address_is_in_exactly_its_own_block(a in any::<u32>()) {
+        let address = std::net::Ipv4Addr::from(a);
+        let p = Ipv4Prefix::of(address);
+        prop_assert!(p.contains(address));
+        prop_assert!(p.addresses().any(|x| x == address));
+        prop_assert_eq!(p.to_string().parse::<Ipv4Prefix>().unwrap(), p);
+        let next = std::net::Ipv4Addr::from(u32::from(p.network()).wrapping_add(16));
+        prop_assert!(!p.contains(next));
+    }
+}

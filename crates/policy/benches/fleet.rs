@@ -113,6 +113,7 @@ fn fleet(scale: usize) -> Snapshot {
             vpc_id: Some("vpc-fleet".parse().unwrap()),
             private_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i as u32),
             secondary_ips: Vec::new(),
+            ipv4_prefixes: Vec::new(),
             ipv6: None,
             public_ip: None,
             source_dest_check: true,

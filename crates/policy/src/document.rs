@@ -116,6 +116,9 @@ struct InstanceFile {
     /// The interface's secondary private addresses.
     #[serde(default)]
     secondary_private_ip_addresses: Vec<String>,
+    /// The interface's IPv4 prefixes (`a.b.c.d/28`).
+    #[serde(default)]
+    ipv4_prefixes: Vec<String>,
     #[serde(default)]
     ipv6_address: Option<String>,
     #[serde(default)]
@@ -333,6 +336,11 @@ fn parse_instance(i: InstanceFile) -> Result<Instance> {
             .iter()
             .map(|a| ip(a))
             .collect::<Result<_>>()?,
+        ipv4_prefixes: i
+            .ipv4_prefixes
+            .iter()
+            .map(|p| p.parse().map_err(ecs))
+            .collect::<Result<_>>()?,
         ipv6: set(&i.ipv6_address).map(ip).transpose()?,
         public_ip: set(&i.public_ip_address).map(ip).transpose()?,
         source_dest_check: i.source_dest_check.unwrap_or(true),
@@ -412,6 +420,16 @@ pub fn instance_value(i: &Instance) -> Value {
             "SecondaryPrivateIpAddresses".into(),
             json!(i
                 .secondary_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        );
+    }
+    if !i.ipv4_prefixes.is_empty() {
+        v.insert(
+            "Ipv4Prefixes".into(),
+            json!(i
+                .ipv4_prefixes
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()),

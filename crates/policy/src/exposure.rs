@@ -141,9 +141,7 @@ fn cuts(states: &[&State], instance: &MemberId, direction: Direction, viewer: Vi
             for m in &group.members {
                 if let Ok(member) = state.instance(m) {
                     let foreign = matches!(viewer, Viewer::Account(v) if member.owner != v);
-                    for ip in std::iter::once(member.private_ip)
-                        .chain(member.secondary_ips.iter().copied())
-                    {
+                    for ip in member.intranet_v4() {
                         let a = key(ip);
                         if foreign {
                             hidden.entry(a).or_default().insert(g.clone());

@@ -231,6 +231,7 @@ fn instance(id: &str, ip: Ipv4Addr, group: &str) -> Instance {
         vpc_id: Some("vpc-bench".parse().unwrap()),
         private_ip: ip,
         secondary_ips: Vec::new(),
+        ipv4_prefixes: Vec::new(),
         ipv6: None,
         public_ip: None,
         source_dest_check: true,

@@ -26,7 +26,8 @@ pub(crate) struct StoreArgs {
     key_file: Option<PathBuf>,
     /// A configurable limit other than its default (repeatable): rules-per-group,
     /// group-rules-per-group, groups-per-region, vpcs-per-region, interfaces-per-region,
-    /// interfaces-per-instance, secondary-addresses-per-interface.
+    /// interfaces-per-instance, secondary-addresses-per-interface, prefixes-per-interface,
+    /// prefix-lists-per-region, port-range-lists-per-region.
     #[arg(long = "limit", value_name = "NAME=N")]
     limits: Vec<String>,
 }

@@ -156,6 +156,7 @@ impl World {
             vpc_id: vpc.map(|v| v.parse().unwrap()),
             private_ip: ip.parse().unwrap(),
             secondary_ips: Vec::new(),
+            ipv4_prefixes: Vec::new(),
             ipv6: ipv6.map(|a| a.parse().unwrap()),
             public_ip: public.map(|a| a.parse().unwrap()),
             source_dest_check: true,

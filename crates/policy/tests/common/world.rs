@@ -294,6 +294,14 @@ impl World {
                         .then(|| V4[(*ip + 1 + n % 5) % V4.len()].parse().unwrap())
                         .into_iter()
                         .collect(),
+                    // Every third VPC instance also holds a /28 prefix, whose block covers
+                    // other instances' addresses (10.0.0.0/28 holds four of `V4`).
+                    ipv4_prefixes: (!self.classic && n % 3 == 2)
+                        .then(|| {
+                            model::Ipv4Prefix::of(V4[(*ip + 2 + n) % V4.len()].parse().unwrap())
+                        })
+                        .into_iter()
+                        .collect(),
                     ipv6: (*v6 && !self.classic).then(|| V6[n % V6.len()].parse().unwrap()),
                     public_ip: (*public && self.classic)
                         .then(|| format!("198.51.100.{n}").parse().unwrap()),

@@ -571,7 +571,7 @@ fn instance_json(i: &InstanceRecord, region: &str, tags: &[(String, String)]) ->
             "PrivateIpSets": {"PrivateIpSet": super::interfaces::private_ip_sets(n)},
             // One IPv6 address per interface here, so it is the primary one.
             "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string(), "Primary": true})).collect::<Vec<_>>()},
-            "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
+            "Ipv4PrefixSets": {"Ipv4PrefixSet": super::interfaces::prefix_sets(n)},
             "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         })).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},

@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 
 use control::limits::{INSTANCE_NAME_LENGTH, NAME_LENGTH};
 use control::{
-    CreateInterface, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord, TaggedType,
+    CreateInterface, InterfaceFilter, InterfaceKind, NetworkInterfaceRecord, PrefixRequest,
+    TaggedType,
 };
-use model::{ModelError, NetworkInterfaceId, SecurityGroupId};
+use model::{Ipv4Prefix, ModelError, NetworkInterfaceId, SecurityGroupId};
 use serde_json::{json, Value};
 
 use super::{tags, Call, Reply};
@@ -59,35 +60,59 @@ fn secondary_count(p: &Params) -> Result<usize> {
         .unwrap_or(0) as usize)
 }
 
+/// `Ipv4Prefix.N` (at most 10 /28 blocks) or `Ipv4PrefixCount` (1 to 10), not both.
+fn prefixes(p: &Params) -> Result<PrefixRequest> {
+    let given: Vec<Ipv4Prefix> = p.typed_list("Ipv4Prefix")?;
+    if given.len() > 10 {
+        return Err(ServerError::invalid(
+            "Ipv4Prefix.N",
+            given.len().to_string(),
+        ));
+    }
+    let count = p.number("Ipv4PrefixCount", 1, 10)?.unwrap_or(0) as usize;
+    if !given.is_empty() && count > 0 {
+        return Err(ModelError::Conflict("Ipv4Prefix.N", "Ipv4PrefixCount").into());
+    }
+    Ok(PrefixRequest { given, count })
+}
+
+/// An interface's prefixes as a list of strings.
+fn prefix_texts(prefixes: &[Ipv4Prefix]) -> Vec<String> {
+    prefixes.iter().map(ToString::to_string).collect()
+}
+
 /// `AssignPrivateIpAddresses`: `PrivateIpAddress.N` or `SecondaryPrivateIpAddressCount`
-/// secondary addresses; answers those assigned.
+/// secondary addresses, and `Ipv4Prefix.N` or `Ipv4PrefixCount` prefixes; answers those
+/// assigned.
 pub(super) fn assign_private_ips(call: &Call) -> Result<Reply> {
     let p = call.params;
     let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
     let (given, count) = (secondary_addresses(p)?, secondary_count(p)?);
-    if given.is_empty() && count == 0 {
+    let prefixes = prefixes(p)?;
+    if given.is_empty() && count == 0 && prefixes.is_empty() {
         return Err(ModelError::Missing("PrivateIpAddress.N").into());
     }
     call.command_with(|tx| {
-        let added = tx.assign_private_ips(&id, &given, count)?;
+        let added = tx.assign_private_ips(&id, &given, count, &prefixes)?;
         Ok(json!({"AssignedPrivateIpAddressesSet": {
             "NetworkInterfaceId": id.to_string(),
-            "PrivateIpSet": {"PrivateIpAddress": added.iter().map(ToString::to_string).collect::<Vec<_>>()},
-            "Ipv4PrefixSet": {"Ipv4Prefixes": []},
+            "PrivateIpSet": {"PrivateIpAddress": added.addresses.iter().map(ToString::to_string).collect::<Vec<_>>()},
+            "Ipv4PrefixSet": {"Ipv4Prefixes": prefix_texts(&added.prefixes)},
         }}))
     })
 }
 
-/// `UnassignPrivateIpAddresses`: `PrivateIpAddress.N`, each a secondary address of the
-/// interface.
+/// `UnassignPrivateIpAddresses`: `PrivateIpAddress.N` and `Ipv4Prefix.N`, each a
+/// secondary address or prefix of the interface.
 pub(super) fn unassign_private_ips(call: &Call) -> Result<Reply> {
     let p = call.params;
     let id: NetworkInterfaceId = p.typed("NetworkInterfaceId")?;
     let remove = secondary_addresses(p)?;
-    if remove.is_empty() {
+    let prefixes: Vec<Ipv4Prefix> = p.typed_list("Ipv4Prefix")?;
+    if remove.is_empty() && prefixes.is_empty() {
         return Err(ModelError::Missing("PrivateIpAddress.N").into());
     }
-    call.command(|tx| tx.unassign_private_ips(&id, &remove))
+    call.command(|tx| tx.unassign_private_ips(&id, &remove, &prefixes))
 }
 
 /// `CreateNetworkInterface`: an `Available` interface in a vSwitch, with its groups and
@@ -121,6 +146,7 @@ pub(super) fn create_request(p: &Params) -> Result<CreateInterface> {
             .unwrap_or_default(),
         secondary_ips: secondary_addresses(p)?,
         secondary_count: secondary_count(p)?,
+        prefixes: prefixes(p)?,
         source_dest_check: source_dest_check(p)?.unwrap_or(true),
     };
     if req.security_groups.is_empty() {
@@ -261,6 +287,14 @@ pub(super) fn describe(call: &Call) -> Result<Reply> {
     })
 }
 
+/// An interface's prefixes as ECS lists them (`Ipv4PrefixSets.Ipv4PrefixSet`).
+pub(super) fn prefix_sets(n: &NetworkInterfaceRecord) -> Vec<Value> {
+    prefix_texts(&n.ipv4_prefixes)
+        .into_iter()
+        .map(|p| json!({"Ipv4Prefix": p}))
+        .collect()
+}
+
 /// An interface's addresses as ECS lists them: the primary one first, then the secondary.
 pub(super) fn private_ip_sets(n: &NetworkInterfaceRecord) -> Vec<Value> {
     // No private DNS names or elastic addresses here.
@@ -331,7 +365,7 @@ fn interface_json(n: &NetworkInterfaceRecord, tags: &[(String, String)], attribu
         "PrivateIpSets": {"PrivateIpSet": private_ip_sets(n)},
         // One IPv6 address per interface here, so it is the primary one.
         "Ipv6Sets": {"Ipv6Set": n.ipv6.iter().map(|a| json!({"Ipv6Address": a.to_string(), "Primary": true})).collect::<Vec<_>>()},
-        "Ipv4PrefixSets": {"Ipv4PrefixSet": []},
+        "Ipv4PrefixSets": {"Ipv4PrefixSet": prefix_sets(n)},
         "Ipv6PrefixSets": {"Ipv6PrefixSet": []},
         "SecurityGroupIds": {"SecurityGroupId": n.security_groups.iter().map(ToString::to_string).collect::<Vec<_>>()},
         "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},

@@ -141,6 +141,80 @@ fn a_secondary_interface_holds_its_own_groups_and_detaching_cuts_it() {
     );
     assign("UnassignPrivateIpAddresses");
     assert!(!to_c(extra), "unassigned, it is refused again");
+
+    // The same for an IPv4 prefix: every address of a delegated /28 block is the
+    // interface's, for anti-spoofing and for group references alike.
+    let (block, inside, outside) = ("198.18.1.208/28", "198.18.1.221", "198.18.1.226");
+    for args in [
+        vec![
+            "-n",
+            a.netns.as_str(),
+            "addr",
+            "add",
+            "198.18.1.221/32",
+            "dev",
+            "eth0",
+        ],
+        vec![
+            "-n",
+            a.netns.as_str(),
+            "addr",
+            "add",
+            "198.18.1.226/32",
+            "dev",
+            "eth0",
+        ],
+        vec![
+            "-n",
+            host_ns.as_str(),
+            "route",
+            "add",
+            "198.18.1.208/28",
+            "dev",
+            &format!("sk{name}0i"),
+        ],
+        vec![
+            "-n",
+            host_ns.as_str(),
+            "route",
+            "add",
+            outside,
+            "dev",
+            &format!("sk{name}0i"),
+        ],
+    ] {
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        (to_c(inside), to_c(outside)),
+        (false, false),
+        "not delegated yet: spoofed"
+    );
+    let delegate = |action: &str| {
+        lab.call(&[
+            ("Action", action),
+            ("NetworkInterfaceId", &a.eni),
+            ("Ipv4Prefix.1", block),
+        ]);
+        lab.wait_applied();
+    };
+    delegate("AssignPrivateIpAddresses");
+    assert_eq!(
+        (to_c(inside), to_c(outside)),
+        (true, false),
+        "delegated, the block's addresses are the member's, and only they\n{}",
+        lab.tables()
+    );
+    delegate("UnassignPrivateIpAddresses");
+    assert!(!to_c(inside), "taken back, the block is refused again");
     let status = lab.stockade(&["lab", "status"]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
