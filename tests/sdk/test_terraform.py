@@ -338,6 +338,19 @@ def test_alicloud_ecs_network_interface_and_attachment(tf):
     assert (state["name"], state["description"], state["security_group_ids"]) == ("tf-eni-2", "renamed", [sg, sg2])
     assert state["tags"] == {"Owner": "tf"}
 
+    # `ipv4_prefix_count` 0 -> 2: AssignPrivateIpAddresses with the count and a client token;
+    # the update waits until the read lists two (WaitForModifyIpv4PrefixCount). Then one
+    # taken out of `ipv4_prefixes`: UnassignPrivateIpAddresses with `Ipv4Prefix.N`.
+    tf.post("AssignPrivateIpAddresses", {"RegionId": REGION, "NetworkInterfaceId": eni, "ClientToken": token(),
+                                         "Ipv4PrefixCount": 2},
+            cites="resourceAliCloudEcsNetworkInterfaceUpdate")
+    prefixes = [p["Ipv4Prefix"] for p in read()["ipv4_prefixes"]]
+    assert len(prefixes) == 2 and all(p.startswith("172.16.1.") and p.endswith("/28") for p in prefixes), prefixes
+    tf.post("UnassignPrivateIpAddresses", {"RegionId": REGION, "NetworkInterfaceId": eni, "ClientToken": token(),
+                                           "Ipv4Prefix.1": prefixes[0]},
+            cites="resourceAliCloudEcsNetworkInterfaceUpdate")
+    assert [p["Ipv4Prefix"] for p in read()["ipv4_prefixes"]] == prefixes[1:]
+
     # alicloud_ecs_network_interface_attachment, to an instance of the same vSwitch's zone.
     instance = tf.post("RunInstances", {"RegionId": REGION, "ImageId": "ubuntu_22_04_x64",
                                         "InstanceType": "ecs.g7.large", "VSwitchId": vsw,

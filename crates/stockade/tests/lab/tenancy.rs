@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{skipped, Connection, Keys, Lab};
+use crate::harness::{skipped, Connection, Keys, Lab, Member};
 
 /// A's verdicts that must never move: A0 → A1 on 80 (accepted) and 81 (dropped), as probes
 /// on real packets and as `DescribeFlowVerdict` answers.
@@ -388,11 +388,42 @@ fn a_router_instance_forwards_for_others_only_with_its_source_check_off() {
     }
     // A0 (h1) routes for a network behind it, here one address S of its VPC that no
     // interface holds; A1 (h2) admits ICMP from S. A0's packets from S pass only once its
-    // interface's SourceDestCheck is off, and then only within its VPC.
-    let lab = Lab::up('r', 2, 2, 0);
-    let (a0, a1) = (lab.member(0), lab.member(1));
+    // interface's SourceDestCheck is off, and then only within its VPC: B1, another
+    // account's instance at A1's very address on the same host, admits ICMP from S too and
+    // never hears one.
+    let lab = Lab::up_with_tenants('r', 2, 2, 0, 1);
+    let of = |tenant: usize| -> Vec<&Member> {
+        (0..lab.members.len())
+            .map(|n| lab.member(n))
+            .filter(|m| m.tenant == tenant)
+            .collect()
+    };
+    let (a0, a1, b1) = (of(0)[0], of(0)[1], of(1)[1]);
+    assert_eq!(
+        (&b1.private_ip, &b1.host),
+        (&a1.private_ip, &a1.host),
+        "B1 is where A1 is"
+    );
     let behind = "198.18.0.200";
     admit_icmp_from(&lab, behind);
+    let b_group = lab.lab["Tenants"][0]["SecurityGroupIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    must(
+        &lab,
+        &lab.tenants[0],
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &b_group),
+            ("IpProtocol", "icmp"),
+            ("PortRange", "-1/-1"),
+            ("SourceCidrIp", &format!("{behind}/32")),
+        ],
+    );
+    lab.wait_applied();
+    let echoes_heard = |m: &Member| icmp_in_echos(&m.netns);
+    let b1_before = echoes_heard(b1);
     let (h1, h2) = (host_netns(&lab, &a0.host), host_netns(&lab, &a1.host));
     assert_ne!(h1, h2, "the router and its peer are on two hosts");
     add_address(&a0.netns, behind);
@@ -452,8 +483,36 @@ fn a_router_instance_forwards_for_others_only_with_its_source_check_off() {
         "unchecked: forwarded by h1 and admitted by A1's rule on h2\n{}",
         lab.tables()
     );
+    assert_eq!(
+        echoes_heard(b1),
+        b1_before,
+        "what A0 forwards stays in A's VPC: B1 at the same address heard nothing"
+    );
+    let a1_before = echoes_heard(a1);
+    forward();
+    assert_eq!(
+        (echoes_heard(a1), echoes_heard(b1)),
+        (a1_before + 1, b1_before),
+        "A1 hears the forwarded request, B1 does not"
+    );
     modify("true");
     assert_eq!(forward(), (0, 0), "checked again\n{}", lab.tables());
+}
+
+/// ICMP echo requests the kernel of a namespace has received (`Icmp: InEchos`).
+fn icmp_in_echos(netns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "cat", "/proc/net/snmp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut icmp = text.lines().filter(|l| l.starts_with("Icmp: "));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
 }
 
 #[test]
