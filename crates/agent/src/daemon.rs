@@ -11,7 +11,7 @@ use nft::{Backend, NftCli};
 use serde_json::{json, Value};
 
 use crate::feed::{FeedClient, Follower, Update};
-use crate::{conntrack, interfaces, AgentError, Enforcer, Outcome};
+use crate::{conntrack, interfaces, AgentError, Enforcer, Metrics, Outcome};
 
 /// How the agent runs (the flags of `stockade agent`).
 #[derive(Debug, Clone)]
@@ -33,11 +33,13 @@ pub struct AgentConfig {
     pub netns: Option<String>,
     /// How policy chains are written.
     pub rendering: nft::Rendering,
+    /// How often the rule hit counters are read and, when they counted anything, reported.
+    pub hit_interval: Duration,
 }
 
-/// Runs the agent until the process ends. Returns only on an error that leaves it nothing
-/// to do (the feed thread gone).
-pub fn run(config: AgentConfig) -> Result<(), AgentError> {
+/// Runs the agent until the process ends, counting into `metrics`. Returns only on an error
+/// that leaves it nothing to do (the feed thread gone).
+pub fn run(config: AgentConfig, metrics: Arc<Metrics>) -> Result<(), AgentError> {
     let client = FeedClient::new(
         &config.server,
         &config.token,
@@ -70,6 +72,9 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     // Tracked connections are owed an ending (a policy was applied, not yet ended by), and the
     // server a report; since when.
     let (mut cut_owed, mut report_owed, mut owed_since) = (false, None, None);
+    // The last transaction's outcome, for reports made for hit counts alone.
+    let mut last_outcome = Outcome::default();
+    let mut hits_read = Instant::now();
     loop {
         let mut new_policy = false;
         let mut tick = false;
@@ -86,6 +91,10 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                 }
                 for update in queued {
                     let revision = update.revision();
+                    let kind = match update {
+                        Update::Whole(_) => "share",
+                        Update::Members { .. } => "members",
+                    };
                     let result = match update {
                         Update::Whole(p) => enforcer
                             .set_policy(p)
@@ -97,6 +106,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                                 || Some(base) != enforcer.revision() =>
                         {
                             resync.store(true, Ordering::SeqCst);
+                            metrics.update("skipped");
                             continue;
                         }
                         Update::Members {
@@ -106,6 +116,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                             ..
                         } => enforcer.update_members(revision, removed, changed),
                     };
+                    metrics.update(if result.is_ok() { kind } else { "refused" });
                     match result {
                         Ok(()) => new_policy = true,
                         Err(e) => {
@@ -123,8 +134,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         }
         let started = Instant::now();
-        let to_report = match pass(&mut enforcer, netns, tick) {
+        let to_report = match pass(&mut enforcer, netns, tick, &metrics) {
             Ok(Some(outcome)) => {
+                metrics.transaction(
+                    if outcome.full { "full" } else { "diff" },
+                    true,
+                    outcome.enforced_in,
+                );
+                metrics.failed_closed(outcome.failed.len() + enforcer.unattributed().len());
                 // A new policy, or devices that came, went or were isolated.
                 cut_owed |= config.cut_connections;
                 tracing::info!(
@@ -140,12 +157,27 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
             Ok(None) => new_policy.then(Outcome::default),
             Err(e) => {
+                metrics.transaction("unknown", false, started.elapsed());
                 tracing::error!(error = %e, "programming failed; the previous table stays");
                 last_error = Some(e.to_string());
                 Some(Outcome::default())
             }
         };
+        metrics.in_force(enforcer.revision());
+        if let Some(outcome) = &to_report {
+            last_outcome = outcome.clone();
+        }
         report_owed = to_report.or(report_owed);
+        if tick && hits_read.elapsed() >= config.hit_interval {
+            hits_read = Instant::now();
+            match enforcer.read_hits() {
+                Ok(()) if enforcer.hits().is_pending() && report_owed.is_none() => {
+                    report_owed = Some(last_outcome.clone());
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "hit counters could not be read"),
+            }
+        }
         if !cut_owed && report_owed.is_none() {
             continue;
         }
@@ -163,13 +195,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         }
         owed_since = None;
         if std::mem::take(&mut cut_owed) {
-            if let Err(e) = end_disallowed(&mut enforcer, netns) {
+            if let Err(e) = end_disallowed(&mut enforcer, netns, &metrics) {
                 tracing::error!(error = %e, "tracked connections could not be judged");
                 last_error = Some(e.to_string());
             }
         }
         if let Some(outcome) = report_owed.take() {
-            report(&client, &config.host_id, &enforcer, &outcome, &last_error);
+            let delivered = report(&client, &config, &mut enforcer, &outcome, &last_error);
+            metrics.report(delivered);
         }
     }
 }
@@ -182,6 +215,7 @@ const DEFERRED_AT_MOST: Duration = Duration::from_millis(250);
 fn end_disallowed<B: Backend>(
     enforcer: &mut Enforcer<B>,
     netns: Option<&str>,
+    metrics: &Metrics,
 ) -> Result<(), AgentError> {
     if enforcer.engine().is_none() {
         return Ok(());
@@ -208,6 +242,7 @@ fn end_disallowed<B: Backend>(
     ));
     if !gone.is_empty() {
         let n = conntrack::delete(netns, &gone);
+        metrics.ended(n);
         tracing::info!(
             ended = n,
             "tracked connections no longer allowed were ended"
@@ -269,6 +304,7 @@ fn pass<B: Backend>(
     enforcer: &mut Enforcer<B>,
     netns: Option<&str>,
     tick: bool,
+    metrics: &Metrics,
 ) -> Result<Option<Outcome>, AgentError> {
     let Some(policy) = enforcer.policy() else {
         return Ok(None);
@@ -290,19 +326,21 @@ fn pass<B: Backend>(
         enforcer.set_overlays(found.overlays);
     }
     if tick && enforcer.check_drift()? {
+        metrics.drift_repaired();
         tracing::warn!("the table was changed outside the agent; restoring it");
     }
     let outcome = enforcer.sync()?;
     Ok(outcome.applied.then_some(outcome))
 }
 
+/// Sends the status report; whether it was delivered.
 fn report<B: Backend>(
     client: &FeedClient,
-    host: &str,
-    enforcer: &Enforcer<B>,
+    config: &AgentConfig,
+    enforcer: &mut Enforcer<B>,
     outcome: &Outcome,
     error: &Option<String>,
-) {
+) -> bool {
     let instances: Vec<Value> = enforcer
         .policy()
         .map(|p| {
@@ -332,13 +370,22 @@ fn report<B: Backend>(
         .map(|(device, why)| json!({"Interface": device, "Why": why}))
         .collect();
     let body = json!({
-        "HostId": host,
+        "HostId": config.host_id,
+        "RegionId": config.region.clone().unwrap_or_default(),
         "Revision": enforcer.revision(),
         "Instances": instances,
         "Unattributed": unattributed,
         "Error": error.clone().unwrap_or_default(),
+        "Hits": enforcer.hits().report(),
     });
-    if let Err(e) = client.report(&body) {
-        tracing::debug!(error = %e, "status report not delivered");
+    match client.report(&body) {
+        Ok(_) => {
+            enforcer.hits().delivered();
+            true
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "status report not delivered");
+            false
+        }
     }
 }

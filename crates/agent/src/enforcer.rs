@@ -100,8 +100,10 @@ pub struct Enforcer<B: Backend> {
     /// only those groups' sets can differ, and the next sync renders nothing else.
     members_only: bool,
     /// The kernel's listing of the table right after our last transaction (taken later,
-    /// when `generation` shows nothing was committed since).
+    /// when `generation` shows nothing was committed since), without counter values.
     fingerprint: Option<String>,
+    /// Rule hit counts read from the kernel and not yet delivered.
+    hits: crate::hits::Hits,
     /// The kernel's ruleset generation right after our last transaction, when the backend
     /// reads it.
     generation: Option<u32>,
@@ -141,6 +143,7 @@ impl<B: Backend> Enforcer<B> {
             dirty_members: None,
             members_only: false,
             fingerprint: None,
+            hits: Default::default(),
             generation: None,
             rendering: Rendering::default(),
         }
@@ -415,7 +418,7 @@ impl<B: Backend> Enforcer<B> {
                 // Nothing committed since our transaction: the table is as it left it, and
                 // its listing now is the one to compare later changes with.
                 if self.fingerprint.is_none() {
-                    self.fingerprint = Some(self.backend.list()?);
+                    self.fingerprint = Some(self.listing()?);
                 }
                 return Ok(false);
             }
@@ -423,9 +426,12 @@ impl<B: Backend> Enforcer<B> {
         }
         // Someone committed since (maybe to another table): the listing tells. Without one
         // taken in between, what the table should hold cannot be told from it: replaced.
-        let drifted = match &self.fingerprint {
-            Some(expected) => &self.backend.list()? != expected,
-            None => true,
+        let drifted = match self.fingerprint.is_some() {
+            true => {
+                let now = self.listing()?;
+                self.fingerprint.as_ref() != Some(&now)
+            }
+            false => true,
         };
         if drifted {
             self.applied = None;
@@ -508,6 +514,26 @@ impl<B: Backend> Enforcer<B> {
             None => desired.full_script(),
         };
         let full = self.applied.is_none();
+        // Counters the transaction deletes, or all of them when it replaces the table, are
+        // read first: what they counted since the last read would go with them.
+        let deleted: Vec<String> = match &self.applied {
+            Some(old) => {
+                let keep = desired.counters();
+                (old.counters().into_iter())
+                    .filter(|c| !keep.contains(c))
+                    .map(str::to_string)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if full || !deleted.is_empty() {
+            match self.backend.list_counters() {
+                Ok(listing) => self.hits.read(&listing, unix_now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "hit counters not read before the transaction")
+                }
+            }
+        }
         // A change of set elements alone (a member joining or leaving) skips `nft`.
         let elements = self
             .applied
@@ -538,6 +564,13 @@ impl<B: Backend> Enforcer<B> {
         };
         let full = result?;
         let enforced_in = start.elapsed();
+        if full {
+            self.hits.table_replaced();
+        } else {
+            for name in &deleted {
+                self.hits.forget(name);
+            }
+        }
         let failed = desired.failed.clone();
         if !same_groups {
             self.applied_groups = policy.snapshot.groups.clone();
@@ -566,9 +599,26 @@ impl<B: Backend> Enforcer<B> {
         self.generation = self.backend.generation()?;
         self.fingerprint = match self.generation {
             Some(_) => None,
-            None => Some(self.backend.list()?),
+            None => Some(self.listing()?),
         };
         Ok(())
+    }
+
+    /// The kernel's listing of the tables without counter values, which packets change.
+    fn listing(&mut self) -> Result<String, AgentError> {
+        Ok(nft::counters::stateless(&self.backend.list()?))
+    }
+
+    /// Reads the kernel's hit counters into the pending counts (see [`crate::hits`]).
+    pub fn read_hits(&mut self) -> Result<(), AgentError> {
+        let listing = self.backend.list_counters()?;
+        self.hits.read(&listing, unix_now());
+        Ok(())
+    }
+
+    /// The hit counts not yet delivered.
+    pub fn hits(&mut self) -> &mut crate::hits::Hits {
+        &mut self.hits
     }
 
     /// [`Enforcer::sync`] when only members of groups changed, none attached here (the
@@ -615,4 +665,11 @@ impl<B: Backend> Enforcer<B> {
             enforced_in,
         }))
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -15,12 +15,15 @@ pub mod conntrack;
 mod daemon;
 mod enforcer;
 pub mod feed;
+pub mod hits;
 pub mod interfaces;
+mod metrics;
 pub mod netns;
 pub mod probe;
 
 pub use daemon::{run, AgentConfig};
 pub use enforcer::{Enforcer, Outcome};
+pub use metrics::Metrics;
 /// How the agent writes policy chains (`stockade agent --rendering`).
 pub use nft::Rendering;
 

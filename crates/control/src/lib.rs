@@ -11,6 +11,7 @@ mod addressing;
 mod agent_tokens;
 mod error;
 mod groups;
+mod hits;
 mod interfaces;
 pub mod limits;
 mod lists;
@@ -36,6 +37,7 @@ use sql::{args, Db};
 
 pub use error::ControlError;
 pub use groups::{CreateGroup, GroupFilter, GroupRecord, Revoke, RuleRecord};
+pub use hits::{GroupHits, Hit, HitCount, HitSubject, ImplicitDecision};
 pub use interfaces::{
     Assigned, CreateInterface, InterfaceChanges, InterfaceFilter, InterfaceKind,
     NetworkInterfaceRecord, Placement, PrefixRequest,
@@ -102,6 +104,15 @@ impl ClientToken {
     }
 }
 
+/// What [`Control::observe_commits`] keeps.
+struct CommitObserver(Box<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
+}
+
 /// The control plane over one store.
 #[derive(Debug)]
 pub struct Control {
@@ -112,6 +123,8 @@ pub struct Control {
     /// Write transactions this handle committed: lets the server tell a request that
     /// changed the store from a read without asking the database.
     commits: std::sync::atomic::AtomicU64,
+    /// Told the duration of every commit (see [`Control::observe_commits`]).
+    commit_observer: std::sync::OnceLock<CommitObserver>,
 }
 
 /// Where the state lives.
@@ -288,6 +301,7 @@ impl Control {
             limits,
             key,
             commits: Default::default(),
+            commit_observer: Default::default(),
         };
         control.open_checks()?;
         Ok(control)
@@ -301,6 +315,7 @@ impl Control {
             limits,
             key,
             commits: Default::default(),
+            commit_observer: Default::default(),
         };
         control.open_checks()?;
         Ok(control)
@@ -423,12 +438,23 @@ impl Control {
 
     /// Runs `f` as the only writer; commits when `commit` (and `f` succeeded).
     fn with_write<T>(&self, commit: bool, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
         let out = self.write_transaction(commit, f)?;
         if commit {
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(observe) = self.commit_observer.get() {
+                (observe.0)(started.elapsed());
+            }
         }
         Ok(out)
+    }
+
+    /// Calls `observe` with the duration of every write transaction committed through this
+    /// handle from now on (the first observer set stays): how the server's metrics learn
+    /// the store's commit latency without the store knowing of metrics.
+    pub fn observe_commits(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.commit_observer.set(CommitObserver(Box::new(observe)));
     }
 
     /// Write transactions committed through this handle so far (other replicas' commits

@@ -298,6 +298,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE interface_addresses ADD COLUMN prefix_len INTEGER NOT NULL DEFAULT 32;
     "#,
+    // 17: rule hit counts, summed over the hosts' agents (`record_hits`): per rule, and per
+    // group for its implicit decisions (`subject` is the rule id, or `InnerAccessPolicy`,
+    // `DefaultIngress`, `DefaultEgress`); and since when each region counts.
+    r#"
+    CREATE TABLE rule_hits (
+        region     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        group_id   TEXT NOT NULL,
+        packets    INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        first_hit  TEXT NOT NULL,
+        last_hit   TEXT NOT NULL,
+        PRIMARY KEY (region, subject, group_id)
+    );
+    CREATE INDEX rule_hits_by_group ON rule_hits(group_id);
+    CREATE TABLE hit_counting (
+        region  TEXT PRIMARY KEY,
+        since   TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database file and brings its schema up to date.

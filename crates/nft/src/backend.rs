@@ -61,6 +61,12 @@ pub trait Backend {
     fn list(&mut self) -> Result<String, NftError>;
     /// Removes the tables (and with them all enforcement).
     fn delete_table(&mut self) -> Result<(), NftError>;
+    /// The table's named counters with their values, as `nft list counters` prints them
+    /// (empty when the table does not exist, or the backend keeps none): see
+    /// [`crate::counters::parse_counters`].
+    fn list_counters(&mut self) -> Result<String, NftError> {
+        Ok(String::new())
+    }
     /// Applies set element changes ([`crate::Ruleset::element_changes`]) as one atomic
     /// transaction; `script` is the same change as text, which is what a backend without a
     /// faster way applies.
@@ -270,6 +276,13 @@ impl Backend for NftCli {
             }
         }
         Ok(out)
+    }
+
+    fn list_counters(&mut self) -> Result<String, NftError> {
+        match self.run(&["list", "counters", "table", "inet", TABLE], None) {
+            Err(NftError::Rejected(e)) if e.contains("No such file") => Ok(String::new()),
+            other => other,
+        }
     }
 
     fn delete_table(&mut self) -> Result<(), NftError> {

@@ -19,6 +19,7 @@
 //! - An instance whose policy cannot be rendered maps to `drop`: fail closed.
 
 mod backend;
+pub mod counters;
 mod flat;
 mod libnft;
 mod netlink;

@@ -11,6 +11,7 @@ use model::{
 };
 use policy::State;
 
+use crate::counters;
 use crate::flat::{self, ChainPolicy, VerdictMap};
 
 /// The one table Stockade owns in the host's network namespace (family `inet`).
@@ -156,14 +157,27 @@ pub struct Rule {
     pub text: String,
     /// The sets the statement names.
     pub sets: Vec<SetName>,
+    /// The hit counter it counts its decisions into (see [`crate::counters`]).
+    pub counter: Option<String>,
 }
 
 impl Rule {
-    /// A statement that names no set.
+    /// A statement that names no set and counts nothing.
     fn plain(text: impl Into<String>) -> Rule {
         Rule {
             text: text.into(),
             sets: Vec::new(),
+            counter: None,
+        }
+    }
+
+    /// A deciding statement: `matches`, counted into `counter`, then `verdict`.
+    fn counted(matches: &str, counter: String, verdict: &str, sets: Vec<SetName>) -> Rule {
+        let space = if matches.is_empty() { "" } else { " " };
+        Rule {
+            text: format!("{matches}{space}counter name \"{counter}\" {verdict}"),
+            sets,
+            counter: Some(counter),
         }
     }
 }
@@ -605,7 +619,9 @@ fn render_instance(
                     let same_rules = groups.iter().all(unchanged);
                     let rules = match previous.chains.get(&name) {
                         Some(rules) if same_rules && !previous.is_flat(&name) => rules.clone(),
-                        _ => chain_rules(&chain_policy(state, groups, direction, nic)?).into(),
+                        _ => {
+                            chain_rules(&name, &chain_policy(state, groups, direction, nic)?).into()
+                        }
                     };
                     out.chains.insert(name.clone(), rules);
                 }
@@ -681,9 +697,9 @@ fn chain_policy<'a>(
     })
 }
 
-/// The statements of one linear policy chain: the rules in evaluation order, then the
-/// intra-group accepts and the default.
-fn chain_rules(policy: &ChainPolicy<'_>) -> Vec<Rule> {
+/// The statements of the linear policy chain `chain`: the rules in evaluation order, then
+/// the intra-group accepts and the default, each counting its decisions.
+fn chain_rules(chain: &str, policy: &ChainPolicy<'_>) -> Vec<Rule> {
     let mut rules = Vec::new();
     for p in &policy.ordered {
         rules.extend(permission_rules(p));
@@ -691,13 +707,21 @@ fn chain_rules(policy: &ChainPolicy<'_>) -> Vec<Rule> {
     for g in &policy.inner {
         for family in [Family::V4, Family::V6] {
             let set = SetName::members(g, family);
-            rules.push(Rule {
-                text: format!("{} saddr @{set} accept", family.keyword()),
-                sets: vec![set],
-            });
+            let matches = format!("{} saddr @{set}", family.keyword());
+            rules.push(Rule::counted(
+                &matches,
+                counters::inner(g),
+                "accept",
+                vec![set],
+            ));
         }
     }
-    rules.push(Rule::plain(policy.default));
+    rules.push(Rule::counted(
+        "",
+        counters::default(chain),
+        policy.default,
+        Vec::new(),
+    ));
     rules
 }
 
@@ -764,11 +788,13 @@ fn permission_rules(p: &Permission) -> Vec<Rule> {
             if let Some(local) = p.local {
                 let _ = write!(text, " {fam} {local_dir} {local}");
             }
-            let _ = write!(text, "{protocol} {verdict}");
-            Rule {
-                text,
-                sets: set.into_iter().chain(port_set.clone()).collect(),
-            }
+            text.push_str(&protocol);
+            Rule::counted(
+                &text,
+                counters::rule(&p.id),
+                verdict,
+                set.into_iter().chain(port_set.clone()).collect(),
+            )
         })
         .collect()
 }
@@ -965,10 +991,22 @@ impl Ruleset {
         );
     }
 
+    /// The hit counters its chains count into.
+    pub fn counters(&self) -> BTreeSet<&str> {
+        self.chains
+            .values()
+            .flat_map(|rules| rules.iter())
+            .filter_map(|r| r.counter.as_deref())
+            .collect()
+    }
+
     /// One transaction that replaces the table, whatever it holds now (or creates it).
     pub fn full_script(&self) -> String {
         let mut s = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
         let _ = writeln!(s, "table inet {TABLE} {{");
+        for name in self.counters() {
+            let _ = writeln!(s, "\tcounter {name} {{ }}");
+        }
         for (name, set) in &self.sets {
             let _ = write!(s, "\tset {name} {{ {}", set.set_type.declaration());
             if !set.elements.is_empty() {
@@ -1129,10 +1167,14 @@ impl Ruleset {
     pub fn diff_script(&self, old: &Ruleset) -> String {
         let t = TABLE;
         let mut s = String::new();
-        // New sets and element changes first: chains may start to use them.
+        // New sets, counters and element changes first: chains may start to use them.
         for (name, set) in &self.sets {
             let prev = old.sets.get(name);
             set_diff(&mut s, name, set, prev);
+        }
+        let (counters, old_counters) = (self.counters(), old.counters());
+        for name in counters.difference(&old_counters) {
+            let _ = writeln!(s, "add counter inet {t} {name}");
         }
         // New chains first, then new maps, then the chains' statements (which read the
         // maps), then the maps' elements (which go to the chains). A chain must exist
@@ -1256,6 +1298,9 @@ impl Ruleset {
             if !self.sets.contains_key(name) {
                 let _ = writeln!(s, "delete set inet {t} {name}");
             }
+        }
+        for name in old_counters.difference(&counters) {
+            let _ = writeln!(s, "delete counter inet {t} {name}");
         }
         s
     }

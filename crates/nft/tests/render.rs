@@ -192,6 +192,18 @@ fn kernel_accepts(rendering: Rendering) {
         }
         assert!(!listed.is_empty());
     }
+    // Each rule of a linear chain counts into its own counter, made with its first
+    // statement and deleted with its last.
+    let counters = nft::counters::parse_counters(&nft.list_counters().unwrap());
+    let names: Vec<&str> = counters.keys().map(String::as_str).collect();
+    let want: Vec<&str> = current.counters().into_iter().collect();
+    assert_eq!(names, want);
+    if rendering == Rendering::Linear {
+        assert!(
+            names.contains(&"h_sgr_mid") && !names.contains(&"h_sgr_first"),
+            "{names:?}"
+        );
+    }
     // The table now holds what a fresh full install of the final ruleset holds (the kernel
     // lists chains in creation order, so compare the statements as a multiset).
     let incremental = statements(&nft.list().unwrap());

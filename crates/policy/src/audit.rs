@@ -99,6 +99,7 @@ checks! {
     UnusedGroup => "unused-group",
     LeaveRemovesLastGroup => "leave-removes-last-group",
     OneGroupForMostInstances => "one-group-for-most-instances",
+    UnusedRule => "unused-rule",
 }
 
 impl std::fmt::Display for Check {
@@ -147,6 +148,64 @@ pub struct AuditConfig {
     /// Groups that rules the state does not hold reference (an audit over one account's
     /// share does not hold the other accounts' rules naming its groups): not unused.
     pub referenced_elsewhere: BTreeSet<SecurityGroupId>,
+    /// What the hosts counted of the rules' decisions on real packets; `None` (offline,
+    /// from a policy file) skips `unused-rule`.
+    pub usage: Option<RuleUsage>,
+}
+
+/// The hit counts `unused-rule` reads: a rule that decided no flow for `window` seconds is
+/// reported, once its decisions have been counted that long (a rule made yesterday, or a
+/// server that began counting an hour ago, calls nothing unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleUsage {
+    /// Seconds without a hit that make a rule unused.
+    pub window: u64,
+    /// Per rule: seconds its decisions have been counted (since counting began or it was
+    /// made, whichever is later), and seconds since its last hit (`None`: never).
+    pub rules: BTreeMap<SecurityGroupRuleId, (u64, Option<u64>)>,
+}
+
+/// `2d 3h`, `5h`, `40m`: a duration as a finding says it.
+fn span(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m"),
+        (0, h) => format!("{h}h"),
+        (d, 0) => format!("{d}d"),
+        (d, h) => format!("{d}d {h}h"),
+    }
+}
+
+/// `unused-rule`: rules that decided no flow within the window, counted for at least as
+/// long.
+fn unused_rules(state: &State, usage: &RuleUsage, out: &mut Vec<Finding>) {
+    for g in state.groups() {
+        for (_, p) in g.rules() {
+            let Some(&(observed, since_hit)) = usage.rules.get(&p.id) else {
+                continue;
+            };
+            if observed < usage.window || since_hit.is_some_and(|s| s < usage.window) {
+                continue;
+            }
+            let last = match since_hit {
+                Some(s) => format!("its last {} ago", span(s)),
+                None => "none ever".into(),
+            };
+            out.push(Finding {
+                check: Check::UnusedRule,
+                severity: Severity::Low,
+                group: g.group.id.clone(),
+                rule: Some(p.id.clone()),
+                message: format!(
+                    "{} decided no flow in the last {} ({last}; its hits counted for {})",
+                    p.id,
+                    span(usage.window),
+                    span(observed)
+                ),
+                fix: "revoke it if nothing needs it, or note in its description what rare traffic it is for".into(),
+            });
+        }
+    }
 }
 
 /// A group's human-facing labels.
@@ -171,6 +230,7 @@ impl Default for AuditConfig {
             labels: BTreeMap::new(),
             planned_leaves: Vec::new(),
             referenced_elsewhere: BTreeSet::new(),
+            usage: None,
         }
     }
 }
@@ -599,6 +659,9 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
                 });
             }
         }
+    }
+    if let Some(usage) = &cfg.usage {
+        unused_rules(state, usage, &mut out);
     }
     out.sort_by(|a, b| {
         b.severity

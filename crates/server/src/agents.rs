@@ -118,6 +118,7 @@ pub(crate) async fn policy(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    let _poll = state.metrics.feed_poll();
     let agent = match authorized(&state, &headers).await {
         Ok(agent) => agent,
         Err(e) => return failure(&e),
@@ -423,8 +424,74 @@ pub(crate) async fn status(
     if let Err(e) = agent.may_serve(host) {
         return failure(&e);
     }
-    state.seen(host, Some(report.clone()));
+    let region = match report["RegionId"].as_str() {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => state.regions[0].clone(),
+    };
+    if !state.regions.contains(&region) {
+        return failure(&ServerError::RegionNotFound(region));
+    }
+    let hits = match parse_hits(&report["Hits"]) {
+        Ok(hits) => hits,
+        Err(e) => return failure(&e),
+    };
+    // Recorded before the report is acknowledged: an agent clears what it counted only
+    // once the server has it.
+    let recorder = state.clone();
+    let recorded = blocking(move || {
+        recorder
+            .control
+            .record_hits(&region, &hits)
+            .map_err(ServerError::from)
+    })
+    .await;
+    if let Err(e) = recorded {
+        return failure(&e);
+    }
+    let host = host.to_string();
+    state.seen(&host, Some(report));
     Json(json!({"RequestId": request_id()})).into_response()
+}
+
+/// The `Hits` of an agent's report: each a rule or an implicit decision of groups, with
+/// the flows it decided since the last report and when.
+fn parse_hits(hits: &Value) -> Result<Vec<control::Hit>, ServerError> {
+    let Some(list) = hits.as_array() else {
+        return Ok(Vec::new());
+    };
+    let bad = |what: &str| ServerError::invalid("Hits", what.to_string());
+    list.iter()
+        .map(|h| {
+            let number = |k: &str| h[k].as_u64().ok_or_else(|| bad(k));
+            let subject = match (h["SecurityGroupRuleId"].as_str(), h["Decision"].as_str()) {
+                (Some(rule), None) => {
+                    control::HitSubject::Rule(rule.parse().map_err(ServerError::from)?)
+                }
+                (None, Some(decision)) => control::HitSubject::Implicit(
+                    h["SecurityGroupIds"]
+                        .as_array()
+                        .ok_or_else(|| bad("SecurityGroupIds"))?
+                        .iter()
+                        .map(|g| {
+                            g.as_str()
+                                .ok_or_else(|| bad("SecurityGroupIds"))?
+                                .parse()
+                                .map_err(ServerError::from)
+                        })
+                        .collect::<Result<_, _>>()?,
+                    control::ImplicitDecision::parse(decision).ok_or_else(|| bad(decision))?,
+                ),
+                _ => return Err(bad("a rule or a decision")),
+            };
+            Ok(control::Hit {
+                subject,
+                packets: number("Packets")?,
+                bytes: number("Bytes")?,
+                first: number("FirstHit")?,
+                last: number("LastHit")?,
+            })
+        })
+        .collect()
 }
 
 /// `GET /agent/v1/hosts`.

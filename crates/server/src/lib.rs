@@ -13,6 +13,7 @@ mod cache;
 mod console;
 pub mod error;
 pub mod http;
+pub mod metrics;
 mod paging;
 pub mod wire;
 
@@ -61,11 +62,16 @@ pub struct AppState {
     sessions: console::Sessions,
     /// Served over TLS: the console's cookie is `Secure` and only `https` origins pass.
     https: bool,
+    /// The Prometheus families (`stockade serve --metrics-listen` serves them).
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
     /// State over a control plane, serving `regions`.
     pub fn new(control: Arc<Control>, regions: Vec<String>) -> AppState {
+        let metrics = metrics::Metrics::default();
+        let commits = metrics.commits();
+        control.observe_commits(move |took| commits.observe(took.as_secs_f64()));
         AppState {
             control,
             regions,
@@ -79,6 +85,7 @@ impl AppState {
             request_limits: Default::default(),
             sessions: Default::default(),
             https: false,
+            metrics,
         }
     }
 
@@ -158,6 +165,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let id = request_id();
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, state.request_limits.max_body).await else {
         return render_error(Format::Json, "stockade", &id, &ServerError::BodyTooLarge);
@@ -178,19 +186,37 @@ async fn rpc(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let state2 = state.clone();
     let commits = state.control.commits();
     // The store is synchronous (SQLite): run the request on the blocking pool.
-    let outcome = tokio::task::spawn_blocking(move || {
+    let (action, outcome) = tokio::task::spawn_blocking(move || {
         let query = parts.uri.query().unwrap_or_default();
-        handle(
+        let outcome = handle(
             &state2,
             &parts.method,
             &parts.headers,
             query,
             &body,
             &mut params,
-        )
+        );
+        // Named for the metrics even when refused, if it is an action of the table.
+        let action = params
+            .opt("Action")
+            .zip(params.opt("Version"))
+            .and_then(|(name, version)| Action::parse(&version, &name).ok());
+        (action, outcome)
     })
     .await
-    .unwrap_or_else(|e| Err(ServerError::internal(format!("request task: {e}"))));
+    .unwrap_or_else(|e| {
+        (
+            None,
+            Err(ServerError::internal(format!("request task: {e}"))),
+        )
+    });
+    let code = match &outcome {
+        Ok(_) => std::borrow::Cow::Borrowed("OK"),
+        Err(e) => model::EcsError::code(e),
+    };
+    state
+        .metrics
+        .request(action.map(Action::name), &code, started.elapsed());
     // Agent long polls wait for a commit; reads (most requests) must not wake them all.
     if state.control.commits() != commits {
         state.committed();

@@ -368,6 +368,10 @@ fn questions(rng: &mut StdRng, a: &Fleet, b: &Fleet) -> Vec<Vec<(String, String)
             ("SecurityGroupId.1", g),
         ]));
         out.push(p(&[
+            ("Action", "DescribeSecurityGroupRuleHits"),
+            ("SecurityGroupId", g),
+        ]));
+        out.push(p(&[
             ("Action", "PreviewSecurityGroupChange"),
             ("ChangeAction", "AuthorizeSecurityGroup"),
             ("SecurityGroupId", g),

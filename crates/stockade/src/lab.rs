@@ -195,6 +195,9 @@ struct Host {
     host_id: String,
     netns: String,
     agent_pid: u32,
+    /// Where its agent serves its Prometheus metrics (`--metrics-listen`, a free port).
+    #[serde(default)]
+    metrics_address: String,
     /// The host's own agent credential (`IssueAgentToken`): its agent reads this host's
     /// share and nothing else. The lab's fleet token is only for `lab status`.
     #[serde(default)]
@@ -345,7 +348,7 @@ pub(crate) fn lab(cmd: LabCommand) -> Result<()> {
                 .find(|h| h.host_id == args.host)
                 .with_context(|| format!("no host {} in this lab", args.host))?;
             stop_agent(host.agent_pid);
-            host.agent_pid = start_agent(&dir, &endpoint, &region, host)?;
+            (host.agent_pid, host.metrics_address) = start_agent(&dir, &endpoint, &region, host)?;
             println!(
                 "agent of {} restarted (pid {})",
                 host.host_id, host.agent_pid
@@ -638,7 +641,8 @@ fn up(args: &UpArgs) -> Result<()> {
             ("HostId", &lab.hosts[n].host_id),
         ])?;
         lab.hosts[n].agent_token = text(&issued["AgentToken"]);
-        lab.hosts[n].agent_pid = start_agent(dir, &endpoint, &region, &lab.hosts[n])?;
+        (lab.hosts[n].agent_pid, lab.hosts[n].metrics_address) =
+            start_agent(dir, &endpoint, &region, &lab.hosts[n])?;
         lab.save(dir)?;
     }
     step(
@@ -778,6 +782,7 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
             host_id: format!("h{h}"),
             netns: ns,
             agent_pid: 0,
+            metrics_address: String::new(),
             agent_token: String::new(),
         });
     }
@@ -926,18 +931,37 @@ fn build_namespaces(lab: &mut Lab, hosts: usize) -> Result<()> {
     Ok(())
 }
 
-fn start_agent(dir: &Path, endpoint: &str, region: &str, host: &Host) -> Result<u32> {
-    let log = std::fs::File::create(dir.join(format!("agent-{}.log", host.host_id)))?;
+/// Starts a host's agent, its metrics on a free local port; its pid and that address.
+fn start_agent(dir: &Path, endpoint: &str, region: &str, host: &Host) -> Result<(u32, String)> {
+    let path = dir.join(format!("agent-{}.log", host.host_id));
+    let log = std::fs::File::create(&path)?;
     let child = Command::new(std::env::current_exe()?)
         .args(["agent", "--server", endpoint, "--host-id", &host.host_id])
         .args(["--region", region, "--netns", &host.netns])
+        .args(["--metrics-listen", "127.0.0.1:0", "--hit-report-ms", "1000"])
         .env("STOCKADE_AGENT_TOKEN", &host.agent_token)
+        .env_remove("STOCKADE_AGENT_METRICS_LISTEN")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .context("cannot start the agent")?;
-    Ok(child.id())
+    // The agent prints the port it took before anything else.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(at) = text.lines().find_map(|l| l.strip_prefix("metrics on ")) {
+            return Ok((child.id(), at.to_string()));
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the agent of {} did not start: see {}",
+                host.host_id,
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn stop_agent(pid: u32) {
@@ -1016,8 +1040,8 @@ fn print_status(lab: &Lab) -> Result<()> {
         lab.name, lab.endpoint
     );
     println!(
-        "{:<6} {:<24} {:<9} {:<9} error",
-        "HOST", "NETNS", "AGENT", "REVISION"
+        "{:<6} {:<24} {:<9} {:<9} {:<22} error",
+        "HOST", "NETNS", "AGENT", "REVISION", "METRICS"
     );
     for h in &lab.hosts {
         let alive = Path::new(&format!("/proc/{}", h.agent_pid)).exists();
@@ -1027,7 +1051,7 @@ fn print_status(lab: &Lab) -> Result<()> {
             .map_or("-".to_string(), |r| r.to_string());
         let error = report.and_then(|r| r["Error"].as_str()).unwrap_or_default();
         println!(
-            "{:<6} {:<24} {:<9} {:<9} {error}",
+            "{:<6} {:<24} {:<9} {:<9} {:<22} {error}",
             h.host_id,
             h.netns,
             if alive {
@@ -1035,7 +1059,8 @@ fn print_status(lab: &Lab) -> Result<()> {
             } else {
                 "stopped".into()
             },
-            applied
+            applied,
+            h.metrics_address
         );
     }
     println!(

@@ -96,6 +96,14 @@ struct AgentArgs {
         default_value_t = RenderingArg::Linear
     )]
     rendering: RenderingArg,
+    /// Serve the agent's Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9465`; off when absent. Port 0 picks one and prints it.
+    #[arg(long, value_name = "ADDR", env = "STOCKADE_AGENT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Milliseconds between reads of the rule hit counters (a read that found hits is
+    /// reported to the server).
+    #[arg(long, default_value_t = 10_000)]
+    hit_report_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -442,19 +450,42 @@ fn run_agent(args: AgentArgs) -> Result<()> {
             .to_string(),
         _ => bail!("set STOCKADE_AGENT_TOKEN or --token-file"),
     };
-    agent::run(agent::AgentConfig {
-        server: args.server,
-        token,
-        host_id: args.host_id,
-        region: args.region,
-        reconcile: std::time::Duration::from_millis(args.reconcile_ms.max(50)),
-        cut_connections: !args.keep_established,
-        netns: args.netns,
-        rendering: match args.rendering {
-            RenderingArg::Flat => agent::Rendering::Flat,
-            RenderingArg::Linear => agent::Rendering::Linear,
+    let metrics = std::sync::Arc::new(agent::Metrics::default());
+    if let Some(addr) = args.metrics_listen {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        println!("metrics on {}", listener.local_addr()?);
+        let metrics = metrics.clone();
+        std::thread::spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(serve::metrics(listener, move || metrics.encode()))
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    agent::run(
+        agent::AgentConfig {
+            server: args.server,
+            token,
+            host_id: args.host_id,
+            region: args.region,
+            reconcile: std::time::Duration::from_millis(args.reconcile_ms.max(50)),
+            cut_connections: !args.keep_established,
+            netns: args.netns,
+            hit_interval: std::time::Duration::from_millis(args.hit_report_ms.max(100)),
+            rendering: match args.rendering {
+                RenderingArg::Flat => agent::Rendering::Flat,
+                RenderingArg::Linear => agent::Rendering::Linear,
+            },
         },
-    })?;
+        metrics,
+    )?;
     Ok(())
 }
 

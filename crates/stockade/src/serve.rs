@@ -87,6 +87,11 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the server's Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9464`; off when absent. A listener of its own, never the API's: the
+    /// metrics are the operator's. Port 0 picks one and prints it.
+    #[arg(long, value_name = "ADDR", env = "STOCKADE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     store: StoreArgs,
     /// Regions served, comma-separated (the first is the default).
@@ -315,6 +320,18 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             state = state.with_https();
         }
         let state = Arc::new(state);
+        if let Some(at) = args.metrics_listen {
+            let listener = std::net::TcpListener::bind(at)
+                .with_context(|| format!("cannot listen on {at} for metrics"))?;
+            println!("metrics on {}", listener.local_addr()?);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let encode = move || state.metrics.encode(&state);
+                if let Err(e) = metrics(listener, encode).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         tracing::info!("listening on {addr}");
         println!("listening on {addr}");
         let limits = server::http::HttpLimits {
@@ -333,6 +350,36 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         .await?;
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` with `encode`'s text (the OpenMetrics format) on `listener` until
+/// the process ends; `stockade serve` and `stockade agent` both do.
+pub(crate) async fn metrics(
+    listener: std::net::TcpListener,
+    encode: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let encode = encode.clone();
+            async move {
+                let text = tokio::task::spawn_blocking(encode)
+                    .await
+                    .unwrap_or_default();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        server::metrics::CONTENT_TYPE,
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 /// The token agents must present: `STOCKADE_AGENT_TOKEN`, or else one kept in

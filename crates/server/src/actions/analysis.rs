@@ -289,16 +289,22 @@ pub(super) fn audit(call: &Call) -> Result<Reply> {
             .collect::<Result<_, _>>()
             .map_err(|_| ServerError::invalid("RiskyPorts", list))?;
     }
-    let (mine, referenced) = call.query(|tx| {
+    // `unused-rule`: seconds without a hit (30 days unless asked; at most ten years).
+    let window = p
+        .number("UnusedRuleWindow", 1, 10 * 365 * 86_400)?
+        .unwrap_or(30 * 86_400);
+    let (mine, referenced, usage) = call.query(|tx| {
         for g in &only {
             tx.group(g)?;
         }
         Ok((
             tx.find_groups(&GroupFilter::default())?,
             tx.groups_referenced_by_others()?,
+            tx.rule_usage(window)?,
         ))
     })?;
     config.referenced_elsewhere = referenced;
+    config.usage = usage;
     config.labels = mine
         .iter()
         .map(|g| {

@@ -9,6 +9,7 @@
 
 pub(crate) mod analysis;
 mod groups;
+mod hits;
 mod instances;
 mod interfaces;
 mod options;
@@ -185,6 +186,7 @@ actions! {
         AllocatePublicIpAddress => instances::allocate_public_ip,
         DescribeFlowVerdict => analysis::flow_verdict,
         DescribeSecurityGroupAudit => analysis::audit,
+        DescribeSecurityGroupRuleHits => hits::describe,
         DescribeInstanceExposure => analysis::exposure,
         DescribeReachability => analysis::reachability,
         PreviewSecurityGroupChange => preview,

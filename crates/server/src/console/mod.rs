@@ -688,6 +688,12 @@ async fn group(
             &[("SecurityGroupId.1", &id)],
         )
         .await;
+    let hits = r
+        .get(
+            Action::DescribeSecurityGroupRuleHits,
+            &[("SecurityGroupId", &id)],
+        )
+        .await;
     let frame = with_failure(frame, &r);
     let q = query(&raw);
     let view = pages::GroupView {
@@ -703,6 +709,7 @@ async fn group(
             "SecurityGroupReference",
         ),
         editing: field(&q, "edit"),
+        hits: &hits,
     };
     html(StatusCode::OK, pages::group(&frame, &view))
 }

@@ -285,6 +285,24 @@ pub(crate) struct GroupView<'a> {
     pub(crate) references: &'a [Value],
     /// The rule being edited, if any.
     pub(crate) editing: &'a str,
+    /// `DescribeSecurityGroupRuleHits`'s answer: what each rule decided on real packets.
+    pub(crate) hits: &'a Value,
+}
+
+/// A count of decisions as a cell says it: `12 flows, last 2026-12-08T04:00:00Z`.
+fn hits_cell(hit: Option<&Value>) -> String {
+    let flows = hit.and_then(|h| h["NewFlows"].as_u64()).unwrap_or(0);
+    match flows {
+        0 => "none".into(),
+        1 => format!(
+            "1 flow, last {}",
+            text(hit.unwrap_or(&Value::Null), "LastHitTime")
+        ),
+        n => format!(
+            "{n} flows, last {}",
+            text(hit.unwrap_or(&Value::Null), "LastHitTime")
+        ),
+    }
 }
 
 /// The permissions of one direction, in the order the engine applies them within the group.
@@ -398,7 +416,14 @@ fn peer_kind_and_value(p: &Value, direction: &str) -> (&'static str, String) {
     ("cidr", String::new())
 }
 
-fn rules_table(frame: &Frame, group: &str, rules: &[&Value], direction: &str) -> Markup {
+fn rules_table(
+    frame: &Frame,
+    group: &str,
+    rules: &[&Value],
+    direction: &str,
+    hits: &[Value],
+) -> Markup {
+    let hit = |id: &str| hits.iter().find(|h| text(h, "SecurityGroupRuleId") == id);
     let (title, peer_label, revoke) = if direction == "ingress" {
         ("Inbound rules", "Source", Action::RevokeSecurityGroup)
     } else {
@@ -414,10 +439,10 @@ fn rules_table(frame: &Frame, group: &str, rules: &[&Value], direction: &str) ->
             thead { tr {
                 th scope="col" { "#" } th scope="col" { "Priority" } th scope="col" { "Policy" } th scope="col" { "Protocol" }
                 th scope="col" { "Port range" } th scope="col" { (peer_label) } th scope="col" { "Source ports" } th scope="col" { "NIC" }
-                th scope="col" { "Description" } th scope="col" { "Rule" } th scope="col" { "Actions" }
+                th scope="col" { "Description" } th scope="col" { "Rule" } th scope="col" { "Decided" } th scope="col" { "Actions" }
             } }
             tbody {
-                @if rules.is_empty() { tr { td colspan="11" { "No rules: " @if direction == "ingress" { "all inbound traffic is dropped, except as the intra-group policy allows." } @else { "all outbound traffic is accepted." } } } }
+                @if rules.is_empty() { tr { td colspan="12" { "No rules: " @if direction == "ingress" { "all inbound traffic is dropped, except as the intra-group policy allows." } @else { "all outbound traffic is accepted." } } } }
                 @for (n, p) in rules.iter().enumerate() {
                     @let id = text(p, "SecurityGroupRuleId");
                     tr id=(id) class=(text(p, "Policy").to_ascii_lowercase()) {
@@ -433,6 +458,7 @@ fn rules_table(frame: &Frame, group: &str, rules: &[&Value], direction: &str) ->
                         td { (text(p, "NicType")) }
                         td.description { (text(p, "Description")) }
                         td { code { (id) } }
+                        td.hits { (hits_cell(hit(&id))) }
                         td {
                             a href=(format!("/console/groups/{group}?edit={id}#rule-form")) aria-label=(format!("Edit rule {id}")) { "Edit" }
                             " "
@@ -591,8 +617,20 @@ pub(crate) fn group(frame: &Frame, view: &GroupView) -> Markup {
                 dt { "Intra-group policy" } dd { (policy) " (members " @if policy == "Accept" { "reach" } @else { "do not reach" } " each other when no rule decides)" }
                 dt { "Tags" } dd { @for (k, v) in &tag_list { span.tag { (k) "=" (v) } " " } }
             }
-            (rules_table(frame, &id, &inbound, "ingress"))
-            (rules_table(frame, &id, &outbound, "egress"))
+            @let rule_hits = items(view.hits, "RuleHits", "RuleHit");
+            (rules_table(frame, &id, &inbound, "ingress", rule_hits))
+            (rules_table(frame, &id, &outbound, "egress", rule_hits))
+            @let implicit = items(view.hits, "ImplicitHits", "ImplicitHit");
+            @let since = text(view.hits, "CountingSince");
+            p.hits-summary {
+                "Decided without a rule: "
+                @for (n, (decision, label)) in [("InnerAccessPolicy", "intra-group accept"), ("DefaultIngress", "default inbound drop"), ("DefaultEgress", "default outbound")].into_iter().enumerate() {
+                    @if n > 0 { "; " }
+                    (label) " " (hits_cell(implicit.iter().find(|h| text(h, "Decision") == decision)))
+                }
+                ". "
+                @if since.is_empty() { "No agent has counted yet." } @else { "Counted on real packets since " (since) "." }
+            }
             (rule_form(frame, &id, editing))
             section aria-labelledby="members-h" {
                 h2 #members-h { "Members" }

@@ -97,6 +97,8 @@ pub(crate) struct Member {
 pub(crate) struct Lab {
     server: Child,
     pub addr: String,
+    /// Where the server serves its Prometheus metrics.
+    pub metrics: String,
     /// The operator's AccessKey pair.
     pub operator: Keys,
     /// The other tenants' pairs (tenant `n` at `n - 1`).
@@ -191,13 +193,18 @@ impl Lab {
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_ID", AK)
             .env("STOCKADE_BOOTSTRAP_ACCESS_KEY_SECRET", SK)
             .env("STOCKADE_AGENT_TOKEN", TOKEN)
+            .env("STOCKADE_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        let mut metrics = String::new();
         let addr = loop {
             let line = lines.next().expect("server output").unwrap();
+            if let Some(at) = line.strip_prefix("metrics on ") {
+                metrics = at.to_string();
+            }
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.to_string();
             }
@@ -221,6 +228,7 @@ impl Lab {
         let mut lab = Lab {
             server,
             addr,
+            metrics,
             operator,
             tenants: tenant_keys,
             store,

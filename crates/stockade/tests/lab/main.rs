@@ -10,8 +10,10 @@
 
 mod differential;
 mod harness;
+mod hits;
 mod hostile;
 mod interfaces;
+mod metrics;
 mod prefix_lists;
 mod scenario;
 mod tenancy;
