@@ -208,7 +208,25 @@ impl Tx<'_> {
             let since_hit = r.opt_text(2)?.map(|t| age(&t));
             rules.insert(r.parsed(0)?, (observed, since_hit));
         }
-        Ok(Some(policy::audit::RuleUsage { window, rules }))
+        // Each group's decisions without a rule: its latest implicit hit.
+        let mut groups = BTreeMap::new();
+        for r in self.db.query(
+            "SELECT g.id, g.created_at, MAX(h.last_hit) FROM security_groups g
+             LEFT JOIN rule_hits h ON h.group_id = g.id AND h.region = g.region
+                                   AND h.subject IN ('InnerAccessPolicy', 'DefaultIngress', 'DefaultEgress')
+             WHERE g.account_id = ?1 AND g.region = ?2
+             GROUP BY g.id, g.created_at",
+            args![self.ctx.account.get() as i64, &self.ctx.region],
+        )? {
+            let observed = counting.min(age(&r.text(1)?));
+            let since_hit = r.opt_text(2)?.map(|t| age(&t));
+            groups.insert(r.parsed(0)?, (observed, since_hit));
+        }
+        Ok(Some(policy::audit::RuleUsage {
+            window,
+            rules,
+            groups,
+        }))
     }
 
     /// The counts of one of the caller's groups (another's is not found).

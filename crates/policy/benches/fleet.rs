@@ -131,6 +131,109 @@ fn fleet(scale: usize) -> Snapshot {
     }
 }
 
+/// The console's slow case (issue: the exposure page took 50 s): `instances` instances in one
+/// group of 200 rules (160 inbound, 40 outbound; distinct ports, VPC blocks and the group
+/// itself as peers), the same group for all, so every instance may reach every other.
+fn one_big_group(instances: usize) -> Snapshot {
+    let group: model::SecurityGroupId = "sg-big".parse().unwrap();
+    let mut permissions = Vec::new();
+    for r in 0..200u16 {
+        let direction = if r % 5 == 4 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
+        let port = 1000 + r;
+        let mut f = PermissionFields {
+            ip_protocol: Some("tcp".into()),
+            port_range: Some(format!("{port}/{}", port + r % 3)),
+            ..Default::default()
+        };
+        let cidr = match r % 4 {
+            0 => {
+                f.group_id = Some(group.to_string());
+                None
+            }
+            1 => Some("10.0.0.0/16".to_string()),
+            _ => Some(format!("10.0.0.{}/30", 10 + (r % 64) * 4)),
+        };
+        match direction {
+            Direction::Ingress => f.source_cidr_ip = cidr,
+            Direction::Egress => f.dest_cidr_ip = cidr,
+        }
+        permissions.push(
+            f.parse(
+                format!("sgr-b{r}").parse().unwrap(),
+                direction,
+                NetworkType::Vpc,
+            )
+            .expect("generated rule"),
+        );
+    }
+    Snapshot {
+        groups: vec![GroupPolicy {
+            group: SecurityGroup {
+                id: group.clone(),
+                owner: AccountId::new(1),
+                group_type: GroupType::Normal,
+                vpc_id: Some("vpc-fleet".parse().unwrap()),
+                inner_access_policy: InnerAccessPolicy::Drop,
+            },
+            permissions: permissions.into(),
+        }],
+        instances: (0..instances)
+            .map(|i| Instance {
+                id: format!("i-b{i}").parse().unwrap(),
+                attached_to: None,
+                owner: AccountId::new(1),
+                vpc_id: Some("vpc-fleet".parse().unwrap()),
+                private_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 10)) + i as u32),
+                secondary_ips: Vec::new(),
+                ipv4_prefixes: Vec::new(),
+                ipv6: None,
+                public_ip: None,
+                source_dest_check: true,
+                security_groups: vec![group.clone()],
+            })
+            .collect(),
+        prefix_lists: vec![],
+        port_range_lists: vec![],
+    }
+}
+
+/// One instance's exposure with the instances that reach each entry, as
+/// `DescribeInstanceExposure` answers it: each entry's sources worked out alone (how it was
+/// done) beside all entries at once (`reaching_all`), same engine, same run.
+fn exposure_answer(instances: usize) {
+    let snapshot = one_big_group(instances);
+    let engine = Engine::new(&snapshot).expect("one big group");
+    let target: model::MemberId = "i-b0".parse().unwrap();
+    let t = Instant::now();
+    let exposed =
+        policy::exposure::exposure(&engine, &target, NicType::Intranet).expect("exposure");
+    let exposure_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let each: Vec<Vec<model::MemberId>> = exposed
+        .iter()
+        .map(|e| policy::exposure::reaching_instances(&engine, &target, e).expect("reaching"))
+        .collect();
+    let per_entry = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let all = policy::exposure::reaching_all(&engine, &target, &exposed).expect("reaching");
+    let at_once = t.elapsed().as_secs_f64();
+    assert_eq!(each, all, "both ways find the same instances");
+    let pairs: usize = all.iter().map(Vec::len).sum();
+    println!(
+        "  one group of 200 rules, {instances} instances: exposure of one in {:.3} s ({} entries); \
+         reaching instances ({pairs} in all) per entry {:.3} s, all at once {:.3} s ({:.0}x)",
+        exposure_s,
+        exposed.len(),
+        per_entry,
+        at_once,
+        per_entry / at_once.max(1e-9)
+    );
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -194,5 +297,6 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let _ = engine.state().instances().count();
+    exposure_answer(if smoke { 30 } else { 120 });
     println!("  peak memory: {:.0} MiB\n", peak_rss_mib());
 }

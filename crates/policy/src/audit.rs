@@ -163,6 +163,9 @@ pub struct RuleUsage {
     /// Per rule: seconds its decisions have been counted (since counting began or it was
     /// made, whichever is later), and seconds since its last hit (`None`: never).
     pub rules: BTreeMap<SecurityGroupRuleId, (u64, Option<u64>)>,
+    /// Per group: the same for the group's decisions without a rule (intra-group accepts,
+    /// defaults); with its rules', what `unused-group` weighs for a group with members.
+    pub groups: BTreeMap<SecurityGroupId, (u64, Option<u64>)>,
 }
 
 /// `2d 3h`, `5h`, `40m`: a duration as a finding says it.
@@ -177,14 +180,44 @@ fn span(secs: u64) -> String {
 }
 
 /// `unused-rule`: rules that decided no flow within the window, counted for at least as
-/// long.
-fn unused_rules(state: &State, usage: &RuleUsage, out: &mut Vec<Finding>) {
+/// long; and `unused-group` for a group with members none of whose decisions, by rule or
+/// not, came within it (a group without members is the other `unused-group`).
+fn unused_by_traffic(state: &State, usage: &RuleUsage, out: &mut Vec<Finding>) {
+    let recent = |since: Option<u64>| since.is_some_and(|s| s < usage.window);
     for g in state.groups() {
+        let rules_recent = g
+            .rules()
+            .any(|(_, p)| usage.rules.get(&p.id).is_some_and(|(_, s)| recent(*s)));
+        if let Some(&(observed, since_hit)) = usage.groups.get(&g.group.id) {
+            if !g.members.is_empty()
+                && observed >= usage.window
+                && !recent(since_hit)
+                && !rules_recent
+            {
+                out.push(Finding {
+                    check: Check::UnusedGroup,
+                    severity: Severity::Low,
+                    group: g.group.id.clone(),
+                    rule: None,
+                    message: format!(
+                        "{} has {} but decided no flow in the last {} (counted for {})",
+                        g.group.id,
+                        match g.members.len() {
+                            1 => "1 instance".to_string(),
+                            n => format!("{n} instances"),
+                        },
+                        span(usage.window),
+                        span(observed)
+                    ),
+                    fix: "check whether its instances still need it; if not, have them leave and delete it".into(),
+                });
+            }
+        }
         for (_, p) in g.rules() {
             let Some(&(observed, since_hit)) = usage.rules.get(&p.id) else {
                 continue;
             };
-            if observed < usage.window || since_hit.is_some_and(|s| s < usage.window) {
+            if observed < usage.window || recent(since_hit) {
                 continue;
             }
             let last = match since_hit {
@@ -661,7 +694,7 @@ pub fn audit(state: &State, cfg: &AuditConfig) -> Vec<Finding> {
         }
     }
     if let Some(usage) = &cfg.usage {
-        unused_rules(state, usage, &mut out);
+        unused_by_traffic(state, usage, &mut out);
     }
     out.sort_by(|a, b| {
         b.severity

@@ -6,7 +6,8 @@
 //! `PortRange` as `"22/22"`, `SourceGroupId`, ...), so a file can be written by hand from
 //! what `DescribeSecurityGroupAttribute` and `DescribeInstances` return, and every rule is
 //! validated by the same parser, with the same ECS error codes, as an API request. The format
-//! is documented in the README; `examples/policy.json` is a complete example.
+//! is documented in `docs/reference.md` ("Policy files"); `examples/policy.json` is a complete
+//! example.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -309,3 +309,65 @@ fn the_internet_part_of_source_blocks() {
         .iter()
         .any(|n| n.contains(&"1.1.1.1".parse::<std::net::IpAddr>().unwrap())));
 }
+
+#[test]
+fn traffic_decides_what_is_unused_once_counted_long_enough() {
+    use policy::audit::RuleUsage;
+    let mut w = World::new();
+    w.group("sg-a").group("sg-idle").group("sg-empty");
+    used_group(&mut w, "sg-a");
+    used_group(&mut w, "sg-idle");
+    let busy = w.rule("sg-a", "in accept 1 tcp 22/22 peer=10.0.0.0/8");
+    let quiet = w.rule("sg-a", "in accept 1 tcp 23/23 peer=10.0.0.0/8");
+    let state = State::from_snapshot(&w.snapshot).unwrap();
+    let day = 86_400;
+    let run = |usage: RuleUsage| {
+        let cfg = AuditConfig {
+            usage: Some(usage),
+            ..AuditConfig::default()
+        };
+        let mut got: Vec<(String, String, Option<String>)> = audit(&state, &cfg)
+            .into_iter()
+            .filter(|f| f.check.as_str().starts_with("unused"))
+            .map(|f| {
+                (
+                    f.check.to_string(),
+                    f.group.to_string(),
+                    f.rule.map(|r| r.to_string()),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let counted = |observed: u64| RuleUsage {
+        window: 30 * day,
+        rules: [
+            (busy.parse().unwrap(), (observed, Some(day))),
+            (quiet.parse().unwrap(), (observed, None)),
+        ]
+        .into(),
+        groups: [
+            ("sg-a".parse().unwrap(), (observed, None)),
+            ("sg-idle".parse().unwrap(), (observed, None)),
+            ("sg-empty".parse().unwrap(), (observed, None)),
+        ]
+        .into(),
+    };
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        run(counted(40 * day)),
+        vec![
+            (s("unused-group"), s("sg-empty"), None),
+            (s("unused-group"), s("sg-idle"), None),
+            (s("unused-rule"), s("sg-a"), Some(quiet.clone())),
+        ],
+        "the rule no flow used, the group with a member none of whose decisions came, and \
+         the group without members; not the group whose rule decided a flow yesterday"
+    );
+    assert_eq!(
+        run(counted(2 * day)),
+        vec![(s("unused-group"), s("sg-empty"), None)],
+        "counted for two days of a thirty-day window: nothing is called unused by traffic"
+    );
+}

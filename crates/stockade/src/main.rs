@@ -114,7 +114,7 @@ enum RenderingArg {
 
 #[derive(Debug, clap::Args)]
 struct ExplainArgs {
-    /// Policy snapshot file (JSON; see README "Policy files").
+    /// Policy snapshot file (JSON; see docs/reference.md, "Policy files").
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
     /// Source: an instance id (`i-...`), a secondary interface id (`eni-...`, an entry of
@@ -149,7 +149,7 @@ struct ExplainArgs {
 
 #[derive(Debug, clap::Args)]
 struct AuditArgs {
-    /// Policy snapshot file (JSON; see README "Policy files").
+    /// Policy snapshot file (JSON; see docs/reference.md, "Policy files").
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
     /// Ports that must not be open to the internet.
@@ -169,7 +169,7 @@ struct AuditArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExposureArgs {
-    /// Policy snapshot file (JSON; see README "Policy files").
+    /// Policy snapshot file (JSON; see docs/reference.md, "Policy files").
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
     /// The instance.
@@ -194,7 +194,7 @@ struct ExposureArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReachArgs {
-    /// Policy snapshot file (JSON; see README "Policy files").
+    /// Policy snapshot file (JSON; see docs/reference.md, "Policy files").
     #[arg(long, value_name = "FILE.json")]
     policy: PathBuf,
     /// Services to probe (`tcp:PORT`, `udp:PORT`, `icmp`, `gre`).

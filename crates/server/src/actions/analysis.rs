@@ -338,7 +338,8 @@ pub fn exposure_json(
     let mut items = Vec::with_capacity(exposed.len());
     let state = evaluator.state();
     let owner = state.instance(instance)?.owner;
-    for e in exposed {
+    let reaching_each = policy::exposure::reaching_all(evaluator, instance, exposed)?;
+    for (e, reaching) in exposed.iter().zip(reaching_each) {
         let (group, rule) = match &e.decided_by {
             DecidedBy::Rule { group, rule, .. } => (group.to_string(), rule.to_string()),
             DecidedBy::InnerAccessPolicy(g) => (g.to_string(), String::new()),
@@ -370,7 +371,7 @@ pub fn exposure_json(
                 String::new(),
             ),
         };
-        let reaching: Vec<String> = policy::exposure::reaching_instances(evaluator, instance, e)?
+        let reaching: Vec<String> = reaching
             .iter()
             .filter(|i| visible(i))
             .map(ToString::to_string)

@@ -258,7 +258,23 @@ fn rules_count_the_flows_they_decide_on_real_packets() {
     );
 
     // The audit: the rule that never decided a flow is unused once counted for the window;
-    // the others decided one within it.
+    // the others decided one within it. A group A1 joins that decides nothing (its flows
+    // are all decided by the first group's rules) is unused though it has a member.
+    let vpc = lab.vpc_id();
+    let idle = lab.call(&[
+        ("Action", "CreateSecurityGroup"),
+        ("VpcId", &vpc),
+        ("SecurityGroupName", "idle"),
+    ])["SecurityGroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.call(&[
+        ("Action", "JoinSecurityGroup"),
+        ("InstanceId", &a1.id),
+        ("SecurityGroupId", &idle),
+    ]);
+    lab.wait_applied();
     std::thread::sleep(Duration::from_secs(3));
     assert!(probe(22) && !probe(23));
     let _ = grown(
@@ -270,6 +286,7 @@ fn rules_count_the_flows_they_decide_on_real_packets() {
     let audit = lab.call(&[
         ("Action", "DescribeSecurityGroupAudit"),
         ("SecurityGroupId.1", &g),
+        ("SecurityGroupId.2", &idle),
         ("UnusedRuleWindow", "3"),
     ]);
     let unused: Vec<&str> = audit["Findings"]["Finding"]
@@ -280,6 +297,14 @@ fn rules_count_the_flows_they_decide_on_real_packets() {
         .map(|f| f["SecurityGroupRuleId"].as_str().unwrap())
         .collect();
     assert_eq!(unused, [r9999.as_str()], "{audit}");
+    let idle_groups: Vec<&str> = audit["Findings"]["Finding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["Check"] == "unused-group")
+        .map(|f| f["SecurityGroupId"].as_str().unwrap())
+        .collect();
+    assert_eq!(idle_groups, [idle.as_str()], "{audit}");
     let fresh = lab.call(&[
         ("Action", "DescribeSecurityGroupAudit"),
         ("SecurityGroupId.1", &g),
