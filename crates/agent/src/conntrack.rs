@@ -16,7 +16,7 @@ use crate::{host_command, AgentError};
 
 /// One tracked flow, in its original direction (listed by the backend's ctnetlink dump,
 /// or read from `conntrack -L` by [`list`]).
-pub use nft::Tracked;
+pub use netfilter::Tracked;
 
 /// A local interface address as tracked flows name it: the zone (which VPC) and the
 /// address. Overlapping VPCs on one host share addresses, never zones.

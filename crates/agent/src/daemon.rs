@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use model::MemberId;
-use nft::{Backend, NftCli};
+use netfilter::{Backend, NftCli};
 use serde_json::{json, Value};
 
 use crate::feed::{FeedClient, Follower, Update};

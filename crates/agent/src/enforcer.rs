@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use model::{MemberId, NicType, SecurityGroupId, VpcId};
-use nft::{render_as, render_reusing, Attachment, Backend, Rendering, Ruleset, Zones};
+use netfilter::Backend;
+use nft::{render_as, render_reusing, Attachment, Rendering, Ruleset, Zones};
 use policy::{Engine, GroupPolicy, State};
 
 use crate::feed::HostPolicy;

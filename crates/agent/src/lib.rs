@@ -40,7 +40,7 @@ pub enum AgentError {
     Policy(String),
     /// nftables refused or could not be run.
     #[error(transparent)]
-    Nft(#[from] nft::NftError),
+    Nft(#[from] netfilter::NftError),
     /// A helper command (`ip`, `conntrack`) failed.
     #[error("{0}")]
     Command(String),

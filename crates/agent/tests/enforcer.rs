@@ -3,7 +3,8 @@
 use agent::feed::{HostPolicy, Placed};
 use agent::Enforcer;
 use model::NicType;
-use nft::{Attachment, FakeBackend};
+use netfilter::FakeBackend;
+use nft::Attachment;
 
 fn policy(revision: u64, edit: impl FnOnce(&mut policy::Snapshot)) -> HostPolicy {
     let text = std::fs::read_to_string(concat!(

@@ -4,8 +4,9 @@
 //! interfaces of the instances placed there) to a [`Ruleset`] value. A ruleset prints as one
 //! atomic `nft -f` script that replaces the whole table ([`Ruleset::full_script`]), or as
 //! the smallest script that turns another ruleset into it ([`Ruleset::diff_script`]): a
-//! member joining a group is then one set-element update. The [`Backend`] trait applies
-//! scripts: [`NftCli`] drives the real `nft`, [`FakeBackend`] records them for tests.
+//! member joining a group is then one set-element update. This crate does no I/O: the
+//! `netfilter` crate applies the scripts to the kernel (libnftables, the `nft` program,
+//! netlink) and holds the fake backend tests use.
 //!
 //! The table layout (DESIGN.md §6):
 //! - `chain forward` (hook forward): established and related packets accepted first,
@@ -18,16 +19,12 @@
 //!   and for prefix lists (`p4_…`, `p6_…`).
 //! - An instance whose policy cannot be rendered maps to `drop`: fail closed.
 
-mod backend;
 pub mod counters;
 mod flat;
-mod libnft;
-mod netlink;
 mod render;
 
-pub use backend::{Backend, FakeBackend, NftCli, NftError, Tracked};
 pub use flat::{VerdictMap, MAX_CELLS};
 pub use render::{
     render, render_as, render_reusing, Attachment, Family, Rendering, Rule, Ruleset, Set,
-    SetElements, SetKind, SetName, SetType, Verdict, Zones, ARP_TABLE, TABLE,
+    SetElements, SetKind, SetName, SetType, Verdict, Zones, ARP_TABLE, MAX_ELEMENTS, TABLE,
 };

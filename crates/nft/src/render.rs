@@ -14,6 +14,10 @@ use policy::State;
 use crate::counters;
 use crate::flat::{self, ChainPolicy, VerdictMap};
 
+/// Most set elements one [`SetElements`] change carries: a backend sends a change this
+/// size as one netlink batch, and a bigger one goes as `nft` text.
+pub const MAX_ELEMENTS: usize = 1024;
+
 /// The one table Stockade owns in the host's network namespace (family `inet`).
 pub const TABLE: &str = "stockade";
 
@@ -230,10 +234,8 @@ pub struct Set {
     pub elements: BTreeSet<String>,
 }
 
-/// Addresses added to or deleted from one named set: the change [`Backend::apply_elements`]
-/// sends without a script.
-///
-/// [`Backend::apply_elements`]: crate::Backend::apply_elements
+/// Addresses added to or deleted from one named set: the change a backend sends without a
+/// script (`netfilter::Backend::apply_elements`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetElements {
     /// The set's name.
@@ -1084,7 +1086,7 @@ impl Ruleset {
 
     /// When `self` differs from `old` (what the table holds) only by elements of address
     /// sets, the usual membership change: those changes, deletions first, each set's
-    /// elements in one change. `None` otherwise, or past [`crate::netlink::MAX_ELEMENTS`].
+    /// elements in one change. `None` otherwise, or past [`MAX_ELEMENTS`].
     pub fn element_changes(&self, old: &Ruleset) -> Option<Vec<SetElements>> {
         let same_chains = self.chains.len() == old.chains.len()
             && self
@@ -1479,9 +1481,9 @@ impl ElementChanges {
         Some(())
     }
 
-    /// The changes, deletions first; `None` past [`crate::netlink::MAX_ELEMENTS`].
+    /// The changes, deletions first; `None` past [`MAX_ELEMENTS`].
     fn finish(mut self) -> Option<Vec<SetElements>> {
-        if self.count > crate::netlink::MAX_ELEMENTS {
+        if self.count > MAX_ELEMENTS {
             return None;
         }
         self.deleted.append(&mut self.added);

@@ -40,7 +40,8 @@ use agent::Enforcer;
 use model::{
     AccountId, GroupType, InnerAccessPolicy, Instance, NicType, PermissionFields, SecurityGroup,
 };
-use nft::{render_as, Attachment, Backend, NftCli, Rendering};
+use netfilter::{Backend, NftCli};
+use nft::{render_as, Attachment, Rendering};
 use policy::{GroupPolicy, Snapshot, State};
 
 fn quick() -> bool {

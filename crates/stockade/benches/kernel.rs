@@ -32,7 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use model::{Direction, Instance, NetworkType, NicType, PermissionFields};
-use nft::{render_as, Attachment, Backend, NftCli, Rendering};
+use netfilter::{Backend, NftCli};
+use nft::{render_as, Attachment, Rendering};
 use policy::{GroupPolicy, Snapshot, State};
 
 /// Set in the helper processes this benchmark starts inside the namespaces.

@@ -6,9 +6,8 @@
 //! operator reads in `nft list ruleset`, so the renderer, its snapshot tests and the backend
 //! all speak text. Each `nft -f` run is one netlink batch: one atomic transaction.
 //!
-//! This module is the one place of the `nft` crate that starts processes; the renderer is
-//! pure, which `clippy.toml` enforces everywhere else in the crate.
-#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+//! This crate, not `nft`, starts processes and opens sockets: the renderer stays pure, which
+//! the crate graph and `nft`'s `clippy.toml` enforce.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -19,8 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
-use crate::render::SetElements;
-use crate::{ARP_TABLE, TABLE};
+use nft::{SetElements, ARP_TABLE, TABLE};
 
 /// Why nftables refused or could not be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -63,11 +61,11 @@ pub trait Backend {
     fn delete_table(&mut self) -> Result<(), NftError>;
     /// The table's named counters with their values, as `nft list counters` prints them
     /// (empty when the table does not exist, or the backend keeps none): see
-    /// [`crate::counters::parse_counters`].
+    /// [`nft::counters::parse_counters`].
     fn list_counters(&mut self) -> Result<String, NftError> {
         Ok(String::new())
     }
-    /// Applies set element changes ([`crate::Ruleset::element_changes`]) as one atomic
+    /// Applies set element changes ([`nft::Ruleset::element_changes`]) as one atomic
     /// transaction; `script` is the same change as text, which is what a backend without a
     /// faster way applies.
     fn apply_elements(&mut self, changes: &[SetElements], script: &str) -> Result<(), NftError> {

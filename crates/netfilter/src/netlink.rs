@@ -18,9 +18,9 @@ use std::os::fd::OwnedFd;
 use rustix::net::netlink::{SocketAddrNetlink, NETFILTER};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
+use nft::{SetElements, TABLE};
+
 use crate::backend::{NftError, Tracked};
-use crate::render::SetElements;
-use crate::TABLE;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -59,9 +59,6 @@ const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
-
-/// Most elements sent this way in one transaction; bigger changes go through `nft`.
-pub(crate) const MAX_ELEMENTS: usize = 1024;
 
 /// A netfilter netlink socket in the calling thread's network namespace.
 pub(crate) fn socket() -> Result<OwnedFd, NftError> {
