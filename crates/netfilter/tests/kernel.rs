@@ -8,35 +8,13 @@
 
 use std::process::Command;
 
-use model::NicType;
 use netfilter::{Backend, NftCli, NftError, Tracked};
-use nft::{render, render_as, Attachment, Rendering};
-use policy::{Change, State};
+use nft::{render, render_as, Rendering};
+use policy::Change;
 
-fn example_state() -> State {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/policy.json"
-    ))
-    .unwrap();
-    State::from_snapshot(&policy::document::parse(&text).unwrap()).unwrap()
-}
-
-fn attachments(state: &State) -> Vec<Attachment> {
-    let mut out: Vec<Attachment> = state
-        .instances()
-        .map(|i| Attachment {
-            instance: i.id.clone(),
-            nic_type: NicType::Intranet,
-            interface: format!("v{}", &i.id.as_str()[2..]),
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Both renderings, with the suffix of their snapshot files.
-const RENDERINGS: [(Rendering, &str); 2] = [(Rendering::Linear, ""), (Rendering::Flat, "_flat")];
+#[path = "../../nft/tests/example/mod.rs"]
+mod example;
+use example::{attachments, example_state, RENDERINGS};
 
 /// A network namespace for one test, deleted when dropped (even when the test fails).
 struct Netns(String);

@@ -6,29 +6,10 @@
 
 use model::NicType;
 use nft::{render, render_as, Attachment, Rendering, Verdict};
-use policy::{Change, State};
+use policy::Change;
 
-fn example_state() -> State {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/policy.json"
-    ))
-    .unwrap();
-    State::from_snapshot(&policy::document::parse(&text).unwrap()).unwrap()
-}
-
-fn attachments(state: &State) -> Vec<Attachment> {
-    let mut out: Vec<Attachment> = state
-        .instances()
-        .map(|i| Attachment {
-            instance: i.id.clone(),
-            nic_type: NicType::Intranet,
-            interface: format!("v{}", &i.id.as_str()[2..]),
-        })
-        .collect();
-    out.sort();
-    out
-}
+mod example;
+use example::{attachments, example_state, RENDERINGS};
 
 /// Compares with `tests/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites the file instead.
 fn snapshot(name: &str, actual: &str) {
@@ -42,9 +23,6 @@ fn snapshot(name: &str, actual: &str) {
         "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
     );
 }
-
-/// Both renderings, with the suffix of their snapshot files.
-const RENDERINGS: [(Rendering, &str); 2] = [(Rendering::Linear, ""), (Rendering::Flat, "_flat")];
 
 #[test]
 fn example_policy_renders_as_the_snapshot() {

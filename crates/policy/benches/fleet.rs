@@ -155,7 +155,7 @@ fn one_big_group(instances: usize) -> Snapshot {
                 None
             }
             1 => Some("10.0.0.0/16".to_string()),
-            _ => Some(format!("10.0.0.{}/30", 10 + (r % 64) * 4)),
+            _ => Some(format!("10.0.0.{}/30", 8 + (r % 60) * 4)),
         };
         match direction {
             Direction::Ingress => f.source_cidr_ip = cidr,

@@ -289,22 +289,26 @@ fn rules_count_the_flows_they_decide_on_real_packets() {
         ("SecurityGroupId.2", &idle),
         ("UnusedRuleWindow", "3"),
     ]);
-    let unused: Vec<&str> = audit["Findings"]["Finding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["Check"] == "unused-rule")
-        .map(|f| f["SecurityGroupRuleId"].as_str().unwrap())
-        .collect();
-    assert_eq!(unused, [r9999.as_str()], "{audit}");
-    let idle_groups: Vec<&str> = audit["Findings"]["Finding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["Check"] == "unused-group")
-        .map(|f| f["SecurityGroupId"].as_str().unwrap())
-        .collect();
-    assert_eq!(idle_groups, [idle.as_str()], "{audit}");
+    // What the findings of one check name (their `field`).
+    let found = |check: &str, field: &str| -> Vec<String> {
+        audit["Findings"]["Finding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["Check"] == check)
+            .map(|f| f[field].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        found("unused-rule", "SecurityGroupRuleId"),
+        std::slice::from_ref(&r9999),
+        "{audit}"
+    );
+    assert_eq!(
+        found("unused-group", "SecurityGroupId"),
+        std::slice::from_ref(&idle),
+        "{audit}"
+    );
     let fresh = lab.call(&[
         ("Action", "DescribeSecurityGroupAudit"),
         ("SecurityGroupId.1", &g),

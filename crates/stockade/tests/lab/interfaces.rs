@@ -105,15 +105,7 @@ fn a_secondary_interface_holds_its_own_groups_and_detaching_cuts_it() {
             &format!("sk{name}0i"),
         ],
     ] {
-        let out = std::process::Command::new("ip")
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ip(&args);
     }
     authorize(&lab, &vpc_group, "6000/6000", ("SourceGroupId", &vpc_group));
     lab.wait_applied();
@@ -183,15 +175,7 @@ fn a_secondary_interface_holds_its_own_groups_and_detaching_cuts_it() {
             &format!("sk{name}0i"),
         ],
     ] {
-        let out = std::process::Command::new("ip")
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ip(&args);
     }
     assert_eq!(
         (to_c(inside), to_c(outside)),
@@ -254,5 +238,18 @@ fn a_secondary_interface_holds_its_own_groups_and_detaching_cuts_it() {
     assert!(
         from_b(&eni_ip, 80),
         "attached again, it carries traffic again"
+    );
+}
+
+/// Runs `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
