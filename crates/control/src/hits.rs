@@ -107,6 +107,12 @@ impl Control {
     /// counts from now if it did not already. Rules and groups the region does not hold
     /// (revoked or deleted since) are dropped.
     pub fn record_hits(&self, region: &str, hits: &[Hit]) -> Result<()> {
+        // Most reports carry no hits: once the region counts, they cost no transaction (a
+        // write per report would be a write per host per change).
+        let counting = || self.counting.lock().unwrap_or_else(|e| e.into_inner());
+        if hits.is_empty() && counting().contains(region) {
+            return Ok(());
+        }
         self.with_write(true, |db| {
             db.execute(
                 "INSERT INTO hit_counting (region, since) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -142,7 +148,9 @@ impl Control {
                 }
             }
             Ok(())
-        })
+        })?;
+        counting().insert(region.to_string());
+        Ok(())
     }
 }
 

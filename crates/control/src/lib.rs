@@ -125,6 +125,9 @@ pub struct Control {
     commits: std::sync::atomic::AtomicU64,
     /// Told the duration of every commit (see [`Control::observe_commits`]).
     commit_observer: std::sync::OnceLock<CommitObserver>,
+    /// Regions this handle knows count rule hits already (`record_hits`): an agent's report
+    /// without hits then writes nothing.
+    counting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Where the state lives.
@@ -302,6 +305,7 @@ impl Control {
             key,
             commits: Default::default(),
             commit_observer: Default::default(),
+            counting: Default::default(),
         };
         control.open_checks()?;
         Ok(control)
@@ -316,6 +320,7 @@ impl Control {
             key,
             commits: Default::default(),
             commit_observer: Default::default(),
+            counting: Default::default(),
         };
         control.open_checks()?;
         Ok(control)
