@@ -427,12 +427,9 @@ impl<B: Backend> Enforcer<B> {
         }
         // Someone committed since (maybe to another table): the listing tells. Without one
         // taken in between, what the table should hold cannot be told from it: replaced.
-        let drifted = match self.fingerprint.is_some() {
-            true => {
-                let now = self.listing()?;
-                self.fingerprint.as_ref() != Some(&now)
-            }
-            false => true,
+        let drifted = self.fingerprint.is_none() || {
+            let now = self.listing()?;
+            self.fingerprint.as_ref() != Some(&now)
         };
         if drifted {
             self.applied = None;

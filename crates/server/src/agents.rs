@@ -435,10 +435,20 @@ pub(crate) async fn status(
         Ok(hits) => hits,
         Err(e) => return failure(&e),
     };
+    let host_id: model::HostId = match host.parse() {
+        Ok(h) => h,
+        Err(e) => return failure(&ServerError::from(e)),
+    };
     // Recorded before the report is acknowledged: an agent clears what it counted only
     // once the server has it.
     let recorder = state.clone();
     let recorded = blocking(move || {
+        let hits = if hits.is_empty() {
+            hits
+        } else {
+            let at = region_at(&recorder, &region, 0)?;
+            own_hits(&at, &host_id, hits)
+        };
         recorder
             .control
             .record_hits(&region, &hits)
@@ -451,6 +461,28 @@ pub(crate) async fn status(
     let host = host.to_string();
     state.seen(&host, Some(report));
     Json(json!({"RequestId": request_id()})).into_response()
+}
+
+/// The hits a host may report: those of the groups of the members bound to it, where its
+/// kernel decides. A host's credential must not let it write counts into groups whose
+/// instances it does not carry (another tenant's audit reads them); the rest are dropped.
+fn own_hits(at: &RegionAt, host: &model::HostId, hits: Vec<control::Hit>) -> Vec<control::Hit> {
+    let placed = at.bound.get(host).map_or(&[][..], Vec::as_slice);
+    let local: BTreeSet<model::MemberId> = placed.iter().filter_map(|p| p.member()).collect();
+    let groups: BTreeSet<&model::SecurityGroupId> = (at.snapshot.instances.iter())
+        .filter(|i| local.contains(&i.id))
+        .flat_map(|i| &i.security_groups)
+        .collect();
+    let rules: BTreeSet<&model::SecurityGroupRuleId> = (at.snapshot.groups.iter())
+        .filter(|g| groups.contains(&g.group.id))
+        .flat_map(|g| g.permissions.iter().map(|p| &p.id))
+        .collect();
+    hits.into_iter()
+        .filter(|h| match &h.subject {
+            control::HitSubject::Rule(r) => rules.contains(r),
+            control::HitSubject::Implicit(gs, _) => gs.iter().all(|g| groups.contains(g)),
+        })
+        .collect()
 }
 
 /// The `Hits` of an agent's report: each a rule or an implicit decision of groups, with

@@ -794,3 +794,111 @@ async fn a_hosts_agent_token_reads_and_reports_for_that_host_only_until_revoked(
     let (status, _) = get(&app, &signed_operator(&params), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A status report of `host` carrying hits, with `token`.
+async fn report_hits(app: &axum::Router, token: &str, host: &str, hits: Value) -> StatusCode {
+    let body = serde_json::json!({"HostId": host, "Revision": 1, "Hits": hits});
+    let request = Request::post("/agent/v1/status")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_host_adds_hit_counts_only_to_the_groups_of_instances_it_carries() {
+    let (_dir, app) = two_accounts();
+    let (sg, instance) = group_and_instance(&app).await;
+    let eni = primary_interfaces(&app, &[instance]).await.remove(0);
+    place(&app, &eni, Some("h2")).await;
+    api(
+        &app,
+        &[
+            ("Action", "AuthorizeSecurityGroup"),
+            ("SecurityGroupId", &sg),
+            ("IpProtocol", "tcp"),
+            ("PortRange", "22/22"),
+            ("SourceCidrIp", "10.0.0.0/8"),
+        ],
+    )
+    .await;
+    let rule = api(
+        &app,
+        &[
+            ("Action", "DescribeSecurityGroupAttribute"),
+            ("SecurityGroupId", &sg),
+        ],
+    )
+    .await["Permissions"]["Permission"][0]["SecurityGroupRuleId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The feed has made the region's policy with the placement (as agents' polls do).
+    let (status, _) = get(&app, "/agent/v1/policy?host=h2", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, h1) = issue(&app, "IssueAgentToken", "h1").await;
+    let (_, h2) = issue(&app, "IssueAgentToken", "h2").await;
+    let (h1, h2) = (
+        h1["AgentToken"].as_str().unwrap().to_string(),
+        h2["AgentToken"].as_str().unwrap().to_string(),
+    );
+    let hits = |n: u64| {
+        serde_json::json!([
+            {"SecurityGroupRuleId": rule, "Packets": n, "Bytes": n * 60, "FirstHit": 1_800_000_000u64, "LastHit": 1_800_000_001u64},
+            {"SecurityGroupIds": [sg], "Decision": "DefaultIngress", "Packets": n, "Bytes": n * 60, "FirstHit": 1_800_000_000u64, "LastHit": 1_800_000_001u64},
+        ])
+    };
+    let counts = || async {
+        let got = api(
+            &app,
+            &[
+                ("Action", "DescribeSecurityGroupRuleHits"),
+                ("SecurityGroupId", &sg),
+            ],
+        )
+        .await;
+        let default = got["ImplicitHits"]["ImplicitHit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["Decision"] == "DefaultIngress")
+            .unwrap()["NewFlows"]
+            .as_u64()
+            .unwrap();
+        (
+            got["RuleHits"]["RuleHit"][0]["NewFlows"].as_u64().unwrap(),
+            default,
+        )
+    };
+    // h1 carries none of the group's instances: its report is taken, its counts dropped.
+    assert_eq!(
+        report_hits(&app, &h1, "h1", hits(1000)).await,
+        StatusCode::OK
+    );
+    assert_eq!(counts().await, (0, 0));
+    // h2 carries one: counted, and added to on every report.
+    assert_eq!(report_hits(&app, &h2, "h2", hits(3)).await, StatusCode::OK);
+    assert_eq!(report_hits(&app, &h2, "h2", hits(2)).await, StatusCode::OK);
+    assert_eq!(counts().await, (5, 5));
+    // Not another host's name with h2's token, and not a tenant's read of the counts.
+    assert_eq!(
+        report_hits(&app, &h2, "h1", hits(1)).await,
+        StatusCode::FORBIDDEN
+    );
+    let params = [
+        ("Version", "2014-05-26"),
+        ("RegionId", "cn-hangzhou"),
+        ("Action", "DescribeSecurityGroupRuleHits"),
+        ("SecurityGroupId", sg.as_str()),
+    ];
+    let (status, body) = get(&app, &signed_other(&params), None).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            Some("InvalidSecurityGroupId.NotFound")
+        ),
+        "{body}"
+    );
+}
